@@ -1,0 +1,181 @@
+// Package pipeline defines the one interface every part of dnsedge's query
+// path speaks: a Handler answers one Request. Listeners build the Request and
+// own the wire; middleware wrap handlers; the forward handler ends the chain.
+//
+// The package imports only miekg/dns so that listeners and middleware can
+// both depend on it without cycles.
+package pipeline
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// A Handler answers one query.
+//
+// Three outcomes are allowed: (msg, nil) answers with msg; (nil, err) makes
+// the listener answer SERVFAIL with an Extended DNS Error (RFC 8914) taken
+// from a *Error in err's chain when there is one; (nil, ErrDrop) sends
+// nothing. (nil, nil) is a bug in the handler: the listener logs it and
+// answers SERVFAIL.
+//
+// req.Msg is read-only: a handler that needs a changed message works on a
+// copy. Implementations must be safe for concurrent use.
+type Handler interface {
+	ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error)
+}
+
+// HandlerFunc adapts a function to a Handler.
+type HandlerFunc func(ctx context.Context, req *Request) (*dns.Msg, error)
+
+// ServeDNS calls f.
+func (f HandlerFunc) ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error) {
+	return f(ctx, req)
+}
+
+// Middleware wraps a handler. Post-processing is done by calling next and
+// working on what it returns.
+type Middleware func(next Handler) Handler
+
+// Chain returns h wrapped by mws, the first middleware outermost: Chain(h,
+// a, b) serves a query through a, then b, then h. It is built once per
+// configuration generation, never per query.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+// Kind names the listener a query arrived on.
+type Kind uint8
+
+// Listener kinds.
+const (
+	KindUDP Kind = iota + 1
+	KindTCP
+	KindDoT
+	KindDoH
+	KindDoQ
+	KindInternal // queries dnsedge makes itself (diagnose, prefetch)
+)
+
+var kindNames = [...]string{"", "udp", "tcp", "dot", "doh", "doq", "internal"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// Request is one query and what the edge knows about it. Listeners fill it
+// once; middleware may set the fields documented as theirs (Tags, Route,
+// ECS, TraceID) on the request they were given, since a Request belongs to
+// exactly one query and is never shared between goroutines serving it
+// concurrently.
+type Request struct {
+	// Msg is the query as received (ID included). Read-only.
+	Msg *dns.Msg
+	// Client is the source address of the query; Local the address it
+	// arrived on.
+	Client netip.AddrPort
+	Local  netip.AddrPort
+	// Listener is the kind of listener that received the query.
+	Listener Kind
+	// ClientID identifies the client where the transport carries one
+	// (DoH path, DoT/DoQ SNI label); empty otherwise.
+	ClientID string
+	// TLS is the connection state on encrypted listeners, nil otherwise.
+	TLS *tls.ConnectionState
+	// TraceID correlates logs of this query across hops.
+	TraceID string
+	// Tags are labels given by policy and propagated upstream.
+	Tags []string
+	// ECS is the client subnet to forward (RFC 7871), invalid if none.
+	ECS netip.Prefix
+	// Route is the upstream group chosen for this query; empty means the
+	// default group.
+	Route string
+	// Received is when the listener read the query.
+	Received time.Time
+	// MaxSize is the largest answer the client accepts on this transport:
+	// its EDNS buffer size (or 512) on UDP, 65535 on stream transports.
+	MaxSize int
+}
+
+// Question returns the first question of the query. Listeners only pass on
+// queries with exactly one question, so handlers may rely on it.
+func (r *Request) Question() dns.Question {
+	if len(r.Msg.Question) == 0 {
+		return dns.Question{}
+	}
+	return r.Msg.Question[0]
+}
+
+// ErrDrop tells the listener to send no answer at all.
+var ErrDrop = errors.New("drop query")
+
+// Error is a failure that carries the DNS answer it should turn into: an
+// RCODE (SERVFAIL when zero) and an Extended DNS Error code (RFC 8914 §4).
+type Error struct {
+	Rcode int
+	EDE   uint16
+	// Text is the EXTRA-TEXT of the EDE option; Err.Error() when empty.
+	Text string
+	Err  error
+}
+
+func (e *Error) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("%s (EDE %d)", dns.RcodeToString[e.rcode()], e.EDE)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+func (e *Error) rcode() int {
+	if e.Rcode == 0 {
+		return dns.RcodeServerFailure
+	}
+	return e.Rcode
+}
+
+// ErrorReply builds the answer a listener sends for err, a non-nil error
+// that is not ErrDrop: the RCODE and EDE of the first *Error in its chain,
+// or SERVFAIL with EDE 0 (Other Error) otherwise. The EDE option is only
+// added when the query had EDNS, as RFC 8914 §3 requires.
+func ErrorReply(query *dns.Msg, err error) *dns.Msg {
+	rcode, ede, text := dns.RcodeServerFailure, uint16(dns.ExtendedErrorCodeOther), ""
+	var pe *Error
+	if errors.As(err, &pe) {
+		rcode, ede, text = pe.rcode(), pe.EDE, pe.Text
+		if text == "" && pe.Err != nil {
+			text = pe.Err.Error()
+		}
+	} else if err != nil {
+		text = err.Error()
+	}
+	m := new(dns.Msg)
+	m.SetRcode(query, rcode)
+	m.RecursionAvailable = true
+	if qopt := query.IsEdns0(); qopt != nil {
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(dns.DefaultMsgSize)
+		opt.SetDo(qopt.Do())
+		if len(text) > 200 {
+			text = text[:200]
+		}
+		opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: ede, ExtraText: text})
+		m.Extra = append(m.Extra, opt)
+	}
+	return m
+}
