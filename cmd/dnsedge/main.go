@@ -1,0 +1,45 @@
+// Command dnsedge is the DNS edge resolver: dnsedge serve runs it, dnsedge
+// check validates a configuration, dnsedge diagnose probes upstream paths.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const usage = `usage: dnsedge <command> [flags]
+
+commands:
+  serve [-config FILE]                  run the resolver (embedded default config without -config)
+  check FILE                            validate a configuration file; print every problem
+  diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
+  version                               print the version
+`
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	cmd, args := os.Args[1], os.Args[2:]
+	var code int
+	switch cmd {
+	case "serve":
+		code = serve(args)
+	case "check":
+		code = check(args, os.Stdout, os.Stderr)
+	case "diagnose":
+		code = diagnose(args, os.Stdout, os.Stderr)
+	case "version":
+		fmt.Println("dnsedge", version)
+	case "help", "-h", "-help", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "dnsedge: unknown command %q\n\n%s", cmd, usage)
+		code = 2
+	}
+	os.Exit(code)
+}

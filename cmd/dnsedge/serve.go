@@ -1,0 +1,82 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/dnsedge/dnsedge/edge"
+)
+
+func loadConfig(path string) (*edge.Config, error) {
+	if path == "" {
+		return edge.DefaultConfig()
+	}
+	return edge.LoadFile(path)
+}
+
+// serve runs the server until SIGINT or SIGTERM; SIGHUP reloads the
+// configuration file (a bad file changes nothing and is logged).
+func serve(args []string) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	path := fs.String("config", "", "configuration file (embedded default when empty)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
+		return 1
+	}
+	log, level := edge.NewLogger(os.Stderr, cfg.Log)
+	srv, err := edge.New(cfg, edge.Options{Logger: log, Out: os.Stdout})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
+		return 1
+	}
+	if err := srv.Start(); err != nil {
+		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
+		srv.Close()
+		return 1
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for sig := range sigs {
+		if sig != syscall.SIGHUP {
+			log.Info("shutting down", "signal", sig.String())
+			break
+		}
+		next, err := loadConfig(*path)
+		if err == nil {
+			err = srv.Reload(next)
+		}
+		if err != nil {
+			log.Error("reload failed; the running configuration is unchanged", "error", err.Error())
+			continue
+		}
+		edge.SetLevel(level, next.Log)
+	}
+	if err := srv.Close(); err != nil {
+		log.Warn("close", "error", err.Error())
+	}
+	return 0
+}
+
+// check validates a configuration file and prints every problem with its
+// line; it exits 1 when there is any.
+func check(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: dnsedge check FILE")
+		return 2
+	}
+	cfg, err := edge.LoadFile(args[0])
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d groups)\n", args[0], len(cfg.Listeners), len(cfg.Upstreams), len(cfg.Groups))
+	return 0
+}

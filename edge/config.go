@@ -1,0 +1,261 @@
+// Package edge is the dnsedge server: configuration, building a generation
+// of the pipeline, listeners, reload and lifecycle. It is the only package
+// that knows listeners, pipeline, transport and policy together.
+package edge
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration file. Each section is owned and
+// validated by the package that uses it.
+type Config struct {
+	Listeners        []ListenerSpec `yaml:"listeners"`
+	Server           ServerSpec     `yaml:"server"`
+	transport.Config `yaml:",inline"`
+	Cache            CacheSpec   `yaml:"cache"`
+	Metrics          MetricsSpec `yaml:"metrics"`
+	Log              LogSpec     `yaml:"log"`
+
+	// SystemUpstreams is set when the upstreams were taken from
+	// /etc/resolv.conf because the file named none.
+	SystemUpstreams bool `yaml:"-"`
+}
+
+// ListenerSpec is one listening address.
+type ListenerSpec struct {
+	Proto   string `yaml:"proto"`   // udp | tcp
+	Address string `yaml:"address"` // ip:port
+	// Optional listeners that cannot be bound (no IPv6 on the host, say)
+	// are skipped with a warning instead of failing the start.
+	Optional bool `yaml:"optional"`
+}
+
+// ServerSpec holds limits shared by the listeners.
+type ServerSpec struct {
+	QueryTimeout   time.Duration `yaml:"query_timeout"`    // budget for one client query; default 4s
+	MaxConcurrent  int           `yaml:"max_concurrent"`   // per listener; default 10000
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"` // default 10s
+	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"` // default 2s
+	MaxTCPConns    int           `yaml:"max_tcp_connections"`
+	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"`
+}
+
+// CacheSpec configures the answer cache.
+type CacheSpec struct {
+	Enabled     bool          `yaml:"enabled"`
+	MaxEntries  int           `yaml:"max_entries"`
+	MinTTL      time.Duration `yaml:"min_ttl"`
+	MaxTTL      time.Duration `yaml:"max_ttl"`
+	NegativeTTL time.Duration `yaml:"negative_ttl"`
+}
+
+// MetricsSpec configures the HTTP endpoint for /metrics, /healthz and
+// /readyz.
+type MetricsSpec struct {
+	Address string `yaml:"address"` // ip:port; empty disables it
+}
+
+// LogSpec configures logging.
+type LogSpec struct {
+	Level   string `yaml:"level"`   // debug | info | warn | error
+	Queries bool   `yaml:"queries"` // log every query at info
+}
+
+//go:embed default.yaml
+var defaultConfig []byte
+
+// DefaultConfig returns the embedded default configuration: UDP and TCP
+// on 127.0.0.1:8053 and [::1]:8053, forwarding to the resolvers of
+// /etc/resolv.conf.
+func DefaultConfig() (*Config, error) { return Parse("(default)", defaultConfig) }
+
+// ResolvConf is where system resolvers are read from when a configuration
+// names no upstreams or no bootstrap resolvers.
+const ResolvConf = "/etc/resolv.conf"
+
+// LoadFile reads and validates a configuration file.
+func LoadFile(name string) (*Config, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(name, data)
+}
+
+// Problem is one thing wrong with a configuration, with where it is.
+type Problem struct {
+	File      string
+	Line, Col int
+	Msg       string
+}
+
+func (p Problem) String() string {
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+}
+
+// ConfigError lists every problem found in a configuration.
+type ConfigError struct{ Problems []Problem }
+
+func (e *ConfigError) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// Parse decodes a configuration strictly (an unknown key is an error),
+// fills defaults, and validates every section. Every problem is reported,
+// each with its line and column.
+func Parse(name string, data []byte) (*Config, error) { return parse(name, data, ResolvConf) }
+
+func parse(name string, data []byte, resolvConf string) (*Config, error) {
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, &ConfigError{Problems: yamlProblems(name, err)}
+	}
+	cfg := new(Config)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEOF) && err.Error() != "EOF" {
+		return nil, &ConfigError{Problems: yamlProblems(name, err)}
+	}
+	pos := indexPositions(&root)
+	if err := cfg.complete(resolvConf); err != nil {
+		return nil, &ConfigError{Problems: []Problem{{File: name, Msg: err.Error()}}}
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, &ConfigError{Problems: locate(name, pos, err)}
+	}
+	return cfg, nil
+}
+
+var errEOF = errors.New("EOF")
+
+// yamlProblems turns a YAML decoding error into problems with lines.
+func yamlProblems(name string, err error) []Problem {
+	var te *yaml.TypeError
+	msgs := []string{err.Error()}
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	}
+	var ps []Problem
+	for _, m := range msgs {
+		p := Problem{File: name, Msg: m}
+		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
+			p.Line, _ = strconv.Atoi(sm[1])
+			p.Col, p.Msg = 1, sm[2]
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// positions maps a field path ("upstreams[2].url") to where it is.
+type positions map[string][2]int
+
+func indexPositions(root *yaml.Node) positions {
+	pos := make(positions)
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+			return
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				pos[p] = [2]int{v.Line, v.Column}
+				walk(v, p)
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				pos[p] = [2]int{c.Line, c.Column}
+				walk(c, p)
+			}
+		}
+	}
+	walk(root, "")
+	return pos
+}
+
+// lookup finds the position of path or of its nearest ancestor.
+func (p positions) lookup(path string) (int, int) {
+	for path != "" {
+		if lc, ok := p[path]; ok {
+			return lc[0], lc[1]
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			break
+		}
+		path = path[:i]
+	}
+	return 0, 0
+}
+
+// locate turns validation errors into problems, placing every error that
+// names its field.
+func locate(name string, pos positions, err error) []Problem {
+	var flat []error
+	var unwrap func(error)
+	unwrap = func(e error) {
+		if j, ok := e.(interface{ Unwrap() []error }); ok {
+			for _, x := range j.Unwrap() {
+				unwrap(x)
+			}
+			return
+		}
+		flat = append(flat, e)
+	}
+	unwrap(err)
+	ps := make([]Problem, 0, len(flat))
+	for _, e := range flat {
+		p := Problem{File: name, Msg: e.Error()}
+		var fe interface{ FieldPath() string }
+		if errors.As(e, &fe) {
+			p.Line, p.Col = pos.lookup(fe.FieldPath())
+		}
+		ps = append(ps, p)
+	}
+	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
+	return ps
+}
+
+// ListenAddrs returns the parsed listener addresses; invalid ones are
+// skipped (Validate reports them).
+func (c *Config) ListenAddrs() []netip.AddrPort {
+	var out []netip.AddrPort
+	for _, l := range c.Listeners {
+		if ap, err := netip.ParseAddrPort(l.Address); err == nil {
+			out = append(out, netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()))
+		}
+	}
+	return out
+}

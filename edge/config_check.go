@@ -1,0 +1,240 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport"
+	"github.com/miekg/dns"
+)
+
+// DefaultGroup is the group every query goes to until policy routes it
+// elsewhere: the group named "default", or else the first group.
+const DefaultGroup = "default"
+
+// complete fills what the file left out: system upstreams and bootstrap
+// resolvers from resolvConf, a default group over every upstream, and
+// default limits.
+func (c *Config) complete(resolvConf string) error {
+	needSystem := len(c.Upstreams) == 0 && len(c.Groups) == 0
+	needBootstrap := len(c.Bootstrap) == 0
+	if needSystem || needBootstrap {
+		servers, err := systemResolvers(resolvConf)
+		if needSystem && err != nil {
+			return fmt.Errorf("no upstreams configured and none found in %s: %w", resolvConf, err)
+		}
+		if needSystem {
+			c.SystemUpstreams = true
+			for i, s := range servers {
+				c.Upstreams = append(c.Upstreams, transport.UpstreamSpec{
+					Name: "system-" + strconv.Itoa(i+1), URL: "udp://" + s.String(),
+				})
+			}
+		}
+		if needBootstrap {
+			for _, s := range servers {
+				c.Bootstrap = append(c.Bootstrap, s.String())
+			}
+		}
+	}
+	if len(c.Groups) == 0 && len(c.Upstreams) > 0 {
+		g := transport.GroupSpec{Name: DefaultGroup, Strategy: "sequential"}
+		for _, u := range c.Upstreams {
+			g.Upstreams = append(g.Upstreams, u.Name)
+		}
+		c.Groups = append(c.Groups, g)
+	}
+	s := &c.Server
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&s.QueryTimeout, 4*time.Second)
+	def(&s.TCPIdleTimeout, 10*time.Second)
+	def(&s.TCPReadTimeout, 2*time.Second)
+	if s.MaxConcurrent == 0 {
+		s.MaxConcurrent = 10000
+	}
+	if s.MaxTCPConns == 0 {
+		s.MaxTCPConns = 1000
+	}
+	if s.MaxTCPQueries == 0 {
+		s.MaxTCPQueries = 100
+	}
+	if c.Cache.MaxEntries == 0 {
+		c.Cache.MaxEntries = 100000
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	return nil
+}
+
+// systemResolvers reads the name servers of a resolv.conf file.
+func systemResolvers(path string) ([]netip.AddrPort, error) {
+	cc, err := dns.ClientConfigFromFile(path)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.ParseUint(cc.Port, 10, 16)
+	if err != nil {
+		port = 53
+	}
+	var out []netip.AddrPort
+	for _, s := range cc.Servers {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			continue
+		}
+		out = append(out, netip.AddrPortFrom(a.Unmap(), uint16(port)))
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no usable nameserver lines")
+	}
+	return out, nil
+}
+
+// Validate reports every problem of the configuration, each error naming
+// its field so the loader can place it.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &transport.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	}
+	if len(c.Listeners) == 0 {
+		add("listeners", "no listeners: dnsedge would serve nobody")
+	}
+	seen := make(map[string]int)
+	for i, l := range c.Listeners {
+		at := fmt.Sprintf("listeners[%d]", i)
+		switch l.Proto {
+		case "udp", "tcp":
+		case "":
+			add(at, "listener needs a proto (udp or tcp)")
+		default:
+			add(at+".proto", "unknown listener proto %q (want udp or tcp)", l.Proto)
+		}
+		if _, err := netip.ParseAddrPort(l.Address); err != nil {
+			add(at+".address", "listen address %q must be ip:port ([ip6]:port for IPv6)", l.Address)
+		}
+		key := l.Proto + " " + l.Address
+		if j, dup := seen[key]; dup {
+			add(at, "%s %s is already listened on by listeners[%d]", l.Proto, l.Address, j)
+		}
+		seen[key] = i
+	}
+	if err := c.Config.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Groups) == 0 {
+		add("groups", "no upstream groups: nothing to forward to")
+	}
+	errs = append(errs, c.loops()...)
+	s := c.Server
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
+		if d.v < 0 {
+			add("server."+d.name, "must not be negative")
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
+		if n.v < 0 {
+			add("server."+n.name, "must not be negative")
+		}
+	}
+	if c.Cache.MaxEntries < 0 {
+		add("cache.max_entries", "must not be negative")
+	}
+	if c.Cache.MinTTL < 0 || c.Cache.MaxTTL < 0 || c.Cache.NegativeTTL < 0 {
+		add("cache", "TTL limits must not be negative")
+	}
+	if c.Cache.MaxTTL > 0 && c.Cache.MinTTL > c.Cache.MaxTTL {
+		add("cache.min_ttl", "min_ttl %s is above max_ttl %s", c.Cache.MinTTL, c.Cache.MaxTTL)
+	}
+	if a := c.Metrics.Address; a != "" {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			add("metrics.address", "metrics address %q must be ip:port", a)
+		}
+	}
+	if _, err := parseLevel(c.Log.Level); err != nil {
+		add("log.level", "%v", err)
+	}
+	return errors.Join(errs...)
+}
+
+// loops reports upstreams that are one of dnsedge's own listen addresses:
+// forwarding there would send every query around in a circle.
+func (c *Config) loops() []error {
+	own := ownAddrs(c.ListenAddrs())
+	var errs []error
+	for i, u := range c.Upstreams {
+		ep, err := transport.ParseEndpoint(u.URL)
+		if err != nil || !ep.Addr.IsValid() {
+			continue
+		}
+		if ap := netip.AddrPortFrom(ep.Addr, ep.Port); own(ap) {
+			what := "upstream"
+			if c.SystemUpstreams {
+				what = "the system resolver from " + ResolvConf
+			}
+			errs = append(errs, &transport.FieldError{
+				Field: fmt.Sprintf("upstreams[%d].url", i),
+				Err:   fmt.Errorf("%s %s is dnsedge's own listen address: forwarding there is a loop", what, ap),
+			})
+		}
+	}
+	return errs
+}
+
+// ownAddrs returns a predicate for "this address reaches one of our
+// listeners": the same address and port, or the same port on a listener
+// bound to the unspecified address when the address is local.
+func ownAddrs(listen []netip.AddrPort) func(netip.AddrPort) bool {
+	var local []netip.Addr
+	for _, l := range listen {
+		if l.Addr().IsUnspecified() {
+			if ifaddrs, err := net.InterfaceAddrs(); err == nil {
+				for _, ia := range ifaddrs {
+					if p, err := netip.ParsePrefix(ia.String()); err == nil {
+						local = append(local, p.Addr().Unmap())
+					}
+				}
+			}
+			break
+		}
+	}
+	return func(ap netip.AddrPort) bool {
+		a := ap.Addr().Unmap()
+		for _, l := range listen {
+			if l.Port() != ap.Port() {
+				continue
+			}
+			if l.Addr() == a {
+				return true
+			}
+			if l.Addr().IsUnspecified() && (a.IsLoopback() || a.IsUnspecified() || containsAddr(local, a)) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func containsAddr(as []netip.Addr, a netip.Addr) bool {
+	for _, x := range as {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,169 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/middleware"
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/transport"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// A generation is everything built from one configuration: the compiled
+// pipeline, the upstream groups and what they own. Reload builds a new one
+// and swaps it in atomically; queries in flight finish on the old one,
+// which is closed after they had time to.
+type generation struct {
+	cfg       *Config
+	handler   pipeline.Handler
+	groups    map[string]*transport.Group
+	upstreams []*transport.Upstream
+	bootstrap *transport.Bootstrap
+	// metrics of this generation's parts (cache), gathered through the
+	// server's registry while the generation is current.
+	metrics *prometheus.Registry
+}
+
+// buildDeps are what a generation takes from the running server.
+type buildDeps struct {
+	log      *slog.Logger
+	registry *transport.Registry
+	loop     *middleware.Loop
+	// resolveTimeout bounds the first resolution of host-name upstreams.
+	resolveTimeout time.Duration
+}
+
+// buildGeneration compiles cfg into a generation. On error everything it
+// opened is closed again.
+func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
+	g := &generation{cfg: cfg, groups: make(map[string]*transport.Group), metrics: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			g.close()
+		}
+	}()
+	var boot []netip.AddrPort
+	for _, b := range cfg.Bootstrap {
+		ap, err := transport.ParseBootstrap(b)
+		if err != nil {
+			return nil, err
+		}
+		boot = append(boot, ap)
+	}
+	g.bootstrap = transport.NewBootstrap(boot)
+	d.registry.SetConfig(cfg.Health.HealthConfig())
+	own := ownAddrs(cfg.ListenAddrs())
+	byName := make(map[string]*transport.Upstream)
+	for _, spec := range cfg.Upstreams {
+		ep, err := transport.ParseEndpoint(spec.URL)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
+		}
+		pin, _ := transport.ParsePin(spec.Family)
+		prefer := transport.IPv6
+		if spec.Prefer == "ipv4" {
+			prefer = transport.IPv4
+		}
+		u, err := transport.NewUpstream(
+			transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer},
+			transport.UpstreamDeps{Registry: d.registry, Resolver: g.bootstrap, Logger: d.log, Own: own})
+		if err != nil {
+			return nil, err
+		}
+		g.upstreams = append(g.upstreams, u)
+		byName[spec.Name] = u
+	}
+	if err := g.resolveAll(d); err != nil {
+		return nil, err
+	}
+	for _, gs := range cfg.Groups {
+		strat, err := transport.NewStrategy(gs.Strategy)
+		if err != nil {
+			return nil, err
+		}
+		var us []*transport.Upstream
+		for _, n := range gs.Upstreams {
+			us = append(us, byName[n])
+		}
+		g.groups[gs.Name] = transport.NewGroup(gs.Name, strat, transport.RaceConfig{MaxAttemptDelay: gs.AttemptDelay}, us...)
+	}
+	deflt := DefaultGroup
+	if _, ok := g.groups[deflt]; !ok {
+		deflt = cfg.Groups[0].Name
+	}
+	fwd, err := middleware.NewForward(g.groups, deflt, d.loop)
+	if err != nil {
+		return nil, err
+	}
+	g.handler, err = g.chain(fwd, d)
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
+}
+
+// resolveAll resolves host-name upstreams in parallel. A name that does not
+// resolve yet is logged and retried in the background: the server still
+// starts, and queries to a group without paths fail with EDE 22.
+func (g *generation) resolveAll(d buildDeps) error {
+	ctx, cancel := context.WithTimeout(context.Background(), d.resolveTimeout)
+	defer cancel()
+	errs := make(chan error, len(g.upstreams))
+	for _, u := range g.upstreams {
+		go func() { errs <- u.Start(ctx) }()
+	}
+	for range g.upstreams {
+		if err := <-errs; err != nil {
+			d.log.Warn("upstream not resolved yet; retrying in the background", "error", err.Error())
+		}
+	}
+	return nil
+}
+
+// chain compiles the middleware, outermost first. The order is fixed here,
+// once per generation.
+func (g *generation) chain(fwd pipeline.Handler, d buildDeps) (pipeline.Handler, error) {
+	var mws []pipeline.Middleware
+	if g.cfg.Log.Queries {
+		mws = append(mws, middleware.NewQueryLog(d.log).Middleware)
+	}
+	mws = append(mws, d.loop.Middleware)
+	if g.cfg.Cache.Enabled {
+		c, err := cache.New(cache.Config{
+			MaxEntries: g.cfg.Cache.MaxEntries, MinTTL: g.cfg.Cache.MinTTL,
+			MaxTTL: g.cfg.Cache.MaxTTL, NegativeTTL: g.cfg.Cache.NegativeTTL,
+		}, g.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("build cache: %w", err)
+		}
+		mws = append(mws, c.Middleware())
+	}
+	return pipeline.Chain(fwd, mws...), nil
+}
+
+// close releases the generation's upstream paths.
+func (g *generation) close() error {
+	var errs []error
+	for _, u := range g.upstreams {
+		errs = append(errs, u.Close())
+	}
+	if g.bootstrap != nil {
+		errs = append(errs, g.bootstrap.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// paths lists every path of the generation once.
+func (g *generation) paths() []*transport.Path {
+	var out []*transport.Path
+	for _, u := range g.upstreams {
+		out = append(out, u.Paths()...)
+	}
+	return out
+}

@@ -1,0 +1,134 @@
+package edge
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// startHTTP serves /metrics, /healthz and /readyz on addr.
+func (s *Server) startHTTP(addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen metrics %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	gather := prometheus.Gatherers{s.prom, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+		return s.gen.Load().metrics.Gather()
+	})}
+	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+	s.httpAddr = ln.Addr()
+	go s.http.Serve(ln)
+	return nil
+}
+
+// readyz answers 200 when the listeners are up and every group has at
+// least one path whose breaker is not open, 503 otherwise, with the reason.
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.started.Load() {
+		http.Error(w, "not started", http.StatusServiceUnavailable)
+		return
+	}
+	var problems []string
+	for name, g := range s.gen.Load().groups {
+		paths := g.Paths()
+		usable := 0
+		for _, p := range paths {
+			if p.Health.Snapshot().State != transport.Open {
+				usable++
+			}
+		}
+		if usable == 0 {
+			problems = append(problems, fmt.Sprintf("group %s: none of its %d paths is usable", name, len(paths)))
+		}
+	}
+	if len(problems) > 0 {
+		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+// pathCollector exports every current path's health at scrape time, so the
+// query path pays nothing for these metrics.
+type pathCollector struct{ s *Server }
+
+var (
+	pathLabels    = []string{"upstream", "proto", "family", "address"}
+	descPathState = prometheus.NewDesc("dnsedge_path_breaker_state",
+		"Circuit breaker state of a path: 0 closed, 1 open, 2 half-open.", pathLabels, nil)
+	descPathSRTT = prometheus.NewDesc("dnsedge_path_srtt_seconds",
+		"Smoothed round-trip time of a path.", pathLabels, nil)
+	descPathRTO = prometheus.NewDesc("dnsedge_path_timeout_seconds",
+		"Current per-attempt timeout of a path (SRTT + 4·RTTVAR, clamped).", pathLabels, nil)
+	descPathFailures = prometheus.NewDesc("dnsedge_path_consecutive_failures",
+		"Consecutive failures of a path.", pathLabels, nil)
+	descPathOutcomes = prometheus.NewDesc("dnsedge_path_exchanges_total",
+		"Exchanges on a path by outcome class (ok, rcode, canceled, timeout, network, truncated, malformed).",
+		append(pathLabels[:4:4], "class"), nil)
+	descPathTransitions = prometheus.NewDesc("dnsedge_path_breaker_transitions_total",
+		"Breaker transitions of a path by the state entered.", append(pathLabels[:4:4], "to"), nil)
+)
+
+func (c *pathCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descPathState, descPathSRTT, descPathRTO, descPathFailures, descPathOutcomes, descPathTransitions} {
+		ch <- d
+	}
+}
+
+func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
+	gen := c.s.gen.Load()
+	if gen == nil {
+		return
+	}
+	for _, p := range gen.paths() {
+		h := p.Health.Snapshot()
+		lv := []string{p.ID.Upstream, p.ID.Proto, p.Family.String(), p.ID.Addr.String()}
+		ch <- prometheus.MustNewConstMetric(descPathState, prometheus.GaugeValue, float64(h.State), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathSRTT, prometheus.GaugeValue, h.SRTT.Seconds(), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathRTO, prometheus.GaugeValue, h.RTO.Seconds(), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathFailures, prometheus.GaugeValue, float64(h.Consecutive), lv...)
+		for _, cl := range transport.Classes() {
+			ch <- prometheus.MustNewConstMetric(descPathOutcomes, prometheus.CounterValue, float64(h.Outcomes[cl]), append(lv, cl.String())...)
+		}
+		for st, n := range h.Transitions {
+			ch <- prometheus.MustNewConstMetric(descPathTransitions, prometheus.CounterValue, float64(n), append(lv, transport.State(st).String())...)
+		}
+	}
+}
+
+// summary prints where dnsedge listens and which upstreams and paths it
+// found, for the person who just started it.
+func (s *Server) summary(gen *generation) {
+	for k, l := range s.listeners {
+		fmt.Fprintf(s.out, "listening on %s %s\n", strings.Fields(k)[0], l.Addr())
+	}
+	if s.httpAddr != nil {
+		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpAddr)
+	}
+	if gen.cfg.SystemUpstreams {
+		fmt.Fprintf(s.out, "upstreams taken from %s\n", ResolvConf)
+	}
+	for _, u := range gen.upstreams {
+		fmt.Fprintf(s.out, "upstream %s\n", u)
+		paths := u.Paths()
+		if len(paths) == 0 {
+			fmt.Fprintf(s.out, "  no paths yet (host name not resolved)\n")
+		}
+		for _, p := range paths {
+			fmt.Fprintf(s.out, "  path %s %s %s\n", p.ID.Proto, p.Family, p.ID.Addr)
+		}
+	}
+}

@@ -1,0 +1,67 @@
+package middleware
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"log/slog"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/miekg/dns"
+)
+
+// LoopOptionCode is the EDNS(0) option code dnsedge puts on the queries it
+// forwards, from the range RFC 6891 §9 reserves for local use.
+const LoopOptionCode = 65073
+
+// Loop detects queries that come back around: every query dnsedge
+// forwards carries an EDNS option with this instance's random nonce, and a
+// query that arrives carrying it was sent by this very instance. That
+// happens when a pod's resolv.conf points at its own sidecar and the
+// sidecar forwards to resolv.conf. Such a query is answered SERVFAIL and
+// logged instead of circling until every hop times out.
+type Loop struct {
+	nonce []byte
+	log   *slog.Logger
+}
+
+// NewLoop returns a loop detector with a fresh nonce.
+func NewLoop(log *slog.Logger) *Loop {
+	n := make([]byte, 8)
+	rand.Read(n)
+	return &Loop{nonce: n, log: log}
+}
+
+func (l *Loop) option() dns.EDNS0 {
+	return &dns.EDNS0_LOCAL{Code: LoopOptionCode, Data: l.nonce}
+}
+
+// ErrLoop is the cause of the answer to a query that came back around.
+var ErrLoop = errors.New("forwarding loop: this query was sent by this dnsedge itself")
+
+// Middleware rejects queries carrying this instance's nonce.
+func (l *Loop) Middleware(next pipeline.Handler) pipeline.Handler {
+	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		if l.looped(req.Msg) {
+			q := req.Question()
+			l.log.Warn("forwarding loop detected: an upstream sent our own query back; check that no upstream (or resolv.conf) points at dnsedge itself",
+				"client", req.Client.String(), "name", q.Name, "type", dns.TypeToString[q.Qtype])
+			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Text: "forwarding loop detected", Err: ErrLoop}
+		}
+		return next.ServeDNS(ctx, req)
+	})
+}
+
+func (l *Loop) looped(m *dns.Msg) bool {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return false
+	}
+	for _, o := range opt.Option {
+		if lo, ok := o.(*dns.EDNS0_LOCAL); ok && lo.Code == LoopOptionCode && bytes.Equal(lo.Data, l.nonce) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,181 @@
+package transport
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// Config is the configuration section transport owns: upstreams, the
+// groups that race them, bootstrap resolvers and path health.
+type Config struct {
+	Upstreams []UpstreamSpec `yaml:"upstreams"`
+	Groups    []GroupSpec    `yaml:"groups"`
+	// Bootstrap lists resolvers (ip:port, port 53 by default) used to
+	// resolve upstream host names.
+	Bootstrap []string   `yaml:"bootstrap"`
+	Health    HealthSpec `yaml:"health"`
+}
+
+// UpstreamSpec is one upstream as written in the configuration.
+type UpstreamSpec struct {
+	Name   string `yaml:"name"`
+	URL    string `yaml:"url"`
+	Family string `yaml:"family"` // ipv4 | ipv6 | both (default)
+	Prefer string `yaml:"prefer"` // family tried first: ipv6 (default) | ipv4
+}
+
+// GroupSpec is one group as written in the configuration.
+type GroupSpec struct {
+	Name      string   `yaml:"name"`
+	Strategy  string   `yaml:"strategy"`
+	Upstreams []string `yaml:"upstreams"`
+	// AttemptDelay caps the wait before the next path is started
+	// (default 250ms).
+	AttemptDelay time.Duration `yaml:"attempt_delay"`
+}
+
+// HealthSpec tunes every path's health; see HealthConfig for defaults.
+type HealthSpec struct {
+	FailureThreshold int           `yaml:"failure_threshold"`
+	Cooldown         time.Duration `yaml:"cooldown"`
+	MaxCooldown      time.Duration `yaml:"max_cooldown"`
+	MinTimeout       time.Duration `yaml:"min_timeout"`
+	MaxTimeout       time.Duration `yaml:"max_timeout"`
+	InitialTimeout   time.Duration `yaml:"initial_timeout"`
+}
+
+// HealthConfig returns the health configuration the spec describes.
+func (h HealthSpec) HealthConfig() HealthConfig {
+	return HealthConfig{
+		FailureThreshold: h.FailureThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown,
+		MinTimeout: h.MinTimeout, MaxTimeout: h.MaxTimeout, InitialTimeout: h.InitialTimeout,
+	}.withDefaults()
+}
+
+// FieldError is a configuration problem at a field, named by its path in
+// the document ("upstreams[2].url"), so the loader can say where it is.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string     { return e.Field + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error     { return e.Err }
+func (e *FieldError) FieldPath() string { return e.Field }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate reports every problem of the section, each a *FieldError. The
+// references group → upstream are checked here: a group naming a missing
+// upstream, duplicate names and empty groups are errors.
+func (c *Config) Validate() error {
+	var errs []error
+	names := make(map[string]int)
+	for i, u := range c.Upstreams {
+		at := fmt.Sprintf("upstreams[%d]", i)
+		switch {
+		case u.Name == "":
+			errs = append(errs, fieldErr(at, "upstream needs a name"))
+		case strings.ContainsAny(u.Name, " /\t"):
+			errs = append(errs, fieldErr(at+".name", "name %q must not contain spaces or slashes", u.Name))
+		default:
+			if j, dup := names[u.Name]; dup {
+				errs = append(errs, fieldErr(at+".name", "upstream %q already defined at upstreams[%d]", u.Name, j))
+			}
+			names[u.Name] = i
+		}
+		pin, err := ParsePin(u.Family)
+		if err != nil {
+			errs = append(errs, &FieldError{at + ".family", err})
+		}
+		if u.Prefer != "" && u.Prefer != "ipv4" && u.Prefer != "ipv6" {
+			errs = append(errs, fieldErr(at+".prefer", "unknown family %q (want ipv4 or ipv6)", u.Prefer))
+		}
+		if u.URL == "" {
+			errs = append(errs, fieldErr(at, "upstream needs a url"))
+			continue
+		}
+		ep, err := ParseEndpoint(u.URL)
+		if err != nil {
+			errs = append(errs, &FieldError{at + ".url", err})
+			continue
+		}
+		if ep.Addr.IsValid() && !pin.Allows(FamilyOf(ep.Addr)) {
+			errs = append(errs, fieldErr(at+".family", "address %s is %s but family is %s", ep.Addr, FamilyOf(ep.Addr), pin))
+		}
+	}
+	groups := make(map[string]bool)
+	for i, g := range c.Groups {
+		at := fmt.Sprintf("groups[%d]", i)
+		if g.Name == "" {
+			errs = append(errs, fieldErr(at, "group needs a name"))
+		} else if groups[g.Name] {
+			errs = append(errs, fieldErr(at+".name", "group %q already defined", g.Name))
+		}
+		groups[g.Name] = true
+		if _, err := NewStrategy(g.Strategy); err != nil {
+			errs = append(errs, &FieldError{at + ".strategy", err})
+		}
+		if len(g.Upstreams) == 0 {
+			errs = append(errs, fieldErr(at+".upstreams", "group %q has no upstreams", g.Name))
+		}
+		for j, n := range g.Upstreams {
+			if _, ok := names[n]; !ok {
+				errs = append(errs, fieldErr(fmt.Sprintf("%s.upstreams[%d]", at, j), "no upstream named %q", n))
+			}
+		}
+		if g.AttemptDelay < 0 {
+			errs = append(errs, fieldErr(at+".attempt_delay", "must not be negative"))
+		}
+	}
+	for i, b := range c.Bootstrap {
+		if _, err := ParseBootstrap(b); err != nil {
+			errs = append(errs, &FieldError{fmt.Sprintf("bootstrap[%d]", i), err})
+		}
+	}
+	errs = append(errs, c.Health.validate()...)
+	return errors.Join(errs...)
+}
+
+func (h HealthSpec) validate() []error {
+	var errs []error
+	if h.FailureThreshold < 0 {
+		errs = append(errs, fieldErr("health.failure_threshold", "must not be negative"))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"cooldown", h.Cooldown}, {"max_cooldown", h.MaxCooldown}, {"min_timeout", h.MinTimeout},
+		{"max_timeout", h.MaxTimeout}, {"initial_timeout", h.InitialTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fieldErr("health."+d.name, "must not be negative"))
+		}
+	}
+	if h.MinTimeout > 0 && h.MaxTimeout > 0 && h.MinTimeout > h.MaxTimeout {
+		errs = append(errs, fieldErr("health.min_timeout", "min_timeout %s is above max_timeout %s", h.MinTimeout, h.MaxTimeout))
+	}
+	if h.Cooldown > 0 && h.MaxCooldown > 0 && h.Cooldown > h.MaxCooldown {
+		errs = append(errs, fieldErr("health.cooldown", "cooldown %s is above max_cooldown %s", h.Cooldown, h.MaxCooldown))
+	}
+	return errs
+}
+
+// ParseBootstrap parses a bootstrap resolver address: "192.0.2.53",
+// "192.0.2.53:5353", "[2001:db8::53]:53" or "udp://…" with an IP address.
+func ParseBootstrap(s string) (netip.AddrPort, error) {
+	s = strings.TrimPrefix(s, "udp://")
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		return netip.AddrPortFrom(a.Unmap(), 53), nil
+	}
+	return netip.AddrPort{}, fmt.Errorf("bootstrap resolver %q must be an IP address with an optional port", s)
+}

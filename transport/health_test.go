@@ -1,0 +1,162 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type fakeClock struct{ t time.Time }
+
+func (c *fakeClock) now() time.Time          { return c.t }
+func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newTestHealth(c *fakeClock) *Health {
+	return NewHealth(HealthConfig{
+		FailureThreshold: 3, Cooldown: time.Second, MaxCooldown: 4 * time.Second,
+		MinTimeout: 10 * time.Millisecond, MaxTimeout: time.Second, InitialTimeout: 500 * time.Millisecond,
+		Now: c.now,
+	})
+}
+
+// TestBreaker walks a breaker through its states with a fake clock. Each
+// step is an action and the state and permit expected after it.
+func TestBreaker(t *testing.T) {
+	type step struct {
+		do        string // "ok", "fail", "acquire", "wait <dur>", "force", "cancel"
+		wantState string // "" leaves the state unchecked
+		wantPerm  Permit // checked for "acquire" only
+	}
+	tests := []struct {
+		name  string
+		steps []step
+	}{
+		{"opens after threshold consecutive failures", []step{
+			{do: "fail", wantState: "closed"}, {do: "fail", wantState: "closed"}, {do: "fail", wantState: "open"},
+			{do: "acquire", wantState: "open", wantPerm: Denied},
+		}},
+		{"a success resets the count", []step{
+			{do: "fail", wantState: "closed"}, {do: "fail", wantState: "closed"}, {do: "ok", wantState: "closed"},
+			{do: "fail", wantState: "closed"}, {do: "fail", wantState: "closed"}, {do: "acquire", wantState: "closed", wantPerm: Allowed},
+		}},
+		{"half-open lets exactly one trial through and a success closes", []step{
+			{do: "fail"}, {do: "fail"}, {do: "fail", wantState: "open"},
+			{do: "wait 999ms", wantState: "open"}, {do: "acquire", wantState: "open", wantPerm: Denied},
+			{do: "wait 1ms", wantState: "open"}, {do: "acquire", wantState: "half-open", wantPerm: Trial},
+			{do: "acquire", wantState: "half-open", wantPerm: Denied},
+			{do: "ok", wantState: "closed"}, {do: "acquire", wantState: "closed", wantPerm: Allowed},
+		}},
+		{"a failed trial reopens with a doubled cooldown, capped", []step{
+			{do: "fail"}, {do: "fail"}, {do: "fail", wantState: "open"},
+			{do: "wait 1s"}, {do: "acquire", wantState: "half-open", wantPerm: Trial}, {do: "fail", wantState: "open"},
+			{do: "wait 1999ms"}, {do: "acquire", wantState: "open", wantPerm: Denied},
+			{do: "wait 1ms"}, {do: "acquire", wantState: "half-open", wantPerm: Trial}, {do: "fail", wantState: "open"},
+			{do: "wait 4s"}, {do: "acquire", wantState: "half-open", wantPerm: Trial}, {do: "fail", wantState: "open"},
+			{do: "wait 4s"}, {do: "acquire", wantState: "half-open", wantPerm: Trial}, // capped at 4s, not 8s
+		}},
+		{"a canceled trial releases the slot without deciding", []step{
+			{do: "fail"}, {do: "fail"}, {do: "fail"}, {do: "wait 1s"},
+			{do: "acquire", wantState: "half-open", wantPerm: Trial}, {do: "cancel", wantState: "half-open"},
+			{do: "acquire", wantState: "half-open", wantPerm: Trial},
+		}},
+		{"force lets a query through an open breaker and a success closes it", []step{
+			{do: "fail"}, {do: "fail"}, {do: "fail", wantState: "open"},
+			{do: "force", wantState: "half-open"}, {do: "ok", wantState: "closed"},
+		}},
+		{"rcode answers are not failures", []step{
+			{do: "fail"}, {do: "fail"}, {do: "rcode", wantState: "closed"}, {do: "fail"}, {do: "fail", wantState: "closed"},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &fakeClock{t: time.Unix(1e9, 0)}
+			h := newTestHealth(c)
+			for i, s := range tt.steps {
+				var perm Permit
+				switch {
+				case s.do == "ok":
+					h.Observe(time.Millisecond, ClassOK)
+				case s.do == "rcode":
+					h.Observe(time.Millisecond, ClassRcode)
+				case s.do == "fail":
+					h.Observe(time.Millisecond, ClassNetwork)
+				case s.do == "cancel":
+					h.Observe(time.Millisecond, ClassCanceled)
+				case s.do == "acquire":
+					perm = h.Acquire()
+				case s.do == "force":
+					h.Force()
+				case len(s.do) > 5 && s.do[:5] == "wait ":
+					d, err := time.ParseDuration(s.do[5:])
+					if err != nil {
+						t.Fatal(err)
+					}
+					c.advance(d)
+				default:
+					t.Fatalf("unknown step %q", s.do)
+				}
+				if s.do == "acquire" && perm != s.wantPerm {
+					t.Fatalf("step %d (%s): permit %d, want %d", i, s.do, perm, s.wantPerm)
+				}
+				if got := h.Snapshot().State.String(); s.wantState != "" && got != s.wantState {
+					t.Fatalf("step %d (%s): state %s, want %s", i, s.do, got, s.wantState)
+				}
+			}
+		})
+	}
+}
+
+func TestRTO(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	tests := []struct {
+		name    string
+		samples []time.Duration
+		timeout int // timeouts observed after the samples
+		want    time.Duration
+	}{
+		{"initial before any sample", nil, 0, 500 * time.Millisecond},
+		{"first sample: srtt + 4*(srtt/2)", []time.Duration{20 * time.Millisecond}, 0, 60 * time.Millisecond},
+		{"clamped to the minimum", []time.Duration{time.Millisecond}, 0, 10 * time.Millisecond},
+		{"steady samples shrink the variance", []time.Duration{20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond, 20 * time.Millisecond}, 0, 20*time.Millisecond + 4*(10*time.Millisecond*27/64)},
+		{"a timeout doubles it", []time.Duration{20 * time.Millisecond}, 1, 120 * time.Millisecond},
+		{"doubling is capped at the maximum", []time.Duration{20 * time.Millisecond}, 10, time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newTestHealth(c)
+			for _, s := range tt.samples {
+				h.Observe(s, ClassOK)
+			}
+			for range tt.timeout {
+				h.Observe(0, ClassTimeout)
+			}
+			if got := h.RTO(); got != tt.want {
+				t.Fatalf("RTO = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want Class
+	}{
+		{nil, ClassOK},
+		{context.DeadlineExceeded, ClassTimeout},
+		{fmt.Errorf("read: %w", context.Canceled), ClassCanceled},
+		{&net.OpError{Op: "read", Err: syscall.ECONNREFUSED}, ClassNetwork},
+		{fmt.Errorf("x: %w", ErrTruncated), ClassTruncated},
+		{ErrMalformed, ClassMalformed},
+		{&ExchangeError{Class: ClassTimeout, Err: errors.New("x")}, ClassTimeout},
+	}
+	for _, tt := range tests {
+		if got := Classify(tt.err); got != tt.want {
+			t.Errorf("Classify(%v) = %s, want %s", tt.err, got, tt.want)
+		}
+	}
+}

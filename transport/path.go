@@ -1,0 +1,86 @@
+package transport
+
+import (
+	"fmt"
+	"net/netip"
+	"sync"
+)
+
+// PathID identifies a path: one upstream, one protocol, one address. Health
+// is keyed by it, so it survives reloads and re-resolution as long as the
+// path itself exists.
+type PathID struct {
+	Upstream string
+	Proto    string // "udp" or "tcp"
+	Addr     netip.AddrPort
+}
+
+func (id PathID) String() string {
+	return fmt.Sprintf("%s/%s/%s", id.Upstream, id.Proto, id.Addr)
+}
+
+// A Path is one way of reaching an upstream: an exchanger for one address
+// over one protocol, pinned to that address's family, with its own health.
+// A failure on one path never changes another path's health.
+type Path struct {
+	ID        PathID
+	Family    Family
+	Exchanger Exchanger
+	Health    *Health
+}
+
+func (p *Path) String() string { return p.ID.String() }
+
+// Registry owns the health of every path. The running server keeps one
+// registry across configuration generations, so a reload does not forget
+// which paths are broken. It is safe for concurrent use.
+type Registry struct {
+	cfg HealthConfig
+	mu  sync.Mutex
+	m   map[PathID]*Health
+}
+
+// NewRegistry returns an empty registry whose new entries use cfg.
+func NewRegistry(cfg HealthConfig) *Registry {
+	return &Registry{cfg: cfg, m: make(map[PathID]*Health)}
+}
+
+// SetConfig changes the configuration used for paths created from now on.
+// Existing health keeps its configuration: a reload that changes breaker
+// settings applies them to new paths and, through Prune and re-creation,
+// not to live state mid-flight.
+func (r *Registry) SetConfig(cfg HealthConfig) {
+	r.mu.Lock()
+	r.cfg = cfg
+	r.mu.Unlock()
+}
+
+// Health returns the health of id, creating it closed and unmeasured.
+func (r *Registry) Health(id PathID) *Health {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.m[id]
+	if !ok {
+		h = NewHealth(r.cfg)
+		r.m[id] = h
+	}
+	return h
+}
+
+// Prune forgets every path for which keep returns false.
+func (r *Registry) Prune(keep func(PathID) bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id := range r.m {
+		if !keep(id) {
+			delete(r.m, id)
+		}
+	}
+}
+
+// Len returns the number of paths with health.
+func (r *Registry) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
+}

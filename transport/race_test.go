@@ -1,0 +1,261 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// fakeExchanger answers through its function field; an unset field fails.
+type fakeExchanger struct {
+	t        *testing.T
+	exchange func(ctx context.Context, q *dns.Msg) (*dns.Msg, error)
+	calls    atomic.Int32
+}
+
+func (f *fakeExchanger) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	f.calls.Add(1)
+	if f.exchange == nil {
+		f.t.Error("unexpected Exchange")
+		return nil, errors.New("unexpected")
+	}
+	return f.exchange(ctx, q)
+}
+func (f *fakeExchanger) Close() error { return nil }
+
+func answer(rcode int) func(context.Context, *dns.Msg) (*dns.Msg, error) {
+	return func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetRcode(q, rcode)
+		return m, nil
+	}
+}
+
+func blackhole(ctx context.Context, _ *dns.Msg) (*dns.Msg, error) {
+	<-ctx.Done()
+	return nil, &ExchangeError{Class: ClassTimeout, Err: ctx.Err()}
+}
+
+func refused(context.Context, *dns.Msg) (*dns.Msg, error) {
+	return nil, &ExchangeError{Class: ClassNetwork, Err: syscall.ECONNREFUSED}
+}
+
+var testHealth = HealthConfig{FailureThreshold: 2, Cooldown: time.Hour, MinTimeout: 50 * time.Millisecond, MaxTimeout: 200 * time.Millisecond, InitialTimeout: 100 * time.Millisecond}
+
+func testPath(t *testing.T, name string, fam Family, fn func(context.Context, *dns.Msg) (*dns.Msg, error)) *Path {
+	addr := netip.MustParseAddrPort("127.0.0.1:53")
+	if fam == IPv6 {
+		addr = netip.MustParseAddrPort("[::1]:53")
+	}
+	return &Path{
+		ID: PathID{Upstream: name, Proto: "udp", Addr: addr}, Family: fam,
+		Exchanger: &fakeExchanger{t: t, exchange: fn}, Health: NewHealth(testHealth),
+	}
+}
+
+func query() *dns.Msg {
+	q := new(dns.Msg)
+	q.SetQuestion("example.org.", dns.TypeA)
+	return q
+}
+
+func calls(p *Path) int { return int(p.Exchanger.(*fakeExchanger).calls.Load()) }
+
+func TestRace(t *testing.T) {
+	rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond}.withDefaults()
+	tests := []struct {
+		name      string
+		paths     func(t *testing.T) []*Path
+		parallel  bool
+		wantFrom  string // upstream name of the winning path; "" expects an error
+		wantRcode int
+		wantCalls []int
+		// wantConsec, when set, is each path's consecutive failure count
+		// once the losers have finished.
+		wantConsec []int
+	}{
+		{name: "first path answers, the rest never start",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a6", IPv6, answer(dns.RcodeSuccess)), testPath(t, "a4", IPv4, nil)}
+			},
+			wantFrom: "a6", wantCalls: []int{1, 0}, wantConsec: []int{0, 0}},
+		{name: "blackholed first path: the next starts after the attempt delay and wins; the loser is timed out on its own",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a6", IPv6, blackhole), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+			},
+			wantFrom: "a4", wantCalls: []int{1, 1}, wantConsec: []int{1, 0}},
+		{name: "hard failure starts the next at once",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a6", IPv6, refused), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+			},
+			wantFrom: "a4", wantCalls: []int{1, 1}, wantConsec: []int{1, 0}},
+		{name: "SERVFAIL moves on, and is the answer when nothing better comes",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a", IPv4, answer(dns.RcodeServerFailure)), testPath(t, "b", IPv4, refused)}
+			},
+			wantFrom: "a", wantRcode: dns.RcodeServerFailure, wantCalls: []int{1, 1}, wantConsec: []int{0, 1}},
+		{name: "NXDOMAIN is a good answer",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a", IPv4, answer(dns.RcodeNameError)), testPath(t, "b", IPv4, nil)}
+			},
+			wantFrom: "a", wantRcode: dns.RcodeNameError, wantCalls: []int{1, 0}},
+		{name: "every path fails: an error naming them",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a", IPv4, refused), testPath(t, "b", IPv6, refused)}
+			},
+			wantCalls: []int{1, 1}, wantConsec: []int{1, 1}},
+		{name: "parallel starts everything at once",
+			paths: func(t *testing.T) []*Path {
+				return []*Path{testPath(t, "a", IPv4, blackhole), testPath(t, "b", IPv4, blackhole), testPath(t, "c", IPv6, answer(dns.RcodeSuccess))}
+			},
+			parallel: true, wantFrom: "c", wantCalls: []int{1, 1, 1}, wantConsec: []int{1, 1, 0}},
+		{name: "an open breaker is skipped while another path works",
+			paths: func(t *testing.T) []*Path {
+				ps := []*Path{testPath(t, "a6", IPv6, nil), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+				ps[0].Health.Observe(0, ClassNetwork)
+				ps[0].Health.Observe(0, ClassNetwork)
+				return ps
+			},
+			wantFrom: "a4", wantCalls: []int{0, 1}},
+		{name: "every breaker open: the one open longest is still tried",
+			paths: func(t *testing.T) []*Path {
+				ps := []*Path{testPath(t, "young", IPv6, nil), testPath(t, "old", IPv4, answer(dns.RcodeSuccess))}
+				ps[1].Health.Observe(0, ClassNetwork)
+				ps[1].Health.Observe(0, ClassNetwork)
+				time.Sleep(2 * time.Millisecond) // opened at distinct times
+				ps[0].Health.Observe(0, ClassNetwork)
+				ps[0].Health.Observe(0, ClassNetwork)
+				return ps
+			},
+			wantFrom: "old", wantCalls: []int{0, 1}, wantConsec: []int{2, 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			paths := tt.paths(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			res, err := race(ctx, query(), paths, tt.parallel, rc)
+			if tt.wantFrom == "" {
+				var re *RaceError
+				if !errors.As(err, &re) || len(re.Errs) != len(paths) {
+					t.Fatalf("err = %v, want a RaceError with %d errors", err, len(paths))
+				}
+			} else {
+				if err != nil {
+					t.Fatalf("race: %v", err)
+				}
+				if res.Path.ID.Upstream != tt.wantFrom || res.Msg.Rcode != tt.wantRcode {
+					t.Fatalf("answered by %s rcode %d, want %s rcode %d", res.Path.ID.Upstream, res.Msg.Rcode, tt.wantFrom, tt.wantRcode)
+				}
+			}
+			waitFor(t, func() bool { // losers run to their own timeout
+				for i, p := range paths {
+					if tt.wantConsec != nil && p.Health.Snapshot().Consecutive != tt.wantConsec[i] {
+						return false
+					}
+				}
+				return true
+			})
+			for i, p := range paths {
+				if got := calls(p); got != tt.wantCalls[i] {
+					t.Errorf("path %s: %d calls, want %d", p, got, tt.wantCalls[i])
+				}
+			}
+		})
+	}
+}
+
+// TestRaceTrialDoesNotDelayTheClient: a half-open path's trial runs beside
+// the best healthy path, so a still-broken path costs the client nothing.
+func TestRaceTrialDoesNotDelayTheClient(t *testing.T) {
+	broken := testPath(t, "v6", IPv6, blackhole)
+	good := testPath(t, "v4", IPv4, answer(dns.RcodeSuccess))
+	h := NewHealth(HealthConfig{FailureThreshold: 1, Cooldown: time.Millisecond, MinTimeout: 50 * time.Millisecond, MaxTimeout: 100 * time.Millisecond})
+	broken.Health = h
+	h.Observe(0, ClassTimeout)
+	time.Sleep(5 * time.Millisecond) // cooldown passes
+	start := time.Now()
+	res, err := race(context.Background(), query(), []*Path{broken, good}, false, RaceConfig{MaxAttemptDelay: time.Second}.withDefaults())
+	if err != nil || res.Path != good {
+		t.Fatalf("race: %v, path %v", err, res.Path)
+	}
+	if d := time.Since(start); d > 40*time.Millisecond {
+		t.Fatalf("client waited %v for a trial", d)
+	}
+	waitFor(t, func() bool { return calls(broken) == 1 && h.Snapshot().State == Open })
+}
+
+func TestInterleave(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"", ""},
+		{"6a", "6a"},
+		{"6a 6b 4a 4b", "6a 4a 6b 4b"},
+		{"4a 6a 6b", "4a 6a 6b"},
+		{"4a 4b 4c 6a", "4a 6a 4b 4c"},
+		{"6a 4a 6b 4b", "6a 4a 6b 4b"},
+	}
+	for _, tt := range tests {
+		var in []*Path
+		for _, f := range strings.Fields(tt.in) {
+			fam := IPv4
+			if f[0] == '6' {
+				fam = IPv6
+			}
+			in = append(in, &Path{ID: PathID{Upstream: f}, Family: fam})
+		}
+		var got []string
+		for _, p := range interleave(in) {
+			got = append(got, p.ID.Upstream)
+		}
+		if g := strings.Join(got, " "); g != tt.want {
+			t.Errorf("interleave(%s) = %s, want %s", tt.in, g, tt.want)
+		}
+	}
+}
+
+func TestFastestOrdersBySRTTAndExplores(t *testing.T) {
+	mk := func(name string, rtt time.Duration) *Path {
+		p := testPath(t, name, IPv4, nil)
+		if rtt > 0 {
+			p.Health.Observe(rtt, ClassOK)
+		}
+		return p
+	}
+	paths := []*Path{mk("slow", 30*time.Millisecond), mk("fast", time.Millisecond), mk("new", 0), mk("mid", 10*time.Millisecond)}
+	s, _ := NewStrategy("fastest")
+	first := make(map[string]int)
+	for range 64 {
+		first[s.Order(paths)[0].ID.Upstream]++
+	}
+	var names []string
+	for _, p := range s.Order(paths)[1:] {
+		names = append(names, p.ID.Upstream)
+	}
+	if first["new"] < 60 {
+		t.Errorf("unmeasured path first only %d of 64 times: %v", first["new"], first)
+	}
+	if len(first) < 2 {
+		t.Errorf("no exploration in 64 queries: %v", first)
+	}
+	if got := strings.Join(names, " "); got != "fast mid slow" && first["new"] == 64 {
+		t.Errorf("order after the unmeasured path = %s, want fast mid slow", got)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 3s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

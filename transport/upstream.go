@@ -1,0 +1,337 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Pin restricts an upstream to address families.
+type Pin uint8
+
+// Pins.
+const (
+	PinBoth Pin = iota
+	PinIPv4
+	PinIPv6
+)
+
+// ParsePin parses "both" (or ""), "ipv4" or "ipv6".
+func ParsePin(s string) (Pin, error) {
+	switch s {
+	case "", "both":
+		return PinBoth, nil
+	case "ipv4":
+		return PinIPv4, nil
+	case "ipv6":
+		return PinIPv6, nil
+	}
+	return 0, fmt.Errorf("unknown family %q (want ipv4, ipv6 or both)", s)
+}
+
+func (p Pin) String() string { return [...]string{"both", "ipv4", "ipv6"}[p] }
+
+// Allows reports whether the pin admits family f.
+func (p Pin) Allows(f Family) bool {
+	return p == PinBoth || (p == PinIPv4 && f == IPv4) || (p == PinIPv6 && f == IPv6)
+}
+
+// Endpoint is a parsed upstream URL.
+type Endpoint struct {
+	Scheme string     // "udp" or "tcp"
+	Host   string     // host name, empty when Addr is set
+	Addr   netip.Addr // literal address, invalid for a host name
+	Port   uint16
+}
+
+// ParseEndpoint parses an upstream URL such as udp://192.0.2.1:53,
+// tcp://[2001:db8::1]:53 or udp://dns.example (port 53 by default).
+func ParseEndpoint(raw string) (Endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return Endpoint{}, fmt.Errorf("parse upstream url: %w", err)
+	}
+	var e Endpoint
+	switch u.Scheme {
+	case "udp", "tcp":
+		e.Scheme = u.Scheme
+	case "tls", "https", "quic":
+		return Endpoint{}, fmt.Errorf("upstream scheme %q is not supported yet (udp and tcp are)", u.Scheme)
+	case "":
+		return Endpoint{}, fmt.Errorf("upstream %q has no scheme: write udp://%s or tcp://%s", raw, raw, raw)
+	default:
+		return Endpoint{}, fmt.Errorf("unknown upstream scheme %q (want udp or tcp)", u.Scheme)
+	}
+	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return Endpoint{}, fmt.Errorf("upstream url %q: only scheme://host:port is allowed for %s", raw, u.Scheme)
+	}
+	host := u.Hostname()
+	if host == "" {
+		return Endpoint{}, fmt.Errorf("upstream url %q has no host", raw)
+	}
+	e.Port = 53
+	if p := u.Port(); p != "" {
+		n, err := strconv.ParseUint(p, 10, 16)
+		if err != nil || n == 0 {
+			return Endpoint{}, fmt.Errorf("upstream url %q: bad port %q", raw, p)
+		}
+		e.Port = uint16(n)
+	}
+	if a, err := netip.ParseAddr(host); err == nil {
+		if a.Zone() != "" {
+			return Endpoint{}, fmt.Errorf("upstream url %q: zoned addresses are not supported", raw)
+		}
+		e.Addr = a.Unmap()
+	} else {
+		e.Host = host
+	}
+	return e, nil
+}
+
+// Resolver looks up a host's addresses of one family and how long they may
+// be kept.
+type Resolver interface {
+	LookupAddrs(ctx context.Context, host string, f Family) ([]netip.Addr, time.Duration, error)
+}
+
+// UpstreamConfig describes one upstream.
+type UpstreamConfig struct {
+	Name     string
+	Endpoint Endpoint
+	Pin      Pin
+	// Prefer is the family tried first within this upstream; IPv6 by
+	// default, as RFC 8305 §4 recommends.
+	Prefer Family
+}
+
+// UpstreamDeps are what an upstream needs from the server around it.
+type UpstreamDeps struct {
+	Registry *Registry
+	Resolver Resolver // used for host names
+	Logger   *slog.Logger
+	TCP      TCPConfig
+	// MinRefresh and MaxRefresh clamp how long resolved addresses are
+	// kept before resolving again. Defaults 1s and 1h. RetryRefresh is the
+	// wait after a failed resolution; default 2s.
+	MinRefresh, MaxRefresh, RetryRefresh time.Duration
+	// Own reports whether an address is one of dnsedge's own listeners;
+	// such addresses are never used, since forwarding to them is a loop.
+	Own func(netip.AddrPort) bool
+}
+
+// An Upstream is one configured upstream server and its current paths:
+// one per resolved address (its family pinned) and protocol.
+type Upstream struct {
+	Name string
+	cfg  UpstreamConfig
+	deps UpstreamDeps
+
+	paths atomic.Pointer[[]*Path]
+	mu    sync.Mutex // serialises path set changes
+	stop  chan struct{}
+	done  chan struct{}
+	once  sync.Once
+}
+
+// NewUpstream returns an upstream. For a literal address its path exists
+// at once; for a host name, Start resolves it.
+func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
+	if cfg.Prefer == 0 {
+		cfg.Prefer = IPv6
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.New(slog.DiscardHandler)
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&deps.MinRefresh, time.Second)
+	def(&deps.MaxRefresh, time.Hour)
+	def(&deps.RetryRefresh, 2*time.Second)
+	u := &Upstream{Name: cfg.Name, cfg: cfg, deps: deps, stop: make(chan struct{}), done: make(chan struct{})}
+	u.paths.Store(&[]*Path{})
+	if a := cfg.Endpoint.Addr; a.IsValid() {
+		if !cfg.Pin.Allows(FamilyOf(a)) {
+			return nil, fmt.Errorf("upstream %s: address %s is %s but the upstream is pinned to %s", cfg.Name, a, FamilyOf(a), cfg.Pin)
+		}
+		u.setAddrs([]netip.Addr{a})
+		close(u.done)
+	} else if deps.Resolver == nil {
+		return nil, fmt.Errorf("upstream %s: host name %q needs a bootstrap resolver", cfg.Name, cfg.Endpoint.Host)
+	}
+	return u, nil
+}
+
+// Paths returns the current paths, preferred family first, families
+// interleaved. The slice must not be modified.
+func (u *Upstream) Paths() []*Path { return *u.paths.Load() }
+
+// Start resolves a host name upstream and keeps re-resolving it when the
+// answer's TTL runs out. It returns the first resolution's error; the
+// upstream keeps retrying in the background either way until Close.
+func (u *Upstream) Start(ctx context.Context) error {
+	if u.cfg.Endpoint.Addr.IsValid() {
+		return nil
+	}
+	ttl, err := u.resolve(ctx)
+	go u.refresh(ttl, err)
+	return err
+}
+
+func (u *Upstream) refresh(ttl time.Duration, err error) {
+	defer close(u.done)
+	for {
+		wait := min(max(ttl, u.deps.MinRefresh), u.deps.MaxRefresh)
+		if err != nil {
+			wait = u.deps.RetryRefresh
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-u.stop:
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ttl, err = u.resolve(ctx)
+		cancel()
+	}
+}
+
+// resolve looks the host up in every allowed family and replaces the path
+// set. A family whose lookup fails keeps its old paths.
+func (u *Upstream) resolve(ctx context.Context) (time.Duration, error) {
+	type result struct {
+		fam   Family
+		addrs []netip.Addr
+		ttl   time.Duration
+		err   error
+	}
+	var fams []Family
+	for _, f := range []Family{IPv6, IPv4} {
+		if u.cfg.Pin.Allows(f) {
+			fams = append(fams, f)
+		}
+	}
+	ch := make(chan result, len(fams))
+	for _, f := range fams {
+		go func() {
+			addrs, ttl, err := u.deps.Resolver.LookupAddrs(ctx, u.cfg.Endpoint.Host, f)
+			ch <- result{f, addrs, ttl, err}
+		}()
+	}
+	var addrs []netip.Addr
+	var errs []error
+	ttl := time.Duration(-1)
+	for range fams {
+		r := <-ch
+		if r.err != nil {
+			errs = append(errs, r.err)
+			for _, p := range u.Paths() { // keep what we had for this family
+				if p.Family == r.fam && !slices.Contains(addrs, p.ID.Addr.Addr()) {
+					addrs = append(addrs, p.ID.Addr.Addr())
+				}
+			}
+			continue
+		}
+		addrs = append(addrs, r.addrs...)
+		if len(r.addrs) > 0 && (ttl < 0 || r.ttl < ttl) {
+			ttl = r.ttl
+		}
+	}
+	if len(errs) == len(fams) {
+		return 0, fmt.Errorf("resolve upstream %s host %s: %w", u.Name, u.cfg.Endpoint.Host, errors.Join(errs...))
+	}
+	if len(addrs) == 0 {
+		return 0, fmt.Errorf("resolve upstream %s host %s: no %s addresses", u.Name, u.cfg.Endpoint.Host, u.cfg.Pin)
+	}
+	u.setAddrs(addrs)
+	return max(ttl, 0), nil
+}
+
+// setAddrs replaces the path set with one path per address, reusing the
+// paths of addresses already known, and closes the exchangers of paths that
+// went away once in-flight queries had time to finish.
+func (u *Upstream) setAddrs(addrs []netip.Addr) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	old := make(map[PathID]*Path)
+	for _, p := range u.Paths() {
+		old[p.ID] = p
+	}
+	var prefer, other []*Path
+	for _, a := range addrs {
+		ap := netip.AddrPortFrom(a.Unmap(), u.cfg.Endpoint.Port)
+		if u.deps.Own != nil && u.deps.Own(ap) {
+			u.deps.Logger.Warn("upstream address is one of our own listeners; skipping it to avoid a forwarding loop",
+				"upstream", u.Name, "addr", ap.String())
+			continue
+		}
+		id := PathID{Upstream: u.Name, Proto: u.cfg.Endpoint.Scheme, Addr: ap}
+		p, ok := old[id]
+		if ok {
+			delete(old, id)
+		} else {
+			p = u.newPath(id)
+		}
+		if p.Family == u.cfg.Prefer {
+			prefer = append(prefer, p)
+		} else {
+			other = append(other, p)
+		}
+	}
+	paths := interleave(append(prefer, other...))
+	u.paths.Store(&paths)
+	if len(old) > 0 {
+		gone := make([]*Path, 0, len(old))
+		for _, p := range old {
+			gone = append(gone, p)
+		}
+		time.AfterFunc(10*time.Second, func() {
+			for _, p := range gone {
+				p.Exchanger.Close()
+			}
+		})
+	}
+}
+
+func (u *Upstream) newPath(id PathID) *Path {
+	tcp := NewTCP(id.Addr, u.deps.TCP)
+	var ex Exchanger = tcp
+	if id.Proto == "udp" {
+		ex = NewUDP(id.Addr, tcp)
+	}
+	return &Path{ID: id, Family: FamilyOf(id.Addr.Addr()), Exchanger: ex, Health: u.deps.Registry.Health(id)}
+}
+
+// Close stops re-resolution and closes every path's exchanger.
+func (u *Upstream) Close() error {
+	u.once.Do(func() { close(u.stop) })
+	<-u.done
+	var errs []error
+	for _, p := range u.Paths() {
+		errs = append(errs, p.Exchanger.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// String describes the upstream and its paths for start-up logs.
+func (u *Upstream) String() string {
+	target := u.cfg.Endpoint.Host
+	if target == "" {
+		target = u.cfg.Endpoint.Addr.String()
+	}
+	return fmt.Sprintf("%s (%s://%s, family %s)", u.Name, u.cfg.Endpoint.Scheme,
+		net.JoinHostPort(target, strconv.Itoa(int(u.cfg.Endpoint.Port))), u.cfg.Pin)
+}
