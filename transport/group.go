@@ -2,6 +2,8 @@ package transport
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -30,9 +32,32 @@ func (g *Group) Paths() []*Path {
 	return out
 }
 
-// Exchange answers q from the first path that gives a good answer. It
-// returns a *RaceError when none did before ctx's deadline.
+// maxRounds bounds how often a group goes over its paths again for one
+// query when every attempt timed out.
+const maxRounds = 3
+
+// Exchange answers q from the first path that gives a good answer. When
+// every path timed out and the client's budget is not spent, it goes over
+// them again, as a stub resolver retransmits: each timeout has doubled its
+// path's RTO (RFC 6298 §5.5) and may have opened its breaker, so the next
+// round waits longer or tries elsewhere. It returns a *RaceError when no
+// path answered.
 func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
-	order := interleave(g.Strategy.Order(g.Paths()))
-	return race(ctx, q, order, g.Strategy.Parallel(), g.Race)
+	var attempts int
+	for round := 1; ; round++ {
+		order := interleave(g.Strategy.Order(g.Paths()))
+		res, err := race(ctx, q, order, g.Strategy.Parallel(), g.Race)
+		res.Attempts += attempts
+		attempts = res.Attempts
+		var re *RaceError
+		if err == nil || round == maxRounds || !errors.As(err, &re) || !re.timedOut() || !g.timeLeft(ctx) {
+			return res, err
+		}
+	}
+}
+
+// timeLeft reports whether ctx leaves room for another round.
+func (g *Group) timeLeft(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ctx.Err() == nil && (!ok || time.Until(dl) > g.Race.MinAttemptDelay)
 }

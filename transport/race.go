@@ -214,6 +214,17 @@ func (e *RaceError) Error() string {
 // Unwrap exposes the attempts' errors to errors.Is/As.
 func (e *RaceError) Unwrap() []error { return e.Errs }
 
+// timedOut reports whether any attempt timed out: a reason to try again
+// while the client still waits.
+func (e *RaceError) timedOut() bool {
+	for _, err := range e.Errs {
+		if Classify(err) == ClassTimeout {
+			return true
+		}
+	}
+	return false
+}
+
 // Timeouts reports whether every attempt failed by timing out (as opposed
 // to the network refusing): the difference between EDE 22 and EDE 23.
 func (e *RaceError) Timeouts() bool {

@@ -58,7 +58,8 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 
 // upstreamQuery builds the query sent upstream from the client's: the same
 // question and flags, the client's DO bit, and no client EDNS options
-// (they are the client's business; ECS is policy's, added elsewhere).
+// (they are the client's business; ECS is policy's, added elsewhere) but
+// the loop marks of the dnsedge instances the query already went through.
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
 	q := &dns.Msg{
@@ -68,13 +69,14 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 		},
 		Question: in.Question[:1:1],
 	}
-	do := false
-	if opt := in.IsEdns0(); opt != nil {
-		do = opt.Do()
-	}
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	opt.SetUDPSize(transport.EDNSBufferSize)
-	opt.SetDo(do)
+	if copt := in.IsEdns0(); copt != nil {
+		opt.SetDo(copt.Do())
+		if f.loop != nil {
+			opt.Option = f.loop.carried(copt)
+		}
+	}
 	if f.loop != nil {
 		opt.Option = append(opt.Option, f.loop.option())
 	}

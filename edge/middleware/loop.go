@@ -19,7 +19,8 @@ const LoopOptionCode = 65073
 // forwards carries an EDNS option with this instance's random nonce, and a
 // query that arrives carrying it was sent by this very instance. That
 // happens when a pod's resolv.conf points at its own sidecar and the
-// sidecar forwards to resolv.conf. Such a query is answered SERVFAIL and
+// sidecar forwards to resolv.conf, or when two forwarders point at each
+// other: the marks of every instance a query went through travel with it. Such a query is answered SERVFAIL and
 // logged instead of circling until every hop times out.
 type Loop struct {
 	nonce []byte
@@ -35,6 +36,22 @@ func NewLoop(log *slog.Logger) *Loop {
 
 func (l *Loop) option() dns.EDNS0 {
 	return &dns.EDNS0_LOCAL{Code: LoopOptionCode, Data: l.nonce}
+}
+
+// maxLoopMarks bounds how many other instances' marks a query carries on.
+const maxLoopMarks = 8
+
+// carried returns the loop marks of other dnsedge instances in a client's
+// OPT, so a loop through several instances (A → B → A) is caught by the
+// first instance that sees its own mark again.
+func (l *Loop) carried(opt *dns.OPT) []dns.EDNS0 {
+	var out []dns.EDNS0
+	for _, o := range opt.Option {
+		if lo, ok := o.(*dns.EDNS0_LOCAL); ok && lo.Code == LoopOptionCode && len(out) < maxLoopMarks {
+			out = append(out, lo)
+		}
+	}
+	return out
 }
 
 // ErrLoop is the cause of the answer to a query that came back around.

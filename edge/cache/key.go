@@ -1,0 +1,90 @@
+package cache
+
+import (
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+)
+
+// Flag bits in the key byte that follows QTYPE and QCLASS.
+const (
+	keyDO  = 1 << iota // DNSSEC OK (RFC 3225)
+	keyCD              // Checking Disabled (RFC 4035 §3.2.2)
+	keyECS             // an ECS prefix follows
+	keyV4              // the ECS prefix is IPv4
+)
+
+// maxWireName is the longest name in wire format (RFC 1035 §3.1).
+const maxWireName = 255
+
+// keyStack sizes the buffers that hold a name and a key on the stack: any
+// key without a route fits.
+const keyStack = maxWireName + 4 + 1 + 1 + 16 + 64
+
+// cacheable reports whether the answer to q may come from the cache: a
+// standard query (opcode QUERY) with exactly one question that is not a
+// zone transfer. Other queries go to the next handler untouched.
+func cacheable(q *dns.Msg) bool {
+	if q.Opcode != dns.OpcodeQuery || len(q.Question) != 1 {
+		return false
+	}
+	switch q.Question[0].Qtype {
+	case dns.TypeAXFR, dns.TypeIXFR:
+		return false
+	}
+	return true
+}
+
+// appendKey appends to dst the cache key of req and returns it together
+// with the query's name in wire format, in its original case, written into
+// name (which should have room for maxWireName bytes).
+//
+// The key is: the lower-cased wire name (RFC 4343), QTYPE, QCLASS, a flag
+// byte (DO, CD), then the ECS prefix the query will be forwarded with, and
+// last the route. Answers can differ by ECS prefix (RFC 7871) and by route
+// (each route forwards to its own group), so both keep entries apart; with
+// neither set the key is just the question and the two bits. The wire name
+// is self-delimiting, so the key needs no separators.
+//
+// ok is false when the name cannot be packed (not fully qualified, too
+// long): such queries bypass the cache.
+func appendKey(dst, name []byte, req *pipeline.Request) (key, wname []byte, ok bool) {
+	q := req.Msg.Question[0]
+	if q.Name == "" {
+		return dst, nil, false
+	}
+	n, err := dns.PackDomainName(q.Name, name[:cap(name)], 0, nil, false)
+	if err != nil {
+		return dst, nil, false
+	}
+	wname = name[:n]
+	for _, c := range wname {
+		dst = append(dst, lower(c))
+	}
+	dst = binary.BigEndian.AppendUint16(dst, q.Qtype)
+	dst = binary.BigEndian.AppendUint16(dst, q.Qclass)
+	var flags byte
+	if opt := req.Msg.IsEdns0(); opt != nil && opt.Do() {
+		flags |= keyDO
+	}
+	if req.Msg.CheckingDisabled {
+		flags |= keyCD
+	}
+	ecs := req.ECS
+	if ecs.IsValid() {
+		flags |= keyECS
+		if ecs.Addr().Is4() {
+			flags |= keyV4
+		}
+	}
+	dst = append(dst, flags)
+	if ecs.IsValid() {
+		ecs = ecs.Masked()
+		a := ecs.Addr().As16()
+		dst = append(dst, byte(ecs.Bits()))
+		dst = append(dst, a[:]...)
+	}
+	return append(dst, req.Route...), wname, true
+}

@@ -1,0 +1,57 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collectors returns the cache's metrics. Counters are summed over the
+// shards at scrape time, so serving a query never touches a counter shared
+// between shards.
+func (c *Cache) collectors() []prometheus.Collector {
+	sum := func(pick func(*shard) *atomic.Uint64) func() float64 {
+		return func() float64 {
+			var n uint64
+			for i := range c.shards {
+				n += pick(&c.shards[i]).Load()
+			}
+			return float64(n)
+		}
+	}
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "dnsedge", Subsystem: "cache", Name: name, Help: help}
+	}
+	return []prometheus.Collector{
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("hits_total", "Queries answered from the cache.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.hits })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("misses_total", "Cacheable queries passed on because no fresh entry was found.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.misses })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("evictions_total", "Entries removed to make room for new ones.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.evictions })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("entries", "Entries in the cache, expired ones not yet removed included.")),
+			func() float64 { return float64(c.Len()) }),
+	}
+}
+
+// register registers cs with reg. A collector already registered under the
+// same name, left by the cache of a previous configuration generation, is
+// replaced. On failure nothing stays registered.
+func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
+	for i, col := range cs {
+		err := reg.Register(col)
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) && reg.Unregister(are.ExistingCollector) {
+			err = reg.Register(col)
+		}
+		if err != nil {
+			for _, done := range cs[:i] {
+				reg.Unregister(done)
+			}
+			return fmt.Errorf("cache: register metrics: %w", err)
+		}
+	}
+	return nil
+}

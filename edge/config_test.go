@@ -1,0 +1,73 @@
+package edge
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/tools/txtar"
+)
+
+// TestConfigGolden runs every testdata/config/*.txtar: config.yaml (and an
+// optional resolv.conf) in, the expected problems or a summary out.
+func TestConfigGolden(t *testing.T) {
+	files, err := filepath.Glob("testdata/config/*.txtar")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files: %v", err)
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".txtar"), func(t *testing.T) {
+			ar, err := txtar.ParseFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts := make(map[string]string)
+			for _, af := range ar.Files {
+				parts[af.Name] = string(af.Data)
+			}
+			resolv := filepath.Join(t.TempDir(), "resolv.conf")
+			rc, ok := parts["resolv.conf"]
+			if !ok {
+				rc = "nameserver 192.0.2.53\n"
+			}
+			if err := os.WriteFile(resolv, []byte(rc), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := parse("config.yaml", []byte(parts["config.yaml"]), resolv)
+			var got string
+			if err != nil {
+				got = err.Error()
+			} else {
+				got = "ok: " + summarize(cfg)
+			}
+			// Problems without a position are printed with the file only.
+			got = strings.ReplaceAll(got, "config.yaml: upstreams", "(no file):0:0: upstreams")
+			want := strings.TrimSpace(parts["want"])
+			if strings.TrimSpace(got) != want {
+				t.Errorf("got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func summarize(c *Config) string {
+	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s",
+		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "))
+}
+
+func TestDefaultConfig(t *testing.T) {
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 192.0.2.53\nnameserver 2001:db8::53\n"), 0o644)
+	cfg, err := parse("(default)", defaultConfig, resolv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.SystemUpstreams || len(cfg.Upstreams) != 2 || cfg.Upstreams[1].URL != "udp://[2001:db8::53]:53" {
+		t.Fatalf("upstreams = %+v", cfg.Upstreams)
+	}
+	if len(cfg.Listeners) != 4 || !cfg.Listeners[2].Optional || cfg.Groups[0].Name != DefaultGroup {
+		t.Fatalf("listeners = %+v groups = %+v", cfg.Listeners, cfg.Groups)
+	}
+}

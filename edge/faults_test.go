@@ -1,0 +1,124 @@
+package edge_test
+
+import (
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport"
+	"github.com/dnsedge/dnsedge/transport/transporttest"
+	"github.com/miekg/dns"
+)
+
+// TestPathFaults injects each IPv6 fault into an upstream reached by host
+// name over both families and checks the promises dnsedge makes: no query
+// fails, only the broken path's breaker opens, once it is open answers come
+// at the IPv4 path's speed, and when IPv6 heals a trial closes the breaker.
+func TestPathFaults(t *testing.T) {
+	tests := []struct {
+		name   string
+		faults transporttest.Faults
+		// big mixes queries for a TXT answer larger than 1232 bytes in.
+		big bool
+		// opens: the fault makes the IPv6 path fail, so its breaker must
+		// open. A path MTU black hole does not: dnsedge advertises 1232
+		// bytes, so the upstream truncates and the answer comes over TCP
+		// on the same IPv6 path.
+		opens bool
+	}{
+		{name: "IPv6 blackholed", faults: transporttest.Faults{DropIPv6: true}, opens: true},
+		{name: "IPv6 loses 90 percent", faults: transporttest.Faults{DropPercentIPv6: 90}, opens: true},
+		{name: "IPv6 slower than its timeout", faults: transporttest.Faults{DelayIPv6: 2 * time.Second}, opens: true},
+		{name: "IPv6 path MTU black hole", faults: transporttest.Faults{DropIPv6Large: true}, big: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := transporttest.StartFault(t, upstreamZone)
+			boot := transporttest.StartBootstrap(t, bothFamilies)
+			e := startEdge(t, seedConfig(boot.Addr(), up.Port()))
+			v4, v6 := pathOf(t, e, transport.IPv4), pathOf(t, e, transport.IPv6)
+			up.Set(tt.faults)
+
+			_, failures := loadMix(t, e.udp, 1000, tt.big)
+			if len(failures) > 0 {
+				t.Fatalf("%d of 1000 queries failed, first: %s\nlogs:\n%s", len(failures), failures[0], tail(e.logs.String(), 20))
+			}
+			if s := v4.Health.Snapshot(); s.Transitions[transport.Open] != 0 {
+				t.Fatalf("IPv4 path breaker opened %d times: %+v", s.Transitions[transport.Open], s)
+			}
+			s6 := v6.Health.Snapshot()
+			if !tt.opens {
+				if s6.Transitions[transport.Open] != 0 {
+					t.Fatalf("IPv6 path breaker opened although the path works: %+v", s6)
+				}
+				if up.Count("ipv6", "tcp") == 0 {
+					t.Fatalf("no truncated answer was retried over TCP on the IPv6 path")
+				}
+				return
+			}
+			if s6.Transitions[transport.Open] == 0 {
+				t.Fatalf("IPv6 path breaker never opened: %+v", s6)
+			}
+
+			// With the IPv6 breaker open, answers come at the IPv4 path's
+			// speed: no query waits for the IPv6 attempt delay (at least
+			// the 50ms minimum timeout).
+			lat, failures := loadMix(t, e.udp, 200, tt.big)
+			if len(failures) > 0 {
+				t.Fatalf("%d of 200 queries failed after the breaker opened: %s", len(failures), failures[0])
+			}
+			if m := median(lat); m > 25*time.Millisecond {
+				t.Fatalf("median latency with the IPv6 breaker open = %v, want the IPv4 path's level", m)
+			}
+
+			// IPv6 heals: a half-open trial closes its breaker again.
+			up.Set(transporttest.Faults{})
+			c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
+			waitUntil(t, "IPv6 breaker closes after healing", 10*time.Second, func() bool {
+				q := new(dns.Msg)
+				q.SetQuestion("h1.test.example.", dns.TypeAAAA)
+				if _, _, err := c.Exchange(q, e.udp.String()); err != nil {
+					t.Fatalf("query while healing: %v", err)
+				}
+				return v6.Health.Snapshot().State == transport.Closed
+			})
+			if s := v4.Health.Snapshot(); s.Transitions[transport.Open] != 0 {
+				t.Fatalf("IPv4 path breaker opened while IPv6 healed")
+			}
+		})
+	}
+}
+
+// loadMix is load with, when big is set, every tenth query asking for the
+// large TXT RRset instead.
+func loadMix(t *testing.T, addr netip.AddrPort, n int, big bool) ([]time.Duration, []string) {
+	t.Helper()
+	if !big {
+		return load(t, addr, n)
+	}
+	lat, failures := load(t, addr, n-n/10)
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	for range n / 10 {
+		q := new(dns.Msg)
+		q.SetQuestion("big.test.example.", dns.TypeTXT)
+		q.SetEdns0(4096, false)
+		m, rtt, err := c.Exchange(q, addr.String())
+		switch {
+		case err != nil:
+			failures = append(failures, err.Error())
+		case m.Truncated:
+			// A client told to retry over TCP gets it whole there.
+			tc := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
+			m, _, err = tc.Exchange(q, addr.String())
+			if err != nil || len(m.Answer) != 20 {
+				failures = append(failures, fmt.Sprintf("big TXT over TCP: %v", err))
+			}
+		case len(m.Answer) != 20:
+			failures = append(failures, fmt.Sprintf("big TXT: %d records", len(m.Answer)))
+		default:
+			lat = append(lat, rtt)
+		}
+	}
+	return lat, failures
+}

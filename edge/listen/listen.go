@@ -1,0 +1,435 @@
+// Package listen accepts DNS queries from clients and owns the wire: it
+// reads and checks messages, builds one pipeline.Request per query, runs
+// the current pipeline, and writes the finished reply (respond.go).
+//
+// Every listener bounds the queries it serves at once, answers each query
+// in its own goroutine under recover(), and on Close stops reading, lets
+// in-flight queries finish within their budget, then closes its sockets.
+package listen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+)
+
+// Config is shared by every listener. Zero durations and counts take the
+// documented defaults.
+type Config struct {
+	// Addr is where to listen. Port 0 picks a free port; Addr() reports it.
+	Addr netip.AddrPort
+	// Handler returns the current pipeline (the caller loads it from an
+	// atomic pointer). It is called once per query and must not return nil.
+	Handler func() pipeline.Handler
+	// Logger receives the listener's logs; nil discards them.
+	Logger *slog.Logger
+	// Metrics records what the listener sees; nil records nothing.
+	Metrics *Metrics
+	// QueryTimeout is the budget of one query, given to the handler as the
+	// ctx deadline. Default 4s.
+	QueryTimeout time.Duration
+	// MaxConcurrent bounds the queries being served at once by one
+	// listener. Default 10000. UDP drops (and counts) queries beyond it;
+	// TCP stops reading until one finishes.
+	MaxConcurrent int
+
+	// IdleTimeout closes a TCP connection that has no query in flight and
+	// sends none for this long (RFC 7766 §6.2.3). Default 10s.
+	IdleTimeout time.Duration
+	// ReadTimeout is how long a TCP message may take to arrive whole once
+	// its first byte has, so a slow sender cannot hold a connection
+	// (slowloris). Default 2s.
+	ReadTimeout time.Duration
+	// WriteTimeout is how long writing one TCP reply may take; a client
+	// that stops reading is disconnected after it. Default 5s.
+	WriteTimeout time.Duration
+	// MaxConns caps open TCP connections; a connection beyond it is closed
+	// as soon as it is accepted. Default 1000.
+	MaxConns int
+	// MaxQueriesPerConn caps the queries in flight on one TCP connection
+	// (RFC 7766 §6.2.1.1 pipelining); the connection is not read while the
+	// cap is reached. Default 100.
+	MaxQueriesPerConn int
+	// Sockets is the number of UDP sockets bound to Addr with SO_REUSEPORT,
+	// each with its own reader. Default runtime.NumCPU(). Ignored by TCP.
+	Sockets int
+}
+
+// Defaults of Config.
+const (
+	DefaultQueryTimeout      = 4 * time.Second
+	DefaultMaxConcurrent     = 10000
+	DefaultIdleTimeout       = 10 * time.Second
+	DefaultReadTimeout       = 2 * time.Second
+	DefaultWriteTimeout      = 5 * time.Second
+	DefaultMaxConns          = 1000
+	DefaultMaxQueriesPerConn = 100
+)
+
+// withDefaults validates c and fills in its defaults.
+func (c Config) withDefaults() (Config, error) {
+	var errs []error
+	if !c.Addr.IsValid() {
+		errs = append(errs, fmt.Errorf("listen address %v is not valid", c.Addr))
+	}
+	if c.Handler == nil {
+		errs = append(errs, errors.New("no handler"))
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"query timeout", &c.QueryTimeout, DefaultQueryTimeout},
+		{"idle timeout", &c.IdleTimeout, DefaultIdleTimeout},
+		{"read timeout", &c.ReadTimeout, DefaultReadTimeout},
+		{"write timeout", &c.WriteTimeout, DefaultWriteTimeout},
+	} {
+		switch {
+		case *d.v < 0:
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, *d.v))
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max concurrent", &c.MaxConcurrent, DefaultMaxConcurrent},
+		{"max conns", &c.MaxConns, DefaultMaxConns},
+		{"max queries per conn", &c.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
+		{"sockets", &c.Sockets, runtime.NumCPU()},
+	} {
+		switch {
+		case *n.v < 0:
+			errs = append(errs, fmt.Errorf("%s %d is negative", n.name, *n.v))
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	c.Addr = netip.AddrPortFrom(c.Addr.Addr().Unmap(), c.Addr.Port())
+	return c, errors.Join(errs...)
+}
+
+// network returns the Go network pinned to the family of a, e.g. "udp4".
+func network(base string, a netip.Addr) string {
+	if a.Is4() {
+		return base + "4"
+	}
+	return base + "6"
+}
+
+// ErrClosed is returned by Serve when the listener was closed before Serve
+// was called. It matches net.ErrClosed with errors.Is.
+var ErrClosed = fmt.Errorf("listener closed: %w", net.ErrClosed)
+
+// core is what every listener shares: its configuration, metrics and the
+// count of queries in flight.
+type core struct {
+	cfg  Config
+	kind pipeline.Kind
+	log  *slog.Logger
+	m    *kindMetrics
+
+	flight  flight        // queries being served
+	drained chan struct{} // closed when Close is done waiting for them
+
+	mu    sync.Mutex
+	state int           // stateNew, stateServing or stateClosed, under mu
+	done  chan struct{} // closed when Close starts
+}
+
+const (
+	stateNew = iota
+	stateServing
+	stateClosed
+)
+
+func newCore(cfg Config, kind pipeline.Kind) *core {
+	return &core{
+		cfg:     cfg,
+		kind:    kind,
+		log:     cfg.Logger.With("listener", kind.String(), "addr", cfg.Addr.String()),
+		m:       cfg.Metrics.kind(kind),
+		flight:  newFlight(),
+		drained: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+}
+
+// tryAcquire claims a slot for one query, false when MaxConcurrent are in
+// flight. Each successful call is paired with release.
+func (c *core) tryAcquire() bool {
+	if c.flight.add() > int64(c.cfg.MaxConcurrent) {
+		c.flight.done()
+		return false
+	}
+	return true
+}
+
+func (c *core) release() { c.flight.done() }
+
+// drainGrace is how long Close still waits, once the query budget has
+// passed, for the replies of the stragglers to be written.
+const drainGrace = 250 * time.Millisecond
+
+// drain waits until no query is in flight, at most timeout plus
+// drainGrace. No query may start once drain is called. Queries are not
+// canceled: any that began before Close has seen its own deadline pass by
+// the time drain gives up, since its budget is timeout.
+func (c *core) drain(timeout time.Duration) {
+	t := time.NewTimer(timeout + drainGrace)
+	defer t.Stop()
+	if !c.flight.wait(t.C, nil) {
+		c.log.Warn("queries still in flight at close", "count", c.flight.n.Load())
+	}
+	close(c.drained)
+}
+
+// flight counts work in progress and lets one waiter wait for its end.
+type flight struct {
+	n       atomic.Int64
+	waiting atomic.Bool
+	zero    chan struct{} // capacity 1
+}
+
+func newFlight() flight { return flight{zero: make(chan struct{}, 1)} }
+
+func (f *flight) add() int64 { return f.n.Add(1) }
+
+func (f *flight) done() {
+	if f.n.Add(-1) == 0 && f.waiting.Load() {
+		select {
+		case f.zero <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// wait returns true once nothing is in flight, false if timer or stop
+// fires first (a nil channel never does). Callers make sure no add
+// follows; only one goroutine waits.
+func (f *flight) wait(timer <-chan time.Time, stop <-chan struct{}) bool {
+	f.waiting.Store(true)
+	if f.n.Load() == 0 {
+		return true
+	}
+	select {
+	case <-f.zero:
+		return true
+	case <-timer:
+		return false
+	case <-stop:
+		return false
+	}
+}
+
+// beginServe runs start, which starts the listener's goroutines, unless
+// Serve was called before or the listener is closed. Close waits for what
+// start began, so start runs under the same lock as beginClose.
+func (c *core) beginServe(start func()) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.state {
+	case stateServing:
+		return errors.New("serve called twice")
+	case stateClosed:
+		return ErrClosed
+	}
+	c.state = stateServing
+	start()
+	return nil
+}
+
+// beginClose marks the listener closed, false when it already was.
+func (c *core) beginClose() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return false
+	}
+	c.state = stateClosed
+	close(c.done)
+	return true
+}
+
+// isClosed tells whether Close has started.
+func (c *core) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// errInternal and errNoAnswer are answered SERVFAIL; their text is what
+// the client sees in the EDE EXTRA-TEXT, so it says nothing about
+// internals.
+var (
+	errInternal = &pipeline.Error{Text: "internal error"}
+	errNoAnswer = &pipeline.Error{Text: "no answer"}
+)
+
+// call runs the current pipeline for req within the query budget. A panic
+// in the handler is logged with its stack and answered like an error.
+func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
+	// The parent is not cancelable, which spares WithTimeout registering
+	// the child: drain needs no cancellation (see there).
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.QueryTimeout)
+	defer cancel()
+	defer func() {
+		if r := recover(); r != nil {
+			c.m.panicked()
+			c.log.Error("panic serving query", "panic", r, "client", req.Client.String(),
+				"question", question(req), "stack", string(debug.Stack()))
+			m, err = nil, errInternal
+		}
+	}()
+	return c.cfg.Handler().ServeDNS(ctx, req)
+}
+
+// answer serves req and packs the finished reply after off free bytes of a
+// pooled buffer. It returns the packed reply and the buffer to give back
+// to putBuf, or nil when nothing is to be sent.
+func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
+	m, err := c.call(req)
+	reply, send := Finish(req, m, err, c.log)
+	if !send {
+		c.m.drop(reasonHandler)
+		return nil, nil
+	}
+	buf := getBuf()
+	b, err := pack(reply, (*buf)[off:], req.MaxSize)
+	if err != nil {
+		c.log.Error("bad reply from handler", "err", err, "question", question(req))
+		reply, _ = Finish(req, nil, errInternal, c.log)
+		if b, err = pack(reply, (*buf)[off:], req.MaxSize); err != nil {
+			putBuf(buf)
+			c.log.Error("pack error reply", "err", err, "question", question(req))
+			return nil, nil
+		}
+	}
+	c.m.response(reply.Rcode, reply.Truncated)
+	return inBuf(buf, off, b), buf
+}
+
+// inBuf returns b as (*buf)[off:off+len(b)], copying it there when the
+// packer had to allocate, so that a length prefix can go right before it.
+func inBuf(buf *[]byte, off int, b []byte) []byte {
+	dst := (*buf)[off:]
+	if len(b) > 0 && &b[0] != &dst[0] {
+		b = dst[:copy(dst, b)]
+	}
+	return b
+}
+
+// action is what a listener does with a message it read.
+type action uint8
+
+const (
+	actServe   action = iota // hand it to the pipeline
+	actDrop                  // send nothing: junk must not be answered
+	actFormErr               // answer FORMERR (RFC 1035 §4.1.1)
+	actNotImp                // answer NOTIMP: opcode other than QUERY
+	actBadVers               // answer BADVERS: EDNS version above 0 (RFC 6891 §6.1.3)
+)
+
+func (a action) String() string {
+	return [...]string{"serve", "drop", "formerr", "notimp", "badvers"}[a]
+}
+
+const (
+	headerLen = 12
+	bitQR     = 1 << 15
+)
+
+// checkHeader looks at the fixed header of b only, so it is cheap enough
+// for a read loop. Junk is dropped silently so that a forged source gets
+// nothing to amplify; a sane header with a shape no query has is rejected
+// (miekg/dns acceptfunc.go).
+func checkHeader(b []byte) (action, reason) {
+	if len(b) < headerLen {
+		return actDrop, reasonShort
+	}
+	bits := uint16(b[2])<<8 | uint16(b[3])
+	if bits&bitQR != 0 {
+		return actDrop, reasonResponse
+	}
+	if op := int(bits>>11) & 0xF; op != dns.OpcodeQuery {
+		return actNotImp, 0
+	}
+	qd := uint16(b[4])<<8 | uint16(b[5])
+	an := uint16(b[6])<<8 | uint16(b[7])
+	ns := uint16(b[8])<<8 | uint16(b[9])
+	ar := uint16(b[10])<<8 | uint16(b[11])
+	// A query has one question, no answer, and at most an OPT and a TSIG
+	// in the additional section.
+	if qd != 1 || an != 0 || ns != 0 || ar > 2 {
+		return actFormErr, 0
+	}
+	return actServe, 0
+}
+
+// parseQuery unpacks b, whose header passed checkHeader, and checks what
+// only the body shows. The message is returned when the action is actServe
+// or actBadVers. It never keeps a reference to b.
+func parseQuery(b []byte) (*dns.Msg, action) {
+	m := new(dns.Msg)
+	if err := m.Unpack(b); err != nil || len(m.Question) != 1 {
+		return nil, actFormErr
+	}
+	var opts int
+	var opt *dns.OPT
+	for _, rr := range m.Extra {
+		if o, ok := rr.(*dns.OPT); ok {
+			opts++
+			opt = o
+		}
+	}
+	switch {
+	case opts > 1 || opt != nil && opt.Hdr.Name != ".":
+		return nil, actFormErr // RFC 6891 §6.1.1
+	case opt != nil && opt.Version() != 0:
+		return m, actBadVers
+	}
+	return m, actServe
+}
+
+// check runs checkHeader and then parseQuery: the whole decision a
+// listener makes about one message before the pipeline sees it.
+func check(b []byte) (*dns.Msg, action, reason) {
+	act, why := checkHeader(b)
+	if act != actServe {
+		return nil, act, why
+	}
+	m, act := parseQuery(b)
+	return m, act, 0
+}
+
+// udpSize returns the largest UDP reply the client q accepts: its EDNS
+// buffer size clamped to [512, 65535], or 512 without EDNS (RFC 6891 §6.2.5).
+func udpSize(q *dns.Msg) int {
+	opt := q.IsEdns0()
+	if opt == nil {
+		return dns.MinMsgSize
+	}
+	return max(int(opt.UDPSize()), dns.MinMsgSize)
+}

@@ -1,0 +1,186 @@
+package listen
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+)
+
+// EDNSSize is the UDP payload size dnsedge advertises to clients (DNS Flag
+// Day 2020: fits the IPv6 minimum MTU without fragmentation).
+const EDNSSize = 1232
+
+// Finish turns what a handler returned for req into the reply to write, the
+// same way on every listener:
+//
+//   - err is pipeline.ErrDrop: nothing is sent (send is false);
+//   - any other err: pipeline.ErrorReply (SERVFAIL or the *pipeline.Error's
+//     RCODE, with an EDE when the query had EDNS);
+//   - m and err both nil: a handler bug, logged, answered SERVFAIL;
+//   - the reply gets the query's ID, QR set, and the question when m has
+//     none;
+//   - EDNS toward the client: when the query had an OPT the reply has
+//     exactly one, advertising EDNSSize, with the query's DO bit and only
+//     the Extended DNS Error options (RFC 8914) of the handler's OPT;
+//     options meant for an upstream hop (cookies, padding, ...) are left
+//     out. Without an OPT in the query the reply has none (RFC 6891 §7);
+//   - finally it is truncated to req.MaxSize with dns.Msg.Truncate, which
+//     sets TC when records had to go.
+//
+// Finish does not modify m or req: the reply is a shallow copy that shares
+// m's records. Nothing is logged when log is nil.
+func Finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger) (reply *dns.Msg, send bool) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	q := req.Msg
+	switch {
+	case errors.Is(err, pipeline.ErrDrop):
+		return nil, false
+	case err != nil:
+		m = pipeline.ErrorReply(q, err)
+	case m == nil:
+		log.Error("handler returned neither an answer nor an error",
+			"question", question(req), "client", req.Client.String())
+		m = pipeline.ErrorReply(q, errNoAnswer)
+	}
+	r := *m
+	r.Id = q.Id
+	r.Response = true
+	r.Opcode = q.Opcode
+	if len(r.Question) == 0 {
+		r.Question = q.Question
+	}
+	r.Extra = clientExtra(q.IsEdns0(), m.Extra)
+	if r.Rcode > 0xF && q.IsEdns0() == nil {
+		// An extended RCODE needs an OPT the client cannot take.
+		r.Rcode = dns.RcodeServerFailure
+	}
+	r.Truncate(req.MaxSize)
+	return &r, true
+}
+
+// clientExtra returns the additional section to send to a client whose
+// query carried qopt (nil without EDNS): extra without its OPT records,
+// plus, when the client speaks EDNS, one OPT of our own holding the EDE
+// options of the removed ones. The OPT goes before a trailing TSIG, which
+// must stay last (RFC 8945 §5.1). extra is not modified.
+func clientExtra(qopt *dns.OPT, extra []dns.RR) []dns.RR {
+	if qopt == nil {
+		has := false
+		for _, rr := range extra {
+			if rr.Header().Rrtype == dns.TypeOPT {
+				has = true
+				break
+			}
+		}
+		if !has {
+			return extra
+		}
+	}
+	out := make([]dns.RR, 0, len(extra)+1)
+	var ede []dns.EDNS0
+	for _, rr := range extra {
+		opt, ok := rr.(*dns.OPT)
+		if !ok {
+			out = append(out, rr)
+			continue
+		}
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				ede = append(ede, e)
+			}
+		}
+	}
+	if qopt == nil {
+		return out
+	}
+	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: ede}
+	opt.SetUDPSize(EDNSSize)
+	opt.SetDo(qopt.Do())
+	if n := len(out); n > 0 && out[n-1].Header().Rrtype == dns.TypeTSIG {
+		return append(out[:n-1], opt, out[n-1])
+	}
+	return append(out, opt)
+}
+
+// maxFrame is the largest DNS message, plus the TCP length prefix.
+const maxFrame = 2 + dns.MaxMsgSize
+
+// bufPool holds buffers of maxFrame bytes for reading queries and packing
+// replies.
+var bufPool = sync.Pool{New: func() any {
+	b := make([]byte, maxFrame)
+	return &b
+}}
+
+func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// pack packs m into buf (allocating only if buf is too small) and checks
+// that the result fits limit.
+func pack(m *dns.Msg, buf []byte, limit int) ([]byte, error) {
+	b, err := m.PackBuffer(buf)
+	if err != nil {
+		return nil, fmt.Errorf("pack reply: %w", err)
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("packed reply of %d bytes exceeds the client's %d", len(b), limit)
+	}
+	return b, nil
+}
+
+// reject writes into buf the reply to a message the listener refuses to
+// serve, and returns it; act is actFormErr, actNotImp or actBadVers, q the
+// raw message (which passed the length check) and m its parse, needed for
+// actBadVers only. The reply is never longer than q, so it cannot be used
+// for amplification: FORMERR and NOTIMP are the bare header with the ID,
+// opcode and RD bit of q; BADVERS echoes the question with an OPT of
+// version 0 (RFC 6891 §6.1.3).
+func reject(q []byte, m *dns.Msg, act action, buf []byte) []byte {
+	if act == actBadVers && m != nil {
+		r := new(dns.Msg)
+		r.SetRcode(m, dns.RcodeBadVers)
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(EDNSSize)
+		opt.SetDo(m.IsEdns0().Do())
+		r.Extra = []dns.RR{opt}
+		if b, err := r.PackBuffer(buf); err == nil && len(b) <= len(q) {
+			return b
+		}
+		act = actFormErr
+	}
+	rcode := dns.RcodeFormatError
+	if act == actNotImp {
+		rcode = dns.RcodeNotImplemented
+	}
+	b := buf[:headerLen]
+	clear(b)
+	b[0], b[1] = q[0], q[1]
+	const opcodeRD = 0x7800 | 0x0100 // the opcode and RD bits
+	bits := (uint16(q[2])<<8|uint16(q[3]))&opcodeRD | bitQR | uint16(rcode)
+	b[2], b[3] = byte(bits>>8), byte(bits)
+	return b
+}
+
+// rejectRcode is the RCODE of the reply reject builds for act.
+func rejectRcode(act action) int {
+	switch act {
+	case actNotImp:
+		return dns.RcodeNotImplemented
+	case actBadVers:
+		return dns.RcodeBadVers
+	}
+	return dns.RcodeFormatError
+}
+
+// question describes the question of req for logs.
+func question(req *pipeline.Request) string {
+	q := req.Question()
+	return q.Name + " " + dns.Type(q.Qtype).String()
+}

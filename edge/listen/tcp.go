@@ -1,0 +1,346 @@
+package listen
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+)
+
+// TCP serves DNS over TCP (RFC 7766): length-prefixed messages, several
+// queries per connection served concurrently and answered as they
+// complete. It bounds open connections (MaxConns), queries in flight per
+// connection (MaxQueriesPerConn) and per listener (MaxConcurrent), and
+// closes connections that idle, send too slowly or read too slowly. Its
+// methods are safe for concurrent use.
+type TCP struct {
+	*core
+	ln    *net.TCPListener
+	addr  netip.AddrPort
+	slots chan struct{} // MaxConcurrent query slots; a reader waits for one
+
+	accepting sync.WaitGroup // the accept loop
+	reading   sync.WaitGroup // connection read loops
+	serving   sync.WaitGroup // connection goroutines, until the connection is closed
+
+	connMu sync.Mutex
+	conns  map[*tcpConn]struct{}
+}
+
+// tcpConn is one client connection.
+type tcpConn struct {
+	conn          net.Conn
+	client, local netip.AddrPort
+	slots         chan struct{} // MaxQueriesPerConn query slots
+	flight        flight        // queries in flight on this connection
+	wmu           sync.Mutex    // one reply written at a time
+}
+
+var _ interface {
+	Serve() error
+	Close() error
+} = (*TCP)(nil)
+
+// ListenTCP binds cfg.Addr with the network ("tcp4" or "tcp6") of its
+// family, so that a taken address or a missing IPv6 stack is reported
+// here. Connections made before Serve wait in the accept queue.
+func ListenTCP(cfg Config) (*TCP, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("tcp listener: %w", err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), network("tcp", cfg.Addr.Addr()), cfg.Addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("listen on tcp %s: %w", cfg.Addr, err)
+	}
+	tl := ln.(*net.TCPListener)
+	return &TCP{
+		core:  newCore(cfg, pipeline.KindTCP),
+		ln:    tl,
+		addr:  unmap(tl.Addr().(*net.TCPAddr).AddrPort()),
+		slots: make(chan struct{}, cfg.MaxConcurrent),
+		conns: make(map[*tcpConn]struct{}),
+	}, nil
+}
+
+// Addr returns the address the listener is bound to, with the port the
+// system picked when Config.Addr had port 0.
+func (l *TCP) Addr() netip.AddrPort { return l.addr }
+
+// Serve accepts connections until Close, then returns nil. It returns
+// ErrClosed at once when the listener is already closed.
+func (l *TCP) Serve() error {
+	err := l.beginServe(func() { l.accepting.Go(l.accept) })
+	if err != nil {
+		return err
+	}
+	l.accepting.Wait()
+	return nil
+}
+
+// Close stops accepting and reading, waits for the queries in flight to be
+// answered (at most QueryTimeout and a short grace), then closes every
+// connection. Calling it again does nothing.
+func (l *TCP) Close() error {
+	if !l.beginClose() {
+		return nil
+	}
+	err := l.ln.Close()
+	l.accepting.Wait()
+	past := time.Unix(1, 0)
+	l.connMu.Lock()
+	for tc := range l.conns {
+		tc.conn.SetReadDeadline(past) // unblocks the reader
+	}
+	l.connMu.Unlock()
+	l.reading.Wait()
+	l.drain(l.cfg.QueryTimeout)
+	l.connMu.Lock()
+	for tc := range l.conns {
+		tc.conn.Close()
+	}
+	l.connMu.Unlock()
+	l.serving.Wait()
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// accept runs the accept loop. Errors such as running out of file
+// descriptors are retried with a growing pause, as net/http does.
+func (l *TCP) accept() {
+	var backoff time.Duration
+	for {
+		conn, err := l.ln.AcceptTCP()
+		if err != nil {
+			if l.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Warn("accept tcp", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		tc := &tcpConn{
+			conn:   conn,
+			client: unmap(conn.RemoteAddr().(*net.TCPAddr).AddrPort()),
+			local:  unmap(conn.LocalAddr().(*net.TCPAddr).AddrPort()),
+			slots:  make(chan struct{}, l.cfg.MaxQueriesPerConn),
+			flight: newFlight(),
+		}
+		l.connMu.Lock()
+		if len(l.conns) >= l.cfg.MaxConns {
+			l.connMu.Unlock()
+			conn.Close()
+			l.m.drop(reasonConnLimit)
+			l.log.Debug("too many connections", "client", tc.client.String(), "max", l.cfg.MaxConns)
+			continue
+		}
+		l.conns[tc] = struct{}{}
+		l.connMu.Unlock()
+		l.m.connOpened()
+		l.reading.Add(1)
+		l.serving.Go(func() { l.serveConn(tc) })
+	}
+}
+
+// serveConn reads the queries of one connection, then waits for their
+// answers and closes it.
+func (l *TCP) serveConn(tc *tcpConn) {
+	l.read(tc)
+	l.reading.Done()
+	tc.flight.wait(nil, l.drained)
+	tc.conn.Close()
+	l.connMu.Lock()
+	delete(l.conns, tc)
+	l.connMu.Unlock()
+	l.m.connClosed()
+}
+
+// read is the read loop of one connection. It returns when the client
+// closes the connection or misbehaves, on a timeout, or on Close.
+func (l *TCP) read(tc *tcpConn) {
+	br := bufio.NewReaderSize(tc.conn, 2048)
+	arm := func(s stage) {
+		d := l.cfg.ReadTimeout
+		if s == stageIdle {
+			d = l.cfg.IdleTimeout
+		}
+		tc.conn.SetReadDeadline(time.Now().Add(d))
+		if l.isClosed() {
+			// Close may have set its deadline in the past just before.
+			tc.conn.SetReadDeadline(time.Unix(1, 0))
+		}
+	}
+	for {
+		// Stop reading while this connection has its quota in flight.
+		select {
+		case tc.slots <- struct{}{}:
+		case <-l.done:
+			return
+		}
+		buf := getBuf()
+		n, started, err := readFrame(br, *buf, arm)
+		received := time.Now()
+		if err == nil {
+			err = l.acquire()
+		}
+		if err != nil {
+			putBuf(buf)
+			<-tc.slots
+			var ne net.Error
+			switch {
+			case l.isClosed():
+			case !started && errors.As(err, &ne) && ne.Timeout() && tc.flight.n.Load() > 0:
+				continue // idle only counts once every answer is out
+			case !started && (errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout()):
+				l.log.Debug("tcp connection idle or closed", "client", tc.client.String(), "err", err)
+			default:
+				l.log.Debug("read tcp", "client", tc.client.String(), "err", err)
+			}
+			return
+		}
+		l.m.query()
+		act, why := checkHeader((*buf)[:n])
+		if act == actDrop {
+			putBuf(buf)
+			<-tc.slots
+			l.release()
+			l.m.drop(why)
+			l.log.Debug("junk on tcp, closing", "client", tc.client.String(), "reason", why.String())
+			return
+		}
+		tc.flight.add()
+		go l.serve(tc, buf, n, act, received)
+	}
+}
+
+// acquire waits for one of the listener's query slots; release gives it
+// back.
+func (l *TCP) acquire() error {
+	select {
+	case l.slots <- struct{}{}:
+		l.flight.add()
+		return nil
+	case <-l.done:
+		return ErrClosed
+	}
+}
+
+func (l *TCP) release() {
+	<-l.slots
+	l.flight.done()
+}
+
+// serve answers the message in buf[:n], whose header checkHeader judged
+// act, and gives buf back.
+func (l *TCP) serve(tc *tcpConn, buf *[]byte, n int, act action, received time.Time) {
+	defer func() {
+		<-tc.slots
+		tc.flight.done()
+		l.release()
+	}()
+	b := (*buf)[:n]
+	var q *dns.Msg
+	if act == actServe {
+		q, act = parseQuery(b)
+	}
+	if act != actServe {
+		out := getBuf()
+		r := inBuf(out, 2, reject(b, q, act, (*out)[2:]))
+		putBuf(buf)
+		l.write(tc, r, out)
+		l.m.response(rejectRcode(act), false)
+		return
+	}
+	putBuf(buf) // q holds no reference to it
+	req := &pipeline.Request{
+		Msg:      q,
+		Client:   tc.client,
+		Local:    tc.local,
+		Listener: pipeline.KindTCP,
+		Received: received,
+		MaxSize:  dns.MaxMsgSize,
+	}
+	if out, obuf := l.answer(req, 2); out != nil {
+		l.write(tc, out, obuf)
+	}
+}
+
+// write sends b, which sits at (*buf)[2:], with its length prefix, then
+// gives buf back. A client that does not take the reply within
+// WriteTimeout is disconnected.
+func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
+	defer putBuf(buf)
+	frame := (*buf)[:2+len(b)]
+	frame[0], frame[1] = byte(len(b)>>8), byte(len(b))
+	tc.wmu.Lock()
+	defer tc.wmu.Unlock()
+	tc.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+	if _, err := tc.conn.Write(frame); err != nil {
+		l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
+		tc.conn.Close()
+	}
+}
+
+// stage is what a connection is waiting for when a read may block.
+type stage uint8
+
+const (
+	stageIdle    stage = iota // the first byte of the next message
+	stageMessage              // the rest of a message that has begun
+)
+
+// readFrame reads one length-prefixed message (RFC 1035 §4.2.2) from br
+// into buf, which holds at least 65535 bytes, and returns its length.
+// Before a read that may block it calls arm, when not nil, with the stage:
+// once with stageIdle when nothing is buffered, and at most once with
+// stageMessage per message, so a message has one deadline from its first
+// byte. started reports whether any byte of the message had arrived when
+// err happened; a clean end of stream is io.EOF with started false.
+func readFrame(br *bufio.Reader, buf []byte, arm func(stage)) (n int, started bool, err error) {
+	if arm != nil && br.Buffered() == 0 {
+		arm(stageIdle)
+	}
+	hi, err := br.ReadByte()
+	if err != nil {
+		return 0, false, err
+	}
+	armed := false
+	need := func(k int) {
+		if arm != nil && !armed && br.Buffered() < k {
+			arm(stageMessage)
+			armed = true
+		}
+	}
+	need(1)
+	lo, err := br.ReadByte()
+	if err != nil {
+		return 0, true, unexpected(err)
+	}
+	n = int(hi)<<8 | int(lo)
+	need(n)
+	if _, err := io.ReadFull(br, buf[:n]); err != nil {
+		return 0, true, unexpected(err)
+	}
+	return n, true, nil
+}
+
+func unexpected(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}

@@ -1,0 +1,313 @@
+package listen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+)
+
+// UDP serves DNS over UDP on Config.Sockets sockets bound to one address
+// with SO_REUSEPORT, one reader goroutine each. Queries are served
+// concurrently by worker goroutines, at most MaxConcurrent at once;
+// further queries are dropped and counted. Its methods are safe for
+// concurrent use.
+type UDP struct {
+	*core
+	conns   []*net.UDPConn
+	addr    netip.AddrPort
+	pktinfo bool // learn each query's destination and answer from it
+	readers sync.WaitGroup
+	lastOOB atomic.Pointer[srcCache]
+	jobs    chan udpJob // unbuffered: taken only by an idle worker
+}
+
+// udpJob is one datagram handed from a reader to a worker, with the
+// concurrency slot the reader claimed for it.
+type udpJob struct {
+	conn       *net.UDPConn
+	buf        *[]byte // pooled; the datagram is (*buf)[:n]
+	n          int
+	act        action // checkHeader's verdict
+	src, local netip.AddrPort
+	ifindex    uint32 // interface the datagram came in on, with pktinfo
+	received   time.Time
+}
+
+// workerIdle is how long a worker waits for another query before it ends.
+const workerIdle = 5 * time.Second
+
+// srcCache remembers the control message of the last reply source, which
+// on most hosts is the same for every query.
+type srcCache struct {
+	src     netip.Addr
+	ifindex uint32
+	oob     []byte
+}
+
+var _ interface {
+	Serve() error
+	Close() error
+} = (*UDP)(nil)
+
+// ListenUDP binds the UDP sockets of cfg.Addr, with the network ("udp4" or
+// "udp6") of its family, so that a taken address or a missing IPv6 stack
+// is reported here. Queries that arrive before Serve wait in the socket
+// buffers. A socket bound to a wildcard address answers each query from
+// the address it was sent to.
+func ListenUDP(cfg Config) (*UDP, error) {
+	return listenUDP(cfg, false)
+}
+
+// listenUDP is ListenUDP; forcePktinfo reads destination addresses even on
+// a socket bound to one address, so tests on loopback cover that path.
+func listenUDP(cfg Config, forcePktinfo bool) (*UDP, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("udp listener: %w", err)
+	}
+	if !reusePortSupported {
+		cfg.Sockets = 1
+	}
+	l := &UDP{
+		core:    newCore(cfg, pipeline.KindUDP),
+		pktinfo: forcePktinfo || cfg.Addr.Addr().IsUnspecified(),
+		jobs:    make(chan udpJob),
+	}
+	if err := l.bind(); err != nil {
+		for _, c := range l.conns {
+			c.Close()
+		}
+		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
+	}
+	return l, nil
+}
+
+// bind opens the sockets. Several sockets share the address through
+// SO_REUSEPORT, which would also let them join a group another listener of
+// this user already bound, hiding a configuration mistake; so the address
+// is first bound once without the option, which fails when it is taken and
+// turns port 0 into a free port. Another process may take the port between
+// that probe and the real bind: that race is accepted.
+func (l *UDP) bind() error {
+	ctx := context.Background()
+	netw := network("udp", l.cfg.Addr.Addr())
+	addr := l.cfg.Addr
+	var lc net.ListenConfig
+	if l.cfg.Sockets > 1 {
+		probe, err := lc.ListenPacket(ctx, netw, addr.String())
+		if err != nil {
+			return err
+		}
+		addr = unmap(probe.(*net.UDPConn).LocalAddr().(*net.UDPAddr).AddrPort())
+		if err := probe.Close(); err != nil {
+			return err
+		}
+		lc.Control = setReusePort
+	}
+	for range l.cfg.Sockets {
+		pc, err := lc.ListenPacket(ctx, netw, addr.String())
+		if err != nil {
+			return err
+		}
+		c := pc.(*net.UDPConn)
+		l.conns = append(l.conns, c)
+		if addr.Port() == 0 {
+			addr = unmap(c.LocalAddr().(*net.UDPAddr).AddrPort())
+		}
+		if l.pktinfo {
+			rc, err := c.SyscallConn()
+			if err == nil {
+				err = setPktinfo(rc, netw == "udp6")
+			}
+			if err != nil {
+				return fmt.Errorf("ask for destination addresses: %w", err)
+			}
+		}
+	}
+	l.addr = addr
+	return nil
+}
+
+// Addr returns the address the sockets are bound to, with the port the
+// system picked when Config.Addr had port 0.
+func (l *UDP) Addr() netip.AddrPort { return l.addr }
+
+// Serve reads and answers queries until Close, then returns nil. It
+// returns ErrClosed at once when the listener is already closed.
+func (l *UDP) Serve() error {
+	err := l.beginServe(func() {
+		for _, c := range l.conns {
+			l.readers.Go(func() { l.read(c) })
+		}
+	})
+	if err != nil {
+		return err
+	}
+	l.readers.Wait()
+	return nil
+}
+
+// Close stops reading, waits for the queries in flight to be answered (at
+// most QueryTimeout and a short grace), then closes the sockets. Calling it
+// again does nothing.
+func (l *UDP) Close() error {
+	if !l.beginClose() {
+		return nil
+	}
+	past := time.Unix(1, 0)
+	for _, c := range l.conns {
+		c.SetReadDeadline(past) // unblocks the readers
+	}
+	l.readers.Wait()
+	l.drain(l.cfg.QueryTimeout)
+	var errs []error
+	for _, c := range l.conns {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// read is the loop of one socket: it reads a datagram into a pooled
+// buffer, drops junk at once, and hands the rest to an idle worker, or to
+// a new one when all are busy.
+func (l *UDP) read(c *net.UDPConn) {
+	var oob []byte
+	if l.pktinfo {
+		oob = make([]byte, oobSize)
+	}
+	var backoff time.Duration
+	for {
+		buf := getBuf()
+		n, oobn, _, src, err := c.ReadMsgUDPAddrPort((*buf)[:dns.MaxMsgSize], oob)
+		if err != nil {
+			putBuf(buf)
+			if l.isClosed() || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			l.log.Debug("read udp", "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		received := time.Now()
+		l.m.query()
+		act, why := checkHeader((*buf)[:n])
+		if act == actDrop {
+			putBuf(buf)
+			l.m.drop(why)
+			continue
+		}
+		if !l.tryAcquire() {
+			putBuf(buf)
+			l.m.drop(reasonOverload)
+			continue
+		}
+		local, ifindex := l.addr, uint32(0)
+		if l.pktinfo {
+			if dst, ifi, ok := parseDst(oob[:oobn]); ok {
+				local, ifindex = netip.AddrPortFrom(dst, l.addr.Port()), ifi
+			}
+		}
+		j := udpJob{conn: c, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}
+		select {
+		case l.jobs <- j:
+		default:
+			go l.worker(j)
+		}
+	}
+}
+
+// worker serves j, then the queries handed to it while it waits, until it
+// has idled for workerIdle or the listener closes. Reusing goroutines
+// costs less CPU and one allocation fewer per query than a goroutine per
+// query (BenchmarkUDPServe); their number follows the load, bounded by
+// MaxConcurrent since each job carries a slot.
+func (l *UDP) worker(j udpJob) {
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		l.serve(j)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-l.jobs:
+		case <-idle.C:
+			return
+		case <-l.done:
+			return
+		}
+	}
+}
+
+// serve answers the datagram of j, gives its buffer back and releases its
+// slot.
+func (l *UDP) serve(j udpJob) {
+	defer l.release()
+	b := (*j.buf)[:j.n]
+	q, act := (*dns.Msg)(nil), j.act
+	if act == actServe {
+		q, act = parseQuery(b)
+	}
+	if act != actServe {
+		out := getBuf()
+		l.write(j.conn, reject(b, q, act, *out), j.src, j.local.Addr(), j.ifindex)
+		l.m.response(rejectRcode(act), false)
+		putBuf(out)
+		putBuf(j.buf)
+		return
+	}
+	putBuf(j.buf) // q holds no reference to it
+	req := &pipeline.Request{
+		Msg:      q,
+		Client:   j.src,
+		Local:    j.local,
+		Listener: pipeline.KindUDP,
+		Received: j.received,
+		MaxSize:  udpSize(q),
+	}
+	out, obuf := l.answer(req, 0)
+	if out == nil {
+		return
+	}
+	l.write(j.conn, out, j.src, j.local.Addr(), j.ifindex)
+	putBuf(obuf)
+}
+
+// write sends one reply to dst, from the address the query went to when
+// the socket is bound to a wildcard address.
+func (l *UDP) write(c *net.UDPConn, b []byte, dst netip.AddrPort, from netip.Addr, ifindex uint32) {
+	var err error
+	if l.pktinfo {
+		_, _, err = c.WriteMsgUDPAddrPort(b, l.oobFor(from, ifindex), dst)
+	} else {
+		_, err = c.WriteToUDPAddrPort(b, dst)
+	}
+	if err != nil {
+		l.log.Debug("write udp reply", "client", dst.String(), "err", err)
+	}
+}
+
+// oobFor returns the control message that sends a reply from src.
+func (l *UDP) oobFor(src netip.Addr, ifindex uint32) []byte {
+	if e := l.lastOOB.Load(); e != nil && e.src == src && e.ifindex == ifindex {
+		return e.oob
+	}
+	e := &srcCache{src: src, ifindex: ifindex, oob: srcOOB(src, ifindex)}
+	l.lastOOB.Store(e)
+	return e.oob
+}
+
+func unmap(ap netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}

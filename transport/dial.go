@@ -1,0 +1,210 @@
+package transport
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// maxMsgSize is the largest DNS message: the limit of a UDP datagram and of
+// the two-byte length prefix on stream transports (RFC 1035 §4.2.2).
+const maxMsgSize = 65535
+
+// msgBufPool holds *[]byte of maxMsgSize bytes for packing queries and
+// reading replies, so the hot path does not allocate one per query.
+var msgBufPool = sync.Pool{New: func() any {
+	b := make([]byte, maxMsgSize)
+	return &b
+}}
+
+func getMsgBuf() *[]byte  { return msgBufPool.Get().(*[]byte) }
+func putMsgBuf(b *[]byte) { msgBufPool.Put(b) }
+
+// aLongTimeAgo is a deadline in the past: setting it unblocks pending I/O.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// pinnedAddr is one upstream address and the network name that pins it to
+// its family ("udp4", "tcp6", ...). IPv4-mapped IPv6 addresses are unmapped
+// first, so an IPv4 path never sends on an IPv6 socket.
+type pinnedAddr struct {
+	addr    netip.AddrPort
+	network string
+}
+
+func pin(addr netip.AddrPort, proto string) pinnedAddr {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	return pinnedAddr{addr: addr, network: FamilyOf(addr.Addr()).Network(proto)}
+}
+
+// fail wraps err as a failure of class c of a query to p.
+func (p pinnedAddr) fail(c Class, err error) error {
+	return &ExchangeError{Class: c, Err: fmt.Errorf("query %s over %s: %w", p.addr, p.network, err)}
+}
+
+// failCtx reports the end of ctx (or an I/O deadline set from it) as
+// ClassCanceled when the caller gave up and ClassTimeout otherwise.
+func (p pinnedAddr) failCtx(ctx context.Context, err error) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return p.fail(ClassCanceled, context.Canceled)
+	}
+	if err == nil {
+		err = context.DeadlineExceeded
+	}
+	return p.fail(ClassTimeout, err)
+}
+
+// failIO classes an I/O error: a deadline is the ctx's doing, anything
+// else (refused, unreachable, reset, EOF) is the network's.
+func (p pinnedAddr) failIO(ctx context.Context, err error) error {
+	if isTimeout(err) || ctx.Err() != nil {
+		return p.failCtx(ctx, err)
+	}
+	return p.fail(ClassNetwork, err)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
+}
+
+// dialStream connects a stream socket to p, pinned to p's family. The dial
+// is bounded by ctx.
+func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, p.network, p.addr.String())
+	if err != nil {
+		return nil, fmt.Errorf("dial: %w", err)
+	}
+	return nc, nil
+}
+
+// upstreamQuery returns the message to send for q: a copy with a fresh
+// random ID that advertises an EDNS buffer of EDNSBufferSize. An OPT record
+// in q is copied with only its UDP size changed (DO, version and options are
+// kept); without one, an OPT with DO off is added. Any other OPT in q is
+// dropped (RFC 6891 §6.1.1 allows one). A trailing TSIG or SIG(0) record
+// stays last. q and the records it holds are not modified; the copy shares
+// q's question and records, which must be treated as read-only.
+func upstreamQuery(q *dns.Msg) *dns.Msg {
+	m := &dns.Msg{
+		MsgHdr:   q.MsgHdr,
+		Compress: q.Compress,
+		Question: q.Question,
+		Answer:   q.Answer,
+		Ns:       q.Ns,
+	}
+	m.Id = dns.Id()
+	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	if old := q.IsEdns0(); old != nil {
+		opt.Hdr.Ttl = old.Hdr.Ttl
+		opt.Option = old.Option
+	}
+	opt.SetUDPSize(EDNSBufferSize)
+	m.Extra = make([]dns.RR, 0, len(q.Extra)+1)
+	var last dns.RR
+	for i, rr := range q.Extra {
+		switch rr.(type) {
+		case *dns.OPT:
+			continue
+		case *dns.TSIG, *dns.SIG:
+			if i == len(q.Extra)-1 {
+				last = rr
+				continue
+			}
+		}
+		m.Extra = append(m.Extra, rr)
+	}
+	m.Extra = append(m.Extra, opt)
+	if last != nil {
+		m.Extra = append(m.Extra, last)
+	}
+	return m
+}
+
+// Reasons matchReply rejects a packet before unpacking it. They are
+// allocated once: an attacker spraying junk at a query socket should not
+// cost an allocation per packet.
+var (
+	errReplyShort  = fmt.Errorf("%w: shorter than a header", ErrMalformed)
+	errReplyID     = fmt.Errorf("%w: id mismatch", ErrMalformed)
+	errReplyNotQR  = fmt.Errorf("%w: not a response", ErrMalformed)
+	errReplyQMatch = fmt.Errorf("%w: question mismatch", ErrMalformed)
+)
+
+// matchReply unpacks pkt and checks that it answers q, sent with message ID
+// id: it must be a response (QR=1) with that ID and q's question (names
+// compared case-insensitively, RFC 4343; type and class exactly). A reply
+// with an empty question section is accepted only when it is a bare error
+// (an rcode other than NOERROR and no answers), as some servers send for
+// REFUSED or FORMERR. A truncated (TC=1) reply whose question matches is
+// accepted even if its records do not all unpack: it will be retried over
+// TCP. The reply is returned with its ID set to q.Id. Every error wraps
+// ErrMalformed. matchReply does not keep pkt.
+func matchReply(pkt []byte, id uint16, q *dns.Msg) (*dns.Msg, error) {
+	if len(pkt) < 12 {
+		return nil, errReplyShort
+	}
+	if binary.BigEndian.Uint16(pkt) != id {
+		return nil, errReplyID
+	}
+	if pkt[2]&0x80 == 0 {
+		return nil, errReplyNotQR
+	}
+	r := new(dns.Msg)
+	err := r.Unpack(pkt)
+	if !sameQuestion(r, q) {
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
+		return nil, errReplyQMatch
+	}
+	if err != nil && !(r.Truncated && len(r.Question) > 0) {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	r.Id = q.Id
+	return r, nil
+}
+
+func sameQuestion(r, q *dns.Msg) bool {
+	if len(r.Question) == 0 && len(q.Question) > 0 {
+		return r.Rcode != dns.RcodeSuccess && len(r.Answer) == 0
+	}
+	if len(r.Question) != len(q.Question) {
+		return false
+	}
+	for i, rq := range r.Question {
+		qq := q.Question[i]
+		if rq.Qtype != qq.Qtype || rq.Qclass != qq.Qclass || !equalFoldASCII(rq.Name, qq.Name) {
+			return false
+		}
+	}
+	return true
+}
+
+// equalFoldASCII compares DNS names ignoring ASCII case only (RFC 4343 §3);
+// strings.EqualFold would also fold non-ASCII letters, which DNS does not.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
