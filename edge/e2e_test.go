@@ -52,6 +52,13 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// testListeners is how every test server listens; a reload that keeps
+// these lines keeps the same sockets.
+const testListeners = `listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+  - {proto: tcp, address: "127.0.0.1:0"}
+`
+
 type testEdge struct {
 	srv      *edge.Server
 	udp, tcp netip.AddrPort
@@ -62,10 +69,7 @@ type testEdge struct {
 // TCP listeners on 127.0.0.1 ephemeral ports.
 func startEdge(t *testing.T, config string) *testEdge {
 	t.Helper()
-	cfg, err := edge.Parse("test.yaml", []byte(`listeners:
-  - {proto: udp, address: "127.0.0.1:0"}
-  - {proto: tcp, address: "127.0.0.1:0"}
-`+config))
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+config))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

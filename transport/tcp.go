@@ -106,6 +106,9 @@ func NewTCP(addr netip.AddrPort, cfg TCPConfig) *TCP {
 // ClassTimeout at the deadline, ClassCanceled when ctx is canceled or the
 // exchanger is closed (wrapping net.ErrClosed).
 func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	if ctx.Err() != nil {
+		return nil, t.p.failCtx(ctx, nil)
+	}
 	select {
 	case t.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -180,7 +183,7 @@ func (t *TCP) conn(ctx context.Context) (c *tcpConn, fresh bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.life.Err() != nil {
-		nc.Close()
+		c.fail(errClosed)
 		return nil, false, t.p.fail(ClassCanceled, net.ErrClosed)
 	}
 	t.cur = c

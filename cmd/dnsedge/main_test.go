@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport/transporttest"
+)
+
+var dnsedgeBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dnsedge-bin")
+	if err != nil {
+		panic(err)
+	}
+	dnsedgeBin = filepath.Join(dir, "dnsedge")
+	out, err := exec.Command("go", "build", "-o", dnsedgeBin, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build dnsedge: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tool returns the path of an external client, skipping the test when it
+// is missing unless E2E_REQUIRED=1.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("E2E_REQUIRED") == "1" {
+			t.Fatalf("%s is required (E2E_REQUIRED=1) but not installed", name)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+func writeFile(t *testing.T, name, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	tests := []struct {
+		name     string
+		config   string
+		wantCode int
+		want     []string // substrings of the output, each a problem with its line
+	}{
+		{"good", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\n",
+			0, []string{"ok (1 listeners, 1 upstreams, 1 groups)"}},
+		{"every problem with its line", `listeners:
+  - {proto: udp, address: "127.0.0.1:53"}
+upstreams:
+  - {name: a, url: "ftp://192.0.2.1"}
+  - {name: b, url: "udp://127.0.0.1:53"}
+groups:
+  - {name: default, strategy: random, upstreams: [a, nope]}
+`, 1, []string{
+			":4:20: upstreams[0].url: unknown upstream scheme \"ftp\"",
+			":5:20: upstreams[1].url: upstream 127.0.0.1:53 is dnsedge's own listen address",
+			":7:31: groups[0].strategy: unknown strategy \"random\"",
+			":7:54: groups[0].upstreams[1]: no upstream named \"nope\"",
+		}},
+		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: field listen not found"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := writeFile(t, "dnsedge.yaml", tt.config)
+			out, err := exec.Command(dnsedgeBin, "check", path).CombinedOutput()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Fatal(err)
+			}
+			if code != tt.wantCode {
+				t.Fatalf("exit %d, want %d\n%s", code, tt.wantCode, out)
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("output lacks %q:\n%s", w, out)
+				}
+			}
+		})
+	}
+}
+
+// proc is a running dnsedge binary.
+type proc struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	stderr syncBuf
+	addrs  map[string]string
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+var listenLine = regexp.MustCompile(`^listening on (udp|tcp) (\S+)$`)
+
+// startServe runs "dnsedge serve -config path" and waits for its start-up
+// summary to name the UDP and TCP listeners.
+func startServe(t *testing.T, path string) *proc {
+	t.Helper()
+	p := &proc{cmd: exec.Command(dnsedgeBin, "serve", "-config", path), addrs: make(map[string]string)}
+	p.cmd.Stderr = &p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+		p.cmd.Wait()
+	})
+	ready := make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			if m := listenLine.FindStringSubmatch(sc.Text()); m != nil {
+				p.mu.Lock()
+				p.addrs[m[1]] = m[2]
+				n := len(p.addrs)
+				p.mu.Unlock()
+				if n == 2 {
+					close(ready)
+				}
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("dnsedge did not start:\n%s", p.stderr.String())
+	}
+	return p
+}
+
+func (p *proc) addr(proto string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.addrs[proto]
+}
+
+func hostPort(addr string) (string, string) {
+	i := strings.LastIndex(addr, ":")
+	return strings.Trim(addr[:i], "[]"), addr[i+1:]
+}
+
+const zone = `$ORIGIN test.example.
+@    60 IN SOA ns hostmaster 1 3600 600 86400 30
+www  60 IN A 192.0.2.10
+new  60 IN A 192.0.2.11
+`
+
+func serveConfig(upstream string) string {
+	return fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+  - {proto: tcp, address: "127.0.0.1:0"}
+upstreams:
+  - {name: up, url: "udp://%s"}
+log:
+  level: info
+`, upstream)
+}
+
+// dig runs a real client against the running binary.
+func dig(t *testing.T, bin string, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// TestServeWithRealClients starts the binary and asks it with kdig and dig
+// over UDP and TCP.
+func TestServeWithRealClients(t *testing.T) {
+	kdig, digBin := tool(t, "kdig"), tool(t, "dig")
+	up := transporttest.StartFault(t, zone)
+	p := startServe(t, writeFile(t, "dnsedge.yaml", serveConfig(up.AddrV4().String())))
+	uh, uport := hostPort(p.addr("udp"))
+	th, tport := hostPort(p.addr("tcp"))
+	tests := []struct {
+		name string
+		bin  string
+		args []string
+	}{
+		{"kdig udp", kdig, []string{"@" + uh, "-p", uport, "+notcp", "+time=3", "www.test.example", "A"}},
+		{"kdig tcp", kdig, []string{"@" + th, "-p", tport, "+tcp", "+time=3", "www.test.example", "A"}},
+		{"dig udp", digBin, []string{"@" + uh, "-p", uport, "+time=3", "+tries=1", "www.test.example", "A"}},
+		{"dig tcp", digBin, []string{"@" + th, "-p", tport, "+tcp", "+time=3", "+tries=1", "www.test.example", "A"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := dig(t, tt.bin, tt.args...)
+			if !strings.Contains(out, "NOERROR") || !strings.Contains(out, "192.0.2.10") {
+				t.Fatalf("unexpected answer:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestSIGHUPReload: a broken file changes nothing and is logged; a good
+// one is applied without a restart.
+func TestSIGHUPReload(t *testing.T) {
+	kdig := tool(t, "kdig")
+	up := transporttest.StartFault(t, zone)
+	other := transporttest.StartFault(t, "moved.example. 60 IN A 192.0.2.77\n")
+	path := writeFile(t, "dnsedge.yaml", serveConfig(up.AddrV4().String()))
+	p := startServe(t, path)
+	h, port := hostPort(p.addr("udp"))
+	ask := func(name string) string {
+		return dig(t, kdig, "@"+h, "-p", port, "+notcp", "+time=3", "+retry=0", name, "A")
+	}
+	if out := ask("www.test.example"); !strings.Contains(out, "192.0.2.10") {
+		t.Fatalf("before reload:\n%s", out)
+	}
+	if err := os.WriteFile(path, []byte("listeners: [\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "reload failure logged", func() bool { return strings.Contains(p.stderr.String(), "reload failed") })
+	if out := ask("www.test.example"); !strings.Contains(out, "192.0.2.10") {
+		t.Fatalf("after a broken reload:\n%s", out)
+	}
+	if err := os.WriteFile(path, []byte(serveConfig(other.AddrV4().String())), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "reload logged", func() bool { return strings.Contains(p.stderr.String(), "configuration reloaded") })
+	if out := ask("moved.example"); !strings.Contains(out, "192.0.2.77") {
+		t.Fatalf("after reload:\n%s", out)
+	}
+}
+
+// TestDiagnose probes an upstream whose IPv6 path is blackholed: the table
+// shows the IPv4 paths ok and the IPv6 paths broken, and the exit code
+// says something is broken.
+func TestDiagnose(t *testing.T) {
+	up := transporttest.StartFault(t, zone+transporttest.BigTXT("big.test.example.", 20))
+	up.Set(transporttest.Faults{DropIPv6: true})
+	boot := transporttest.StartBootstrap(t, "dns.test. 60 IN A 127.0.0.1\ndns.test. 60 IN AAAA ::1\n")
+	cmd := exec.Command(dnsedgeBin, "diagnose", "-bootstrap", boot.Addr().String(), "-probes", "3", "-timeout", "300ms",
+		"-name", "test.example", "-large", "big.test.example/TXT", fmt.Sprintf("udp://dns.test:%d", up.Port()))
+	out, err := cmd.CombinedOutput()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1\n%s", err, out)
+	}
+	lines := strings.Split(string(out), "\n")
+	found := map[string]string{}
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) > 3 && (f[2] == "ipv4" || f[2] == "ipv6") {
+			found[f[1]+"/"+f[2]] = l
+		}
+	}
+	for _, k := range []string{"udp/ipv4", "tcp/ipv4"} {
+		if l := found[k]; !strings.Contains(l, " ok") || !strings.Contains(l, "3/3") {
+			t.Errorf("%s: %q, want ok with 3/3 answered\n%s", k, l, out)
+		}
+	}
+	for _, k := range []string{"udp/ipv6", "tcp/ipv6"} {
+		if l := found[k]; !strings.Contains(l, "BROKEN") {
+			t.Errorf("%s: %q, want BROKEN\n%s", k, l, out)
+		}
+	}
+	if !strings.Contains(found["udp/ipv4"], "bytes") {
+		t.Errorf("large answer over UDP/IPv4 not reported as arrived: %q", found["udp/ipv4"])
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 10s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
