@@ -71,3 +71,30 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatalf("listeners = %+v groups = %+v", cfg.Listeners, cfg.Groups)
 	}
 }
+
+// FuzzParseConfig: no input makes the loader panic, and whatever it
+// accepts validates.
+func FuzzParseConfig(f *testing.F) {
+	files, _ := filepath.Glob("testdata/config/*.txtar")
+	for _, name := range files {
+		if ar, err := txtar.ParseFile(name); err == nil {
+			for _, af := range ar.Files {
+				if af.Name == "config.yaml" {
+					f.Add(af.Data)
+				}
+			}
+		}
+	}
+	f.Add(defaultConfig)
+	resolv := filepath.Join(f.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 192.0.2.53\n"), 0o644)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := parse("fuzz.yaml", data, resolv)
+		if err != nil {
+			return
+		}
+		if err := cfg.Validate(); err != nil {
+			t.Fatalf("accepted config does not validate: %v", err)
+		}
+	})
+}

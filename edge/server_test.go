@@ -271,3 +271,18 @@ func TestMetricsAndProbes(t *testing.T) {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
 }
+
+// TestNetworkErrorEDE: an upstream that refuses (nothing listens) gives
+// SERVFAIL with EDE 23 Network Error, at once rather than after a timeout.
+func TestNetworkErrorEDE(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	e := startEdge(t, literalConfig(up, ""))
+	up.Stop()
+	m, _, err := (&dns.Client{Net: "udp", Timeout: 5 * time.Second}).Exchange(ednsQuery("h1.test.example.", dns.TypeA), e.udp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Rcode != dns.RcodeServerFailure || edeOf(m) != int(dns.ExtendedErrorCodeNetworkError) {
+		t.Fatalf("rcode %s EDE %d, want SERVFAIL with EDE 23", dns.RcodeToString[m.Rcode], edeOf(m))
+	}
+}

@@ -44,8 +44,9 @@ const maxTCPInFlight = 16384
 // A connection that breaks fails every query on it at once with
 // ClassNetwork and the next query dials afresh; a query that failed that
 // way on a connection it did not dial itself is retried once on a new one,
-// since the server may have closed an idle connection just as it was sent
-// (RFC 7766 §6.5). A connection with nothing outstanding is closed after
+// since the server may have closed an idle connection just as it was sent:
+// the recovery HTTP/1.1 prescribes for idempotent requests (RFC 2616
+// §8.1.4), and a DNS query is idempotent. A connection with nothing outstanding is closed after
 // IdleTimeout. When a query times out and nothing at all was read on its
 // connection since it was sent, the connection is retired: new queries
 // dial a new one, while the old one keeps its pending queries and closes

@@ -450,17 +450,19 @@ func TestTCPRetireSilent(t *testing.T) {
 // the exchanger started outlives Close. It does not run in parallel, so
 // the goroutine count is its own.
 func TestTCPNoLeak(t *testing.T) {
-	countOurs := func() (ours, all int) {
+	// readers counts connection goroutines; all counts everything, the
+	// callers and test servers included.
+	count := func() (readers, all int) {
 		buf := make([]byte, 1<<20)
 		buf = buf[:runtime.Stack(buf, true)]
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "dnsedge/transport.(*tcpConn)") || strings.Contains(g, "dnsedge/transport.(*TCP)") {
-				ours++
+			if strings.Contains(g, "dnsedge/transport.(*tcpConn)") {
+				readers++
 			}
 		}
-		return ours, runtime.NumGoroutine()
+		return readers, runtime.NumGoroutine()
 	}
-	_, before := countOurs()
+	_, before := count()
 
 	lost := make(chan *dns.Msg, 16)
 	got := make(chan *dns.Msg, 16)
@@ -496,18 +498,74 @@ func TestTCPNoLeak(t *testing.T) {
 	go x.Exchange(wireCtx(t, 10*time.Second), q)
 	<-got
 	x.Close()
+	// Close waits for the readers, and the server has not closed anything.
+	if readers, _ := count(); readers != 0 {
+		t.Errorf("%d connection goroutines left after Close", readers)
+	}
 	s.stop()
 
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(wireSlack)
 	for {
-		ours, all := countOurs()
-		if ours == 0 && all <= before {
+		readers, all := count()
+		if readers == 0 && all <= before {
 			return
 		}
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<20)
-			t.Fatalf("%d exchanger goroutines, %d in all (%d before):\n%s", ours, all, before, buf[:runtime.Stack(buf, true)])
+			t.Fatalf("%d goroutines, %d before:\n%s", all, before, buf[:runtime.Stack(buf, true)])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+func BenchmarkTCPExchange(b *testing.B) {
+	ln, err := net.ListenTCP("tcp4", net.TCPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				reply := wirePack(new(dns.Msg).SetReply(wireQuery("bench.example.", dns.TypeA)))
+				frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(reply))), reply...)
+				var hdr [2]byte
+				buf := make([]byte, maxMsgSize)
+				for {
+					if _, err := io.ReadFull(c, hdr[:]); err != nil {
+						return
+					}
+					n := binary.BigEndian.Uint16(hdr[:])
+					if _, err := io.ReadFull(c, buf[:n]); err != nil {
+						return
+					}
+					copy(frame[2:4], buf[:2])
+					if _, err := c.Write(frame); err != nil {
+						return
+					}
+				}
+			})
+		}
+	})
+	x := NewTCP(wireAddr(ln.Addr()), TCPConfig{})
+	b.Cleanup(func() {
+		x.Close()
+		ln.Close()
+		wg.Wait()
+	})
+	q := wireQuery("bench.example.", dns.TypeA)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := x.Exchange(context.Background(), q); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -17,7 +17,7 @@ var _ Exchanger = (*UDP)(nil)
 // §4.2.1). Each query gets its own connected socket, so the kernel picks a
 // random source port and drops datagrams from any other address; together
 // with the random message ID and the question check this is the defence
-// against spoofed answers (RFC 5452 §9).
+// against spoofed answers (RFC 5452).
 //
 // A UDP is safe for concurrent use. It keeps no sockets between queries.
 type UDP struct {

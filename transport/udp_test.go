@@ -313,3 +313,31 @@ func TestUDPClose(t *testing.T) {
 		t.Errorf("tcp closed %d times, want 1", closed)
 	}
 }
+
+func BenchmarkUDPExchange(b *testing.B) {
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	reply := wirePack(new(dns.Msg).SetReply(wireQuery("bench.example.", dns.TypeA)))
+	go func() {
+		buf := make([]byte, maxMsgSize)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			copy(reply[:2], buf[:n])
+			pc.WriteToUDPAddrPort(reply, from)
+		}
+	}()
+	b.Cleanup(func() { pc.Close() })
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	q := wireQuery("bench.example.", dns.TypeA)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := u.Exchange(b.Context(), q); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
