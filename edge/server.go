@@ -39,6 +39,7 @@ type Server struct {
 	listeners map[string]listener
 	http      *http.Server
 	httpAddr  net.Addr
+	retiring  map[*generation]*time.Timer // old generations waiting to close
 	started   atomic.Bool
 	closed    bool
 }
@@ -75,6 +76,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
 		listeners: make(map[string]listener),
+		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dnsedge_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
@@ -218,7 +220,13 @@ func (s *Server) Reload(cfg *Config) error {
 		live[p.ID] = true
 	}
 	// Let queries in flight on the old generation finish, then release it.
-	time.AfterFunc(old.cfg.Server.QueryTimeout+time.Second, func() {
+	s.retiring[old] = time.AfterFunc(old.cfg.Server.QueryTimeout+time.Second, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if _, ok := s.retiring[old]; !ok {
+			return // Close got there first
+		}
+		delete(s.retiring, old)
 		old.close()
 		s.health.Prune(func(id transport.PathID) bool { return s.hasPath(id) })
 	})
@@ -257,6 +265,11 @@ func (s *Server) Close() error {
 		errs = append(errs, s.http.Shutdown(ctx))
 		cancel()
 	}
+	for old, t := range s.retiring {
+		t.Stop()
+		errs = append(errs, old.close())
+	}
+	clear(s.retiring)
 	errs = append(errs, s.gen.Load().close())
 	return errors.Join(errs...)
 }

@@ -135,8 +135,9 @@ type Upstream struct {
 	cfg  UpstreamConfig
 	deps UpstreamDeps
 
-	paths atomic.Pointer[[]*Path]
-	mu    sync.Mutex // serialises path set changes
+	paths   atomic.Pointer[[]*Path]
+	mu      sync.Mutex // serialises path set changes; guards retired
+	retired []*retired
 	stop  chan struct{}
 	done  chan struct{}
 	once  sync.Once
@@ -294,16 +295,34 @@ func (u *Upstream) setAddrs(addrs []netip.Addr) {
 	paths := interleave(append(prefer, other...))
 	u.paths.Store(&paths)
 	if len(old) > 0 {
-		gone := make([]*Path, 0, len(old))
+		r := &retired{}
 		for _, p := range old {
-			gone = append(gone, p)
+			r.paths = append(r.paths, p)
 		}
-		time.AfterFunc(10*time.Second, func() {
-			for _, p := range gone {
-				p.Exchanger.Close()
-			}
-		})
+		r.timer = time.AfterFunc(retireAfter, r.close)
+		u.retired = append(u.retired, r)
 	}
+}
+
+// retireAfter is how long the exchangers of a path that went away stay
+// open for the queries still in flight on it.
+const retireAfter = 10 * time.Second
+
+// retired holds the paths of addresses that went away until their
+// exchangers are closed.
+type retired struct {
+	once  sync.Once
+	timer *time.Timer
+	paths []*Path
+}
+
+func (r *retired) close() {
+	r.once.Do(func() {
+		r.timer.Stop()
+		for _, p := range r.paths {
+			p.Exchanger.Close()
+		}
+	})
 }
 
 func (u *Upstream) newPath(id PathID) *Path {
@@ -319,6 +338,12 @@ func (u *Upstream) newPath(id PathID) *Path {
 func (u *Upstream) Close() error {
 	u.once.Do(func() { close(u.stop) })
 	<-u.done
+	u.mu.Lock()
+	for _, r := range u.retired {
+		r.close()
+	}
+	u.retired = nil
+	u.mu.Unlock()
 	var errs []error
 	for _, p := range u.Paths() {
 		errs = append(errs, p.Exchanger.Close())

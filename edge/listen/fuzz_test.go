@@ -37,13 +37,13 @@ func FuzzUDPPacket(f *testing.F) {
 		f.Add(s)
 	}
 	log := slog.New(slog.DiscardHandler)
+	buf := make([]byte, maxFrame) // inputs run one at a time in a process
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, act, _ := check(b)
 		switch act {
 		case actDrop:
 			return
 		case actFormErr, actNotImp, actBadVers:
-			buf := make([]byte, maxFrame)
 			r := reject(b, m, act, buf)
 			if len(r) > len(b) {
 				t.Fatalf("%v reply of %d bytes to %d", act, len(r), len(b))
@@ -70,7 +70,6 @@ func FuzzUDPPacket(f *testing.F) {
 		if !send {
 			t.Fatal("answer not sent")
 		}
-		buf := make([]byte, maxFrame)
 		if out, err := pack(r, buf, req.MaxSize); err == nil && len(out) > req.MaxSize {
 			t.Fatalf("reply of %d bytes for a client of %d", len(out), req.MaxSize)
 		}
@@ -85,9 +84,9 @@ func FuzzTCPStream(f *testing.F) {
 	}
 	f.Add([]byte{0})
 	f.Add([]byte{0, 0, 0, 5, 1})
+	buf := make([]byte, maxFrame) // inputs run one at a time in a process
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(stream), 16)
-		buf := make([]byte, maxFrame)
 		consumed := 0
 		for {
 			n, started, err := readFrame(br, buf, nil)
