@@ -41,16 +41,17 @@ const maxTCPInFlight = 16384
 // the first query that needs it (concurrent callers wait for that dial
 // rather than dialing their own). MaxInFlight caps outstanding queries;
 // callers past it wait for a slot instead of opening a second connection.
+// A connection with nothing outstanding is closed after IdleTimeout.
+//
 // A connection that breaks fails every query on it at once with
-// ClassNetwork and the next query dials afresh; a query that failed that
-// way on a connection it did not dial itself is retried once on a new one,
-// since the server may have closed an idle connection just as it was sent:
-// the recovery HTTP/1.1 prescribes for idempotent requests (RFC 2616
-// §8.1.4), and a DNS query is idempotent. A connection with nothing outstanding is closed after
-// IdleTimeout. When a query times out and nothing at all was read on its
+// ClassNetwork, and the next query dials afresh. A query that failed that
+// way on a connection it did not dial itself is retried once on a new one:
+// the server may have closed an idle connection just as the query was
+// sent, and a DNS query is idempotent (HTTP/1.1 recovers the same way, RFC
+// 2616 §8.1.4). When a query times out and nothing at all was read on its
 // connection since it was sent, the connection is retired: new queries
 // dial a new one, while the old one keeps its pending queries and closes
-// when they are done, so a dead connection cannot swallow queries until
+// once they are done, so a dead connection cannot swallow queries until
 // the kernel gives up on it.
 //
 // A TCP is safe for concurrent use. Close stops everything it started.

@@ -55,7 +55,9 @@ func TestParseEndpoint(t *testing.T) {
 	}
 }
 
-func itoa(p uint16) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):] }
+func itoa(p uint16) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), p).String()[len("0.0.0.0:"):]
+}
 
 func FuzzParseEndpoint(f *testing.F) {
 	for _, s := range []string{"udp://192.0.2.1:53", "tcp://[2001:db8::1]:53", "udp://dns.example", "udp://[::1]:0", "x://%zz"} {
