@@ -138,9 +138,9 @@ type Upstream struct {
 	paths   atomic.Pointer[[]*Path]
 	mu      sync.Mutex // serialises path set changes; guards retired
 	retired []*retired
-	stop  chan struct{}
-	done  chan struct{}
-	once  sync.Once
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 }
 
 // NewUpstream returns an upstream. For a literal address its path exists

@@ -15,9 +15,9 @@ import (
 // Forward ends the chain: it sends the query to the upstream group chosen
 // for it (req.Route, or the default group) and returns the answer.
 type Forward struct {
-	groups  map[string]*transport.Group
-	deflt   *transport.Group
-	loop    *Loop
+	groups map[string]*transport.Group
+	deflt  *transport.Group
+	loop   *Loop
 }
 
 var _ pipeline.Handler = (*Forward)(nil)
