@@ -2,7 +2,6 @@ package edge_test
 
 import (
 	"fmt"
-	"net/netip"
 	"testing"
 	"time"
 
@@ -40,7 +39,7 @@ func TestPathFaults(t *testing.T) {
 			v4, v6 := pathOf(t, e, transport.IPv4), pathOf(t, e, transport.IPv6)
 			up.Set(tt.faults)
 
-			_, failures := loadMix(t, e.udp, 1000, tt.big)
+			_, failures := loadMix(t, e, 1000, tt.big)
 			if len(failures) > 0 {
 				t.Fatalf("%d of 1000 queries failed, first: %s\nlogs:\n%s", len(failures), failures[0], tail(e.logs.String(), 20))
 			}
@@ -64,7 +63,7 @@ func TestPathFaults(t *testing.T) {
 			// With the IPv6 breaker open, answers come at the IPv4 path's
 			// speed: no query waits for the IPv6 attempt delay (at least
 			// the 50ms minimum timeout).
-			lat, failures := loadMix(t, e.udp, 200, tt.big)
+			lat, failures := loadMix(t, e, 200, tt.big)
 			if len(failures) > 0 {
 				t.Fatalf("%d of 200 queries failed after the breaker opened: %s", len(failures), failures[0])
 			}
@@ -92,25 +91,25 @@ func TestPathFaults(t *testing.T) {
 
 // loadMix is load with, when big is set, every tenth query asking for the
 // large TXT RRset instead.
-func loadMix(t *testing.T, addr netip.AddrPort, n int, big bool) ([]time.Duration, []string) {
+func loadMix(t *testing.T, e *testEdge, n int, big bool) ([]time.Duration, []string) {
 	t.Helper()
 	if !big {
-		return load(t, addr, n)
+		return load(t, e.udp, n)
 	}
-	lat, failures := load(t, addr, n-n/10)
+	lat, failures := load(t, e.udp, n-n/10)
 	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
 	for range n / 10 {
 		q := new(dns.Msg)
 		q.SetQuestion("big.test.example.", dns.TypeTXT)
 		q.SetEdns0(4096, false)
-		m, rtt, err := c.Exchange(q, addr.String())
+		m, rtt, err := c.Exchange(q, e.udp.String())
 		switch {
 		case err != nil:
 			failures = append(failures, err.Error())
 		case m.Truncated:
 			// A client told to retry over TCP gets it whole there.
 			tc := &dns.Client{Net: "tcp", Timeout: 5 * time.Second}
-			m, _, err = tc.Exchange(q, addr.String())
+			m, _, err = tc.Exchange(q, e.tcp.String())
 			if err != nil || len(m.Answer) != 20 {
 				failures = append(failures, fmt.Sprintf("big TXT over TCP: %v", err))
 			}

@@ -76,6 +76,16 @@ func TestServing(t *testing.T) {
 			check: func(t *testing.T, r *dns.Msg, err error) { wantRcode(t, r, err, dns.RcodeServerFailure) },
 		},
 		{
+			name:  "answer that does not pack is SERVFAIL",
+			query: query("example.org.", dns.TypeA),
+			serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+				m, _ := answerA(ctx, req)
+				m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "bad..name.", Rrtype: dns.TypeA, Class: dns.ClassINET}})
+				return m, nil
+			},
+			check: func(t *testing.T, r *dns.Msg, err error) { wantRcode(t, r, err, dns.RcodeServerFailure) },
+		},
+		{
 			name:  "panic is SERVFAIL and the listener lives on",
 			query: query("panic.example.", dns.TypeA),
 			serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
@@ -245,7 +255,7 @@ func TestRequestFields(t *testing.T) {
 				wantRcode(t, r, err, dns.RcodeSuccess)
 				sn := <-got
 				req := sn.req
-				wantKind, wantSize := pipeline.KindUDP, 4096
+				wantKind, wantSize := pipeline.KindUDP, EDNSSize // the client's 4096, capped
 				if kind == "tcp" {
 					wantKind, wantSize = pipeline.KindTCP, dns.MaxMsgSize
 				}

@@ -5,7 +5,8 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"log/slog"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -29,51 +30,111 @@ func fuzzSeeds() [][]byte {
 }
 
 // FuzzUDPPacket feeds datagrams through the decision the UDP listener
-// makes and the replies it would send, checking that nothing panics, that
-// the decision is one of the known ones, and that no rejection is larger
-// than what provoked it.
+// makes and the replies it would send (see udpPacketInvariants).
 func FuzzUDPPacket(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
-	log := slog.New(slog.DiscardHandler)
+	for _, tt := range corpus(f) {
+		f.Add(tt.data)
+	}
 	buf := make([]byte, maxFrame) // inputs run one at a time in a process
-	f.Fuzz(func(t *testing.T, b []byte) {
-		m, act, _ := check(b)
-		switch act {
-		case actDrop:
-			return
-		case actFormErr, actNotImp, actBadVers:
-			r := reject(b, m, act, buf)
-			if len(r) > len(b) {
-				t.Fatalf("%v reply of %d bytes to %d", act, len(r), len(b))
+	f.Fuzz(func(t *testing.T, b []byte) { udpPacketInvariants(t, b, buf) })
+}
+
+// TestUDPPacketCorpus runs the malformed datagrams of testdata, each with
+// the decision it must get.
+func TestUDPPacketCorpus(t *testing.T) {
+	t.Parallel()
+	want := map[string]action{
+		"five_bytes.bin":         actDrop,
+		"response.bin":           actDrop,
+		"header_only.bin":        actFormErr,
+		"qdcount_lie.bin":        actFormErr,
+		"compression_loop.bin":   actFormErr,
+		"label_past_end.bin":     actFormErr,
+		"truncated_opt.bin":      actFormErr,
+		"opt_bad_option_len.bin": actFormErr,
+		"name_too_long.bin":      actFormErr,
+		"opt_version_1.bin":      actBadVers,
+		"update.bin":             actNotImp,
+	}
+	buf := make([]byte, maxFrame)
+	for _, tt := range corpus(t) {
+		t.Run(tt.name, func(t *testing.T) {
+			w, ok := want[tt.name]
+			if !ok {
+				t.Fatal("corpus file without an expected decision")
 			}
-			back := new(dns.Msg)
-			if err := back.Unpack(r); err != nil {
-				t.Fatalf("%v reply does not parse: %v", act, err)
+			if got := udpPacketInvariants(t, tt.data, buf); got != w {
+				t.Errorf("decision %v, want %v", got, w)
 			}
-			if !back.Response || back.Id != uint16(b[0])<<8|uint16(b[1]) || back.Rcode != rejectRcode(act) {
-				t.Fatalf("%v reply %v", act, back)
-			}
-			return
-		case actServe:
-		default:
-			t.Fatalf("unknown action %v", act)
+		})
+	}
+}
+
+type corpusFile struct {
+	name string
+	data []byte
+}
+
+func corpus(t testing.TB) []corpusFile {
+	t.Helper()
+	paths, err := filepath.Glob(filepath.Join("testdata", "TestUDPPacketCorpus", "*.bin"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no corpus: %v", err)
+	}
+	var files []corpusFile
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if m == nil || len(m.Question) != 1 || m.Opcode != dns.OpcodeQuery || m.Response {
-			t.Fatalf("served %v", m)
+		files = append(files, corpusFile{filepath.Base(p), b})
+	}
+	return files
+}
+
+// udpPacketInvariants checks what the UDP listener does with datagram b:
+// nothing panics, the decision is a known one, a rejection is a valid
+// reply no larger than b, and a served query's answer fits the client's
+// size. It returns the decision. buf is scratch space of maxFrame bytes.
+func udpPacketInvariants(t *testing.T, b, buf []byte) action {
+	m, act, _ := check(b)
+	switch act {
+	case actDrop:
+		return act
+	case actFormErr, actNotImp, actBadVers:
+		r := reject(b, m, act, buf)
+		if len(r) > len(b) {
+			t.Fatalf("%v reply of %d bytes to %d", act, len(r), len(b))
 		}
-		// Echo the query back as the handler's answer: it goes through
-		// Finish and must fit the client's size.
-		req := &pipeline.Request{Msg: m, MaxSize: udpSize(m)}
-		r, send := Finish(req, m.Copy(), nil, log)
-		if !send {
-			t.Fatal("answer not sent")
+		back := new(dns.Msg)
+		if err := back.Unpack(r); err != nil {
+			t.Fatalf("%v reply does not parse: %v", act, err)
 		}
-		if out, err := pack(r, buf, req.MaxSize); err == nil && len(out) > req.MaxSize {
-			t.Fatalf("reply of %d bytes for a client of %d", len(out), req.MaxSize)
+		if !back.Response || back.Id != uint16(b[0])<<8|uint16(b[1]) || back.Rcode != rejectRcode(act) {
+			t.Fatalf("%v reply %v", act, back)
 		}
-	})
+		return act
+	case actServe:
+	default:
+		t.Fatalf("unknown action %v", act)
+	}
+	if m == nil || len(m.Question) != 1 || m.Opcode != dns.OpcodeQuery || m.Response {
+		t.Fatalf("served %v", m)
+	}
+	// Echo the query back as the handler's answer: it goes through Finish
+	// and must fit the client's size.
+	req := &pipeline.Request{Msg: m, MaxSize: udpSize(m)}
+	r, send := Finish(req, m.Copy(), nil, nil)
+	if !send {
+		t.Fatal("answer not sent")
+	}
+	if out, err := pack(r, buf, req.MaxSize); err == nil && len(out) > req.MaxSize {
+		t.Fatalf("reply of %d bytes for a client of %d", len(out), req.MaxSize)
+	}
+	return act
 }
 
 // FuzzTCPStream feeds a byte stream through the TCP framing reader.

@@ -65,7 +65,8 @@ type kindMetrics struct {
 // NewMetrics builds the listener metrics and registers them with reg
 // (nothing is registered when reg is nil). Registering again with a
 // registry that already holds them reuses the registered collectors, so a
-// server may build its Metrics more than once against one registry.
+// server may build its Metrics more than once against one registry. It
+// panics when reg holds other collectors under the same names.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns, sub = "dnsedge", "listener"
 	queries := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{

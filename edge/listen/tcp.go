@@ -64,13 +64,15 @@ func ListenTCP(cfg Config) (*TCP, error) {
 		return nil, fmt.Errorf("listen on tcp %s: %w", cfg.Addr, err)
 	}
 	tl := ln.(*net.TCPListener)
-	return &TCP{
+	l := &TCP{
 		core:  newCore(cfg, pipeline.KindTCP),
 		ln:    tl,
 		addr:  unmap(tl.Addr().(*net.TCPAddr).AddrPort()),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
 		conns: make(map[*tcpConn]struct{}),
-	}, nil
+	}
+	l.log = l.log.With("addr", l.addr.String())
+	return l, nil
 }
 
 // Addr returns the address the listener is bound to, with the port the

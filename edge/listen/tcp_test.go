@@ -53,23 +53,21 @@ func TestTCPPipelining(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := make(map[uint16]bool)
-	var order []uint16
-	for range n {
+	for got := 1; got <= n; got++ {
 		b, err := readTCPMsg(c)
 		if err != nil {
-			t.Fatalf("after %d answers: %v", len(order), err)
+			t.Fatalf("answer %d: %v", got, err)
 		}
 		r := new(dns.Msg)
 		if err := r.Unpack(b); err != nil {
 			t.Fatal(err)
 		}
 		if r.Rcode != dns.RcodeSuccess || seen[r.Id] || r.Id >= n {
-			t.Fatalf("answer %d: id %d rcode %s (dup %v)", len(order), r.Id, dns.RcodeToString[r.Rcode], seen[r.Id])
+			t.Fatalf("answer %d: id %d rcode %s (dup %v)", got, r.Id, dns.RcodeToString[r.Rcode], seen[r.Id])
 		}
 		seen[r.Id] = true
-		order = append(order, r.Id)
-		if want := uint16(n - len(order)); r.Id != want {
-			t.Fatalf("answer %d is for query %d, want %d", len(order), r.Id, want)
+		if want := uint16(n - got); r.Id != want {
+			t.Fatalf("answer %d is for query %d, want %d", got, r.Id, want)
 		}
 		if r.Id > 0 {
 			close(release[r.Id-1])

@@ -88,6 +88,7 @@ func listenUDP(cfg Config, forcePktinfo bool) (*UDP, error) {
 		}
 		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
 	}
+	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
 }
 

@@ -46,12 +46,12 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	res, err := g.Exchange(ctx, f.upstreamQuery(req))
 	if err != nil {
-		ede := uint16(dns.ExtendedErrorCodeNoReachableAuthority)
+		ede, text := uint16(dns.ExtendedErrorCodeNoReachableAuthority), "no upstream answered in time"
 		var re *transport.RaceError
 		if errors.As(err, &re) && !re.Timeouts() {
-			ede = dns.ExtendedErrorCodeNetworkError
+			ede, text = dns.ExtendedErrorCodeNetworkError, "upstreams unreachable"
 		}
-		return nil, &pipeline.Error{EDE: ede, Err: fmt.Errorf("forward to group %s: %w", g.Name, err)}
+		return nil, &pipeline.Error{EDE: ede, Text: text, Err: fmt.Errorf("forward to group %s: %w", g.Name, err)}
 	}
 	return res.Msg, nil
 }

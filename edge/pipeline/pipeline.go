@@ -127,7 +127,7 @@ var ErrDrop = errors.New("drop query")
 type Error struct {
 	Rcode int
 	EDE   uint16
-	// Text is the EXTRA-TEXT of the EDE option; Err.Error() when empty.
+	// Text is the EXTRA-TEXT of the EDE option, shown to the client.
 	Text string
 	Err  error
 }
@@ -152,24 +152,21 @@ func (e *Error) rcode() int {
 // ErrorReply builds the answer a listener sends for err, a non-nil error
 // that is not ErrDrop: the RCODE and EDE of the first *Error in its chain,
 // or SERVFAIL with EDE 0 (Other Error) otherwise. The EDE option is only
-// added when the query had EDNS, as RFC 8914 §3 requires.
+// added when the query had EDNS, as RFC 8914 §3 requires. Its EXTRA-TEXT
+// is the Error's Text only: causes stay in the logs, since they may name
+// upstream addresses a client has no business seeing.
 func ErrorReply(query *dns.Msg, err error) *dns.Msg {
 	rcode, ede, text := dns.RcodeServerFailure, uint16(dns.ExtendedErrorCodeOther), ""
 	var pe *Error
 	if errors.As(err, &pe) {
 		rcode, ede, text = pe.rcode(), pe.EDE, pe.Text
-		if text == "" && pe.Err != nil {
-			text = pe.Err.Error()
-		}
-	} else if err != nil {
-		text = err.Error()
 	}
 	m := new(dns.Msg)
 	m.SetRcode(query, rcode)
 	m.RecursionAvailable = true
 	if qopt := query.IsEdns0(); qopt != nil {
 		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
-		opt.SetUDPSize(dns.DefaultMsgSize)
+		opt.SetUDPSize(1232)
 		opt.SetDo(qopt.Do())
 		if len(text) > 200 {
 			text = text[:200]
