@@ -8,11 +8,11 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/dnsedge
 
-# Everything that proves dnsedge works: vet, every test with the race
-# detector, and each fuzz target for a short run.
+# Everything that proves dnsedge works: vet, each fuzz target for a short
+# run, and every test with the race detector.
 test: vet
-	$(GO) test -race -count=1 -timeout 15m ./...
 	$(MAKE) fuzz FUZZTIME=5s
+	$(GO) test -race -count=1 -timeout 15m ./...
 
 vet:
 	$(GO) vet ./...
