@@ -67,6 +67,8 @@ type CacheSpec struct {
 // /readyz.
 type MetricsSpec struct {
 	Address string `yaml:"address"` // ip:port; empty disables it
+	// Pprof serves Go's profiler under /debug/pprof/ on the same address.
+	Pprof bool `yaml:"pprof"`
 }
 
 // LogSpec configures logging.
