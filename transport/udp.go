@@ -22,7 +22,6 @@ var _ Exchanger = (*UDP)(nil)
 // A UDP is safe for concurrent use. It keeps no sockets between queries.
 type UDP struct {
 	p      pinnedAddr
-	raddr  *net.UDPAddr
 	tcp    Exchanger
 	closed atomic.Bool
 }
@@ -34,7 +33,7 @@ type UDP struct {
 // as it is. The UDP owns tcp: Close closes it.
 func NewUDP(addr netip.AddrPort, tcp Exchanger) *UDP {
 	p := pin(addr, "udp")
-	return &UDP{p: p, raddr: net.UDPAddrFromAddrPort(p.addr), tcp: tcp}
+	return &UDP{p: p, tcp: tcp}
 }
 
 // Exchange sends q and returns the matching reply, with q's ID. q is not
@@ -80,7 +79,7 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		return nil, u.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
 	}
 
-	conn, err := net.DialUDP(u.p.network, nil, u.raddr)
+	conn, err := dialUDP(u.p.addr)
 	if err != nil {
 		return nil, u.p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
 	}
