@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -284,5 +285,42 @@ func TestNetworkErrorEDE(t *testing.T) {
 	}
 	if m.Rcode != dns.RcodeServerFailure || edeOf(m) != int(dns.ExtendedErrorCodeNetworkError) {
 		t.Fatalf("rcode %s EDE %d, want SERVFAIL with EDE 23", dns.RcodeToString[m.Rcode], edeOf(m))
+	}
+}
+
+// TestOptionalListener: an optional listener that cannot be bound (as
+// [::1] on a host without IPv6) is skipped with a warning; a required one
+// fails the start.
+func TestOptionalListener(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	busy, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, optional := range []bool{true, false} {
+		t.Run(fmt.Sprintf("optional=%v", optional), func(t *testing.T) {
+			cfg, err := edge.Parse("t.yaml", []byte(testListeners+fmt.Sprintf("  - {proto: udp, address: \"%s\", optional: %v}\n", busy.LocalAddr(), optional)+literalConfig(up, "")))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := new(syncBuffer)
+			srv, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer srv.Close()
+			err = srv.Start()
+			if optional {
+				if err != nil || !strings.Contains(logs.String(), "optional listener not started") {
+					t.Fatalf("start: %v; logs: %s", err, logs.String())
+				}
+				if n := len(srv.Addrs()["udp"]); n != 1 {
+					t.Fatalf("%d UDP listeners, want 1", n)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), "address already in use") {
+				t.Fatalf("start with a required listener on a busy address: %v", err)
+			}
+		})
 	}
 }

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// freePort returns a loopback port that was free a moment ago, for
+// servers that cannot be told to bind port 0 and report it.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.LocalAddr().(*net.UDPAddr).Port
+}
+
+// startNamed runs BIND as an authoritative server for zone on loopback
+// and returns its address.
+func startNamed(t *testing.T, origin, zone string) string {
+	t.Helper()
+	named := tool(t, "named")
+	dir := t.TempDir()
+	port := freePort(t)
+	os.WriteFile(filepath.Join(dir, "zone.db"), []byte(zone), 0o644)
+	conf := fmt.Sprintf(`options {
+	directory "%[1]s";
+	pid-file "%[1]s/named.pid";
+	listen-on port %[2]d { 127.0.0.1; };
+	listen-on-v6 { none; };
+	recursion no;
+};
+zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
+`, dir, port, origin)
+	os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644)
+	cmd := exec.Command(named, "-g", "-c", filepath.Join(dir, "named.conf"), "-u", "root")
+	logs := new(syncBuf)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, "named running", func() bool { return strings.Contains(logs.String(), "running") })
+	return fmt.Sprintf("127.0.0.1:%d", port)
+}
+
+// TestBindUpstream forwards through dnsedge to a real BIND authoritative
+// server and asks with kdig, over UDP and TCP.
+func TestBindUpstream(t *testing.T) {
+	kdig := tool(t, "kdig")
+	addr := startNamed(t, "bind.test", `$TTL 300
+@    IN SOA ns.bind.test. hostmaster.bind.test. 1 3600 600 86400 60
+@    IN NS  ns.bind.test.
+ns   IN A   127.0.0.1
+www  IN A   192.0.2.80
+`)
+	p := startServe(t, writeFile(t, "dnsedge.yaml", serveConfig(addr)))
+	for _, proto := range []string{"udp", "tcp"} {
+		h, port := hostPort(p.addr(proto))
+		args := []string{"@" + h, "-p", port, "+time=3", "+retry=0"}
+		if proto == "tcp" {
+			args = append(args, "+tcp")
+		}
+		out := dig(t, kdig, append(args, "www.bind.test", "A")...)
+		if !strings.Contains(out, "192.0.2.80") {
+			t.Fatalf("%s: %s", proto, out)
+		}
+		out = dig(t, kdig, append(args, "nope.bind.test", "A")...)
+		if !strings.Contains(out, "NXDOMAIN") || !strings.Contains(out, "SOA") {
+			t.Fatalf("%s NXDOMAIN: %s", proto, out)
+		}
+	}
+}
