@@ -42,6 +42,12 @@ func tool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
+		// Daemons live in sbin, which a non-login PATH may lack.
+		for _, dir := range []string{"/usr/sbin", "/sbin"} {
+			if _, serr := os.Stat(filepath.Join(dir, name)); serr == nil {
+				return filepath.Join(dir, name)
+			}
+		}
 		if os.Getenv("E2E_REQUIRED") == "1" {
 			t.Fatalf("%s is required (E2E_REQUIRED=1) but not installed", name)
 		}
