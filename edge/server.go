@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -201,6 +202,9 @@ func (s *Server) Reload(cfg *Config) error {
 		}
 	}
 	old := s.gen.Swap(gen)
+	if old.cfg.Server != cfg.Server {
+		s.log.Warn("server limits changed: they apply to listeners opened from now on; restart to apply them to the running ones")
+	}
 	want := make(map[string]bool)
 	for _, l := range cfg.Listeners {
 		want[listenerKey(l)] = true
@@ -281,7 +285,7 @@ func (s *Server) Addrs() map[string][]netip.AddrPort {
 	defer s.mu.Unlock()
 	out := make(map[string][]netip.AddrPort)
 	for k, l := range s.listeners {
-		proto := k[:3]
+		proto := strings.Fields(k)[0]
 		out[proto] = append(out[proto], l.Addr())
 	}
 	return out
