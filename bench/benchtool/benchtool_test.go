@@ -1,0 +1,138 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestReadLatencies(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		input string
+		want  string
+	}{
+		{
+			name:  "no queries",
+			input: "[Status] Testing complete (time limit)\n",
+			want:  "- - 0 0 0",
+		},
+		{
+			name: "answered only",
+			input: "DNS Performance Testing Tool\n" +
+				"> NOERROR h1.bench.test A 0.000300\n" +
+				"> NOERROR h2.bench.test A 0.000100\n" +
+				"> NXDOMAIN h3.bench.test A 0.000200\n" +
+				"> NOERROR h4.bench.test A 0.000400\n" +
+				"  Queries sent:         4\n",
+			want: "0.200 0.400 4 0 0",
+		},
+		{
+			name: "timeouts count as slowest and interrupted are left out",
+			input: "> NOERROR a.bench.test A 0.000100\n" +
+				"> T b.bench.test A\n" +
+				"> I c.bench.test A\n",
+			want: "0.100 timeout 1 1 1",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s, err := readLatencies(strings.NewReader(tt.input))
+			if err != nil {
+				t.Fatalf("readLatencies: %v", err)
+			}
+			if got := s.String(); got != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestReadLatenciesRejectsGarbage(t *testing.T) {
+	t.Parallel()
+	if _, err := readLatencies(strings.NewReader("> NOERROR h1.bench.test A soon\n")); err == nil {
+		t.Fatal("want an error for a latency that is not a number")
+	}
+}
+
+func TestNearestRank(t *testing.T) {
+	t.Parallel()
+	sorted := make([]float64, 100)
+	for i := range sorted {
+		sorted[i] = float64(i + 1)
+	}
+	tests := []struct {
+		name string
+		p    float64
+		want float64
+	}{
+		{name: "p50", p: 50, want: 50},
+		{name: "p99", p: 99, want: 99},
+		{name: "p100", p: 100, want: 100},
+		{name: "p0 is the minimum", p: 0, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := nearestRank(sorted, tt.p); got != tt.want {
+				t.Errorf("nearestRank(%v) = %v, want %v", tt.p, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestFreePorts(t *testing.T) {
+	t.Parallel()
+	ports, err := freePorts(5)
+	if err != nil {
+		t.Fatalf("freePorts: %v", err)
+	}
+	seen := map[int]bool{}
+	for _, p := range ports {
+		if p <= 0 || p > 65535 || seen[p] {
+			t.Fatalf("bad or repeated port %d in %v", p, ports)
+		}
+		seen[p] = true
+	}
+}
+
+func TestWriteReport(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	files := map[string]string{
+		"meta.tsv": "date\t2026-01-01\nseconds\t10\n",
+		"servers.tsv": "dnsdist\t1.7.3\tok\t20480\t\n" +
+			"dnsedge\t-\tnot built\t-\tsee bench/out/dnsedge-build.log\n",
+		"results.tsv": "hit-udp-max\tdnsdist\tok\t100000\t1000000\t1000000\t0.00\t5.0\t-\t-\t50\t100\tother processes used 40% of core 0\n" +
+			"hit-udp-max\tdnsedge\tnot built\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\n" +
+			"miss-udp-5k\tnamed-direct\tok\t5000\t50000\t50000\t0.00\t20.0\t0.050\t0.200\t10\t20\t\n" +
+			"miss-udp-5k\tdnsdist\tok\t5000\t50000\t50000\t0.00\t10.0\t0.150\t0.900\t5\t20\t\n",
+	}
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(dir, "BENCHMARKS.md")
+	if err := writeReport(dir, out); err != nil {
+		t.Fatalf("writeReport: %v", err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| dnsdist | 100000 | 0.00% | 5.0 | 1.00 | 1.00 | 50% | 100% |",
+		"| dnsedge | - | - | - | - | - | - | - | not built |",
+		"| dnsdist | 5000 | 0.00% | 0.150 | 0.900 | +0.100 | 10.0 | 1.00 |",
+		"| dnsdist | 1.7.3 | ok | 20.0 |",
+		"in 1 of 3 runs other processes took more than 10% of core 0",
+	} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("report lacks %q:\n%s", want, b)
+		}
+	}
+}

@@ -1,0 +1,114 @@
+// Command benchtool holds the small pieces of the load benchmark that are
+// awkward in shell: picking free loopback ports, reading latency percentiles
+// out of dnsperf's verbose output and writing BENCHMARKS.md from the raw
+// results. bench/run.sh is its only caller.
+//
+// Usage:
+//
+//	benchtool ports N
+//	benchtool latency FILE
+//	benchtool report -dir DIR -out FILE
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtool:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: benchtool ports N | latency FILE | report -dir DIR -out FILE")
+	}
+	switch args[0] {
+	case "ports":
+		if len(args) != 2 {
+			return errors.New("usage: benchtool ports N")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 || n > 64 {
+			return fmt.Errorf("ports: want a count from 1 to 64, got %q", args[1])
+		}
+		ports, err := freePorts(n)
+		if err != nil {
+			return err
+		}
+		for _, p := range ports {
+			fmt.Println(p)
+		}
+		return nil
+	case "latency":
+		if len(args) != 2 {
+			return errors.New("usage: benchtool latency FILE")
+		}
+		f, err := os.Open(args[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		s, err := readLatencies(f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", args[1], err)
+		}
+		fmt.Println(s.String())
+		return nil
+	case "report":
+		fs := flag.NewFlagSet("report", flag.ContinueOnError)
+		dir := fs.String("dir", "", "directory holding meta.tsv, servers.tsv and results.tsv")
+		out := fs.String("out", "", "markdown file to write")
+		if err := fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if *dir == "" || *out == "" {
+			return errors.New("report: -dir and -out are required")
+		}
+		return writeReport(*dir, *out)
+	default:
+		return fmt.Errorf("unknown subcommand %q", args[0])
+	}
+}
+
+// freePorts returns n distinct port numbers that were free on 127.0.0.1 for
+// both UDP and TCP at the moment of asking. The sockets are closed before
+// returning, so a port can in principle be taken by someone else before the
+// server under test binds it; on a quiet benchmark machine that does not
+// happen in practice.
+func freePorts(n int) ([]int, error) {
+	var (
+		ports []int
+		held  []func()
+	)
+	defer func() {
+		for _, release := range held {
+			release()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries > 50*n {
+			return nil, fmt.Errorf("found only %d of %d free ports", len(ports), n)
+		}
+		tl, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("listen tcp on 127.0.0.1:0: %w", err)
+		}
+		port := tl.Addr().(*net.TCPAddr).Port
+		ul, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			tl.Close()
+			continue
+		}
+		held = append(held, func() { tl.Close(); ul.Close() })
+		ports = append(ports, port)
+	}
+	return ports, nil
+}

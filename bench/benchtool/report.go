@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// The reference server every ratio column divides by.
+const reference = "dnsdist"
+
+// direct is the name bench/run.sh gives the rows that ask the upstream
+// authoritative server itself, with no forwarder in between.
+const direct = "named-direct"
+
+// scenario describes one results table.
+type scenario struct {
+	key   string // scenario column of results.tsv
+	title string
+	rate  bool // fixed query rate: show latency instead of QPS ratios
+	about string
+}
+
+var scenarios = []scenario{
+	{key: "hit-udp-max", title: "Cache hit, UDP, maximum throughput",
+		about: "The hot set, already cached, asked over UDP as fast as dnsperf can. " +
+			"dnsperf has one core too and can be the limit before the server is: the core columns say which side was saturated, and CPU µs/query compares servers either way."},
+	{key: "hit-tcp-max", title: "Cache hit, TCP, maximum throughput",
+		about: "The hot set, already cached, asked over TCP (dnsperf keeps one connection per client and pipelines)."},
+	{key: "miss-udp-max", title: "Cache miss, UDP, maximum throughput",
+		about: "Every query is a name never asked before, so every query is forwarded. " +
+			"`named-direct` is dnsperf asking the upstream itself, for reference: named shares core 1 with dnsperf, so it bounds what any forwarder can show here " +
+			"(a forwarder can still beat it slightly: it sends named a steadier stream from one socket than dnsperf's clients do)."},
+	{key: "hit-udp-5k", title: "Cache hit, UDP, fixed 5,000 qps: latency", rate: true,
+		about: "The hot set, already cached, at a fixed 5,000 queries per second. " +
+			"'p50 over direct' is the server's p50 minus the p50 of asking named directly at the same rate (cache-miss table)."},
+	{key: "miss-udp-5k", title: "Cache miss, UDP, fixed 5,000 qps: latency", rate: true,
+		about: "Names never asked before at a fixed 5,000 queries per second. " +
+			"'p50 over direct' is what the forwarder adds to asking named directly."},
+}
+
+// serverOrder is the order of rows in every table; servers not listed here
+// come after, in the order they appear in the results.
+var serverOrder = []string{direct, "dnsedge", "dnsdist", "unbound", "coredns"}
+
+type result struct {
+	scenario, server, status string
+	qps, sent, completed     string
+	lost, cpu, p50, p99      string
+	serverPct, loadPct       string
+	note                     string
+}
+
+func writeReport(dir, out string) error {
+	meta, err := readTSV(filepath.Join(dir, "meta.tsv"), 2)
+	if err != nil {
+		return err
+	}
+	servers, err := readTSV(filepath.Join(dir, "servers.tsv"), 5)
+	if err != nil {
+		return err
+	}
+	rows, err := readTSV(filepath.Join(dir, "results.tsv"), 13)
+	if err != nil {
+		return err
+	}
+	m := map[string]string{}
+	for _, kv := range meta {
+		m[kv[0]] = kv[1]
+	}
+	var results []result
+	for _, r := range rows {
+		results = append(results, result{r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12]})
+	}
+
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	w("# Load benchmarks\n\n")
+	w("Written by `make bench` (`bench/run.sh`) on %s. Raw dnsperf output and server logs are in `bench/out/` after a run.\n\n", m["date"])
+	w("**Read with care.** This is a small shared virtual machine and its numbers are noisy; every number and ratio below comes from one run, not a median of several. Differences of 10–15%% between servers are within the noise; the ratio columns are for orders of magnitude and for spotting regressions between runs on the same machine.\n\n")
+
+	noisy, ran := 0, 0
+	for _, r := range results {
+		if r.status != "ok" {
+			continue
+		}
+		ran++
+		if strings.Contains(r.note, "other processes used") {
+			noisy++
+		}
+	}
+	if noisy > 0 {
+		w("**Warning:** in %d of %d runs other processes took more than 10%% of core 0 (see the Notes columns), so those rows measure the machine's background load as much as the servers. "+
+			"Rerun when the machine is quiet (`uptime`), or with `BENCH_NICE=-10` to favour the benchmark.\n\n", noisy, ran)
+	}
+	w("## Machine\n\n")
+	w("| | |\n|---|---|\n")
+	for _, k := range []string{"cpu", "nproc", "memory", "os", "kernel", "go", "load average"} {
+		w("| %s | %s |\n", k, m[k])
+	}
+	w("\n## Servers\n\n")
+	w("| Server | Version | Status | Peak RSS (MiB) | Notes |\n|---|---|---|---:|---|\n")
+	for _, s := range sortServers(servers, func(r []string) string { return r[0] }) {
+		w("| %s | %s | %s | %s | %s |\n", s[0], s[1], s[2], mib(s[3]), s[4])
+	}
+	w("\nPeak RSS is `VmHWM` from `/proc/PID/status` after all of a server's runs, the cache-miss runs included (each server caches up to about 200,000 entries).\n")
+
+	w("\n## Method\n\n")
+	for _, line := range methodLines(m) {
+		w("- %s\n", line)
+	}
+
+	byKey := map[string][]result{}
+	for _, r := range results {
+		byKey[r.scenario] = append(byKey[r.scenario], r)
+	}
+	directP50 := lookup(byKey["miss-udp-5k"], direct).p50
+	for _, sc := range scenarios {
+		rs := byKey[sc.key]
+		if len(rs) == 0 {
+			continue
+		}
+		rs = sortServers(rs, func(r result) string { return r.server })
+		ref := lookup(rs, reference)
+		w("\n## %s\n\n%s\n\n", sc.title, sc.about)
+		if sc.rate {
+			w("| Server | Answered qps | Lost | p50 (ms) | p99 (ms) | p50 over direct (ms) | CPU µs/query | CPU ÷ %s | Notes |\n", reference)
+			w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		} else {
+			w("| Server | QPS | Lost | CPU µs/query | QPS ÷ %s | CPU ÷ %s | Server core busy | Load core busy | Notes |\n", reference, reference)
+			w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		}
+		for _, r := range rs {
+			if r.status != "ok" {
+				if sc.rate {
+					w("| %s | - | - | - | - | - | - | - | %s |\n", r.server, r.status)
+				} else {
+					w("| %s | - | - | - | - | - | - | - | %s |\n", r.server, r.status)
+				}
+				continue
+			}
+			cpuRatio := ratio(r.cpu, ref.cpu, ref.status)
+			if r.server == direct {
+				cpuRatio = "-"
+			}
+			if sc.rate {
+				over := "-"
+				if r.server != direct {
+					over = diff(r.p50, directP50)
+				}
+				w("| %s | %s | %s%% | %s | %s | %s | %s | %s | %s |\n",
+					r.server, num(r.qps, 0), r.lost, r.p50, r.p99, over, num(r.cpu, 1), cpuRatio, r.note)
+			} else {
+				qpsRatio := ratio(r.qps, ref.qps, ref.status)
+				if r.server == direct {
+					qpsRatio = "-"
+				}
+				w("| %s | %s | %s%% | %s | %s | %s | %s | %s | %s |\n",
+					r.server, num(r.qps, 0), r.lost, num(r.cpu, 1), qpsRatio, cpuRatio, pct(r.serverPct), pct(r.loadPct), r.note)
+			}
+		}
+	}
+	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+func methodLines(m map[string]string) []string {
+	nice := ""
+	if n := m["nice"]; n != "" && n != "0" {
+		nice = " Servers, named and dnsperf ran at nice " + n + "."
+	}
+	return []string{
+		"Pinning: the server under test runs alone on core 0 (`taskset -c 0`); dnsperf and the upstream, BIND `named` as an authoritative server, share core 1. " +
+			"Cache-hit runs never reach named, so dnsperf has core 1 to itself there; in cache-miss runs named and dnsperf compete for core 1, which caps the miss numbers (see `named-direct`)." + nice,
+		"Servers run one at a time, each started fresh, each forwarding to the same named over UDP with its cache on: " +
+			"dnsedge (`sequential` group, cache 200,000 entries), dnsdist (`newServer` + packet cache of 200,000 entries), " +
+			"unbound (`forward-zone \".\"`, one thread, validator off), CoreDNS (`forward . named` + `cache` of 200,000 entries).",
+		fmt.Sprintf("Zone: `bench.test.` with %s A records `h0..h%s` plus a wildcard `*.bench.test.` so any unique name resolves; TTL 3600.", m["zone_records"], m["zone_last"]),
+		fmt.Sprintf("Cache hit: the hot set `h0..h%s` (%s names) is asked once to warm the cache, then looped.", m["hot_last"], m["hot_names"]),
+		"Cache miss: every query is a name never asked before in that server's life (`l<N>`/`m<N>.bench.test`, one pass through the file, `-n 1`).",
+		fmt.Sprintf("Maximum-throughput runs: `dnsperf %s -l %s` (TCP adds `-m tcp`). Fixed-rate runs: `dnsperf %s -l %s -v`.", m["max_args"], m["seconds"], m["rate_args"], m["seconds"]),
+		"Percentiles: dnsperf " + m["dnsperf"] + " has no latency histogram, so the fixed-rate runs use `-v`, which prints every query's latency; p50/p99 are nearest-rank over all answered queries, with timed-out queries counted as infinitely slow.",
+		"CPU µs/query: the server's utime+stime from `/proc/PID/stat` (all threads) before and after the run, converted with `getconf CLK_TCK`, divided by dnsperf's 'Queries completed'. At " + m["clk_tck"] + " ticks a second the reading is exact to one tick (" + m["tick_us"] + " µs of CPU) per run, which is small over a whole run's queries.",
+		"Core busy columns (maximum-throughput tables): the server's own CPU time as a share of its core's wall time, and how busy core 1 (dnsperf, plus named in miss runs) was, from `/proc/stat`. " +
+			"A server well under 100% next to a load core at 100% means dnsperf, not the server, was the limit. A note flags runs where other processes took more than 10% of core 0.",
+		"Ratio columns divide by dnsdist's number in the same table from the same run. For QPS higher is better; for CPU lower is better.",
+	}
+}
+
+func readTSV(path string, cols int) ([][]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var rows [][]string
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		if strings.TrimSpace(sc.Text()) == "" {
+			continue
+		}
+		r := strings.Split(sc.Text(), "\t")
+		if len(r) != cols {
+			return nil, fmt.Errorf("%s:%d: want %d tab-separated fields, got %d", path, line, cols, len(r))
+		}
+		rows = append(rows, r)
+	}
+	return rows, sc.Err()
+}
+
+func sortServers[T any](rows []T, name func(T) string) []T {
+	rank := func(s string) int {
+		for i, n := range serverOrder {
+			if n == s {
+				return i
+			}
+		}
+		return len(serverOrder)
+	}
+	out := make([]T, 0, len(rows))
+	for r := 0; r <= len(serverOrder); r++ {
+		for _, row := range rows {
+			if rank(name(row)) == r {
+				out = append(out, row)
+			}
+		}
+	}
+	return out
+}
+
+func lookup(rs []result, server string) result {
+	for _, r := range rs {
+		if r.server == server {
+			return r
+		}
+	}
+	return result{status: "missing"}
+}
+
+func num(s string, prec int) string {
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return s
+	}
+	return strconv.FormatFloat(v, 'f', prec, 64)
+}
+
+func ratio(a, b, refStatus string) string {
+	x, errA := strconv.ParseFloat(a, 64)
+	y, errB := strconv.ParseFloat(b, 64)
+	if refStatus != "ok" || errA != nil || errB != nil || y == 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(x/y, 'f', 2, 64)
+}
+
+func diff(a, b string) string {
+	x, errA := strconv.ParseFloat(a, 64)
+	y, errB := strconv.ParseFloat(b, 64)
+	if errA != nil || errB != nil {
+		return "-"
+	}
+	return fmt.Sprintf("%+.3f", x-y)
+}
+
+func pct(s string) string {
+	if s == "-" || s == "" {
+		return "-"
+	}
+	return s + "%"
+}
+
+func mib(kib string) string {
+	v, err := strconv.ParseFloat(kib, 64)
+	if err != nil {
+		return "-"
+	}
+	return strconv.FormatFloat(v/1024, 'f', 1, 64)
+}
