@@ -459,5 +459,5 @@ stop_pid "$NAMED_PID"
 	printf 'hot_last\t%s\n' "$((HOT_NAMES - 1))"
 } >"$RUN/meta.tsv"
 
-"$OUT/benchtool" report -dir "$RUN" -out "$REPORT"
+"$OUT/benchtool" report -dir "$RUN" -out "$REPORT" -analysis "$BENCH_DIR/ANALYSIS.md"
 log "wrote $REPORT"

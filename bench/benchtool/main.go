@@ -66,13 +66,30 @@ func run(args []string) error {
 		fs := flag.NewFlagSet("report", flag.ContinueOnError)
 		dir := fs.String("dir", "", "directory holding meta.tsv, servers.tsv and results.tsv")
 		out := fs.String("out", "", "markdown file to write")
+		analysis := fs.String("analysis", "", "markdown file appended as it is (profiling notes); optional")
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
 		if *dir == "" || *out == "" {
 			return errors.New("report: -dir and -out are required")
 		}
-		return writeReport(*dir, *out)
+		if err := writeReport(*dir, *out); err != nil {
+			return err
+		}
+		if *analysis == "" {
+			return nil
+		}
+		notes, err := os.ReadFile(*analysis)
+		if err != nil {
+			return fmt.Errorf("read analysis: %w", err)
+		}
+		f, err := os.OpenFile(*out, os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = f.Write(append([]byte("\n"), notes...))
+		return err
 	default:
 		return fmt.Errorf("unknown subcommand %q", args[0])
 	}
