@@ -103,8 +103,27 @@ func race(ctx context.Context, q *dns.Msg, order []*Path, parallel bool, cfg Rac
 	for ; next < len(queue) && next < immediate; next++ {
 		start(queue[next])
 	}
-	timer := time.NewTimer(attemptDelay(queue[next-1], cfg))
-	defer timer.Stop()
+	// The attempt-delay timer exists only while there is something left to
+	// start: a group with one path never pays for it.
+	var timer *time.Timer
+	var tick <-chan time.Time
+	arm := func(d time.Duration) {
+		if next >= len(queue) && len(denied) == 0 {
+			return
+		}
+		if timer == nil {
+			timer = time.NewTimer(d)
+			tick = timer.C
+			return
+		}
+		timer.Reset(d)
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	arm(attemptDelay(queue[next-1], cfg))
 
 	var fallback *attempt // a SERVFAIL/REFUSED answer, used if nothing better comes
 	var errs []error
@@ -112,8 +131,8 @@ func race(ctx context.Context, q *dns.Msg, order []*Path, parallel bool, cfg Rac
 	startNext := func() bool {
 		if next < len(queue) {
 			start(queue[next])
-			timer.Reset(attemptDelay(queue[next], cfg))
 			next++
+			arm(attemptDelay(queue[next-1], cfg))
 			pending++
 			return true
 		}
@@ -124,8 +143,8 @@ func race(ctx context.Context, q *dns.Msg, order []*Path, parallel bool, cfg Rac
 			queue = append(queue, denied[0])
 			denied = denied[1:]
 			start(queue[next])
-			timer.Reset(attemptDelay(queue[next], cfg))
 			next++
+			arm(attemptDelay(queue[next-1], cfg))
 			pending++
 			return true
 		}
@@ -153,7 +172,7 @@ func race(ctx context.Context, q *dns.Msg, order []*Path, parallel bool, cfg Rac
 				}
 				return res, &RaceError{Errs: errs}
 			}
-		case <-timer.C:
+		case <-tick:
 			startNext()
 		case <-ctx.Done():
 			if fallback != nil {
