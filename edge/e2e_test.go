@@ -97,7 +97,7 @@ health:
   failure_threshold: 5
   cooldown: 200ms
   max_cooldown: 1s
-  min_timeout: 50ms
+  min_timeout: 100ms
   max_timeout: 400ms
   initial_timeout: 200ms
 server:

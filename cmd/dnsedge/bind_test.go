@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 )
 
 // freePort returns a loopback port that was free a moment ago, for
@@ -23,8 +26,21 @@ func freePort(t *testing.T) int {
 }
 
 // startNamed runs BIND as an authoritative server for zone on loopback
-// and returns its address.
+// and returns its address once it answers there. named cannot bind port 0
+// and report it, so a port that another test took in the meantime is
+// detected by asking, and a fresh one is tried.
 func startNamed(t *testing.T, origin, zone string) string {
+	t.Helper()
+	for range 5 {
+		if addr, ok := tryNamed(t, origin, zone); ok {
+			return addr
+		}
+	}
+	t.Fatal("named did not answer on any of 5 ports")
+	return ""
+}
+
+func tryNamed(t *testing.T, origin, zone string) (string, bool) {
 	t.Helper()
 	named := tool(t, "named")
 	dir := t.TempDir()
@@ -48,7 +64,17 @@ zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	waitFor(t, "named running", func() bool { return strings.Contains(logs.String(), "running") })
-	return fmt.Sprintf("127.0.0.1:%d", port)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(origin), dns.TypeSOA)
+	c := &dns.Client{Timeout: 500 * time.Millisecond}
+	for range 4 {
+		if m, _, err := c.Exchange(q, addr); err == nil && m.Rcode == dns.RcodeSuccess && m.Authoritative {
+			return addr, true
+		}
+	}
+	cmd.Process.Kill()
+	return "", false
 }
 
 // TestBindUpstream forwards through dnsedge to a real BIND authoritative
