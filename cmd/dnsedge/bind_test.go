@@ -31,16 +31,19 @@ func freePort(t *testing.T) int {
 // detected by asking, and a fresh one is tried.
 func startNamed(t *testing.T, origin, zone string) string {
 	t.Helper()
+	var logs string
 	for range 5 {
-		if addr, ok := tryNamed(t, origin, zone); ok {
+		addr, out, ok := tryNamed(t, origin, zone)
+		if ok {
 			return addr
 		}
+		logs = out
 	}
-	t.Fatal("named did not answer on any of 5 ports")
+	t.Fatalf("named did not answer on any of 5 ports; its last log:\n%s", logs)
 	return ""
 }
 
-func tryNamed(t *testing.T, origin, zone string) (string, bool) {
+func tryNamed(t *testing.T, origin, zone string) (string, string, bool) {
 	t.Helper()
 	named := tool(t, "named")
 	dir := t.TempDir()
@@ -53,6 +56,7 @@ func tryNamed(t *testing.T, origin, zone string) (string, bool) {
 	listen-on-v6 { none; };
 	recursion no;
 };
+controls { };
 zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
 `, dir, port, origin)
 	os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644)
@@ -70,11 +74,11 @@ zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	for range 4 {
 		if m, _, err := c.Exchange(q, addr); err == nil && m.Rcode == dns.RcodeSuccess && m.Authoritative {
-			return addr, true
+			return addr, "", true
 		}
 	}
 	cmd.Process.Kill()
-	return "", false
+	return "", logs.String(), false
 }
 
 // TestBindUpstream forwards through dnsedge to a real BIND authoritative

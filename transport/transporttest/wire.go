@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 
 	"github.com/miekg/dns"
 )
@@ -36,9 +37,19 @@ type endpoint struct {
 }
 
 // bind opens UDP and TCP on addr. With port 0 the UDP socket picks the port
-// and TCP binds the same one. The error wraps the system error so callers
-// can test for syscall.EADDRINUSE.
+// and TCP binds the same one; when another socket already holds that TCP
+// port, a fresh one is tried a few times. The error wraps the system error
+// so callers can test for syscall.EADDRINUSE.
 func bind(addr netip.AddrPort) (*endpoint, error) {
+	for i := 0; ; i++ {
+		e, err := bindOnce(addr)
+		if err == nil || addr.Port() != 0 || i == bindAttempts || !errors.Is(err, syscall.EADDRINUSE) {
+			return e, err
+		}
+	}
+}
+
+func bindOnce(addr netip.AddrPort) (*endpoint, error) {
 	network := "udp4"
 	if addr.Addr().Is6() {
 		network = "udp6"
