@@ -1,0 +1,131 @@
+package edge_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"testing"
+
+	"github.com/dnsedge/dnsedge/edge"
+	"go.yaml.in/yaml/v3"
+)
+
+// TestDeployKubernetesSidecar loads the sidecar manifests: the ConfigMap's
+// configuration validates, and the Pod runs dnsedge on it, resolves
+// through it, and probes the endpoints dnsedge serves.
+func TestDeployKubernetesSidecar(t *testing.T) {
+	data, err := os.ReadFile("../deploy/kubernetes/sidecar.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type container struct {
+		Name           string   `yaml:"name"`
+		Args           []string `yaml:"args"`
+		ReadinessProbe struct {
+			HTTPGet struct{ Path string } `yaml:"httpGet"`
+		} `yaml:"readinessProbe"`
+		LivenessProbe struct {
+			HTTPGet struct{ Path string } `yaml:"httpGet"`
+		} `yaml:"livenessProbe"`
+		VolumeMounts []struct {
+			MountPath string `yaml:"mountPath"`
+		} `yaml:"volumeMounts"`
+	}
+	var config string
+	var sidecar *container
+	var nameservers []string
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc struct {
+			Kind string            `yaml:"kind"`
+			Data map[string]string `yaml:"data"`
+			Spec struct {
+				DNSConfig struct {
+					Nameservers []string `yaml:"nameservers"`
+				} `yaml:"dnsConfig"`
+				Containers []container `yaml:"containers"`
+			} `yaml:"spec"`
+		}
+		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		switch doc.Kind {
+		case "ConfigMap":
+			config = doc.Data["dnsedge.yaml"]
+		case "Pod":
+			nameservers = doc.Spec.DNSConfig.Nameservers
+			for i, c := range doc.Spec.Containers {
+				if c.Name == "dnsedge" {
+					sidecar = &doc.Spec.Containers[i]
+				}
+			}
+		}
+	}
+	cfg, err := edge.Parse("sidecar.yaml", []byte(config))
+	if err != nil {
+		t.Fatalf("the ConfigMap's configuration does not validate:\n%v", err)
+	}
+	if sidecar == nil {
+		t.Fatal("no dnsedge container in the Pod")
+	}
+	if len(sidecar.Args) != 3 || sidecar.Args[0] != "serve" || sidecar.Args[1] != "-config" ||
+		len(sidecar.VolumeMounts) == 0 || path.Dir(sidecar.Args[2]) != sidecar.VolumeMounts[0].MountPath {
+		t.Fatalf("dnsedge container args %v do not serve the mounted config %v", sidecar.Args, sidecar.VolumeMounts)
+	}
+	if sidecar.ReadinessProbe.HTTPGet.Path != "/readyz" || sidecar.LivenessProbe.HTTPGet.Path != "/healthz" {
+		t.Fatalf("probes: %+v %+v", sidecar.ReadinessProbe, sidecar.LivenessProbe)
+	}
+	listens := false
+	for _, l := range cfg.Listeners {
+		for _, ns := range nameservers {
+			if l.Address == ns+":53" {
+				listens = true
+			}
+		}
+	}
+	if !listens || cfg.Metrics.Address == "" {
+		t.Fatalf("the pod's nameservers %v are not dnsedge's listeners %+v, or metrics are off", nameservers, cfg.Listeners)
+	}
+}
+
+// TestDeploySystemdUnit: the unit checks the configuration before it
+// starts and reloads, serves the same file, and reloads with SIGHUP.
+func TestDeploySystemdUnit(t *testing.T) {
+	f, err := os.Open("../deploy/systemd/dnsedge.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	keys := make(map[string][]string)
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
+			keys[k] = append(keys[k], v)
+		}
+	}
+	start := strings.Fields(first(keys["ExecStart"]))
+	pre := strings.Fields(first(keys["ExecStartPre"]))
+	if len(start) != 4 || start[1] != "serve" || start[2] != "-config" {
+		t.Fatalf("ExecStart = %v", start)
+	}
+	if len(pre) != 3 || pre[1] != "check" || pre[2] != start[3] || pre[0] != start[0] {
+		t.Fatalf("ExecStartPre %v does not check the served file %s", pre, start[3])
+	}
+	if r := keys["ExecReload"]; len(r) != 2 || !strings.Contains(r[1], "-HUP $MAINPID") {
+		t.Fatalf("ExecReload = %v, want a check and then SIGHUP", r)
+	}
+}
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
+}
