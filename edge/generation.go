@@ -43,9 +43,11 @@ type buildDeps struct {
 // opened is closed again.
 func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
 	g := &generation{cfg: cfg, groups: make(map[string]*transport.Group), metrics: prometheus.NewRegistry()}
+	oldHealth := d.registry.SetConfig(cfg.Health.HealthConfig())
 	defer func() {
 		if err != nil {
 			g.close()
+			d.registry.SetConfig(oldHealth)
 		}
 	}()
 	var boot []netip.AddrPort
@@ -57,7 +59,6 @@ func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
 		boot = append(boot, ap)
 	}
 	g.bootstrap = transport.NewBootstrap(boot)
-	d.registry.SetConfig(cfg.Health.HealthConfig())
 	own := ownAddrs(cfg.ListenAddrs())
 	byName := make(map[string]*transport.Upstream)
 	for _, spec := range cfg.Upstreams {

@@ -197,6 +197,7 @@ func (s *Server) Reload(cfg *Config) error {
 	if s.started.Load() {
 		if added, err = s.bind(cfg, s.listeners); err != nil {
 			gen.close()
+			s.health.SetConfig(s.gen.Load().cfg.Health.HealthConfig())
 			s.reloads.WithLabelValues("failed").Inc()
 			return fmt.Errorf("reload: %w", err)
 		}

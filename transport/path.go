@@ -49,10 +49,13 @@ func NewRegistry(cfg HealthConfig) *Registry {
 // Existing health keeps its configuration: a reload that changes breaker
 // settings applies them to new paths and, through Prune and re-creation,
 // not to live state mid-flight.
-func (r *Registry) SetConfig(cfg HealthConfig) {
+// It returns the configuration it replaced.
+func (r *Registry) SetConfig(cfg HealthConfig) HealthConfig {
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.cfg
 	r.cfg = cfg
-	r.mu.Unlock()
+	return old
 }
 
 // Health returns the health of id, creating it closed and unmeasured.
