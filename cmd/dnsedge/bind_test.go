@@ -67,12 +67,17 @@ zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(t, "named running", func() bool { return strings.Contains(logs.String(), "running") })
+	// named logs "running" alone at the end of its start-up (the word also
+	// appears earlier, in "running on Linux").
+	waitFor(t, "named running", func() bool {
+		out := logs.String()
+		return strings.Contains(out, " running\n") || strings.Contains(out, "exiting")
+	})
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(origin), dns.TypeSOA)
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
-	for range 4 {
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if m, _, err := c.Exchange(q, addr); err == nil && m.Rcode == dns.RcodeSuccess && m.Authoritative {
 			return addr, "", true
 		}
