@@ -119,8 +119,10 @@ func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 // summary prints where dnsedge listens and which upstreams and paths it
 // found, for the person who just started it.
 func (s *Server) summary(gen *generation) {
-	for k, l := range s.listeners {
-		fmt.Fprintf(s.out, "listening on %s %s\n", strings.Fields(k)[0], l.Addr())
+	for _, spec := range gen.cfg.Listeners { // in the order of the file
+		if l, ok := s.listeners[listenerKey(spec)]; ok {
+			fmt.Fprintf(s.out, "listening on %s %s\n", spec.Proto, l.Addr())
+		}
 	}
 	if s.httpAddr != nil {
 		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpAddr)
