@@ -135,6 +135,13 @@ func (c *Config) Validate() error {
 		add("groups", "no upstream groups: nothing to forward to")
 	}
 	errs = append(errs, c.loops()...)
+	if len(c.Bootstrap) == 0 {
+		for i, u := range c.Upstreams {
+			if ep, err := transport.ParseEndpoint(u.URL); err == nil && ep.Host != "" {
+				add(fmt.Sprintf("upstreams[%d].url", i), "host name %q needs a bootstrap resolver: none is configured and none was found in %s", ep.Host, ResolvConf)
+			}
+		}
+	}
 	s := c.Server
 	for _, d := range []struct {
 		name string
