@@ -82,6 +82,8 @@ func New(cfg *Config, opts Options) (*Server, error) {
 			Name: "dnsedge_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
 	}
+	s.reloads.WithLabelValues("ok")
+	s.reloads.WithLabelValues("failed")
 	prom.MustRegister(s.reloads, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&pathCollector{s: s})
 	gen, err := s.build(cfg)
