@@ -260,6 +260,9 @@ func TestMetricsAndProbes(t *testing.T) {
 		`dnsedge_path_exchanges_total{address="` + v4.String() + `",class="ok",family="ipv4",proto="udp",upstream="v4"} 1`,
 		`dnsedge_path_srtt_seconds{`,
 		`dnsedge_path_breaker_transitions_total{`,
+		`dnsedge_listener_queries_total{listener="udp"} 1`,
+		`dnsedge_listener_responses_total{listener="udp",rcode="NOERROR"} 1`,
+		`dnsedge_config_reloads_total{result="failed"} 0`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
