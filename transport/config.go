@@ -45,6 +45,7 @@ type HealthSpec struct {
 	MinTimeout       time.Duration `yaml:"min_timeout"`
 	MaxTimeout       time.Duration `yaml:"max_timeout"`
 	InitialTimeout   time.Duration `yaml:"initial_timeout"`
+	StaleAfter       time.Duration `yaml:"stale_after"`
 }
 
 // HealthConfig returns the health configuration the spec describes.
@@ -52,6 +53,7 @@ func (h HealthSpec) HealthConfig() HealthConfig {
 	return HealthConfig{
 		FailureThreshold: h.FailureThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown,
 		MinTimeout: h.MinTimeout, MaxTimeout: h.MaxTimeout, InitialTimeout: h.InitialTimeout,
+		StaleAfter: h.StaleAfter,
 	}.withDefaults()
 }
 
@@ -152,7 +154,7 @@ func (h HealthSpec) validate() []error {
 		v    time.Duration
 	}{
 		{"cooldown", h.Cooldown}, {"max_cooldown", h.MaxCooldown}, {"min_timeout", h.MinTimeout},
-		{"max_timeout", h.MaxTimeout}, {"initial_timeout", h.InitialTimeout},
+		{"max_timeout", h.MaxTimeout}, {"initial_timeout", h.InitialTimeout}, {"stale_after", h.StaleAfter},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fieldErr("health."+d.name, "must not be negative"))

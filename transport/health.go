@@ -114,6 +114,11 @@ type HealthConfig struct {
 	// measured RTT. InitialTimeout is used before the first sample.
 	// Defaults 100ms, 2s and 1s.
 	MinTimeout, MaxTimeout, InitialTimeout time.Duration
+	// StaleAfter is how old the last RTT sample may get before it no
+	// longer describes the path: the next sample then starts the estimate
+	// afresh instead of being averaged in, and the fastest strategy
+	// measures the path again. Default 5m.
+	StaleAfter time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -132,6 +137,7 @@ func (c HealthConfig) withDefaults() HealthConfig {
 	def(&c.MinTimeout, 100*time.Millisecond)
 	def(&c.MaxTimeout, 2*time.Second)
 	def(&c.InitialTimeout, time.Second)
+	def(&c.StaleAfter, 5*time.Minute)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -149,7 +155,8 @@ type Health struct {
 	srtt      time.Duration
 	rttvar    time.Duration
 	sampled   bool
-	backoff   uint // RTO doublings from consecutive timeouts (RFC 6298 §5.5)
+	sampledAt time.Time // when the last RTT sample came
+	backoff   uint      // RTO doublings from consecutive timeouts (RFC 6298 §5.5)
 	consec    int
 	state     State
 	openedAt  time.Time
@@ -283,9 +290,12 @@ func (h *Health) setState(s State) {
 }
 
 // sample folds one RTT measurement in, as RFC 6298 §2 does (alpha 1/8,
-// beta 1/4).
+// beta 1/4). A stale estimate is replaced, as for a first measurement.
 func (h *Health) sample(rtt time.Duration) {
-	if !h.sampled {
+	now := h.cfg.Now()
+	stale := now.Sub(h.sampledAt) > h.cfg.StaleAfter
+	h.sampledAt = now
+	if !h.sampled || stale {
 		h.srtt, h.rttvar, h.sampled = rtt, rtt/2, true
 		return
 	}
@@ -303,7 +313,8 @@ type HealthSnapshot struct {
 	SRTT        time.Duration // zero when unmeasured
 	RTTVar      time.Duration
 	RTO         time.Duration
-	Sampled     bool
+	Sampled     bool          // measured at all
+	Stale       bool          // measured, but not for StaleAfter
 	Consecutive int           // consecutive failures
 	OpenedAt    time.Time     // when the breaker last opened
 	Cooldown    time.Duration // current cooldown
@@ -316,7 +327,8 @@ func (h *Health) Snapshot() HealthSnapshot {
 	h.mu.Lock()
 	s := HealthSnapshot{
 		State: h.state, SRTT: h.srtt, RTTVar: h.rttvar, RTO: h.rtoLocked(),
-		Sampled: h.sampled, Consecutive: h.consec, OpenedAt: h.openedAt, Cooldown: h.cooldown,
+		Sampled: h.sampled, Stale: h.sampled && h.cfg.Now().Sub(h.sampledAt) > h.cfg.StaleAfter,
+		Consecutive: h.consec, OpenedAt: h.openedAt, Cooldown: h.cooldown,
 	}
 	h.mu.Unlock()
 	for i := range s.Outcomes {

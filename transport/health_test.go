@@ -160,3 +160,25 @@ func TestClassify(t *testing.T) {
 		}
 	}
 }
+
+// TestStaleSamples: an RTT estimate not refreshed for StaleAfter is
+// replaced by the next sample instead of averaged with it, and is reported
+// stale meanwhile.
+func TestStaleSamples(t *testing.T) {
+	c := &fakeClock{t: time.Unix(1e9, 0)}
+	h := NewHealth(HealthConfig{StaleAfter: time.Minute, Now: c.now})
+	h.Observe(100*time.Millisecond, ClassOK)
+	c.advance(30 * time.Second)
+	h.Observe(20*time.Millisecond, ClassOK)
+	if s := h.Snapshot(); s.Stale || s.SRTT != 90*time.Millisecond {
+		t.Fatalf("fresh estimate: stale=%v srtt=%v, want averaged 90ms", s.Stale, s.SRTT)
+	}
+	c.advance(61 * time.Second)
+	if s := h.Snapshot(); !s.Stale {
+		t.Fatal("estimate not reported stale after StaleAfter")
+	}
+	h.Observe(5*time.Millisecond, ClassOK)
+	if s := h.Snapshot(); s.Stale || s.SRTT != 5*time.Millisecond {
+		t.Fatalf("after a stale estimate: stale=%v srtt=%v, want a fresh 5ms", s.Stale, s.SRTT)
+	}
+}

@@ -49,8 +49,8 @@ func (parallel) Name() string                { return "parallel" }
 func (parallel) Parallel() bool              { return true }
 func (parallel) Order(paths []*Path) []*Path { return paths }
 
-// fastest orders by smoothed RTT, unmeasured paths first so each gets
-// measured, and every exploreEvery-th query moves another path to the
+// fastest orders by smoothed RTT, unmeasured paths (and paths whose last
+// measurement went stale) first so each gets measured, and every exploreEvery-th query moves another path to the
 // front so a path that got faster is noticed.
 type fastest struct {
 	exploreEvery uint64
@@ -69,7 +69,7 @@ func (f *fastest) Order(paths []*Path) []*Path {
 	for i, p := range paths {
 		s := p.Health.Snapshot()
 		ks[i] = keyed{p, int64(s.SRTT)}
-		if !s.Sampled {
+		if !s.Sampled || s.Stale {
 			ks[i].srtt = -1
 		}
 	}
