@@ -2,6 +2,7 @@ package edge
 
 import (
 	"errors"
+	"slices"
 	"fmt"
 	"net"
 	"net/netip"
@@ -229,19 +230,10 @@ func ownAddrs(listen []netip.AddrPort) func(netip.AddrPort) bool {
 			if l.Addr() == a {
 				return true
 			}
-			if l.Addr().IsUnspecified() && (a.IsLoopback() || a.IsUnspecified() || containsAddr(local, a)) {
+			if l.Addr().IsUnspecified() && (a.IsLoopback() || a.IsUnspecified() || slices.Contains(local, a)) {
 				return true
 			}
 		}
 		return false
 	}
-}
-
-func containsAddr(as []netip.Addr, a netip.Addr) bool {
-	for _, x := range as {
-		if x == a {
-			return true
-		}
-	}
-	return false
 }
