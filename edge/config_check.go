@@ -2,10 +2,10 @@ package edge
 
 import (
 	"errors"
-	"slices"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"time"
 
