@@ -11,9 +11,9 @@ import (
 // family, registered with the runtime's poller, so reads and writes park
 // the goroutine and honour deadlines like a net.Conn.
 //
-// It is what net.DialUDP does minus three system calls per query
-// (SO_BROADCAST, getsockname, getpeername), which matter because every
-// upstream query gets a fresh socket: the kernel's random source port is
+// It is what net.DialUDP does minus two system calls per query (it skips
+// SO_BROADCAST, getsockname and getpeername; os.NewFile adds one fcntl),
+// which matter because every upstream query gets a fresh socket: the kernel's random source port is
 // half of the defence against spoofed answers (RFC 5452 §9.2).
 func dialUDP(addr netip.AddrPort) (*os.File, error) {
 	a := addr.Addr().Unmap()
