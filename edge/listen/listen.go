@@ -9,6 +9,7 @@ package listen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,33 @@ type Config struct {
 	// (RFC 7766 §6.2.1.1 pipelining); the connection is not read while the
 	// cap is reached. Default 100.
 	MaxQueriesPerConn int
+	// MaxConnsPerClient caps the connections one client address may hold
+	// open on a DoT, DoH or DoQ listener, so one client cannot take all of
+	// MaxConns. Default 64.
+	MaxConnsPerClient int
+
+	// TLS is the server configuration of the encrypted listeners (DoT,
+	// DoH, DoQ), which require it; UDP and TCP ignore it. Listeners clone
+	// it and set their own ALPN (NextProtos) and TLS 1.2 minimum.
+	TLS *tls.Config
+	// HandshakeTimeout bounds a TLS (or QUIC) handshake, so clients that
+	// open connections and stall cannot pile up. Default 5s.
+	HandshakeTimeout time.Duration
+	// Padding pads replies (RFC 7830) to a multiple of the RFC 8467 block
+	// size when the query carried EDNS. On by default for encrypted
+	// listeners: NoPadding turns it off.
+	NoPadding bool
+
+	// HTTPPath is where a DoH listener answers (RFC 8484 §6), and
+	// HTTPPath/{client-id} too. Default "/dns-query".
+	HTTPPath string
+	// H2C makes a DoH listener speak cleartext HTTP/1.1 and HTTP/2 (for
+	// use behind a TLS-terminating proxy) instead of TLS. Off by default.
+	H2C bool
+	// HTTP3 also serves DoH over HTTP/3 (QUIC) on the same port and
+	// advertises it with Alt-Svc.
+	HTTP3 bool
+
 	// Sockets is the number of UDP sockets bound to Addr with SO_REUSEPORT,
 	// each with its own reader. Default runtime.NumCPU(). Ignored by TCP.
 	Sockets int
@@ -76,6 +104,9 @@ const (
 	DefaultWriteTimeout      = 5 * time.Second
 	DefaultMaxConns          = 1000
 	DefaultMaxQueriesPerConn = 100
+	DefaultMaxConnsPerClient = 64
+	DefaultHandshakeTimeout  = 5 * time.Second
+	DefaultHTTPPath          = "/dns-query"
 )
 
 // withDefaults validates c and fills in its defaults.
@@ -96,6 +127,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"idle timeout", &c.IdleTimeout, DefaultIdleTimeout},
 		{"read timeout", &c.ReadTimeout, DefaultReadTimeout},
 		{"write timeout", &c.WriteTimeout, DefaultWriteTimeout},
+		{"handshake timeout", &c.HandshakeTimeout, DefaultHandshakeTimeout},
 	} {
 		switch {
 		case *d.v < 0:
@@ -112,6 +144,7 @@ func (c Config) withDefaults() (Config, error) {
 		{"max concurrent", &c.MaxConcurrent, DefaultMaxConcurrent},
 		{"max conns", &c.MaxConns, DefaultMaxConns},
 		{"max queries per conn", &c.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
+		{"max conns per client", &c.MaxConnsPerClient, DefaultMaxConnsPerClient},
 		{"sockets", &c.Sockets, runtime.NumCPU()},
 	} {
 		switch {
@@ -120,6 +153,12 @@ func (c Config) withDefaults() (Config, error) {
 		case *n.v == 0:
 			*n.v = n.def
 		}
+	}
+	if c.HTTPPath == "" {
+		c.HTTPPath = DefaultHTTPPath
+	}
+	if c.HTTPPath[0] != '/' {
+		errs = append(errs, fmt.Errorf("http path %q does not start with /", c.HTTPPath))
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -148,6 +187,8 @@ type core struct {
 	log  *slog.Logger
 	m    *kindMetrics
 
+	pad bool // pad replies (RFC 8467) on this listener
+
 	flight  flight        // queries being served
 	drained chan struct{} // closed when Close is done waiting for them
 
@@ -166,6 +207,7 @@ func newCore(cfg Config, kind pipeline.Kind) *core {
 	return &core{
 		cfg:     cfg,
 		kind:    kind,
+		pad:     kind.Encrypted() && !cfg.NoPadding,
 		log:     cfg.Logger.With("listener", kind.String()),
 		m:       cfg.Metrics.kind(kind),
 		flight:  newFlight(),
@@ -315,6 +357,9 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	if !send {
 		c.m.drop(reasonHandler)
 		return nil, nil
+	}
+	if c.pad {
+		reply = padded(reply)
 	}
 	buf := getBuf()
 	b, err := pack(reply, (*buf)[off:], req.MaxSize)

@@ -27,15 +27,18 @@ const numKinds = int(pipeline.KindDoQ) + 1
 type reason uint8
 
 const (
-	reasonShort     reason = iota // shorter than a DNS header
-	reasonResponse                // QR set: a response, never answered
-	reasonOverload                // MaxConcurrent queries already being served
-	reasonHandler                 // the pipeline returned pipeline.ErrDrop
-	reasonConnLimit               // a connection refused because MaxConns are open
+	reasonShort       reason = iota // shorter than a DNS header
+	reasonResponse                  // QR set: a response, never answered
+	reasonOverload                  // MaxConcurrent queries already being served
+	reasonHandler                   // the pipeline returned pipeline.ErrDrop
+	reasonConnLimit                 // a connection refused because MaxConns are open
+	reasonClientLimit               // a connection refused because its client has MaxConnsPerClient open
+	reasonTLS                       // a TLS handshake failed or timed out
+	reasonProtocol                  // the client broke the transport's protocol (DoH, DoQ framing)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit"}
+var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit", "client_limit", "tls", "protocol"}
 
 func (r reason) String() string { return reasonNames[r] }
 

@@ -68,6 +68,9 @@ const (
 
 var kindNames = [...]string{"", "udp", "tcp", "dot", "doh", "doq", "internal"}
 
+// Encrypted reports whether queries of this kind arrive over TLS or QUIC.
+func (k Kind) Encrypted() bool { return k == KindDoT || k == KindDoH || k == KindDoQ }
+
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
 		return kindNames[k]
