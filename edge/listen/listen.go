@@ -72,6 +72,10 @@ type Config struct {
 	// DoH, DoQ), which require it; UDP and TCP ignore it. Listeners clone
 	// it and set their own ALPN (NextProtos) and TLS 1.2 minimum.
 	TLS *tls.Config
+	// ServerName is the name clients reach an encrypted listener by. A
+	// TLS SNI of the form {id}.ServerName gives the query the client id
+	// {id} (DoT, DoQ); empty means SNI gives no client id.
+	ServerName string
 	// HandshakeTimeout bounds a TLS (or QUIC) handshake, so clients that
 	// open connections and stall cannot pile up. Default 5s.
 	HandshakeTimeout time.Duration
