@@ -3,11 +3,13 @@ package listen
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -32,17 +34,23 @@ type TCP struct {
 	reading   sync.WaitGroup // connection read loops
 	serving   sync.WaitGroup // connection goroutines, until the connection is closed
 
-	connMu sync.Mutex
-	conns  map[*tcpConn]struct{}
+	tls *tls.Config // DoT only: the server config, ALPN "dot"
+
+	connMu   sync.Mutex
+	conns    map[*tcpConn]struct{}
+	perIP    map[netip.Addr]int // open connections by client address (DoT)
+	perIPCap int                // MaxConnsPerClient on DoT, 0 (no cap) on TCP
 }
 
 // tcpConn is one client connection.
 type tcpConn struct {
 	conn          net.Conn
 	client, local netip.AddrPort
-	slots         chan struct{} // MaxQueriesPerConn query slots
-	flight        flight        // queries in flight on this connection
-	wmu           sync.Mutex    // one reply written at a time
+	clientID      string               // DoT: from the SNI
+	state         *tls.ConnectionState // DoT: set once the handshake is done
+	slots         chan struct{}        // MaxQueriesPerConn query slots
+	flight        flight               // queries in flight on this connection
+	wmu           sync.Mutex           // one reply written at a time
 }
 
 var _ interface {
@@ -58,18 +66,63 @@ func ListenTCP(cfg Config) (*TCP, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tcp listener: %w", err)
 	}
+	return listenStream(cfg, pipeline.KindTCP, nil)
+}
+
+// ListenDoT binds cfg.Addr like ListenTCP and serves DNS over TLS (RFC
+// 7858) on it: the same RFC 7766 framing, pipelining and limits, behind a
+// TLS handshake that must finish within cfg.HandshakeTimeout. cfg.TLS is
+// required; the listener uses a clone with ALPN "dot" and at least TLS 1.2
+// (RFC 8310 §8.1 / RFC 7525). A client address may hold at most
+// cfg.MaxConnsPerClient connections. The client id is the first label of
+// the SNI under cfg.ServerName.
+func ListenDoT(cfg Config) (*TCP, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("dot listener: %w", err)
+	}
+	if cfg.TLS == nil {
+		return nil, errors.New("dot listener: no TLS configuration")
+	}
+	return listenStream(cfg, pipeline.KindDoT, serverTLS(cfg.TLS, "dot"))
+}
+
+// serverTLS clones c for a listener speaking alpn: the protocol goes first
+// in NextProtos (keeping others, such as the ACME TLS-ALPN challenge's),
+// and the minimum version is raised to TLS 1.2.
+func serverTLS(c *tls.Config, alpn ...string) *tls.Config {
+	c = c.Clone()
+	protos := append([]string(nil), alpn...)
+	for _, p := range c.NextProtos {
+		if !slices.Contains(protos, p) {
+			protos = append(protos, p)
+		}
+	}
+	c.NextProtos = protos
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	return c
+}
+
+func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) {
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), network("tcp", cfg.Addr.Addr()), cfg.Addr.String())
 	if err != nil {
-		return nil, fmt.Errorf("listen on tcp %s: %w", cfg.Addr, err)
+		return nil, fmt.Errorf("listen on %s %s: %w", kind, cfg.Addr, err)
 	}
 	tl := ln.(*net.TCPListener)
 	l := &TCP{
-		core:  newCore(cfg, pipeline.KindTCP),
+		core:  newCore(cfg, kind),
 		ln:    tl,
 		addr:  unmap(tl.Addr().(*net.TCPAddr).AddrPort()),
 		slots: make(chan struct{}, cfg.MaxConcurrent),
 		conns: make(map[*tcpConn]struct{}),
+		perIP: make(map[netip.Addr]int),
+		tls:   tc,
+	}
+	if tc != nil {
+		l.perIPCap = cfg.MaxConnsPerClient
 	}
 	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
@@ -150,7 +203,15 @@ func (l *TCP) accept() {
 			l.log.Debug("too many connections", "client", tc.client.String(), "max", l.cfg.MaxConns)
 			continue
 		}
+		if l.perIPCap > 0 && l.perIP[tc.client.Addr()] >= l.perIPCap {
+			l.connMu.Unlock()
+			conn.Close()
+			l.m.drop(reasonClientLimit)
+			l.log.Debug("too many connections from one client", "client", tc.client.String(), "max", l.perIPCap)
+			continue
+		}
 		l.conns[tc] = struct{}{}
+		l.perIP[tc.client.Addr()]++
 		l.connMu.Unlock()
 		l.m.connOpened()
 		l.reading.Add(1)
@@ -161,14 +222,48 @@ func (l *TCP) accept() {
 // serveConn reads the queries of one connection, then waits for their
 // answers and closes it.
 func (l *TCP) serveConn(tc *tcpConn) {
-	l.read(tc)
+	if l.tls == nil || l.handshake(tc) {
+		l.read(tc)
+	}
 	l.reading.Done()
 	tc.flight.wait(nil, l.drained)
 	tc.conn.Close()
 	l.connMu.Lock()
 	delete(l.conns, tc)
+	if n := l.perIP[tc.client.Addr()]; n <= 1 {
+		delete(l.perIP, tc.client.Addr())
+	} else {
+		l.perIP[tc.client.Addr()] = n - 1
+	}
 	l.connMu.Unlock()
 	l.m.connClosed()
+}
+
+// handshake runs the TLS handshake of a DoT connection within
+// HandshakeTimeout and records what it learned, false when it failed and
+// the connection is to be closed. The deadline also cuts clients that
+// connect and then send nothing, or send their hello a byte at a time.
+func (l *TCP) handshake(tc *tcpConn) bool {
+	conn := tls.Server(tc.conn, l.tls)
+	l.connMu.Lock()
+	tc.conn = conn // Close's deadlines now reach the handshake too
+	l.connMu.Unlock()
+	conn.SetDeadline(time.Now().Add(l.cfg.HandshakeTimeout))
+	if l.isClosed() {
+		conn.SetDeadline(time.Unix(1, 0))
+	}
+	if err := conn.Handshake(); err != nil {
+		if !l.isClosed() {
+			l.m.drop(reasonTLS)
+			l.log.Debug("tls handshake", "client", tc.client.String(), "err", err)
+		}
+		return false
+	}
+	conn.SetDeadline(time.Time{})
+	st := conn.ConnectionState()
+	tc.state = &st
+	tc.clientID = clientIDFromSNI(st.ServerName, l.cfg.ServerName)
+	return true
 }
 
 // read is the read loop of one connection. It returns when the client
@@ -193,14 +288,29 @@ func (l *TCP) read(tc *tcpConn) {
 		case <-l.done:
 			return
 		}
-		buf := getBuf()
-		n, started, err := readFrame(br, *buf, arm)
+		// Wait for the next message before taking a 64 KiB buffer, so an
+		// idle connection holds none.
+		var (
+			buf     *[]byte
+			n       int
+			started bool
+		)
+		if br.Buffered() == 0 {
+			arm(stageIdle)
+		}
+		_, err := br.Peek(1)
+		if err == nil {
+			buf = getBuf()
+			n, started, err = readFrame(br, *buf, arm)
+		}
 		received := time.Now()
 		if err == nil {
 			err = l.acquire()
 		}
 		if err != nil {
-			putBuf(buf)
+			if buf != nil {
+				putBuf(buf)
+			}
 			<-tc.slots
 			var ne net.Error
 			switch {
@@ -272,7 +382,9 @@ func (l *TCP) serve(tc *tcpConn, buf *[]byte, n int, act action, received time.T
 		Msg:      q,
 		Client:   tc.client,
 		Local:    tc.local,
-		Listener: pipeline.KindTCP,
+		Listener: l.kind,
+		ClientID: tc.clientID,
+		TLS:      tc.state,
 		Received: received,
 		MaxSize:  dns.MaxMsgSize,
 	}
