@@ -46,22 +46,27 @@ type Config struct {
 	// TCP stops reading until one finishes.
 	MaxConcurrent int
 
-	// IdleTimeout closes a TCP connection that has no query in flight and
-	// sends none for this long (RFC 7766 §6.2.3). Default 10s.
+	// IdleTimeout closes a connection (TCP, DoT, DoH, DoQ) that has no
+	// query in flight and sends none for this long (RFC 7766 §6.2.3).
+	// Default 10s.
 	IdleTimeout time.Duration
-	// ReadTimeout is how long a TCP message may take to arrive whole once
-	// its first byte has, so a slow sender cannot hold a connection
+	// ReadTimeout is how long a message (a TCP or DoT frame, HTTP request
+	// headers and body, a DoQ stream's query) may take to arrive whole once
+	// it has begun, so a slow sender cannot hold a connection or a stream
 	// (slowloris). Default 2s.
 	ReadTimeout time.Duration
-	// WriteTimeout is how long writing one TCP reply may take; a client
-	// that stops reading is disconnected after it. Default 5s.
+	// WriteTimeout is how long writing one reply may take on a stream
+	// transport; a client that stops reading is disconnected after it.
+	// Default 5s.
 	WriteTimeout time.Duration
-	// MaxConns caps open TCP connections; a connection beyond it is closed
-	// as soon as it is accepted. Default 1000.
+	// MaxConns caps the open connections of one stream listener (TCP,
+	// DoT, DoH, DoQ); a connection beyond it is closed as soon as it is
+	// accepted. Default 1000.
 	MaxConns int
-	// MaxQueriesPerConn caps the queries in flight on one TCP connection
-	// (RFC 7766 §6.2.1.1 pipelining); the connection is not read while the
-	// cap is reached. Default 100.
+	// MaxQueriesPerConn caps the queries in flight on one connection: TCP
+	// and DoT pipelining (RFC 7766 §6.2.1.1; the connection is not read
+	// while the cap is reached), HTTP/2 and HTTP/3 concurrent streams, DoQ
+	// streams (QUIC flow control). Default 100.
 	MaxQueriesPerConn int
 	// MaxConnsPerClient caps the connections one client address may hold
 	// open on a DoT, DoH or DoQ listener, so one client cannot take all of
@@ -69,8 +74,12 @@ type Config struct {
 	MaxConnsPerClient int
 
 	// TLS is the server configuration of the encrypted listeners (DoT,
-	// DoH, DoQ), which require it; UDP and TCP ignore it. Listeners clone
-	// it and set their own ALPN (NextProtos) and TLS 1.2 minimum.
+	// DoH, DoQ), which require it (DoH in H2C mode excepted); UDP and TCP
+	// ignore it. Listeners clone it and set their own ALPN (NextProtos)
+	// and minimum version: TLS 1.2 on DoT and DoH over TCP, TLS 1.3 on
+	// QUIC, which requires it. Certificates should come from
+	// GetCertificate or Certificates: a GetConfigForClient's config would
+	// replace the listener's ALPN.
 	TLS *tls.Config
 	// ServerName is the name clients reach an encrypted listener by. A
 	// TLS SNI of the form {id}.ServerName gives the query the client id

@@ -14,9 +14,8 @@ import (
 // increment. One Metrics is shared by all listeners of a server and kept
 // across reloads. A nil *Metrics records nothing. Safe for concurrent use.
 type Metrics struct {
-	kinds    [numKinds]*kindMetrics
-	panics   prometheus.Counter
-	tcpConns prometheus.Gauge
+	kinds  [numKinds]*kindMetrics
+	panics prometheus.Counter
 }
 
 // numKinds bounds the listener kinds that get their own series: every
@@ -92,19 +91,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Namespace: ns, Subsystem: sub, Name: "panics_total",
 		Help: "Panics recovered while serving a query.",
 	}))
-	conns := register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
-		Namespace: ns, Subsystem: sub, Name: "tcp_connections",
-		Help: "Open TCP connections.",
-	}))
+	conns := register(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Subsystem: sub, Name: "connections",
+		Help: "Open client connections (TCP, TLS or QUIC), by listener kind.",
+	}, []string{"listener"}))
 
-	m := &Metrics{panics: panics, tcpConns: conns}
+	m := &Metrics{panics: panics}
 	for k := pipeline.KindUDP; int(k) < numKinds; k++ {
 		name := k.String()
 		km := &kindMetrics{
 			queries:   queries.WithLabelValues(name),
 			truncated: truncated.WithLabelValues(name),
 			panics:    panics,
-			conns:     conns,
+			conns:     conns.WithLabelValues(name),
 		}
 		other := responses.WithLabelValues(name, "other")
 		for i := range km.responses {

@@ -173,8 +173,8 @@ func TestTCPMaxConns(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := metricValue(t, reg, "dnsedge_listener_tcp_connections", nil); got != 2 {
-		t.Errorf("tcp_connections = %v, want 2", got)
+	if got := metricValue(t, reg, "dnsedge_listener_connections", map[string]string{"listener": "tcp"}); got != 2 {
+		t.Errorf("connections{listener=tcp} = %v, want 2", got)
 	}
 	c := dialTCP(t, s)
 	c.Write(frameOf(wire)) // may fail once the server closed it
