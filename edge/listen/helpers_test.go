@@ -2,6 +2,7 @@ package listen
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -146,6 +147,9 @@ func start(t testing.TB, kind string, cfg Config) server {
 		s, err = ListenUDP(cfg)
 	case "tcp":
 		s, err = ListenTCP(cfg)
+	case "dot":
+		cfg.TLS = testTLS(t).server
+		s, err = ListenDoT(cfg)
 	default:
 		t.Fatalf("unknown listener kind %q", kind)
 	}
@@ -189,16 +193,29 @@ func exchange(netw string, addr netip.AddrPort, q *dns.Msg, timeout time.Duratio
 	return r, nil
 }
 
-// exchangeRaw sends wire, framed when netw is "tcp", and returns the raw
+// exchangeRaw sends wire, framed when netw is "tcp" or "dot" (over TLS
+// trusting the test CA), and returns the raw
 // reply.
 func exchangeRaw(netw string, addr netip.AddrPort, wire []byte, timeout time.Duration) ([]byte, error) {
-	c, err := net.Dial(netw, addr.String())
-	if err != nil {
-		return nil, err
+	var c net.Conn
+	if netw == "dot" {
+		pki, err := testPKIOnce()
+		if err != nil {
+			return nil, err
+		}
+		d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: pki.clientTLS("dns.test", "dot")}
+		if c, err = d.Dial("tcp", addr.String()); err != nil {
+			return nil, err
+		}
+	} else {
+		var err error
+		if c, err = net.Dial(netw, addr.String()); err != nil {
+			return nil, err
+		}
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(timeout))
-	if netw == "tcp" {
+	if netw != "udp" {
 		return tcpRoundTrip(c, wire)
 	}
 	if _, err := c.Write(wire); err != nil {
