@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -175,9 +176,11 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 		p.SetUnencryptedHTTP2(true)
 		l.srv.Protocols = &p
 	} else {
-		tlsConf = cfg.TLS.Clone()
-		tlsConf.NextProtos = []string{http2.NextProtoTLS, "http/1.1"}
-		tlsConf.MinVersion = max(tlsConf.MinVersion, tls.VersionTLS12)
+		tlsConf = serverTLS(cfg.TLS, http2.NextProtoTLS, "http/1.1")
+		// Only the ACME TLS-ALPN-01 challenge may add a protocol.
+		tlsConf.NextProtos = slices.DeleteFunc(tlsConf.NextProtos, func(p string) bool {
+			return p != http2.NextProtoTLS && p != "http/1.1" && p != acmeALPN
+		})
 		l.srv.TLSConfig = tlsConf
 	}
 	h2 := &http2.Server{

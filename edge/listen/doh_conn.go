@@ -216,6 +216,10 @@ func (dl *dohListener) handshake(c *dohConn) {
 		tc.Close()
 		return
 	}
+	if tc.ConnectionState().NegotiatedProtocol == acmeALPN {
+		tc.Close() // the ACME server only wanted the challenge certificate
+		return
+	}
 	c.SetDeadline(time.Time{})
 	dl.hand(tc)
 }

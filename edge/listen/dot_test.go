@@ -308,3 +308,43 @@ func memInUse() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapInuse + ms.StackInuse
 }
+
+// TestDoTACMEChallenge: a connection that negotiated the ACME TLS-ALPN-01
+// protocol got what it came for in the handshake and is closed, never
+// read as DNS; DoH does the same.
+func TestDoTACMEChallenge(t *testing.T) {
+	t.Parallel()
+	for _, kind := range []string{"dot", "doh"} {
+		t.Run(kind, func(t *testing.T) {
+			t.Parallel()
+			cfg := testConfig(t, fam4, &fakeHandler{t: t})
+			cfg.TLS = testTLS(t).server.Clone()
+			cfg.TLS.NextProtos = []string{acmeALPN}
+			var (
+				l   server
+				err error
+			)
+			if kind == "dot" {
+				l, err = ListenDoT(cfg)
+			} else {
+				l, err = ListenDoH(cfg)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := serve(t, l)
+			c, err := tls.Dial("tcp", s.Addr().String(), testTLS(t).clientTLS("dns.test", acmeALPN))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if p := c.ConnectionState().NegotiatedProtocol; p != acmeALPN {
+				t.Fatalf("negotiated %q, want %q", p, acmeALPN)
+			}
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) && !isReset(err) {
+				t.Fatalf("read after the challenge handshake: %v, want the connection closed", err)
+			}
+		})
+	}
+}

@@ -87,6 +87,12 @@ func ListenDoT(cfg Config) (*TCP, error) {
 	return listenStream(cfg, pipeline.KindDoT, serverTLS(cfg.TLS, "dot"))
 }
 
+// acmeALPN is the protocol of the ACME TLS-ALPN-01 challenge (RFC 8737):
+// a certificate source that answers it adds it to the server config's
+// NextProtos, and a listener closes a connection that negotiated it right
+// after the handshake, since the challenge is the handshake.
+const acmeALPN = "acme-tls/1"
+
 // serverTLS clones c for a listener speaking alpn: the protocol goes first
 // in NextProtos (keeping others, such as the ACME TLS-ALPN challenge's),
 // and the minimum version is raised to TLS 1.2.
@@ -261,6 +267,9 @@ func (l *TCP) handshake(tc *tcpConn) bool {
 	}
 	conn.SetDeadline(time.Time{})
 	st := conn.ConnectionState()
+	if st.NegotiatedProtocol == acmeALPN {
+		return false // the ACME server only wanted the challenge certificate
+	}
 	tc.state = &st
 	tc.clientID = clientIDFromSNI(st.ServerName, l.cfg.ServerName)
 	return true
