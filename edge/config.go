@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"go.yaml.in/yaml/v3"
 )
@@ -23,8 +24,15 @@ import (
 // Config is the whole configuration file. Each section is owned and
 // validated by the package that uses it.
 type Config struct {
-	Listeners        []ListenerSpec `yaml:"listeners"`
-	Server           ServerSpec     `yaml:"server"`
+	Listeners []ListenerSpec `yaml:"listeners"`
+	Server    ServerSpec     `yaml:"server"`
+	// TLS is the certificate of the encrypted listeners (dot, doh, doq)
+	// that do not name their own.
+	TLS *edgetls.Spec `yaml:"tls"`
+	// StateDir holds what dnsedge makes for itself: the self-signed CA
+	// and certificate, ACME accounts and certificates. Default: see
+	// DefaultStateDir.
+	StateDir         string `yaml:"state_dir"`
 	transport.Config `yaml:",inline"`
 	Cache            CacheSpec   `yaml:"cache"`
 	Metrics          MetricsSpec `yaml:"metrics"`
@@ -37,11 +45,49 @@ type Config struct {
 
 // ListenerSpec is one listening address.
 type ListenerSpec struct {
-	Proto   string `yaml:"proto"`   // udp | tcp
+	Proto   string `yaml:"proto"`   // udp | tcp | dot | doh | doq
 	Address string `yaml:"address"` // ip:port
 	// Optional listeners that cannot be bound (no IPv6 on the host, say)
 	// are skipped with a warning instead of failing the start.
 	Optional bool `yaml:"optional"`
+
+	// TLS overrides the top-level tls section for this listener (dot,
+	// doh, doq).
+	TLS *edgetls.Spec `yaml:"tls"`
+	// ServerName is the name clients reach the listener by (dot, doq,
+	// doh): an SNI of {id}.ServerName gives the client id {id}.
+	ServerName string `yaml:"server_name"`
+	// Padding pads replies to 468-byte blocks (RFC 8467) when the query
+	// has EDNS; on by default for dot, doh and doq.
+	Padding *bool `yaml:"padding"`
+	// Path is where DoH answers; default /dns-query. Clients may append
+	// /{client-id}.
+	Path string `yaml:"path"`
+	// HTTP3 also serves DoH over HTTP/3 on the same port (UDP) and
+	// advertises it with Alt-Svc.
+	HTTP3 bool `yaml:"http3"`
+	// H2C serves DoH over cleartext HTTP/1.1 and HTTP/2, for use behind
+	// a proxy that terminates TLS. Off by default.
+	H2C bool `yaml:"h2c"`
+}
+
+// encrypted reports whether the listener speaks TLS or QUIC.
+func (l ListenerSpec) encrypted() bool {
+	return l.Proto == "dot" || l.Proto == "doq" || l.Proto == "doh" && !l.H2C
+}
+
+// sockets returns the sockets the listener binds, as "tcp ip:port" or
+// "udp ip:port", so that two listeners on one socket are caught.
+func (l ListenerSpec) sockets() []string {
+	switch l.Proto {
+	case "udp", "doq":
+		return []string{"udp " + l.Address}
+	case "doh":
+		if l.HTTP3 {
+			return []string{"tcp " + l.Address, "udp " + l.Address}
+		}
+	}
+	return []string{"tcp " + l.Address}
 }
 
 // ServerSpec holds limits shared by the listeners.

@@ -7,10 +7,13 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
-	"github.com/dnsedge/dnsedge/transport"
 	"github.com/miekg/dns"
+
+	edgetls "github.com/dnsedge/dnsedge/tls"
+	"github.com/dnsedge/dnsedge/transport"
 )
 
 // DefaultGroup is the group every query goes to until policy routes it
@@ -111,23 +114,40 @@ func (c *Config) Validate() error {
 		add("listeners", "no listeners: dnsedge would serve nobody")
 	}
 	seen := make(map[string]int)
+	needTLS := -1 // the first encrypted listener without a tls section
 	for i, l := range c.Listeners {
 		at := fmt.Sprintf("listeners[%d]", i)
 		switch l.Proto {
-		case "udp", "tcp":
+		case "udp", "tcp", "dot", "doh", "doq":
 		case "":
-			add(at, "listener needs a proto (udp or tcp)")
+			add(at, "listener needs a proto (udp, tcp, dot, doh or doq)")
 		default:
-			add(at+".proto", "unknown listener proto %q (want udp or tcp)", l.Proto)
+			add(at+".proto", "unknown listener proto %q (want udp, tcp, dot, doh or doq)", l.Proto)
 		}
 		if _, err := netip.ParseAddrPort(l.Address); err != nil {
 			add(at+".address", "listen address %q must be ip:port ([ip6]:port for IPv6)", l.Address)
 		}
-		key := l.Proto + " " + l.Address
-		if j, dup := seen[key]; dup {
-			add(at, "%s %s is already listened on by listeners[%d]", l.Proto, l.Address, j)
+		socks := l.sockets()
+		if strings.HasSuffix(l.Address, ":0") {
+			// Each listener on port 0 gets a port of its own.
+			socks = []string{l.Proto + " " + l.Address}
 		}
-		seen[key] = i
+		for _, sock := range socks {
+			if j, dup := seen[sock]; dup {
+				add(at, "%s is already listened on by listeners[%d]", sock, j)
+			}
+			seen[sock] = i
+		}
+		errs = append(errs, l.validate(at)...)
+		if l.encrypted() && l.TLS == nil && needTLS < 0 {
+			needTLS = i
+		}
+	}
+	if c.TLS != nil {
+		errs = append(errs, tlsProblems("tls", c.TLS)...)
+	}
+	if needTLS >= 0 && c.TLS == nil {
+		add(fmt.Sprintf("listeners[%d]", needTLS), "%s needs a certificate: set tls (cert_file and key_file, self_signed or acme) at the top level or on the listener", c.Listeners[needTLS].Proto)
 	}
 	if err := c.Config.Validate(); err != nil {
 		errs = append(errs, err)
@@ -236,4 +256,86 @@ func ownAddrs(listen []netip.AddrPort) func(netip.AddrPort) bool {
 		}
 		return false
 	}
+}
+
+// validate checks the fields of one listener that depend on its proto.
+func (l ListenerSpec) validate(at string) []error {
+	var errs []error
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &transport.FieldError{Field: at + "." + field, Err: fmt.Errorf(format, args...)})
+	}
+	plain := l.Proto == "udp" || l.Proto == "tcp"
+	if l.Proto != "doh" {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"path", l.Path != ""}, {"http3", l.HTTP3}, {"h2c", l.H2C}} {
+			if f.set {
+				add(f.name, "only doh listeners take %s", f.name)
+			}
+		}
+	}
+	if plain {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"tls", l.TLS != nil}, {"server_name", l.ServerName != ""}, {"padding", l.Padding != nil}} {
+			if f.set {
+				add(f.name, "%s listeners are not encrypted: %s applies to dot, doh and doq", l.Proto, f.name)
+			}
+		}
+	}
+	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#{} ")) {
+		add("path", "path %q must start with / and hold no query, braces or spaces", l.Path)
+	}
+	if l.HTTP3 && l.H2C {
+		add("http3", "http3 needs TLS, and h2c turns TLS off: pick one")
+	}
+	if l.H2C && l.TLS != nil {
+		add("tls", "an h2c listener serves cleartext: the TLS proxy in front of it holds the certificate")
+	}
+	if l.ServerName != "" {
+		if !isHostName(l.ServerName) {
+			add("server_name", "%q is not a host name", l.ServerName)
+		}
+	}
+	if l.TLS != nil {
+		errs = append(errs, tlsProblems(at+".tls", l.TLS)...)
+	}
+	return errs
+}
+
+// tlsProblems returns the problems of a tls section at field path at.
+// edgetls reports each as "field.path: message".
+func tlsProblems(at string, spec *edgetls.Spec) []error {
+	var errs []error
+	for _, err := range spec.Validate() {
+		field, msg := at, err.Error()
+		if f, m, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(f, " /") {
+			field, msg = at+"."+f, m
+		}
+		errs = append(errs, &transport.FieldError{Field: field, Err: errors.New(msg)})
+	}
+	return errs
+}
+
+// isHostName reports whether s is a host name: dot-separated labels of
+// letters, digits and hyphens, none empty or longer than 63, with an
+// optional final dot.
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -67,7 +67,8 @@ func TestDefaultConfig(t *testing.T) {
 	if !cfg.SystemUpstreams || len(cfg.Upstreams) != 2 || cfg.Upstreams[1].URL != "udp://[2001:db8::53]:53" {
 		t.Fatalf("upstreams = %+v", cfg.Upstreams)
 	}
-	if len(cfg.Listeners) != 4 || !cfg.Listeners[2].Optional || cfg.Groups[0].Name != DefaultGroup {
+	if len(cfg.Listeners) != 10 || !cfg.Listeners[5].Optional || cfg.Groups[0].Name != DefaultGroup ||
+		cfg.TLS == nil || !cfg.TLS.SelfSigned {
 		t.Fatalf("listeners = %+v groups = %+v", cfg.Listeners, cfg.Groups)
 	}
 }

@@ -121,6 +121,11 @@ func TestDeploySystemdUnit(t *testing.T) {
 	if r := keys["ExecReload"]; len(r) != 2 || !strings.Contains(r[1], "-HUP $MAINPID") {
 		t.Fatalf("ExecReload = %v, want a check and then SIGHUP", r)
 	}
+	// With DynamicUser and ProtectSystem=strict nothing is writable but
+	// the state directory, where certificates are made.
+	if first(keys["StateDirectory"]) != "dnsedge" {
+		t.Errorf("StateDirectory = %v, want dnsedge (DefaultStateDir reads $STATE_DIRECTORY)", keys["StateDirectory"])
+	}
 }
 
 func first(vs []string) string {

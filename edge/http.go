@@ -124,6 +124,10 @@ func (s *Server) summary(gen *generation) {
 			fmt.Fprintf(s.out, "listening on %s %s\n", spec.Proto, l.Addr())
 		}
 	}
+	for _, f := range s.certs.caFiles() {
+		fmt.Fprintf(s.out, "self-signed certificate authority: %s (trust it in clients, e.g. kdig +tls-ca=%s)\n", f, f)
+		s.log.Info("self-signed certificate authority", "ca_file", f)
+	}
 	if s.httpAddr != nil {
 		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpAddr)
 	}

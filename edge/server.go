@@ -38,6 +38,7 @@ type Server struct {
 
 	mu        sync.Mutex // serialises Start, Reload and Close
 	listeners map[string]listener
+	certs     *certStore
 	http      *http.Server
 	httpAddr  net.Addr
 	retiring  map[*generation]*time.Timer // old generations waiting to close
@@ -77,6 +78,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
 		listeners: make(map[string]listener),
+		certs:     newCertStore(log),
 		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dnsedge_config_reloads_total", Help: "Configuration reloads by result.",
@@ -110,10 +112,16 @@ func (s *Server) Start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	gen := s.gen.Load()
-	bound, err := s.bind(gen.cfg, nil)
+	plan, err := s.certs.prepare(gen.cfg)
 	if err != nil {
 		return err
 	}
+	bound, err := s.bind(gen.cfg, nil, plan)
+	if err != nil {
+		plan.abort()
+		return err
+	}
+	s.certs.commit(plan, func(k string) bool { _, ok := bound[k]; return ok })
 	for k, l := range bound {
 		s.listeners[k] = l
 		go s.serve(l)
@@ -132,14 +140,14 @@ func (s *Server) Start() error {
 }
 
 // bind opens the listeners of cfg that are not in keep.
-func (s *Server) bind(cfg *Config, keep map[string]listener) (map[string]listener, error) {
+func (s *Server) bind(cfg *Config, keep map[string]listener, plan *certPlan) (map[string]listener, error) {
 	bound := make(map[string]listener)
 	for _, spec := range cfg.Listeners {
 		k := listenerKey(spec)
 		if _, ok := keep[k]; ok {
 			continue
 		}
-		l, err := s.open(spec, cfg)
+		l, err := s.open(spec, cfg, plan)
 		if err != nil {
 			if spec.Optional {
 				s.log.Warn("optional listener not started", "proto", spec.Proto, "address", spec.Address, "error", err.Error())
@@ -155,7 +163,7 @@ func (s *Server) bind(cfg *Config, keep map[string]listener) (map[string]listene
 	return bound, nil
 }
 
-func (s *Server) open(spec ListenerSpec, cfg *Config) (listener, error) {
+func (s *Server) open(spec ListenerSpec, cfg *Config, plan *certPlan) (listener, error) {
 	ap, err := netip.ParseAddrPort(spec.Address)
 	if err != nil {
 		return nil, err
@@ -165,12 +173,25 @@ func (s *Server) open(spec ListenerSpec, cfg *Config) (listener, error) {
 		QueryTimeout: cfg.Server.QueryTimeout, MaxConcurrent: cfg.Server.MaxConcurrent,
 		IdleTimeout: cfg.Server.TCPIdleTimeout, ReadTimeout: cfg.Server.TCPReadTimeout,
 		MaxConns: cfg.Server.MaxTCPConns, MaxQueriesPerConn: cfg.Server.MaxTCPQueries,
+		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
+		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
+	}
+	if spec.encrypted() {
+		if lc.TLS, err = s.certs.tlsConfig(plan, listenerKey(spec)); err != nil {
+			return nil, err
+		}
 	}
 	switch spec.Proto {
 	case "udp":
 		return listen.ListenUDP(lc)
 	case "tcp":
 		return listen.ListenTCP(lc)
+	case "dot":
+		return listen.ListenDoT(lc)
+	case "doh":
+		return listen.ListenDoH(lc)
+	case "doq":
+		return listen.ListenDoQ(lc)
 	}
 	return nil, fmt.Errorf("unknown proto %q", spec.Proto)
 }
@@ -195,9 +216,19 @@ func (s *Server) Reload(cfg *Config) error {
 		s.reloads.WithLabelValues("failed").Inc()
 		return fmt.Errorf("reload: %w", err)
 	}
-	var added map[string]listener
+	var (
+		added map[string]listener
+		plan  *certPlan
+	)
 	if s.started.Load() {
-		if added, err = s.bind(cfg, s.listeners); err != nil {
+		if plan, err = s.certs.prepare(cfg); err != nil {
+			gen.close()
+			s.health.SetConfig(s.gen.Load().cfg.Health.HealthConfig())
+			s.reloads.WithLabelValues("failed").Inc()
+			return fmt.Errorf("reload: %w", err)
+		}
+		if added, err = s.bind(cfg, s.listeners, plan); err != nil {
+			plan.abort()
 			gen.close()
 			s.health.SetConfig(s.gen.Load().cfg.Health.HealthConfig())
 			s.reloads.WithLabelValues("failed").Inc()
@@ -221,6 +252,9 @@ func (s *Server) Reload(cfg *Config) error {
 	for k, l := range added {
 		s.listeners[k] = l
 		go s.serve(l)
+	}
+	if plan != nil {
+		s.certs.commit(plan, func(k string) bool { _, ok := s.listeners[k]; return ok })
 	}
 	live := make(map[transport.PathID]bool)
 	for _, p := range gen.paths() {
@@ -278,6 +312,7 @@ func (s *Server) Close() error {
 	}
 	clear(s.retiring)
 	errs = append(errs, s.gen.Load().close())
+	s.certs.close()
 	return errors.Join(errs...)
 }
 

@@ -117,7 +117,8 @@ type proc struct {
 	mu     sync.Mutex
 	stdout bytes.Buffer
 	stderr syncBuf
-	addrs  map[string]string
+	addrs  map[string]string // the first address of each proto
+	ca     string            // the self-signed CA file, if any
 }
 
 type syncBuf struct {
@@ -128,13 +129,18 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-var listenLine = regexp.MustCompile(`^listening on (udp|tcp) (\S+)$`)
+var (
+	listenLine = regexp.MustCompile(`^listening on (udp|tcp|dot|doh|doq) (\S+)$`)
+	caLine     = regexp.MustCompile(`^self-signed certificate authority: (\S+) `)
+)
 
 // startServe runs "dnsedge serve -config path" and waits for its start-up
-// summary to name the UDP and TCP listeners.
+// summary to name the listeners, which it lists before the upstreams. The
+// state directory (self-signed certificates) is the test's own.
 func startServe(t *testing.T, path string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(dnsedgeBin, "serve", "-config", path), addrs: make(map[string]string)}
+	p.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "STATE_DIRECTORY=")
 	p.cmd.Stderr = &p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -150,15 +156,21 @@ func startServe(t *testing.T, path string) *proc {
 	ready := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(out)
+		once := sync.OnceFunc(func() { close(ready) })
 		for sc.Scan() {
-			if m := listenLine.FindStringSubmatch(sc.Text()); m != nil {
-				p.mu.Lock()
-				p.addrs[m[1]] = m[2]
-				n := len(p.addrs)
-				p.mu.Unlock()
-				if n == 2 {
-					close(ready)
+			line := sc.Text()
+			p.mu.Lock()
+			if m := listenLine.FindStringSubmatch(line); m != nil {
+				if _, ok := p.addrs[m[1]]; !ok {
+					p.addrs[m[1]] = m[2]
 				}
+			}
+			if m := caLine.FindStringSubmatch(line); m != nil {
+				p.ca = m[1]
+			}
+			p.mu.Unlock()
+			if strings.HasPrefix(line, "upstream ") {
+				once()
 			}
 		}
 	}()
