@@ -5,9 +5,13 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/dnsedge/dnsedge/tls/pebbletest"
 )
 
 // TestACMEPebble obtains certificates from a real pebble over loopback,
@@ -22,15 +26,8 @@ import (
 // Not parallel: it checks that no goroutine outlives Close and pebble.
 func TestACMEPebble(t *testing.T) {
 	before := goroutineSnapshot()
-	p := startPebble(t)
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(p.get(t, "/roots/0")) {
-		t.Fatal("no root from pebble")
-	}
-	intermediates := x509.NewCertPool()
-	if !intermediates.AppendCertsFromPEM(p.get(t, "/intermediates/0")) {
-		t.Fatal("no intermediate from pebble")
-	}
+	p := pebbletest.Start(t)
+	roots, intermediates := p.Roots(t), p.Intermediates(t)
 	verify := func(t *testing.T, addr, domain string) *x509.Certificate {
 		t.Helper()
 		conn, err := dialTLS(t, addr, &tls.Config{RootCAs: roots, ServerName: domain, NextProtos: []string{"dot"}})
@@ -51,7 +48,7 @@ func TestACMEPebble(t *testing.T) {
 	}
 	build := func(t *testing.T, a *ACMESpec, state string) (*Certs, *logBuffer) {
 		t.Helper()
-		a.CA, a.Email, a.CARoot = p.dirURL, "ops@dnsedge.test", p.caRoot
+		a.CA, a.Email, a.CARoot = p.DirURL, "ops@dnsedge.test", p.CARoot
 		log, logs := testLogger(t, slog.LevelDebug)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -70,7 +67,7 @@ func TestACMEPebble(t *testing.T) {
 		c, _ := build(t, &ACMESpec{
 			Domains:        []string{domain},
 			Challenges:     []string{ChallengeTLSALPN},
-			TLSALPNAddress: portAddr(p.tlsPort),
+			TLSALPNAddress: portAddr(p.TLSPort),
 		}, t.TempDir())
 		defer c.Close()
 		// During Build certmagic answered on the port itself; now our
@@ -79,7 +76,7 @@ func TestACMEPebble(t *testing.T) {
 		if !slices.Equal(cfg.NextProtos, []string{"dot", ACMEALPN}) {
 			t.Errorf("NextProtos = %v", cfg.NextProtos)
 		}
-		ln := listenLikeDnsedge(t, portAddr(p.tlsPort), cfg)
+		ln := listenLikeDnsedge(t, portAddr(p.TLSPort), cfg)
 		first := verify(t, ln.addr, domain)
 
 		// A forced renewal finds the port taken and relies on our
@@ -101,7 +98,7 @@ func TestACMEPebble(t *testing.T) {
 		c, _ := build(t, &ACMESpec{
 			Domains:     []string{domain},
 			Challenges:  []string{ChallengeHTTP},
-			HTTPAddress: portAddr(p.httpPort),
+			HTTPAddress: portAddr(p.HTTPPort),
 		}, state)
 		cfg := c.ServerConfig([]string{"dot"})
 		if slices.Contains(cfg.NextProtos, ACMEALPN) {
@@ -115,7 +112,7 @@ func TestACMEPebble(t *testing.T) {
 		c2, _ := build(t, &ACMESpec{
 			Domains:     []string{domain},
 			Challenges:  []string{ChallengeHTTP},
-			HTTPAddress: portAddr(p.httpPort),
+			HTTPAddress: portAddr(p.HTTPPort),
 		}, state)
 		defer c2.Close()
 		if got := verify(t, serveTLS(t, c2.ServerConfig([]string{"dot"})), domain); !got.Equal(first) {
@@ -136,8 +133,8 @@ func TestACMEPebble(t *testing.T) {
 		dir := t.TempDir()
 		clientCA := issue(t, nil, "client CA", true)
 		writeFile(t, dir+"/clients.pem", clientCA.certPEM())
-		a := &ACMESpec{Domains: []string{domain}, Challenges: []string{ChallengeTLSALPN}, TLSALPNAddress: portAddr(p.tlsPort)}
-		a.CA, a.Email, a.CARoot = p.dirURL, "ops@dnsedge.test", p.caRoot
+		a := &ACMESpec{Domains: []string{domain}, Challenges: []string{ChallengeTLSALPN}, TLSALPNAddress: portAddr(p.TLSPort)}
+		a.CA, a.Email, a.CARoot = p.DirURL, "ops@dnsedge.test", p.CARoot
 		log, _ := testLogger(t, slog.LevelInfo)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
@@ -146,7 +143,7 @@ func TestACMEPebble(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close()
-		ln := listenLikeDnsedge(t, portAddr(p.tlsPort), c.ServerConfig([]string{"dot"}))
+		ln := listenLikeDnsedge(t, portAddr(p.TLSPort), c.ServerConfig([]string{"dot"}))
 		if err := c.acme.magic.RenewCertSync(ctx, domain, true); err != nil {
 			t.Fatalf("renew through a listener requiring client certificates: %v", err)
 		}
@@ -160,10 +157,73 @@ func TestACMEPebble(t *testing.T) {
 		}
 	})
 
-	p.stop()
+	p.Stop()
 	checkNoNewGoroutines(t, before,
 		// certmagic keeps one rate limiter per CA and account for the
 		// life of the process (acmeclient.go: "TODO: stop rate limiter").
 		"certmagic.(*RingBufferRateLimiter).loop",
 	)
 }
+
+// alpnListener accepts TLS connections like a dnsedge listener: it closes
+// those that negotiated ACMEALPN after the handshake, counting them, and
+// echoes on the others.
+type alpnListener struct {
+	addr       string
+	challenges chan struct{} // one value per challenge handshake
+}
+
+func listenLikeDnsedge(t *testing.T, addr string, cfg *tls.Config) *alpnListener {
+	t.Helper()
+	ln, err := tls.Listen("tcp", addr, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &alpnListener{addr: ln.Addr().String(), challenges: make(chan struct{}, 100)}
+	serveOn(t, &challengeCounter{Listener: ln, l: l})
+	return l
+}
+
+// challengeCounter completes handshakes in Accept, so that the echo loop
+// of serveOn only sees DNS-like connections.
+type challengeCounter struct {
+	net.Listener
+	l *alpnListener
+}
+
+func (c *challengeCounter) Accept() (net.Conn, error) {
+	for {
+		conn, err := c.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		tc := conn.(*tls.Conn)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = tc.HandshakeContext(ctx)
+		cancel()
+		if err == nil && tc.ConnectionState().NegotiatedProtocol == ACMEALPN {
+			c.l.challenges <- struct{}{}
+			tc.Close()
+			continue
+		}
+		if err != nil {
+			tc.Close()
+			continue
+		}
+		return tc, nil
+	}
+}
+
+// waitChallenge fails the test unless a challenge handshake completed on
+// the listener. The CA may finish its side of the handshake a moment
+// before the server does, hence the wait.
+func (l *alpnListener) waitChallenge(t *testing.T) {
+	t.Helper()
+	select {
+	case <-l.challenges:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no challenge handshake on our listener")
+	}
+}
+
+func portAddr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
