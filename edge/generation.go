@@ -71,8 +71,12 @@ func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
 		if spec.Prefer == "ipv4" {
 			prefer = transport.IPv4
 		}
+		tlsOpts, err := spec.TLSOptions()
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
+		}
 		u, err := transport.NewUpstream(
-			transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer},
+			transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer, TLS: tlsOpts, HTTP3: spec.HTTP3},
 			transport.UpstreamDeps{Registry: d.registry, Resolver: g.bootstrap, Logger: d.log, Own: own})
 		if err != nil {
 			return nil, err

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Config is the configuration section transport owns: upstreams, the
@@ -25,6 +27,82 @@ type UpstreamSpec struct {
 	URL    string `yaml:"url"`
 	Family string `yaml:"family"` // ipv4 | ipv6 | both (default)
 	Prefer string `yaml:"prefer"` // family tried first: ipv6 (default) | ipv4
+
+	// The fields below apply to tls://, https:// and quic:// only.
+
+	// TLSServerName is sent as SNI and is the name the server's
+	// certificate must carry; default the URL's host (for an IP literal,
+	// the certificate must carry it as an IP SAN).
+	TLSServerName string `yaml:"tls_server_name"`
+	// SPKI lists base64 SHA-256 SPKI pins (RFC 7469 §2.4). When set they
+	// replace CA verification: a certificate the server sends must match
+	// one, the leaf must chain to it and carry the server name.
+	SPKI []string `yaml:"spki"`
+	// CAFile is a PEM file of roots used instead of the system pool.
+	CAFile string `yaml:"ca_file"`
+	// HTTP3 sends DoH over HTTP/3 (https only).
+	HTTP3 bool `yaml:"http3"`
+}
+
+// TLSOptions returns the TLS settings the spec describes, reading CAFile.
+// Validate reports the same problems with their field.
+func (u UpstreamSpec) TLSOptions() (TLSOptions, error) {
+	o := TLSOptions{ServerName: u.TLSServerName}
+	for _, s := range u.SPKI {
+		p, err := ParseSPKIPin(s)
+		if err != nil {
+			return TLSOptions{}, err
+		}
+		o.Pins = append(o.Pins, p)
+	}
+	if u.CAFile != "" {
+		pool, err := LoadCAFile(u.CAFile)
+		if err != nil {
+			return TLSOptions{}, err
+		}
+		o.RootCAs = pool
+	}
+	return o, nil
+}
+
+// validateTLS reports problems with the TLS fields of u, whose URL parsed
+// to ep.
+func (u UpstreamSpec) validateTLS(at string, ep Endpoint) []error {
+	var errs []error
+	if !ep.Encrypted() {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"tls_server_name", u.TLSServerName != ""}, {"spki", len(u.SPKI) > 0}, {"ca_file", u.CAFile != ""}, {"http3", u.HTTP3}} {
+			if f.set {
+				errs = append(errs, fieldErr(at+"."+f.name, "only applies to tls://, https:// and quic:// upstreams, not %s://", ep.Scheme))
+			}
+		}
+		return errs
+	}
+	if u.HTTP3 && ep.Scheme != "https" {
+		errs = append(errs, fieldErr(at+".http3", "only applies to https:// upstreams, not %s://", ep.Scheme))
+	}
+	if n := u.TLSServerName; n != "" {
+		if _, err := netip.ParseAddr(n); err != nil {
+			if _, ok := dns.IsDomainName(n); !ok || strings.ContainsAny(n, " /:*") || strings.HasSuffix(n, ".") {
+				errs = append(errs, fieldErr(at+".tls_server_name", "%q is neither a host name nor an IP address", n))
+			}
+		}
+	}
+	for i, s := range u.SPKI {
+		if _, err := ParseSPKIPin(s); err != nil {
+			errs = append(errs, &FieldError{fmt.Sprintf("%s.spki[%d]", at, i), err})
+		}
+	}
+	if u.CAFile != "" {
+		if len(u.SPKI) > 0 {
+			errs = append(errs, fieldErr(at+".ca_file", "has no effect with spki: pins replace CA verification"))
+		} else if _, err := LoadCAFile(u.CAFile); err != nil {
+			errs = append(errs, &FieldError{at + ".ca_file", err})
+		}
+	}
+	return errs
 }
 
 // GroupSpec is one group as written in the configuration.
@@ -110,6 +188,7 @@ func (c *Config) Validate() error {
 		if ep.Addr.IsValid() && !pin.Allows(FamilyOf(ep.Addr)) {
 			errs = append(errs, fieldErr(at+".family", "address %s is %s but family is %s", ep.Addr, FamilyOf(ep.Addr), pin))
 		}
+		errs = append(errs, u.validateTLS(at, ep)...)
 	}
 	groups := make(map[string]bool)
 	for i, g := range c.Groups {

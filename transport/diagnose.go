@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -46,6 +47,9 @@ type Target struct {
 	Name     string
 	Endpoint Endpoint
 	Pin      Pin
+	// TLS and HTTP3 configure encrypted endpoints as in UpstreamConfig.
+	TLS   TLSOptions
+	HTTP3 bool
 }
 
 // PathReport is what the probes found on one path.
@@ -81,13 +85,17 @@ func (r PathReport) Loss() float64 {
 }
 
 // Diagnose resolves every target (through resolver, for host names) and
-// probes each of its addresses over UDP and TCP, each family on its own
-// socket. Resolution failures are reported as a path with no address.
+// probes each of its addresses, each family on its own socket: over UDP
+// and TCP for a plain endpoint, over its own protocol (DoT, DoH, DoQ,
+// verifying the certificate as the upstream would) for an encrypted one.
+// Resolution failures are reported as a path with no address.
 func Diagnose(ctx context.Context, targets []Target, resolver Resolver, cfg ProbeConfig) []PathReport {
 	cfg = cfg.withDefaults()
 	type job struct {
-		t    Target
-		addr netip.AddrPort
+		t     Target
+		proto string
+		addr  netip.AddrPort
+		tls   *tls.Config
 	}
 	var jobs []job
 	var out []PathReport
@@ -96,20 +104,27 @@ func Diagnose(ctx context.Context, targets []Target, resolver Resolver, cfg Prob
 		if err != nil {
 			out = append(out, PathReport{Upstream: t.Name, Err: err.Error(), Problem: "cannot resolve upstream host name"})
 		}
+		protos := []string{"udp", "tcp"}
+		var conf *tls.Config
+		if t.Endpoint.Encrypted() {
+			protos = []string{t.Endpoint.Scheme}
+			if conf, err = ClientTLSConfig(t.TLS, t.Endpoint); err != nil {
+				out = append(out, PathReport{Upstream: t.Name, Proto: t.Endpoint.Scheme, Err: err.Error(), Problem: "bad TLS settings"})
+				continue
+			}
+		}
 		for _, a := range addrs {
-			jobs = append(jobs, job{t, netip.AddrPortFrom(a, t.Endpoint.Port)})
+			for _, proto := range protos {
+				jobs = append(jobs, job{t, proto, netip.AddrPortFrom(a, t.Endpoint.Port), conf})
+			}
 		}
 	}
-	reports := make([]PathReport, 2*len(jobs))
+	reports := make([]PathReport, len(jobs))
 	var wg sync.WaitGroup
 	for i, j := range jobs {
-		for k, proto := range []string{"udp", "tcp"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				reports[2*i+k] = probePath(ctx, j.t.Name, proto, j.addr, cfg)
-			}()
-		}
+		wg.Go(func() {
+			reports[i] = probePath(ctx, j.t, j.proto, j.addr, j.tls, cfg)
+		})
 	}
 	wg.Wait()
 	return append(out, reports...)
@@ -140,10 +155,31 @@ func targetAddrs(ctx context.Context, t Target, resolver Resolver) ([]netip.Addr
 	return addrs, nil
 }
 
-func probePath(ctx context.Context, upstream, proto string, addr netip.AddrPort, cfg ProbeConfig) PathReport {
+func probePath(ctx context.Context, t Target, proto string, addr netip.AddrPort, tlsConf *tls.Config, cfg ProbeConfig) PathReport {
 	fam := FamilyOf(addr.Addr())
-	r := PathReport{Upstream: upstream, Proto: proto, Family: fam, Addr: addr}
-	c := &dns.Client{Net: fam.Network(proto), Timeout: cfg.Timeout, UDPSize: 4096}
+	r := PathReport{Upstream: t.Name, Proto: proto, Family: fam, Addr: addr}
+	// Plain paths are probed with a bare client, so that a truncated UDP
+	// answer shows as such instead of being retried over TCP.
+	var exchange func(ctx context.Context, q *dns.Msg) (*dns.Msg, error)
+	if proto == "udp" || proto == "tcp" {
+		c := &dns.Client{Net: fam.Network(proto), Timeout: cfg.Timeout, UDPSize: 4096}
+		exchange = func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+			m, _, err := c.ExchangeContext(ctx, q, addr.String())
+			return m, err
+		}
+	} else {
+		ex, err := newExchanger(proto, addr, UpstreamConfig{Name: t.Name, Endpoint: t.Endpoint, HTTP3: t.HTTP3}, tlsConf, UpstreamDeps{})
+		if err != nil {
+			r.Err, r.Problem = err.Error(), "cannot set up the path"
+			return r
+		}
+		defer ex.Close()
+		exchange = func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+			ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+			defer cancel()
+			return ex.Exchange(ctx, q)
+		}
+	}
 	var total time.Duration
 	for range cfg.Probes {
 		if ctx.Err() != nil {
@@ -153,7 +189,9 @@ func probePath(ctx context.Context, upstream, proto string, addr netip.AddrPort,
 		q.SetQuestion(dns.Fqdn(cfg.Name), cfg.Type)
 		q.SetEdns0(EDNSBufferSize, false)
 		r.Sent++
-		m, rtt, err := c.ExchangeContext(ctx, q, addr.String())
+		start := time.Now()
+		m, err := exchange(ctx, q)
+		rtt := time.Since(start)
 		if err != nil {
 			r.Err = err.Error()
 			continue
@@ -172,7 +210,7 @@ func probePath(ctx context.Context, upstream, proto string, addr netip.AddrPort,
 	q := new(dns.Msg)
 	q.SetQuestion(dns.Fqdn(cfg.LargeName), cfg.LargeType)
 	q.SetEdns0(4096, true)
-	if m, _, err := c.ExchangeContext(ctx, q, addr.String()); err == nil {
+	if m, err := exchange(ctx, q); err == nil {
 		r.LargeTC = m.Truncated
 		if !m.Truncated {
 			r.LargeSize = m.Len()
@@ -183,7 +221,7 @@ func probePath(ctx context.Context, upstream, proto string, addr netip.AddrPort,
 	if r.Received < r.Sent {
 		r.Warning = fmt.Sprintf("%d of %d probes lost", r.Sent-r.Received, r.Sent)
 	}
-	if r.LargeSize > 0 && r.LargeSize <= EDNSBufferSize {
+	if proto == "udp" && r.LargeSize > 0 && r.LargeSize <= EDNSBufferSize {
 		r.Warning = strings.TrimPrefix(r.Warning+fmt.Sprintf("; large probe answer is only %d bytes, too small to test the MTU", r.LargeSize), "; ")
 	}
 	switch {
@@ -193,8 +231,8 @@ func probePath(ctx context.Context, upstream, proto string, addr netip.AddrPort,
 		r.Problem = fmt.Sprintf("heavy loss: %d of %d probes lost", r.Sent-r.Received, r.Sent)
 	case proto == "udp" && r.LargeSize == 0 && !r.LargeTC:
 		r.Problem = "large UDP answer lost (path MTU black hole?)"
-	case proto == "tcp" && r.LargeSize == 0:
-		r.Problem = "large answer failed over TCP"
+	case proto != "udp" && r.LargeSize == 0:
+		r.Problem = "large answer failed over " + proto
 	}
 	return r
 }

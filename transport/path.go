@@ -11,7 +11,7 @@ import (
 // path itself exists.
 type PathID struct {
 	Upstream string
-	Proto    string // "udp" or "tcp"
+	Proto    string // the endpoint's scheme: "udp", "tcp", "tls", "https" or "quic"
 	Addr     netip.AddrPort
 }
 

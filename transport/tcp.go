@@ -56,11 +56,14 @@ const maxTCPInFlight = 16384
 //
 // A TCP is safe for concurrent use. Close stops everything it started.
 type TCP struct {
-	p     pinnedAddr
-	idle  time.Duration
-	now   func() time.Time
-	slots chan struct{} // one token per outstanding query
-	dial  chan struct{} // one token: one dial at a time
+	p pinnedAddr
+	// connect opens a connection to p: a plain dial for TCP, dial and
+	// TLS handshake for DoT.
+	connect func(ctx context.Context) (net.Conn, error)
+	idle    time.Duration
+	now     func() time.Time
+	slots   chan struct{} // one token per outstanding query
+	dial    chan struct{} // one token: one dial at a time
 
 	life context.Context // canceled by Close
 	stop context.CancelFunc
@@ -75,6 +78,11 @@ type TCP struct {
 // addr's family ("tcp4" or "tcp6"; an IPv4-mapped address counts as IPv4).
 // It dials nothing until the first query.
 func NewTCP(addr netip.AddrPort, cfg TCPConfig) *TCP {
+	p := pin(addr, "tcp")
+	return newTCP(p, cfg, p.dialStream)
+}
+
+func newTCP(p pinnedAddr, cfg TCPConfig, connect func(context.Context) (net.Conn, error)) *TCP {
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 10 * time.Second
 	}
@@ -87,14 +95,15 @@ func NewTCP(addr netip.AddrPort, cfg TCPConfig) *TCP {
 	}
 	life, stop := context.WithCancel(context.Background())
 	return &TCP{
-		p:     pin(addr, "tcp"),
-		idle:  cfg.IdleTimeout,
-		now:   cfg.Now,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		dial:  make(chan struct{}, 1),
-		life:  life,
-		stop:  stop,
-		conns: make(map[*tcpConn]struct{}),
+		p:       p,
+		connect: connect,
+		idle:    cfg.IdleTimeout,
+		now:     cfg.Now,
+		slots:   make(chan struct{}, cfg.MaxInFlight),
+		dial:    make(chan struct{}, 1),
+		life:    life,
+		stop:    stop,
+		conns:   make(map[*tcpConn]struct{}),
 	}
 }
 
@@ -173,7 +182,7 @@ func (t *TCP) conn(ctx context.Context) (c *tcpConn, fresh bool, err error) {
 	dctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(t.life, cancel)()
-	nc, err := t.p.dialStream(dctx)
+	nc, err := t.connect(dctx)
 	if err != nil {
 		if t.life.Err() != nil {
 			return nil, false, t.p.fail(ClassCanceled, net.ErrClosed)

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,14 +48,23 @@ func (p Pin) Allows(f Family) bool {
 
 // Endpoint is a parsed upstream URL.
 type Endpoint struct {
-	Scheme string     // "udp" or "tcp"
+	Scheme string     // "udp", "tcp", "tls" (DoT), "https" (DoH) or "quic" (DoQ)
 	Host   string     // host name, empty when Addr is set
 	Addr   netip.Addr // literal address, invalid for a host name
 	Port   uint16
+	Path   string // https only: the DoH URI template path, "/dns-query" by default
 }
 
+// defaultPorts are the ports of each scheme: 53 (RFC 1035), 853 for DoT
+// (RFC 7858 §3.1) and DoQ (RFC 9250 §4.1.1), 443 for DoH.
+var defaultPorts = map[string]uint16{"udp": 53, "tcp": 53, "tls": 853, "https": 443, "quic": 853}
+
 // ParseEndpoint parses an upstream URL such as udp://192.0.2.1:53,
-// tcp://[2001:db8::1]:53 or udp://dns.example (port 53 by default).
+// tcp://[2001:db8::1]:53, udp://dns.example (port 53 by default),
+// tls://dns.example (port 853), https://dns.example/dns-query (port 443;
+// the path is kept, "/dns-query" when absent) or quic://dns.example (port
+// 853). Only https may have a path; no scheme may have user information,
+// a query or a fragment.
 func ParseEndpoint(raw string) (Endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -62,23 +72,29 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 	}
 	var e Endpoint
 	switch u.Scheme {
-	case "udp", "tcp":
+	case "udp", "tcp", "tls", "https", "quic":
 		e.Scheme = u.Scheme
-	case "tls", "https", "quic":
-		return Endpoint{}, fmt.Errorf("upstream scheme %q is not supported yet (udp and tcp are)", u.Scheme)
 	case "":
 		return Endpoint{}, fmt.Errorf("upstream %q has no scheme: write udp://%s or tcp://%s", raw, raw, raw)
 	default:
-		return Endpoint{}, fmt.Errorf("unknown upstream scheme %q (want udp or tcp)", u.Scheme)
+		return Endpoint{}, fmt.Errorf("unknown upstream scheme %q (want udp, tcp, tls, https or quic)", u.Scheme)
 	}
-	if u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+	if u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.Opaque != "" {
+		return Endpoint{}, fmt.Errorf("upstream url %q: user information, query and fragment are not allowed", raw)
+	}
+	if e.Scheme == "https" {
+		e.Path = u.EscapedPath()
+		if e.Path == "" {
+			e.Path = "/dns-query"
+		}
+	} else if u.Path != "" && u.Path != "/" {
 		return Endpoint{}, fmt.Errorf("upstream url %q: only scheme://host:port is allowed for %s", raw, u.Scheme)
 	}
 	host := u.Hostname()
 	if host == "" {
 		return Endpoint{}, fmt.Errorf("upstream url %q has no host", raw)
 	}
-	e.Port = 53
+	e.Port = defaultPorts[e.Scheme]
 	if p := u.Port(); p != "" {
 		n, err := strconv.ParseUint(p, 10, 16)
 		if err != nil || n == 0 {
@@ -97,6 +113,11 @@ func ParseEndpoint(raw string) (Endpoint, error) {
 	return e, nil
 }
 
+// Encrypted reports whether the endpoint's scheme runs over TLS or QUIC.
+func (e Endpoint) Encrypted() bool {
+	return e.Scheme == "tls" || e.Scheme == "https" || e.Scheme == "quic"
+}
+
 // Resolver looks up a host's addresses of one family and how long they may
 // be kept.
 type Resolver interface {
@@ -111,6 +132,12 @@ type UpstreamConfig struct {
 	// Prefer is the family tried first within this upstream; IPv6 by
 	// default, as RFC 8305 §4 recommends.
 	Prefer Family
+	// TLS verifies the server of a tls, https or quic endpoint; ignored
+	// for udp and tcp.
+	TLS TLSOptions
+	// HTTP3 sends an https endpoint's queries over HTTP/3 instead of
+	// HTTP/2.
+	HTTP3 bool
 }
 
 // UpstreamDeps are what an upstream needs from the server around it.
@@ -118,7 +145,9 @@ type UpstreamDeps struct {
 	Registry *Registry
 	Resolver Resolver // used for host names
 	Logger   *slog.Logger
-	TCP      TCPConfig
+	TCP      TCPConfig // for tcp, the TCP fallback of udp, and tls
+	DoH      DoHConfig // for https; TLS, Path and HTTP3 come from the upstream
+	DoQ      DoQConfig // for quic
 	// MinRefresh and MaxRefresh clamp how long resolved addresses are
 	// kept before resolving again. Defaults 1s and 1h. RetryRefresh is the
 	// wait after a failed resolution; default 2s.
@@ -134,6 +163,8 @@ type Upstream struct {
 	Name string
 	cfg  UpstreamConfig
 	deps UpstreamDeps
+
+	tls *tls.Config // base client configuration of an encrypted endpoint
 
 	paths   atomic.Pointer[[]*Path]
 	mu      sync.Mutex // serialises path set changes; guards retired
@@ -162,6 +193,20 @@ func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
 	def(&deps.RetryRefresh, 2*time.Second)
 	u := &Upstream{Name: cfg.Name, cfg: cfg, deps: deps, stop: make(chan struct{}), done: make(chan struct{})}
 	u.paths.Store(&[]*Path{})
+	if cfg.Endpoint.Encrypted() {
+		conf, err := ClientTLSConfig(cfg.TLS, cfg.Endpoint)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
+		}
+		u.tls = conf
+		// Build one path's exchanger now, so a bad configuration fails
+		// here rather than on every resolution.
+		p, err := u.newPath(PathID{Upstream: cfg.Name, Proto: cfg.Endpoint.Scheme, Addr: netip.AddrPortFrom(netip.IPv4Unspecified(), cfg.Endpoint.Port)}, false)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
+		}
+		p.Exchanger.Close()
+	}
 	if a := cfg.Endpoint.Addr; a.IsValid() {
 		if !cfg.Pin.Allows(FamilyOf(a)) {
 			return nil, fmt.Errorf("upstream %s: address %s is %s but the upstream is pinned to %s", cfg.Name, a, FamilyOf(a), cfg.Pin)
@@ -284,7 +329,11 @@ func (u *Upstream) setAddrs(addrs []netip.Addr) {
 		if ok {
 			delete(old, id)
 		} else {
-			p = u.newPath(id)
+			var err error
+			if p, err = u.newPath(id, true); err != nil {
+				u.deps.Logger.Warn("cannot build a path; skipping the address", "upstream", u.Name, "addr", ap.String(), "err", err)
+				continue
+			}
 		}
 		if p.Family == u.cfg.Prefer {
 			prefer = append(prefer, p)
@@ -325,13 +374,18 @@ func (r *retired) close() {
 	})
 }
 
-func (u *Upstream) newPath(id PathID) *Path {
-	tcp := NewTCP(id.Addr, u.deps.TCP)
-	var ex Exchanger = tcp
-	if id.Proto == "udp" {
-		ex = NewUDP(id.Addr, tcp)
+// newPath builds the path id with the exchanger of its protocol, and its
+// health from the registry when withHealth is set.
+func (u *Upstream) newPath(id PathID, withHealth bool) (*Path, error) {
+	ex, err := newExchanger(id.Proto, id.Addr, u.cfg, u.tls, u.deps)
+	if err != nil {
+		return nil, err
 	}
-	return &Path{ID: id, Family: FamilyOf(id.Addr.Addr()), Exchanger: ex, Health: u.deps.Registry.Health(id)}
+	p := &Path{ID: id, Family: FamilyOf(id.Addr.Addr()), Exchanger: ex}
+	if withHealth {
+		p.Health = u.deps.Registry.Health(id)
+	}
+	return p, nil
 }
 
 // Close stops re-resolution and closes every path's exchanger.
@@ -357,6 +411,27 @@ func (u *Upstream) String() string {
 	if target == "" {
 		target = u.cfg.Endpoint.Addr.String()
 	}
-	return fmt.Sprintf("%s (%s://%s, family %s)", u.Name, u.cfg.Endpoint.Scheme,
-		net.JoinHostPort(target, strconv.Itoa(int(u.cfg.Endpoint.Port))), u.cfg.Pin)
+	return fmt.Sprintf("%s (%s://%s%s, family %s)", u.Name, u.cfg.Endpoint.Scheme,
+		net.JoinHostPort(target, strconv.Itoa(int(u.cfg.Endpoint.Port))), u.cfg.Endpoint.Path, u.cfg.Pin)
+}
+
+// newExchanger returns the exchanger of protocol proto (an endpoint
+// scheme) for one address of the upstream cfg; tlsConf is its base client
+// configuration when it is encrypted.
+func newExchanger(proto string, addr netip.AddrPort, cfg UpstreamConfig, tlsConf *tls.Config, deps UpstreamDeps) (Exchanger, error) {
+	switch proto {
+	case "udp":
+		return NewUDP(addr, NewTCP(addr, deps.TCP)), nil
+	case "tcp":
+		return NewTCP(addr, deps.TCP), nil
+	case "tls":
+		return NewDoT(addr, tlsConf, deps.TCP)
+	case "https":
+		c := deps.DoH
+		c.TLS, c.Path, c.HTTP3 = tlsConf, cfg.Endpoint.Path, cfg.HTTP3
+		return NewDoH(addr, c)
+	case "quic":
+		return NewDoQ(addr, tlsConf, deps.DoQ)
+	}
+	return nil, fmt.Errorf("unknown protocol %q", proto)
 }

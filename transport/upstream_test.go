@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/netip"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -22,13 +23,26 @@ func TestParseEndpoint(t *testing.T) {
 		{in: "tcp://[2001:db8::1]:5353", want: "tcp 2001:db8::1 5353"},
 		{in: "udp://[::ffff:192.0.2.1]:53", want: "udp 192.0.2.1 53"},
 		{in: "udp://dns.example", want: "udp dns.example 53"},
-		{in: "tls://dns.example:853", err: "not supported yet"},
+		{in: "tls://dns.example", want: "tls dns.example 853"},
+		{in: "tls://[2001:db8::1]:8853", want: "tls 2001:db8::1 8853"},
+		{in: "quic://192.0.2.1", want: "quic 192.0.2.1 853"},
+		{in: "https://dns.example", want: "https dns.example 443 /dns-query"},
+		{in: "https://dns.example/", want: "https dns.example 443 /"},
+		{in: "https://192.0.2.1:8443/custom/path", want: "https 192.0.2.1 8443 /custom/path"},
+		{in: "https://dns.example/a%2Fb", want: "https dns.example 443 /a%2Fb"},
+		{in: "https://dns.example/dns-query?dns=x", err: "query and fragment"},
+		{in: "https://dns.example/dns-query?", err: "query and fragment"},
+		{in: "https://dns.example/#frag", err: "query and fragment"},
+		{in: "https://user:pw@dns.example/", err: "user information"},
+		{in: "tls://dns.example/dns-query", err: "only scheme://host:port"},
+		{in: "quic://dns.example:0", err: "bad port"},
+		{in: "https:dns.example", err: "not allowed"},
 		{in: "192.0.2.1", err: "has no scheme"},
 		{in: "gopher://x", err: "unknown upstream scheme"},
 		{in: "udp://192.0.2.1:0", err: "bad port"},
 		{in: "udp://192.0.2.1:99999", err: "bad port"},
 		{in: "udp://192.0.2.1/dns-query", err: "only scheme://host:port"},
-		{in: "udp://user@192.0.2.1", err: "only scheme://host:port"},
+		{in: "udp://user@192.0.2.1", err: "user information"},
 		{in: "udp://", err: "has no host"},
 		{in: "udp://[fe80::1%25eth0]:53", err: "zoned"},
 	}
@@ -48,7 +62,11 @@ func TestParseEndpoint(t *testing.T) {
 			if ep.Addr.IsValid() {
 				host = ep.Addr.String()
 			}
-			if got := ep.Scheme + " " + host + " " + itoa(ep.Port); got != tt.want {
+			got := ep.Scheme + " " + host + " " + itoa(ep.Port)
+			if ep.Path != "" {
+				got += " " + ep.Path
+			}
+			if got != tt.want {
 				t.Fatalf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -60,7 +78,11 @@ func itoa(p uint16) string {
 }
 
 func FuzzParseEndpoint(f *testing.F) {
-	for _, s := range []string{"udp://192.0.2.1:53", "tcp://[2001:db8::1]:53", "udp://dns.example", "udp://[::1]:0", "x://%zz"} {
+	for _, s := range []string{
+		"udp://192.0.2.1:53", "tcp://[2001:db8::1]:53", "udp://dns.example", "udp://[::1]:0", "x://%zz",
+		"tls://dns.example", "tls://[2001:db8::1]:853", "quic://192.0.2.1:8853", "https://dns.example",
+		"https://dns.example/dns-query", "https://[::1]:443/a%2Fb", "https://dns.example/?x", "https://u@h/#f",
+	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -68,8 +90,19 @@ func FuzzParseEndpoint(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if ep.Port == 0 || (ep.Scheme != "udp" && ep.Scheme != "tcp") || (ep.Host == "") == !ep.Addr.IsValid() {
+		if ep.Port == 0 || !slices.Contains([]string{"udp", "tcp", "tls", "https", "quic"}, ep.Scheme) ||
+			(ep.Host == "") == !ep.Addr.IsValid() {
 			t.Fatalf("%q parsed to an invalid endpoint %+v", s, ep)
+		}
+		if (ep.Scheme == "https") != (ep.Path != "") || (ep.Path != "" && ep.Path[0] != '/') {
+			t.Fatalf("%q parsed to path %q for %s", s, ep.Path, ep.Scheme)
+		}
+		if ep.Path != "" {
+			// The path must make a DoH request URL that parses back to it.
+			u, err := url.Parse("https://h" + ep.Path)
+			if err != nil || u.EscapedPath() != ep.Path || u.RawQuery != "" || u.Fragment != "" {
+				t.Fatalf("%q: path %q does not round-trip: %v", s, ep.Path, err)
+			}
 		}
 	})
 }

@@ -67,7 +67,11 @@ func diagnoseTargets(path string, urls []string, bootstrap string) ([]transport.
 				return nil, nil, err
 			}
 			pin, _ := transport.ParsePin(u.Family)
-			targets = append(targets, transport.Target{Name: u.Name, Endpoint: ep, Pin: pin})
+			opts, err := u.TLSOptions()
+			if err != nil {
+				return nil, nil, fmt.Errorf("upstream %s: %w", u.Name, err)
+			}
+			targets = append(targets, transport.Target{Name: u.Name, Endpoint: ep, Pin: pin, TLS: opts, HTTP3: u.HTTP3})
 		}
 		for _, b := range cfg.Bootstrap {
 			if ap, err := transport.ParseBootstrap(b); err == nil {

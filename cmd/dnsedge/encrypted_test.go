@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,46 @@ func TestEncryptedWithRealClients(t *testing.T) {
 		if !strings.Contains(p.stderr.String(), `"listener":"`+kind+`"`) {
 			t.Errorf("the query log shows no %s query", kind)
 		}
+	}
+}
+
+// TestDiagnoseEncrypted probes DoT, DoH and DoQ upstreams over their own
+// protocols, verifying certificates as forwarding would: the trusted ones
+// are ok, the one whose certificate no configured CA signed is broken.
+func TestDiagnoseEncrypted(t *testing.T) {
+	ca := transporttest.NewCA(t)
+	dot := transporttest.StartDoT(t, transporttest.ServerConfig{CA: ca})
+	doh := transporttest.StartDoH(t, transporttest.ServerConfig{CA: ca})
+	doq := transporttest.StartDoQ(t, transporttest.ServerConfig{CA: ca})
+	untrusted := transporttest.StartDoT(t, transporttest.ServerConfig{CA: transporttest.NewCA(t)})
+	caFile := ca.WritePEM(t)
+	path := writeFile(t, "dnsedge.yaml", fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+upstreams:
+  - {name: dot, url: "tls://%s", ca_file: %q}
+  - {name: doh, url: "https://%s/dns-query", ca_file: %q}
+  - {name: doq, url: "quic://%s", ca_file: %q}
+  - {name: untrusted, url: "tls://%s", ca_file: %q}
+groups:
+  - {name: default, upstreams: [dot, doh, doq, untrusted]}
+`, dot.Addr(), caFile, doh.Addr(), caFile, doq.Addr(), caFile, untrusted.Addr(), caFile))
+	out, err := exec.Command(dnsedgeBin, "diagnose", "-config", path, "-probes", "2", "-timeout", "2s").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+		t.Fatalf("exit: %v, want 1 (one path is broken)\n%s", err, out)
+	}
+	t.Logf("diagnose:\n%s", out)
+	rows := make(map[string]string)
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) > 2 {
+			rows[f[0]+" "+f[1]] = l
+		}
+	}
+	for _, want := range []string{"dot tls", "doh https", "doq quic"} {
+		if l := rows[want]; !strings.Contains(l, "2/2") || strings.Contains(l, "BROKEN") {
+			t.Errorf("%s: %q, want 2/2 answered and not broken\n%s", want, l, out)
+		}
+	}
+	if l := rows["untrusted tls"]; !strings.Contains(l, "BROKEN") || !strings.Contains(l, "0/2") {
+		t.Errorf("untrusted: %q, want BROKEN with 0/2\n%s", l, out)
 	}
 }
