@@ -2,9 +2,12 @@
 # Load benchmark: dnsedge against dnsdist, unbound and CoreDNS, each a caching
 # forwarder in front of the same BIND named, measured with dnsperf. Writes
 # BENCHMARKS.md at the repository root and keeps raw output in bench/out/.
+# The encrypted listeners are measured on dnsedge and dnsdist: DoT with
+# dnsperf, DoH over HTTP/2 with h2load, DoQ and DoH over HTTP/3 (dnsedge
+# only: dnsdist 1.7 has neither) with bench/quicload.
 #
-# Everything binds 127.0.0.1 on ports picked at run time; every dnsperf run
-# is bounded by -l and by timeout(1).
+# Everything binds 127.0.0.1 on ports picked at run time; every load run is
+# bounded by its own duration flag and by timeout(1).
 #
 # Knobs:
 #   BENCH_SECONDS          seconds per dnsperf run (default 10)
@@ -15,6 +18,14 @@
 #   BENCH_NICE             nice value for the servers, named and dnsperf
 #                          (default 0; e.g. -10 to favour the benchmark over
 #                          background work on a shared machine)
+#   BENCH_ENCRYPTED        1 (default) adds the DoT, DoH, DoH3 and DoQ rows and
+#                          the idle-DoT-connection memory line; 0 skips them
+#   BENCH_IDLE_CONNS       idle DoT connections for the memory line (default
+#                          1000)
+#   BENCH_PROFILE          1 takes a Go CPU profile of dnsedge during each of
+#                          its encrypted maximum-rate runs (bench/out/run/
+#                          dnsedge/*.pprof and *.top.txt); default 0, since the
+#                          profiler costs CPU that the rows would count
 #
 # Quick smoke run: BENCH_SECONDS=2 bash bench/run.sh
 set -euo pipefail
@@ -30,6 +41,11 @@ ALL_SERVERS="dnsedge dnsdist unbound coredns"
 ONLY=${BENCH_ONLY:-$ALL_SERVERS}
 COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
+ENCRYPTED=${BENCH_ENCRYPTED:-1}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+PROFILE=${BENCH_PROFILE:-0}
+# Set per server before bench_server; empty means no encrypted rows.
+ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok CERTS=""
 
 # The server under test gets core 0 to itself; dnsperf and the upstream named
 # share core 1 (cache-hit runs never reach named).
@@ -43,6 +59,17 @@ CLIENTS=4
 OUTSTANDING=200
 MAX_ARGS=(-T 1 -c "$CLIENTS" -q "$OUTSTANDING" -t 2)
 RATE_ARGS=(-T 1 -c "$CLIENTS" -q 100 -t 2 -Q "$RATE")
+# The same shape for the other load generators: CLIENTS connections,
+# OUTSTANDING queries in flight over all of them (dnsedge's default cap is 100
+# per connection).
+PER_CONN=$((OUTSTANDING / CLIENTS))
+H2_MAX_ARGS=(-t 1 -c "$CLIENTS" -m "$PER_CONN")
+H2_RATE_ARGS=(-t 1 -c "$CLIENTS" -m 25 --rps $((RATE / CLIENTS)))
+# h2load's clients each walk the URI list from its start, so the cache-miss run
+# uses one connection to keep every name new.
+H2_MISS_RATE_ARGS=(-t 1 -c 1 -m 100 --rps "$RATE")
+QL_MAX_ARGS=(-c "$CLIENTS" -q "$PER_CONN" -t 2s)
+QL_RATE_ARGS=(-c "$CLIENTS" -q 25 -t 2s -rate "$RATE")
 
 # named, unbound and dnsdist live in sbin, which a non-root PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
@@ -58,6 +85,11 @@ if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 120)); then
 fi
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
 	die "BENCH_NICE must be -20..19, got '$NICE'"
+fi
+[[ $ENCRYPTED == [01] ]] || die "BENCH_ENCRYPTED must be 0 or 1, got '$ENCRYPTED'"
+[[ $PROFILE == [01] ]] || die "BENCH_PROFILE must be 0 or 1, got '$PROFILE'"
+if ! [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || ((IDLE_CONNS < 1 || IDLE_CONNS > 10000)); then
+	die "BENCH_IDLE_CONNS must be 1..10000, got '$IDLE_CONNS'"
 fi
 for s in $ONLY; do
 	[[ " $ALL_SERVERS " == *" $s "* ]] || die "BENCH_ONLY: unknown server '$s' (known: $ALL_SERVERS)"
@@ -120,12 +152,31 @@ wait_ready() {
 
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
 peak_rss_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# wait_encrypted_ready DOT_PORT DOH_PORT PID: true once h0.bench.test is
+# answered over DoT and DoH (GET), with the bench CA checked, false if PID
+# exits or 20 s pass.
+wait_encrypted_ready() {
+	local dot=$1 doh=$2 pid=$3 i tls=(+tls-ca="$CERTS/ca.pem" +tls-hostname=127.0.0.1)
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 1
+		if kdig @127.0.0.1 -p "$dot" "${tls[@]}" +timeout=1 +retry=0 +short h0.bench.test A 2>/dev/null | grep -q . &&
+			kdig @127.0.0.1 -p "$doh" "${tls[@]}" +https=/dns-query +https-get +timeout=1 +retry=0 +short h0.bench.test A 2>/dev/null | grep -q .; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	return 1
+}
 
 # ---------------------------------------------------------------- tools
 
 install_packages() {
 	local need=() pair cmd pkg sudo=""
-	for pair in dnsperf:dnsperf named:bind9 dnsdist:dnsdist unbound:unbound kdig:knot-dnsutils taskset:util-linux ps:procps; do
+	local pairs="dnsperf:dnsperf named:bind9 dnsdist:dnsdist unbound:unbound kdig:knot-dnsutils taskset:util-linux ps:procps"
+	((ENCRYPTED == 0)) || pairs+=" h2load:nghttp2-client openssl:openssl"
+	for pair in $pairs; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 	done
@@ -186,6 +237,36 @@ render() {
 	sed "${sed_args[@]}" "$BENCH_DIR/conf/$in" >"$out"
 }
 
+# splice FILE MARKER [INSERT]: replaces the line holding @MARKER@ in FILE with
+# the contents of INSERT, or deletes it when INSERT is empty.
+splice() {
+	local file=$1 marker=$2 insert=${3:-}
+	if [[ -n $insert ]]; then
+		sed -i -e "/@$marker@/{r $insert" -e 'd}' "$file"
+	else
+		sed -i -e "/@$marker@/d" "$file"
+	fi
+}
+
+# make_certs DIR: one CA and a leaf for 127.0.0.1 signed by it, shared by
+# every server's encrypted listeners; sets CERTS.
+make_certs() {
+	CERTS=$1
+	mkdir -p "$CERTS"
+	(
+		cd "$CERTS"
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 \
+			-subj "/CN=dnsedge bench CA" -keyout ca.key -out ca.pem
+		openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+			-subj "/CN=127.0.0.1" -keyout key.pem -out leaf.csr
+		printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+			"keyUsage=digitalSignature" "extendedKeyUsage=serverAuth" >leaf.ext
+		openssl x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 7 \
+			-extfile leaf.ext -out cert.pem
+		openssl verify -CAfile ca.pem cert.pem
+	) >"$OUT/certs.log" 2>&1 || die "openssl could not make the bench certificates, see bench/out/certs.log"
+}
+
 # ---------------------------------------------------------------- data
 
 make_data() {
@@ -203,12 +284,21 @@ make_data() {
 	# a file is new to every server; two files keep the two miss runs apart.
 	awk -v n="$n_miss_rate" 'BEGIN { for (i = 0; i < n; i++) printf "l%d.bench.test A\n", i }' >"$RUN/miss-rate.txt"
 	awk -v n="$n_miss_max" 'BEGIN { for (i = 0; i < n; i++) printf "m%d.bench.test A\n", i }' >"$RUN/miss-max.txt"
+	((ENCRYPTED)) || return 0
+	# One more file of new names per encrypted listener's miss run.
+	local l p
+	for l in dot:t doh:d doh3:k doq:q; do
+		p=${l#*:}
+		awk -v n="$n_miss_rate" -v p="$p" 'BEGIN { for (i = 0; i < n; i++) printf "%s%d.bench.test A\n", p, i }' \
+			>"$RUN/miss-${l%%:*}-rate.txt"
+	done
 }
 
 # ---------------------------------------------------------------- measuring
 
 RESULTS=$RUN/results.tsv
 SERVERS=$RUN/servers.tsv
+IDLE=$RUN/idle.tsv
 
 # row SCENARIO SERVER STATUS [QPS SENT COMPLETED LOST CPU P50 P99 SERVER% LOAD% NOTE]
 row() {
@@ -227,23 +317,61 @@ core_ticks() {
 	awk -v c="cpu$1" '$1 == c { t = $2 + $3 + $4; b = t + $7 + $8 + $9; print t, b, b + $5 + $6 }' /proc/stat
 }
 
-# measure SCENARIO SERVER PORT PID QUERYFILE MODE: MODE is max, tcp or rate.
+# measure SCENARIO SERVER PORT PID QUERYFILE MODE: MODE is max, tcp or rate
+# (dnsperf over UDP or TCP), or LISTENER-max or LISTENER-rate for LISTENER
+# dot (dnsperf), doh (h2load; QUERYFILE holds URIs) or doq and doh3
+# (quicload). Scenarios named miss-* go through QUERYFILE once.
 measure() {
 	local sc=$1 server=$2 port=$3 pid=$4 data=$5 mode=$6
-	local raw=$RUN/$server/$sc.txt args=() before after rc=0
+	local raw=$RUN/$server/$sc.txt cmd=() tool before after rc=0 miss=""
+	[[ $sc != miss-* ]] || miss=1
 	case $mode in
-	max) args=("${MAX_ARGS[@]}") ;;
-	tcp) args=("${MAX_ARGS[@]}" -m tcp) ;;
-	rate) args=("${RATE_ARGS[@]}" -v) ;;
+	max | tcp | rate | dot-*)
+		tool=dnsperf
+		cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$SECS")
+		case $mode in
+		max) cmd+=("${MAX_ARGS[@]}") ;;
+		tcp) cmd+=("${MAX_ARGS[@]}" -m tcp) ;;
+		rate) cmd+=("${RATE_ARGS[@]}" -v) ;;
+		dot-max) cmd+=("${MAX_ARGS[@]}" -m dot) ;;
+		dot-rate) cmd+=("${RATE_ARGS[@]}" -m dot -v) ;;
+		esac
+		[[ -z $miss ]] || cmd+=(-n 1)
+		;;
+	doh-*)
+		tool=h2load
+		cmd=(h2load -D "$SECS" -i "$data")
+		case $mode in
+		doh-max) cmd+=("${H2_MAX_ARGS[@]}") ;;
+		doh-rate)
+			if [[ -n $miss ]]; then cmd+=("${H2_MISS_RATE_ARGS[@]}"); else cmd+=("${H2_RATE_ARGS[@]}"); fi
+			rm -f "$RUN/$server/$sc.log"
+			cmd+=(--log-file "$RUN/$server/$sc.log")
+			;;
+		esac
+		;;
+	doq-* | doh3-*)
+		tool=quicload
+		cmd=("$OUT/quicload" -mode "${mode%-*}" -addr "127.0.0.1:$port" -ca "$CERTS/ca.pem" -names "$data" -d "${SECS}s" -v)
+		case $mode in
+		*-max) cmd+=("${QL_MAX_ARGS[@]}") ;;
+		*-rate) cmd+=("${QL_RATE_ARGS[@]}") ;;
+		esac
+		[[ -z $miss ]] || cmd+=(-n 1)
+		;;
 	esac
-	[[ $sc != miss-* ]] || args+=(-n 1)
-	local c0_task c0_total c1_busy c1_total c0_task2 c0_total2 c1_busy2 c1_total2
+	local c0_task c0_total c1_busy c1_total c0_task2 c0_total2 c1_busy2 c1_total2 prof_pid=""
 	log "$server: $sc"
+	if ((PROFILE)) && [[ $server == dnsedge && $mode == *-max && $mode != max ]]; then
+		# The profile covers the middle of the run.
+		curl -s -o "$RUN/$server/$sc.pprof" --max-time $((SECS + 10)) \
+			"http://127.0.0.1:$METRICS_PORT/debug/pprof/profile?seconds=$((SECS > 2 ? SECS - 2 : 1))" &
+		prof_pid=$!
+	fi
 	read -r c0_task _ c0_total <<<"$(core_ticks "$SERVER_CORE")"
 	read -r _ c1_busy c1_total <<<"$(core_ticks "$LOAD_CORE")"
 	before=$(cpu_ticks "$pid")
-	timeout $((SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" \
-		dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$SECS" "${args[@]}" >"$raw" 2>&1 || rc=$?
+	timeout $((SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" "${cmd[@]}" >"$raw" 2>&1 || rc=$?
 	if ! kill -0 "$pid" 2>/dev/null; then
 		row "$sc" "$server" "server exited (see bench/out/run/$server.log)"
 		return 1
@@ -251,21 +379,82 @@ measure() {
 	after=$(cpu_ticks "$pid")
 	read -r c0_task2 _ c0_total2 <<<"$(core_ticks "$SERVER_CORE")"
 	read -r _ c1_busy2 c1_total2 <<<"$(core_ticks "$LOAD_CORE")"
-	if ((rc != 0)) || ! grep -q 'Queries completed:' "$raw"; then
-		row "$sc" "$server" "dnsperf failed (exit $rc)"
-		return 0
+	if [[ -n $prof_pid ]]; then
+		wait "$prof_pid" || true
+		go tool pprof -top -nodecount=40 "$OUT/dnsedge" "$RUN/$server/$sc.pprof" >"$RUN/$server/$sc.top.txt" 2>&1 || true
+		go tool pprof -top -cum -nodecount=60 "$OUT/dnsedge" "$RUN/$server/$sc.pprof" >"$RUN/$server/$sc.cum.txt" 2>&1 || true
 	fi
 	local sent completed lost qps runtime cpu p50=- p99=- note=""
-	sent=$(awk '/Queries sent:/ { print $3 }' "$raw")
-	completed=$(awk '/Queries completed:/ { print $3 }' "$raw")
-	lost=$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$raw")
-	qps=$(awk '/Queries per second:/ { print $4 }' "$raw")
-	runtime=$(awk '/Run time \(s\):/ { print $4 }' "$raw")
+	case $tool in
+	dnsperf)
+		if ((rc != 0)) || ! grep -q 'Queries completed:' "$raw"; then
+			row "$sc" "$server" "dnsperf failed (exit $rc)"
+			return 0
+		fi
+		sent=$(awk '/Queries sent:/ { print $3 }' "$raw")
+		completed=$(awk '/Queries completed:/ { print $3 }' "$raw")
+		lost=$(awk '/Queries lost:/ { gsub(/[()%]/, "", $4); print $4 }' "$raw")
+		qps=$(awk '/Queries per second:/ { print $4 }' "$raw")
+		runtime=$(awk '/Run time \(s\):/ { print $4 }' "$raw")
+		if [[ $mode == *rate ]]; then
+			read -r p50 p99 _ <<<"$("$OUT/benchtool" latency "$raw")"
+		fi
+		if grep -q 'Testing complete (end of file)' "$raw"; then
+			note="query file ran out after ${runtime} s"
+		fi
+		local rcodes
+		rcodes=$(sed -n 's/^ *Response codes: *//p' "$raw")
+		if [[ $rcodes != "NOERROR "*"(100.00%)" ]]; then
+			note="${note:+$note; }rcodes: ${rcodes:-none}"
+		fi
+		;;
+	h2load)
+		# requests: T total, S started, D done, OK succeeded, F failed, E errored, TO timeout
+		local done_n
+		if ((rc != 0)) || ! grep -q '^requests:' "$raw"; then
+			row "$sc" "$server" "h2load failed (exit $rc)"
+			return 0
+		fi
+		read -r sent done_n completed <<<"$(awk '/^requests:/ { print $4, $6, $8 }' "$raw")"
+		runtime=$(awk '/^finished in/ { t = $3; sub(/,$/, "", t); if (t ~ /ms$/) { sub(/ms$/, "", t); t /= 1000 } else sub(/s$/, "", t); print t }' "$raw")
+		# Requests still in flight when the run stopped are left out, as dnsperf
+		# leaves out its interrupted queries.
+		lost=$(awk -v d="$done_n" -v c="$completed" 'BEGIN { if (d > 0) printf "%.2f", (d - c) * 100 / d; else print "100.00" }')
+		qps=$(awk -v c="$completed" -v t="$runtime" 'BEGIN { if (t > 0) printf "%.0f", c / t; else print "-" }')
+		if [[ $mode == *rate ]]; then
+			read -r p50 p99 _ <<<"$("$OUT/benchtool" h2latency "$RUN/$server/$sc.log")"
+		fi
+		if ((done_n != completed)); then
+			note="$((done_n - completed)) requests not answered with 2xx: $(grep -E '^(requests|status codes):' "$raw" | tr '\n' ' ')"
+		fi
+		;;
+	quicload)
+		if ((rc != 0)) || ! grep -q '^quicload ' "$raw"; then
+			row "$sc" "$server" "quicload failed (exit $rc): $(tail -n1 "$raw" | tr '\t|' '  ' | cut -c1-120)"
+			return 0
+		fi
+		local kv answered noerror
+		kv=$(awk '/^quicload / { for (i = 2; i <= NF; i++) print $i }' "$raw")
+		field() { sed -n "s/^$1=//p" <<<"$kv"; }
+		sent=$(field sent) completed=$(field answered) noerror=$(field noerror)
+		runtime=$(field seconds) qps=$(field qps)
+		lost=$(awk -v s="$sent" -v a="$completed" 'BEGIN { if (s > 0) printf "%.2f", (s - a) * 100 / s; else print "100.00" }')
+		if [[ $mode == *rate ]]; then
+			p50=$(field p50_ms) p99=$(field p99_ms)
+		fi
+		if [[ -n $miss ]] && awk -v r="$runtime" -v s="$SECS" 'BEGIN { exit !(r < s - 0.5) }'; then
+			note="query file ran out after ${runtime} s"
+		fi
+		if ((noerror != completed)); then
+			note="${note:+$note; }$((completed - noerror)) of $completed answers not NOERROR"
+		fi
+		if grep -q '^quicload: ' "$raw"; then
+			note="${note:+$note; }first error: $(grep -m1 '^quicload: ' "$raw" | cut -c11-110 | tr '\t|' '  ')"
+		fi
+		;;
+	esac
 	cpu=$(awk -v t=$((after - before)) -v hz="$CLK_TCK" -v n="$completed" \
 		'BEGIN { if (n > 0) printf "%.2f", t * 1e6 / hz / n; else print "-" }')
-	if [[ $mode == rate ]]; then
-		read -r p50 p99 _ <<<"$("$OUT/benchtool" latency "$raw")"
-	fi
 	# The server's share of its core, how busy the load core was, and how much
 	# of core 0 other processes took (interrupt time is left out of that: on
 	# loopback it is mostly this benchmark's own packets).
@@ -281,19 +470,52 @@ measure() {
 			server_pct=$((ticks * 100 / d1))
 		fi
 	fi
-	if grep -q 'Testing complete (end of file)' "$raw"; then
-		note="query file ran out after ${runtime} s"
-	fi
-	local rcodes
-	rcodes=$(sed -n 's/^ *Response codes: *//p' "$raw")
-	if [[ $rcodes != "NOERROR "*"(100.00%)" ]]; then
-		note="${note:+$note; }rcodes: ${rcodes:-none}"
-	fi
 	if ((other_pct > 10)); then
 		note="${note:+$note; }other processes used ${other_pct}% of core $SERVER_CORE"
 	fi
 	row "$sc" "$server" ok "$qps" "$sent" "$completed" "$lost" "$cpu" "$p50" "$p99" "$server_pct" "$load_pct" "$note"
 	sleep 1 # let queues drain before the next run
+}
+
+# idle_memory SERVER PID DOT_PORT: opens IDLE_CONNS DoT connections to the
+# server, one query each, holds them, and records the growth of the server's
+# VmRSS per connection in idle.tsv.
+idle_memory() {
+	local server=$1 pid=$2 port=$3 raw=$RUN/$1/idle-dot.txt before after qpid i est=0 failed=- per=- note=""
+	log "$server: $IDLE_CONNS idle DoT connections"
+	sleep 1
+	before=$(rss_kib "$pid")
+	timeout 150 taskset -c "$LOAD_CORE" "$OUT/quicload" -mode dot-idle -addr "127.0.0.1:$port" -ca "$CERTS/ca.pem" \
+		-names "$RUN/hot.txt" -conns "$IDLE_CONNS" -per-source 50 -hold 90s >"$raw" 2>&1 &
+	qpid=$!
+	PIDS+=("$qpid")
+	for ((i = 0; i < 900; i++)); do
+		grep -qs '^ready ' "$raw" && break
+		kill -0 "$qpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if grep -qs '^ready ' "$raw"; then
+		sleep 3 # let the server settle: goroutines parked, buffers released
+		after=$(rss_kib "$pid")
+		if ((PROFILE)) && [[ $server == dnsedge ]]; then
+			# What the held connections keep alive, after a collection (gc=1).
+			curl -s --max-time 20 -o "$RUN/$server/idle-heap.pprof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/heap?gc=1" &&
+				go tool pprof -top -sample_index=inuse_space -nodecount=30 "$OUT/dnsedge" "$RUN/$server/idle-heap.pprof" \
+					>"$RUN/$server/idle-heap.top.txt" 2>&1 || true
+			curl -s --max-time 20 -o "$RUN/$server/idle-goroutines.txt" "http://127.0.0.1:$METRICS_PORT/debug/pprof/goroutine?debug=1" || true
+			grep -E '^Vm|^Rss' "/proc/$pid/status" >"$RUN/$server/idle-status.txt" || true
+		fi
+		read -r est failed <<<"$(awk '/^ready / { sub(/established=/, "", $2); sub(/failed=/, "", $3); print $2, $3 }' "$raw")"
+		((est > 0)) && per=$(awk -v a="$after" -v b="$before" -v n="$est" 'BEGIN { printf "%.1f", (a - b) / n }')
+		((failed == 0)) || note="$failed connections failed: $(sed -n 's/^first error: //p' "$raw" | cut -c1-100)"
+	else
+		after=-
+		note="quicload did not get ready, see bench/out/run/$server/idle-dot.txt"
+	fi
+	stop_pid "$qpid"
+	kill -0 "$pid" 2>/dev/null || note="${note:+$note; }server exited"
+	printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$server" "$IDLE_CONNS" "$est" "$before" "$after" "$per" "$note" >>"$IDLE"
+	sleep 1
 }
 
 # warm SERVER PORT: asks the hot set once, gently.
@@ -303,10 +525,15 @@ warm() {
 }
 
 SCENARIOS="hit-udp-5k miss-udp-5k hit-udp-max hit-tcp-max miss-udp-max"
+ENC_SCENARIOS="hit-dot-5k miss-dot-5k hit-dot-max hit-doh-5k miss-doh-5k hit-doh-max"
+QUIC_SCENARIOS="hit-doh3-5k miss-doh3-5k hit-doh3-max hit-doq-5k miss-doq-5k hit-doq-max"
 
 # bench_server NAME STATUS VERSION PORT CMD...: unless STATUS says why not,
 # starts CMD (which must listen on PORT), runs every scenario, records peak
-# RSS and stops it.
+# RSS and stops it. With ENC_DOT_PORT and ENC_DOH_PORT set, it also measures
+# idle DoT connections first and the encrypted scenarios last; QUIC_STATUS
+# is ok when the server also serves DoQ on ENC_DOT_PORT and DoH3 on
+# ENC_DOH_PORT, else why not.
 bench_server() {
 	local name=$1 status=$2 version=$3 port=$4
 	shift 4
@@ -320,16 +547,41 @@ bench_server() {
 			stop_pid "$STARTED_PID"
 		fi
 	fi
+	local enc_scenarios="" quic_scenarios=""
+	if [[ -n $ENC_DOT_PORT ]]; then
+		enc_scenarios=$ENC_SCENARIOS
+		if [[ $QUIC_STATUS == ok ]]; then
+			enc_scenarios+=" $QUIC_SCENARIOS"
+		else
+			quic_scenarios=$QUIC_SCENARIOS
+		fi
+	fi
+	for sc in $quic_scenarios; do
+		row "$sc" "$name" "$QUIC_STATUS"
+	done
+	if [[ $status == ok && -n $enc_scenarios ]] && ! wait_encrypted_ready "$ENC_DOT_PORT" "$ENC_DOH_PORT" "$STARTED_PID"; then
+		log "$name: DoT or DoH does not answer, see bench/out/run/$name.log"
+		for sc in $enc_scenarios; do
+			row "$sc" "$name" "DoT or DoH listener did not answer"
+		done
+		enc_scenarios=""
+	fi
 	if [[ $status != ok ]]; then
-		for sc in $SCENARIOS; do
+		for sc in $SCENARIOS $enc_scenarios; do
 			row "$sc" "$name" "$status"
 		done
 		printf '%s\t%s\t%s\t-\t%s\n' "$name" "$version" "$status" "" >>"$SERVERS"
 		return 0
 	fi
-	local pid=$STARTED_PID note="" data mode
+	local pid=$STARTED_PID note="" data mode p
 	warm "$name" "$port"
-	for sc in $SCENARIOS; do
+	[[ -z $enc_scenarios ]] || idle_memory "$name" "$pid" "$ENC_DOT_PORT"
+	if [[ -n $enc_scenarios ]]; then
+		# h2load wants URIs, with the server's port in them.
+		"$OUT/benchtool" dohuris "https://127.0.0.1:$ENC_DOH_PORT/dns-query" <"$RUN/hot.txt" >"$RUN/$name/hot.uris"
+		"$OUT/benchtool" dohuris "https://127.0.0.1:$ENC_DOH_PORT/dns-query" <"$RUN/miss-doh-rate.txt" >"$RUN/$name/miss-doh.uris"
+	fi
+	for sc in $SCENARIOS $enc_scenarios; do
 		if [[ -n $note ]]; then
 			row "$sc" "$name" "not run: server exited earlier"
 			continue
@@ -340,8 +592,26 @@ bench_server() {
 		hit-udp-max) data=hot.txt mode=max ;;
 		hit-tcp-max) data=hot.txt mode=tcp ;;
 		miss-udp-max) data=miss-max.txt mode=max ;;
+		hit-doh-*) data=$name/hot.uris ;;
+		miss-doh-*) data=$name/miss-doh.uris ;;
+		hit-*) data=hot.txt ;;
+		miss-*) data=${sc#miss-} data=miss-${data%-*}-rate.txt ;;
 		esac
-		measure "$sc" "$name" "$port" "$pid" "$RUN/$data" "$mode" || note="exited during the runs"
+		p=$port
+		case $sc in
+		*-dot-* | *-doq-*) p=$ENC_DOT_PORT ;;
+		*-doh-* | *-doh3-*) p=$ENC_DOH_PORT ;;
+		esac
+		if [[ $sc == hit-dot-5k ]]; then
+			# The cache-miss run at maximum rate has pushed the hot set out.
+			warm "$name" "$port"
+		fi
+		case $sc in
+		*-udp-* | *-tcp-*) ;;
+		*-max) mode=${sc#hit-} mode=${mode%-max}-max ;;
+		*-5k) mode=${sc#*-} mode=${mode%-5k}-rate ;;
+		esac
+		measure "$sc" "$name" "$p" "$pid" "$RUN/$data" "$mode" || note="exited during the runs"
 	done
 	local rss=-
 	kill -0 "$pid" 2>/dev/null && rss=$(peak_rss_kib "$pid")
@@ -355,6 +625,11 @@ install_packages
 for cmd in dnsperf named dnsdist unbound kdig taskset go; do
 	command -v "$cmd" >/dev/null || die "$cmd not found"
 done
+if ((ENCRYPTED)); then
+	for cmd in h2load openssl curl; do
+		command -v "$cmd" >/dev/null || die "$cmd not found (needed for the encrypted rows; BENCH_ENCRYPTED=0 skips them)"
+	done
+fi
 (($(nproc) >= 2)) || log "warning: fewer than 2 cores; pinning falls back to sharing one core"
 if (($(nproc) < 2)); then LOAD_CORE=0; fi
 
@@ -363,10 +638,15 @@ rm -rf "$RUN"
 mkdir -p "$RUN/named"
 : >"$RESULTS"
 : >"$SERVERS"
+: >"$IDLE"
 CLK_TCK=$(getconf CLK_TCK)
 
 log "building benchtool"
 (cd "$ROOT" && go build -o "$OUT/benchtool" ./bench/benchtool)
+if ((ENCRYPTED)); then
+	(cd "$ROOT" && go build -o "$OUT/quicload" ./bench/quicload)
+	make_certs "$RUN/certs"
+fi
 [[ " $ONLY " != *" dnsedge "* ]] || build_dnsedge
 [[ " $ONLY " != *" coredns "* ]] || build_coredns
 
@@ -374,8 +654,10 @@ log "generating zone and query files"
 make_data
 # One port for named, one for dnsedge's metrics and one per server, so a
 # server never binds a port the previous one left in TIME_WAIT.
-mapfile -t PORTS < <("$OUT/benchtool" ports 6)
-((${#PORTS[@]} == 6)) || die "could not find free ports"
+# dnsedge's and dnsdist's encrypted listeners get two more each: DoT (and
+# DoQ on UDP) and DoH (and DoH3 on UDP).
+mapfile -t PORTS < <("$OUT/benchtool" ports 10)
+((${#PORTS[@]} == 10)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -401,7 +683,17 @@ for server in $ONLY; do
 	esac
 	case $server in
 	dnsedge)
-		render dnsedge.yaml.in "$RUN/dnsedge.yaml" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$METRICS_PORT"
+		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok
+		render dnsedge.yaml.in "$RUN/dnsedge.yaml" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$METRICS_PORT" \
+			PPROF="$([[ $PROFILE == 1 ]] && echo true || echo false)"
+		if ((ENCRYPTED)); then
+			ENC_DOT_PORT=${PORTS[6]} ENC_DOH_PORT=${PORTS[7]}
+			render dnsedge-encrypted.yaml.in "$RUN/dnsedge-encrypted.yaml" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
+				CERT="$CERTS/cert.pem" KEY="$CERTS/key.pem"
+			splice "$RUN/dnsedge.yaml" ENCRYPTED "$RUN/dnsedge-encrypted.yaml"
+		else
+			splice "$RUN/dnsedge.yaml" ENCRYPTED
+		fi
 		version="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
 		[[ -z $(git -C "$ROOT" status --porcelain 2>/dev/null) ]] || version+="+dirty"
 		if [[ $DNSEDGE_STATUS == ok ]]; then
@@ -414,16 +706,25 @@ for server in $ONLY; do
 		;;
 	dnsdist)
 		render dnsdist.conf.in "$RUN/dnsdist.conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
+		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS="not supported by $(dnsdist --version | awk 'NR == 1 { print $1, $2 }')"
+		if ((ENCRYPTED)); then
+			ENC_DOT_PORT=${PORTS[8]} ENC_DOH_PORT=${PORTS[9]}
+			render dnsdist-encrypted.conf.in "$RUN/dnsdist-encrypted.conf" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
+				CERT="$CERTS/cert.pem" KEY="$CERTS/key.pem"
+			cat "$RUN/dnsdist-encrypted.conf" >>"$RUN/dnsdist.conf"
+		fi
 		bench_server dnsdist ok "$(dnsdist --version | awk 'NR == 1 { print $1, $2 }')" "$port" \
 			dnsdist --supervised --disable-syslog -C "$RUN/dnsdist.conf"
 		;;
 	unbound)
+		ENC_DOT_PORT="" ENC_DOH_PORT=""
 		mkdir -p "$RUN/unbound"
 		render unbound.conf.in "$RUN/unbound/unbound.conf" DIR="$RUN/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
 		bench_server unbound ok "unbound $(unbound -V | awk 'NR == 1 { print $2 }')" "$port" \
 			unbound -d -c "$RUN/unbound/unbound.conf"
 		;;
 	coredns)
+		ENC_DOT_PORT="" ENC_DOH_PORT=""
 		render Corefile.in "$RUN/Corefile" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
 		version="CoreDNS $COREDNS_VERSION"
 		[[ $COREDNS_STATUS != ok ]] || version=$("$COREDNS_BIN" -version | head -n1)
@@ -451,6 +752,14 @@ stop_pid "$NAMED_PID"
 	printf 'nice\t%s\n' "$NICE"
 	printf 'max_args\t%s\n' "${MAX_ARGS[*]}"
 	printf 'rate_args\t%s\n' "${RATE_ARGS[*]}"
+	printf 'encrypted\t%s\n' "$ENCRYPTED"
+	printf 'h2_max_args\t%s\n' "${H2_MAX_ARGS[*]}"
+	printf 'h2_rate_args\t%s\n' "${H2_RATE_ARGS[*]}"
+	printf 'h2_miss_rate_args\t%s\n' "${H2_MISS_RATE_ARGS[*]}"
+	printf 'ql_max_args\t%s\n' "${QL_MAX_ARGS[*]}"
+	printf 'ql_rate_args\t%s\n' "${QL_RATE_ARGS[*]}"
+	printf 'h2load\t%s\n' "$(h2load --version 2>/dev/null | head -n1 || echo -)"
+	printf 'idle_conns\t%s\n' "$IDLE_CONNS"
 	printf 'clk_tck\t%s\n' "$CLK_TCK"
 	printf 'tick_us\t%s\n' "$((1000000 / CLK_TCK))"
 	printf 'zone_records\t%s\n' "$ZONE_RECORDS"

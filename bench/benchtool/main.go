@@ -1,12 +1,15 @@
 // Command benchtool holds the small pieces of the load benchmark that are
 // awkward in shell: picking free loopback ports, reading latency percentiles
-// out of dnsperf's verbose output and writing BENCHMARKS.md from the raw
+// out of dnsperf's verbose output and h2load's request log, turning query
+// files into DoH GET URIs for h2load, and writing BENCHMARKS.md from the raw
 // results. bench/run.sh is its only caller.
 //
 // Usage:
 //
 //	benchtool ports N
 //	benchtool latency FILE
+//	benchtool h2latency FILE
+//	benchtool dohuris BASEURL <NAMES >URIS
 //	benchtool report -dir DIR -out FILE
 package main
 
@@ -28,7 +31,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchtool ports N | latency FILE | report -dir DIR -out FILE")
+		return errors.New("usage: benchtool ports N | latency FILE | h2latency FILE | dohuris BASEURL | report -dir DIR -out FILE")
 	}
 	switch args[0] {
 	case "ports":
@@ -62,6 +65,26 @@ func run(args []string) error {
 		}
 		fmt.Println(s.String())
 		return nil
+	case "h2latency":
+		if len(args) != 2 {
+			return errors.New("usage: benchtool h2latency FILE")
+		}
+		f, err := os.Open(args[1])
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		s, err := readH2loadLog(f)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", args[1], err)
+		}
+		fmt.Println(s.String())
+		return nil
+	case "dohuris":
+		if len(args) != 2 {
+			return errors.New("usage: benchtool dohuris BASEURL <NAMES >URIS")
+		}
+		return writeDoHURIs(os.Stdin, os.Stdout, args[1])
 	case "report":
 		fs := flag.NewFlagSet("report", flag.ContinueOnError)
 		dir := fs.String("dir", "", "directory holding meta.tsv, servers.tsv and results.tsv")

@@ -16,30 +16,39 @@ const reference = "dnsdist"
 // authoritative server itself, with no forwarder in between.
 const direct = "named-direct"
 
-// scenario describes one results table.
+// scenario describes one results table: one scenario key, or with
+// listeners one key per listener (key is then a format with one %s), rows
+// grouped by listener.
 type scenario struct {
-	key   string // scenario column of results.tsv
-	title string
-	rate  bool // fixed query rate: show latency instead of QPS ratios
-	about string
+	key       string // scenario column of results.tsv, or a format of it
+	listeners []string
+	title     string
+	rate      bool // fixed query rate: show latency instead of QPS ratios
+	about     string
 }
 
+// listeners are the listener kinds in table order; loadTool names the load
+// generator run.sh uses for each.
+var (
+	listeners = []string{"udp", "tcp", "dot", "doh", "doh3", "doq"}
+	loadTool  = map[string]string{"udp": "dnsperf", "tcp": "dnsperf", "dot": "dnsperf", "doh": "h2load", "doh3": "quicload", "doq": "quicload"}
+)
+
 var scenarios = []scenario{
-	{key: "hit-udp-max", title: "Cache hit, UDP, maximum throughput",
-		about: "The hot set, already cached, asked over UDP as fast as dnsperf can. " +
-			"dnsperf has one core too and can be the limit before the server is: the core columns say which side was saturated, and CPU µs/query compares servers either way."},
-	{key: "hit-tcp-max", title: "Cache hit, TCP, maximum throughput",
-		about: "The hot set, already cached, asked over TCP (dnsperf keeps one connection per client and pipelines)."},
+	{key: "hit-%s-max", listeners: listeners, title: "Cache hit, maximum throughput, by listener",
+		about: "The hot set, already cached, asked as fast as the load generator can: over UDP and TCP, DNS over TLS (`dot`), DNS over HTTPS on HTTP/2 (`doh`) and HTTP/3 (`doh3`), and DNS over QUIC (`doq`). " +
+			"The load generator has one core too and can be the limit before the server is: the core columns say which side was saturated, and CPU µs/query compares servers either way. " +
+			"Ratios divide by dnsdist on the same listener; dnsdist 1.7 has no DoQ or DoH3, so those rows are dnsedge only."},
 	{key: "miss-udp-max", title: "Cache miss, UDP, maximum throughput",
 		about: "Every query is a name never asked before, so every query is forwarded. " +
 			"`named-direct` is dnsperf asking the upstream itself, for reference: named shares core 1 with dnsperf, so it bounds what any forwarder can show here " +
 			"(a forwarder can still beat it slightly: it sends named a steadier stream from one socket than dnsperf's clients do)."},
-	{key: "hit-udp-5k", title: "Cache hit, UDP, fixed 5,000 qps: latency", rate: true,
+	{key: "hit-%s-5k", listeners: listeners, title: "Cache hit, fixed 5,000 qps: latency, by listener", rate: true,
 		about: "The hot set, already cached, at a fixed 5,000 queries per second. " +
-			"'p50 over direct' is the server's p50 minus the p50 of asking named directly at the same rate (cache-miss table)."},
-	{key: "miss-udp-5k", title: "Cache miss, UDP, fixed 5,000 qps: latency", rate: true,
-		about: "Names never asked before at a fixed 5,000 queries per second. " +
-			"'p50 over direct' is what the forwarder adds to asking named directly."},
+			"'p50 over direct' is the server's p50 minus the p50 of asking named directly over UDP at the same rate (cache-miss table); on the encrypted listeners it includes what the load generator itself adds."},
+	{key: "miss-%s-5k", listeners: listeners, title: "Cache miss, fixed 5,000 qps: latency, by listener", rate: true,
+		about: "Names never asked before at a fixed 5,000 queries per second; each listener has its own file of new names. " +
+			"'p50 over direct' is what the forwarder adds to asking named directly over UDP."},
 }
 
 // serverOrder is the order of rows in every table; servers not listed here
@@ -119,51 +128,75 @@ func writeReport(dir, out string) error {
 	}
 	directP50 := lookup(byKey["miss-udp-5k"], direct).p50
 	for _, sc := range scenarios {
-		rs := byKey[sc.key]
-		if len(rs) == 0 {
+		groups := []string{""}
+		if sc.listeners != nil {
+			groups = sc.listeners
+		}
+		var table []string
+		for _, l := range groups {
+			key := sc.key
+			if l != "" {
+				key = fmt.Sprintf(sc.key, l)
+			}
+			rs := sortServers(byKey[key], func(r result) string { return r.server })
+			ref := lookup(rs, reference)
+			for _, r := range rs {
+				table = append(table, tableRow(sc, l, r, ref, directP50))
+			}
+		}
+		if len(table) == 0 {
 			continue
 		}
-		rs = sortServers(rs, func(r result) string { return r.server })
-		ref := lookup(rs, reference)
 		w("\n## %s\n\n%s\n\n", sc.title, sc.about)
-		if sc.rate {
-			w("| Server | Answered qps | Lost | p50 (ms) | p99 (ms) | p50 over direct (ms) | CPU µs/query | CPU ÷ %s | Notes |\n", reference)
-			w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
-		} else {
-			w("| Server | QPS | Lost | CPU µs/query | QPS ÷ %s | CPU ÷ %s | Server core busy | Load core busy | Notes |\n", reference, reference)
-			w("|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+		lead, lsep := "", ""
+		if sc.listeners != nil {
+			lead, lsep = "Listener | Load generator | ", "---|---|"
 		}
-		for _, r := range rs {
-			if r.status != "ok" {
-				if sc.rate {
-					w("| %s | - | - | - | - | - | - | - | %s |\n", r.server, r.status)
-				} else {
-					w("| %s | - | - | - | - | - | - | - | %s |\n", r.server, r.status)
-				}
-				continue
-			}
-			cpuRatio := ratio(r.cpu, ref.cpu, ref.status)
-			if r.server == direct {
-				cpuRatio = "-"
-			}
-			if sc.rate {
-				over := "-"
-				if r.server != direct {
-					over = diff(r.p50, directP50)
-				}
-				w("| %s | %s | %s%% | %s | %s | %s | %s | %s | %s |\n",
-					r.server, num(r.qps, 0), r.lost, r.p50, r.p99, over, num(r.cpu, 1), cpuRatio, r.note)
-			} else {
-				qpsRatio := ratio(r.qps, ref.qps, ref.status)
-				if r.server == direct {
-					qpsRatio = "-"
-				}
-				w("| %s | %s | %s%% | %s | %s | %s | %s | %s | %s |\n",
-					r.server, num(r.qps, 0), r.lost, num(r.cpu, 1), qpsRatio, cpuRatio, pct(r.serverPct), pct(r.loadPct), r.note)
-			}
+		if sc.rate {
+			w("| %sServer | Answered qps | Lost | p50 (ms) | p99 (ms) | p50 over direct (ms) | CPU µs/query | CPU ÷ %s | Notes |\n", lead, reference)
+		} else {
+			w("| %sServer | QPS | Lost | CPU µs/query | QPS ÷ %s | CPU ÷ %s | Server core busy | Load core busy | Notes |\n", lead, reference, reference)
+		}
+		w("|%s---|---:|---:|---:|---:|---:|---:|---:|---|\n", lsep)
+		for _, line := range table {
+			w("%s\n", line)
 		}
 	}
+	if err := writeIdle(w, dir); err != nil {
+		return err
+	}
+	writeTargets(w, byKey, dir)
 	return os.WriteFile(out, []byte(b.String()), 0o644)
+}
+
+// tableRow formats one result of scenario sc; listener is empty for tables
+// without a listener column.
+func tableRow(sc scenario, listener string, r, ref result, directP50 string) string {
+	lead := ""
+	if sc.listeners != nil {
+		lead = listener + " | " + loadTool[listener] + " | "
+	}
+	if r.status != "ok" {
+		return fmt.Sprintf("| %s%s | - | - | - | - | - | - | - | %s |", lead, r.server, r.status)
+	}
+	cpuRatio := ratio(r.cpu, ref.cpu, ref.status)
+	if r.server == direct {
+		cpuRatio = "-"
+	}
+	if sc.rate {
+		over := "-"
+		if r.server != direct {
+			over = diff(r.p50, directP50)
+		}
+		return fmt.Sprintf("| %s%s | %s | %s%% | %s | %s | %s | %s | %s | %s |",
+			lead, r.server, num(r.qps, 0), r.lost, r.p50, r.p99, over, num(r.cpu, 1), cpuRatio, r.note)
+	}
+	qpsRatio := ratio(r.qps, ref.qps, ref.status)
+	if r.server == direct {
+		qpsRatio = "-"
+	}
+	return fmt.Sprintf("| %s%s | %s | %s%% | %s | %s | %s | %s | %s | %s |",
+		lead, r.server, num(r.qps, 0), r.lost, num(r.cpu, 1), qpsRatio, cpuRatio, pct(r.serverPct), pct(r.loadPct), r.note)
 }
 
 func methodLines(m map[string]string) []string {
@@ -171,7 +204,7 @@ func methodLines(m map[string]string) []string {
 	if n := m["nice"]; n != "" && n != "0" {
 		nice = " Servers, named and dnsperf ran at nice " + n + "."
 	}
-	return []string{
+	lines := []string{
 		"Pinning: the server under test runs alone on core 0 (`taskset -c 0`); dnsperf and the upstream, BIND `named` as an authoritative server, share core 1. " +
 			"Cache-hit runs never reach named, so dnsperf has core 1 to itself there; in cache-miss runs named and dnsperf compete for core 1, which caps the miss numbers (see `named-direct`)." + nice,
 		"Servers run one at a time, each started fresh, each forwarding to the same named over UDP with its cache on: " +
@@ -187,6 +220,17 @@ func methodLines(m map[string]string) []string {
 			"A server well under 100% next to a load core at 100% means dnsperf, not the server, was the limit. A note flags runs where other processes took more than 10% of core 0.",
 		"Ratio columns divide by dnsdist's number in the same table from the same run. For QPS higher is better; for CPU lower is better.",
 	}
+	if m["encrypted"] != "1" {
+		return lines
+	}
+	return append(lines,
+		"Encrypted listeners (dnsedge and dnsdist only): both servers use the same certificate, a P-256 leaf for 127.0.0.1 signed by a CA made with openssl for the run. "+
+			"DoT: dnsperf with the same arguments plus `-m dot`. "+
+			"DoH over HTTP/2: "+m["h2load"]+" with GET `/dns-query?dns=` URIs made from the same query files (`benchtool dohuris`), `h2load "+m["h2_max_args"]+" -D "+m["seconds"]+"` at maximum rate, `h2load "+m["h2_rate_args"]+"` at 5,000 qps and `h2load "+m["h2_miss_rate_args"]+"` for misses (h2load's clients each walk the URI list from its start, so one client keeps every name new); "+
+			"dnsperf's own DoH mode loses queries and stalls, so it is not used. p50/p99 come from h2load's `--log-file`, with non-2xx answers counted as timed out; h2load cannot see DNS response codes, so `kdig +https` checks an answer from each server before the runs.",
+		"DoQ (RFC 9250) and DoH over HTTP/3: `bench/quicload` (quic-go), dnsedge only. `quicload "+m["ql_max_args"]+"` at maximum rate and `quicload "+m["ql_rate_args"]+"` at 5,000 qps; every answer is unpacked and checked against its question, latency is measured per query, lost queries count as infinitely slow.",
+		"Each encrypted run keeps its connections for the whole run, so the TLS/QUIC handshake cost is spread over all its queries; CPU µs/query is the server's CPU over the queries the load generator saw answered, as for UDP and TCP. The hot set is asked once more over UDP before the encrypted runs, since the maximum-rate cache-miss run pushes it out of the cache.",
+	)
 }
 
 func readTSV(path string, cols int) ([][]string, error) {
