@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -33,6 +34,9 @@ type TCP struct {
 	accepting sync.WaitGroup // the accept loop
 	reading   sync.WaitGroup // connection read loops
 	serving   sync.WaitGroup // connection goroutines, until the connection is closed
+	working   sync.WaitGroup // workers
+
+	jobs chan tcpJob // unbuffered: taken only by an idle worker
 
 	tls *tls.Config // DoT only: the server config, ALPN "dot"
 
@@ -50,7 +54,21 @@ type tcpConn struct {
 	state         *tls.ConnectionState // DoT: set once the handshake is done
 	slots         chan struct{}        // MaxQueriesPerConn query slots
 	flight        flight               // queries in flight on this connection
-	wmu           sync.Mutex           // one reply written at a time
+
+	wmu      sync.Mutex // guards the fields below
+	pending  *[]byte    // framed replies waiting for the flusher; a pooled buffer or nil
+	flushing bool       // a goroutine is writing pending out
+	broken   bool       // a write failed: the connection is closed
+	written  sync.Cond  // on wmu: signaled when pending was taken or the connection broke
+}
+
+// tcpJob is one query read from a connection, for a worker to serve.
+type tcpJob struct {
+	tc       *tcpConn
+	buf      *[]byte
+	n        int
+	act      action
+	received time.Time
 }
 
 var _ interface {
@@ -126,6 +144,7 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 		conns: make(map[*tcpConn]struct{}),
 		perIP: make(map[netip.Addr]int),
 		tls:   tc,
+		jobs:  make(chan tcpJob),
 	}
 	if tc != nil {
 		l.perIPCap = cfg.MaxConnsPerClient
@@ -172,6 +191,7 @@ func (l *TCP) Close() error {
 	}
 	l.connMu.Unlock()
 	l.serving.Wait()
+	l.working.Wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -201,6 +221,7 @@ func (l *TCP) accept() {
 			slots:  make(chan struct{}, l.cfg.MaxQueriesPerConn),
 			flight: newFlight(),
 		}
+		tc.written.L = &tc.wmu
 		l.connMu.Lock()
 		if len(l.conns) >= l.cfg.MaxConns {
 			l.connMu.Unlock()
@@ -344,7 +365,13 @@ func (l *TCP) read(tc *tcpConn) {
 			return
 		}
 		tc.flight.add()
-		go l.serve(tc, buf, n, act, received)
+		j := tcpJob{tc: tc, buf: buf, n: n, act: act, received: received}
+		select {
+		case l.jobs <- j:
+		default:
+			l.working.Add(1)
+			go l.worker(j)
+		}
 	}
 }
 
@@ -363,6 +390,27 @@ func (l *TCP) acquire() error {
 func (l *TCP) release() {
 	<-l.slots
 	l.flight.done()
+}
+
+// worker serves j, then the queries handed to it while it waits, until it
+// has idled for workerIdle or the listener closes: reused goroutines have
+// their stacks grown already, which a goroutine per query pays for every
+// time (see the UDP listener's worker).
+func (l *TCP) worker(j tcpJob) {
+	defer l.working.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		l.serve(j.tc, j.buf, j.n, j.act, j.received)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-l.jobs:
+		case <-idle.C:
+			return
+		case <-l.done:
+			return
+		}
+	}
 }
 
 // serve answers the message in buf[:n], whose header checkHeader judged
@@ -403,20 +451,73 @@ func (l *TCP) serve(tc *tcpConn, buf *[]byte, n int, act action, received time.T
 }
 
 // write sends b, which sits at (*buf)[2:], with its length prefix, then
-// gives buf back. A client that does not take the reply within
+// gives buf back. A client that does not take the replies within
 // WriteTimeout is disconnected.
+//
+// Replies that are ready together leave together: the first writer
+// becomes the flusher, yields once so that the other queries of the
+// connection that are ready can finish and append their replies, then
+// writes everything pending in one call, which is one syscall on TCP and
+// one TLS record on DoT (a pipelining client such as a stub resolver or
+// dnsperf gets many answers per write).
 func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
-	defer putBuf(buf)
 	frame := (*buf)[:2+len(b)]
 	frame[0], frame[1] = byte(len(b)>>8), byte(len(b))
 	tc.wmu.Lock()
-	defer tc.wmu.Unlock()
-	tc.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
-	if _, err := tc.conn.Write(frame); err != nil {
-		l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
-		tc.conn.Close()
+	// A client that reads slower than it asks must not make replies pile
+	// up here: past maxPending, writers wait for the flusher, holding
+	// their query slots, so the connection is not read meanwhile.
+	for !tc.broken && tc.pending != nil && len(*tc.pending)+len(frame) > maxPending {
+		tc.written.Wait()
 	}
+	if tc.broken {
+		tc.wmu.Unlock()
+		putBuf(buf)
+		return
+	}
+	if tc.pending == nil {
+		tc.pending = getBuf()
+		*tc.pending = (*tc.pending)[:0]
+	}
+	*tc.pending = append(*tc.pending, frame...)
+	putBuf(buf)
+	if tc.flushing {
+		tc.wmu.Unlock()
+		return
+	}
+	tc.flushing = true
+	tc.wmu.Unlock()
+	runtime.Gosched()
+	tc.wmu.Lock()
+	for tc.pending != nil && len(*tc.pending) > 0 && !tc.broken {
+		out := tc.pending
+		tc.pending = nil
+		tc.written.Broadcast()
+		tc.wmu.Unlock()
+		tc.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
+		_, err := tc.conn.Write(*out)
+		*out = (*out)[:cap(*out)]
+		putBuf(out)
+		tc.wmu.Lock()
+		if err != nil {
+			tc.broken = true
+			l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
+			tc.conn.Close()
+		}
+	}
+	tc.written.Broadcast()
+	if tc.pending != nil {
+		// Broken: what is pending will never be sent.
+		*tc.pending = (*tc.pending)[:cap(*tc.pending)]
+		putBuf(tc.pending)
+		tc.pending = nil
+	}
+	tc.flushing = false
+	tc.wmu.Unlock()
 }
+
+// maxPending bounds the replies waiting to be written on one connection.
+const maxPending = 2 * maxFrame
 
 // stage is what a connection is waiting for when a read may block.
 type stage uint8

@@ -92,9 +92,9 @@ func wantClosed(t *testing.T, c net.Conn, within time.Duration) time.Duration {
 	t.Helper()
 	begin := time.Now()
 	c.SetReadDeadline(begin.Add(within))
-	_, err := io.Copy(io.Discard, c)
+	n, err := io.Copy(io.Discard, c)
 	if isTimeout(err) {
-		t.Fatalf("connection still open after %v", within)
+		t.Fatalf("connection still open after %v (%d bytes read)", within, n)
 	}
 	return time.Since(begin)
 }
