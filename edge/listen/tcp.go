@@ -299,7 +299,14 @@ func (l *TCP) handshake(tc *tcpConn) bool {
 // read is the read loop of one connection. It returns when the client
 // closes the connection or misbehaves, on a timeout, or on Close.
 func (l *TCP) read(tc *tcpConn) {
-	br := bufio.NewReaderSize(tc.conn, 2048)
+	// Over TLS the records are already buffered, decrypted, inside the
+	// tls.Conn: a small reader keeps idle DoT connections light. Over TCP
+	// a bigger one takes a burst of pipelined queries in one read.
+	size := 2048
+	if l.tls != nil {
+		size = 512
+	}
+	br := bufio.NewReaderSize(tc.conn, size)
 	arm := func(s stage) {
 		d := l.cfg.ReadTimeout
 		if s == stageIdle {
