@@ -99,3 +99,31 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestREADMEConfig loads the complete example of README.md's
+// Configuration section, so the documentation cannot drift from what the
+// loader accepts.
+func TestREADMEConfig(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(readme), "## Configuration")
+	if !ok {
+		t.Fatal("README.md has no Configuration section")
+	}
+	_, rest, ok = strings.Cut(rest, "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml example in README.md's Configuration section")
+	}
+	resolv := filepath.Join(t.TempDir(), "resolv.conf")
+	os.WriteFile(resolv, []byte("nameserver 192.0.2.53\n"), 0o644)
+	cfg, err := parse("README.md", []byte(example), resolv)
+	if err != nil {
+		t.Fatalf("the README example does not load:\n%v", err)
+	}
+	if len(cfg.Listeners) < 6 || cfg.TLS == nil || len(cfg.Upstreams) < 3 {
+		t.Errorf("the README example lost parts: %s", summarize(cfg))
+	}
+}
