@@ -159,3 +159,60 @@ upstreams:
 		dotQuery(t, dialTrusting(t, addr, third))
 	})
 }
+
+// TestDoTClientCertificates: a listener with client_auth require serves
+// only clients whose certificate its client_ca signed.
+func TestDoTClientCertificates(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	server, clients, stranger := transporttest.NewCA(t), transporttest.NewCA(t), transporttest.NewCA(t)
+	certFile, keyFile := writeCert(t, t.TempDir(), server)
+	cfg, err := edge.Parse("test.yaml", []byte(fmt.Sprintf(`listeners:
+  - proto: dot
+    address: "127.0.0.1:0"
+    tls: {cert_file: %q, key_file: %q, client_auth: require, client_ca: %q}
+upstreams:
+  - {name: up, url: "udp://%s"}
+`, certFile, keyFile, clients.WritePEM(t), up.AddrV4())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	addr := srv.Addrs()["dot"][0].String()
+	tests := []struct {
+		name string
+		cert []tls.Certificate
+		ok   bool
+	}{
+		{"no certificate", nil, false},
+		{"certificate of another CA", []tls.Certificate{stranger.Leaf}, false},
+		{"certificate of the client CA", []tls.Certificate{clients.Leaf}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: server.Pool, ServerName: "localhost",
+				NextProtos: []string{"dot"}, Certificates: tt.cert})
+			if err == nil {
+				defer c.Close()
+				// TLS 1.3 reports a refused client certificate on the
+				// first read, not in the handshake.
+				c.SetDeadline(time.Now().Add(2 * time.Second))
+				q := new(dns.Msg)
+				q.SetQuestion("h1.test.example.", dns.TypeA)
+				b, _ := q.Pack()
+				c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+				var n [2]byte
+				_, err = io.ReadFull(c, n[:])
+			}
+			if (err == nil) != tt.ok {
+				t.Fatalf("got err %v, want success %v", err, tt.ok)
+			}
+		})
+	}
+}
