@@ -68,6 +68,9 @@ type DoQ struct {
 
 	accepting sync.WaitGroup // the accept loop
 	serving   sync.WaitGroup // connection goroutines and refusals
+	working   sync.WaitGroup // stream workers
+
+	jobs chan doqJob // unbuffered: taken only by an idle worker
 
 	connMu    sync.Mutex
 	conns     map[*doqConn]struct{}
@@ -138,6 +141,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		refusing:  make(chan struct{}, maxRefusing),
 		conns:     make(map[*doqConn]struct{}),
 		perClient: make(map[netip.Addr]int),
+		jobs:      make(chan doqJob),
 	}
 	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
@@ -200,6 +204,7 @@ func (l *DoQ) Close() error {
 		dc.qc.CloseWithError(doqNoError, "")
 	}
 	l.serving.Wait()
+	l.working.Wait()
 	err = errors.Join(err, l.tr.Close(), l.pc.Close())
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
@@ -346,11 +351,42 @@ func (l *DoQ) serveConn(dc *doqConn) {
 			continue
 		}
 		s.SetReadDeadline(time.Now().Add(l.cfg.ReadTimeout))
-		go l.serveStream(dc, s)
+		select {
+		case l.jobs <- doqJob{dc, s}:
+		default:
+			l.working.Add(1)
+			go l.worker(doqJob{dc, s})
+		}
 	}
 	// On Close the connection stays open until the queries in flight are
 	// answered; Close then closes it.
 	<-dc.qc.Context().Done()
+}
+
+// doqJob is one stream for a worker to serve.
+type doqJob struct {
+	dc *doqConn
+	s  *quic.Stream
+}
+
+// worker serves j, then the streams handed to it while it waits, until it
+// has idled for workerIdle or the listener closes: reused goroutines have
+// their stacks grown already (see the UDP listener's worker).
+func (l *DoQ) worker(j doqJob) {
+	defer l.working.Done()
+	idle := time.NewTimer(workerIdle)
+	defer idle.Stop()
+	for {
+		l.serveStream(j.dc, j.s)
+		idle.Reset(workerIdle)
+		select {
+		case j = <-l.jobs:
+		case <-idle.C:
+			return
+		case <-l.done:
+			return
+		}
+	}
 }
 
 // forget removes a closed connection from the listener's books.
