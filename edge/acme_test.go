@@ -11,7 +11,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/dnsedge/dnsedge/internal/leaktest"
 	"github.com/dnsedge/dnsedge/tls/pebbletest"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 	"github.com/miekg/dns"
@@ -40,7 +40,7 @@ www  60 IN A 192.0.2.10
 // Not parallel: it checks that no goroutine outlives Close and pebble.
 func TestACMEDoT(t *testing.T) {
 	const domain = "dot.dnsedge.test"
-	before := goroutineIDs()
+	before := leaktest.Snapshot()
 	p := pebbletest.Start(t)
 	up := transporttest.StartFault(t, acmeZone)
 	state := t.TempDir()
@@ -108,7 +108,7 @@ upstreams:
 	}
 	up.Stop()
 	p.Stop()
-	checkGoroutinesSince(t, before,
+	leaktest.Check(t, before, 10*time.Second,
 		// certmagic keeps one rate limiter per CA and account for the
 		// life of the process (acmeclient.go: "TODO: stop rate limiter");
 		// see edgetls.Certs.Close.
@@ -223,53 +223,3 @@ func (l *acmeLog) String() string {
 }
 
 func (l *acmeLog) count(substr string) int { return strings.Count(l.String(), substr) }
-
-// goroutineIDs returns the ids of the running goroutines.
-func goroutineIDs() map[string]bool {
-	ids := make(map[string]bool)
-	for _, g := range goroutineStacks() {
-		ids[strings.Fields(g)[1]] = true
-	}
-	return ids
-}
-
-func goroutineStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// checkGoroutinesSince waits up to 10 s for every goroutine started after
-// before to end, ignoring stacks that contain one of allowed. certmagic's
-// lock-file refreshers of the last issuance take up to 5 s to end.
-func checkGoroutinesSince(t *testing.T, before map[string]bool, allowed ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var leaked []string
-	stacks:
-		for _, g := range goroutineStacks() {
-			if before[strings.Fields(g)[1]] {
-				continue
-			}
-			for _, a := range allowed {
-				if strings.Contains(g, a) {
-					continue stacks
-				}
-			}
-			leaked = append(leaked, g)
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}

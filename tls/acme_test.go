@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsedge/dnsedge/internal/leaktest"
 	"github.com/dnsedge/dnsedge/tls/pebbletest"
 )
 
@@ -25,7 +26,7 @@ import (
 //
 // Not parallel: it checks that no goroutine outlives Close and pebble.
 func TestACMEPebble(t *testing.T) {
-	before := goroutineSnapshot()
+	before := leaktest.Snapshot()
 	p := pebbletest.Start(t)
 	roots, intermediates := p.Roots(t), p.Intermediates(t)
 	verify := func(t *testing.T, addr, domain string) *x509.Certificate {
@@ -158,7 +159,7 @@ func TestACMEPebble(t *testing.T) {
 	})
 
 	p.Stop()
-	checkNoNewGoroutines(t, before,
+	leaktest.Check(t, before, 10*time.Second,
 		// certmagic keeps one rate limiter per CA and account for the
 		// life of the process (acmeclient.go: "TODO: stop rate limiter").
 		"certmagic.(*RingBufferRateLimiter).loop",

@@ -18,7 +18,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -250,53 +249,4 @@ func echo(conn *tls.Conn) error {
 // peerSerial returns the serial of the certificate the server sent.
 func peerSerial(conn *tls.Conn) string {
 	return conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
-}
-
-// goroutineSnapshot returns the ids of the running goroutines.
-func goroutineSnapshot() map[string]bool {
-	ids := map[string]bool{}
-	for _, g := range goroutineStacks() {
-		ids[strings.Fields(g)[1]] = true
-	}
-	return ids
-}
-
-func goroutineStacks() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			return strings.Split(string(buf[:n]), "\n\n")
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-}
-
-// checkNoNewGoroutines waits up to 10 s for every goroutine started after
-// before to end, ignoring stacks that contain one of allowed.
-func checkNoNewGoroutines(t *testing.T, before map[string]bool, allowed ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var leaked []string
-	stacks:
-		for _, g := range goroutineStacks() {
-			if before[strings.Fields(g)[1]] {
-				continue
-			}
-			for _, a := range allowed {
-				if strings.Contains(g, a) {
-					continue stacks
-				}
-			}
-			leaked = append(leaked, g)
-		}
-		if len(leaked) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines leaked:\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
