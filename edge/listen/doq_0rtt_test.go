@@ -33,7 +33,7 @@ func TestDoQ0RTT(t *testing.T) {
 	}}
 	l := startDoQ(t, testConfig(t, fam4, h))
 	cache := &notifyCache{ClientSessionCache: tls.NewLRUClientSessionCache(4), stored: make(chan struct{}, 1)}
-	tlsConf := l.pki.client("dns.test")
+	tlsConf := l.pki.clientTLS("dns.test")
 	tlsConf.ClientSessionCache = cache
 	exchange := func(c *doqclient.Client, q *dns.Msg) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)

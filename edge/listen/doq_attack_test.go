@@ -169,7 +169,7 @@ func TestDoQStalledHandshake(t *testing.T) {
 	defer cancel()
 	dialed := make(chan error, 1)
 	go func() {
-		c, err := doqclient.Dial(ctx, p.addr(), doqclient.Config{TLS: l.pki.client("dns.test")})
+		c, err := doqclient.Dial(ctx, p.addr(), doqclient.Config{TLS: l.pki.clientTLS("dns.test")})
 		if err == nil {
 			c.Close()
 		}

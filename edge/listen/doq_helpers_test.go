@@ -2,15 +2,9 @@ package listen
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"runtime"
 	"strings"
@@ -28,14 +22,14 @@ import (
 // doqServer is a DoQ listener under test and the PKI it serves.
 type doqServer struct {
 	*DoQ
-	pki doqPKI
+	pki testPKI
 }
 
 // startDoQ binds a DoQ listener for cfg with a fresh test PKI and serves
 // it until the test ends.
 func startDoQ(t testing.TB, cfg Config) doqServer {
 	t.Helper()
-	pki := newDoQPKI(t)
+	pki := testTLS(t)
 	cfg.TLS = pki.server
 	l, err := ListenDoQ(cfg)
 	if err != nil {
@@ -60,7 +54,7 @@ func (s doqServer) dial(t testing.TB, sni string) *doqclient.Client {
 func (s doqServer) tryDial(sni string) (*doqclient.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return doqclient.Dial(ctx, s.Addr().String(), doqclient.Config{TLS: s.pki.client(sni)})
+	return doqclient.Dial(ctx, s.Addr().String(), doqclient.Config{TLS: s.pki.clientTLS(sni)})
 }
 
 // doqFrame returns m packed with its DoQ length prefix; m's ID is kept.
@@ -304,67 +298,4 @@ func (c *notifyCache) Put(key string, cs *tls.ClientSessionState) {
 		default:
 		}
 	}
-}
-
-// doqPKI is a test CA and a leaf it signed for "dns.test", "*.dns.test",
-// 127.0.0.1 and ::1.
-type doqPKI struct {
-	server *tls.Config
-	roots  *x509.CertPool
-}
-
-// newDoQPKI makes a fresh test PKI.
-func newDoQPKI(t testing.TB) doqPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "dnsedge doq test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "dns.test"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"dns.test", "*.dns.test"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AddCert(caCert)
-	return doqPKI{
-		server: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}},
-		roots:  roots,
-	}
-}
-
-// client returns a client config trusting the CA that sends sni.
-func (p doqPKI) client(sni string) *tls.Config {
-	return &tls.Config{RootCAs: p.roots, ServerName: sni}
 }

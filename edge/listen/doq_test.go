@@ -333,7 +333,7 @@ func TestDoQCloseAnswersInFlight(t *testing.T) {
 		<-release
 		return answerA(ctx, req)
 	}}
-	pki := newDoQPKI(t)
+	pki := testTLS(t)
 	cfg := testConfig(t, fam4, h)
 	cfg.TLS = pki.server
 	l, err := ListenDoQ(cfg)
