@@ -99,6 +99,9 @@ type dohListener struct {
 	tcp     *net.TCPListener
 	tlsConf *tls.Config // nil: cleartext (h2c)
 	limit   *dohLimiter
+	// h2, when set, serves the connections that negotiated "h2" instead
+	// of handing them to Accept. It must not block.
+	h2 func(*tls.Conn, *dohConn)
 
 	ready  chan net.Conn // connections for Accept
 	stop   context.Context
@@ -221,6 +224,14 @@ func (dl *dohListener) handshake(c *dohConn) {
 		return
 	}
 	c.SetDeadline(time.Time{})
+	if dl.h2 != nil && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		if dl.stop.Err() != nil {
+			tc.Close()
+			return
+		}
+		dl.h2(tc, c)
+		return
+	}
 	dl.hand(tc)
 }
 

@@ -8,11 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
-
-	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // dnsMessageType is the media type of DoH (RFC 8484 §6).
@@ -116,128 +113,6 @@ func readDoHPost(body io.Reader, length int64, dst []byte) ([]byte, *dohError) {
 func isDNSMessageType(ct string) bool {
 	ct, _, _ = strings.Cut(ct, ";")
 	return strings.EqualFold(strings.TrimSpace(ct), dnsMessageType)
-}
-
-// serveHTTP is the handler of every HTTP version.
-func (l *DoH) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	received := time.Now()
-	h := w.Header()
-	h["Access-Control-Allow-Origin"] = l.hdr.cors
-	if l.hdr.altSvc != nil && r.ProtoMajor < 3 {
-		h["Alt-Svc"] = l.hdr.altSvc
-	}
-	id, ok := l.paths.match(r.URL.Path)
-	if !ok {
-		l.fail(w, &dohError{http.StatusNotFound, "not found"})
-		return
-	}
-	buf := getBuf()
-	defer putBuf(buf)
-	var msg []byte
-	var derr *dohError
-	switch r.Method {
-	case http.MethodPost:
-		l.m.query()
-		if !isDNSMessageType(r.Header.Get("Content-Type")) {
-			derr = &dohError{http.StatusUnsupportedMediaType, "content type is not " + dnsMessageType}
-			break
-		}
-		msg, derr = readDoHPost(r.Body, r.ContentLength, *buf)
-	case http.MethodGet:
-		l.m.query()
-		if wantsJSON(r) {
-			l.serveJSON(w, r, id, received)
-			return
-		}
-		msg, derr = decodeDoHGet(r.URL.RawQuery, *buf)
-	case http.MethodOptions:
-		// CORS preflight (Fetch standard): any origin may query.
-		h["Access-Control-Allow-Methods"] = l.hdr.allow
-		h["Access-Control-Allow-Headers"] = l.hdr.allowHdrs
-		h["Access-Control-Max-Age"] = l.hdr.maxAge
-		h["Allow"] = l.hdr.allow
-		w.WriteHeader(http.StatusNoContent)
-		return
-	default:
-		h["Allow"] = l.hdr.allow
-		l.fail(w, &dohError{http.StatusMethodNotAllowed, "method not allowed"})
-		return
-	}
-	if derr != nil {
-		l.m.drop(reasonProtocol)
-		l.fail(w, derr)
-		return
-	}
-	l.serveWire(w, r, msg, id, received)
-}
-
-// serveWire answers the DNS message msg.
-func (l *DoH) serveWire(w http.ResponseWriter, r *http.Request, msg []byte, id string, received time.Time) {
-	q, act, why := check(msg)
-	switch act {
-	case actDrop:
-		l.m.drop(why)
-		l.fail(w, dohBadRequest("not a DNS query: "+why.String()))
-		return
-	case actFormErr:
-		l.m.drop(reasonProtocol)
-		l.fail(w, dohBadRequest("malformed DNS query"))
-		return
-	case actNotImp, actBadVers:
-		// A well-formed message: its DNS error reply is the answer.
-		out := getBuf()
-		defer putBuf(out)
-		l.writeDNS(w, reject(msg, q, act, *out))
-		l.m.response(rejectRcode(act), false)
-		return
-	}
-	if !l.tryAcquire() {
-		l.m.drop(reasonOverload)
-		l.fail(w, &dohError{http.StatusServiceUnavailable, "overloaded"})
-		return
-	}
-	defer l.release()
-	req := &pipeline.Request{
-		Msg:      q,
-		Client:   dohRemoteAddr(r),
-		Local:    l.addr,
-		Listener: pipeline.KindDoH,
-		ClientID: id,
-		TLS:      r.TLS,
-		Received: received,
-		MaxSize:  dns.MaxMsgSize,
-	}
-	out, obuf := l.answer(req, 0)
-	if out == nil {
-		// The pipeline chose to send nothing: the closest HTTP has is to
-		// abort the stream (HTTP/1.1 closes the connection).
-		panic(http.ErrAbortHandler)
-	}
-	defer putBuf(obuf)
-	l.writeDNS(w, out)
-}
-
-// writeDNS writes the DNS reply b with 200 OK.
-func (l *DoH) writeDNS(w http.ResponseWriter, b []byte) {
-	h := w.Header()
-	vals := new([2]string) // one allocation for both values
-	vals[0] = dohCacheControl(b)
-	vals[1] = strconv.Itoa(len(b))
-	h["Content-Type"] = l.hdr.dnsMessage
-	h["Cache-Control"] = vals[0:1:1]
-	h["Content-Length"] = vals[1:2:2]
-	w.WriteHeader(http.StatusOK)
-	w.Write(b)
-}
-
-// fail writes the error e as a short text body.
-func (l *DoH) fail(w http.ResponseWriter, e *dohError) {
-	h := w.Header()
-	h["Content-Type"] = l.hdr.text
-	h["X-Content-Type-Options"] = l.hdr.nosniff
-	h["Cache-Control"] = l.hdr.noStore
-	w.WriteHeader(e.status)
-	io.WriteString(w, e.text+"\n")
 }
 
 // dohRemoteAddr returns the client address of r, invalid when the server

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
 
@@ -26,17 +25,17 @@ const (
 	jsJSONType  = "application/x-javascript"
 )
 
-// wantsJSON reports whether the GET request r is for the JSON API: it has
-// no dns parameter, and accepts application/dns-json or has a name
-// parameter.
-func wantsJSON(r *http.Request) bool {
-	if _, ok := dohQueryParam(r.URL.RawQuery, "dns"); ok {
+// wantsJSON reports whether a GET request of raw query string rawQuery
+// and Accept header accept is for the JSON API: it has no dns parameter,
+// and accepts application/dns-json or has a name parameter.
+func wantsJSON(rawQuery, accept string) bool {
+	if _, ok := dohQueryParam(rawQuery, "dns"); ok {
 		return false
 	}
-	if _, ok := dohQueryParam(r.URL.RawQuery, "name"); ok {
+	if _, ok := dohQueryParam(rawQuery, "name"); ok {
 		return true
 	}
-	return strings.Contains(r.Header.Get("Accept"), dnsJSONType)
+	return strings.Contains(accept, dnsJSONType)
 }
 
 // jsonParams are the parameters of one JSON API query.
@@ -172,35 +171,36 @@ func jsonQuery(p jsonParams) *dns.Msg {
 }
 
 // serveJSON answers a JSON API request.
-func (l *DoH) serveJSON(w http.ResponseWriter, r *http.Request, id string, received time.Time) {
-	p, derr := parseJSONParams(r.URL.RawQuery)
+func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
+	p, derr := parseJSONParams(r.rawQuery)
 	if derr != nil {
 		l.m.drop(reasonProtocol)
-		l.failJSON(w, derr)
+		w.failJSON(derr)
 		return
 	}
 	if !l.tryAcquire() {
 		l.m.drop(reasonOverload)
-		l.failJSON(w, &dohError{http.StatusServiceUnavailable, "overloaded"})
+		w.failJSON(&dohError{http.StatusServiceUnavailable, "overloaded"})
 		return
 	}
 	defer l.release()
 	req := &pipeline.Request{
 		Msg:      jsonQuery(p),
-		Client:   dohRemoteAddr(r),
+		Client:   r.client,
 		Local:    l.addr,
 		Listener: pipeline.KindDoH,
 		ClientID: id,
-		TLS:      r.TLS,
+		TLS:      r.tls,
 		ECS:      p.ecs,
-		Received: received,
+		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
 	m, err := l.call(req)
 	reply, send := Finish(req, m, err, l.log)
 	if !send {
 		l.m.drop(reasonHandler)
-		panic(http.ErrAbortHandler) // as serveWire does
+		w.abort = true // as serveWire does
+		return
 	}
 	buf := getBuf()
 	defer putBuf(buf)
@@ -213,28 +213,11 @@ func (l *DoH) serveJSON(w http.ResponseWriter, r *http.Request, id string, recei
 	body, err := json.Marshal(renderJSON(reply, p.ecs))
 	if err != nil {
 		l.log.Error("render json reply", "err", err, "question", question(req))
-		l.failJSON(w, &dohError{http.StatusInternalServerError, "internal error"})
+		w.failJSON(&dohError{http.StatusInternalServerError, "internal error"})
 		return
 	}
 	l.m.response(reply.Rcode, reply.Truncated)
-	h := w.Header()
-	h["Content-Type"] = []string{p.ct}
-	h["Cache-Control"] = []string{dohCacheControl(wire)}
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
-}
-
-// failJSON writes e as a JSON error body.
-func (l *DoH) failJSON(w http.ResponseWriter, e *dohError) {
-	body, _ := json.Marshal(struct {
-		Error string `json:"error"`
-	}{e.text})
-	h := w.Header()
-	h["Content-Type"] = []string{dnsJSONType}
-	h["Cache-Control"] = l.hdr.noStore
-	w.WriteHeader(e.status)
-	w.Write(body)
+	w.status, w.kind, w.ctype, w.cache, w.body = http.StatusOK, dohRespJSON, p.ct, dohCacheControl(wire), body
 }
 
 // jsonReply is a reply in the JSON API format.
