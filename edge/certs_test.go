@@ -47,6 +47,25 @@ func writeCert(t *testing.T, dir string, ca *transporttest.CA) (certFile, keyFil
 	return certFile, keyFile
 }
 
+// startServer runs dnsedge in-process on the whole configuration text
+// (listeners included) until the test ends.
+func startServer(t *testing.T, config string) *edge.Server {
+	t.Helper()
+	cfg, err := edge.Parse("test.yaml", []byte(config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
 // dotQuery asks one query on c and fails the test unless it is answered.
 func dotQuery(t *testing.T, c *tls.Conn) {
 	t.Helper()
@@ -107,18 +126,7 @@ upstreams:
   - {name: up, url: "udp://%s"}
 `, cert, key, up.AddrV4())
 	}
-	cfg, err := edge.Parse("test.yaml", []byte(config(certFile, keyFile)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := edge.New(cfg, edge.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv := startServer(t, config(certFile, keyFile))
 	addr := srv.Addrs()["dot"][0].String()
 
 	old := dialTrusting(t, addr, first)
@@ -166,24 +174,13 @@ func TestDoTClientCertificates(t *testing.T) {
 	up := transporttest.StartFault(t, upstreamZone)
 	server, clients, stranger := transporttest.NewCA(t), transporttest.NewCA(t), transporttest.NewCA(t)
 	certFile, keyFile := writeCert(t, t.TempDir(), server)
-	cfg, err := edge.Parse("test.yaml", []byte(fmt.Sprintf(`listeners:
+	srv := startServer(t, fmt.Sprintf(`listeners:
   - proto: dot
     address: "127.0.0.1:0"
     tls: {cert_file: %q, key_file: %q, client_auth: require, client_ca: %q}
 upstreams:
   - {name: up, url: "udp://%s"}
-`, certFile, keyFile, clients.WritePEM(t), up.AddrV4())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := edge.New(cfg, edge.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+`, certFile, keyFile, clients.WritePEM(t), up.AddrV4()))
 	addr := srv.Addrs()["dot"][0].String()
 	tests := []struct {
 		name string
