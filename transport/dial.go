@@ -92,6 +92,34 @@ func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
 // dropped (RFC 6891 §6.1.1 allows one). A trailing TSIG or SIG(0) record
 // stays last. q and the records it holds are not modified; the copy shares
 // q's question and records, which must be treated as read-only.
+// QueryPaddingBlock is the block size queries on encrypted transports are
+// padded to: RFC 8467 §4.1 recommends 128 octets for queries.
+const QueryPaddingBlock = 128
+
+// padQuery adds an EDNS(0) Padding option (RFC 7830) to m, a message made
+// by upstreamQuery (so it has an OPT of its own), that brings its wire
+// length to a multiple of QueryPaddingBlock, so an observer of the
+// encrypted stream learns less from the size of the query. The OPT's
+// option slice may be shared with the client's query, so it is not
+// appended to in place.
+func padQuery(m *dns.Msg) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return
+	}
+	pad := &dns.EDNS0_PADDING{}
+	opts := make([]dns.EDNS0, 0, len(opt.Option)+1)
+	for _, o := range opt.Option {
+		if o.Option() != dns.EDNS0PADDING {
+			opts = append(opts, o)
+		}
+	}
+	opt.Option = append(opts, pad)
+	if n := m.Len() % QueryPaddingBlock; n != 0 {
+		pad.Padding = make([]byte, QueryPaddingBlock-n)
+	}
+}
+
 func upstreamQuery(q *dns.Msg) *dns.Msg {
 	m := &dns.Msg{
 		MsgHdr:   q.MsgHdr,

@@ -202,6 +202,7 @@ func (d *DoH) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	}
 	m := upstreamQuery(q)
 	m.Id = 0
+	padQuery(m)
 	wire, err := m.Pack()
 	if err != nil {
 		return nil, d.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))

@@ -112,6 +112,7 @@ func (d *DoQ) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	defer putMsgBuf(bp)
 	m := upstreamQuery(q)
 	m.Id = 0
+	padQuery(m)
 	wire, err := m.PackBuffer((*bp)[2:])
 	if err != nil || len(wire) > maxMsgSize-2 {
 		return nil, d.p.fail(ClassCanceled, fmt.Errorf("pack query: %d bytes: %w", len(wire), err))

@@ -28,9 +28,11 @@ func NewDoT(addr netip.AddrPort, base *tls.Config, cfg TCPConfig) (*TCP, error) 
 		return nil, fmt.Errorf("new dot exchanger for %s: %w", addr, err)
 	}
 	p := pin(addr, "tcp")
-	return newTCP(p, cfg, func(ctx context.Context) (net.Conn, error) {
+	t := newTCP(p, cfg, func(ctx context.Context) (net.Conn, error) {
 		return dialTLS(ctx, p, conf)
-	}), nil
+	})
+	t.pad = true
+	return t, nil
 }
 
 // dialTLS dials p and completes a TLS handshake, both bounded by ctx.

@@ -126,9 +126,16 @@ func TestEncryptedAnswer(t *testing.T) {
 		for _, fam := range wireFamilies {
 			t.Run(k.name+"/"+fam.name, func(t *testing.T) {
 				t.Parallel()
-				var wireID atomic.Int32
+				var wireID, wireLen atomic.Int32
+				var padded atomic.Bool
 				s := k.start(t, transporttest.ServerConfig{Addr: encAddr(fam.ip), Handler: func(ctx context.Context, q *dns.Msg) *dns.Msg {
 					wireID.Store(int32(q.Id))
+					wireLen.Store(int32(q.Len())) // one name: nothing to compress
+					if opt := q.IsEdns0(); opt != nil {
+						for _, o := range opt.Option {
+							padded.Store(padded.Load() || o.Option() == dns.EDNS0PADDING)
+						}
+					}
 					return transporttest.Answer(ctx, q)
 				}})
 				x := encExchanger(t, k, s, TLSOptions{})
@@ -143,6 +150,10 @@ func TestEncryptedAnswer(t *testing.T) {
 				}
 				if k.name != "dot" && wireID.Load() != 0 {
 					t.Errorf("message id on the wire %#x, want 0", wireID.Load())
+				}
+				// RFC 8467 §4.1: queries padded to 128-octet blocks.
+				if !padded.Load() || wireLen.Load()%QueryPaddingBlock != 0 {
+					t.Errorf("query of %d bytes, padding option %v: want padding to a multiple of %d", wireLen.Load(), padded.Load(), QueryPaddingBlock)
 				}
 			})
 		}

@@ -60,6 +60,7 @@ type TCP struct {
 	// connect opens a connection to p: a plain dial for TCP, dial and
 	// TLS handshake for DoT.
 	connect func(ctx context.Context) (net.Conn, error)
+	pad     bool // pad queries (RFC 8467): set for DoT
 	idle    time.Duration
 	now     func() time.Time
 	slots   chan struct{} // one token per outstanding query
@@ -131,7 +132,11 @@ func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
-	wire, err := upstreamQuery(q).PackBuffer((*bp)[2:])
+	m := upstreamQuery(q)
+	if t.pad {
+		padQuery(m)
+	}
+	wire, err := m.PackBuffer((*bp)[2:])
 	if err != nil {
 		return nil, t.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
 	}
