@@ -17,6 +17,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -103,7 +104,18 @@ func (s *Server) build(cfg *Config) (*generation, error) {
 // handler returns the current pipeline; listeners call it per query.
 func (s *Server) handler() pipeline.Handler { return s.gen.Load().handler }
 
-func listenerKey(l ListenerSpec) string { return l.Proto + " " + l.Address }
+// listenerKey identifies a listener across reloads: its proto and
+// address first, then, when any is set, the settings a running listener
+// cannot change (path, http3, h2c, server name, padding). A listener whose
+// key changes is replaced; its certificate (tls) is not part of the key,
+// since a running listener takes a new one at its next handshake.
+func listenerKey(l ListenerSpec) string {
+	k := l.Proto + " " + l.Address
+	if l.Path != "" || l.HTTP3 || l.H2C || l.ServerName != "" || l.Padding != nil {
+		k += fmt.Sprintf(" path=%q http3=%v h2c=%v server_name=%q padding=%v", l.Path, l.HTTP3, l.H2C, l.ServerName, l.Padding == nil || *l.Padding)
+	}
+	return k
+}
 
 // Start binds every listener and the metrics endpoint and starts serving.
 // A listener that cannot be bound fails the start (optional ones are
@@ -227,7 +239,9 @@ func (s *Server) Reload(cfg *Config) error {
 			s.reloads.WithLabelValues("failed").Inc()
 			return fmt.Errorf("reload: %w", err)
 		}
+		replaced := s.replaceChanged(cfg)
 		if added, err = s.bind(cfg, s.listeners, plan); err != nil {
+			s.restore(replaced)
 			plan.abort()
 			gen.close()
 			s.health.SetConfig(s.gen.Load().cfg.Health.HealthConfig())
@@ -274,6 +288,62 @@ func (s *Server) Reload(cfg *Config) error {
 	s.reloads.WithLabelValues("ok").Inc()
 	s.log.Info("configuration reloaded", "listeners", len(s.listeners), "paths", len(live))
 	return nil
+}
+
+// replaceChanged closes the running listeners that cfg changes in place:
+// those whose settings differ while a listener of cfg needs one of their
+// sockets. They cannot keep running beside their replacement, so they
+// stop first (their queries in flight are answered) and are returned, to
+// be reopened by restore if the reload fails after all.
+func (s *Server) replaceChanged(cfg *Config) map[string]ListenerSpec {
+	want := make(map[string]bool)
+	needed := make(map[string]bool)
+	for _, l := range cfg.Listeners {
+		k := listenerKey(l)
+		want[k] = true
+		if _, running := s.listeners[k]; !running {
+			for _, sock := range l.sockets() {
+				needed[sock] = true
+			}
+		}
+	}
+	replaced := make(map[string]ListenerSpec)
+	for _, spec := range s.gen.Load().cfg.Listeners {
+		k := listenerKey(spec)
+		l, running := s.listeners[k]
+		if !running || want[k] {
+			continue
+		}
+		for _, sock := range spec.sockets() {
+			if needed[sock] && !strings.HasSuffix(spec.Address, ":0") {
+				s.log.Info("replacing a listener whose settings changed", "proto", spec.Proto, "address", spec.Address)
+				l.Close()
+				delete(s.listeners, k)
+				replaced[k] = spec
+				break
+			}
+		}
+	}
+	return replaced
+}
+
+// restore reopens listeners replaceChanged closed, with their old
+// settings and certificates, after a failed reload.
+func (s *Server) restore(replaced map[string]ListenerSpec) {
+	cfg := s.gen.Load().cfg
+	for k, spec := range replaced {
+		plan := &certPlan{byListener: make(map[string]*edgetls.Certs), ptrs: make(map[string]*atomic.Pointer[edgetls.Certs])}
+		if ptr := s.certs.cur[k]; ptr != nil {
+			plan.byListener[k] = ptr.Load()
+		}
+		l, err := s.open(spec, cfg, plan)
+		if err != nil {
+			s.log.Error("listener lost: reopening it after a failed reload failed", "proto", spec.Proto, "address", spec.Address, "error", err.Error())
+			continue
+		}
+		s.listeners[k] = l
+		go s.serve(l)
+	}
 }
 
 func (s *Server) hasPath(id transport.PathID) bool {
