@@ -120,7 +120,7 @@ func (c *certStore) prepare(cfg *Config) (*certPlan, error) {
 			p.fresh = append(p.fresh, certs)
 		}
 		p.bySpec[k] = certs
-		p.byListener[listenerKey(l)] = certs
+		p.byListener[cfg.listenerKey(l)] = certs
 	}
 	return p, nil
 }

@@ -213,3 +213,50 @@ upstreams:
 		})
 	}
 }
+
+// TestReloadClientAuth: a reload that turns client certificates on for a
+// running DoT listener applies to the next connection.
+func TestReloadClientAuth(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	server, clients := transporttest.NewCA(t), transporttest.NewCA(t)
+	certFile, keyFile := writeCert(t, t.TempDir(), server)
+	port := freeTCPPort(t)
+	config := func(auth string) string {
+		return fmt.Sprintf(`listeners:
+  - {proto: dot, address: "127.0.0.1:%d"}
+tls: {cert_file: %q, key_file: %q%s}
+upstreams:
+  - {name: up, url: "udp://%s"}
+`, port, certFile, keyFile, auth, up.AddrV4())
+	}
+	srv := startServer(t, config(""))
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ask := func() error {
+		c, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: server.Pool, ServerName: "localhost", NextProtos: []string{"dot"}})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		q := new(dns.Msg)
+		q.SetQuestion("h1.test.example.", dns.TypeA)
+		b, _ := q.Pack()
+		c.Write(append(binary.BigEndian.AppendUint16(nil, uint16(len(b))), b...))
+		var n [2]byte
+		_, err = io.ReadFull(c, n[:])
+		return err
+	}
+	if err := ask(); err != nil {
+		t.Fatalf("without client certificates: %v", err)
+	}
+	cfg, err := parseConfig(config(fmt.Sprintf(", client_auth: require, client_ca: %q", clients.WritePEM(t))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := ask(); err == nil {
+		t.Fatal("after turning client certificates on, a client without one was served")
+	}
+}

@@ -120,7 +120,7 @@ func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 // found, for the person who just started it.
 func (s *Server) summary(gen *generation) {
 	for _, spec := range gen.cfg.Listeners { // in the order of the file
-		if l, ok := s.listeners[listenerKey(spec)]; ok {
+		if l, ok := s.listeners[gen.cfg.listenerKey(spec)]; ok {
 			fmt.Fprintf(s.out, "listening on %s %s\n", spec.Proto, l.Addr())
 		}
 	}

@@ -104,15 +104,19 @@ func (s *Server) build(cfg *Config) (*generation, error) {
 // handler returns the current pipeline; listeners call it per query.
 func (s *Server) handler() pipeline.Handler { return s.gen.Load().handler }
 
-// listenerKey identifies a listener across reloads: its proto and
+// listenerKey identifies listener l of c across reloads: its proto and
 // address first, then, when any is set, the settings a running listener
-// cannot change (path, http3, h2c, server name, padding). A listener whose
-// key changes is replaced; its certificate (tls) is not part of the key,
-// since a running listener takes a new one at its next handshake.
-func listenerKey(l ListenerSpec) string {
+// cannot change: path, http3, h2c, server name, padding, and the client
+// certificate policy of its tls section. A listener whose key changes is
+// replaced. Its certificate is not part of the key: a running listener
+// takes a new one at its next handshake.
+func (c *Config) listenerKey(l ListenerSpec) string {
 	k := l.Proto + " " + l.Address
 	if l.Path != "" || l.HTTP3 || l.H2C || l.ServerName != "" || l.Padding != nil {
 		k += fmt.Sprintf(" path=%q http3=%v h2c=%v server_name=%q padding=%v", l.Path, l.HTTP3, l.H2C, l.ServerName, l.Padding == nil || *l.Padding)
+	}
+	if t := listenerTLS(c, l); t != nil && (t.ClientAuth != "" || t.ClientCA != "") {
+		k += fmt.Sprintf(" client_auth=%q client_ca=%q", t.ClientAuth, t.ClientCA)
 	}
 	return k
 }
@@ -155,7 +159,7 @@ func (s *Server) Start() error {
 func (s *Server) bind(cfg *Config, keep map[string]listener, plan *certPlan) (map[string]listener, error) {
 	bound := make(map[string]listener)
 	for _, spec := range cfg.Listeners {
-		k := listenerKey(spec)
+		k := cfg.listenerKey(spec)
 		if _, ok := keep[k]; ok {
 			continue
 		}
@@ -189,7 +193,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, plan *certPlan) (listener,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 	}
 	if spec.encrypted() {
-		if lc.TLS, err = s.certs.tlsConfig(plan, listenerKey(spec)); err != nil {
+		if lc.TLS, err = s.certs.tlsConfig(plan, cfg.listenerKey(spec)); err != nil {
 			return nil, err
 		}
 	}
@@ -255,7 +259,7 @@ func (s *Server) Reload(cfg *Config) error {
 	}
 	want := make(map[string]bool)
 	for _, l := range cfg.Listeners {
-		want[listenerKey(l)] = true
+		want[cfg.listenerKey(l)] = true
 	}
 	for k, l := range s.listeners {
 		if !want[k] {
@@ -299,7 +303,7 @@ func (s *Server) replaceChanged(cfg *Config) map[string]ListenerSpec {
 	want := make(map[string]bool)
 	needed := make(map[string]bool)
 	for _, l := range cfg.Listeners {
-		k := listenerKey(l)
+		k := cfg.listenerKey(l)
 		want[k] = true
 		if _, running := s.listeners[k]; !running {
 			for _, sock := range l.sockets() {
@@ -308,8 +312,9 @@ func (s *Server) replaceChanged(cfg *Config) map[string]ListenerSpec {
 		}
 	}
 	replaced := make(map[string]ListenerSpec)
-	for _, spec := range s.gen.Load().cfg.Listeners {
-		k := listenerKey(spec)
+	cur := s.gen.Load().cfg
+	for _, spec := range cur.Listeners {
+		k := cur.listenerKey(spec)
 		l, running := s.listeners[k]
 		if !running || want[k] {
 			continue
