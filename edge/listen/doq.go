@@ -112,8 +112,20 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
 	}
-	tr := &quic.Transport{Conn: pc}
-	ln, err := tr.ListenEarly(doqTLS(cfg.TLS), &quic.Config{
+	stop, cancel := context.WithCancel(context.Background())
+	l := &DoQ{
+		core:      newCore(cfg, pipeline.KindDoQ),
+		pc:        pc,
+		addr:      unmap(pc.LocalAddr().(*net.UDPAddr).AddrPort()),
+		stop:      stop,
+		cancel:    cancel,
+		refusing:  make(chan struct{}, maxRefusing),
+		conns:     make(map[*doqConn]struct{}),
+		perClient: make(map[netip.Addr]int),
+		jobs:      make(chan doqJob),
+	}
+	l.tr = &quic.Transport{Conn: pc, VerifySourceAddress: l.busyClient}
+	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), &quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,
 		MaxIncomingStreams:             int64(cfg.MaxQueriesPerConn),
@@ -125,23 +137,10 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		Allow0RTT:                      true,
 	})
 	if err != nil {
-		tr.Close()
+		cancel()
+		l.tr.Close()
 		pc.Close()
 		return nil, fmt.Errorf("listen quic on %s: %w", cfg.Addr, err)
-	}
-	stop, cancel := context.WithCancel(context.Background())
-	l := &DoQ{
-		core:      newCore(cfg, pipeline.KindDoQ),
-		pc:        pc,
-		tr:        tr,
-		ln:        ln,
-		addr:      unmap(pc.LocalAddr().(*net.UDPAddr).AddrPort()),
-		stop:      stop,
-		cancel:    cancel,
-		refusing:  make(chan struct{}, maxRefusing),
-		conns:     make(map[*doqConn]struct{}),
-		perClient: make(map[netip.Addr]int),
-		jobs:      make(chan doqJob),
 	}
 	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
@@ -261,6 +260,19 @@ func (l *DoQ) accept() {
 		backoff = 0
 		l.admit(qc)
 	}
+}
+
+// busyClient reports whether a new connection from a, whose address is
+// not validated yet, must first prove it owns the address with a QUIC
+// Retry (RFC 9000 §8.1.2): when a already holds a connection. Otherwise
+// Initials spoofed with a victim's address could fill its
+// MaxConnsPerClient slots until the handshake timeout; a real client
+// rarely opens a second connection, and then pays one round trip.
+func (l *DoQ) busyClient(a net.Addr) bool {
+	ap := unmap(addrPortOf(a))
+	l.connMu.Lock()
+	defer l.connMu.Unlock()
+	return l.perClient[ap.Addr()] > 0
 }
 
 // admit serves qc, or refuses it when MaxConns connections, or

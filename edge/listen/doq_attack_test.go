@@ -225,3 +225,49 @@ func TestDoQOverload(t *testing.T) {
 		t.Errorf("dropped%v = %v, want 1", labels, v)
 	}
 }
+
+// TestDoQRetryBusyClient: a client address that already holds a
+// connection must prove it owns the address (QUIC Retry) before another
+// handshake counts against its slots, so spoofed Initials cannot fill
+// them; the real client still gets through, one round trip later.
+func TestDoQRetryBusyClient(t *testing.T) {
+	t.Parallel()
+	s := startDoQ(t, testConfig(t, fam4, &fakeHandler{t: t, serve: answerA}))
+	ask := func(c interface {
+		Exchange(context.Context, *dns.Msg) (*dns.Msg, error)
+	}) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := c.Exchange(ctx, query("example.org.", dns.TypeA))
+		return err
+	}
+	dialVia := func(p *udpProxy) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		c, err := doqclient.Dial(ctx, p.addr(), doqclient.Config{TLS: s.pki.clientTLS("dns.test")})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		return ask(c)
+	}
+
+	first := newUDPProxy(t, s.Addr().String())
+	if err := dialVia(first); err != nil {
+		t.Fatal(err)
+	}
+	if n := first.retries.Load(); n != 0 {
+		t.Fatalf("a client with no connection open got %d Retry packets", n)
+	}
+	held := s.dial(t, "dns.test") // 127.0.0.1 now holds a connection
+	if err := ask(held); err != nil {
+		t.Fatal(err)
+	}
+	second := newUDPProxy(t, s.Addr().String())
+	if err := dialVia(second); err != nil {
+		t.Fatalf("a second connection from a busy address: %v", err)
+	}
+	if n := second.retries.Load(); n == 0 {
+		t.Fatal("a second connection from an address holding one was not asked to validate it")
+	}
+}

@@ -163,6 +163,8 @@ type udpProxy struct {
 	dropHandshake atomic.Bool
 	// delayToClient delays every server datagram by this many ns.
 	delayToClient atomic.Int64
+	// retries counts the QUIC Retry packets the server sent.
+	retries atomic.Int32
 
 	wg sync.WaitGroup
 }
@@ -222,6 +224,9 @@ func (p *udpProxy) toClient(later chan<- delayed) {
 			return
 		}
 		b := append([]byte(nil), buf[:n]...)
+		if n > 0 && b[0]&0x80 != 0 && (b[0]&0x30)>>4 == 3 {
+			p.retries.Add(1) // a long header of type Retry (RFC 9000 §17.2.5)
+		}
 		select {
 		case later <- delayed{b, time.Now().Add(time.Duration(p.delayToClient.Load()))}:
 		default: // a lost datagram
