@@ -205,12 +205,7 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		return m, nil
 	}
 	s.misses.Add(1)
-	reply, err := h.next.ServeDNS(ctx, req)
-	if err != nil || reply == nil {
-		return reply, err
-	}
-	c.insert(s, key, len(qname), reply)
-	return reply, nil
+	return c.coalesced(ctx, s, key, len(qname), h.next, req)
 }
 
 // hit returns the answer to q from s, or nil.

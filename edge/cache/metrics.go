@@ -29,6 +29,8 @@ func (c *Cache) collectors() []prometheus.Collector {
 			sum(func(s *shard) *atomic.Uint64 { return &s.hits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("misses_total", "Cacheable queries passed on because no fresh entry was found.")),
 			sum(func(s *shard) *atomic.Uint64 { return &s.misses })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("coalesced_total", "Misses answered by waiting for an identical miss already asked upstream.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.coalesced })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("evictions_total", "Entries removed to make room for new ones.")),
 			sum(func(s *shard) *atomic.Uint64 { return &s.evictions })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("entries", "Entries in the cache, expired ones not yet removed included.")),

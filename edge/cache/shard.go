@@ -48,13 +48,16 @@ type shard struct {
 	lru entry // sentinel: lru.next is the most recently used entry
 	max int
 
-	hits, misses, evictions atomic.Uint64
+	calls map[string]*call // misses being asked upstream, by key; under mu
+
+	hits, misses, evictions, coalesced atomic.Uint64
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
 func (s *shard) init(max int) {
 	s.m = make(map[string]*entry)
+	s.calls = make(map[string]*call)
 	s.lru.next, s.lru.prev = &s.lru, &s.lru
 	s.max = max
 }
