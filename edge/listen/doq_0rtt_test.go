@@ -59,6 +59,12 @@ func TestDoQ0RTT(t *testing.T) {
 		t.Fatal("no session ticket")
 	}
 	first.Close()
+	// Until the server has seen the first connection go, its address
+	// holds a connection and a new handshake from it would be asked to
+	// validate the address first (a Retry, one held-back round trip).
+	if !eventually(2*time.Second, func() bool { return l.openConnCount() == 0 }) {
+		t.Fatal("the first connection is still open on the server")
+	}
 
 	p := newUDPProxy(t, l.Addr().String())
 	p.delayToClient.Store(int64(hold))
