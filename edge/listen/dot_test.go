@@ -162,6 +162,13 @@ func TestDoTRefused(t *testing.T) {
 		}
 	})
 	t.Run("per-client connection cap", func(t *testing.T) {
+		// The connections of the subtests above count until the server
+		// has closed them.
+		if !eventually(2*time.Second, func() bool {
+			return metricValue(t, reg, "dnsedge_listener_connections", map[string]string{"listener": "dot"}) == 0
+		}) {
+			t.Fatal("earlier connections still open on the server")
+		}
 		c1 := dialDoT(t, addr, "dns.test")
 		c2 := dialDoT(t, addr, "dns.test")
 		for _, c := range []*tls.Conn{c1, c2} {
