@@ -92,6 +92,22 @@ func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
 // dropped (RFC 6891 §6.1.1 allows one). A trailing TSIG or SIG(0) record
 // stays last. q and the records it holds are not modified; the copy shares
 // q's question and records, which must be treated as read-only.
+// dialTurn waits for the one dial token of an exchanger (gate, capacity
+// 1), so that concurrent callers that find no connection wait for a
+// single dial instead of each dialing their own. It returns the function
+// that gives the token back, or the failure of waiting: ctx ending, or
+// the exchanger closing (life done).
+func (p pinnedAddr) dialTurn(ctx, life context.Context, gate chan struct{}) (func(), error) {
+	select {
+	case gate <- struct{}{}:
+		return func() { <-gate }, nil
+	case <-ctx.Done():
+		return nil, p.failCtx(ctx, fmt.Errorf("wait for dial: %w", ctx.Err()))
+	case <-life.Done():
+		return nil, p.fail(ClassCanceled, net.ErrClosed)
+	}
+}
+
 // QueryPaddingBlock is the block size queries on encrypted transports are
 // padded to: RFC 8467 §4.1 recommends 128 octets for queries.
 const QueryPaddingBlock = 128

@@ -190,14 +190,11 @@ func (d *DoQ) conn(ctx context.Context) (c *quic.Conn, fresh bool, err error) {
 	if c, err := d.current(); c != nil || err != nil {
 		return c, false, err
 	}
-	select {
-	case d.dial <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, d.p.failCtx(ctx, fmt.Errorf("wait for dial: %w", ctx.Err()))
-	case <-d.life.Done():
-		return nil, false, d.p.fail(ClassCanceled, net.ErrClosed)
+	done, err := d.p.dialTurn(ctx, d.life, d.dial)
+	if err != nil {
+		return nil, false, err
 	}
-	defer func() { <-d.dial }()
+	defer done()
 	if c, err := d.current(); c != nil || err != nil {
 		return c, false, err
 	}

@@ -171,14 +171,11 @@ func (t *TCP) conn(ctx context.Context) (c *tcpConn, fresh bool, err error) {
 	if c, err := t.current(); c != nil || err != nil {
 		return c, false, err
 	}
-	select {
-	case t.dial <- struct{}{}:
-	case <-ctx.Done():
-		return nil, false, t.p.failCtx(ctx, fmt.Errorf("wait for dial: %w", ctx.Err()))
-	case <-t.life.Done():
-		return nil, false, t.p.fail(ClassCanceled, net.ErrClosed)
+	done, err := t.p.dialTurn(ctx, t.life, t.dial)
+	if err != nil {
+		return nil, false, err
 	}
-	defer func() { <-t.dial }()
+	defer done()
 	if c, err := t.current(); c != nil || err != nil {
 		return c, false, err
 	}
