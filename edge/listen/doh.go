@@ -24,6 +24,10 @@ import (
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
+// dohMaxWorkers bounds the workers a DoH listener keeps for its HTTP/2
+// requests; beyond it a request gets a goroutine of its own.
+const dohMaxWorkers = 512
+
 // DoH serves DNS over HTTPS (RFC 8484) on Config.HTTPPath and
 // Config.HTTPPath/{client-id}: GET with a base64url dns parameter, POST of
 // an application/dns-message body, and the JSON API of Google and
@@ -54,8 +58,8 @@ type DoH struct {
 
 	// HTTP/2 over TLS on our own server (doh_h2.go); workers is nil
 	// when net/http serves it.
-	workers  *dohWorkers
-	h2wg     sync.WaitGroup // serveH2
+	workers  *workers[*dohH2Stream] // at most dohMaxWorkers
+	h2wg     sync.WaitGroup         // serveH2
 	h2mu     sync.Mutex
 	h2conns  map[*dohH2Conn]struct{}
 	h2closed bool // Close has sent GOAWAY to the connections
@@ -206,7 +210,7 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 	}
 	l.ln = newDoHListener(l.core, tcp, tlsConf)
 	if dohOwnH2 && tlsConf != nil {
-		l.workers = newDoHWorkers(cfg.IdleTimeout)
+		l.workers = newWorkers((*dohH2Stream).serve, cfg.IdleTimeout, dohMaxWorkers, l.done)
 		l.h2conns = make(map[*dohH2Conn]struct{})
 		l.ln.h2 = func(tc *tls.Conn, c *dohConn) { l.h2wg.Go(func() { l.serveH2(tc, c) }) }
 	}
@@ -323,7 +327,7 @@ func (l *DoH) Close() error {
 	l.ln.closeAll()
 	<-done
 	if l.workers != nil {
-		l.workers.close()
+		l.workers.wait()
 	}
 	if l.h3 != nil {
 		l.h3.Close()

@@ -21,7 +21,7 @@ import (
 // The HTTP/2 server of DoH connections that negotiated "h2" over TLS
 // (RFC 9113), written for DoH rather than general HTTP: one goroutine
 // reads and checks the frames of a connection and hands each complete
-// request to a worker (dohWorkers); replies are queued on a
+// request to a worker (workers.go); replies are queued on a
 // per-connection buffer and whoever finds no write in progress writes out
 // everything queued, so replies ready together leave in one TLS record
 // and one write(2) (doh_h2_write.go). net/http's HTTP/2 server starts a

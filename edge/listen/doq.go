@@ -68,9 +68,8 @@ type DoQ struct {
 
 	accepting sync.WaitGroup // the accept loop
 	serving   sync.WaitGroup // connection goroutines and refusals
-	working   sync.WaitGroup // stream workers
 
-	jobs chan doqJob // unbuffered: taken only by an idle worker
+	workers *workers[doqJob]
 
 	connMu    sync.Mutex
 	conns     map[*doqConn]struct{}
@@ -122,8 +121,8 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		refusing:  make(chan struct{}, maxRefusing),
 		conns:     make(map[*doqConn]struct{}),
 		perClient: make(map[netip.Addr]int),
-		jobs:      make(chan doqJob),
 	}
+	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
 	l.tr = &quic.Transport{Conn: pc, VerifySourceAddress: l.busyClient}
 	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), &quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
@@ -203,7 +202,7 @@ func (l *DoQ) Close() error {
 		dc.qc.CloseWithError(doqNoError, "")
 	}
 	l.serving.Wait()
-	l.working.Wait()
+	l.workers.wait()
 	err = errors.Join(err, l.tr.Close(), l.pc.Close())
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
@@ -363,12 +362,7 @@ func (l *DoQ) serveConn(dc *doqConn) {
 			continue
 		}
 		s.SetReadDeadline(time.Now().Add(l.cfg.ReadTimeout))
-		select {
-		case l.jobs <- doqJob{dc, s}:
-		default:
-			l.working.Add(1)
-			go l.worker(doqJob{dc, s})
-		}
+		l.workers.submit(doqJob{dc, s})
 	}
 	// On Close the connection stays open until the queries in flight are
 	// answered; Close then closes it.
@@ -379,26 +373,6 @@ func (l *DoQ) serveConn(dc *doqConn) {
 type doqJob struct {
 	dc *doqConn
 	s  *quic.Stream
-}
-
-// worker serves j, then the streams handed to it while it waits, until it
-// has idled for workerIdle or the listener closes: reused goroutines have
-// their stacks grown already (see the UDP listener's worker).
-func (l *DoQ) worker(j doqJob) {
-	defer l.working.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		l.serveStream(j.dc, j.s)
-		idle.Reset(workerIdle)
-		select {
-		case j = <-l.jobs:
-		case <-idle.C:
-			return
-		case <-l.done:
-			return
-		}
-	}
 }
 
 // forget removes a closed connection from the listener's books.

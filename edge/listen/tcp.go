@@ -34,9 +34,8 @@ type TCP struct {
 	accepting sync.WaitGroup // the accept loop
 	reading   sync.WaitGroup // connection read loops
 	serving   sync.WaitGroup // connection goroutines, until the connection is closed
-	working   sync.WaitGroup // workers
 
-	jobs chan tcpJob // unbuffered: taken only by an idle worker
+	workers *workers[tcpJob]
 
 	tls *tls.Config // DoT only: the server config, ALPN "dot"
 
@@ -144,8 +143,8 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 		conns: make(map[*tcpConn]struct{}),
 		perIP: make(map[netip.Addr]int),
 		tls:   tc,
-		jobs:  make(chan tcpJob),
 	}
+	l.workers = newWorkers(l.serve, workerIdle, 0, l.done)
 	if tc != nil {
 		l.perIPCap = cfg.MaxConnsPerClient
 	}
@@ -191,7 +190,7 @@ func (l *TCP) Close() error {
 	}
 	l.connMu.Unlock()
 	l.serving.Wait()
-	l.working.Wait()
+	l.workers.wait()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -372,13 +371,7 @@ func (l *TCP) read(tc *tcpConn) {
 			return
 		}
 		tc.flight.add()
-		j := tcpJob{tc: tc, buf: buf, n: n, act: act, received: received}
-		select {
-		case l.jobs <- j:
-		default:
-			l.working.Add(1)
-			go l.worker(j)
-		}
+		l.workers.submit(tcpJob{tc: tc, buf: buf, n: n, act: act, received: received})
 	}
 }
 
@@ -399,30 +392,10 @@ func (l *TCP) release() {
 	l.flight.done()
 }
 
-// worker serves j, then the queries handed to it while it waits, until it
-// has idled for workerIdle or the listener closes: reused goroutines have
-// their stacks grown already, which a goroutine per query pays for every
-// time (see the UDP listener's worker).
-func (l *TCP) worker(j tcpJob) {
-	defer l.working.Done()
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		l.serve(j.tc, j.buf, j.n, j.act, j.received)
-		idle.Reset(workerIdle)
-		select {
-		case j = <-l.jobs:
-		case <-idle.C:
-			return
-		case <-l.done:
-			return
-		}
-	}
-}
-
 // serve answers the message in buf[:n], whose header checkHeader judged
 // act, and gives buf back.
-func (l *TCP) serve(tc *tcpConn, buf *[]byte, n int, act action, received time.Time) {
+func (l *TCP) serve(j tcpJob) {
+	tc, buf, n, act, received := j.tc, j.buf, j.n, j.act, j.received
 	defer func() {
 		<-tc.slots
 		tc.flight.done()

@@ -27,7 +27,7 @@ type UDP struct {
 	pktinfo bool // learn each query's destination and answer from it
 	readers sync.WaitGroup
 	lastOOB atomic.Pointer[srcCache]
-	jobs    chan udpJob // unbuffered: taken only by an idle worker
+	workers *workers[udpJob]
 }
 
 // udpJob is one datagram handed from a reader to a worker, with the
@@ -41,9 +41,6 @@ type udpJob struct {
 	ifindex    uint32 // interface the datagram came in on, with pktinfo
 	received   time.Time
 }
-
-// workerIdle is how long a worker waits for another query before it ends.
-const workerIdle = 5 * time.Second
 
 // srcCache remembers the control message of the last reply source, which
 // on most hosts is the same for every query.
@@ -80,8 +77,8 @@ func listenUDP(cfg Config, forcePktinfo bool) (*UDP, error) {
 	l := &UDP{
 		core:    newCore(cfg, pipeline.KindUDP),
 		pktinfo: forcePktinfo || cfg.Addr.Addr().IsUnspecified(),
-		jobs:    make(chan udpJob),
 	}
+	l.workers = newWorkers(l.serve, workerIdle, 0, l.done)
 	if err := l.bind(); err != nil {
 		for _, c := range l.conns {
 			c.Close()
@@ -176,6 +173,7 @@ func (l *UDP) Close() error {
 			errs = append(errs, err)
 		}
 	}
+	l.workers.wait()
 	return errors.Join(errs...)
 }
 
@@ -222,32 +220,7 @@ func (l *UDP) read(c *net.UDPConn) {
 			}
 		}
 		j := udpJob{conn: c, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}
-		select {
-		case l.jobs <- j:
-		default:
-			go l.worker(j)
-		}
-	}
-}
-
-// worker serves j, then the queries handed to it while it waits, until it
-// has idled for workerIdle or the listener closes. Reusing goroutines
-// costs less CPU and one allocation fewer per query than a goroutine per
-// query (BenchmarkUDPServe); their number follows the load, bounded by
-// MaxConcurrent since each job carries a slot.
-func (l *UDP) worker(j udpJob) {
-	idle := time.NewTimer(workerIdle)
-	defer idle.Stop()
-	for {
-		l.serve(j)
-		idle.Reset(workerIdle)
-		select {
-		case j = <-l.jobs:
-		case <-idle.C:
-			return
-		case <-l.done:
-			return
-		}
+		l.workers.submit(j)
 	}
 }
 
