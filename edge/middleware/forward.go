@@ -35,7 +35,8 @@ func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *L
 
 // ServeDNS forwards req. Failures come back as *pipeline.Error with EDE 22
 // (No Reachable Authority) when every path timed out or none exist, and
-// EDE 23 (Network Error) when the network refused.
+// EDE 23 (Network Error) when the network refused; either wraps
+// pipeline.ErrUpstreamFailed.
 func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 	g := f.deflt
 	if req.Route != "" {
@@ -51,7 +52,7 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		if errors.As(err, &re) && !re.Timeouts() {
 			ede, text = dns.ExtendedErrorCodeNetworkError, "upstreams unreachable"
 		}
-		return nil, &pipeline.Error{EDE: ede, Text: text, Err: fmt.Errorf("forward to group %s: %w", g.Name, err)}
+		return nil, &pipeline.Error{EDE: ede, Text: text, Err: fmt.Errorf("forward to group %s: %w: %w", g.Name, pipeline.ErrUpstreamFailed, err)}
 	}
 	return res.Msg, nil
 }

@@ -125,6 +125,12 @@ func (r *Request) Question() dns.Question {
 // ErrDrop tells the listener to send no answer at all.
 var ErrDrop = errors.New("drop query")
 
+// ErrUpstreamFailed is in the chain of the error returned when every path
+// of the upstream group chosen for a query failed to answer. Stages that
+// answer only when the upstreams cannot (the fallback zone) look for it
+// with errors.Is.
+var ErrUpstreamFailed = errors.New("every upstream path failed")
+
 // Error is a failure that carries the DNS answer it should turn into: an
 // RCODE (SERVFAIL when zero) and an Extended DNS Error code (RFC 8914 §4).
 type Error struct {
