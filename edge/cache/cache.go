@@ -17,6 +17,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -29,9 +30,11 @@ import (
 // defaults. TTL bounds are applied in whole seconds.
 type Config struct {
 	// MaxEntries bounds the number of cached answers; default 100000.
-	// When full, the least recently used entry of the shard being
-	// written is evicted.
+	// MaxBytes bounds the bytes they hold (message, key and bookkeeping,
+	// estimated per entry); default 64 MiB. When either is reached, the
+	// least recently used entries of the shard being written are evicted.
 	MaxEntries int
+	MaxBytes   int64
 	// MinTTL raises the lifetime of positive and negative answers;
 	// default 0. MaxTTL caps positive answers; default 1h. A cap wins
 	// over MinTTL when they disagree. Served TTLs never exceed the time
@@ -42,18 +45,61 @@ type Config struct {
 	NegativeTTL time.Duration
 	// ServfailTTL is how long a SERVFAIL answer from the next handler is
 	// kept; 0 (the default) does not cache SERVFAIL. At most 5m
-	// (RFC 2308 §7.1).
+	// (RFC 2308 §7.1, RFC 9520).
 	ServfailTTL time.Duration
+
+	// Serve-stale (RFC 8767). DisableStale turns it off. Otherwise an
+	// expired entry is kept MaxStale (default 1 day) past its TTL and
+	// served, with TTL StaleTTL (default 30s) and Extended DNS Error 3
+	// "Stale Answer", when refreshing it fails or takes longer than
+	// ClientTimeout (default 1.8s). After a failed refresh the entry is
+	// served stale without asking next again for FailureRecheck
+	// (default 30s).
+	DisableStale   bool
+	MaxStale       time.Duration
+	StaleTTL       time.Duration
+	ClientTimeout  time.Duration
+	FailureRecheck time.Duration
+	// StaleWhileRevalidate answers an entry that expired less than this
+	// long ago at once, stale, and refreshes it in the background, one
+	// refresh per key; default 0 (refresh first, within ClientTimeout).
+	StaleWhileRevalidate time.Duration
+	// RefreshTimeout bounds a refresh or prefetch that runs after the
+	// query that started it was answered; default 5s.
+	RefreshTimeout time.Duration
+
+	// Prefetch: an entry with a TTL of at least 10s, hit PrefetchHits
+	// times (default 2) while fresh, is refreshed in the background when
+	// a hit finds less than a tenth of its TTL left. DisablePrefetch
+	// turns it off.
+	DisablePrefetch bool
+	PrefetchHits    int
+
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
 // Defaults and limits of Config.
 const (
-	DefaultMaxEntries  = 100000
-	DefaultMaxTTL      = time.Hour
-	DefaultNegativeTTL = 5 * time.Minute
-	MaxServfailTTL     = 5 * time.Minute // RFC 2308 §7.1
+	DefaultMaxEntries     = 100000
+	DefaultMaxBytes       = 64 << 20
+	DefaultMaxTTL         = time.Hour
+	DefaultNegativeTTL    = 5 * time.Minute
+	MaxServfailTTL        = 5 * time.Minute // RFC 2308 §7.1
+	DefaultMaxStale       = 24 * time.Hour  // RFC 8767 §5: 1 to 3 days
+	DefaultStaleTTL       = 30 * time.Second
+	DefaultClientTimeout  = 1800 * time.Millisecond // RFC 8767 §5
+	DefaultFailureRecheck = 30 * time.Second        // RFC 8767 §5
+	DefaultRefreshTimeout = 5 * time.Second
+	DefaultPrefetchHits   = 2
+
+	// prefetchMinTTL keeps short-lived entries out of prefetch: their
+	// last tenth is too short to matter.
+	prefetchMinTTL = 10
+	// maxRefreshes bounds the refreshes and prefetches running in the
+	// background at once; beyond it a stale entry is still served, just
+	// not refreshed by that query.
+	maxRefreshes = 256
 
 	maxShards = 64
 	// minPerShard keeps small caches on few shards, so that no shard is
@@ -71,6 +117,19 @@ type Cache struct {
 	now    func() time.Time
 
 	minTTL, maxTTL, negativeTTL, servfailTTL uint32 // seconds
+	maxStale, staleTTL, swr                  uint32 // seconds
+	clientTimeout, recheck, refreshTimeout   time.Duration
+	prefetch                                 bool
+	prefetchHits                             uint32
+
+	// Background refreshes run under base, are counted in refreshes and
+	// waited for by Close; bgMu orders starting one against Close.
+	base      context.Context
+	stop      context.CancelFunc
+	bgMu      sync.Mutex
+	closed    bool
+	bg        sync.WaitGroup
+	refreshes atomic.Int32
 
 	// bufs holds *[]byte scratch buffers for unpacking hits. miekg/dns
 	// copies everything it unpacks, so a buffer is reusable as soon as
@@ -92,38 +151,42 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.MaxEntries == 0 {
-		cfg.MaxEntries = DefaultMaxEntries
-	}
-	if cfg.MaxTTL == 0 {
-		cfg.MaxTTL = DefaultMaxTTL
-	}
-	if cfg.NegativeTTL == 0 {
-		cfg.NegativeTTL = DefaultNegativeTTL
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
+	cfg = cfg.withDefaults()
 	n := min(maxShards, max(1, cfg.MaxEntries/minPerShard))
 	n = 1 << (bits.Len(uint(n)) - 1) // round down to a power of two
 	c := &Cache{
-		shards:      make([]shard, n),
-		mask:        uint64(n - 1),
-		seed:        maphash.MakeSeed(),
-		now:         cfg.Now,
-		minTTL:      seconds(cfg.MinTTL),
-		maxTTL:      seconds(cfg.MaxTTL),
-		negativeTTL: seconds(cfg.NegativeTTL),
-		servfailTTL: seconds(cfg.ServfailTTL),
+		shards:         make([]shard, n),
+		mask:           uint64(n - 1),
+		seed:           maphash.MakeSeed(),
+		now:            cfg.Now,
+		minTTL:         seconds(cfg.MinTTL),
+		maxTTL:         seconds(cfg.MaxTTL),
+		negativeTTL:    seconds(cfg.NegativeTTL),
+		servfailTTL:    seconds(cfg.ServfailTTL),
+		staleTTL:       seconds(cfg.StaleTTL),
+		swr:            seconds(cfg.StaleWhileRevalidate),
+		clientTimeout:  cfg.ClientTimeout,
+		recheck:        cfg.FailureRecheck,
+		refreshTimeout: cfg.RefreshTimeout,
+		prefetch:       !cfg.DisablePrefetch,
+		prefetchHits:   uint32(cfg.PrefetchHits),
 	}
+	if !cfg.DisableStale {
+		c.maxStale = seconds(cfg.MaxStale)
+	}
+	c.base, c.stop = context.WithCancel(context.Background())
 	c.bufs.New = func() any { b := make([]byte, 0, 1232); return &b }
 	for i := range c.shards {
-		// Spread MaxEntries exactly: the shard sizes add up to it.
+		// Spread both bounds exactly: the shard sizes add up to them.
 		per := cfg.MaxEntries / n
 		if i < cfg.MaxEntries%n {
 			per++
 		}
-		c.shards[i].init(per)
+		perBytes := cfg.MaxBytes / int64(n)
+		if int64(i) < cfg.MaxBytes%int64(n) {
+			perBytes++
+		}
+		c.shards[i].init(per, perBytes)
 	}
 	if reg != nil {
 		if err := register(reg, c.collectors()); err != nil {
@@ -133,10 +196,46 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 	return c, nil
 }
 
+// withDefaults returns cfg with every zero field that has a default set
+// to it.
+func (cfg Config) withDefaults() Config {
+	set := func(p *time.Duration, d time.Duration) {
+		if *p == 0 {
+			*p = d
+		}
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = DefaultMaxBytes
+	}
+	set(&cfg.MaxTTL, DefaultMaxTTL)
+	set(&cfg.NegativeTTL, DefaultNegativeTTL)
+	set(&cfg.MaxStale, DefaultMaxStale)
+	set(&cfg.StaleTTL, DefaultStaleTTL)
+	set(&cfg.ClientTimeout, DefaultClientTimeout)
+	set(&cfg.FailureRecheck, DefaultFailureRecheck)
+	set(&cfg.RefreshTimeout, DefaultRefreshTimeout)
+	if cfg.PrefetchHits == 0 {
+		cfg.PrefetchHits = DefaultPrefetchHits
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
 func (cfg Config) validate() error {
 	var errs []error
 	if cfg.MaxEntries < 0 {
 		errs = append(errs, fmt.Errorf("cache: max entries %d is negative", cfg.MaxEntries))
+	}
+	if cfg.MaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("cache: max bytes %d is negative", cfg.MaxBytes))
+	}
+	if cfg.PrefetchHits < 0 {
+		errs = append(errs, fmt.Errorf("cache: prefetch hits %d is negative", cfg.PrefetchHits))
 	}
 	for _, d := range []struct {
 		name string
@@ -144,6 +243,9 @@ func (cfg Config) validate() error {
 	}{
 		{"min ttl", cfg.MinTTL}, {"max ttl", cfg.MaxTTL},
 		{"negative ttl", cfg.NegativeTTL}, {"servfail ttl", cfg.ServfailTTL},
+		{"max stale", cfg.MaxStale}, {"stale ttl", cfg.StaleTTL},
+		{"client timeout", cfg.ClientTimeout}, {"failure recheck", cfg.FailureRecheck},
+		{"stale while revalidate", cfg.StaleWhileRevalidate}, {"refresh timeout", cfg.RefreshTimeout},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fmt.Errorf("cache: %s %s is negative", d.name, d.v))
@@ -186,8 +288,11 @@ type handler struct {
 
 var _ pipeline.Handler = (*handler)(nil)
 
-// ServeDNS answers req from the cache or from next. On a miss the reply of
-// next is returned as it is and a packed copy of it is cached.
+// ServeDNS answers req from the cache or from next: a fresh entry at
+// once (prefetching it when it is popular and about to expire), a stale
+// one as serve-stale allows (see serveStale), and a miss through one
+// query to next shared by every identical miss in flight. A miss returns
+// next's reply as it is and caches a packed copy of it.
 func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 	if !cacheable(req.Msg) {
 		return h.next.ServeDNS(ctx, req)
@@ -200,22 +305,31 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	c := h.c
 	s := &c.shards[maphash.Bytes(c.seed, key)&c.mask]
-	if m := c.hit(s, key, qname, req.Msg); m != nil {
-		s.hits.Add(1)
-		return m, nil
+	now := c.now()
+	e, age, st := s.get(key, now)
+	switch st {
+	case fresh:
+		if m := c.answer(s, e, age, qname, req.Msg, false); m != nil {
+			s.hits.Add(1)
+			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
+			return m, nil
+		}
+	case stale:
+		return c.serveStale(ctx, s, e, age, key, qname, h.next, req, now)
 	}
 	s.misses.Add(1)
 	return c.coalesced(ctx, s, key, len(qname), h.next, req)
 }
 
-// hit returns the answer to q from s, or nil.
-func (c *Cache) hit(s *shard, key, qname []byte, q *dns.Msg) *dns.Msg {
-	e, age := s.get(key, c.now())
-	if e == nil {
-		return nil
-	}
+// answer returns the answer to q from e, aged by age seconds, or nil when
+// the stored bytes do not unpack (then e is dropped). A stale answer has
+// every TTL set to StaleTTL and carries EDE 3 (RFC 8767 §4, RFC 8914).
+func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg, stale bool) *dns.Msg {
 	bp := c.bufs.Get().(*[]byte)
 	b := e.appendAnswer((*bp)[:0], age, q.Id, q.RecursionDesired, qname)
+	if stale {
+		setTTLs(b, e.ttls, c.staleTTL)
+	}
 	m := new(dns.Msg)
 	err := m.Unpack(b)
 	*bp = b
@@ -226,11 +340,28 @@ func (c *Cache) hit(s *shard, key, qname []byte, q *dns.Msg) *dns.Msg {
 		s.remove(e)
 		return nil
 	}
+	if stale {
+		addEDE(m, dns.ExtendedErrorCodeStaleAnswer, "")
+	}
 	return m
 }
 
+// addEDE adds an Extended DNS Error option (RFC 8914) to m's OPT record,
+// adding an OPT when m has none. The listener passes EDE options on to
+// clients that speak EDNS.
+func addEDE(m *dns.Msg, code uint16, text string) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		opt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(1232)
+		m.Extra = append(m.Extra, opt)
+	}
+	opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: code, ExtraText: text})
+}
+
 // insert caches a packed copy of reply under key if reply is cacheable
-// (see lifetime) and answers the question the key was built from.
+// (see lifetime) and answers the question the key was built from. Only
+// positive and negative answers may be served stale.
 func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 	ttl := c.lifetime(reply)
 	if ttl == 0 {
@@ -248,5 +379,10 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 		return
 	}
 	c.clampTTLs(b, offs, ttl)
-	s.put(&entry{key: string(key), msg: b, ttls: offs, stored: c.now(), ttl: ttl})
+	var staleFor uint32
+	if reply.Rcode != dns.RcodeServerFailure {
+		staleFor = c.maxStale
+	}
+	k := string(key)
+	s.put(&entry{key: k, msg: b, ttls: offs, stored: c.now(), ttl: ttl, stale: staleFor, size: sizeOf(k, b, offs)})
 }

@@ -3,14 +3,16 @@ package cache
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/miekg/dns"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
-// call is one miss being asked upstream; the queries for the same key
-// that arrive meanwhile wait for its answer instead of asking again.
+// call is one query to next in flight for a key: a miss, a refresh of a
+// stale entry or a prefetch. Queries for the same key that arrive
+// meanwhile wait for its answer instead of asking again.
 type call struct {
 	done  chan struct{} // closed when reply and err are set
 	reply *dns.Msg
@@ -19,64 +21,160 @@ type call struct {
 	waiters int
 }
 
+// join returns the call in flight for key, or registers a new one and
+// returns it with leader true: the caller must then ask next and finish
+// it. A query that joins an existing call counts as one of its waiters.
+func (s *shard) join(key []byte) (cl *call, leader bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cl, ok := s.calls[string(key)]; ok {
+		cl.waiters++
+		return cl, false
+	}
+	cl = &call{done: make(chan struct{})}
+	s.calls[string(key)] = cl
+	return cl, true
+}
+
+// begin registers a new call for key and returns it, or returns nil when
+// one is already in flight: background refreshes never queue behind each
+// other, so there is at most one per key.
+func (s *shard) begin(key string) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.calls[key]; ok {
+		return nil
+	}
+	cl := &call{done: make(chan struct{})}
+	s.calls[key] = cl
+	return cl
+}
+
+// finish records what next answered for cl's key, unregisters cl and
+// wakes its waiters. A usable reply is cached. A failure (an error, or a
+// SERVFAIL or REFUSED reply) leaves a stale entry in place and marks when
+// its refresh failed, so it is served stale for FailureRecheck without
+// asking next again (RFC 8767 §5); without a stale entry a SERVFAIL reply
+// is cached for ServfailTTL. A failure is only recorded when judge is
+// true: a client's deadline or the cache's closing say nothing about the
+// upstream.
+func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, reply *dns.Msg, err error) {
+	cl.reply, cl.err = reply, err
+	switch {
+	case usable(reply, err):
+		c.insert(s, key, nameLen, reply)
+	case !judge:
+	default:
+		if old := s.peek(string(key)); old != nil && old.stale > 0 {
+			old.failed.Store(c.now().UnixNano())
+			s.refreshFailures.Add(1)
+		} else if err == nil && reply != nil {
+			c.insert(s, key, nameLen, reply)
+		}
+	}
+	s.mu.Lock()
+	delete(s.calls, string(key))
+	waiters := cl.waiters
+	s.mu.Unlock()
+	close(cl.done)
+	if waiters > 0 {
+		s.coalesced.Add(uint64(waiters))
+	}
+}
+
+// usable reports whether next's outcome is an answer worth caching and
+// serving in place of a stale one.
+func usable(reply *dns.Msg, err error) bool {
+	return err == nil && reply != nil &&
+		reply.Rcode != dns.RcodeServerFailure && reply.Rcode != dns.RcodeRefused
+}
+
 // coalesced answers a miss for key through next, once for all the
 // identical misses in flight: the first becomes the leader and asks next;
 // the others wait for its answer, each within its own ctx, and get a copy
-// (a reply belongs to the query it answers). The shard's lock guards its
-// calls. When the leader fails because its own deadline passed, a waiter
-// whose budget lasts asks again rather than inherit that failure.
+// (a reply belongs to the query it answers). When the leader fails
+// because its own deadline passed, a waiter whose budget lasts asks again
+// rather than inherit that failure.
 func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int, next pipeline.Handler, req *pipeline.Request) (*dns.Msg, error) {
 	for {
-		s.mu.Lock()
-		cl, waiting := s.calls[string(key)]
-		if !waiting {
-			cl = &call{done: make(chan struct{})}
-			s.calls[string(key)] = cl
-		} else {
-			cl.waiters++
+		cl, leader := s.join(key)
+		if leader {
+			reply, err := next.ServeDNS(ctx, req)
+			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
+			return reply, err
 		}
-		s.mu.Unlock()
-
-		if !waiting {
-			cl.reply, cl.err = next.ServeDNS(ctx, req)
-			if cl.err == nil && cl.reply != nil {
-				c.insert(s, key, nameLen, cl.reply)
-			}
-			s.mu.Lock()
-			delete(s.calls, string(key))
-			shared := cl.waiters > 0
-			s.mu.Unlock()
-			close(cl.done)
-			if shared {
-				s.coalesced.Add(uint64(cl.waiters))
-			}
-			return cl.reply, cl.err
-		}
-
 		select {
 		case <-cl.done:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
-		switch {
-		case cl.err != nil && ctx.Err() == nil && isDeadline(cl.err):
-			continue // the leader ran out of time; this query has some left
-		case cl.err != nil || cl.reply == nil:
-			return cl.reply, cl.err
+		if m, err, again := cl.result(ctx, req); !again {
+			return m, err
 		}
-		// The key folds case: the question goes back as this query
-		// spelled it, as it does on a hit.
-		m := cl.reply.Copy()
-		m.Id = req.Msg.Id
-		if len(m.Question) == 1 {
-			m.Question[0] = req.Question()
-		}
-		return m, nil
 	}
+}
+
+// result returns cl's outcome for req, a query that waited on it: a copy
+// of the reply with req's ID and question spelling, or the error. again
+// is true when the call ended only because its own deadline passed while
+// ctx still has time: the waiter should ask itself.
+func (cl *call) result(ctx context.Context, req *pipeline.Request) (m *dns.Msg, err error, again bool) {
+	switch {
+	case cl.err != nil && ctx.Err() == nil && isDeadline(cl.err):
+		return nil, nil, true
+	case cl.err != nil || cl.reply == nil:
+		return cl.reply, cl.err, false
+	}
+	// The key folds case: the question goes back as this query spelled
+	// it, as it does on a hit.
+	m = cl.reply.Copy()
+	m.Id = req.Msg.Id
+	if len(m.Question) == 1 {
+		m.Question[0] = req.Question()
+	}
+	return m, nil, false
 }
 
 // isDeadline reports whether err is a context's end rather than an answer
 // about the name.
 func isDeadline(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// background starts fn in a goroutine that Close waits for, with a
+// context that ends after RefreshTimeout or when the cache is closed. It
+// returns false, starting nothing, once the cache is closed.
+func (c *Cache) background(fn func(ctx context.Context)) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		ctx, cancel := context.WithTimeout(c.base, c.refreshTimeout)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
+}
+
+// Close cancels the refreshes and prefetches running in the background
+// and waits for them to end. Queries may still be served afterwards; they
+// just start no background work.
+func (c *Cache) Close() error {
+	c.bgMu.Lock()
+	c.closed = true
+	c.bgMu.Unlock()
+	c.stop()
+	c.bg.Wait()
+	return nil
+}
+
+// rechecking reports whether e's last refresh failed less than
+// FailureRecheck before now.
+func (c *Cache) rechecking(e *entry, now time.Time) bool {
+	f := e.failed.Load()
+	return f != 0 && now.UnixNano()-f < int64(c.recheck)
 }

@@ -33,8 +33,22 @@ func (c *Cache) collectors() []prometheus.Collector {
 			sum(func(s *shard) *atomic.Uint64 { return &s.coalesced })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("evictions_total", "Entries removed to make room for new ones.")),
 			sum(func(s *shard) *atomic.Uint64 { return &s.evictions })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("stale_served_total", "Queries answered with a stale entry (RFC 8767).")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.staleServed })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("prefetches_total", "Popular entries refreshed before they expired.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.prefetches })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("refresh_failures_total", "Refreshes of an expired or expiring entry that got no usable answer.")),
+			sum(func(s *shard) *atomic.Uint64 { return &s.refreshFailures })),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("entries", "Entries in the cache, expired ones not yet removed included.")),
 			func() float64 { return float64(c.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("bytes", "Bytes the cached entries hold, as counted against the byte bound.")),
+			func() float64 {
+				var n int64
+				for i := range c.shards {
+					n += c.shards[i].bytes.Load()
+				}
+				return float64(n)
+			}),
 	}
 }
 

@@ -4,11 +4,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
-// An entry is one cached answer. Every field but prev and next is set
-// before the entry is published in a shard and never changed afterwards, so
-// a reader that got the entry from the shard may use them without the lock.
+// An entry is one cached answer. Every field but prev, next and the
+// atomics is set before the entry is published in a shard and never
+// changed afterwards, so a reader that got the entry from the shard may
+// use them without the lock.
 type entry struct {
 	key string
 	// msg is the packed reply with ID 0, question as first asked, TTLs as
@@ -19,23 +21,56 @@ type entry struct {
 	stored time.Time
 	// ttl is how long, in seconds, the entry stays fresh; never 0.
 	ttl uint32
+	// stale is how long, in seconds after ttl, the entry may still be
+	// served stale (RFC 8767); 0 when it may not.
+	stale uint32
+	// size is what the entry counts against the cache's byte bound.
+	size int64
+
+	// hits counts fresh answers served from the entry (for prefetch).
+	hits atomic.Uint32
+	// failed is when a refresh of the entry last failed, in Unix
+	// nanoseconds; 0 if none did.
+	failed atomic.Int64
 
 	// prev and next link the shard's LRU list; guarded by the shard lock.
 	prev, next *entry
 }
 
+// entryOverhead estimates what an entry costs beyond its key, message and
+// offsets: the struct itself and its slot in the shard's map (a key
+// string header, a pointer, and the map's per-slot bookkeeping).
+const entryOverhead = int64(unsafe.Sizeof(entry{})) + 16 + 8 + 8
+
+// sizeOf returns the bytes an entry with these parts counts.
+func sizeOf(key string, msg []byte, ttls []uint16) int64 {
+	return int64(len(key)+cap(msg)+2*cap(ttls)) + entryOverhead
+}
+
+// state is what an entry is good for at some instant.
+type state uint8
+
+const (
+	fresh state = iota + 1 // within its TTL
+	stale                  // past its TTL, within its stale window
+)
+
 // age returns the whole seconds e has spent in the cache at now, and
-// whether it is still fresh. A clock that went backwards counts as age 0.
-func (e *entry) age(now time.Time) (uint32, bool) {
+// whether it is fresh, stale or gone (0). A clock that went backwards
+// counts as age 0.
+func (e *entry) age(now time.Time) (uint32, state) {
 	d := now.Sub(e.stored)
 	if d < 0 {
-		return 0, true
+		return 0, fresh
 	}
 	s := uint64(d / time.Second)
-	if s >= uint64(e.ttl) {
-		return 0, false
+	switch {
+	case s < uint64(e.ttl):
+		return uint32(s), fresh
+	case s < uint64(e.ttl)+uint64(e.stale):
+		return uint32(s), stale
 	}
-	return uint32(s), true
+	return 0, 0
 }
 
 // A shard is a bounded map of entries with an intrusive LRU list. Its
@@ -47,58 +82,76 @@ type shard struct {
 	m   map[string]*entry
 	lru entry // sentinel: lru.next is the most recently used entry
 	max int
+	// maxBytes bounds bytes, the sum of the entries' sizes.
+	maxBytes int64
 
-	calls map[string]*call // misses being asked upstream, by key; under mu
+	calls map[string]*call // misses and refreshes in flight, by key; under mu
 
-	hits, misses, evictions, coalesced atomic.Uint64
+	bytes atomic.Int64
+
+	hits, misses, evictions, coalesced, staleServed atomic.Uint64
+	prefetches, refreshFailures                     atomic.Uint64
 
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
-func (s *shard) init(max int) {
+func (s *shard) init(max int, maxBytes int64) {
 	s.m = make(map[string]*entry)
 	s.calls = make(map[string]*call)
 	s.lru.next, s.lru.prev = &s.lru, &s.lru
 	s.max = max
+	s.maxBytes = maxBytes
 }
 
-// get returns the fresh entry stored under key and its age, and marks it
-// recently used. An entry found expired is removed; get then returns nil.
-func (s *shard) get(key []byte, now time.Time) (*entry, uint32) {
+// get returns the entry stored under key, its age and its state, and
+// marks it recently used. An entry past its stale window is removed; get
+// then returns nil.
+func (s *shard) get(key []byte, now time.Time) (*entry, uint32, state) {
 	s.mu.Lock()
 	e := s.m[string(key)]
 	if e == nil {
 		s.mu.Unlock()
-		return nil, 0
+		return nil, 0, 0
 	}
-	age, fresh := e.age(now)
-	if !fresh {
+	age, st := e.age(now)
+	if st == 0 {
 		s.removeLocked(e)
 		s.mu.Unlock()
-		return nil, 0
+		return nil, 0, 0
 	}
 	if s.lru.next != e {
 		s.unlink(e)
 		s.pushFront(e)
 	}
 	s.mu.Unlock()
-	return e, age
+	return e, age, st
+}
+
+// peek returns the entry stored under key, without touching the LRU order.
+func (s *shard) peek(key string) *entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[key]
 }
 
 // put stores e, replacing any entry with its key, and evicts least
-// recently used entries to stay within max.
+// recently used entries to stay within both bounds. An entry larger than
+// the shard's whole byte budget is not stored.
 func (s *shard) put(e *entry) {
+	if e.size > s.maxBytes {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if old := s.m[e.key]; old != nil {
-		s.unlink(old)
-	} else {
-		for len(s.m) >= s.max && s.lru.prev != &s.lru {
-			s.removeLocked(s.lru.prev)
-			s.evictions.Add(1)
-		}
+		s.removeLocked(old)
+	}
+	for (len(s.m) >= s.max || s.bytes.Load()+e.size > s.maxBytes) && s.lru.prev != &s.lru {
+		s.removeLocked(s.lru.prev)
+		s.evictions.Add(1)
 	}
 	s.m[e.key] = e
+	s.bytes.Add(e.size)
 	s.pushFront(e)
 }
 
@@ -120,6 +173,7 @@ func (s *shard) len() int {
 func (s *shard) removeLocked(e *entry) {
 	s.unlink(e)
 	delete(s.m, e.key)
+	s.bytes.Add(-e.size)
 }
 
 func (s *shard) unlink(e *entry) {
