@@ -1,0 +1,206 @@
+package zone
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+)
+
+// DefaultPollInterval is how often zone files are checked for changes when
+// Config.PollInterval is zero.
+const DefaultPollInterval = 3 * time.Second
+
+// Config is the configuration section of local zones. The server's
+// configuration inlines it; decoding is strict there.
+type Config struct {
+	// Zones are answered for every client.
+	Zones []ZoneSpec `yaml:"zones"`
+	// Tenants have zones of their own, answered before the shared ones
+	// for the clients of the tenant.
+	Tenants []TenantSpec `yaml:"tenants"`
+	// Fallback zones answer only when every upstream path failed.
+	Fallback []ZoneSpec `yaml:"fallback"`
+	// PollInterval is how often zone files are checked for changes;
+	// default DefaultPollInterval.
+	PollInterval time.Duration `yaml:"zone_poll_interval"`
+}
+
+// ZoneSpec is one zone as written in the configuration: its origin and
+// either a master file or inline records.
+type ZoneSpec struct {
+	Origin string `yaml:"origin"`
+	// File is an RFC 1035 master file, read by New and watched for
+	// changes; see Parse.
+	File string `yaml:"file"`
+	// Records are inline records, see FromRecords. Exactly one of File
+	// and Records is set.
+	Records []string `yaml:"records"`
+}
+
+// TenantSpec is one tenant: the clients it owns and their zones. A query
+// belongs to the tenant whose client id matches exactly, else to the one
+// with the most specific network containing the client's address.
+type TenantSpec struct {
+	Name string `yaml:"name"`
+	// ClientIDs are the client ids of the DoH path or the DoT/DoQ SNI
+	// label (pipeline.Request.ClientID).
+	ClientIDs []string `yaml:"client_ids"`
+	// Networks are source CIDRs; a bare address stands for itself alone.
+	Networks []string   `yaml:"networks"`
+	Zones    []ZoneSpec `yaml:"zones"`
+}
+
+// FieldError is a configuration problem at a field, named by its path in
+// the document ("tenants[0].networks[2]"), so the loader can say where it
+// is.
+type FieldError struct {
+	Field string
+	Err   error
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the problem.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// FieldPath returns the path of the field in the document.
+func (e *FieldError) FieldPath() string { return e.Field }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Empty reports whether c configures no zone, tenant or fallback zone.
+func (c *Config) Empty() bool {
+	return len(c.Zones) == 0 && len(c.Tenants) == 0 && len(c.Fallback) == 0
+}
+
+// Validate reports every problem of the section, each a *FieldError, all
+// joined: origins that are not domain names or appear twice in one list,
+// zones with both or neither of file and records, inline records that do
+// not parse or do not make a zone (reported at the record), tenants
+// without a unique name, without client ids and networks, or without
+// zones, networks that do not parse, client ids and networks claimed by
+// two tenants, and a negative poll interval. Zone files are not read:
+// their problems are reported by New, with file and line.
+func (c *Config) Validate() error {
+	var errs []error
+	errs = append(errs, validateZones("zones", c.Zones)...)
+	errs = append(errs, validateZones("fallback", c.Fallback)...)
+	names := make(map[string]int)
+	ids := make(map[string]string)
+	nets := make(map[netip.Prefix]string)
+	for i, t := range c.Tenants {
+		at := fmt.Sprintf("tenants[%d]", i)
+		if t.Name == "" {
+			errs = append(errs, fieldErr(at, "tenant needs a name"))
+		} else if j, dup := names[t.Name]; dup {
+			errs = append(errs, fieldErr(at+".name", "tenant %q already defined at tenants[%d]", t.Name, j))
+		} else {
+			names[t.Name] = i
+		}
+		if len(t.ClientIDs) == 0 && len(t.Networks) == 0 {
+			errs = append(errs, fieldErr(at, "tenant %q needs client_ids or networks", t.Name))
+		}
+		for j, id := range t.ClientIDs {
+			f := fmt.Sprintf("%s.client_ids[%d]", at, j)
+			if id == "" {
+				errs = append(errs, fieldErr(f, "client id is empty"))
+				continue
+			}
+			if by, dup := ids[id]; dup {
+				errs = append(errs, fieldErr(f, "client id %q already belongs to %s", id, by))
+				continue
+			}
+			ids[id] = f
+		}
+		for j, n := range t.Networks {
+			f := fmt.Sprintf("%s.networks[%d]", at, j)
+			p, err := parseNetwork(n)
+			if err != nil {
+				errs = append(errs, &FieldError{f, err})
+				continue
+			}
+			if by, dup := nets[p]; dup {
+				errs = append(errs, fieldErr(f, "network %s already belongs to %s", p, by))
+				continue
+			}
+			nets[p] = f
+		}
+		if len(t.Zones) == 0 {
+			errs = append(errs, fieldErr(at+".zones", "tenant %q has no zones", t.Name))
+		}
+		errs = append(errs, validateZones(at+".zones", t.Zones)...)
+	}
+	if c.PollInterval < 0 {
+		errs = append(errs, fieldErr("zone_poll_interval", "must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// validateZones reports the problems of the zone list at path at.
+func validateZones(at string, specs []ZoneSpec) []error {
+	var errs []error
+	origins := make(map[string]int)
+	for i, s := range specs {
+		p := fmt.Sprintf("%s[%d]", at, i)
+		o, err := canonOrigin(s.Origin)
+		switch {
+		case s.Origin == "":
+			errs = append(errs, fieldErr(p, "zone needs an origin"))
+		case err != nil:
+			errs = append(errs, &FieldError{p + ".origin", err})
+		default:
+			if j, dup := origins[o]; dup {
+				errs = append(errs, fieldErr(p+".origin", "zone %s already defined at %s[%d]", o, at, j))
+			}
+			origins[o] = i
+		}
+		switch {
+		case s.File != "" && len(s.Records) > 0:
+			errs = append(errs, fieldErr(p, "zone %s sets both file and records; set one", s.Origin))
+		case s.File == "" && len(s.Records) == 0:
+			errs = append(errs, fieldErr(p, "zone %s needs a file or records", s.Origin))
+		case len(s.Records) > 0 && err == nil:
+			_, rerrs := fromRecords(o, s.Records)
+			for _, e := range rerrs {
+				f := p + ".records"
+				if e.at >= 0 {
+					f = fmt.Sprintf("%s[%d]", f, e.at)
+				}
+				errs = append(errs, &FieldError{f, e.err})
+			}
+		}
+	}
+	return errs
+}
+
+// parseNetwork parses a CIDR or a bare address, masked, with IPv4-mapped
+// IPv6 prefixes turned into IPv4 ones so they match unmapped clients.
+func parseNetwork(s string) (netip.Prefix, error) {
+	var p netip.Prefix
+	if strings.Contains(s, "/") {
+		var err error
+		if p, err = netip.ParsePrefix(s); err != nil {
+			return netip.Prefix{}, err
+		}
+	} else {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("network %q must not have a zone", s)
+		}
+		p = netip.PrefixFrom(a, a.BitLen())
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("network %q: an IPv4-mapped prefix needs at least 96 bits", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
