@@ -10,12 +10,16 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/middleware"
+	"github.com/dnsedge/dnsedge/edge/zone"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"go.yaml.in/yaml/v3"
@@ -34,9 +38,14 @@ type Config struct {
 	// DefaultStateDir.
 	StateDir         string `yaml:"state_dir"`
 	transport.Config `yaml:",inline"`
-	Cache            CacheSpec   `yaml:"cache"`
-	Metrics          MetricsSpec `yaml:"metrics"`
-	Log              LogSpec     `yaml:"log"`
+	Cache            CacheSpec `yaml:"cache"`
+	// Local, tenant and fallback zones: keys zones, tenants, fallback
+	// and zone_poll_interval.
+	Zone zone.Config `yaml:",inline"`
+	// NXDomain remembers denials under the listed suffixes.
+	NXDomain middleware.NXDomainConfig `yaml:"nxdomain_cache"`
+	Metrics  MetricsSpec               `yaml:"metrics"`
+	Log      LogSpec                   `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
@@ -100,13 +109,50 @@ type ServerSpec struct {
 	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"`
 }
 
-// CacheSpec configures the answer cache.
+// CacheSpec configures the answer cache; zero values take the defaults of
+// cache.Config.
 type CacheSpec struct {
 	Enabled     bool          `yaml:"enabled"`
 	MaxEntries  int           `yaml:"max_entries"`
+	MaxBytes    int64         `yaml:"max_bytes"`
 	MinTTL      time.Duration `yaml:"min_ttl"`
 	MaxTTL      time.Duration `yaml:"max_ttl"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
+	// ServfailTTL keeps SERVFAIL answers briefly (RFC 9520); default 5s,
+	// 0s turns it off.
+	ServfailTTL *time.Duration `yaml:"servfail_ttl"`
+	// Serve-stale (RFC 8767), on unless serve_stale is false.
+	ServeStale           *bool         `yaml:"serve_stale"`
+	MaxStale             time.Duration `yaml:"max_stale"`
+	StaleTTL             time.Duration `yaml:"stale_ttl"`
+	ClientTimeout        time.Duration `yaml:"client_timeout"`
+	FailureRecheck       time.Duration `yaml:"failure_recheck"`
+	StaleWhileRevalidate time.Duration `yaml:"stale_while_revalidate"`
+	// Prefetch refreshes popular entries before they expire; on unless
+	// false.
+	Prefetch *bool `yaml:"prefetch"`
+}
+
+// DefaultServfailTTL is how long SERVFAIL answers are cached when the
+// configuration does not say.
+const DefaultServfailTTL = 5 * time.Second
+
+// config returns the cache.Config the spec describes.
+func (c CacheSpec) config() cache.Config {
+	cfg := cache.Config{
+		MaxEntries: c.MaxEntries, MaxBytes: c.MaxBytes,
+		MinTTL: c.MinTTL, MaxTTL: c.MaxTTL, NegativeTTL: c.NegativeTTL,
+		ServfailTTL:  DefaultServfailTTL,
+		DisableStale: c.ServeStale != nil && !*c.ServeStale,
+		MaxStale:     c.MaxStale, StaleTTL: c.StaleTTL,
+		ClientTimeout: c.ClientTimeout, FailureRecheck: c.FailureRecheck,
+		StaleWhileRevalidate: c.StaleWhileRevalidate,
+		DisablePrefetch:      c.Prefetch != nil && !*c.Prefetch,
+	}
+	if c.ServfailTTL != nil {
+		cfg.ServfailTTL = *c.ServfailTTL
+	}
+	return cfg
 }
 
 // MetricsSpec configures the HTTP endpoint for /metrics, /healthz and
@@ -188,6 +234,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 		return nil, &ConfigError{Problems: yamlProblems(name, err)}
 	}
 	pos := indexPositions(&root)
+	cfg.resolveZoneFiles(name)
 	if err := cfg.complete(resolvConf); err != nil {
 		return nil, &ConfigError{Problems: []Problem{{File: name, Msg: err.Error()}}}
 	}
@@ -294,6 +341,25 @@ func locate(name string, pos positions, err error) []Problem {
 	}
 	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
 	return ps
+}
+
+// resolveZoneFiles makes relative zone file names relative to the
+// directory of the configuration file, so that a configuration means the
+// same wherever dnsedge is started.
+func (c *Config) resolveZoneFiles(name string) {
+	dir := filepath.Dir(name)
+	fix := func(zs []zone.ZoneSpec) {
+		for i := range zs {
+			if f := zs[i].File; f != "" && !filepath.IsAbs(f) {
+				zs[i].File = filepath.Join(dir, f)
+			}
+		}
+	}
+	fix(c.Zone.Zones)
+	fix(c.Zone.Fallback)
+	for i := range c.Zone.Tenants {
+		fix(c.Zone.Tenants[i].Zones)
+	}
 }
 
 // ListenAddrs returns the parsed listener addresses; invalid ones are

@@ -12,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge/cache"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 )
@@ -183,11 +184,36 @@ func (c *Config) Validate() error {
 	if c.Cache.MaxEntries < 0 {
 		add("cache.max_entries", "must not be negative")
 	}
-	if c.Cache.MinTTL < 0 || c.Cache.MaxTTL < 0 || c.Cache.NegativeTTL < 0 {
-		add("cache", "TTL limits must not be negative")
+	if c.Cache.MaxBytes < 0 {
+		add("cache.max_bytes", "must not be negative")
 	}
-	if c.Cache.MaxTTL > 0 && c.Cache.MinTTL > c.Cache.MaxTTL {
-		add("cache.min_ttl", "min_ttl %s is above max_ttl %s", c.Cache.MinTTL, c.Cache.MaxTTL)
+	cs := c.Cache
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"min_ttl", cs.MinTTL}, {"max_ttl", cs.MaxTTL}, {"negative_ttl", cs.NegativeTTL},
+		{"max_stale", cs.MaxStale}, {"stale_ttl", cs.StaleTTL}, {"client_timeout", cs.ClientTimeout},
+		{"failure_recheck", cs.FailureRecheck}, {"stale_while_revalidate", cs.StaleWhileRevalidate},
+	} {
+		if d.v < 0 {
+			add("cache."+d.name, "must not be negative")
+		}
+	}
+	if t := cs.ServfailTTL; t != nil && (*t < 0 || *t > cache.MaxServfailTTL) {
+		add("cache.servfail_ttl", "must be between 0s and %s (RFC 2308 §7.1)", cache.MaxServfailTTL)
+	}
+	if cs.MaxTTL > 0 && cs.MinTTL > cs.MaxTTL {
+		add("cache.min_ttl", "min_ttl %s is above max_ttl %s", cs.MinTTL, cs.MaxTTL)
+	}
+	if cs.ClientTimeout > 0 && c.Server.QueryTimeout > 0 && cs.ClientTimeout >= c.Server.QueryTimeout {
+		add("cache.client_timeout", "client_timeout %s must be below server.query_timeout %s, or stale answers come too late", cs.ClientTimeout, c.Server.QueryTimeout)
+	}
+	if err := c.Zone.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.NXDomain.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {

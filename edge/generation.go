@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"sync/atomic"
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,6 +31,28 @@ type generation struct {
 	// metrics of this generation's parts (cache), gathered through the
 	// server's registry while the generation is current.
 	metrics *prometheus.Registry
+	// cache is shared with the generations before and after this one
+	// while the cache section stays the same; zones and nxdomain are
+	// this generation's own.
+	cache    *sharedCache
+	zones    *zone.Zones
+	nxdomain *middleware.NXDomain
+}
+
+// A sharedCache is an answer cache handed from one generation to the next
+// while the cache section is unchanged, so a reload keeps what was cached
+// (stale entries included: a reload while the upstreams are down must not
+// lose them). The last generation to let go closes it.
+type sharedCache struct {
+	c    *cache.Cache
+	spec CacheSpec
+	refs atomic.Int32
+}
+
+func (sc *sharedCache) release() {
+	if sc.refs.Add(-1) == 0 {
+		sc.c.Close()
+	}
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -37,6 +62,8 @@ type buildDeps struct {
 	loop     *middleware.Loop
 	// resolveTimeout bounds the first resolution of host-name upstreams.
 	resolveTimeout time.Duration
+	// prev is the generation being replaced, nil at start.
+	prev *generation
 }
 
 // buildGeneration compiles cfg into a generation. On error everything it
@@ -132,29 +159,78 @@ func (g *generation) resolveAll(d buildDeps) error {
 }
 
 // chain compiles the middleware, outermost first. The order is fixed here,
-// once per generation.
+// once per generation: the fallback zone wraps everything that may still
+// answer (zones, the cache with its stale entries), so it speaks only when
+// they cannot; local and tenant zones answer before the NXDOMAIN cache and
+// the answer cache, so their names are never cached.
 func (g *generation) chain(fwd pipeline.Handler, d buildDeps) (pipeline.Handler, error) {
 	var mws []pipeline.Middleware
 	if g.cfg.Log.Queries {
 		mws = append(mws, middleware.NewQueryLog(d.log).Middleware)
 	}
 	mws = append(mws, d.loop.Middleware)
-	if g.cfg.Cache.Enabled {
-		c, err := cache.New(cache.Config{
-			MaxEntries: g.cfg.Cache.MaxEntries, MinTTL: g.cfg.Cache.MinTTL,
-			MaxTTL: g.cfg.Cache.MaxTTL, NegativeTTL: g.cfg.Cache.NegativeTTL,
-		}, g.metrics)
+	if !g.cfg.Zone.Empty() {
+		z, err := zone.New(g.cfg.Zone, d.log, g.metrics)
 		if err != nil {
-			return nil, fmt.Errorf("build cache: %w", err)
+			return nil, err
 		}
-		mws = append(mws, c.Middleware())
+		g.zones = z
+		if len(g.cfg.Zone.Fallback) > 0 {
+			mws = append(mws, z.Fallback())
+		}
+		mws = append(mws, z.Middleware())
+	}
+	if g.cfg.NXDomain.Enabled() {
+		nx, err := middleware.NewNXDomain(g.cfg.NXDomain, nil, g.metrics)
+		if err != nil {
+			return nil, fmt.Errorf("build nxdomain cache: %w", err)
+		}
+		g.nxdomain = nx
+		mws = append(mws, nx.Middleware())
+	}
+	if g.cfg.Cache.Enabled {
+		sc, err := g.buildCache(d.prev)
+		if err != nil {
+			return nil, err
+		}
+		g.cache = sc
+		mws = append(mws, sc.c.Middleware())
 	}
 	return pipeline.Chain(fwd, mws...), nil
+}
+
+// buildCache takes over prev's cache when the cache section is the same,
+// or makes a new one.
+func (g *generation) buildCache(prev *generation) (*sharedCache, error) {
+	if prev != nil && prev.cache != nil && reflect.DeepEqual(prev.cache.spec, g.cfg.Cache) {
+		sc := prev.cache
+		if err := sc.c.Register(g.metrics); err != nil {
+			return nil, err
+		}
+		sc.refs.Add(1)
+		return sc, nil
+	}
+	c, err := cache.New(g.cfg.Cache.config(), g.metrics)
+	if err != nil {
+		return nil, fmt.Errorf("build cache: %w", err)
+	}
+	sc := &sharedCache{c: c, spec: g.cfg.Cache}
+	sc.refs.Store(1)
+	return sc, nil
 }
 
 // close releases the generation's upstream paths.
 func (g *generation) close() error {
 	var errs []error
+	if g.zones != nil {
+		errs = append(errs, g.zones.Close())
+	}
+	if g.nxdomain != nil {
+		errs = append(errs, g.nxdomain.Close())
+	}
+	if g.cache != nil {
+		g.cache.release()
+	}
 	for _, u := range g.upstreams {
 		errs = append(errs, u.Close())
 	}

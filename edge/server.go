@@ -98,7 +98,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 }
 
 func (s *Server) build(cfg *Config) (*generation, error) {
-	return buildGeneration(cfg, buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second})
+	return buildGeneration(cfg, buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second, prev: s.gen.Load()})
 }
 
 // handler returns the current pipeline; listeners call it per query.

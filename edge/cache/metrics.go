@@ -52,6 +52,12 @@ func (c *Cache) collectors() []prometheus.Collector {
 	}
 }
 
+// Register registers the cache's metrics with reg, as New does, for a
+// cache that a new configuration generation takes over.
+func (c *Cache) Register(reg prometheus.Registerer) error {
+	return register(reg, c.collectors())
+}
+
 // register registers cs with reg. A collector already registered under the
 // same name, left by the cache of a previous configuration generation, is
 // replaced. On failure nothing stays registered.
