@@ -33,7 +33,7 @@ func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *L
 	return &Forward{groups: groups, deflt: d, loop: loop}, nil
 }
 
-// ServeDNS forwards req. Failures come back as *pipeline.Error with EDE 22
+// ServeDNS forwards req and returns the answer with AA cleared and RA set. Failures come back as *pipeline.Error with EDE 22
 // (No Reachable Authority) when every path timed out or none exist, and
 // EDE 23 (Network Error) when the network refused; either wraps
 // pipeline.ErrUpstreamFailed.
@@ -54,6 +54,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		}
 		return nil, &pipeline.Error{EDE: ede, Text: text, Err: fmt.Errorf("forward to group %s: %w: %w", g.Name, pipeline.ErrUpstreamFailed, err)}
 	}
+	// dnsedge answers as a recursive resolver, whatever the upstream is:
+	// it offers recursion (RA), and it is not the authority for the name
+	// (AA belongs to the server that holds the zone, RFC 1035 §4.1.1).
+	res.Msg.Authoritative = false
+	res.Msg.RecursionAvailable = true
 	return res.Msg, nil
 }
 
