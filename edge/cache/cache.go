@@ -135,6 +135,9 @@ type Cache struct {
 	// copies everything it unpacks, so a buffer is reusable as soon as
 	// Unpack returns (its own server pools read buffers the same way).
 	bufs sync.Pool
+
+	// scopes are the ECS prefix lengths entries were stored under.
+	scopes scopes
 }
 
 // New returns an empty cache configured by cfg, or every problem with cfg
@@ -304,21 +307,26 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		return h.next.ServeDNS(ctx, req)
 	}
 	c := h.c
-	s := &c.shards[maphash.Bytes(c.seed, key)&c.mask]
 	now := c.now()
-	e, age, st := s.get(key, now)
+	es, e, age, st := c.lookup(key, len(qname), now)
 	switch st {
 	case fresh:
-		if m := c.answer(s, e, age, qname, req.Msg, false); m != nil {
-			s.hits.Add(1)
-			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
+		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
+			es.hits.Add(1)
+			c.maybePrefetch(c.shardOf(key), e, age, key, len(qname), h.next, req)
 			return m, nil
 		}
 	case stale:
-		return c.serveStale(ctx, s, e, age, key, qname, h.next, req, now)
+		return c.serveStale(ctx, c.shardOf(key), e, age, key, qname, h.next, req, now)
 	}
+	s := c.shardOf(key)
 	s.misses.Add(1)
 	return c.coalesced(ctx, s, key, len(qname), h.next, req)
+}
+
+// shardOf returns the shard that holds key.
+func (c *Cache) shardOf(key []byte) *shard {
+	return &c.shards[maphash.Bytes(c.seed, key)&c.mask]
 }
 
 // answer returns the answer to q from e, aged by age seconds, or nil when
@@ -383,6 +391,14 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 	if reply.Rcode != dns.RcodeServerFailure {
 		staleFor = c.maxStale
 	}
-	k := string(key)
+	var buf [keyStack]byte
+	sk, ok := c.storeKey(buf[:0], key, nameLen, reply)
+	if !ok {
+		return
+	}
+	if string(sk) != string(key) {
+		s = c.shardOf(sk)
+	}
+	k := string(sk)
 	s.put(&entry{key: k, msg: b, ttls: offs, stored: c.now(), ttl: ttl, stale: staleFor, size: sizeOf(k, b, offs)})
 }

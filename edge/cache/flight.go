@@ -65,7 +65,7 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 		c.insert(s, key, nameLen, reply)
 	case !judge:
 	default:
-		if old := s.peek(string(key)); old != nil && old.stale > 0 {
+		if _, old, _, _ := c.lookup(key, nameLen, c.now()); old != nil && old.stale > 0 {
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {

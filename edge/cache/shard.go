@@ -127,13 +127,6 @@ func (s *shard) get(key []byte, now time.Time) (*entry, uint32, state) {
 	return e, age, st
 }
 
-// peek returns the entry stored under key, without touching the LRU order.
-func (s *shard) peek(key string) *entry {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.m[key]
-}
-
 // put stores e, replacing any entry with its key, and evicts least
 // recently used entries to stay within both bounds. An entry larger than
 // the shard's whole byte budget is not stored.
