@@ -362,6 +362,21 @@ func (c *Config) resolveZoneFiles(name string) {
 	}
 }
 
+// CheckFiles loads what the configuration names but Parse does not read,
+// the zone files, and reports every problem with its file and line: what
+// a reload would refuse. `dnsedge check` runs it, so that a unit's
+// reload command can check before it signals.
+func (c *Config) CheckFiles() error {
+	if c.Zone.Empty() {
+		return nil
+	}
+	z, err := zone.New(c.Zone, nil, nil)
+	if err != nil {
+		return err
+	}
+	return z.Close()
+}
+
 // ListenAddrs returns the parsed listener addresses; invalid ones are
 // skipped (Validate reports them).
 func (c *Config) ListenAddrs() []netip.AddrPort {

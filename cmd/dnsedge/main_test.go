@@ -88,10 +88,17 @@ groups:
 			":7:54: groups[0].upstreams[1]: no upstream named \"nope\"",
 		}},
 		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: field listen not found"}},
+		{"zone file read, relative to the configuration", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\nzones:\n  - {origin: corp.test., file: corp.zone}\n",
+			1, []string{"corp.zone:3: "}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := writeFile(t, "dnsedge.yaml", tt.config)
+			// A zone file beside the configuration, broken at line 3.
+			zone := "$ORIGIN corp.test.\nwww 60 IN A 10.0.0.1\nbad 60 IN A not-an-address\n"
+			if err := os.WriteFile(filepath.Join(filepath.Dir(path), "corp.zone"), []byte(zone), 0o644); err != nil {
+				t.Fatal(err)
+			}
 			out, err := exec.Command(dnsedgeBin, "check", path).CombinedOutput()
 			code := 0
 			if ee, ok := err.(*exec.ExitError); ok {

@@ -85,6 +85,9 @@ func check(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, err := edge.LoadFile(args[0])
+	if err == nil {
+		err = cfg.CheckFiles()
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
