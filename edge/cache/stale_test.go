@@ -3,7 +3,10 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net/netip"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -294,7 +297,8 @@ func TestMaxBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := c.Middleware()(&fakeNext{t: t, serve: answerAny})
+	next := &fakeNext{t: t, serve: answerAny}
+	h := c.Middleware()(next)
 	for i := range 100 {
 		if _, err := serveName(t, h, nameN(i), uint16(i)); err != nil {
 			t.Fatal(err)
@@ -310,10 +314,14 @@ func TestMaxBytes(t *testing.T) {
 	if m["dnsedge_cache_evictions_total"] == 0 {
 		t.Error("no evictions counted")
 	}
-	// The most recent name is still there.
-	before := c.Len()
-	if _, err := serveName(t, h, nameN(99), 1); err != nil || c.Len() != before {
-		t.Errorf("last name: %v, entries %d → %d", err, before, c.Len())
+	// The most recent name is still there. Its first hit keeps a
+	// template, which counts against the bound too.
+	calls := next.calls.Load()
+	if _, err := serveName(t, h, nameN(99), 1); err != nil || next.calls.Load() != calls {
+		t.Errorf("last name: %v, next called %d times; want a hit", err, next.calls.Load()-calls)
+	}
+	if b := gather(t, reg)["dnsedge_cache_bytes"]; b > 2000 {
+		t.Errorf("bytes after a hit = %v, want at most 2000", b)
 	}
 }
 
@@ -355,4 +363,70 @@ func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestConcurrentStaleLoad drives every path at once under the race
+// detector: hits, misses, coalescing, prefetch, stale answers, background
+// refreshes and stale-while-revalidate, with a clock that moves and an
+// upstream that fails now and then. Every query gets an answer for its
+// own name and ID.
+func TestConcurrentStaleLoad(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	c := newCache(t, Config{
+		MaxEntries: 64, MaxBytes: 16 << 10, Now: clk.Now,
+		ClientTimeout: 5 * time.Millisecond, FailureRecheck: 2 * time.Second,
+		StaleWhileRevalidate: 3 * time.Second, MaxStale: time.Minute,
+	})
+	t.Cleanup(func() { c.Close() })
+	var n atomic.Int64
+	next := &fakeNext{t: t, serve: func(q *dns.Msg) (*dns.Msg, error) {
+		switch n.Add(1) % 7 {
+		case 0:
+			return nil, errUpDown
+		case 1:
+			return upstream{rcode: dns.RcodeServerFailure}.reply(t, q)
+		}
+		return upstream{answer: []string{q.Question[0].Name + " 20 IN A 192.0.2.1"}}.reply(t, q)
+	}}
+	h := c.Middleware()(next)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 400 {
+				name := fmt.Sprintf("n%d.example.org.", (g*5+i)%40)
+				id := uint16(g<<12 | i)
+				req := query{name: name, id: id, do: i%2 == 0}.request(t)
+				if i%4 == 0 {
+					req.ECS = netip.MustParsePrefix("198.51.100.0/24")
+				}
+				m, err := h.ServeDNS(testCtx(t), req)
+				if err != nil {
+					if !errors.Is(err, errUpDown) {
+						t.Error(err)
+					}
+					continue
+				}
+				if m.Id != id || m.Question[0].Name != name {
+					t.Errorf("asked %s id %d, got\n%v", name, id, m)
+					return
+				}
+				if i%40 == 0 {
+					clk.Advance(7 * time.Second)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	c.Close()
+	if n := c.Len(); n > 64 {
+		t.Fatalf("Len %d > 64", n)
+	}
+	var b int64
+	for i := range c.shards {
+		b += c.shards[i].bytes.Load()
+	}
+	if b > 16<<10 {
+		t.Fatalf("%d bytes > 16 KiB", b)
+	}
 }
