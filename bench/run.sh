@@ -4,7 +4,9 @@
 # BENCHMARKS.md at the repository root and keeps raw output in bench/out/.
 # The encrypted listeners are measured on dnsedge and dnsdist: DoT with
 # dnsperf, DoH over HTTP/2 with h2load, DoQ and DoH over HTTP/3 (dnsedge
-# only: dnsdist 1.7 has neither) with bench/quicload.
+# only: dnsdist 1.7 has neither) with bench/quicload. A last phase starts
+# every server once more with a cache for a million entries, fills it, and
+# reports the growth of its RSS per cached entry.
 #
 # Everything binds 127.0.0.1 on ports picked at run time; every load run is
 # bounded by its own duration flag and by timeout(1).
@@ -26,15 +28,22 @@
 #                          its encrypted maximum-rate runs (bench/out/run/
 #                          dnsedge/*.pprof and *.top.txt); default 0, since the
 #                          profiler costs CPU that the rows would count
+#   BENCH_CACHE_MEM        1 (default) adds the cache memory phase; 0 skips it
+#   BENCH_CACHE_NAMES      unique names that phase asks each server (default
+#                          1000000; its caches are sized 10% above it)
+#   BENCH_CACHE_SECONDS    time bound of each server's fill (default 65)
+#   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
+#                          repository root; point partial runs elsewhere)
 #
-# Quick smoke run: BENCH_SECONDS=2 bash bench/run.sh
+# Quick smoke run: BENCH_SECONDS=2 BENCH_CACHE_NAMES=100000 \
+#   BENCH_REPORT=/tmp/bench.md bash bench/run.sh
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_DIR/.." && pwd)
 OUT=$BENCH_DIR/out
 RUN=$OUT/run
-REPORT=$ROOT/BENCHMARKS.md
+REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 
 SECS=${BENCH_SECONDS:-10}
 ALL_SERVERS="dnsedge dnsdist unbound coredns"
@@ -44,6 +53,9 @@ NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 PROFILE=${BENCH_PROFILE:-0}
+CACHE_MEM=${BENCH_CACHE_MEM:-1}
+CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
+CACHE_SECS=${BENCH_CACHE_SECONDS:-65}
 # Set per server before bench_server; empty means no encrypted rows.
 ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok CERTS=""
 
@@ -71,6 +83,22 @@ H2_MISS_RATE_ARGS=(-t 1 -c 1 -m 100 --rps "$RATE")
 QL_MAX_ARGS=(-c "$CLIENTS" -q "$PER_CONN" -t 2s)
 QL_RATE_ARGS=(-c "$CLIENTS" -q 25 -t 2s -rate "$RATE")
 
+# Cache sizes. The main runs give every server room for 200,000 entries, more
+# than they insert. The cache memory phase starts each server once more with
+# room for CACHE_NAMES plus 10% (the caches are sharded by hash, and a full
+# shard evicts or refuses even when the whole is not full) and asks each of
+# CACHE_NAMES unique names once (u<N>.bench.test, answered by the wildcard):
+# at most CACHE_RATE qps, which named sustains next to dnsperf on core 1
+# (named-direct manages about 55,000 on its own), for at most CACHE_SECS
+# seconds per server; the forwarders are slower than that, so their own
+# forwarding rate sets how far they get.
+MAIN_CACHE_ENTRIES=200000
+CACHE_ENTRIES=$((CACHE_NAMES + CACHE_NAMES / 10))
+CACHE_MAX_BYTES=2147483648 # dnsedge cache.max_bytes, when the build has it
+UNBOUND_MSG_CACHE=1g UNBOUND_RRSET_CACHE=2g
+CACHE_RATE=40000
+CACHE_ARGS=(-T 1 -c "$CLIENTS" -q "$OUTSTANDING" -t 2 -Q "$CACHE_RATE")
+
 # named, unbound and dnsdist live in sbin, which a non-root PATH may lack.
 PATH=$PATH:/usr/sbin:/sbin
 
@@ -90,6 +118,13 @@ fi
 [[ $PROFILE == [01] ]] || die "BENCH_PROFILE must be 0 or 1, got '$PROFILE'"
 if ! [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || ((IDLE_CONNS < 1 || IDLE_CONNS > 10000)); then
 	die "BENCH_IDLE_CONNS must be 1..10000, got '$IDLE_CONNS'"
+fi
+[[ $CACHE_MEM == [01] ]] || die "BENCH_CACHE_MEM must be 0 or 1, got '$CACHE_MEM'"
+if ! [[ $CACHE_NAMES =~ ^[0-9]+$ ]] || ((CACHE_NAMES < 1000 || CACHE_NAMES > 10000000)); then
+	die "BENCH_CACHE_NAMES must be 1000..10000000, got '$CACHE_NAMES'"
+fi
+if ! [[ $CACHE_SECS =~ ^[0-9]+$ ]] || ((CACHE_SECS < 1 || CACHE_SECS > 600)); then
+	die "BENCH_CACHE_SECONDS must be 1..600, got '$CACHE_SECS'"
 fi
 for s in $ONLY; do
 	[[ " $ALL_SERVERS " == *" $s "* ]] || die "BENCH_ONLY: unknown server '$s' (known: $ALL_SERVERS)"
@@ -284,6 +319,10 @@ make_data() {
 	# a file is new to every server; two files keep the two miss runs apart.
 	awk -v n="$n_miss_rate" 'BEGIN { for (i = 0; i < n; i++) printf "l%d.bench.test A\n", i }' >"$RUN/miss-rate.txt"
 	awk -v n="$n_miss_max" 'BEGIN { for (i = 0; i < n; i++) printf "m%d.bench.test A\n", i }' >"$RUN/miss-max.txt"
+	if ((CACHE_MEM)); then
+		# The cache memory phase: new to every server's second start.
+		awk -v n="$CACHE_NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.bench.test A\n", i }' >"$RUN/cache-fill.txt"
+	fi
 	((ENCRYPTED)) || return 0
 	# One more file of new names per encrypted listener's miss run.
 	local l p
@@ -299,6 +338,7 @@ make_data() {
 RESULTS=$RUN/results.tsv
 SERVERS=$RUN/servers.tsv
 IDLE=$RUN/idle.tsv
+CACHEMEM=$RUN/cachemem.tsv
 
 # row SCENARIO SERVER STATUS [QPS SENT COMPLETED LOST CPU P50 P99 SERVER% LOAD% NOTE]
 row() {
@@ -433,7 +473,7 @@ measure() {
 			row "$sc" "$server" "quicload failed (exit $rc): $(tail -n1 "$raw" | tr '\t|' '  ' | cut -c1-120)"
 			return 0
 		fi
-		local kv answered noerror
+		local kv noerror
 		kv=$(awk '/^quicload / { for (i = 2; i <= NF; i++) print $i }' "$raw")
 		field() { sed -n "s/^$1=//p" <<<"$kv"; }
 		sent=$(field sent) completed=$(field answered) noerror=$(field noerror)
@@ -499,9 +539,10 @@ idle_memory() {
 		after=$(rss_kib "$pid")
 		if ((PROFILE)) && [[ $server == dnsedge ]]; then
 			# What the held connections keep alive, after a collection (gc=1).
-			curl -s --max-time 20 -o "$RUN/$server/idle-heap.pprof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/heap?gc=1" &&
+			if curl -s --max-time 20 -o "$RUN/$server/idle-heap.pprof" "http://127.0.0.1:$METRICS_PORT/debug/pprof/heap?gc=1"; then
 				go tool pprof -top -sample_index=inuse_space -nodecount=30 "$OUT/dnsedge" "$RUN/$server/idle-heap.pprof" \
 					>"$RUN/$server/idle-heap.top.txt" 2>&1 || true
+			fi
 			curl -s --max-time 20 -o "$RUN/$server/idle-goroutines.txt" "http://127.0.0.1:$METRICS_PORT/debug/pprof/goroutine?debug=1" || true
 			grep -E '^Vm|^Rss' "/proc/$pid/status" >"$RUN/$server/idle-status.txt" || true
 		fi
@@ -619,6 +660,214 @@ bench_server() {
 	stop_pid "$pid"
 }
 
+# ---------------------------------------------------------------- cache memory
+
+# cache_row SERVER STATUS [SENT NOERROR ENTRIES COUNTED SECONDS QPS RSS0 HWM0
+# RSS1 HWM1 PER NOTE]: one line of cachemem.tsv. Memory is in KiB, before and
+# after the fill; COUNTED says where ENTRIES comes from: "server" for the
+# server's own count, "noerror" for dnsperf's NOERROR answers.
+cache_row() {
+	local name=$1 status=$2
+	shift 2
+	local f=("${@}")
+	while ((${#f[@]} < 12)); do f+=("-"); done
+	local IFS=$'\t'
+	printf '%s\n' "$name	$status	${f[*]:0:12}" >>"$CACHEMEM"
+}
+
+# prom PORT REGEX: the value of the one series whose name and labels match
+# REGEX at http://127.0.0.1:PORT/metrics, as an integer (Prometheus writes
+# large values as 1.0e+06), or "-".
+prom() {
+	{ curl -s --max-time 10 "http://127.0.0.1:$1/metrics" 2>/dev/null || true; } |
+		awk -v re="$2" '$1 ~ re { v = $2; n++ }
+			END { if (n == 1 && v ~ /^[0-9.]+([eE]\+?[0-9]+)?$/) printf "%.0f\n", v; else print "-" }'
+}
+
+# cache_entries SERVER STATS: how many entries SERVER's cache holds by its own
+# count, or "-" if that cannot be read. STATS is the port of its metrics
+# endpoint, or for unbound its configuration file (for unbound-control).
+cache_entries() {
+	case $1 in
+	dnsedge*) prom "$2" '^dnsedge_cache_entries$' ;;
+	dnsdist) prom "$2" '^dnsdist_pool_cache_entries[{]pool="_default_"[}]$' ;;
+	coredns) prom "$2" '^coredns_cache_entries[{].*type="success"' ;;
+	unbound)
+		# One message entry per name asked; each also holds an RRset entry.
+		{ timeout 10 unbound-control -c "$2" stats_noreset 2>/dev/null || true; } |
+			awk -F= '$1 == "msg.cache.count" { v = $2 } END { print (v ~ /^[0-9]+$/) ? v : "-" }'
+		;;
+	*) echo - ;;
+	esac
+}
+
+# cache_fill NAME PID PORT STATS NOTE: asks the freshly started server NAME
+# (PID, on PORT) each name of cache-fill.txt once, and records in
+# cachemem.tsv how much its VmRSS grew per entry its cache gained. Entries
+# are the server's own count (cache_entries NAME STATS) after the fill minus
+# before it; if that cannot be read, dnsperf's NOERROR answers, an upper
+# bound. NOTE starts the Notes column.
+cache_fill() {
+	local name=$1 pid=$2 port=$3 stats=$4 note=$5 raw=$RUN/cachemem/$1/fill.txt rc=0
+	local rss0 hwm0 n0 rss1 hwm1 n1 t0 t1 sent noerror lost runtime qps entries counted=server per=-
+	local c0_task c0_total c0_task2 c0_total2
+	log "$name: cache memory, $CACHE_NAMES names, at most $CACHE_SECS s"
+	warm "cachemem/$name" "$port"
+	sleep 2 # let the start and the warm-up settle
+	rss0=$(rss_kib "$pid") hwm0=$(peak_rss_kib "$pid")
+	n0=$(cache_entries "$name" "$stats")
+	read -r c0_task _ c0_total <<<"$(core_ticks "$SERVER_CORE")"
+	t0=$(cpu_ticks "$pid")
+	timeout $((CACHE_SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" dnsperf -s 127.0.0.1 -p "$port" \
+		-d "$RUN/cache-fill.txt" -n 1 -l "$CACHE_SECS" "${CACHE_ARGS[@]}" >"$raw" 2>&1 || rc=$?
+	if ! kill -0 "$pid" 2>/dev/null; then
+		cache_row "$name" "server exited (see bench/out/run/cachemem/$name.log)"
+		return 0
+	fi
+	t1=$(cpu_ticks "$pid")
+	read -r c0_task2 _ c0_total2 <<<"$(core_ticks "$SERVER_CORE")"
+	# Answers dnsperf gave up on may still be on their way into the cache.
+	sleep 3
+	if ! kill -0 "$pid" 2>/dev/null; then
+		cache_row "$name" "server exited (see bench/out/run/cachemem/$name.log)"
+		return 0
+	fi
+	rss1=$(rss_kib "$pid") hwm1=$(peak_rss_kib "$pid")
+	n1=$(cache_entries "$name" "$stats")
+	if ((rc != 0)) || ! grep -q 'Queries completed:' "$raw"; then
+		cache_row "$name" "dnsperf failed (exit $rc)"
+		return 0
+	fi
+	sent=$(awk '/Queries sent:/ { print $3 }' "$raw")
+	lost=$(awk '/Queries lost:/ { print $3 }' "$raw")
+	noerror=$(sed -n 's/^ *Response codes:.*NOERROR \([0-9][0-9]*\).*/\1/p' "$raw")
+	noerror=${noerror:-0}
+	runtime=$(awk '/Run time \(s\):/ { print $4 }' "$raw")
+	qps=$(awk '/Queries per second:/ { print $4 }' "$raw")
+	if [[ $n0 != - && $n1 != - ]]; then
+		entries=$((n1 - n0))
+	else
+		entries=$noerror counted=noerror
+		note="${note:+$note; }the server's count of entries could not be read: NOERROR answers instead"
+	fi
+	if ((entries > 0)); then
+		per=$(awk -v a="$rss1" -v b="$rss0" -v n="$entries" 'BEGIN { printf "%.0f", (a - b) * 1024 / n }')
+	fi
+	if grep -q 'Testing complete (time limit)' "$raw"; then
+		note="${note:+$note; }stopped by the ${CACHE_SECS} s bound"
+	fi
+	((lost == 0)) || note="${note:+$note; }$lost queries lost"
+	if ((entries * 100 < noerror * 99)); then
+		note="${note:+$note; }the cache kept $entries of $noerror answers"
+		if [[ $name == dnsedge* ]]; then
+			local ev
+			ev=$(prom "$stats" '^dnsedge_cache_evictions_total$')
+			[[ $ev == - ]] || note+=" ($ev evictions)"
+		fi
+	fi
+	if [[ $name == dnsedge* && $n1 != - ]] && ((n1 > 0)); then
+		# What the cache itself counts against its byte bound, against RSS.
+		local held
+		held=$(prom "$stats" '^dnsedge_cache_bytes$')
+		[[ $held == - ]] || note="${note:+$note; }dnsedge_cache_bytes: $((held / n1)) per entry"
+	fi
+	local d0=$((c0_total2 - c0_total)) other=0
+	((d0 <= 0)) || other=$(((c0_task2 - c0_task - (t1 - t0)) * 100 / d0))
+	((other <= 10)) || note="${note:+$note; }other processes used ${other}% of core $SERVER_CORE"
+	note=$(tr '\t|' '  ' <<<"$note")
+	cache_row "$name" ok "$sent" "$noerror" "$entries" "$counted" "$runtime" "$qps" "$rss0" "$hwm0" "$rss1" "$hwm1" "$per" "$note"
+}
+
+# cache_server NAME STATUS PORT STATS NOTE CMD...: unless STATUS says why not,
+# starts CMD (which must listen on PORT) alone on the server core, fills its
+# cache (cache_fill) and stops it.
+cache_server() {
+	local name=$1 status=$2 port=$3 stats=$4 note=$5
+	shift 5
+	mkdir -p "$RUN/cachemem/$name"
+	if [[ $status != ok ]]; then
+		cache_row "$name" "$status"
+		return 0
+	fi
+	start "cachemem/$name" "$SERVER_CORE" "$@"
+	if wait_ready "$port" "$STARTED_PID"; then
+		cache_fill "$name" "$STARTED_PID" "$port" "$stats" "$note"
+	else
+		log "$name: failed to start, see bench/out/run/cachemem/$name.log"
+		cache_row "$name" "failed to start (see bench/out/run/cachemem/$name.log)"
+	fi
+	stop_pid "$STARTED_PID"
+}
+
+# cache_phase: the cache memory rows. Each server is started once more, after
+# all the main runs (which keep their own configuration), with a cache sized
+# for CACHE_ENTRIES, and with the endpoint that reports its count of entries:
+# dnsedge's metrics, dnsdist's webserver, unbound-control, CoreDNS's
+# prometheus plugin. Their memory is in the "before" figure.
+cache_phase() {
+	local server port stats conf note out status
+	for server in $ONLY; do
+		case $server in
+		dnsedge)
+			port=${PORTS[10]} stats=${PORTS[11]} conf=$RUN/cachemem/dnsedge.yaml note="" status=$DNSEDGE_STATUS
+			mkdir -p "$RUN/cachemem"
+			if [[ $status == ok ]]; then
+				render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$stats" \
+					PPROF=false CACHE_ENTRIES="$CACHE_ENTRIES"
+				splice "$conf" ENCRYPTED
+				# cache.max_bytes is new, and the configuration parser rejects
+				# keys it does not know: ask this build whether it knows it.
+				render dnsedge-cache.yaml.in "$RUN/cachemem/dnsedge-max-bytes.yaml" MAX_BYTES="$CACHE_MAX_BYTES"
+				cp "$conf" "$conf.try"
+				splice "$conf.try" CACHE_MAX_BYTES "$RUN/cachemem/dnsedge-max-bytes.yaml"
+				if out=$("$OUT/dnsedge" check "$conf.try" 2>&1); then
+					mv "$conf.try" "$conf"
+				else
+					rm -f "$conf.try"
+					splice "$conf" CACHE_MAX_BYTES
+					note="cache.max_bytes left out: this build rejects it ($(head -n1 <<<"$out" | sed 's/^[^ ]*: //' | cut -c1-80))"
+					if ! out=$("$OUT/dnsedge" check "$conf" 2>&1); then
+						status="configuration rejected: $(head -n1 <<<"$out" | sed 's/^[^ ]*: //' | tr '\t|' '  ' | cut -c1-100)"
+					fi
+				fi
+			fi
+			# GOGC from the environment is dropped, so that this row has
+			# dnsedge serve's own default (400); the next has Go's (100).
+			cache_server dnsedge "$status" "$port" "$stats" "$note" \
+				env -u GOGC "$OUT/dnsedge" serve -config "$conf"
+			cache_server dnsedge-gogc100 "$status" "$port" "$stats" "$note" \
+				env GOGC=100 "$OUT/dnsedge" serve -config "$conf"
+			;;
+		dnsdist)
+			port=${PORTS[12]} stats=${PORTS[13]} conf=$RUN/cachemem/dnsdist.conf
+			mkdir -p "$RUN/cachemem"
+			render dnsdist.conf.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
+				CACHE_ENTRIES="$CACHE_ENTRIES" CACHE_OPTIONS=", numberOfShards=20"
+			render dnsdist-stats.conf.in "$conf.stats" STATS_PORT="$stats"
+			cat "$conf.stats" >>"$conf"
+			cache_server dnsdist ok "$port" "$stats" "" \
+				dnsdist --supervised --disable-syslog -C "$conf"
+			;;
+		unbound)
+			port=${PORTS[14]} conf=$RUN/cachemem/unbound/unbound.conf
+			mkdir -p "$RUN/cachemem/unbound"
+			render unbound.conf.in "$conf" DIR="$RUN/cachemem/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
+				MSG_CACHE="$UNBOUND_MSG_CACHE" RRSET_CACHE="$UNBOUND_RRSET_CACHE" STATS=yes
+			cache_server unbound ok "$port" "$conf" "" unbound -d -c "$conf"
+			;;
+		coredns)
+			port=${PORTS[15]} stats=${PORTS[16]} conf=$RUN/cachemem/Corefile
+			mkdir -p "$RUN/cachemem"
+			render Corefile.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" CACHE_ENTRIES="$CACHE_ENTRIES"
+			render Corefile-stats.in "$conf.stats" STATS_PORT="$stats"
+			splice "$conf" PROMETHEUS "$conf.stats"
+			cache_server coredns "$COREDNS_STATUS" "$port" "$stats" "" \
+				"$COREDNS_BIN" -conf "$conf" -quiet
+			;;
+		esac
+	done
+}
+
 # ---------------------------------------------------------------- main
 
 install_packages
@@ -639,6 +888,7 @@ mkdir -p "$RUN/named"
 : >"$RESULTS"
 : >"$SERVERS"
 : >"$IDLE"
+: >"$CACHEMEM"
 CLK_TCK=$(getconf CLK_TCK)
 
 log "building benchtool"
@@ -655,9 +905,10 @@ make_data
 # One port for named, one for dnsedge's metrics and one per server, so a
 # server never binds a port the previous one left in TIME_WAIT.
 # dnsedge's and dnsdist's encrypted listeners get two more each: DoT (and
-# DoQ on UDP) and DoH (and DoH3 on UDP).
-mapfile -t PORTS < <("$OUT/benchtool" ports 10)
-((${#PORTS[@]} == 10)) || die "could not find free ports"
+# DoQ on UDP) and DoH (and DoH3 on UDP). The cache memory phase has its own
+# (10-16): one per server, and one for each endpoint that counts entries.
+mapfile -t PORTS < <("$OUT/benchtool" ports 17)
+((${#PORTS[@]} == 17)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -685,7 +936,8 @@ for server in $ONLY; do
 	dnsedge)
 		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok
 		render dnsedge.yaml.in "$RUN/dnsedge.yaml" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$METRICS_PORT" \
-			PPROF="$([[ $PROFILE == 1 ]] && echo true || echo false)"
+			PPROF="$([[ $PROFILE == 1 ]] && echo true || echo false)" CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+		splice "$RUN/dnsedge.yaml" CACHE_MAX_BYTES
 		if ((ENCRYPTED)); then
 			ENC_DOT_PORT=${PORTS[6]} ENC_DOH_PORT=${PORTS[7]}
 			render dnsedge-encrypted.yaml.in "$RUN/dnsedge-encrypted.yaml" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
@@ -717,7 +969,8 @@ for server in $ONLY; do
 		fi
 		;;
 	dnsdist)
-		render dnsdist.conf.in "$RUN/dnsdist.conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
+		render dnsdist.conf.in "$RUN/dnsdist.conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
+			CACHE_ENTRIES="$MAIN_CACHE_ENTRIES" CACHE_OPTIONS=""
 		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS="not supported by $(dnsdist --version | awk 'NR == 1 { print $1, $2 }')"
 		if ((ENCRYPTED)); then
 			ENC_DOT_PORT=${PORTS[8]} ENC_DOH_PORT=${PORTS[9]}
@@ -731,13 +984,15 @@ for server in $ONLY; do
 	unbound)
 		ENC_DOT_PORT="" ENC_DOH_PORT=""
 		mkdir -p "$RUN/unbound"
-		render unbound.conf.in "$RUN/unbound/unbound.conf" DIR="$RUN/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
+		render unbound.conf.in "$RUN/unbound/unbound.conf" DIR="$RUN/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
+			MSG_CACHE=128m RRSET_CACHE=256m STATS=no
 		bench_server unbound ok "unbound $(unbound -V | awk 'NR == 1 { print $2 }')" "$port" \
 			unbound -d -c "$RUN/unbound/unbound.conf"
 		;;
 	coredns)
 		ENC_DOT_PORT="" ENC_DOH_PORT=""
-		render Corefile.in "$RUN/Corefile" PORT="$port" UPSTREAM_PORT="$NAMED_PORT"
+		render Corefile.in "$RUN/Corefile" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+		splice "$RUN/Corefile" PROMETHEUS
 		version="CoreDNS $COREDNS_VERSION"
 		[[ $COREDNS_STATUS != ok ]] || version=$("$COREDNS_BIN" -version | head -n1)
 		bench_server coredns "$COREDNS_STATUS" "$version" "$port" \
@@ -745,6 +1000,15 @@ for server in $ONLY; do
 		;;
 	esac
 done
+
+CACHE_PHASE_SECS=-
+if ((CACHE_MEM)); then
+	log "cache memory phase"
+	CACHE_PHASE_SECS=$SECONDS
+	cache_phase
+	CACHE_PHASE_SECS=$((SECONDS - CACHE_PHASE_SECS))
+	log "cache memory phase took $CACHE_PHASE_SECS s"
+fi
 
 printf '%s\t%s\t%s\t%s\t%s\n' named-direct "$NAMED_VERSION" ok "$(peak_rss_kib "$NAMED_PID")" \
 	"upstream, on core $LOAD_CORE; peak RSS after serving every server's misses" >>"$SERVERS"
@@ -778,6 +1042,15 @@ stop_pid "$NAMED_PID"
 	printf 'zone_last\t%s\n' "$((ZONE_RECORDS - 1))"
 	printf 'hot_names\t%s\n' "$HOT_NAMES"
 	printf 'hot_last\t%s\n' "$((HOT_NAMES - 1))"
+	printf 'main_cache_entries\t%s\n' "$MAIN_CACHE_ENTRIES"
+	printf 'cache_names\t%s\n' "$CACHE_NAMES"
+	printf 'cache_last\t%s\n' "$((CACHE_NAMES - 1))"
+	printf 'cache_entries\t%s\n' "$CACHE_ENTRIES"
+	printf 'cache_max_bytes\t%s\n' "$CACHE_MAX_BYTES"
+	printf 'cache_seconds\t%s\n' "$CACHE_SECS"
+	printf 'cache_args\t%s\n' "${CACHE_ARGS[*]}"
+	printf 'cache_phase_seconds\t%s\n' "$CACHE_PHASE_SECS"
+	printf 'unbound_cache\tmsg-cache-size %s, rrset-cache-size %s\n' "$UNBOUND_MSG_CACHE" "$UNBOUND_RRSET_CACHE"
 } >"$RUN/meta.tsv"
 
 "$OUT/benchtool" report -dir "$RUN" -out "$REPORT" -analysis "$BENCH_DIR/ANALYSIS.md"

@@ -52,8 +52,9 @@ var scenarios = []scenario{
 }
 
 // serverOrder is the order of rows in every table; servers not listed here
-// come after, in the order they appear in the results.
-var serverOrder = []string{direct, "dnsedge", "dnsdist", "unbound", "coredns"}
+// come after, in the order they appear in the results. dnsedge-gogc100 is
+// dnsedge run with GOGC=100 in the memory tables.
+var serverOrder = []string{direct, "dnsedge", "dnsedge-gogc100", "dnsdist", "unbound", "coredns"}
 
 type result struct {
 	scenario, server, status string
@@ -163,6 +164,9 @@ func writeReport(dir, out string) error {
 		}
 	}
 	if err := writeIdle(w, dir); err != nil {
+		return err
+	}
+	if err := writeCacheMem(w, dir, m); err != nil {
 		return err
 	}
 	writeTargets(w, byKey, dir)
