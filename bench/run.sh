@@ -31,7 +31,7 @@
 #   BENCH_CACHE_MEM        1 (default) adds the cache memory phase; 0 skips it
 #   BENCH_CACHE_NAMES      unique names that phase asks each server (default
 #                          1000000; its caches are sized 10% above it)
-#   BENCH_CACHE_SECONDS    time bound of each server's fill (default 65)
+#   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -55,7 +55,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
 CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
-CACHE_SECS=${BENCH_CACHE_SECONDS:-65}
+CACHE_SECS=${BENCH_CACHE_SECONDS:-90}
 # Set per server before bench_server; empty means no encrypted rows.
 ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok CERTS=""
 
