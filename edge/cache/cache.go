@@ -5,9 +5,11 @@
 // SOA allows (RFC 2308 §5).
 //
 // Answers are stored packed, in wire format, with the offsets of their TTL
-// fields. A hit copies the bytes, patches ID, RD, question case and TTLs in
-// place, and unpacks the copy, so the answers handed out share no memory
-// with the cache or with each other.
+// fields. Once a second per entry that is hit, a copy of the bytes gets
+// its TTLs and question case patched and is unpacked into a template;
+// hits in that second return a shallow copy of the template with the
+// query's ID and RD (template.go). Answers are therefore read-only, as
+// pipeline.Handler requires of every reply.
 package cache
 
 import (
@@ -30,9 +32,10 @@ import (
 // defaults. TTL bounds are applied in whole seconds.
 type Config struct {
 	// MaxEntries bounds the number of cached answers; default 100000.
-	// MaxBytes bounds the bytes they hold (message, key and bookkeeping,
-	// estimated per entry); default 64 MiB. When either is reached, the
-	// least recently used entries of the shard being written are evicted.
+	// MaxBytes bounds the bytes they hold (message, key, bookkeeping and,
+	// once an entry is hit, its unpacked template; estimated per entry);
+	// default 64 MiB. When either is reached, the least recently used
+	// entries of the shard being written are evicted.
 	MaxEntries int
 	MaxBytes   int64
 	// MinTTL raises the lifetime of positive and negative answers;
@@ -131,7 +134,7 @@ type Cache struct {
 	bg        sync.WaitGroup
 	refreshes atomic.Int32
 
-	// bufs holds *[]byte scratch buffers for unpacking hits. miekg/dns
+	// bufs holds *[]byte scratch buffers for unpacking answers. miekg/dns
 	// copies everything it unpacks, so a buffer is reusable as soon as
 	// Unpack returns (its own server pools read buffers the same way).
 	bufs sync.Pool
@@ -327,31 +330,6 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 // shardOf returns the shard that holds key.
 func (c *Cache) shardOf(key []byte) *shard {
 	return &c.shards[maphash.Bytes(c.seed, key)&c.mask]
-}
-
-// answer returns the answer to q from e, aged by age seconds, or nil when
-// the stored bytes do not unpack (then e is dropped). A stale answer has
-// every TTL set to StaleTTL and carries EDE 3 (RFC 8767 §4, RFC 8914).
-func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg, stale bool) *dns.Msg {
-	bp := c.bufs.Get().(*[]byte)
-	b := e.appendAnswer((*bp)[:0], age, q.Id, q.RecursionDesired, qname)
-	if stale {
-		setTTLs(b, e.ttls, c.staleTTL)
-	}
-	m := new(dns.Msg)
-	err := m.Unpack(b)
-	*bp = b
-	c.bufs.Put(bp)
-	if err != nil {
-		// Only a bug in packing or patching gets here: drop the entry
-		// rather than serve it again.
-		s.remove(e)
-		return nil
-	}
-	if stale {
-		addEDE(m, dns.ExtendedErrorCodeStaleAnswer, "")
-	}
-	return m
 }
 
 // addEDE adds an Extended DNS Error option (RFC 8914) to m's OPT record,

@@ -7,8 +7,8 @@ import (
 	"unsafe"
 )
 
-// An entry is one cached answer. Every field but prev, next and the
-// atomics is set before the entry is published in a shard and never
+// An entry is one cached answer. Every field but prev, next, tmplSize and
+// the atomics is set before the entry is published in a shard and never
 // changed afterwards, so a reader that got the entry from the shard may
 // use them without the lock.
 type entry struct {
@@ -32,6 +32,12 @@ type entry struct {
 	// failed is when a refresh of the entry last failed, in Unix
 	// nanoseconds; 0 if none did.
 	failed atomic.Int64
+	// tmpl is the answer unpacked for the age of the last hit that
+	// rebuilt it; nil until the first hit (template.go).
+	tmpl atomic.Pointer[template]
+	// tmplSize is what tmpl counts against the byte bound, 0 while
+	// none was kept; guarded by the shard lock.
+	tmplSize int64
 
 	// prev and next link the shard's LRU list; guarded by the shard lock.
 	prev, next *entry
@@ -166,7 +172,7 @@ func (s *shard) len() int {
 func (s *shard) removeLocked(e *entry) {
 	s.unlink(e)
 	delete(s.m, e.key)
-	s.bytes.Add(-e.size)
+	s.bytes.Add(-e.size - e.tmplSize)
 }
 
 func (s *shard) unlink(e *entry) {

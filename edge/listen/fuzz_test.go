@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -101,6 +102,9 @@ func corpus(t testing.TB) []corpusFile {
 // size. It returns the decision. buf is scratch space of maxFrame bytes.
 func udpPacketInvariants(t *testing.T, b, buf []byte) action {
 	m, act, _ := check(b)
+	if hdr, _ := checkHeader(b); hdr == actServe {
+		sameAsUnpack(t, b)
+	}
 	switch act {
 	case actDrop:
 		return act
@@ -135,6 +139,78 @@ func udpPacketInvariants(t *testing.T, b, buf []byte) action {
 		t.Fatalf("reply of %d bytes for a client of %d", len(out), req.MaxSize)
 	}
 	return act
+}
+
+// sameAsUnpack checks that unpackCommon, when it takes b (whose header
+// passed checkHeader), makes of it exactly what dns.Msg.Unpack does.
+func sameAsUnpack(t *testing.T, b []byte) {
+	t.Helper()
+	got := unpackCommon(b)
+	if got == nil {
+		return
+	}
+	want := new(dns.Msg)
+	if err := want.Unpack(b); err != nil {
+		t.Fatalf("unpackCommon took a message Unpack rejects (%v):\n%v", err, got)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("unpackCommon made\n%#v\nUnpack made\n%#v", got, want)
+	}
+}
+
+// TestUnpackCommon checks which shapes of query unpackCommon takes; what
+// it makes of them is checked against Unpack by sameAsUnpack (and by
+// FuzzUDPPacket).
+func TestUnpackCommon(t *testing.T) {
+	t.Parallel()
+	pack := func(m *dns.Msg) []byte {
+		b, err := m.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	withOpt := func(f func(o *dns.OPT)) []byte {
+		q := queryEDNS("example.org.", dns.TypeA, 1232, true)
+		f(q.IsEdns0())
+		return pack(q)
+	}
+	flags := query("Example.ORG.", dns.TypeMX)
+	flags.Id, flags.RecursionDesired, flags.CheckingDisabled, flags.AuthenticatedData, flags.Zero = 0xBEEF, true, true, true, true
+	tsig := queryEDNS("example.org.", dns.TypeA, 1232, false)
+	tsig.Extra = append(tsig.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "key.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY},
+		Algorithm: dns.HmacSHA256, MAC: "00", OrigId: 1})
+	plain := pack(query("example.org.", dns.TypeA))
+	tests := []struct {
+		name  string
+		b     []byte
+		taken bool
+	}{
+		{"no EDNS", plain, true},
+		{"header flags", pack(flags), true},
+		{"escaped name", pack(query(`a\.b\032c.example.org.`, dns.TypeTXT)), true},
+		{"compressed name", []byte{0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1}, false},
+		{"trailing bytes", append(append([]byte{}, plain...), 1, 2, 3), true},
+		{"question cut short", plain[:len(plain)-1], false},
+		{"EDNS", withOpt(func(*dns.OPT) {}), true},
+		{"EDNS, extended rcode bits and version", withOpt(func(o *dns.OPT) { o.SetExtendedRcode(dns.RcodeBadCookie); o.SetVersion(1) }), true},
+		{"EDNS with an option", withOpt(func(o *dns.OPT) {
+			o.Option = []dns.EDNS0{&dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"}}
+		}), false},
+		{"EDNS owned by a name", withOpt(func(o *dns.OPT) { o.Hdr.Name = "example.org." }), false},
+		{"OPT and TSIG", pack(tsig), false},
+		{"other record", pack(&dns.Msg{MsgHdr: dns.MsgHdr{Id: 1}, Question: []dns.Question{{Name: ".", Qtype: dns.TypeNS, Qclass: dns.ClassINET}},
+			Extra: []dns.RR{mustRR("example.org. 1 IN A 192.0.2.1")}}), false},
+		{"OPT cut short", withOpt(func(*dns.OPT) {})[:len(plain)+10], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := unpackCommon(tt.b) != nil; got != tt.taken {
+				t.Errorf("taken = %v, want %v", got, tt.taken)
+			}
+			sameAsUnpack(t, tt.b)
+		})
+	}
 }
 
 // FuzzTCPStream feeds a byte stream through the TCP framing reader.

@@ -8,7 +8,6 @@
 package listen
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -346,10 +345,9 @@ var (
 // call runs the current pipeline for req within the query budget. A panic
 // in the handler is logged with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
-	// The parent is not cancelable, which spares WithTimeout registering
-	// the child: drain needs no cancellation (see there).
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.QueryTimeout)
-	defer cancel()
+	// No parent to cancel it: drain needs no cancellation (see there).
+	ctx := newBudget(time.Now().Add(c.cfg.QueryTimeout))
+	defer ctx.end()
 	defer func() {
 		if r := recover(); r != nil {
 			c.m.panicked()
@@ -366,7 +364,9 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 // to putBuf, or nil when nothing is to be sent.
 func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	m, err := c.call(req)
-	reply, send := Finish(req, m, err, c.log)
+	rb := getReplyBuf()
+	defer putReplyBuf(rb)
+	reply, send := finish(req, m, err, c.log, rb)
 	if !send {
 		c.m.drop(reasonHandler)
 		return nil, nil
@@ -378,7 +378,8 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	b, err := pack(reply, (*buf)[off:], req.MaxSize)
 	if err != nil {
 		c.log.Error("bad reply from handler", "err", err, "question", question(req))
-		reply, _ = Finish(req, nil, errInternal, c.log)
+		*rb = replyBuf{}
+		reply, _ = finish(req, nil, errInternal, c.log, rb)
 		if b, err = pack(reply, (*buf)[off:], req.MaxSize); err != nil {
 			putBuf(buf)
 			c.log.Error("pack error reply", "err", err, "question", question(req))

@@ -33,8 +33,35 @@ const EDNSSize = 1232
 //     sets TC when records had to go.
 //
 // Finish does not modify m or req: the reply is a shallow copy that shares
-// m's records. Nothing is logged when log is nil.
+// m's records, which it only reads (m may be shared with a cache, see
+// pipeline.Handler). Its OPT and additional section are its own, so it may
+// be packed. Nothing is logged when log is nil.
 func Finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger) (reply *dns.Msg, send bool) {
+	return finish(req, m, err, log, new(replyBuf))
+}
+
+// replyBuf holds what Finish builds for one reply, so that a listener can
+// reuse it (replyBufs) once the reply is packed.
+type replyBuf struct {
+	msg   dns.Msg
+	opt   dns.OPT
+	extra [4]dns.RR    // the additional section when it fits
+	ede   [2]dns.EDNS0 // the OPT's options when they fit
+}
+
+var replyBufs = sync.Pool{New: func() any { return new(replyBuf) }}
+
+// getReplyBuf returns a cleared replyBuf; putReplyBuf takes it back once
+// nothing refers to its reply any more.
+func getReplyBuf() *replyBuf { return replyBufs.Get().(*replyBuf) }
+
+func putReplyBuf(rb *replyBuf) {
+	*rb = replyBuf{} // drop the references to records
+	replyBufs.Put(rb)
+}
+
+// finish is Finish building the reply in rb, which must be cleared.
+func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *replyBuf) (reply *dns.Msg, send bool) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -49,28 +76,33 @@ func Finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger) (rep
 			"question", question(req), "client", req.Client.String())
 		m = pipeline.ErrorReply(q, errNoAnswer)
 	}
-	r := *m
+	r := &rb.msg
+	*r = *m
 	r.Id = q.Id
 	r.Response = true
 	r.Opcode = q.Opcode
 	if len(r.Question) == 0 {
 		r.Question = q.Question
 	}
-	r.Extra = clientExtra(q.IsEdns0(), m.Extra)
-	if r.Rcode > 0xF && q.IsEdns0() == nil {
+	qopt := q.IsEdns0()
+	r.Extra = clientExtra(qopt, m.Extra, rb)
+	if r.Rcode > 0xF && qopt == nil {
 		// An extended RCODE needs an OPT the client cannot take.
 		r.Rcode = dns.RcodeServerFailure
 	}
+	// Truncate only reslices the sections, and writes only into the
+	// additional section when it holds an OPT: then it is rb's.
 	r.Truncate(req.MaxSize)
-	return &r, true
+	return r, true
 }
 
 // clientExtra returns the additional section to send to a client whose
 // query carried qopt (nil without EDNS): extra without its OPT records,
-// plus, when the client speaks EDNS, one OPT of our own holding the EDE
-// options of the removed ones. The OPT goes before a trailing TSIG, which
-// must stay last (RFC 8945 §5.1). extra is not modified.
-func clientExtra(qopt *dns.OPT, extra []dns.RR) []dns.RR {
+// plus, when the client speaks EDNS, one OPT of our own (rb.opt) holding
+// the EDE options of the removed ones. The OPT goes before a trailing
+// TSIG, which must stay last (RFC 8945 §5.1). extra is not modified; the
+// new section uses rb's arrays when it fits them.
+func clientExtra(qopt *dns.OPT, extra []dns.RR, rb *replyBuf) []dns.RR {
 	if qopt == nil {
 		has := false
 		for _, rr := range extra {
@@ -83,8 +115,11 @@ func clientExtra(qopt *dns.OPT, extra []dns.RR) []dns.RR {
 			return extra
 		}
 	}
-	out := make([]dns.RR, 0, len(extra)+1)
-	var ede []dns.EDNS0
+	out := rb.extra[:0]
+	if len(extra)+1 > len(rb.extra) {
+		out = make([]dns.RR, 0, len(extra)+1)
+	}
+	ede := rb.ede[:0]
 	for _, rr := range extra {
 		opt, ok := rr.(*dns.OPT)
 		if !ok {
@@ -100,7 +135,11 @@ func clientExtra(qopt *dns.OPT, extra []dns.RR) []dns.RR {
 	if qopt == nil {
 		return out
 	}
-	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: ede}
+	opt := &rb.opt
+	*opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	if len(ede) > 0 {
+		opt.Option = ede
+	}
 	opt.SetUDPSize(EDNSSize)
 	opt.SetDo(qopt.Do())
 	if n := len(out); n > 0 && out[n-1].Header().Rrtype == dns.TypeTSIG {

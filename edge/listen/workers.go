@@ -15,9 +15,9 @@ const workerIdle = 5 * time.Second
 // one allocation fewer (BenchmarkUDPServe). A job goes to an idle worker;
 // when none is idle a new one starts, up to max (0: no bound, the
 // listener's query slots bound them), beyond which the job gets a
-// goroutine of its own. A worker idle for idle ends, as do idle workers
-// once stop is closed. Safe for concurrent use; submit must not be called
-// after wait.
+// goroutine of its own. A worker that served nothing for idle ends (see
+// loop), as do idle workers once stop is closed. Safe for concurrent use;
+// submit must not be called after wait.
 type workers[J any] struct {
 	jobs  chan J // unbuffered: a send succeeds only to an idle worker
 	serve func(J)
@@ -51,19 +51,26 @@ func (w *workers[J]) submit(j J) {
 }
 
 // loop serves j, then the jobs handed to it while it waits, until it has
-// idled for w.idle or stop is closed.
+// served none for a whole w.idle (so it ends after idling between w.idle
+// and twice that) or stop is closed. The timer is not reset per job,
+// which would cost a timer-heap update for every query.
 func (w *workers[J]) loop(j J) {
 	defer w.n.Add(-1)
 	w.serve(j)
 	t := time.NewTimer(w.idle)
 	defer t.Stop()
+	busy := false
 	for {
 		select {
 		case j := <-w.jobs:
 			w.serve(j)
-			t.Reset(w.idle)
+			busy = true
 		case <-t.C:
-			return
+			if !busy {
+				return
+			}
+			busy = false
+			t.Reset(w.idle)
 		case <-w.stop:
 			return
 		}

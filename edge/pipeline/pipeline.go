@@ -27,6 +27,18 @@ import (
 //
 // req.Msg is read-only: a handler that needs a changed message works on a
 // copy. Implementations must be safe for concurrent use.
+//
+// The reply is read-only too, once returned: its records, their slices
+// (OPT options, RDATA) and its sections' backing arrays may be shared with
+// a cache and with replies to other queries being served at the same
+// time. Only the Msg struct itself belongs to the caller, so setting a
+// header field or assigning a whole section is fine. A middleware that
+// changes a reply any other way works on a copy: a new section slice
+// rather than an append to the old one (slices.Clone, then append), a
+// copied record (dns.Copy) rather than a changed one. Packing counts as
+// a change: miekg/dns's Pack writes the extended RCODE into the OPT
+// record, so pack a shallow copy that carries an OPT of its own, as the
+// listeners do (listen.Finish).
 type Handler interface {
 	ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error)
 }

@@ -1,0 +1,154 @@
+package cache
+
+import (
+	"encoding/binary"
+	"slices"
+
+	"github.com/miekg/dns"
+)
+
+// A template is an entry's answer unpacked once for one age: TTLs lowered
+// by that many seconds (or all set to StaleTTL, with EDE 3, for staleAge),
+// the question as spelled by the query that made it, ID 0. Hits at that
+// age with that spelling are answered with a shallow copy of msg that
+// shares its sections and records: nobody may modify them (replies are
+// read-only, see pipeline.Handler). A template is never modified once
+// published.
+type template struct {
+	age   uint32
+	qname string // the question name in wire format, as spelled
+	msg   *dns.Msg
+}
+
+// staleAge is the age of the template of stale answers: every TTL is
+// StaleTTL whatever the age, so one template serves them all. Fresh ages
+// are below an entry's TTL, at most 2^31-1.
+const staleAge = ^uint32(0)
+
+// Estimated heap cost of a template beyond the packed message: the Msg
+// and template structs and slices, and per record its struct, header and
+// interface slot (measured with miekg/dns v1.1.73 on typical answers; an
+// over-estimate for most).
+const (
+	templateOverhead  = 256
+	templateRecordLen = 96
+)
+
+// templateSize estimates the bytes a template of the packed message msg
+// holds.
+func templateSize(msg []byte) int64 {
+	records := 0
+	if len(msg) >= headerLen {
+		records = int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) +
+			int(binary.BigEndian.Uint16(msg[10:]))
+	}
+	return templateOverhead + int64(len(msg)) + templateRecordLen*int64(records)
+}
+
+// answer returns the answer to q from e, aged by age seconds, or nil when
+// the stored bytes do not unpack (then e is dropped). A stale answer has
+// every TTL set to StaleTTL and carries EDE 3 (RFC 8767 §4, RFC 8914).
+//
+// The answer is read-only: it shares its sections and records with the
+// other answers from e at the same age (see template). Only its header
+// and section slices are its own. A hit allocates only the Msg struct,
+// except when e's template is for another age (once a second per entry:
+// concurrent hits may all rebuild it, the last one stays) or another
+// spelling of the name (then the answer is unpacked for this query only,
+// so that a client that randomises case cannot push out the template of
+// the others).
+func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg, stale bool) *dns.Msg {
+	if stale {
+		age = staleAge
+	}
+	t := e.tmpl.Load()
+	switch {
+	case t != nil && t.age == age && t.qname == string(qname):
+	case t == nil || t.age != age:
+		m, err := c.unpackAnswer(e, age, qname)
+		if err != nil {
+			// Only a bug in packing or patching gets here: drop the
+			// entry rather than serve it again.
+			s.remove(e)
+			return nil
+		}
+		t = &template{age: age, qname: string(qname), msg: m}
+		s.keepTemplate(e, t)
+	default:
+		m, err := c.unpackAnswer(e, age, qname)
+		if err != nil {
+			s.remove(e)
+			return nil
+		}
+		m.Id, m.RecursionDesired = q.Id, q.RecursionDesired
+		return m
+	}
+	m := new(dns.Msg)
+	*m = *t.msg
+	m.Id, m.RecursionDesired = q.Id, q.RecursionDesired
+	return m
+}
+
+// unpackAnswer unpacks e's message aged by age seconds (or stale, for
+// staleAge) with the question spelled as qname, ID 0 and RD clear. Its
+// sections and OPT options have no spare capacity, so that an append by
+// whoever gets a shallow copy cannot write into memory shared with
+// another answer.
+func (c *Cache) unpackAnswer(e *entry, age uint32, qname []byte) (*dns.Msg, error) {
+	bp := c.bufs.Get().(*[]byte)
+	var b []byte
+	if age == staleAge {
+		b = e.appendAnswer((*bp)[:0], 0, 0, false, qname)
+		setTTLs(b, e.ttls, c.staleTTL)
+	} else {
+		b = e.appendAnswer((*bp)[:0], age, 0, false, qname)
+	}
+	m := new(dns.Msg)
+	err := m.Unpack(b)
+	*bp = b
+	c.bufs.Put(bp)
+	if err != nil {
+		return nil, err
+	}
+	if age == staleAge {
+		addEDE(m, dns.ExtendedErrorCodeStaleAnswer, "")
+	}
+	m.Question = slices.Clip(m.Question)
+	m.Answer = slices.Clip(m.Answer)
+	m.Ns = slices.Clip(m.Ns)
+	m.Extra = slices.Clip(m.Extra)
+	if opt := m.IsEdns0(); opt != nil {
+		opt.Option = slices.Clip(opt.Option)
+	}
+	return m, nil
+}
+
+// keepTemplate makes t e's template if e is still stored. The first
+// template of an entry counts against the shard's byte bound (evicting
+// least recently used entries other than e to make room); later ones
+// replace it at the same estimated cost. A template that does not fit is
+// not kept: hits on e then unpack their answer each time.
+func (s *shard) keepTemplate(e *entry, t *template) {
+	if e.tmpl.Load() != nil {
+		e.tmpl.Store(t)
+		return
+	}
+	size := templateSize(e.msg)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m[e.key] != e {
+		return
+	}
+	if e.tmplSize == 0 {
+		for s.bytes.Load()+size > s.maxBytes && s.lru.prev != &s.lru && s.lru.prev != e {
+			s.removeLocked(s.lru.prev)
+			s.evictions.Add(1)
+		}
+		if s.bytes.Load()+size > s.maxBytes {
+			return
+		}
+		e.tmplSize = size
+		s.bytes.Add(size)
+	}
+	e.tmpl.Store(t)
+}
