@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/bits"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -353,9 +354,19 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 	if ttl == 0 {
 		return
 	}
-	m := *reply // shallow: Pack only reads the records
+	// Pack a shallow copy: it reads the records, except that it writes
+	// the extended RCODE into the OPT record, so that one is copied
+	// (replies are read-only, see pipeline.Handler).
+	m := *reply
 	m.Id = 0
 	m.Compress = true
+	for i, rr := range m.Extra {
+		if opt, ok := rr.(*dns.OPT); ok {
+			m.Extra = slices.Clone(m.Extra)
+			m.Extra[i] = dns.Copy(opt)
+			break
+		}
+	}
 	b, err := m.Pack()
 	if err != nil || !sameQuestion(b, key, nameLen) {
 		return
@@ -377,6 +388,5 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 	if string(sk) != string(key) {
 		s = c.shardOf(sk)
 	}
-	k := string(sk)
-	s.put(&entry{key: k, msg: b, ttls: offs, stored: c.now(), ttl: ttl, stale: staleFor, size: sizeOf(k, b, offs)})
+	s.put(newEntry(sk, b, offs, c.now(), ttl, staleFor))
 }

@@ -293,7 +293,7 @@ func TestPrefetch(t *testing.T) {
 func TestMaxBytes(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	c, err := New(Config{MaxEntries: 8, MaxBytes: 2000}, reg) // one shard
+	c, err := New(Config{MaxEntries: 8, MaxBytes: 1200}, reg) // one shard
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,8 +305,8 @@ func TestMaxBytes(t *testing.T) {
 		}
 	}
 	m := gather(t, reg)
-	if b := m["dnsedge_cache_bytes"]; b > 2000 || b == 0 {
-		t.Errorf("bytes = %v, want in (0, 2000]", b)
+	if b := m["dnsedge_cache_bytes"]; b > 1200 || b == 0 {
+		t.Errorf("bytes = %v, want in (0, 1200]", b)
 	}
 	if n := m["dnsedge_cache_entries"]; n >= 8 || n == 0 {
 		t.Errorf("entries = %v, want fewer than the 8 the entry bound allows", n)
@@ -320,8 +320,8 @@ func TestMaxBytes(t *testing.T) {
 	if _, err := serveName(t, h, nameN(99), 1); err != nil || next.calls.Load() != calls {
 		t.Errorf("last name: %v, next called %d times; want a hit", err, next.calls.Load()-calls)
 	}
-	if b := gather(t, reg)["dnsedge_cache_bytes"]; b > 2000 {
-		t.Errorf("bytes after a hit = %v, want at most 2000", b)
+	if b := gather(t, reg)["dnsedge_cache_bytes"]; b > 1200 {
+		t.Errorf("bytes after a hit = %v, want at most 1200", b)
 	}
 }
 
