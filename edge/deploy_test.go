@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,7 +36,7 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 			MountPath string `yaml:"mountPath"`
 		} `yaml:"volumeMounts"`
 	}
-	var config string
+	var files map[string]string
 	var sidecar *container
 	var nameservers []string
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -57,7 +58,7 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 		}
 		switch doc.Kind {
 		case "ConfigMap":
-			config = doc.Data["dnsedge.yaml"]
+			files = doc.Data
 		case "Pod":
 			nameservers = doc.Spec.DNSConfig.Nameservers
 			for i, c := range doc.Spec.Containers {
@@ -67,7 +68,18 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 			}
 		}
 	}
-	cfg, err := edge.Parse("sidecar.yaml", []byte(config))
+	// The ConfigMap's keys as the volume mounts them: the zone files the
+	// configuration names must load.
+	dir := t.TempDir()
+	for name, text := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := edge.LoadFile(filepath.Join(dir, "dnsedge.yaml"))
+	if err == nil {
+		err = cfg.CheckFiles()
+	}
 	if err != nil {
 		t.Fatalf("the ConfigMap's configuration does not validate:\n%v", err)
 	}
