@@ -196,7 +196,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		c.shards[i].init(per, perBytes)
 	}
 	if reg != nil {
-		if err := register(reg, c.collectors()); err != nil {
+		if err := c.Register(reg); err != nil {
 			return nil, err
 		}
 	}

@@ -1,10 +1,10 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 	"sync/atomic"
 
+	"github.com/dnsedge/dnsedge/edge/internal/promreg"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -55,25 +55,8 @@ func (c *Cache) collectors() []prometheus.Collector {
 // Register registers the cache's metrics with reg, as New does, for a
 // cache that a new configuration generation takes over.
 func (c *Cache) Register(reg prometheus.Registerer) error {
-	return register(reg, c.collectors())
-}
-
-// register registers cs with reg. A collector already registered under the
-// same name, left by the cache of a previous configuration generation, is
-// replaced. On failure nothing stays registered.
-func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
-	for i, col := range cs {
-		err := reg.Register(col)
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) && reg.Unregister(are.ExistingCollector) {
-			err = reg.Register(col)
-		}
-		if err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("cache: register metrics: %w", err)
-		}
+	if err := promreg.Replace(reg, c.collectors()...); err != nil {
+		return fmt.Errorf("cache: register metrics: %w", err)
 	}
 	return nil
 }

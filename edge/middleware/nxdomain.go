@@ -4,12 +4,14 @@ import (
 	"cmp"
 	"container/list"
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/internal/promreg"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,8 +93,8 @@ func NewNXDomain(cfg NXDomainConfig, now func() time.Time, reg prometheus.Regist
 	}
 	slices.SortFunc(n.suffixes, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
 	if reg != nil {
-		if err := registerCollectors(reg, n.collectors()); err != nil {
-			return nil, err
+		if err := promreg.Replace(reg, n.collectors()...); err != nil {
+			return nil, fmt.Errorf("nxdomain cache: register metrics: %w", err)
 		}
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dnsedge/dnsedge/transport"
 	"github.com/miekg/dns"
 )
 
@@ -97,14 +98,7 @@ func suffixName(s string) (string, error) {
 
 // FieldError is a configuration problem at a field, named by its path in
 // the document ("nxdomain_cache.ttl"), so the loader can say where it is.
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string     { return e.Field + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error     { return e.Err }
-func (e *FieldError) FieldPath() string { return e.Field }
+type FieldError = transport.FieldError
 
 func fieldError(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}

@@ -2,7 +2,6 @@ package middleware
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
@@ -100,23 +99,4 @@ func (n *NXDomain) collectors() []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("entries", "Names remembered as not existing, expired ones not yet removed included.")),
 			func() float64 { return float64(n.count.Load()) }),
 	}
-}
-
-// registerCollectors registers cs with reg, replacing collectors of the same
-// name left by a previous generation. On failure nothing stays registered.
-func registerCollectors(reg prometheus.Registerer, cs []prometheus.Collector) error {
-	for i, col := range cs {
-		err := reg.Register(col)
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) && reg.Unregister(are.ExistingCollector) {
-			err = reg.Register(col)
-		}
-		if err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("nxdomain cache: register metrics: %w", err)
-		}
-	}
-	return nil
 }

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/dnsedge/dnsedge/transport"
 )
 
 // DefaultPollInterval is how often zone files are checked for changes when
@@ -55,18 +57,7 @@ type TenantSpec struct {
 // FieldError is a configuration problem at a field, named by its path in
 // the document ("tenants[0].networks[2]"), so the loader can say where it
 // is.
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string { return e.Field + ": " + e.Err.Error() }
-
-// Unwrap returns the problem.
-func (e *FieldError) Unwrap() error { return e.Err }
-
-// FieldPath returns the path of the field in the document.
-func (e *FieldError) FieldPath() string { return e.Field }
+type FieldError = transport.FieldError
 
 func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
@@ -120,7 +111,7 @@ func (c *Config) Validate() error {
 			f := fmt.Sprintf("%s.networks[%d]", at, j)
 			p, err := parseNetwork(n)
 			if err != nil {
-				errs = append(errs, &FieldError{f, err})
+				errs = append(errs, &FieldError{Field: f, Err: err})
 				continue
 			}
 			if by, dup := nets[p]; dup {
@@ -151,7 +142,7 @@ func validateZones(at string, specs []ZoneSpec) []error {
 		case s.Origin == "":
 			errs = append(errs, fieldErr(p, "zone needs an origin"))
 		case err != nil:
-			errs = append(errs, &FieldError{p + ".origin", err})
+			errs = append(errs, &FieldError{Field: p + ".origin", Err: err})
 		default:
 			if j, dup := origins[o]; dup {
 				errs = append(errs, fieldErr(p+".origin", "zone %s already defined at %s[%d]", o, at, j))
@@ -170,7 +161,7 @@ func validateZones(at string, specs []ZoneSpec) []error {
 				if e.at >= 0 {
 					f = fmt.Sprintf("%s[%d]", f, e.at)
 				}
-				errs = append(errs, &FieldError{f, e.err})
+				errs = append(errs, &FieldError{Field: f, Err: e.err})
 			}
 		}
 	}

@@ -1,8 +1,6 @@
 package zone
 
 import (
-	"errors"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,24 +42,4 @@ func (c *recordsCollector) Collect(ch chan<- prometheus.Metric) {
 	for i, t := range s.tenants {
 		emit("tenant/"+c.z.tenants.names[i], t)
 	}
-}
-
-// register registers cs with reg. A collector already registered under the
-// same name, left by the zones of a previous configuration generation, is
-// replaced. On failure nothing stays registered.
-func register(reg prometheus.Registerer, cs []prometheus.Collector) error {
-	for i, col := range cs {
-		err := reg.Register(col)
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) && reg.Unregister(are.ExistingCollector) {
-			err = reg.Register(col)
-		}
-		if err != nil {
-			for _, done := range cs[:i] {
-				reg.Unregister(done)
-			}
-			return fmt.Errorf("zone: register metrics: %w", err)
-		}
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/dnsedge/dnsedge/edge/internal/promreg"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -109,8 +110,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error
 		return nil, err
 	}
 	if reg != nil {
-		if err := register(reg, z.collectors()); err != nil {
-			return nil, err
+		if err := promreg.Replace(reg, z.collectors()...); err != nil {
+			return nil, fmt.Errorf("zone: register metrics: %w", err)
 		}
 	}
 	if len(z.sources) == 0 {
