@@ -2,9 +2,10 @@
 # Load benchmark: dnsedge against dnsdist, unbound and CoreDNS, each a caching
 # forwarder in front of the same BIND named, measured with dnsperf. Writes
 # BENCHMARKS.md at the repository root and keeps raw output in bench/out/.
-# The encrypted listeners are measured on dnsedge and dnsdist: DoT with
-# dnsperf, DoH over HTTP/2 with h2load, DoQ and DoH over HTTP/3 (dnsedge
-# only: dnsdist 1.7 has neither) with bench/quicload. A last phase starts
+# The encrypted listeners are measured on dnsedge, dnsdist and unbound: DoT
+# with dnsperf, DoH over HTTP/2 with h2load, DoQ and DoH over HTTP/3 (dnsedge
+# only: dnsdist 1.7 and unbound 1.17 have neither) with bench/quicload. A
+# last phase starts
 # every server once more with a cache for a million entries, fills it, and
 # reports the growth of its RSS per cached entry.
 #
@@ -57,7 +58,9 @@ CACHE_MEM=${BENCH_CACHE_MEM:-1}
 CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
 CACHE_SECS=${BENCH_CACHE_SECONDS:-90}
 # Set per server before bench_server; empty means no encrypted rows.
-ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok CERTS=""
+# QUIC_STATUS and IDLE_STATUS are ok, or why the server has no DoQ/DoH3 rows
+# or no idle-DoT-connection line.
+ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok IDLE_STATUS=ok CERTS=""
 
 # The server under test gets core 0 to itself; dnsperf and the upstream named
 # share core 1 (cache-hit runs never reach named).
@@ -572,9 +575,9 @@ QUIC_SCENARIOS="hit-doh3-5k miss-doh3-5k hit-doh3-max hit-doq-5k miss-doq-5k hit
 # bench_server NAME STATUS VERSION PORT CMD...: unless STATUS says why not,
 # starts CMD (which must listen on PORT), runs every scenario, records peak
 # RSS and stops it. With ENC_DOT_PORT and ENC_DOH_PORT set, it also measures
-# idle DoT connections first and the encrypted scenarios last; QUIC_STATUS
-# is ok when the server also serves DoQ on ENC_DOT_PORT and DoH3 on
-# ENC_DOH_PORT, else why not.
+# idle DoT connections first (unless IDLE_STATUS says why not) and the
+# encrypted scenarios last; QUIC_STATUS is ok when the server also serves DoQ
+# on ENC_DOT_PORT and DoH3 on ENC_DOH_PORT, else why not.
 bench_server() {
 	local name=$1 status=$2 version=$3 port=$4
 	shift 4
@@ -616,7 +619,11 @@ bench_server() {
 	fi
 	local pid=$STARTED_PID note="" data mode p
 	warm "$name" "$port"
-	[[ -z $enc_scenarios ]] || idle_memory "$name" "$pid" "$ENC_DOT_PORT"
+	if [[ -n $enc_scenarios && $IDLE_STATUS == ok ]]; then
+		idle_memory "$name" "$pid" "$ENC_DOT_PORT"
+	elif [[ -n $enc_scenarios ]]; then
+		printf '%s\t%s\t-\t-\t-\t-\t%s\n' "$name" "$IDLE_CONNS" "$IDLE_STATUS" >>"$IDLE"
+	fi
 	if [[ -n $enc_scenarios ]]; then
 		# h2load wants URIs, with the server's port in them.
 		"$OUT/benchtool" dohuris "https://127.0.0.1:$ENC_DOH_PORT/dns-query" <"$RUN/hot.txt" >"$RUN/$name/hot.uris"
@@ -853,6 +860,7 @@ cache_phase() {
 			mkdir -p "$RUN/cachemem/unbound"
 			render unbound.conf.in "$conf" DIR="$RUN/cachemem/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
 				MSG_CACHE="$UNBOUND_MSG_CACHE" RRSET_CACHE="$UNBOUND_RRSET_CACHE" STATS=yes
+			splice "$conf" ENCRYPTED
 			cache_server unbound ok "$port" "$conf" "" unbound -d -c "$conf"
 			;;
 		coredns)
@@ -904,11 +912,12 @@ log "generating zone and query files"
 make_data
 # One port for named, one for dnsedge's metrics and one per server, so a
 # server never binds a port the previous one left in TIME_WAIT.
-# dnsedge's and dnsdist's encrypted listeners get two more each: DoT (and
-# DoQ on UDP) and DoH (and DoH3 on UDP). The cache memory phase has its own
-# (10-16): one per server, and one for each endpoint that counts entries.
-mapfile -t PORTS < <("$OUT/benchtool" ports 17)
-((${#PORTS[@]} == 17)) || die "could not find free ports"
+# dnsedge's, dnsdist's and unbound's encrypted listeners get two more each:
+# DoT (and DoQ on UDP) and DoH (and DoH3 on UDP); unbound's are 17 and 18. The
+# cache memory phase has its own (10-16): one per server, and one for each
+# endpoint that counts entries.
+mapfile -t PORTS < <("$OUT/benchtool" ports 19)
+((${#PORTS[@]} == 19)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -934,7 +943,7 @@ for server in $ONLY; do
 	esac
 	case $server in
 	dnsedge)
-		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok
+		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok IDLE_STATUS=ok
 		render dnsedge.yaml.in "$RUN/dnsedge.yaml" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$METRICS_PORT" \
 			PPROF="$([[ $PROFILE == 1 ]] && echo true || echo false)" CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
 		splice "$RUN/dnsedge.yaml" CACHE_MAX_BYTES
@@ -971,7 +980,8 @@ for server in $ONLY; do
 	dnsdist)
 		render dnsdist.conf.in "$RUN/dnsdist.conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
 			CACHE_ENTRIES="$MAIN_CACHE_ENTRIES" CACHE_OPTIONS=""
-		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS="not supported by $(dnsdist --version | awk 'NR == 1 { print $1, $2 }')"
+		ENC_DOT_PORT="" ENC_DOH_PORT="" IDLE_STATUS=ok
+		QUIC_STATUS="not supported by $(dnsdist --version | awk 'NR == 1 { print $1, $2 }')"
 		if ((ENCRYPTED)); then
 			ENC_DOT_PORT=${PORTS[8]} ENC_DOH_PORT=${PORTS[9]}
 			render dnsdist-encrypted.conf.in "$RUN/dnsdist-encrypted.conf" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
@@ -982,11 +992,27 @@ for server in $ONLY; do
 			dnsdist --supervised --disable-syslog -C "$RUN/dnsdist.conf"
 		;;
 	unbound)
-		ENC_DOT_PORT="" ENC_DOH_PORT=""
+		version="unbound $(unbound -V | awk 'NR == 1 { print $2 }')"
+		ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS="not supported by $version"
 		mkdir -p "$RUN/unbound"
 		render unbound.conf.in "$RUN/unbound/unbound.conf" DIR="$RUN/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
 			MSG_CACHE=128m RRSET_CACHE=256m STATS=no
-		bench_server unbound ok "unbound $(unbound -V | awk 'NR == 1 { print $2 }')" "$port" \
+		if ((ENCRYPTED)); then
+			# DoT and DoH over HTTP/2 (unbound is built with libnghttp2 in
+			# Debian), on the same certificate as dnsedge and dnsdist. unbound
+			# serves at most incoming-num-tcp (64) connections per port, as
+			# configured for the TCP row, so it has no idle-connection line.
+			ENC_DOT_PORT=${PORTS[17]} ENC_DOH_PORT=${PORTS[18]}
+			IDLE_STATUS="not run: unbound serves at most incoming-num-tcp (64 here) connections per port"
+			render unbound-encrypted.conf.in "$RUN/unbound/encrypted.conf" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
+				CERT="$CERTS/cert.pem" KEY="$CERTS/key.pem"
+			splice "$RUN/unbound/unbound.conf" ENCRYPTED "$RUN/unbound/encrypted.conf"
+		else
+			splice "$RUN/unbound/unbound.conf" ENCRYPTED
+		fi
+		unbound-checkconf "$RUN/unbound/unbound.conf" >"$RUN/unbound/checkconf.log" 2>&1 ||
+			log "unbound: unbound-checkconf rejects the configuration, see bench/out/run/unbound/checkconf.log"
+		bench_server unbound ok "$version" "$port" \
 			unbound -d -c "$RUN/unbound/unbound.conf"
 		;;
 	coredns)

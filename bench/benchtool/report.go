@@ -38,7 +38,7 @@ var scenarios = []scenario{
 	{key: "hit-%s-max", listeners: listeners, title: "Cache hit, maximum throughput, by listener",
 		about: "The hot set, already cached, asked as fast as the load generator can: over UDP and TCP, DNS over TLS (`dot`), DNS over HTTPS on HTTP/2 (`doh`) and HTTP/3 (`doh3`), and DNS over QUIC (`doq`). " +
 			"The load generator has one core too and can be the limit before the server is: the core columns say which side was saturated, and CPU µs/query compares servers either way. " +
-			"Ratios divide by dnsdist on the same listener; dnsdist 1.7 has no DoQ or DoH3, so those rows are dnsedge only."},
+			"Ratios divide by dnsdist on the same listener; dnsdist 1.7 and unbound 1.17 have no DoQ or DoH3, so those rows are dnsedge only."},
 	{key: "miss-udp-max", title: "Cache miss, UDP, maximum throughput",
 		about: "Every query is a name never asked before, so every query is forwarded. " +
 			"`named-direct` is dnsperf asking the upstream itself, for reference: named shares core 1 with dnsperf, so it bounds what any forwarder can show here " +
@@ -228,10 +228,12 @@ func methodLines(m map[string]string) []string {
 		return lines
 	}
 	return append(lines,
-		"Encrypted listeners (dnsedge and dnsdist only): both servers use the same certificate, a P-256 leaf for 127.0.0.1 signed by a CA made with openssl for the run. "+
+		"Encrypted listeners (dnsedge, dnsdist and unbound; CoreDNS has none configured): all three use the same certificate, a P-256 leaf for 127.0.0.1 signed by a CA made with openssl for the run. "+
+			"unbound serves DoT on its `tls-port` and DoH on its `https-port` (`http-endpoint: /dns-query`, HTTP/2 through libnghttp2), each with its own `interface:` line, in the same single-threaded process as its UDP and TCP rows; "+
+			"it serves at most `incoming-num-tcp` (64) connections per port, so it has no idle-connection line. "+
 			"DoT: dnsperf with the same arguments plus `-m dot`. "+
 			"DoH over HTTP/2: "+m["h2load"]+" with GET `/dns-query?dns=` URIs made from the same query files (`benchtool dohuris`), `h2load "+m["h2_max_args"]+" -D "+m["seconds"]+"` at maximum rate, `h2load "+m["h2_rate_args"]+"` at 5,000 qps and `h2load "+m["h2_miss_rate_args"]+"` for misses (h2load's clients each walk the URI list from its start, so one client keeps every name new); "+
-			"dnsperf's own DoH mode loses queries and stalls, so it is not used. p50/p99 come from h2load's `--log-file`, with non-2xx answers counted as timed out; h2load cannot see DNS response codes, so `kdig +https` checks an answer from each server before the runs.",
+			"dnsperf's own DoH mode loses queries and stalls, so it is not used. p50/p99 come from h2load's `--log-file`, with non-2xx answers counted as timed out; h2load cannot see DNS response codes, so `kdig +tls` and `kdig +https` (GET, against the bench CA) check an answer from each server's DoT and DoH listeners before the runs.",
 		"DoQ (RFC 9250) and DoH over HTTP/3: `bench/quicload` (quic-go), dnsedge only. `quicload "+m["ql_max_args"]+"` at maximum rate and `quicload "+m["ql_rate_args"]+"` at 5,000 qps; every answer is unpacked and checked against its question, latency is measured per query, lost queries count as infinitely slow.",
 		"Each encrypted run keeps its connections for the whole run, so the TLS/QUIC handshake cost is spread over all its queries; CPU µs/query is the server's CPU over the queries the load generator saw answered, as for UDP and TCP. The hot set is asked once more over UDP before the encrypted runs, since the maximum-rate cache-miss run pushes it out of the cache.",
 	)
