@@ -85,3 +85,7 @@ func srcOOB(src netip.Addr, ifindex uint32) []byte {
 	}
 	return unix.PktInfo6(info)
 }
+
+// udpBatch is the number of datagrams a UDP socket reads with one
+// recvmmsg, and writes with one sendmmsg, at most.
+const udpBatch = 32

@@ -20,3 +20,6 @@ var oobSize = 0
 func parseDst([]byte) (netip.Addr, uint32, bool) { return netip.Addr{}, 0, false }
 
 func srcOOB(netip.Addr, uint32) []byte { return nil }
+
+// udpBatch is 1: one datagram per syscall.
+const udpBatch = 1

@@ -22,9 +22,10 @@ import (
 // concurrent use.
 type UDP struct {
 	*core
-	conns   []*net.UDPConn
+	socks   []*udpSocket
 	addr    netip.AddrPort
 	pktinfo bool // learn each query's destination and answer from it
+	batch   int  // datagrams read and written per syscall at most
 	readers sync.WaitGroup
 	lastOOB atomic.Pointer[srcCache]
 	workers *workers[udpJob]
@@ -33,7 +34,7 @@ type UDP struct {
 // udpJob is one datagram handed from a reader to a worker, with the
 // concurrency slot the reader claimed for it.
 type udpJob struct {
-	conn       *net.UDPConn
+	sock       *udpSocket
 	buf        *[]byte // pooled; the datagram is (*buf)[:n]
 	n          int
 	act        action // checkHeader's verdict
@@ -61,12 +62,22 @@ var _ interface {
 // buffers. A socket bound to a wildcard address answers each query from
 // the address it was sent to.
 func ListenUDP(cfg Config) (*UDP, error) {
-	return listenUDP(cfg, false)
+	return listenUDP(cfg, udpOptions{})
 }
 
-// listenUDP is ListenUDP; forcePktinfo reads destination addresses even on
-// a socket bound to one address, so tests on loopback cover that path.
-func listenUDP(cfg Config, forcePktinfo bool) (*UDP, error) {
+// udpOptions let tests cover the paths loopback would not take.
+type udpOptions struct {
+	// pktinfo reads destination addresses even on a socket bound to one
+	// address.
+	pktinfo bool
+	// batch is the number of datagrams read or written per syscall at
+	// most; 0 means udpBatch, 1 one per syscall (the path of systems
+	// without recvmmsg and sendmmsg).
+	batch int
+}
+
+// listenUDP is ListenUDP with the options o.
+func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, fmt.Errorf("udp listener: %w", err)
@@ -76,12 +87,16 @@ func listenUDP(cfg Config, forcePktinfo bool) (*UDP, error) {
 	}
 	l := &UDP{
 		core:    newCore(cfg, pipeline.KindUDP),
-		pktinfo: forcePktinfo || cfg.Addr.Addr().IsUnspecified(),
+		pktinfo: o.pktinfo || cfg.Addr.Addr().IsUnspecified(),
+		batch:   o.batch,
+	}
+	if l.batch <= 0 {
+		l.batch = udpBatch
 	}
 	l.workers = newWorkers(l.serve, workerIdle, 0, l.done)
 	if err := l.bind(); err != nil {
-		for _, c := range l.conns {
-			c.Close()
+		for _, s := range l.socks {
+			s.conn.Close()
 		}
 		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
 	}
@@ -117,7 +132,7 @@ func (l *UDP) bind() error {
 			return err
 		}
 		c := pc.(*net.UDPConn)
-		l.conns = append(l.conns, c)
+		l.socks = append(l.socks, newUDPSocket(c, netw == "udp6", l.batch))
 		if addr.Port() == 0 {
 			addr = unmap(c.LocalAddr().(*net.UDPAddr).AddrPort())
 		}
@@ -143,8 +158,12 @@ func (l *UDP) Addr() netip.AddrPort { return l.addr }
 // returns ErrClosed at once when the listener is already closed.
 func (l *UDP) Serve() error {
 	err := l.beginServe(func() {
-		for _, c := range l.conns {
-			l.readers.Go(func() { l.read(c) })
+		for _, s := range l.socks {
+			if s.bc != nil {
+				l.readers.Go(func() { l.readBatch(s) })
+			} else {
+				l.readers.Go(func() { l.read(s) })
+			}
 		}
 	})
 	if err != nil {
@@ -162,14 +181,14 @@ func (l *UDP) Close() error {
 		return nil
 	}
 	past := time.Unix(1, 0)
-	for _, c := range l.conns {
-		c.SetReadDeadline(past) // unblocks the readers
+	for _, s := range l.socks {
+		s.conn.SetReadDeadline(past) // unblocks the readers
 	}
 	l.readers.Wait()
 	l.drain(l.cfg.QueryTimeout)
 	var errs []error
-	for _, c := range l.conns {
-		if err := c.Close(); err != nil {
+	for _, s := range l.socks {
+		if err := s.conn.Close(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -177,10 +196,9 @@ func (l *UDP) Close() error {
 	return errors.Join(errs...)
 }
 
-// read is the loop of one socket: it reads a datagram into a pooled
-// buffer, drops junk at once, and hands the rest to an idle worker, or to
-// a new one when all are busy.
-func (l *UDP) read(c *net.UDPConn) {
+// read is the loop of one socket that reads a datagram per syscall: it
+// reads into a pooled buffer and hands the datagram to accept.
+func (l *UDP) read(s *udpSocket) {
 	var oob []byte
 	if l.pktinfo {
 		oob = make([]byte, oobSize)
@@ -188,46 +206,60 @@ func (l *UDP) read(c *net.UDPConn) {
 	var backoff time.Duration
 	for {
 		buf := getBuf()
-		n, oobn, _, src, err := c.ReadMsgUDPAddrPort((*buf)[:dns.MaxMsgSize], oob)
+		n, oobn, _, src, err := s.conn.ReadMsgUDPAddrPort((*buf)[:dns.MaxMsgSize], oob)
 		if err != nil {
 			putBuf(buf)
 			if l.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Debug("read udp", "err", err, "retry_in", backoff)
-			time.Sleep(backoff)
+			backoff = l.readFailed(err, backoff)
 			continue
 		}
 		backoff = 0
-		received := time.Now()
-		l.m.query()
-		act, why := checkHeader((*buf)[:n])
-		if act == actDrop {
+		if !l.accept(s, buf, n, src, oob[:oobn], time.Now()) {
 			putBuf(buf)
-			l.m.drop(why)
-			continue
 		}
-		if !l.tryAcquire() {
-			putBuf(buf)
-			l.m.drop(reasonOverload)
-			continue
-		}
-		local, ifindex := l.addr, uint32(0)
-		if l.pktinfo {
-			if dst, ifi, ok := parseDst(oob[:oobn]); ok {
-				local, ifindex = netip.AddrPortFrom(dst, l.addr.Port()), ifi
-			}
-		}
-		j := udpJob{conn: c, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}
-		l.workers.submit(j)
 	}
 }
 
-// serve answers the datagram of j, gives its buffer back and releases its
-// slot.
+// readFailed logs a read error other than the listener closing and
+// sleeps before the next attempt, twice as long as the last time.
+func (l *UDP) readFailed(err error, backoff time.Duration) time.Duration {
+	backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+	l.log.Debug("read udp", "err", err, "retry_in", backoff)
+	time.Sleep(backoff)
+	return backoff
+}
+
+// accept drops the datagram (*buf)[:n] from src at once when it is junk
+// or the listener is overloaded, and otherwise hands it, with buf, to an
+// idle worker, or to a new one when all are busy; oob holds the control
+// messages read with it. It reports whether buf was handed over.
+func (l *UDP) accept(s *udpSocket, buf *[]byte, n int, src netip.AddrPort, oob []byte, received time.Time) bool {
+	l.m.query()
+	act, why := checkHeader((*buf)[:n])
+	if act == actDrop {
+		l.m.drop(why)
+		return false
+	}
+	if !l.tryAcquire() {
+		l.m.drop(reasonOverload)
+		return false
+	}
+	local, ifindex := l.addr, uint32(0)
+	if l.pktinfo {
+		if dst, ifi, ok := parseDst(oob); ok {
+			local, ifindex = netip.AddrPortFrom(dst, l.addr.Port()), ifi
+		}
+	}
+	j := udpJob{sock: s, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}
+	l.workers.submit(j)
+	return true
+}
+
+// serve answers the datagram of j and gives its buffer back; its slot is
+// released once the reply is written (see send).
 func (l *UDP) serve(j udpJob) {
-	defer l.release()
 	b := (*j.buf)[:j.n]
 	q, act := (*dns.Msg)(nil), j.act
 	if act == actServe {
@@ -235,10 +267,10 @@ func (l *UDP) serve(j udpJob) {
 	}
 	if act != actServe {
 		out := getBuf()
-		l.write(j.conn, reject(b, q, act, *out), j.src, j.local.Addr(), j.ifindex)
+		r := reject(b, q, act, *out)
 		l.m.response(rejectRcode(act), false)
-		putBuf(out)
 		putBuf(j.buf)
+		l.send(j.sock, udpReply{b: r, buf: out, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
 		return
 	}
 	putBuf(j.buf) // q holds no reference to it
@@ -252,23 +284,23 @@ func (l *UDP) serve(j udpJob) {
 	}
 	out, obuf := l.answer(req, 0)
 	if out == nil {
+		l.release()
 		return
 	}
-	l.write(j.conn, out, j.src, j.local.Addr(), j.ifindex)
-	putBuf(obuf)
+	l.send(j.sock, udpReply{b: out, buf: obuf, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
 }
 
-// write sends one reply to dst, from the address the query went to when
-// the socket is bound to a wildcard address.
-func (l *UDP) write(c *net.UDPConn, b []byte, dst netip.AddrPort, from netip.Addr, ifindex uint32) {
+// write sends one reply, from the address the query went to when the
+// socket is bound to a wildcard address.
+func (l *UDP) write(s *udpSocket, r *udpReply) {
 	var err error
 	if l.pktinfo {
-		_, _, err = c.WriteMsgUDPAddrPort(b, l.oobFor(from, ifindex), dst)
+		_, _, err = s.conn.WriteMsgUDPAddrPort(r.b, l.oobFor(r.from, r.ifindex), r.dst)
 	} else {
-		_, err = c.WriteToUDPAddrPort(b, dst)
+		_, err = s.conn.WriteToUDPAddrPort(r.b, r.dst)
 	}
 	if err != nil {
-		l.log.Debug("write udp reply", "client", dst.String(), "err", err)
+		l.log.Debug("write udp reply", "client", r.dst.String(), "err", err)
 	}
 }
 

@@ -275,7 +275,7 @@ func TestUDPPktinfo(t *testing.T) {
 				locals <- *req
 				return answerA(ctx, req)
 			}}
-			l, err := listenUDP(testConfig(t, f, h), true)
+			l, err := listenUDP(testConfig(t, f, h), udpOptions{pktinfo: true})
 			if err != nil {
 				t.Fatal(err)
 			}
