@@ -1,21 +1,16 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/dnsedge/dnsedge/edge"
 )
-
-// defaultGCPercent is the garbage collector's target when GOGC is not set:
-// the heap may grow to five times what is live between collections. The
-// cache is most of the live heap; its size is bounded by cache.max_entries.
-const defaultGCPercent = 400
 
 func loadConfig(path string) (*edge.Config, error) {
 	if path == "" {
@@ -38,10 +33,11 @@ func serve(args []string) int {
 		return 1
 	}
 	if os.Getenv("GOGC") == "" {
-		// Fewer, larger collections: with one core a GC cycle's marking
-		// delays the queries that arrive during it, so the share of time
-		// spent marking is what sets the tail latency. GOGC overrides it.
-		debug.SetGCPercent(defaultGCPercent)
+		// Fewer, larger collections while the heap is small (see
+		// gctune.go). GOGC overrides it.
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go tuneGC(ctx)
 	}
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
 	srv, err := edge.New(cfg, edge.Options{Logger: log, Out: os.Stdout})
