@@ -36,6 +36,17 @@ func (s *shard) join(key []byte) (cl *call, leader bool) {
 	return cl, true
 }
 
+// leave takes back a query's place among cl's waiters when it stopped
+// waiting before cl finished (it was answered stale), so that it is not
+// counted as coalesced.
+func (s *shard) leave(key []byte, cl *call) {
+	s.mu.Lock()
+	if s.calls[string(key)] == cl && cl.waiters > 0 {
+		cl.waiters--
+	}
+	s.mu.Unlock()
+}
+
 // begin registers a new call for key and returns it, or returns nil when
 // one is already in flight: background refreshes never queue behind each
 // other, so there is at most one per key.

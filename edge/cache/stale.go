@@ -57,6 +57,9 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 		case <-ctx.Done():
 			timer.Stop()
 		}
+		if !leader {
+			s.leave(key, cl) // answered stale, not by the call
+		}
 	}
 	if m := c.staleAnswer(s, e, age, qname, req); m != nil {
 		return m, nil

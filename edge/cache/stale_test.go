@@ -200,10 +200,19 @@ func TestStaleClientTimeout(t *testing.T) {
 		t.Fatalf("%d upstream queries, want 2 (fill, one refresh)", n)
 	}
 	close(up.gate)
-	waitFor(t, "the late answer to refresh the entry", func() bool {
-		m, err := h.ServeDNS(testCtx(t), query{}.request(t))
-		return err == nil && len(ede(m)) == 0
-	})
+	waitFor(t, "the refresh to finish", func() bool { return c.waiters(t, query{}.request(t)) == -1 })
+	// Those answered stale were not answered by the refresh.
+	var coalesced uint64
+	for i := range c.shards {
+		coalesced += c.shards[i].coalesced.Load()
+	}
+	if coalesced != 0 {
+		t.Errorf("coalesced = %d, want 0: stale answers are not coalesced ones", coalesced)
+	}
+	m, err = h.ServeDNS(testCtx(t), query{}.request(t))
+	if err != nil || len(ede(m)) != 0 {
+		t.Fatalf("after the refresh: %v, %v; want a fresh answer", m, err)
+	}
 }
 
 // TestStaleWhileRevalidate: inside the window an expired entry is answered
