@@ -118,8 +118,8 @@ type CacheSpec struct {
 	MinTTL      time.Duration `yaml:"min_ttl"`
 	MaxTTL      time.Duration `yaml:"max_ttl"`
 	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	// ServfailTTL keeps SERVFAIL answers briefly (RFC 9520); default 5s,
-	// 0s turns it off.
+	// ServfailTTL keeps SERVFAIL answers and failures to reach any
+	// upstream briefly (RFC 9520); default 5s, 0s turns it off.
 	ServfailTTL *time.Duration `yaml:"servfail_ttl"`
 	// Serve-stale (RFC 8767), on unless serve_stale is false.
 	ServeStale           *bool         `yaml:"serve_stale"`

@@ -47,9 +47,10 @@ type Config struct {
 	// NegativeTTL caps how long NXDOMAIN and NODATA answers are kept;
 	// default 5m. Their TTL is min(SOA TTL, SOA MINIMUM) (RFC 2308 §5).
 	NegativeTTL time.Duration
-	// ServfailTTL is how long a SERVFAIL answer from the next handler is
-	// kept; 0 (the default) does not cache SERVFAIL. At most 5m
-	// (RFC 2308 §7.1, RFC 9520).
+	// ServfailTTL is how long a SERVFAIL answer from the next handler,
+	// or its error when every upstream path failed (one wrapping
+	// pipeline.ErrUpstreamFailed), is kept; 0 (the default) keeps
+	// neither. At most 5m (RFC 2308 §7.1, RFC 9520).
 	ServfailTTL time.Duration
 
 	// Serve-stale (RFC 8767). DisableStale turns it off. Otherwise an
@@ -315,6 +316,10 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	es, e, age, st := c.lookup(key, len(qname), now)
 	switch st {
 	case fresh:
+		if e.fail != nil {
+			es.hits.Add(1)
+			return nil, e.fail
+		}
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
 			c.maybePrefetch(c.shardOf(key), e, age, key, len(qname), h.next, req)
@@ -326,6 +331,20 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	s := c.shardOf(key)
 	s.misses.Add(1)
 	return c.coalesced(ctx, s, key, len(qname), h.next, req)
+}
+
+// insertFailure caches err, next's failure to get any answer from the
+// upstreams, under key for ServfailTTL (RFC 9520 §3.2: resolution
+// failures are cached too, so that a dead upstream is not asked again for
+// every query of the name). A hit returns err itself, so the stages
+// outside the cache (the fallback zone) see the same failure.
+func (c *Cache) insertFailure(s *shard, key []byte, err error) {
+	if c.servfailTTL == 0 {
+		return
+	}
+	e := newEntry(key, nil, nil, c.now(), c.servfailTTL, 0)
+	e.fail = err
+	s.put(e)
 }
 
 // shardOf returns the shard that holds key.

@@ -3,10 +3,12 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/miekg/dns"
 )
 
@@ -20,6 +22,10 @@ type step struct {
 const aWWW = "www.example.org. 300 IN A 192.0.2.1"
 
 var errUpDown = errors.New("all paths failed")
+
+// errAllFailed is an error like the forward stage's when every upstream
+// path failed.
+var errAllFailed = fmt.Errorf("forward to group default: %w: timeout", pipeline.ErrUpstreamFailed)
 
 // soa returns the example.org. SOA with the given TTL and MINIMUM.
 func soa(ttl, minimum string) string {
@@ -114,6 +120,14 @@ func TestServe(t *testing.T) {
 			{q: query{}}, {q: query{}},
 		}},
 		{"errors not cached", Config{}, upstream{err: errUpDown}, []step{
+			{q: query{}}, {q: query{}},
+		}},
+		{"upstream failures kept for ServfailTTL", Config{ServfailTTL: 5 * time.Second}, upstream{err: errAllFailed}, []step{
+			{q: query{}},
+			{advance: 4 * time.Second, q: query{}, hit: true},
+			{advance: time.Second, q: query{}},
+		}},
+		{"other errors not cached with ServfailTTL", Config{ServfailTTL: 5 * time.Second}, upstream{err: errUpDown}, []step{
 			{q: query{}}, {q: query{}},
 		}},
 		{"SERVFAIL not cached by default", Config{}, upstream{rcode: dns.RcodeServerFailure}, []step{

@@ -65,8 +65,9 @@ func (s *shard) begin(key string) *call {
 // wakes its waiters. A usable reply is cached. A failure (an error, or a
 // SERVFAIL or REFUSED reply) leaves a stale entry in place and marks when
 // its refresh failed, so it is served stale for FailureRecheck without
-// asking next again (RFC 8767 §5); without a stale entry a SERVFAIL reply
-// is cached for ServfailTTL. A failure is only recorded when judge is
+// asking next again (RFC 8767 §5); without a stale entry a SERVFAIL reply,
+// or an error saying every upstream path failed, is cached for
+// ServfailTTL (RFC 9520). A failure is only recorded when judge is
 // true: a client's deadline or the cache's closing say nothing about the
 // upstream.
 func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, reply *dns.Msg, err error) {
@@ -81,6 +82,8 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {
 			c.insert(s, key, nameLen, reply)
+		} else if errors.Is(err, pipeline.ErrUpstreamFailed) {
+			c.insertFailure(s, key, err)
 		}
 	}
 	s.mu.Lock()

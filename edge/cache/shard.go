@@ -27,6 +27,9 @@ type entry struct {
 	stale uint32
 	// size is what the entry counts against the cache's byte bound.
 	size int64
+	// fail, when not nil, is a cached failure: the entry has no message
+	// and a hit returns fail (see Cache.insertFailure).
+	fail error
 
 	// hits counts fresh answers served from the entry (for prefetch).
 	hits atomic.Uint32
