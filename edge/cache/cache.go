@@ -313,7 +313,8 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	c := h.c
 	now := c.now()
-	es, e, age, st := c.lookup(key, len(qname), now)
+	s := c.shardOf(key) // calls for the key are kept here, whatever the entry's scope
+	es, e, age, st := c.lookup(s, key, len(qname), now)
 	switch st {
 	case fresh:
 		if e.fail != nil {
@@ -322,13 +323,12 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		}
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
-			c.maybePrefetch(c.shardOf(key), e, age, key, len(qname), h.next, req)
+			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
 			return m, nil
 		}
 	case stale:
-		return c.serveStale(ctx, c.shardOf(key), e, age, key, qname, h.next, req, now)
+		return c.serveStale(ctx, s, e, age, key, qname, h.next, req, now)
 	}
-	s := c.shardOf(key)
 	s.misses.Add(1)
 	return c.coalesced(ctx, s, key, len(qname), h.next, req)
 }

@@ -106,14 +106,13 @@ func (c *Cache) storeKey(dst, key []byte, nameLen int, reply *dns.Msg) ([]byte, 
 	return rescope(dst, key, nameLen, scope), true
 }
 
-// lookup finds the entry that answers a query keyed key: the key itself
-// when it has no ECS part, otherwise the most specific scoped entry that
-// covers the query's subnet (see above). It returns the entry's shard
-// with it.
-func (c *Cache) lookup(key []byte, nameLen int, now time.Time) (*shard, *entry, uint32, state) {
+// lookup finds the entry that answers a query keyed key, whose shard is
+// s: the key itself when it has no ECS part, otherwise the most specific
+// scoped entry that covers the query's subnet (see above). It returns the
+// entry's shard with it.
+func (c *Cache) lookup(s *shard, key []byte, nameLen int, now time.Time) (*shard, *entry, uint32, state) {
 	off := ecsOff(key, nameLen)
 	if off < 0 {
-		s := c.shardOf(key)
 		e, age, st := s.get(key, now)
 		return s, e, age, st
 	}
@@ -124,13 +123,13 @@ func (c *Cache) lookup(key []byte, nameLen int, now time.Time) (*shard, *entry, 
 			continue
 		}
 		k := rescope(buf[:0], key, nameLen, bits)
-		s := c.shardOf(k)
-		if e, age, st := s.get(k, now); e != nil {
-			return s, e, age, st
+		ks := c.shardOf(k)
+		if e, age, st := ks.get(k, now); e != nil {
+			return ks, e, age, st
 		}
 	}
 	k := rescope(buf[:0], key, nameLen, 0)
-	s := c.shardOf(k)
-	e, age, st := s.get(k, now)
-	return s, e, age, st
+	ks := c.shardOf(k)
+	e, age, st := ks.get(k, now)
+	return ks, e, age, st
 }

@@ -77,7 +77,7 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 		c.insert(s, key, nameLen, reply)
 	case !judge:
 	default:
-		if _, old, _, _ := c.lookup(key, nameLen, c.now()); old != nil && old.stale > 0 {
+		if _, old, _, _ := c.lookup(s, key, nameLen, c.now()); old != nil && old.stale > 0 {
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {
