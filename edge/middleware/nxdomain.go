@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/dnsedge/dnsedge/edge/internal/promreg"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/miekg/dns"
@@ -145,7 +146,7 @@ func (h *nxHandler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.M
 	if bound < 0 {
 		return h.next.ServeDNS(ctx, req)
 	}
-	name := lowerASCII(q.Question[0].Name)
+	name := dnsname.Lower(q.Question[0].Name)
 	if soa, left, ok := n.lookup(req.Route, name, bound); ok {
 		n.hits.Add(1)
 		return denial(q, soa, left), nil
@@ -162,7 +163,7 @@ func (h *nxHandler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.M
 		n.forget(req.Route, name)
 		for _, rr := range res.Answer {
 			if c, ok := rr.(*dns.CNAME); ok && n.cover(c.Target) >= 0 {
-				n.forget(req.Route, lowerASCII(c.Target))
+				n.forget(req.Route, dnsname.Lower(c.Target))
 			}
 		}
 	}
@@ -192,7 +193,7 @@ func (h *nxHandler) learn(route, name string, res *dns.Msg) {
 		if !ok || n.cover(target) < 0 {
 			return
 		}
-		name = lowerASCII(target)
+		name = dnsname.Lower(target)
 	}
 	soa := negativeSOA(res.Ns)
 	ttl := h.n.negativeTTL(soa)
@@ -298,23 +299,6 @@ func underSuffix(name, suffix string) bool {
 		slashes++
 	}
 	return slashes%2 == 0
-}
-
-// lowerASCII returns s with ASCII letters in lower case (so its length does
-// not change), s itself when it has none.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if 'A' <= s[i] && s[i] <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }
 
 // lookup finds a fresh denial of name or of one of its ancestors down to

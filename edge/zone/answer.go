@@ -2,8 +2,8 @@ package zone
 
 import (
 	"slices"
-	"strings"
 
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/miekg/dns"
 )
 
@@ -53,7 +53,7 @@ func (z *Zone) Answer(q *dns.Msg) *dns.Msg {
 	}
 	qq := q.Question[0]
 	asked := dns.Fqdn(qq.Name)
-	name := strings.ToLower(asked)
+	name := dnsname.Lower(asked)
 	if !inZone(name, z.origin) {
 		m.Rcode = dns.RcodeRefused
 		return m
@@ -91,7 +91,7 @@ func (z *Zone) resolve(m *dns.Msg, asked, name string, qtype uint16, do bool) {
 			if c := n.set(dns.TypeCNAME); c != nil {
 				m.Answer = appendSet(m.Answer, c, asked, do)
 				target := c.rrs[0].(*dns.CNAME).Target
-				lower := strings.ToLower(target)
+				lower := dnsname.Lower(target)
 				followed[step] = name
 				if step+1 == MaxChase || !inZone(lower, z.origin) || slices.Contains(followed[:step+1], lower) {
 					return
@@ -220,7 +220,7 @@ func (z *Zone) addresses(extra []dns.RR, rrs []dns.RR, glue, do bool) []dns.RR {
 		case *dns.SRV:
 			target = rr.Target
 		}
-		target = strings.ToLower(target)
+		target = dnsname.Lower(target)
 		if target == "" || !inZone(target, z.origin) || slices.Contains(done, target) {
 			continue
 		}

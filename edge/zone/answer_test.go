@@ -221,3 +221,26 @@ func TestAnswerRootZone(t *testing.T) {
 		t.Errorf("root SOA: %v", m)
 	}
 }
+
+// TestNameBytesKept is a fuzz crasher made a case: names are folded for
+// ASCII case only (RFC 4343). strings.ToLower writes U+FFFD for every byte
+// that is not UTF-8, which made distinct names one (and long names too
+// long to pack, as the fuzzer found).
+func TestNameBytesKept(t *testing.T) {
+	z, err := Parse("example.", strings.NewReader("\xa7 A 192.0.2.1\n\xa8 A 192.0.2.2\n"), "bytes.zone")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ name, want string }{
+		{"\xa7.example.", "192.0.2.1"},
+		{"\xa8.example.", "192.0.2.2"},
+	} {
+		m := z.Answer(query(tt.name, dns.TypeA, false))
+		if len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != tt.want {
+			t.Errorf("%q: answer\n%v\nwant only %s", tt.name, m, tt.want)
+		}
+		if _, err := m.Pack(); err != nil {
+			t.Errorf("%q: answer does not pack: %v", tt.name, err)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/miekg/dns"
 )
 
@@ -149,7 +150,7 @@ func canonOrigin(origin string) (string, error) {
 	if origin == "" {
 		return "", errors.New("origin is empty")
 	}
-	o := strings.ToLower(dns.Fqdn(origin))
+	o := dnsname.Lower(dns.Fqdn(origin))
 	if _, ok := dns.IsDomainName(o); !ok || strings.ContainsAny(o, " \t\n") {
 		return "", fmt.Errorf("origin %q is not a domain name", origin)
 	}

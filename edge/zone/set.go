@@ -3,8 +3,8 @@ package zone
 import (
 	"fmt"
 	"sort"
-	"strings"
 
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/miekg/dns"
 )
 
@@ -120,7 +120,7 @@ func (s *Set) answer(q *dns.Msg, name string) (*dns.Msg, bool) {
 // lowerFQDN returns name lower-cased and fully qualified, allocating only
 // when it is not already.
 func lowerFQDN(name string) string {
-	name = strings.ToLower(name)
+	name = dnsname.Lower(name)
 	if name == "" || name[len(name)-1] != '.' {
 		name += "."
 	}

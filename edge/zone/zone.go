@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/miekg/dns"
 )
 
@@ -136,7 +137,7 @@ func (b *builder) fail(at int, format string, args ...any) {
 // kept once (RFC 2181 §5).
 func (b *builder) add(rr dns.RR, at int) {
 	h := rr.Header()
-	name := strings.ToLower(h.Name)
+	name := dnsname.Lower(h.Name)
 	switch {
 	case h.Class != dns.ClassINET:
 		b.fail(at, "%s: class %s not supported, only IN", name, dns.Class(h.Class))
@@ -182,7 +183,7 @@ func (b *builder) add(rr dns.RR, at int) {
 	}
 	c := dns.Copy(rr)
 	c.Header().Ttl = 0
-	key := strings.ToLower(c.String())
+	key := dnsname.Lower(c.String())
 	for _, have := range b.seen[key] {
 		if dns.IsDuplicate(have, rr) {
 			return
