@@ -20,8 +20,12 @@ type ProbeConfig struct {
 	Name string
 	Type uint16
 	// LargeName and LargeType are asked with DO and a 4096-byte buffer to
-	// see whether an answer over 1232 bytes crosses the path over UDP;
-	// default ". DNSKEY".
+	// see whether an answer over EDNSBufferSize (1232) bytes crosses the
+	// path; default ". DNSKEY". The test needs a question whose answer is
+	// that large: an authoritative-only server refuses ". DNSKEY", and a
+	// resolver's answer to it may be smaller. When the answer is an error
+	// or too small, the report says the test did not run
+	// (PathReport.LargeUntested) instead of judging the path.
 	LargeName string
 	LargeType uint16
 }
@@ -64,13 +68,21 @@ type PathReport struct {
 	RTTAvg   time.Duration
 	RTTMax   time.Duration
 	EDNS     bool // the replies carried an OPT record
-	// LargeSize is the size of the large answer when it arrived; 0 if not.
+	// LargeSize is the size of the large answer when one over
+	// EDNSBufferSize bytes arrived whole; 0 otherwise. It is measured as
+	// packed with name compression, as servers send answers, so a smaller
+	// answer is not counted as large.
 	LargeSize int
 	// LargeTC: over UDP the large answer came back truncated.
 	LargeTC bool
-	Err     string // the last error seen
-	Problem string // why the path is broken; empty when it is fine
-	Warning string // something worth a look that does not break the path
+	// LargeUntested says why the large-answer probe could not test the
+	// path: its answer was an error (REFUSED, NOTAUTH, SERVFAIL...) or no
+	// larger than EDNSBufferSize bytes. Empty when the probe got a large
+	// answer, a truncated one, or none.
+	LargeUntested string
+	Err           string // the last error seen
+	Problem       string // why the path is broken; empty when it is fine
+	Warning       string // something worth a look that does not break the path
 }
 
 // Broken reports whether the path has a problem.
@@ -207,32 +219,65 @@ func probePath(ctx context.Context, t Target, proto string, addr netip.AddrPort,
 	if r.Received > 0 {
 		r.RTTAvg = total / time.Duration(r.Received)
 	}
-	q := new(dns.Msg)
-	q.SetQuestion(dns.Fqdn(cfg.LargeName), cfg.LargeType)
-	q.SetEdns0(4096, true)
-	if m, err := exchange(ctx, q); err == nil {
-		r.LargeTC = m.Truncated
-		if !m.Truncated {
-			r.LargeSize = m.Len()
-		}
-	} else if r.Err == "" {
-		r.Err = "large answer: " + err.Error()
-	}
+	probeLarge(ctx, exchange, cfg, &r)
+	var warnings []string
 	if r.Received < r.Sent {
-		r.Warning = fmt.Sprintf("%d of %d probes lost", r.Sent-r.Received, r.Sent)
+		warnings = append(warnings, fmt.Sprintf("%d of %d probes lost", r.Sent-r.Received, r.Sent))
 	}
-	if proto == "udp" && r.LargeSize > 0 && r.LargeSize <= EDNSBufferSize {
-		r.Warning = strings.TrimPrefix(r.Warning+fmt.Sprintf("; large probe answer is only %d bytes, too small to test the MTU", r.LargeSize), "; ")
+	if r.LargeUntested != "" {
+		warnings = append(warnings, fmt.Sprintf("large-answer test not run: %s; use -large NAME/TYPE with an answer over %d bytes", r.LargeUntested, EDNSBufferSize))
 	}
+	r.Warning = strings.Join(warnings, "; ")
+	untested := r.LargeUntested != ""
 	switch {
 	case r.Received == 0:
 		r.Problem = "unreachable: no probe answered"
 	case 2*r.Received <= r.Sent:
 		r.Problem = fmt.Sprintf("heavy loss: %d of %d probes lost", r.Sent-r.Received, r.Sent)
-	case proto == "udp" && r.LargeSize == 0 && !r.LargeTC:
+	case proto == "udp" && r.LargeSize == 0 && !r.LargeTC && !untested:
 		r.Problem = "large UDP answer lost (path MTU black hole?)"
-	case proto != "udp" && r.LargeSize == 0:
+	case proto != "udp" && r.LargeSize == 0 && !untested:
 		r.Problem = "large answer failed over " + proto
 	}
 	return r
+}
+
+// probeLarge asks cfg's large question with DO and a 4096-byte buffer and
+// records on r what came back: a large answer (LargeSize), a truncated one
+// (LargeTC), one that cannot test the path (LargeUntested), or an error
+// (Err, unless an earlier one is there).
+func probeLarge(ctx context.Context, exchange func(context.Context, *dns.Msg) (*dns.Msg, error), cfg ProbeConfig, r *PathReport) {
+	q := new(dns.Msg)
+	q.SetQuestion(dns.Fqdn(cfg.LargeName), cfg.LargeType)
+	q.SetEdns0(4096, true)
+	question := dns.Fqdn(cfg.LargeName) + " " + dns.Type(cfg.LargeType).String()
+	m, err := exchange(ctx, q)
+	switch {
+	case err != nil:
+		if r.Err == "" {
+			r.Err = "large answer: " + err.Error()
+		}
+	case m.Rcode != dns.RcodeSuccess:
+		// An authoritative-only server refuses names outside its zones:
+		// the reply is small whatever the path carries.
+		r.LargeUntested = question + " answered " + rcodeName(m.Rcode)
+	case m.Truncated:
+		r.LargeTC = true
+	default:
+		// Unpacked messages are measured uncompressed, which would count
+		// a compressed 1100-byte answer as over 1232.
+		m.Compress = true
+		if n := m.Len(); n > EDNSBufferSize {
+			r.LargeSize = n
+		} else {
+			r.LargeUntested = fmt.Sprintf("%s answer is only %d bytes", question, n)
+		}
+	}
+}
+
+func rcodeName(rcode int) string {
+	if s, ok := dns.RcodeToString[rcode]; ok {
+		return s
+	}
+	return fmt.Sprintf("RCODE%d", rcode)
 }

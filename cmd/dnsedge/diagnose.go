@@ -24,7 +24,7 @@ func diagnose(args []string, stdout, stderr io.Writer) int {
 	probes := fs.Int("probes", 5, "probes per path and protocol")
 	timeout := fs.Duration("timeout", 2*time.Second, "timeout per probe")
 	name := fs.String("name", ".", "name asked by the reachability probes (type NS)")
-	large := fs.String("large", "./DNSKEY", "NAME/TYPE asked with DO and a 4096-byte buffer to test large answers")
+	large := fs.String("large", "./DNSKEY", "NAME/TYPE asked with DO and a 4096-byte buffer to test whether an answer over 1232 bytes crosses the path; its answer must be that large (authoritative-only servers refuse ./DNSKEY)")
 	bootstrap := fs.String("bootstrap", "", "resolver ip[:port] for upstream host names (default: the config's, or /etc/resolv.conf)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -102,7 +102,7 @@ func diagnoseTargets(path string, urls []string, bootstrap string) ([]transport.
 func printReports(w io.Writer, reports []transport.PathReport) int {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "UPSTREAM\tPROTO\tFAMILY\tADDRESS\tANSWERED\tRTT min/avg/max\tEDNS\tLARGE ANSWER\tSTATUS")
-	broken := 0
+	broken, untested := 0, 0
 	for _, r := range reports {
 		status := "ok"
 		if r.Warning != "" {
@@ -125,6 +125,9 @@ func printReports(w io.Writer, reports []transport.PathReport) int {
 			largeAns = fmt.Sprintf("%d bytes", r.LargeSize)
 		case r.LargeTC:
 			largeAns = "truncated (TC)"
+		case r.LargeUntested != "":
+			largeAns = "not tested"
+			untested++
 		}
 		rtt := "-"
 		if r.Received > 0 {
@@ -137,12 +140,17 @@ func printReports(w io.Writer, reports []transport.PathReport) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\t%s\t%s\n", r.Upstream, r.Proto, fam, addr, r.Received, r.Sent, rtt, edns, largeAns, status)
 	}
 	tw.Flush()
+	code := 0
 	if broken > 0 {
 		fmt.Fprintf(w, "\n%d of %d paths broken\n", broken, len(reports))
-		return 1
+		code = 1
+	} else {
+		fmt.Fprintf(w, "\nall %d paths ok\n", len(reports))
 	}
-	fmt.Fprintf(w, "\nall %d paths ok\n", len(reports))
-	return 0
+	if untested > 0 {
+		fmt.Fprintf(w, "large-answer test not run on %d of %d paths (the -large question got an error or an answer of 1232 bytes or less); use -large NAME/TYPE with an answer over 1232 bytes\n", untested, len(reports))
+	}
+	return code
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.1fms", float64(d.Microseconds())/1000) }

@@ -327,6 +327,54 @@ func TestDiagnose(t *testing.T) {
 	}
 }
 
+// TestDiagnoseLargeAnswer runs diagnose against an authoritative-only
+// upstream, which refuses the default large probe (. DNSKEY): the table
+// must say the large-answer test did not run and that -large is needed,
+// without calling any path broken; with -large naming a big TXT RRset the
+// large answer arrives on every path.
+func TestDiagnoseLargeAnswer(t *testing.T) {
+	up := transporttest.StartFault(t, zone+transporttest.BigTXT("big.test.example.", 20))
+	tests := []struct {
+		name      string
+		args      []string
+		wantLarge string // in every row's LARGE ANSWER column
+		wantNote  bool   // the "large-answer test not run" line after the table
+	}{
+		{name: "default probe refused", wantLarge: "not tested", wantNote: true},
+		{name: "big TXT", args: []string{"-large", "big.test.example/TXT"}, wantLarge: " bytes"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"diagnose", "-probes", "2", "-timeout", "300ms"}, tt.args...)
+			args = append(args, fmt.Sprintf("udp://127.0.0.1:%d", up.Port()), fmt.Sprintf("udp://[::1]:%d", up.Port()))
+			out, err := exec.Command(dnsedgeBin, args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("exit: %v, want 0\n%s", err, out)
+			}
+			rows := 0
+			for _, l := range strings.Split(string(out), "\n") {
+				if f := strings.Fields(l); len(f) < 3 || (f[2] != "ipv4" && f[2] != "ipv6") {
+					continue
+				}
+				rows++
+				if !strings.Contains(l, tt.wantLarge) || strings.Contains(l, "BROKEN") {
+					t.Errorf("row %q, want %q and not broken\n%s", l, tt.wantLarge, out)
+				}
+				if refused := strings.Contains(l, "large-answer test not run: . DNSKEY answered REFUSED; use -large NAME/TYPE"); refused != tt.wantNote {
+					t.Errorf("row %q: says the refused probe needs -large: %v, want %v", l, refused, tt.wantNote)
+				}
+			}
+			if rows != 4 {
+				t.Errorf("%d path rows, want 4\n%s", rows, out)
+			}
+			note := strings.Contains(string(out), "large-answer test not run on 4 of 4 paths")
+			if note != tt.wantNote {
+				t.Errorf("note after the table: %v, want %v\n%s", note, tt.wantNote, out)
+			}
+		})
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
