@@ -22,6 +22,7 @@ func TestCoalescedMissesEndToEnd(t *testing.T) {
 health:
   initial_timeout: 2s
   max_timeout: 2s
+  probe_interval: -1s  # count client queries only
 cache:
   enabled: true
 `, up.AddrV4()))

@@ -104,7 +104,7 @@ func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
 		}
 		u, err := transport.NewUpstream(
 			transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer, TLS: tlsOpts, HTTP3: spec.HTTP3},
-			transport.UpstreamDeps{Registry: d.registry, Resolver: g.bootstrap, Logger: d.log, Own: own})
+			transport.UpstreamDeps{Registry: d.registry, Resolver: g.bootstrap, Logger: d.log, Own: own, Probe: cfg.Health.ProbeSpec()})
 		if err != nil {
 			return nil, err
 		}
@@ -123,7 +123,7 @@ func buildGeneration(cfg *Config, d buildDeps) (_ *generation, err error) {
 		for _, n := range gs.Upstreams {
 			us = append(us, byName[n])
 		}
-		g.groups[gs.Name] = transport.NewGroup(gs.Name, strat, transport.RaceConfig{MaxAttemptDelay: gs.AttemptDelay}, us...)
+		g.groups[gs.Name] = transport.NewGroup(gs.Name, strat, gs.RaceConfig(), us...)
 	}
 	deflt := DefaultGroup
 	if _, ok := g.groups[deflt]; !ok {
@@ -244,7 +244,12 @@ func (g *generation) close() error {
 func (g *generation) paths() []*transport.Path {
 	var out []*transport.Path
 	for _, u := range g.upstreams {
-		out = append(out, u.Paths()...)
+		for _, p := range u.Paths() {
+			out = append(out, p)
+			if p.Stream != nil {
+				out = append(out, p.Stream)
+			}
+		}
 	}
 	return out
 }

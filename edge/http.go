@@ -87,10 +87,19 @@ var (
 		append(pathLabels[:4:4], "class"), nil)
 	descPathTransitions = prometheus.NewDesc("dnsedge_path_breaker_transitions_total",
 		"Breaker transitions of a path by the state entered.", append(pathLabels[:4:4], "to"), nil)
+	descPathLoss = prometheus.NewDesc("dnsedge_path_loss_ratio",
+		"Decaying failure rate of a path's exchanges, 0 to 1; above health.demote_loss the path is tried after the others.", pathLabels, nil)
+	descPathHedges = prometheus.NewDesc("dnsedge_path_hedges_total",
+		"Attempts started on a path because the attempt before it was slower than its hedge delay.", pathLabels, nil)
+	descPathHedgesWon = prometheus.NewDesc("dnsedge_path_hedges_won_total",
+		"Hedged attempts on a path whose answer the client got.", pathLabels, nil)
+	descPathProbes = prometheus.NewDesc("dnsedge_path_probes_total",
+		"Background probes sent on a path while it had no client traffic.", pathLabels, nil)
 )
 
 func (c *pathCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPathState, descPathSRTT, descPathRTO, descPathFailures, descPathOutcomes, descPathTransitions} {
+	for _, d := range []*prometheus.Desc{descPathState, descPathSRTT, descPathRTO, descPathFailures, descPathOutcomes, descPathTransitions,
+		descPathLoss, descPathHedges, descPathHedgesWon, descPathProbes} {
 		ch <- d
 	}
 }
@@ -107,6 +116,10 @@ func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descPathSRTT, prometheus.GaugeValue, h.SRTT.Seconds(), lv...)
 		ch <- prometheus.MustNewConstMetric(descPathRTO, prometheus.GaugeValue, h.RTO.Seconds(), lv...)
 		ch <- prometheus.MustNewConstMetric(descPathFailures, prometheus.GaugeValue, float64(h.Consecutive), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathLoss, prometheus.GaugeValue, h.Loss, lv...)
+		ch <- prometheus.MustNewConstMetric(descPathHedges, prometheus.CounterValue, float64(h.Events[transport.EventHedge]), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathHedgesWon, prometheus.CounterValue, float64(h.Events[transport.EventHedgeWon]), lv...)
+		ch <- prometheus.MustNewConstMetric(descPathProbes, prometheus.CounterValue, float64(h.Events[transport.EventProbe]), lv...)
 		for _, cl := range transport.Classes() {
 			ch <- prometheus.MustNewConstMetric(descPathOutcomes, prometheus.CounterValue, float64(h.Outcomes[cl]), append(lv, cl.String())...)
 		}

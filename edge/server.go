@@ -75,7 +75,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, out: out, prom: prom,
-		health:    transport.NewRegistry(cfg.Health.HealthConfig()),
+		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
 		listeners: make(map[string]listener),

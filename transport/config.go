@@ -110,9 +110,27 @@ type GroupSpec struct {
 	Name      string   `yaml:"name"`
 	Strategy  string   `yaml:"strategy"`
 	Upstreams []string `yaml:"upstreams"`
-	// AttemptDelay caps the wait before the next path is started
-	// (default 250ms).
-	AttemptDelay time.Duration `yaml:"attempt_delay"`
+	// AttemptDelay caps the hedge delay, the wait for one path before the
+	// next is started (default 250ms); MinAttemptDelay is its floor
+	// (default 10ms, RFC 8305 §5). HedgeFactor is k in the delay
+	// k·SRTT + 4·RTTVAR of the path waited on (default 2).
+	AttemptDelay    time.Duration `yaml:"attempt_delay"`
+	MinAttemptDelay time.Duration `yaml:"min_attempt_delay"`
+	HedgeFactor     float64       `yaml:"hedge_factor"`
+	// Within an upstream the family with the lower measured RTT goes
+	// first when the other's is more than FamilyRTTRatio times and more
+	// than FamilyRTTMargin above it (defaults 2 and 10ms); the upstream's
+	// prefer decides otherwise.
+	FamilyRTTRatio  float64       `yaml:"family_rtt_ratio"`
+	FamilyRTTMargin time.Duration `yaml:"family_rtt_margin"`
+}
+
+// RaceConfig returns the race configuration the spec describes.
+func (g GroupSpec) RaceConfig() RaceConfig {
+	return RaceConfig{
+		MaxAttemptDelay: g.AttemptDelay, MinAttemptDelay: g.MinAttemptDelay, HedgeFactor: g.HedgeFactor,
+		FamilyRatio: g.FamilyRTTRatio, FamilyMargin: g.FamilyRTTMargin,
+	}.withDefaults()
 }
 
 // HealthSpec tunes every path's health; see HealthConfig for defaults.
@@ -124,6 +142,13 @@ type HealthSpec struct {
 	MaxTimeout       time.Duration `yaml:"max_timeout"`
 	InitialTimeout   time.Duration `yaml:"initial_timeout"`
 	StaleAfter       time.Duration `yaml:"stale_after"`
+	DemoteLoss       float64       `yaml:"demote_loss"`
+	LossHalfLife     time.Duration `yaml:"loss_half_life"`
+	// ProbeInterval, ProbeName and ProbeType tune background probes of
+	// idle paths (see ProbeSpec); a negative interval turns them off.
+	ProbeInterval time.Duration `yaml:"probe_interval"`
+	ProbeName     string        `yaml:"probe_name"`
+	ProbeType     string        `yaml:"probe_type"`
 }
 
 // HealthConfig returns the health configuration the spec describes.
@@ -131,8 +156,21 @@ func (h HealthSpec) HealthConfig() HealthConfig {
 	return HealthConfig{
 		FailureThreshold: h.FailureThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown,
 		MinTimeout: h.MinTimeout, MaxTimeout: h.MaxTimeout, InitialTimeout: h.InitialTimeout,
-		StaleAfter: h.StaleAfter,
+		StaleAfter: h.StaleAfter, DemoteLoss: h.DemoteLoss, LossHalfLife: h.LossHalfLife,
 	}.withDefaults()
+}
+
+// ProbeSpec returns the probe configuration the spec describes. Validate
+// reports a bad name or type; here they fall back to the defaults.
+func (h HealthSpec) ProbeSpec() ProbeSpec {
+	p := ProbeSpec{Interval: h.ProbeInterval}
+	if _, ok := dns.IsDomainName(h.ProbeName); ok && h.ProbeName != "" {
+		p.Name = dns.Fqdn(h.ProbeName)
+	}
+	if t, ok := dns.StringToType[strings.ToUpper(h.ProbeType)]; ok {
+		p.Type = t
+	}
+	return p.withDefaults()
 }
 
 // FieldError is a configuration problem at a field, named by its path in
@@ -210,8 +248,22 @@ func (c *Config) Validate() error {
 				errs = append(errs, fieldErr(fmt.Sprintf("%s.upstreams[%d]", at, j), "no upstream named %q", n))
 			}
 		}
-		if g.AttemptDelay < 0 {
-			errs = append(errs, fieldErr(at+".attempt_delay", "must not be negative"))
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"attempt_delay", g.AttemptDelay}, {"min_attempt_delay", g.MinAttemptDelay}, {"family_rtt_margin", g.FamilyRTTMargin}} {
+			if d.v < 0 {
+				errs = append(errs, fieldErr(at+"."+d.name, "must not be negative"))
+			}
+		}
+		if g.MinAttemptDelay > 0 && g.AttemptDelay > 0 && g.MinAttemptDelay > g.AttemptDelay {
+			errs = append(errs, fieldErr(at+".min_attempt_delay", "min_attempt_delay %s is above attempt_delay %s", g.MinAttemptDelay, g.AttemptDelay))
+		}
+		if g.HedgeFactor < 0 {
+			errs = append(errs, fieldErr(at+".hedge_factor", "must not be negative"))
+		}
+		if g.FamilyRTTRatio != 0 && g.FamilyRTTRatio < 1 {
+			errs = append(errs, fieldErr(at+".family_rtt_ratio", "must be at least 1 (got %g)", g.FamilyRTTRatio))
 		}
 	}
 	for i, b := range c.Bootstrap {
@@ -234,6 +286,7 @@ func (h HealthSpec) validate() []error {
 	}{
 		{"cooldown", h.Cooldown}, {"max_cooldown", h.MaxCooldown}, {"min_timeout", h.MinTimeout},
 		{"max_timeout", h.MaxTimeout}, {"initial_timeout", h.InitialTimeout}, {"stale_after", h.StaleAfter},
+		{"loss_half_life", h.LossHalfLife},
 	} {
 		if d.v < 0 {
 			errs = append(errs, fieldErr("health."+d.name, "must not be negative"))
@@ -241,6 +294,19 @@ func (h HealthSpec) validate() []error {
 	}
 	if h.MinTimeout > 0 && h.MaxTimeout > 0 && h.MinTimeout > h.MaxTimeout {
 		errs = append(errs, fieldErr("health.min_timeout", "min_timeout %s is above max_timeout %s", h.MinTimeout, h.MaxTimeout))
+	}
+	if h.DemoteLoss < 0 || h.DemoteLoss >= 1 {
+		errs = append(errs, fieldErr("health.demote_loss", "must be a failure rate from 0 (default) to below 1, got %g", h.DemoteLoss))
+	}
+	if h.ProbeName != "" {
+		if _, ok := dns.IsDomainName(h.ProbeName); !ok {
+			errs = append(errs, fieldErr("health.probe_name", "%q is not a domain name", h.ProbeName))
+		}
+	}
+	if h.ProbeType != "" {
+		if _, ok := dns.StringToType[strings.ToUpper(h.ProbeType)]; !ok {
+			errs = append(errs, fieldErr("health.probe_type", "unknown record type %q", h.ProbeType))
+		}
 	}
 	if h.Cooldown > 0 && h.MaxCooldown > 0 && h.Cooldown > h.MaxCooldown {
 		errs = append(errs, fieldErr("health.cooldown", "cooldown %s is above max_cooldown %s", h.Cooldown, h.MaxCooldown))

@@ -405,7 +405,7 @@ func TestEncryptedUpstream(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				reg := NewRegistry(HealthConfig{})
+				reg := NewRegistry(HealthConfig{}, nil)
 				u, err := NewUpstream(UpstreamConfig{Name: spec.Name, Endpoint: ep, TLS: opts}, UpstreamDeps{Registry: reg})
 				if err != nil {
 					t.Fatal(err)
@@ -426,7 +426,7 @@ func TestEncryptedUpstream(t *testing.T) {
 		ep, _ := ParseEndpoint("tls://[::1]")
 		ep.Addr = netip.Addr{} // neither host nor address: no name to verify
 		ep.Host = ""
-		if _, err := NewUpstream(UpstreamConfig{Name: "bad", Endpoint: ep}, UpstreamDeps{Registry: NewRegistry(HealthConfig{})}); err == nil {
+		if _, err := NewUpstream(UpstreamConfig{Name: "bad", Endpoint: ep}, UpstreamDeps{Registry: NewRegistry(HealthConfig{}, nil)}); err == nil {
 			t.Fatal("no error")
 		}
 	})

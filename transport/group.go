@@ -32,32 +32,223 @@ func (g *Group) Paths() []*Path {
 	return out
 }
 
-// maxRounds bounds how often a group goes over its paths again for one
-// query when every attempt timed out.
-const maxRounds = 3
+// Round backoff: when a round ends at once (every path refused) the next
+// waits this long, doubling, so a query never spins.
+const (
+	minRoundWait = 10 * time.Millisecond
+	maxRoundWait = 500 * time.Millisecond
+)
 
-// Exchange answers q from the first path that gives a good answer. When
-// every path timed out and the client's budget is not spent, it goes over
-// them again, as a stub resolver retransmits: each timeout has doubled its
-// path's RTO (RFC 6298 §5.5) and may have opened its breaker, so the next
-// round waits longer or tries elsewhere. It returns a *RaceError when no
-// path answered.
+// Exchange answers q from the first path that gives a good answer.
+//
+// When every attempt of a round failed and one of them timed out (a lossy
+// path, or an upstream whose response rate limiting dropped the query),
+// it goes over the paths again for as long as the client's budget (ctx's
+// deadline) lasts, as a stub resolver retransmits: each timeout has
+// doubled its path's RTO (RFC 6298 §5.5), and every second round goes over
+// TCP (the Stream of UDP paths), which rate limiting does not drop and
+// which settles a lossy path. A round that fails at once waits a little
+// before the next. It returns a *RaceError when no path answered.
 func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 	var attempts int
+	wait := minRoundWait
 	for round := 1; ; round++ {
-		order := interleave(g.Strategy.Order(g.Paths()))
+		order := g.order()
+		if round%2 == 0 {
+			order = streams(order)
+		}
+		began := g.Race.Clock.Now()
 		res, err := race(ctx, q, order, g.Strategy.Parallel(), g.Race)
 		res.Attempts += attempts
 		attempts = res.Attempts
 		var re *RaceError
-		if err == nil || round == maxRounds || !errors.As(err, &re) || !re.timedOut() || !g.timeLeft(ctx) {
+		if err == nil || !errors.As(err, &re) || !re.timedOut() || !g.timeLeft(ctx, round) {
 			return res, err
+		}
+		if g.Race.Clock.Since(began) < wait {
+			if !g.pause(ctx, wait) {
+				return res, err
+			}
+			wait = min(2*wait, maxRoundWait)
 		}
 	}
 }
 
-// timeLeft reports whether ctx leaves room for another round.
-func (g *Group) timeLeft(ctx context.Context) bool {
+// pause waits d on the group's clock; false when ctx ended first.
+func (g *Group) pause(ctx context.Context, d time.Duration) bool {
+	t := g.Race.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// roundsWithoutDeadline bounds the rounds of a query whose ctx has no
+// deadline, which would otherwise never end.
+const roundsWithoutDeadline = 3
+
+// timeLeft reports whether ctx leaves room for another round after round.
+func (g *Group) timeLeft(ctx context.Context, round int) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	default:
+	}
 	dl, ok := ctx.Deadline()
-	return ctx.Err() == nil && (!ok || time.Until(dl) > g.Race.MinAttemptDelay)
+	if !ok {
+		return round < roundsWithoutDeadline
+	}
+	return g.Race.Clock.Until(dl) > g.Race.MinAttemptDelay
+}
+
+// order is the race order for one query: the strategy's order of the
+// paths (each upstream's families ordered by measured RTT), demoted paths
+// after the others, families interleaved within each part (RFC 8305 §4),
+// and every unmeasured path given a prior.
+func (g *Group) order() []candidate {
+	rs := make([]ranked, 0, 8)
+	for _, u := range g.Upstreams {
+		first := len(rs)
+		for _, p := range u.Paths() {
+			rs = append(rs, ranked{p, p.Health.Rank()})
+		}
+		familyOrder(rs[first:], g.Race)
+	}
+	paths := make([]*Path, len(rs))
+	for i, r := range rs {
+		paths[i] = r.p
+	}
+	paths = g.Strategy.Order(paths)
+	demoted := 0
+	for _, r := range rs {
+		if r.Demoted {
+			demoted++
+		}
+	}
+	if demoted > 0 {
+		good, bad := make([]*Path, 0, len(paths)-demoted), make([]*Path, 0, demoted)
+		for _, p := range paths {
+			if rankOf(rs, p).Demoted {
+				bad = append(bad, p)
+			} else {
+				good = append(good, p)
+			}
+		}
+		paths = append(interleave(good), interleave(bad)...)
+	} else {
+		paths = interleave(paths)
+	}
+	out := make([]candidate, len(paths))
+	for i, p := range paths {
+		out[i] = candidate{p: p}
+		if !rankOf(rs, p).Estimate.Known() {
+			out[i].prior = prior(p, rs)
+		}
+	}
+	return out
+}
+
+// ranked is a path with its rank, read once per query.
+type ranked struct {
+	p *Path
+	Rank
+}
+
+// rankOf finds p's rank; groups have a handful of paths.
+func rankOf(rs []ranked, p *Path) Rank {
+	for _, r := range rs {
+		if r.p == p {
+			return r.Rank
+		}
+	}
+	return Rank{}
+}
+
+// prior is the estimate an unmeasured path borrows: its upstream's
+// measured path of the other family (then of its own), else the fastest
+// measured path among rs. The zero Estimate when nothing is measured.
+func prior(p *Path, rs []ranked) Estimate {
+	var sameUp, best Estimate
+	for _, r := range rs {
+		e := r.Estimate
+		if r.p == p || !e.Known() {
+			continue
+		}
+		if r.p.ID.Upstream == p.ID.Upstream && (!sameUp.Known() || r.p.Family != p.Family) {
+			sameUp = e
+		}
+		if !best.Known() || e.SRTT < best.SRTT {
+			best = e
+		}
+	}
+	if sameUp.Known() {
+		return sameUp
+	}
+	return best
+}
+
+// familyOrder puts one upstream's paths, in place, in the order of
+// measured RTT between families when the difference is significant (the
+// slower family's best SRTT more than FamilyRatio times and more than
+// FamilyMargin above the faster's), and keeps the configured preference
+// otherwise. A family not measured yet goes after one that is. Within a
+// family the order is kept; families stay interleaved.
+func familyOrder(rs []ranked, cfg RaceConfig) {
+	if len(rs) < 2 {
+		return
+	}
+	first := rs[0].p.Family
+	var best [2]time.Duration // [preferred family, other]; 0 = unmeasured
+	mixed := false
+	for _, r := range rs {
+		i := 0
+		if r.p.Family != first {
+			i, mixed = 1, true
+		}
+		if e := r.Estimate; e.Known() && (best[i] == 0 || e.SRTT < best[i]) {
+			best[i] = e.SRTT
+		}
+	}
+	f, o := best[0], best[1]
+	switch {
+	case !mixed || o == 0:
+		return
+	case f == 0: // only the other family is measured
+	case float64(f) <= cfg.FamilyRatio*float64(o) || f-o <= cfg.FamilyMargin:
+		return
+	}
+	// The other family goes first: a stable partition, then interleave.
+	other := make([]ranked, 0, len(rs))
+	for _, r := range rs {
+		if r.p.Family != first {
+			other = append(other, r)
+		}
+	}
+	for _, r := range rs {
+		if r.p.Family == first {
+			other = append(other, r)
+		}
+	}
+	paths := make([]*Path, len(other))
+	for i, r := range other {
+		paths[i] = r.p
+	}
+	for i, p := range interleave(paths) {
+		rs[i] = ranked{p, rankOf(other, p)}
+	}
+}
+
+// streams replaces every UDP path of order by its TCP side.
+func streams(order []candidate) []candidate {
+	out := make([]candidate, 0, len(order))
+	for _, c := range order {
+		if s := c.p.Stream; s != nil {
+			c = candidate{p: s, prior: c.estimate()}
+		}
+		out = append(out, c)
+	}
+	return out
 }

@@ -3,6 +3,8 @@ package transport
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -116,11 +118,19 @@ type HealthConfig struct {
 	MinTimeout, MaxTimeout, InitialTimeout time.Duration
 	// StaleAfter is how old the last RTT sample may get before it no
 	// longer describes the path: the next sample then starts the estimate
-	// afresh instead of being averaged in, and the fastest strategy
-	// measures the path again. Default 5m.
+	// afresh instead of being averaged in. Default 5m.
 	StaleAfter time.Duration
+	// DemoteLoss is the failure rate above which a path is tried after
+	// the paths below it, while its breaker is still closed. The rate is
+	// an exponentially weighted mean over exchanges (weight 1/8 each)
+	// that also halves every LossHalfLife without exchanges. Defaults
+	// 0.2 and 1m.
+	DemoteLoss   float64
+	LossHalfLife time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Logger receives breaker transitions at info; nil discards them.
+	Logger *slog.Logger
 }
 
 func (c HealthConfig) withDefaults() HealthConfig {
@@ -138,11 +148,25 @@ func (c HealthConfig) withDefaults() HealthConfig {
 	def(&c.MaxTimeout, 2*time.Second)
 	def(&c.InitialTimeout, time.Second)
 	def(&c.StaleAfter, 5*time.Minute)
+	def(&c.LossHalfLife, time.Minute)
+	if c.DemoteLoss <= 0 {
+		c.DemoteLoss = 0.2
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	return c
 }
+
+// lossWeight is the weight of one exchange in the failure rate; a rate
+// below lossFloor is taken as none.
+const (
+	lossWeight = 1.0 / 8
+	lossFloor  = 1e-3
+)
 
 // Health is one path's health: smoothed RTT and its variance (RFC 6298),
 // consecutive failures, and a circuit breaker. It is plain data updated
@@ -157,15 +181,53 @@ type Health struct {
 	sampled   bool
 	sampledAt time.Time // when the last RTT sample came
 	backoff   uint      // RTO doublings from consecutive timeouts (RFC 6298 §5.5)
+	epoch     uint64    // changes whenever backoff does; see Begin
 	consec    int
 	state     State
 	openedAt  time.Time
+	closedAt  time.Time // when the breaker last closed after being open
 	cooldown  time.Duration
 	trialBusy bool
+	loss      float64   // failure rate as of lossAt
+	lossAt    time.Time // when loss was last updated
+	seenAt    time.Time // when the last exchange on the path ended
 
 	outcomes    [numClasses]atomic.Uint64
 	transitions [3]atomic.Uint64 // entries into each State
+	events      [numEvents]atomic.Uint64
 }
+
+// Event is something that happened on a path other than an exchange's
+// outcome, counted for metrics.
+type Event uint8
+
+// Events.
+const (
+	// EventHedge: an attempt on the path was started because the
+	// attempt before it was slow (the hedge delay passed).
+	EventHedge Event = iota
+	// EventHedgeWon: such an attempt gave the answer the client got.
+	EventHedgeWon
+	// EventProbe: a background probe was sent on the path.
+	EventProbe
+	numEvents
+)
+
+// Count records one ev on the path.
+func (h *Health) Count(ev Event) { h.events[ev].Add(1) }
+
+// Estimate is an RTT estimate: smoothed RTT and its variance (RFC 6298).
+// The zero value means no estimate.
+type Estimate struct {
+	SRTT, RTTVar time.Duration
+	measured     bool // set by Health, so a measured 0 is still known
+}
+
+// Known reports whether e holds a measurement.
+func (e Estimate) Known() bool { return e.measured || e.SRTT > 0 || e.RTTVar > 0 }
+
+// Ticket identifies the RTO an attempt was started under; see Begin.
+type Ticket struct{ epoch uint64 }
 
 // NewHealth returns the health of a fresh path: closed, unmeasured.
 func NewHealth(cfg HealthConfig) *Health {
@@ -174,17 +236,51 @@ func NewHealth(cfg HealthConfig) *Health {
 }
 
 // RTO is the path's per-attempt timeout: SRTT + 4·RTTVAR, doubled for each
-// consecutive timeout, clamped to [MinTimeout, MaxTimeout].
-func (h *Health) RTO() time.Duration {
+// consecutive timeout, clamped to [MinTimeout, MaxTimeout]. Before the
+// first sample it is InitialTimeout.
+func (h *Health) RTO() time.Duration { return h.Timeout(Estimate{}) }
+
+// Timeout is RTO, except that a path without a sample of its own takes
+// its base from prior (a sibling path's estimate) when prior is known.
+func (h *Health) Timeout(prior Estimate) time.Duration {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.rtoLocked()
+	return h.timeoutLocked(prior)
 }
 
-func (h *Health) rtoLocked() time.Duration {
+// Estimate returns the path's own RTT estimate; the zero Estimate when it
+// has never been measured. A stale estimate is still returned: it is the
+// best there is until the next sample.
+func (h *Health) Estimate() Estimate {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.sampled {
+		return Estimate{}
+	}
+	return Estimate{SRTT: h.srtt, RTTVar: h.rttvar, measured: true}
+}
+
+// Begin is called when an attempt starts; the ticket goes back to
+// ObserveAttempt. A timeout is counted against the path (backing its RTO
+// off and adding to its consecutive failures) only for an attempt started
+// under the current RTO: attempts sent before an earlier timeout had
+// doubled it were given a timeout the path has already been judged by,
+// as TCP backs off once per retransmission timer, not once per segment.
+func (h *Health) Begin() Ticket {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Ticket{h.epoch}
+}
+
+func (h *Health) rtoLocked() time.Duration { return h.timeoutLocked(Estimate{}) }
+
+func (h *Health) timeoutLocked(prior Estimate) time.Duration {
 	rto := h.cfg.InitialTimeout
-	if h.sampled {
+	switch {
+	case h.sampled:
 		rto = h.srtt + 4*h.rttvar
+	case prior.Known():
+		rto = prior.SRTT + 4*prior.RTTVar
 	}
 	for i := uint(0); i < h.backoff && rto < h.cfg.MaxTimeout; i++ {
 		rto *= 2
@@ -242,57 +338,156 @@ func (h *Health) Force() {
 	h.trialBusy = true
 }
 
-// Observe records the outcome of one exchange that took rtt.
+// Observe records the outcome of one exchange that took rtt, as an
+// attempt started under the current RTO.
 func (h *Health) Observe(rtt time.Duration, class Class) {
+	h.mu.Lock()
+	t := Ticket{h.epoch}
+	h.mu.Unlock()
+	h.ObserveAttempt(rtt, class, t)
+}
+
+// ObserveAttempt records the outcome of the attempt that Begin gave t.
+func (h *Health) ObserveAttempt(rtt time.Duration, class Class, t Ticket) {
 	h.outcomes[class].Add(1)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := h.cfg.Now()
+	if class != ClassCanceled {
+		h.seenAt = now
+		h.addLoss(now, class.Failure())
+	}
 	switch {
 	case class == ClassCanceled:
 		// The attempt never got its chance: release a trial, learn nothing.
 		h.trialBusy = false
 	case !class.Failure():
-		h.sample(rtt)
-		h.backoff = 0
+		h.sample(rtt, now)
+		if h.backoff != 0 {
+			h.backoff = 0
+			h.epoch++
+		}
 		h.consec = 0
 		h.trialBusy = false
 		if h.state != Closed {
-			h.cooldown = h.cfg.Cooldown
+			h.closedAt = now
 			h.setState(Closed)
 		}
 	default:
+		wasTrial := h.state == HalfOpen && h.trialBusy
+		if class == ClassTimeout && t.epoch != h.epoch && !wasTrial {
+			// Started before an earlier timeout backed the RTO off: that
+			// timeout already judged the path by this attempt's timeout.
+			return
+		}
 		if class == ClassTimeout && h.rtoLocked() < h.cfg.MaxTimeout {
 			h.backoff++
+			h.epoch++
 		}
 		h.consec++
-		wasTrial := h.state == HalfOpen && h.trialBusy
 		h.trialBusy = false
 		switch {
 		case wasTrial:
 			h.cooldown = min(2*h.cooldown, h.cfg.MaxCooldown)
-			h.open()
+			h.open(now)
 		case h.state == Closed && h.consec >= h.cfg.FailureThreshold:
-			h.open()
+			// A path that opens again soon after it closed waits longer
+			// than the last time; one that stayed closed for MaxCooldown
+			// starts from Cooldown again. A path that keeps losing about
+			// half its exchanges therefore does not flap.
+			if h.closedAt.IsZero() || now.Sub(h.closedAt) >= h.cfg.MaxCooldown {
+				h.cooldown = h.cfg.Cooldown
+			} else {
+				h.cooldown = min(2*h.cooldown, h.cfg.MaxCooldown)
+			}
+			h.open(now)
 		}
 	}
 }
 
-func (h *Health) open() {
-	h.openedAt = h.cfg.Now()
+// addLoss folds one exchange into the failure rate, after letting the
+// rate decay for the time since the last one.
+func (h *Health) addLoss(now time.Time, failed bool) {
+	l := h.lossLocked(now)
+	x := 0.0
+	if failed {
+		x = 1
+	}
+	h.loss = l + lossWeight*(x-l)
+	if h.loss < lossFloor {
+		h.loss = 0 // spares healthy paths the clock read in Rank
+	}
+	h.lossAt = now
+}
+
+func (h *Health) lossLocked(now time.Time) float64 {
+	if h.loss == 0 || h.lossAt.IsZero() {
+		return h.loss
+	}
+	idle := now.Sub(h.lossAt)
+	if idle <= 0 {
+		return h.loss
+	}
+	return h.loss * math.Exp2(-float64(idle)/float64(h.cfg.LossHalfLife))
+}
+
+// Loss returns the path's failure rate, from 0 to 1.
+func (h *Health) Loss() float64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lossLocked(h.cfg.Now())
+}
+
+// Rank is what ordering needs to know of a path, read in one lock.
+type Rank struct {
+	State    State
+	Estimate Estimate
+	Demoted  bool // failure rate above DemoteLoss
+}
+
+// Rank returns the path's state, estimate and whether it is demoted.
+func (h *Health) Rank() Rank {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := Rank{State: h.state}
+	if h.loss > h.cfg.DemoteLoss { // it only decays from there
+		r.Demoted = h.lossLocked(h.cfg.Now()) > h.cfg.DemoteLoss
+	}
+	if h.sampled {
+		r.Estimate = Estimate{SRTT: h.srtt, RTTVar: h.rttvar, measured: true}
+	}
+	return r
+}
+
+// IdleFor reports how long ago the last exchange on the path ended; a
+// path never used counts as idle since forever.
+func (h *Health) IdleFor() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seenAt.IsZero() {
+		return math.MaxInt64
+	}
+	return h.cfg.Now().Sub(h.seenAt)
+}
+
+func (h *Health) open(now time.Time) {
+	h.openedAt = now
 	h.setState(Open)
 }
 
 func (h *Health) setState(s State) {
 	if h.state != s {
+		from := h.state
 		h.state = s
 		h.transitions[s].Add(1)
+		h.cfg.Logger.Info("path breaker", "from", from.String(), "to", s.String(),
+			"consecutive_failures", h.consec, "cooldown", h.cooldown.String())
 	}
 }
 
 // sample folds one RTT measurement in, as RFC 6298 §2 does (alpha 1/8,
 // beta 1/4). A stale estimate is replaced, as for a first measurement.
-func (h *Health) sample(rtt time.Duration) {
-	now := h.cfg.Now()
+func (h *Health) sample(rtt time.Duration, now time.Time) {
 	stale := now.Sub(h.sampledAt) > h.cfg.StaleAfter
 	h.sampledAt = now
 	if !h.sampled || stale {
@@ -318,8 +513,11 @@ type HealthSnapshot struct {
 	Consecutive int           // consecutive failures
 	OpenedAt    time.Time     // when the breaker last opened
 	Cooldown    time.Duration // current cooldown
+	Loss        float64       // failure rate, 0 to 1
+	Demoted     bool          // Loss above DemoteLoss
 	Outcomes    [numClasses]uint64
 	Transitions [3]uint64
+	Events      [numEvents]uint64
 }
 
 // Snapshot returns a copy of the health for ordering and metrics.
@@ -330,12 +528,17 @@ func (h *Health) Snapshot() HealthSnapshot {
 		Sampled: h.sampled, Stale: h.sampled && h.cfg.Now().Sub(h.sampledAt) > h.cfg.StaleAfter,
 		Consecutive: h.consec, OpenedAt: h.openedAt, Cooldown: h.cooldown,
 	}
+	s.Loss = h.lossLocked(h.cfg.Now())
+	s.Demoted = s.Loss > h.cfg.DemoteLoss
 	h.mu.Unlock()
 	for i := range s.Outcomes {
 		s.Outcomes[i] = h.outcomes[i].Load()
 	}
 	for i := range s.Transitions {
 		s.Transitions[i] = h.transitions[i].Load()
+	}
+	for i := range s.Events {
+		s.Events[i] = h.events[i].Load()
 	}
 	return s
 }

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"sync"
 )
@@ -27,6 +28,12 @@ type Path struct {
 	Family    Family
 	Exchanger Exchanger
 	Health    *Health
+	// Stream is the TCP side of a UDP path: the same address over TCP,
+	// with its own exchanger and health (PathID proto "tcp"). A truncated
+	// UDP answer is retried there as an exchange of its own, and later
+	// rounds of a query whose UDP attempts all timed out go there. Nil
+	// for every other protocol.
+	Stream *Path
 }
 
 func (p *Path) String() string { return p.ID.String() }
@@ -35,14 +42,16 @@ func (p *Path) String() string { return p.ID.String() }
 // registry across configuration generations, so a reload does not forget
 // which paths are broken. It is safe for concurrent use.
 type Registry struct {
-	cfg HealthConfig
+	log *slog.Logger
 	mu  sync.Mutex
+	cfg HealthConfig
 	m   map[PathID]*Health
 }
 
-// NewRegistry returns an empty registry whose new entries use cfg.
-func NewRegistry(cfg HealthConfig) *Registry {
-	return &Registry{cfg: cfg, m: make(map[PathID]*Health)}
+// NewRegistry returns an empty registry whose new entries use cfg and log
+// their breaker transitions to log, with the path. A nil log discards.
+func NewRegistry(cfg HealthConfig, log *slog.Logger) *Registry {
+	return &Registry{cfg: cfg, log: log, m: make(map[PathID]*Health)}
 }
 
 // SetConfig changes the configuration used for paths created from now on.
@@ -64,7 +73,11 @@ func (r *Registry) Health(id PathID) *Health {
 	defer r.mu.Unlock()
 	h, ok := r.m[id]
 	if !ok {
-		h = NewHealth(r.cfg)
+		cfg := r.cfg
+		if r.log != nil {
+			cfg.Logger = r.log.With("path", id.String())
+		}
+		h = NewHealth(cfg)
 		r.m[id] = h
 	}
 	return h

@@ -7,19 +7,35 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 )
 
-// RaceConfig tunes the race engine.
+// RaceConfig tunes the race engine and the order it races paths in.
 type RaceConfig struct {
-	// MaxAttemptDelay caps how long the engine waits for one path before
-	// starting the next (RFC 8305 §5 "Connection Attempt Delay"). The
-	// delay for a path is its RTO, clamped to [MinAttemptDelay,
-	// MaxAttemptDelay]. Defaults 250ms and 10ms.
+	// The hedge delay is how long the engine waits for the path it
+	// started last before starting the next one (RFC 8305 §5 "Connection
+	// Attempt Delay"): HedgeFactor·SRTT + 4·RTTVAR of that path (or of
+	// its prior when it has no sample of its own), clamped to
+	// [MinAttemptDelay, MaxAttemptDelay]. Defaults 2, 10ms (RFC 8305's
+	// recommended minimum) and 250ms.
+	HedgeFactor                      float64
 	MaxAttemptDelay, MinAttemptDelay time.Duration
+	// Within one upstream the family with the lower measured RTT goes
+	// first when the other family's RTT is more than FamilyRatio times it
+	// and more than FamilyMargin above it; otherwise the configured
+	// preference decides. Defaults 2 and 10ms.
+	FamilyRatio  float64
+	FamilyMargin time.Duration
+	// Clock runs the hedge timers and attempt timeouts; the real clock
+	// when nil.
+	Clock clockwork.Clock
 }
 
 func (c RaceConfig) withDefaults() RaceConfig {
+	if c.HedgeFactor <= 0 {
+		c.HedgeFactor = 2
+	}
 	if c.MaxAttemptDelay <= 0 {
 		c.MaxAttemptDelay = 250 * time.Millisecond
 	}
@@ -27,6 +43,15 @@ func (c RaceConfig) withDefaults() RaceConfig {
 		c.MinAttemptDelay = 10 * time.Millisecond
 	}
 	c.MinAttemptDelay = min(c.MinAttemptDelay, c.MaxAttemptDelay)
+	if c.FamilyRatio <= 0 {
+		c.FamilyRatio = 2
+	}
+	if c.FamilyMargin <= 0 {
+		c.FamilyMargin = 10 * time.Millisecond
+	}
+	if c.Clock == nil {
+		c.Clock = clockwork.NewRealClock()
+	}
 	return c
 }
 
@@ -34,12 +59,36 @@ func (c RaceConfig) withDefaults() RaceConfig {
 type Result struct {
 	Msg  *dns.Msg
 	Path *Path // the path that answered; nil when none did
-	// Attempts is how many paths were started.
+	// Attempts is how many exchanges were started, TC retries over TCP
+	// included.
 	Attempts int
 }
 
+// candidate is a path in a race's order with the estimate it borrows
+// while it has none of its own.
+type candidate struct {
+	p     *Path
+	prior Estimate
+}
+
+// timeout is the candidate's per-attempt timeout.
+func (c candidate) timeout() time.Duration { return c.p.Health.Timeout(c.prior) }
+
+// estimate is the candidate's own estimate, else its prior.
+func (c candidate) estimate() Estimate {
+	if e := c.p.Health.Estimate(); e.Known() {
+		return e
+	}
+	return c.prior
+}
+
+// attempt is one exchange of a race and, once done, its outcome.
 type attempt struct {
-	path  *Path
+	cand  candidate
+	seq   int  // start order within the race
+	hedge bool // started by the hedge timer
+	retry bool // a TC retry over the path's Stream
+
 	msg   *dns.Msg
 	err   error
 	class Class
@@ -49,161 +98,271 @@ type attempt struct {
 // once: trial paths are started at once beside the first (a trial costs the
 // client nothing), allowed paths follow the order, denied paths are kept
 // back, longest-open first, for when nothing else is left.
-func plan(order []*Path) (trials, allowed, denied []*Path) {
-	for _, p := range order {
-		switch p.Health.Acquire() {
+func plan(order []candidate) (trials, allowed, denied []candidate) {
+	for _, c := range order {
+		switch c.p.Health.Acquire() {
 		case Trial:
-			trials = append(trials, p)
+			trials = append(trials, c)
 		case Allowed:
-			allowed = append(allowed, p)
+			allowed = append(allowed, c)
 		default:
-			denied = append(denied, p)
+			denied = append(denied, c)
 		}
 	}
 	if len(denied) > 1 {
 		opened := make(map[*Path]time.Time, len(denied))
-		for _, p := range denied {
-			opened[p] = p.Health.Snapshot().OpenedAt
+		for _, c := range denied {
+			opened[c.p] = c.p.Health.Snapshot().OpenedAt
 		}
-		slices.SortStableFunc(denied, func(a, b *Path) int { return opened[a].Compare(opened[b]) })
+		slices.SortStableFunc(denied, func(a, b candidate) int { return opened[a.p].Compare(opened[b.p]) })
 	}
 	return trials, allowed, denied
 }
 
-// race sends q over the paths in order and returns the first good answer.
+// racer is the state of one race. It is used by one goroutine only; the
+// attempts report to it over results.
+type racer struct {
+	ctx     context.Context
+	q       *dns.Msg
+	cfg     RaceConfig
+	results chan attempt
+
+	queue  []candidate // in start order; next is the first not started
+	next   int
+	denied []candidate
+
+	started int // attempts started, retries included
+	pending int // attempts started and not yet reported
+	newest  int // seq of the attempt the hedge timer waits on
+	timer   clockwork.Timer
+	tick    <-chan time.Time
+}
+
+// race sends q over the candidates in order and returns the first good
+// answer.
+//
+// The first candidate starts at once, with every half-open path's trial
+// beside it (or every candidate, when parallel is set). The next one
+// starts when the hedge delay of the attempt started last has passed, or
+// at once when that attempt fails: exactly one new attempt per trigger,
+// so a failure that comes as the timer fires starts one attempt, not two.
+// A failure of an older attempt, while a newer one runs, starts nothing.
+//
+// A truncated UDP answer is retried over the path's Stream as an attempt
+// of its own, with its own budget, and its outcome goes to the Stream's
+// health; the UDP exchange counts as a success of the UDP path.
 //
 // Losing attempts are not cancelled when a winner arrives: the query is
 // already on the wire, so cancelling saves nothing, and letting it run to
 // its own timeout is what tells the loser's health whether it works. Each
 // attempt is bounded by its path's RTO and by ctx's deadline; attempts not
 // yet started when a winner arrives are never started.
-func race(ctx context.Context, q *dns.Msg, order []*Path, parallel bool, cfg RaceConfig) (Result, error) {
+func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
 	trials, allowed, denied := plan(order)
 	queue := append(trials, allowed...)
 	if len(allowed) == 0 && len(trials) == 0 && len(denied) > 0 {
 		// Every breaker is open: never fail fast, try the one that opened
 		// longest ago.
-		denied[0].Health.Force()
+		denied[0].p.Health.Force()
 		queue, denied = denied[:1], denied[1:]
 	}
 	if len(queue) == 0 {
 		return Result{}, errNoPaths
 	}
-	results := make(chan attempt, len(order))
-	var res Result
-	start := func(p *Path) {
-		res.Attempts++
-		go exchangeOn(ctx, p, q, results)
+	r := &racer{
+		ctx: ctx, q: q, cfg: cfg, queue: queue, denied: denied,
+		// Every candidate runs at most once plus its TC retry, so no
+		// attempt ever blocks on reporting after the race returned.
+		results: make(chan attempt, 2*len(order)),
 	}
+	defer r.stopTimer()
 	immediate := len(trials) + 1
 	if parallel {
 		immediate = len(queue)
 	}
-	next := 0
-	for ; next < len(queue) && next < immediate; next++ {
-		start(queue[next])
+	for r.next < len(r.queue) && r.next < immediate {
+		c := r.queue[r.next]
+		r.next++
+		r.launch(attempt{cand: c}, r.next > len(trials))
 	}
-	// The attempt-delay timer exists only while there is something left to
-	// start: a group with one path never pays for it.
-	var timer *time.Timer
-	var tick <-chan time.Time
-	arm := func(d time.Duration) {
-		if next >= len(queue) && len(denied) == 0 {
-			return
-		}
-		if timer == nil {
-			timer = time.NewTimer(d)
-			tick = timer.C
-			return
-		}
-		timer.Reset(d)
-	}
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	arm(attemptDelay(queue[next-1], cfg))
+	r.arm()
 
-	var fallback *attempt // a SERVFAIL/REFUSED answer, used if nothing better comes
+	var fallback *attempt // a SERVFAIL/REFUSED or truncated answer, used if nothing better comes
 	var errs []error
-	pending := res.Attempts
-	startNext := func() bool {
-		if next < len(queue) {
-			start(queue[next])
-			next++
-			arm(attemptDelay(queue[next-1], cfg))
-			pending++
-			return true
-		}
-		if len(denied) > 0 {
-			// Every allowed path has been tried: try the open ones too,
-			// longest-open first, while the deadline lasts.
-			denied[0].Health.Force()
-			queue = append(queue, denied[0])
-			denied = denied[1:]
-			start(queue[next])
-			next++
-			arm(attemptDelay(queue[next-1], cfg))
-			pending++
-			return true
-		}
-		return false
-	}
 	for {
 		select {
-		case a := <-results:
-			pending--
+		case a := <-r.results:
+			r.pending--
 			switch {
-			case a.err == nil && a.class == ClassOK:
-				res.Msg, res.Path = a.msg, a.path
-				return res, nil
-			case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
+			case a.err == nil && a.class == ClassOK && a.msg.Truncated && !a.retry && a.cand.p.Stream != nil:
+				r.launchRetry(a)
 				if fallback == nil {
 					fallback = &a
 				}
-			default:
-				errs = append(errs, fmt.Errorf("%s: %w", a.path, a.err))
-			}
-			if !startNext() && pending == 0 {
-				if fallback != nil {
-					res.Msg, res.Path = fallback.msg, fallback.path
-					return res, nil
+				continue
+			case a.err == nil && a.class == ClassOK:
+				if a.hedge {
+					a.cand.p.Health.Count(EventHedgeWon)
 				}
-				return res, &RaceError{Errs: errs}
+				return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started}, nil
+			case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
+				if fallback == nil || fallback.msg.Truncated {
+					fallback = &a
+				}
+			default:
+				errs = append(errs, fmt.Errorf("%s: %w", a.cand.p, a.err))
 			}
-		case <-tick:
-			startNext()
+			if a.seq == r.newest {
+				r.startNext(false)
+			}
+			if r.pending == 0 && !r.startNext(false) {
+				if fallback != nil {
+					return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
+				}
+				return Result{Attempts: r.started}, &RaceError{Errs: errs}
+			}
+		case <-r.tick:
+			r.tick = nil
+			r.startNext(true)
 		case <-ctx.Done():
 			if fallback != nil {
-				res.Msg, res.Path = fallback.msg, fallback.path
-				return res, nil
+				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			errs = append(errs, ctx.Err())
-			return res, &RaceError{Errs: errs}
+			return Result{Attempts: r.started}, &RaceError{Errs: errs}
 		}
 	}
 }
 
-// attemptDelay is how long to wait for p before starting the next path.
-func attemptDelay(p *Path, cfg RaceConfig) time.Duration {
-	return min(max(p.Health.RTO(), cfg.MinAttemptDelay), cfg.MaxAttemptDelay)
+// launch starts attempt a. The hedge timer follows the newest attempt
+// that is not a trial.
+func (r *racer) launch(a attempt, leading bool) {
+	r.started++
+	r.pending++
+	a.seq = r.started
+	if leading {
+		r.newest = a.seq
+	}
+	timeout := a.cand.timeout()
+	if a.retry {
+		timeout = retryBudget(a.cand)
+	}
+	// A client's attempts outlive the client: letting a loser run to
+	// its own timeout is what tells its health whether the path works.
+	go exchangeOn(context.WithoutCancel(r.ctx), r.q, a, timeout, r.cfg.Clock, r.results)
+}
+
+// launchRetry starts the TC retry of the UDP attempt u over its path's
+// Stream. It takes over u's place: if the timer was waiting on u it now
+// waits on the retry, for the retry's own hedge delay.
+func (r *racer) launchRetry(u attempt) {
+	s := candidate{p: u.cand.p.Stream, prior: u.cand.estimate()}
+	lead := u.seq == r.newest
+	r.launch(attempt{cand: s, retry: true}, lead)
+	if lead {
+		r.armFor(s, true)
+	}
+}
+
+// startNext starts the next candidate, or the next denied one when every
+// other has been started. It reports whether it started one.
+func (r *racer) startNext(hedge bool) bool {
+	var c candidate
+	switch {
+	case r.next < len(r.queue):
+		c = r.queue[r.next]
+		r.next++
+	case len(r.denied) > 0:
+		// Every allowed path has been tried: try the open ones too,
+		// longest-open first, while the deadline lasts.
+		c = r.denied[0]
+		r.denied = r.denied[1:]
+		c.p.Health.Force()
+	default:
+		return false
+	}
+	if hedge {
+		c.p.Health.Count(EventHedge)
+	}
+	r.launch(attempt{cand: c, hedge: hedge}, true)
+	r.arm()
+	return true
+}
+
+// arm sets the hedge timer for the newest attempt's candidate, when there
+// is anything left to start.
+func (r *racer) arm() {
+	if r.next == 0 {
+		return
+	}
+	r.armFor(r.queue[r.next-1], false)
+}
+
+func (r *racer) armFor(c candidate, retry bool) {
+	r.stopTimer()
+	if r.next >= len(r.queue) && len(r.denied) == 0 {
+		return // a group with one path never pays for a timer
+	}
+	d := hedgeDelay(c.estimate(), r.cfg)
+	if retry {
+		d = min(d+handshake(c), r.cfg.MaxAttemptDelay)
+	}
+	r.timer = r.cfg.Clock.NewTimer(d)
+	r.tick = r.timer.Chan()
+}
+
+func (r *racer) stopTimer() {
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer, r.tick = nil, nil
+	}
+}
+
+// hedgeDelay is how long to wait for an attempt whose path is estimated
+// at e before starting the next: HedgeFactor·SRTT + 4·RTTVAR, clamped.
+// An unmeasured path with no prior waits MaxAttemptDelay.
+func hedgeDelay(e Estimate, cfg RaceConfig) time.Duration {
+	if !e.Known() {
+		return cfg.MaxAttemptDelay
+	}
+	d := time.Duration(cfg.HedgeFactor*float64(e.SRTT)) + 4*e.RTTVar
+	return min(max(d, cfg.MinAttemptDelay), cfg.MaxAttemptDelay)
+}
+
+// handshake estimates what opening a connection to c's path costs: one
+// round trip, as estimated by c.
+func handshake(c candidate) time.Duration {
+	if e := c.estimate(); e.Known() {
+		return e.SRTT + 4*e.RTTVar
+	}
+	return c.timeout()
+}
+
+// retryBudget is the timeout of a TC retry over a path's Stream: the
+// Stream's own timeout (its RTO, or the UDP path's estimate before the
+// Stream has one) plus a handshake, since the retry may have to open a
+// connection first. The client's deadline still bounds it.
+func retryBudget(c candidate) time.Duration {
+	return c.timeout() + handshake(c)
 }
 
 // exchangeOn runs one attempt and reports it to health and to results.
-func exchangeOn(ctx context.Context, p *Path, q *dns.Msg, results chan<- attempt) {
-	rto := p.Health.RTO()
-	timeout, cutShort := rto, false
+// The attempt ends at timeout, at ctx's deadline if sooner (a timeout cut
+// short that way says nothing about the path), or when ctx is canceled.
+func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, timeout time.Duration, clock clockwork.Clock, results chan<- attempt) {
+	p := a.cand.p
+	cutShort := false
 	if dl, ok := ctx.Deadline(); ok {
-		if left := time.Until(dl); left < timeout {
+		if left := clock.Until(dl); left < timeout {
 			timeout, cutShort = left, true
 		}
 	}
-	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	ticket := p.Health.Begin()
+	actx, cancel := clockwork.WithTimeout(ctx, clock, timeout)
 	defer cancel()
-	begin := time.Now()
+	begin := clock.Now()
 	m, err := p.Exchanger.Exchange(actx, q)
-	rtt := time.Since(begin)
+	rtt := clock.Since(begin)
 	class := Classify(err)
 	if err == nil && (m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused) {
 		class = ClassRcode
@@ -213,8 +372,9 @@ func exchangeOn(ctx context.Context, p *Path, q *dns.Msg, results chan<- attempt
 		// says nothing about the path.
 		class = ClassCanceled
 	}
-	p.Health.Observe(rtt, class)
-	results <- attempt{path: p, msg: m, err: err, class: class}
+	p.Health.ObserveAttempt(rtt, class, ticket)
+	a.msg, a.err, a.class = m, err, class
+	results <- a
 }
 
 var errNoPaths = errors.New("no paths to any upstream")
@@ -237,7 +397,7 @@ func (e *RaceError) Unwrap() []error { return e.Errs }
 // while the client still waits.
 func (e *RaceError) timedOut() bool {
 	for _, err := range e.Errs {
-		if Classify(err) == ClassTimeout {
+		if c := Classify(err); c == ClassTimeout || c == ClassTruncated {
 			return true
 		}
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 )
 
@@ -49,14 +51,16 @@ func refused(context.Context, *dns.Msg) (*dns.Msg, error) {
 
 var testHealth = HealthConfig{FailureThreshold: 2, Cooldown: time.Hour, MinTimeout: 50 * time.Millisecond, MaxTimeout: 200 * time.Millisecond, InitialTimeout: 100 * time.Millisecond}
 
-func testPath(t *testing.T, name string, fam Family, fn func(context.Context, *dns.Msg) (*dns.Msg, error)) *Path {
+func testPath(t *testing.T, fc *clockwork.FakeClock, name string, fam Family, fn func(context.Context, *dns.Msg) (*dns.Msg, error)) *Path {
 	addr := netip.MustParseAddrPort("127.0.0.1:53")
 	if fam == IPv6 {
 		addr = netip.MustParseAddrPort("[::1]:53")
 	}
+	hc := testHealth
+	hc.Now = fc.Now
 	return &Path{
 		ID: PathID{Upstream: name, Proto: "udp", Addr: addr}, Family: fam,
-		Exchanger: &fakeExchanger{t: t, exchange: fn}, Health: NewHealth(testHealth),
+		Exchanger: &fakeExchanger{t: t, exchange: fn}, Health: NewHealth(hc),
 	}
 }
 
@@ -66,13 +70,21 @@ func query() *dns.Msg {
 	return q
 }
 
+// cands makes a race order of paths, without priors.
+func cands(paths ...*Path) []candidate {
+	out := make([]candidate, len(paths))
+	for i, p := range paths {
+		out[i] = candidate{p: p}
+	}
+	return out
+}
+
 func calls(p *Path) int { return int(p.Exchanger.(*fakeExchanger).calls.Load()) }
 
 func TestRace(t *testing.T) {
-	rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond}.withDefaults()
 	tests := []struct {
 		name      string
-		paths     func(t *testing.T) []*Path
+		paths     func(t *testing.T, fc *clockwork.FakeClock) []*Path
 		parallel  bool
 		wantFrom  string // upstream name of the winning path; "" expects an error
 		wantRcode int
@@ -82,54 +94,54 @@ func TestRace(t *testing.T) {
 		wantConsec []int
 	}{
 		{name: "first path answers, the rest never start",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a6", IPv6, answer(dns.RcodeSuccess)), testPath(t, "a4", IPv4, nil)}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a6", IPv6, answer(dns.RcodeSuccess)), testPath(t, fc, "a4", IPv4, nil)}
 			},
 			wantFrom: "a6", wantCalls: []int{1, 0}, wantConsec: []int{0, 0}},
 		{name: "blackholed first path: the next starts after the attempt delay and wins; the loser is timed out on its own",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a6", IPv6, blackhole), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a6", IPv6, blackhole), testPath(t, fc, "a4", IPv4, answer(dns.RcodeSuccess))}
 			},
 			wantFrom: "a4", wantCalls: []int{1, 1}, wantConsec: []int{1, 0}},
 		{name: "hard failure starts the next at once",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a6", IPv6, refused), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a6", IPv6, refused), testPath(t, fc, "a4", IPv4, answer(dns.RcodeSuccess))}
 			},
 			wantFrom: "a4", wantCalls: []int{1, 1}, wantConsec: []int{1, 0}},
 		{name: "SERVFAIL moves on, and is the answer when nothing better comes",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a", IPv4, answer(dns.RcodeServerFailure)), testPath(t, "b", IPv4, refused)}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a", IPv4, answer(dns.RcodeServerFailure)), testPath(t, fc, "b", IPv4, refused)}
 			},
 			wantFrom: "a", wantRcode: dns.RcodeServerFailure, wantCalls: []int{1, 1}, wantConsec: []int{0, 1}},
 		{name: "NXDOMAIN is a good answer",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a", IPv4, answer(dns.RcodeNameError)), testPath(t, "b", IPv4, nil)}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a", IPv4, answer(dns.RcodeNameError)), testPath(t, fc, "b", IPv4, nil)}
 			},
 			wantFrom: "a", wantRcode: dns.RcodeNameError, wantCalls: []int{1, 0}},
 		{name: "every path fails: an error naming them",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a", IPv4, refused), testPath(t, "b", IPv6, refused)}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a", IPv4, refused), testPath(t, fc, "b", IPv6, refused)}
 			},
 			wantCalls: []int{1, 1}, wantConsec: []int{1, 1}},
 		{name: "parallel starts everything at once",
-			paths: func(t *testing.T) []*Path {
-				return []*Path{testPath(t, "a", IPv4, blackhole), testPath(t, "b", IPv4, blackhole), testPath(t, "c", IPv6, answer(dns.RcodeSuccess))}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				return []*Path{testPath(t, fc, "a", IPv4, blackhole), testPath(t, fc, "b", IPv4, blackhole), testPath(t, fc, "c", IPv6, answer(dns.RcodeSuccess))}
 			},
 			parallel: true, wantFrom: "c", wantCalls: []int{1, 1, 1}, wantConsec: []int{1, 1, 0}},
 		{name: "an open breaker is skipped while another path works",
-			paths: func(t *testing.T) []*Path {
-				ps := []*Path{testPath(t, "a6", IPv6, nil), testPath(t, "a4", IPv4, answer(dns.RcodeSuccess))}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				ps := []*Path{testPath(t, fc, "a6", IPv6, nil), testPath(t, fc, "a4", IPv4, answer(dns.RcodeSuccess))}
 				ps[0].Health.Observe(0, ClassNetwork)
 				ps[0].Health.Observe(0, ClassNetwork)
 				return ps
 			},
 			wantFrom: "a4", wantCalls: []int{0, 1}},
 		{name: "every breaker open: the one open longest is still tried",
-			paths: func(t *testing.T) []*Path {
-				ps := []*Path{testPath(t, "young", IPv6, nil), testPath(t, "old", IPv4, answer(dns.RcodeSuccess))}
+			paths: func(t *testing.T, fc *clockwork.FakeClock) []*Path {
+				ps := []*Path{testPath(t, fc, "young", IPv6, nil), testPath(t, fc, "old", IPv4, answer(dns.RcodeSuccess))}
 				ps[1].Health.Observe(0, ClassNetwork)
 				ps[1].Health.Observe(0, ClassNetwork)
-				time.Sleep(2 * time.Millisecond) // opened at distinct times
+				fc.Advance(2 * time.Millisecond) // opened at distinct times
 				ps[0].Health.Observe(0, ClassNetwork)
 				ps[0].Health.Observe(0, ClassNetwork)
 				return ps
@@ -138,10 +150,14 @@ func TestRace(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			paths := tt.paths(t)
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			fc := clockwork.NewFakeClock()
+			rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond, Clock: fc}.withDefaults()
+			paths := tt.paths(t, fc)
+			ctx, cancel := clockwork.WithTimeout(context.Background(), fc, 2*time.Second)
 			defer cancel()
-			res, err := race(ctx, query(), paths, tt.parallel, rc)
+			var res Result
+			var err error
+			drive(t, fc, func() { res, err = race(ctx, query(), cands(paths...), tt.parallel, rc) })
 			if tt.wantFrom == "" {
 				var re *RaceError
 				if !errors.As(err, &re) || len(re.Errs) != len(paths) {
@@ -155,7 +171,7 @@ func TestRace(t *testing.T) {
 					t.Fatalf("answered by %s rcode %d, want %s rcode %d", res.Path.ID.Upstream, res.Msg.Rcode, tt.wantFrom, tt.wantRcode)
 				}
 			}
-			waitFor(t, func() bool { // losers run to their own timeout
+			waitForClock(t, fc, func() bool { // losers run to their own timeout
 				for i, p := range paths {
 					if tt.wantConsec != nil && p.Health.Snapshot().Consecutive != tt.wantConsec[i] {
 						return false
@@ -175,23 +191,26 @@ func TestRace(t *testing.T) {
 // TestRaceTrialDoesNotDelayTheClient: a half-open path's trial runs beside
 // the best healthy path, so a still-broken path costs the client nothing.
 func TestRaceTrialDoesNotDelayTheClient(t *testing.T) {
-	broken := testPath(t, "v6", IPv6, blackhole)
-	good := testPath(t, "v4", IPv4, answer(dns.RcodeSuccess))
+	fc := clockwork.NewFakeClock()
+	broken := testPath(t, fc, "v6", IPv6, blackhole)
+	good := testPath(t, fc, "v4", IPv4, answer(dns.RcodeSuccess))
 	// The broken path's timeout is long, so a client that waited for the
 	// trial would wait at least 500ms.
-	h := NewHealth(HealthConfig{FailureThreshold: 1, Cooldown: time.Millisecond, MinTimeout: 500 * time.Millisecond, MaxTimeout: time.Second})
+	h := NewHealth(HealthConfig{FailureThreshold: 1, Cooldown: time.Millisecond, MinTimeout: 500 * time.Millisecond, MaxTimeout: time.Second, Now: fc.Now})
 	broken.Health = h
 	h.Observe(0, ClassTimeout)
-	time.Sleep(5 * time.Millisecond) // cooldown passes
-	start := time.Now()
-	res, err := race(context.Background(), query(), []*Path{broken, good}, false, RaceConfig{MaxAttemptDelay: time.Second}.withDefaults())
+	fc.Advance(5 * time.Millisecond) // cooldown passes
+	start := fc.Now()
+	// The clock does not move while the race runs: the client's answer
+	// must come without waiting for the trial at all.
+	res, err := race(context.Background(), query(), cands(broken, good), false, RaceConfig{MaxAttemptDelay: time.Second, Clock: fc}.withDefaults())
 	if err != nil || res.Path != good {
 		t.Fatalf("race: %v, path %v", err, res.Path)
 	}
-	if d := time.Since(start); d > 250*time.Millisecond {
+	if d := fc.Since(start); d != 0 {
 		t.Fatalf("client waited %v for a trial", d)
 	}
-	waitFor(t, func() bool { return calls(broken) == 1 && h.Snapshot().State == Open })
+	waitForClock(t, fc, func() bool { return calls(broken) == 1 && h.Snapshot().State == Open })
 }
 
 func TestInterleave(t *testing.T) {
@@ -222,33 +241,59 @@ func TestInterleave(t *testing.T) {
 	}
 }
 
-func TestFastestOrdersBySRTTAndExplores(t *testing.T) {
+// TestFastestOrdersBySRTT: measured paths by SRTT, unmeasured ones after
+// them in configured order, and no client query is spent exploring.
+func TestFastestOrdersBySRTT(t *testing.T) {
+	fc := clockwork.NewFakeClock()
 	mk := func(name string, rtt time.Duration) *Path {
-		p := testPath(t, name, IPv4, nil)
+		p := testPath(t, fc, name, IPv4, nil)
 		if rtt > 0 {
 			p.Health.Observe(rtt, ClassOK)
 		}
 		return p
 	}
-	paths := []*Path{mk("slow", 30*time.Millisecond), mk("fast", time.Millisecond), mk("new", 0), mk("mid", 10*time.Millisecond)}
+	paths := []*Path{mk("slow", 30*time.Millisecond), mk("new", 0), mk("fast", time.Millisecond), mk("new2", 0), mk("mid", 10*time.Millisecond)}
 	s, _ := NewStrategy("fastest")
-	first := make(map[string]int)
 	for range 64 {
-		first[s.Order(paths)[0].ID.Upstream]++
+		var names []string
+		for _, p := range s.Order(paths) {
+			names = append(names, p.ID.Upstream)
+		}
+		if got := strings.Join(names, " "); got != "fast mid slow new new2" {
+			t.Fatalf("order = %s, want fast mid slow new new2", got)
+		}
 	}
-	var names []string
-	for _, p := range s.Order(paths)[1:] {
-		names = append(names, p.ID.Upstream)
+}
+
+// drive runs fn while moving fc forward a millisecond at a time, so the
+// attempts' timeouts and the hedge timers fire on the fake clock, and
+// returns when fn has.
+func drive(t *testing.T, fc *clockwork.FakeClock, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	for i := 0; ; i++ {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		if i > 1e6 {
+			t.Fatal("fn did not return within 1000s of fake time")
+		}
+		// Let the goroutines that are runnable reach their timers before
+		// the clock moves on: fake time runs at most ten times as fast as
+		// real time, so nothing here waits for a timeout to pass.
+		runtime.Gosched()
+		time.Sleep(100 * time.Microsecond)
+		fc.Advance(time.Millisecond)
 	}
-	if first["new"] < 60 {
-		t.Errorf("unmeasured path first only %d of 64 times: %v", first["new"], first)
-	}
-	if len(first) < 2 {
-		t.Errorf("no exploration in 64 queries: %v", first)
-	}
-	if got := strings.Join(names, " "); got != "fast mid slow" && first["new"] == 64 {
-		t.Errorf("order after the unmeasured path = %s, want fast mid slow", got)
-	}
+}
+
+// waitForClock is waitFor while the fake clock moves on.
+func waitForClock(t *testing.T, fc *clockwork.FakeClock, cond func() bool) {
+	t.Helper()
+	drive(t, fc, func() { waitFor(t, cond) })
 }
 
 func waitFor(t *testing.T, cond func() bool) {

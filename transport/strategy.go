@@ -3,7 +3,7 @@ package transport
 import (
 	"fmt"
 	"slices"
-	"sync/atomic"
+	"time"
 )
 
 // A Strategy orders a group's paths for one query. Order must not modify
@@ -27,7 +27,7 @@ func NewStrategy(name string) (Strategy, error) {
 	case "parallel":
 		return parallel{}, nil
 	case "fastest":
-		return &fastest{exploreEvery: 32}, nil
+		return fastest{}, nil
 	}
 	return nil, fmt.Errorf("unknown strategy %q (want sequential, parallel or fastest)", name)
 }
@@ -49,46 +49,40 @@ func (parallel) Name() string                { return "parallel" }
 func (parallel) Parallel() bool              { return true }
 func (parallel) Order(paths []*Path) []*Path { return paths }
 
-// fastest orders by smoothed RTT, unmeasured paths (and paths whose last
-// measurement went stale) first so each gets measured, and every exploreEvery-th query moves another path to the
-// front so a path that got faster is noticed.
-type fastest struct {
-	exploreEvery uint64
-	n            atomic.Uint64
-}
+// fastest orders by smoothed RTT, measured paths first. It never
+// explores with client queries: paths that get no traffic are measured by
+// the background probes of their upstream, so a path that got faster is
+// noticed without a client waiting on it.
+type fastest struct{}
 
-func (*fastest) Name() string   { return "fastest" }
-func (*fastest) Parallel() bool { return false }
+func (fastest) Name() string   { return "fastest" }
+func (fastest) Parallel() bool { return false }
 
-func (f *fastest) Order(paths []*Path) []*Path {
+func (fastest) Order(paths []*Path) []*Path {
 	type keyed struct {
 		p    *Path
-		srtt int64
+		srtt time.Duration // 0: unmeasured
 	}
 	ks := make([]keyed, len(paths))
 	for i, p := range paths {
-		s := p.Health.Snapshot()
-		ks[i] = keyed{p, int64(s.SRTT)}
-		if !s.Sampled || s.Stale {
-			ks[i].srtt = -1
-		}
+		ks[i] = keyed{p, p.Health.Estimate().SRTT}
 	}
 	slices.SortStableFunc(ks, func(a, b keyed) int {
 		switch {
+		case a.srtt == b.srtt:
+			return 0
+		case a.srtt == 0:
+			return 1
+		case b.srtt == 0:
+			return -1
 		case a.srtt < b.srtt:
 			return -1
-		case a.srtt > b.srtt:
-			return 1
 		}
-		return 0
+		return 1
 	})
 	out := make([]*Path, len(ks))
 	for i, k := range ks {
 		out[i] = k.p
-	}
-	if n := f.n.Add(1); len(out) > 1 && f.exploreEvery > 0 && n%f.exploreEvery == 0 {
-		i := 1 + int(n/f.exploreEvery)%(len(out)-1)
-		out[0], out[i] = out[i], out[0]
 	}
 	return out
 }

@@ -14,6 +14,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/miekg/dns"
 )
 
 // Pin restricts an upstream to address families.
@@ -155,6 +158,43 @@ type UpstreamDeps struct {
 	// Own reports whether an address is one of dnsedge's own listeners;
 	// such addresses are never used, since forwarding to them is a loop.
 	Own func(netip.AddrPort) bool
+	// Probe measures the paths that get no client traffic.
+	Probe ProbeSpec
+	// Clock runs re-resolution and probes; the real clock when nil.
+	Clock clockwork.Clock
+}
+
+// ProbeSpec tunes background probes. A path with no exchange for Interval
+// (a standby path of the sequential strategy, the slower family, a path
+// whose breaker is open) is sent one real query, Name and Type with RD
+// set, so the path a failover would go to always has a current RTT and
+// breaker state. Any answer, REFUSED included, proves the path works. A
+// probe takes a half-open breaker's trial when the cooldown has passed
+// and is never sent while the breaker is open. Probes are jittered, one
+// at a time per path, and never counted as client queries.
+type ProbeSpec struct {
+	// Interval is the idle time after which a path is probed, and so the
+	// most probes per second an idle path costs: 1/Interval. Default 2s;
+	// negative turns probing off.
+	Interval time.Duration
+	// Name and Type default to ". NS", which every recursive resolver
+	// answers from its cache and every authoritative server answers,
+	// if only with REFUSED.
+	Name string
+	Type uint16
+}
+
+func (p ProbeSpec) withDefaults() ProbeSpec {
+	if p.Interval == 0 {
+		p.Interval = 2 * time.Second
+	}
+	if p.Name == "" {
+		p.Name = "."
+	}
+	if p.Type == 0 {
+		p.Type = dns.TypeNS
+	}
+	return p
 }
 
 // An Upstream is one configured upstream server and its current paths:
@@ -167,10 +207,16 @@ type Upstream struct {
 	tls *tls.Config // base client configuration of an encrypted endpoint
 
 	paths   atomic.Pointer[[]*Path]
-	mu      sync.Mutex // serialises path set changes; guards retired
+	mu      sync.Mutex // serialises path set changes; guards retired and probing
 	retired []*retired
+	probing map[*Path]bool // paths with a probe under way
 	stop    chan struct{}
-	done    chan struct{}
+	life    context.Context // canceled by Close: probes under way end
+	endLife context.CancelFunc
+	done    chan struct{} // closed when re-resolution has stopped
+	probed  chan struct{} // closed when the prober has stopped
+	probes  sync.WaitGroup
+	started atomic.Bool
 	once    sync.Once
 }
 
@@ -191,7 +237,13 @@ func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
 	def(&deps.MinRefresh, time.Second)
 	def(&deps.MaxRefresh, time.Hour)
 	def(&deps.RetryRefresh, 2*time.Second)
-	u := &Upstream{Name: cfg.Name, cfg: cfg, deps: deps, stop: make(chan struct{}), done: make(chan struct{})}
+	deps.Probe = deps.Probe.withDefaults()
+	if deps.Clock == nil {
+		deps.Clock = clockwork.NewRealClock()
+	}
+	u := &Upstream{Name: cfg.Name, cfg: cfg, deps: deps, stop: make(chan struct{}), done: make(chan struct{}),
+		probed: make(chan struct{}), probing: make(map[*Path]bool)}
+	u.life, u.endLife = context.WithCancel(context.Background())
 	u.paths.Store(&[]*Path{})
 	if cfg.Endpoint.Encrypted() {
 		conf, err := ClientTLSConfig(cfg.TLS, cfg.Endpoint)
@@ -205,7 +257,7 @@ func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 		}
-		p.Exchanger.Close()
+		p.close()
 	}
 	if a := cfg.Endpoint.Addr; a.IsValid() {
 		if !cfg.Pin.Allows(FamilyOf(a)) {
@@ -224,9 +276,18 @@ func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
 func (u *Upstream) Paths() []*Path { return *u.paths.Load() }
 
 // Start resolves a host name upstream and keeps re-resolving it when the
-// answer's TTL runs out. It returns the first resolution's error; the
-// upstream keeps retrying in the background either way until Close.
+// answer's TTL runs out, and starts probing idle paths. It returns the
+// first resolution's error; the upstream keeps retrying in the background
+// either way until Close. Start may be called once.
 func (u *Upstream) Start(ctx context.Context) error {
+	if u.started.Swap(true) {
+		return errors.New("upstream " + u.Name + " already started")
+	}
+	if u.deps.Probe.Interval > 0 {
+		go u.probe()
+	} else {
+		close(u.probed)
+	}
 	if u.cfg.Endpoint.Addr.IsValid() {
 		return nil
 	}
@@ -242,12 +303,12 @@ func (u *Upstream) refresh(ttl time.Duration, err error) {
 		if err != nil {
 			wait = u.deps.RetryRefresh
 		}
-		t := time.NewTimer(wait)
+		t := u.deps.Clock.NewTimer(wait)
 		select {
 		case <-u.stop:
 			t.Stop()
 			return
-		case <-t.C:
+		case <-t.Chan():
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		ttl, err = u.resolve(ctx)
@@ -342,7 +403,19 @@ func (u *Upstream) setAddrs(addrs []netip.Addr) {
 		}
 	}
 	paths := interleave(append(prefer, other...))
+	prev := u.Paths()
 	u.paths.Store(&paths)
+	if len(prev) > 0 && (len(old) > 0 || len(paths) != len(prev)) {
+		var was, now []string
+		for _, p := range prev {
+			was = append(was, p.ID.Addr.Addr().String())
+		}
+		for _, p := range paths {
+			now = append(now, p.ID.Addr.Addr().String())
+		}
+		u.deps.Logger.Info("upstream re-resolved: paths changed", "upstream", u.Name,
+			"host", u.cfg.Endpoint.Host, "was", was, "now", now)
+	}
 	if len(old) > 0 {
 		r := &retired{}
 		for _, p := range old {
@@ -369,29 +442,54 @@ func (r *retired) close() {
 	r.once.Do(func() {
 		r.timer.Stop()
 		for _, p := range r.paths {
-			p.Exchanger.Close()
+			p.close()
 		}
 	})
 }
 
 // newPath builds the path id with the exchanger of its protocol, and its
-// health from the registry when withHealth is set.
+// health from the registry when withHealth is set. A UDP path gets its TCP
+// side as Stream.
 func (u *Upstream) newPath(id PathID, withHealth bool) (*Path, error) {
 	ex, err := newExchanger(id.Proto, id.Addr, u.cfg, u.tls, u.deps)
 	if err != nil {
 		return nil, err
 	}
 	p := &Path{ID: id, Family: FamilyOf(id.Addr.Addr()), Exchanger: ex}
+	if id.Proto == "udp" {
+		sid := PathID{Upstream: id.Upstream, Proto: "tcp", Addr: id.Addr}
+		p.Stream = &Path{ID: sid, Family: p.Family, Exchanger: NewTCP(id.Addr, u.deps.TCP)}
+		if withHealth {
+			p.Stream.Health = u.deps.Registry.Health(sid)
+		}
+	}
 	if withHealth {
 		p.Health = u.deps.Registry.Health(id)
 	}
 	return p, nil
 }
 
-// Close stops re-resolution and closes every path's exchanger.
+// close closes the path's exchanger and its Stream's.
+func (p *Path) close() error {
+	err := p.Exchanger.Close()
+	if p.Stream != nil {
+		err = errors.Join(err, p.Stream.Exchanger.Close())
+	}
+	return err
+}
+
+// Close stops re-resolution and probes and closes every path's exchanger.
 func (u *Upstream) Close() error {
-	u.once.Do(func() { close(u.stop) })
+	u.once.Do(func() { close(u.stop); u.endLife() })
+	if !u.started.Swap(true) {
+		close(u.probed)
+		if !u.cfg.Endpoint.Addr.IsValid() {
+			close(u.done) // never started: nothing resolves
+		}
+	}
 	<-u.done
+	<-u.probed
+	u.probes.Wait()
 	u.mu.Lock()
 	for _, r := range u.retired {
 		r.close()
@@ -400,7 +498,7 @@ func (u *Upstream) Close() error {
 	u.mu.Unlock()
 	var errs []error
 	for _, p := range u.Paths() {
-		errs = append(errs, p.Exchanger.Close())
+		errs = append(errs, p.close())
 	}
 	return errors.Join(errs...)
 }
@@ -421,7 +519,8 @@ func (u *Upstream) String() string {
 func newExchanger(proto string, addr netip.AddrPort, cfg UpstreamConfig, tlsConf *tls.Config, deps UpstreamDeps) (Exchanger, error) {
 	switch proto {
 	case "udp":
-		return NewUDP(addr, NewTCP(addr, deps.TCP)), nil
+		// Truncated answers are retried on the path's Stream, by the race.
+		return NewUDP(addr, nil), nil
 	case "tcp":
 		return NewTCP(addr, deps.TCP), nil
 	case "tls":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
+	"github.com/jonboulle/clockwork"
 )
 
 func TestParseEndpoint(t *testing.T) {
@@ -115,7 +116,10 @@ func addrsOf(paths []*transport.Path) []string {
 	return out
 }
 
-func newUpstream(t *testing.T, boot *transporttest.Bootstrap, pin transport.Pin, own func(netip.AddrPort) bool) *transport.Upstream {
+// newUpstream starts an upstream for udp://dns.test:5300 on a fake clock,
+// with probes off, and returns it with its clock once the re-resolution
+// timer is set.
+func newUpstream(t *testing.T, boot *transporttest.Bootstrap, pin transport.Pin, own func(netip.AddrPort) bool) (*transport.Upstream, *clockwork.FakeClock) {
 	t.Helper()
 	ep, err := transport.ParseEndpoint("udp://dns.test:5300")
 	if err != nil {
@@ -123,9 +127,11 @@ func newUpstream(t *testing.T, boot *transporttest.Bootstrap, pin transport.Pin,
 	}
 	resolver := transport.NewBootstrap([]netip.AddrPort{boot.Addr()})
 	t.Cleanup(func() { resolver.Close() })
+	fc := clockwork.NewFakeClock()
 	u, err := transport.NewUpstream(transport.UpstreamConfig{Name: "up", Endpoint: ep, Pin: pin}, transport.UpstreamDeps{
-		Registry: transport.NewRegistry(transport.HealthConfig{}), Resolver: resolver,
+		Registry: transport.NewRegistry(transport.HealthConfig{Now: fc.Now}, nil), Resolver: resolver,
 		Logger: slog.New(slog.DiscardHandler), Own: own, MinRefresh: 50 * time.Millisecond, RetryRefresh: 50 * time.Millisecond,
+		Probe: transport.ProbeSpec{Interval: -1}, Clock: fc,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -136,7 +142,20 @@ func newUpstream(t *testing.T, boot *transporttest.Bootstrap, pin transport.Pin,
 	if err := u.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return u
+	waitRefresh(t, fc)
+	return u, fc
+}
+
+// waitRefresh returns once the upstream's re-resolution is waiting on its
+// timer again: the one timer of an upstream without probes. A resolution
+// the clock set off has finished by then.
+func waitRefresh(t *testing.T, fc *clockwork.FakeClock) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := fc.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatalf("re-resolution did not wait on its timer again: %v", err)
+	}
 }
 
 // TestUpstreamResolution: a host name becomes one path per address, each
@@ -163,7 +182,7 @@ func TestUpstreamResolution(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			boot := transporttest.StartBootstrap(t, both)
-			u := newUpstream(t, boot, tt.pin, tt.own)
+			u, _ := newUpstream(t, boot, tt.pin, tt.own)
 			if got := addrsOf(u.Paths()); !slices.Equal(got, tt.want) {
 				t.Fatalf("paths = %v, want %v", got, tt.want)
 			}
@@ -172,17 +191,21 @@ func TestUpstreamResolution(t *testing.T) {
 
 	t.Run("re-resolved when the TTL runs out", func(t *testing.T) {
 		boot := transporttest.StartBootstrap(t, both)
-		u := newUpstream(t, boot, transport.PinBoth, nil)
+		u, fc := newUpstream(t, boot, transport.PinBoth, nil)
 		kept := u.Paths()[1] // 127.0.0.1
 		kept.Health.Observe(time.Millisecond, transport.ClassTimeout)
 		boot.Set("dns.test. 1 IN A 127.0.0.1\ndns.test. 1 IN AAAA ::2\n")
-		deadline := time.Now().Add(5 * time.Second)
 		want := []string{"ipv6 [::2]:5300", "ipv4 127.0.0.1:5300"}
-		for !slices.Equal(addrsOf(u.Paths()), want) {
-			if time.Now().After(deadline) {
-				t.Fatalf("paths = %v, want %v", addrsOf(u.Paths()), want)
-			}
-			time.Sleep(20 * time.Millisecond)
+		n := boot.Count()
+		fc.Advance(time.Second - time.Millisecond)
+		waitRefresh(t, fc)
+		if boot.Count() != n {
+			t.Fatal("re-resolved before the TTL ran out")
+		}
+		fc.Advance(time.Millisecond) // the TTL, 1s, has run out
+		waitRefresh(t, fc)
+		if got := addrsOf(u.Paths()); !slices.Equal(got, want) {
+			t.Fatalf("paths = %v, want %v", got, want)
 		}
 		if u.Paths()[1] != kept || kept.Health.Snapshot().Consecutive != 1 {
 			t.Fatalf("the path of an address that stayed was replaced or lost its health")
@@ -191,16 +214,17 @@ func TestUpstreamResolution(t *testing.T) {
 
 	t.Run("a failed re-resolution keeps the paths", func(t *testing.T) {
 		boot := transporttest.StartBootstrap(t, both)
-		u := newUpstream(t, boot, transport.PinBoth, nil)
+		u, fc := newUpstream(t, boot, transport.PinBoth, nil)
 		before := addrsOf(u.Paths())
 		boot.Set("other.test. 1 IN A 192.0.2.1\n") // dns.test now NXDOMAIN: no addresses
 		n := boot.Count()
-		deadline := time.Now().Add(5 * time.Second)
-		for boot.Count() < n+4 {
-			if time.Now().After(deadline) {
-				t.Fatal("no re-resolution attempted")
-			}
-			time.Sleep(20 * time.Millisecond)
+		fc.Advance(time.Second) // the TTL runs out: the lookup fails
+		waitRefresh(t, fc)
+		m := boot.Count()
+		fc.Advance(50 * time.Millisecond) // RetryRefresh: it fails again
+		waitRefresh(t, fc)
+		if m < n+2 || boot.Count() < m+2 {
+			t.Fatal("no re-resolution attempted")
 		}
 		if got := addrsOf(u.Paths()); !slices.Equal(got, before) {
 			t.Fatalf("paths = %v after a failed resolution, want %v kept", got, before)

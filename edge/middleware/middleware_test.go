@@ -30,11 +30,12 @@ func forwardTo(t *testing.T, ex transport.Exchanger, loop *Loop) *Forward {
 	t.Helper()
 	up, err := transport.NewUpstream(transport.UpstreamConfig{
 		Name: "u", Endpoint: transport.Endpoint{Scheme: "udp", Addr: netip.MustParseAddr("192.0.2.1"), Port: 53},
-	}, transport.UpstreamDeps{Registry: transport.NewRegistry(transport.HealthConfig{})})
+	}, transport.UpstreamDeps{Registry: transport.NewRegistry(transport.HealthConfig{}, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	up.Paths()[0].Exchanger = ex
+	up.Paths()[0].Stream.Exchanger = ex // later rounds go over TCP
 	s, _ := transport.NewStrategy("sequential")
 	g := transport.NewGroup("default", s, transport.RaceConfig{}, up)
 	f, err := NewForward(map[string]*transport.Group{"default": g}, "default", loop)
