@@ -144,7 +144,7 @@ func (g *Group) order() []candidate {
 	out := make([]candidate, len(paths))
 	for i, p := range paths {
 		out[i] = candidate{p: p}
-		if !rankOf(rs, p).Estimate.Known() {
+		if rankOf(rs, p).Estimate.Samples < settled {
 			out[i].prior = prior(p, rs)
 		}
 	}
@@ -167,9 +167,11 @@ func rankOf(rs []ranked, p *Path) Rank {
 	return Rank{}
 }
 
-// prior is the estimate an unmeasured path borrows: its upstream's
-// measured path of the other family (then of its own), else the fastest
-// measured path among rs. The zero Estimate when nothing is measured.
+// prior is the estimate a path borrows while it has not settled: its
+// upstream's measured path of the other family (then of its own), else
+// the fastest measured path among rs. The zero Estimate when nothing else
+// is measured. An unmeasured path takes its timeout from it; a path with
+// a sample or two may hedge by it (see candidate.hedgeEstimate).
 func prior(p *Path, rs []ranked) Estimate {
 	var sameUp, best Estimate
 	for _, r := range rs {

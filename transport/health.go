@@ -179,6 +179,7 @@ type Health struct {
 	srtt      time.Duration
 	rttvar    time.Duration
 	sampled   bool
+	samples   uint8     // RTT samples so far, saturating
 	sampledAt time.Time // when the last RTT sample came
 	backoff   uint      // RTO doublings from consecutive timeouts (RFC 6298 §5.5)
 	epoch     uint64    // changes whenever backoff does; see Begin
@@ -220,11 +221,19 @@ func (h *Health) Count(ev Event) { h.events[ev].Add(1) }
 // The zero value means no estimate.
 type Estimate struct {
 	SRTT, RTTVar time.Duration
-	measured     bool // set by Health, so a measured 0 is still known
+	// Samples is how many measurements the estimate rests on, up to
+	// 255; a measured 0 is still known.
+	Samples int
 }
 
 // Known reports whether e holds a measurement.
-func (e Estimate) Known() bool { return e.measured || e.SRTT > 0 || e.RTTVar > 0 }
+func (e Estimate) Known() bool { return e.Samples > 0 || e.SRTT > 0 || e.RTTVar > 0 }
+
+// settled is how many samples an estimate needs before the hedge delay
+// trusts it alone: a first sample sets RTTVAR to half the RTT (RFC 6298
+// §2.2), so one slow probe would otherwise make a path's hedge delay four
+// times that RTT.
+const settled = 3
 
 // Ticket identifies the RTO an attempt was started under; see Begin.
 type Ticket struct{ epoch uint64 }
@@ -257,19 +266,21 @@ func (h *Health) Estimate() Estimate {
 	if !h.sampled {
 		return Estimate{}
 	}
-	return Estimate{SRTT: h.srtt, RTTVar: h.rttvar, measured: true}
+	return Estimate{SRTT: h.srtt, RTTVar: h.rttvar, Samples: int(h.samples)}
 }
 
-// Begin is called when an attempt starts; the ticket goes back to
-// ObserveAttempt. A timeout is counted against the path (backing its RTO
-// off and adding to its consecutive failures) only for an attempt started
-// under the current RTO: attempts sent before an earlier timeout had
-// doubled it were given a timeout the path has already been judged by,
-// as TCP backs off once per retransmission timer, not once per segment.
-func (h *Health) Begin() Ticket {
+// Begin is called when an attempt starts: it returns the attempt's
+// timeout (Timeout(prior)) and, read at the same moment, the ticket that
+// goes back to ObserveAttempt. A timeout is counted against the path
+// (backing its RTO off and adding to its consecutive failures) only for
+// an attempt started under the current RTO: attempts sent before an
+// earlier timeout had doubled it were given a timeout the path has already
+// been judged by, as TCP backs off once per retransmission timer, not once
+// per segment. Such timeouts still count in the failure rate.
+func (h *Health) Begin(prior Estimate) (Ticket, time.Duration) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return Ticket{h.epoch}
+	return Ticket{h.epoch}, h.timeoutLocked(prior)
 }
 
 func (h *Health) rtoLocked() time.Duration { return h.timeoutLocked(Estimate{}) }
@@ -454,7 +465,7 @@ func (h *Health) Rank() Rank {
 		r.Demoted = h.lossLocked(h.cfg.Now()) > h.cfg.DemoteLoss
 	}
 	if h.sampled {
-		r.Estimate = Estimate{SRTT: h.srtt, RTTVar: h.rttvar, measured: true}
+		r.Estimate = Estimate{SRTT: h.srtt, RTTVar: h.rttvar, Samples: int(h.samples)}
 	}
 	return r
 }
@@ -491,9 +502,10 @@ func (h *Health) sample(rtt time.Duration, now time.Time) {
 	stale := now.Sub(h.sampledAt) > h.cfg.StaleAfter
 	h.sampledAt = now
 	if !h.sampled || stale {
-		h.srtt, h.rttvar, h.sampled = rtt, rtt/2, true
+		h.srtt, h.rttvar, h.sampled, h.samples = rtt, rtt/2, true, 1
 		return
 	}
+	h.samples = max(h.samples, h.samples+1) // saturating
 	d := h.srtt - rtt
 	if d < 0 {
 		d = -d

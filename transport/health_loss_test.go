@@ -20,7 +20,8 @@ func TestTimeoutsPerRTO(t *testing.T) {
 	h := newTestHealth(c) // threshold 3
 	var tickets []Ticket
 	for range 10 {
-		tickets = append(tickets, h.Begin())
+		tk, _ := h.Begin(Estimate{})
+		tickets = append(tickets, tk)
 	}
 	before := h.RTO()
 	for _, tk := range tickets {
@@ -38,7 +39,8 @@ func TestTimeoutsPerRTO(t *testing.T) {
 	}
 	// Attempts sent under the new RTO count again.
 	for range 2 {
-		h.ObserveAttempt(0, ClassTimeout, h.Begin())
+		tk, _ := h.Begin(Estimate{})
+		h.ObserveAttempt(0, ClassTimeout, tk)
 	}
 	if s := h.Snapshot(); s.State != Open {
 		t.Fatalf("state %s after three timeouts under three RTOs, want open", s.State)

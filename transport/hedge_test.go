@@ -205,3 +205,36 @@ func TestHedgeDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestHedgeEstimate: a path hedges by its own estimate once it rests on a
+// few samples; before that, by its prior when the prior waits less, so one
+// slow first probe (RTTVAR = RTT/2 makes the delay 4·RTT) does not hold
+// every client back.
+func TestHedgeEstimate(t *testing.T) {
+	rc := RaceConfig{}.withDefaults()
+	fast := Estimate{SRTT: 200 * time.Microsecond, RTTVar: 50 * time.Microsecond, Samples: 10}
+	tests := []struct {
+		name    string
+		samples []time.Duration
+		prior   Estimate
+		want    time.Duration
+	}{
+		{"one slow sample, a fast prior: the prior", []time.Duration{16 * time.Millisecond}, fast, 10 * time.Millisecond},
+		{"one slow sample, no prior: its own", []time.Duration{16 * time.Millisecond}, Estimate{}, 64 * time.Millisecond},
+		{"settled: its own", []time.Duration{16 * time.Millisecond, 16 * time.Millisecond, 16 * time.Millisecond}, fast, 32*time.Millisecond + 4*(8*time.Millisecond*9/16)},
+		{"one fast sample, a slow prior: its own", []time.Duration{time.Millisecond}, Estimate{SRTT: 50 * time.Millisecond, Samples: 5}, 10 * time.Millisecond},
+		{"unmeasured: the prior", nil, fast, 10 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHealth(HealthConfig{})
+			for _, s := range tt.samples {
+				h.Observe(s, ClassOK)
+			}
+			c := candidate{p: &Path{Health: h}, prior: tt.prior}
+			if got := hedgeDelay(c.hedgeEstimate(rc), rc); got != tt.want {
+				t.Fatalf("hedge delay = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}

@@ -91,7 +91,8 @@ func (u *Upstream) probeOne(c candidate) {
 	q.SetEdns0(EDNSBufferSize, false)
 	results := make(chan attempt, 1)
 	// Close cancels a probe under way rather than wait for its timeout.
-	exchangeOn(u.life, q, attempt{cand: c}, c.timeout(), u.clock(), results)
+	ticket, timeout := c.p.Health.Begin(c.prior)
+	exchangeOn(u.life, q, attempt{cand: c}, ticket, timeout, u.clock(), results)
 	a := <-results
 	u.deps.Logger.Debug("probe", "path", c.p.String(), "class", a.class.String())
 }

@@ -82,6 +82,22 @@ func (c candidate) estimate() Estimate {
 	return c.prior
 }
 
+// hedgeEstimate is the estimate the hedge delay is taken from: the
+// candidate's own once it has settled, else whichever of its own and its
+// prior waits less, so one slow first sample does not hold clients back.
+func (c candidate) hedgeEstimate(cfg RaceConfig) Estimate {
+	e := c.p.Health.Estimate()
+	switch {
+	case !e.Known():
+		return c.prior
+	case e.Samples >= settled || !c.prior.Known():
+		return e
+	case hedgeDelay(c.prior, cfg) < hedgeDelay(e, cfg):
+		return c.prior
+	}
+	return e
+}
+
 // attempt is one exchange of a race and, once done, its outcome.
 type attempt struct {
 	cand  candidate
@@ -243,13 +259,14 @@ func (r *racer) launch(a attempt, leading bool) {
 	if leading {
 		r.newest = a.seq
 	}
-	timeout := a.cand.timeout()
+	ticket, timeout := a.cand.p.Health.Begin(a.cand.prior)
 	if a.retry {
-		timeout = retryBudget(a.cand)
+		// The retry may have to open a connection first.
+		timeout += handshake(a.cand)
 	}
 	// A client's attempts outlive the client: letting a loser run to
 	// its own timeout is what tells its health whether the path works.
-	go exchangeOn(context.WithoutCancel(r.ctx), r.q, a, timeout, r.cfg.Clock, r.results)
+	go exchangeOn(context.WithoutCancel(r.ctx), r.q, a, ticket, timeout, r.cfg.Clock, r.results)
 }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
@@ -303,7 +320,7 @@ func (r *racer) armFor(c candidate, retry bool) {
 	if r.next >= len(r.queue) && len(r.denied) == 0 {
 		return // a group with one path never pays for a timer
 	}
-	d := hedgeDelay(c.estimate(), r.cfg)
+	d := hedgeDelay(c.hedgeEstimate(r.cfg), r.cfg)
 	if retry {
 		d = min(d+handshake(c), r.cfg.MaxAttemptDelay)
 	}
@@ -341,7 +358,8 @@ func handshake(c candidate) time.Duration {
 // retryBudget is the timeout of a TC retry over a path's Stream: the
 // Stream's own timeout (its RTO, or the UDP path's estimate before the
 // Stream has one) plus a handshake, since the retry may have to open a
-// connection first. The client's deadline still bounds it.
+// connection first. The client's deadline still bounds it. launch
+// computes the same from the timeout Begin gives.
 func retryBudget(c candidate) time.Duration {
 	return c.timeout() + handshake(c)
 }
@@ -349,7 +367,7 @@ func retryBudget(c candidate) time.Duration {
 // exchangeOn runs one attempt and reports it to health and to results.
 // The attempt ends at timeout, at ctx's deadline if sooner (a timeout cut
 // short that way says nothing about the path), or when ctx is canceled.
-func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, timeout time.Duration, clock clockwork.Clock, results chan<- attempt) {
+func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeout time.Duration, clock clockwork.Clock, results chan<- attempt) {
 	p := a.cand.p
 	cutShort := false
 	if dl, ok := ctx.Deadline(); ok {
@@ -357,7 +375,6 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, timeout time.Duratio
 			timeout, cutShort = left, true
 		}
 	}
-	ticket := p.Health.Begin()
 	actx, cancel := clockwork.WithTimeout(ctx, clock, timeout)
 	defer cancel()
 	begin := clock.Now()

@@ -43,9 +43,10 @@ const bindAttempts = 10
 
 // Faults says what a Server does wrong. The zero value answers every query
 // correctly. They are read once per query, as it arrives, and applied in
-// this order: Down, DropIPv6, DropPercent, Delay, then Rcode or the zone
-// builds the reply, then DropIPv6Large judges its size. A dropped query is
-// still counted by Server.Count.
+// this order: Down, DropIPv6, DropPercent, DropPercentIPv6, DropUDPPercent,
+// Delay and DelayIPv6, then Rcode or the zone builds the reply, then
+// DropIPv6Large judges its size. A dropped query is still counted by
+// Server.Count.
 type Faults struct {
 	// DropIPv6 drops every query that arrived over IPv6. Over TCP the
 	// connection is accepted and the query read, then never answered, so
@@ -59,6 +60,12 @@ type Faults struct {
 	// DropPercentIPv6 drops this percentage of the queries that arrived
 	// over IPv6 only: a lossy IPv6 path beside a clean IPv4 one.
 	DropPercentIPv6 int
+	// DropUDPPercent drops this percentage of the queries that arrived
+	// over UDP, on both families; TCP is always answered. This is what
+	// response rate limiting does to a resolver that sends much from one
+	// address (RRL drops UDP responses and, with slip, tells clients to
+	// come back over TCP, which it never limits).
+	DropUDPPercent int
 	// Delay waits this long before answering. Stop cuts the wait short.
 	Delay time.Duration
 	// DelayIPv6 adds this wait to queries that arrived over IPv6 only: a
@@ -178,6 +185,9 @@ func (s *Server) handle(ctx context.Context, q *dns.Msg, v6, tcp bool) []byte {
 	}
 	if !drop && v6 && f.DropPercentIPv6 > 0 {
 		drop = s.rng.IntN(100) < f.DropPercentIPv6
+	}
+	if !drop && !tcp && f.DropUDPPercent > 0 {
+		drop = s.rng.IntN(100) < f.DropUDPPercent
 	}
 	s.mu.Unlock()
 	if drop {

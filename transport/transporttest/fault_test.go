@@ -103,6 +103,13 @@ func TestFaults(t *testing.T) {
 			want:   map[string]string{"udp4": "NOERROR/1", "tcp4": "NOERROR/1", "udp6": "lost", "tcp6": "lost"},
 		},
 		{
+			name:   "DropUDPPercent 100 loses UDP only",
+			faults: Faults{DropUDPPercent: 100},
+			qname:  "a.example.",
+			qtype:  dns.TypeA,
+			want:   map[string]string{"udp4": "lost", "tcp4": "NOERROR/1", "udp6": "lost", "tcp6": "NOERROR/1"},
+		},
+		{
 			name:   "DropPercent 100 loses everything",
 			faults: Faults{DropPercent: 100},
 			qname:  "a.example.",
@@ -165,6 +172,47 @@ func TestDropPercent(t *testing.T) {
 	}
 	if got := s.Count("ipv4", "udp"); got != n {
 		t.Errorf("count = %d, want %d", got, n)
+	}
+}
+
+// TestDropUDPPercent: about the share asked of UDP queries is lost, and
+// TCP queries to the same server are all answered.
+func TestDropUDPPercent(t *testing.T) {
+	t.Parallel()
+	const n = 200
+	s := StartFault(t, BigTXTZone())
+	s.Set(Faults{DropUDPPercent: 50})
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		lost = map[string]int{}
+	)
+	for i := range n {
+		network := []string{"udp4", "udp6", "tcp4", "tcp6"}[i%4]
+		wg.Go(func() {
+			r, err := exchange(s, network, newQuery("a.example.", dns.TypeA, 0), time.Second)
+			switch got := outcome(r, err); got {
+			case "lost":
+				mu.Lock()
+				lost[network]++
+				mu.Unlock()
+			case "NOERROR/1":
+			default:
+				t.Errorf("%s: got %s, want NOERROR/1 or lost", network, got)
+			}
+		})
+	}
+	wg.Wait()
+	if udp := lost["udp4"] + lost["udp6"]; udp < n/2*30/100 || udp > n/2*70/100 {
+		t.Errorf("lost %d of %d UDP queries, want 30%%..70%%", udp, n/2)
+	}
+	if tcp := lost["tcp4"] + lost["tcp6"]; tcp != 0 {
+		t.Errorf("lost %d of %d TCP queries, want none", tcp, n/2)
+	}
+	for _, network := range networks {
+		if got := s.Count(familyOf(network), network[:3]); got != n/4 {
+			t.Errorf("Count(%s, %s) = %d, want %d", familyOf(network), network[:3], got, n/4)
+		}
 	}
 }
 
