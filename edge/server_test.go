@@ -260,6 +260,12 @@ func TestMetricsAndProbes(t *testing.T) {
 		`dnsedge_path_exchanges_total{address="` + v4.String() + `",class="ok",family="ipv4",proto="udp",upstream="v4"} 1`,
 		`dnsedge_path_srtt_seconds{`,
 		`dnsedge_path_breaker_transitions_total{`,
+		fmt.Sprintf(`dnsedge_path_loss_ratio{address="%s",family="ipv4",proto="udp",upstream="v4"} 0`, v4),
+		fmt.Sprintf(`dnsedge_path_hedges_total{address="%s",family="ipv4",proto="udp",upstream="v4"} 0`, v4),
+		fmt.Sprintf(`dnsedge_path_hedges_won_total{address="%s",family="ipv4",proto="udp",upstream="v4"} 0`, v4),
+		fmt.Sprintf(`dnsedge_path_probes_total{address="%s",family="ipv4",proto="udp",upstream="v4"}`, v4),
+		// The TCP side of the UDP path, where truncated answers go.
+		fmt.Sprintf(`dnsedge_path_breaker_state{address="%s",family="ipv4",proto="tcp",upstream="v4"} 0`, v4),
 		`dnsedge_listener_queries_total{listener="udp"} 1`,
 		`dnsedge_listener_responses_total{listener="udp",rcode="NOERROR"} 1`,
 		`dnsedge_config_reloads_total{result="failed"} 0`,
