@@ -197,7 +197,7 @@ func TestHedgeDelay(t *testing.T) {
 		{"loopback: the 10ms floor", Estimate{SRTT: 200 * time.Microsecond, RTTVar: 50 * time.Microsecond}, 10 * time.Millisecond},
 		{"20ms path", Estimate{SRTT: 20 * time.Millisecond, RTTVar: 2 * time.Millisecond}, 48 * time.Millisecond},
 		{"slow path: the 250ms cap", Estimate{SRTT: 150 * time.Millisecond, RTTVar: 10 * time.Millisecond}, 250 * time.Millisecond},
-		{"unmeasured, no prior: the cap", Estimate{}, 250 * time.Millisecond},
+		{"unmeasured, no prior: the cold delay", Estimate{}, 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		if got := hedgeDelay(tt.e, rc); got != tt.want {

@@ -335,12 +335,18 @@ func (r *racer) stopTimer() {
 	}
 }
 
+// coldAttemptDelay is the hedge delay when nothing at all is measured
+// yet, as at start before the first probes come back: RFC 8305 §5's
+// recommended minimum for a delay not derived from RTT.
+const coldAttemptDelay = 100 * time.Millisecond
+
 // hedgeDelay is how long to wait for an attempt whose path is estimated
 // at e before starting the next: HedgeFactor·SRTT + 4·RTTVAR, clamped.
-// An unmeasured path with no prior waits MaxAttemptDelay.
+// An unmeasured path with no prior waits coldAttemptDelay, at most
+// MaxAttemptDelay.
 func hedgeDelay(e Estimate, cfg RaceConfig) time.Duration {
 	if !e.Known() {
-		return cfg.MaxAttemptDelay
+		return min(coldAttemptDelay, cfg.MaxAttemptDelay)
 	}
 	d := time.Duration(cfg.HedgeFactor*float64(e.SRTT)) + 4*e.RTTVar
 	return min(max(d, cfg.MinAttemptDelay), cfg.MaxAttemptDelay)
