@@ -149,7 +149,8 @@ type racer struct {
 
 	started int // attempts started, retries included
 	pending int // attempts started and not yet reported
-	newest  int // seq of the attempt the hedge timer waits on
+	newest  int       // seq of the attempt the hedge timer waits on
+	waited  candidate // and its candidate
 	timer   clockwork.Timer
 	tick    <-chan time.Time
 }
@@ -200,6 +201,11 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 		c := r.queue[r.next]
 		r.next++
 		r.launch(attempt{cand: c}, r.next > len(trials))
+	}
+	if r.waited.p == nil {
+		// Only trials under way: the timer waits on the last of them,
+		// though a trial's failure is no trigger.
+		r.waited = r.queue[r.next-1]
 	}
 	r.arm()
 
@@ -257,7 +263,7 @@ func (r *racer) launch(a attempt, leading bool) {
 	r.pending++
 	a.seq = r.started
 	if leading {
-		r.newest = a.seq
+		r.newest, r.waited = a.seq, a.cand
 	}
 	ticket, timeout := a.cand.p.Health.Begin(a.cand.prior)
 	if a.retry {
@@ -309,10 +315,9 @@ func (r *racer) startNext(hedge bool) bool {
 // arm sets the hedge timer for the newest attempt's candidate, when there
 // is anything left to start.
 func (r *racer) arm() {
-	if r.next == 0 {
-		return
+	if r.waited.p != nil {
+		r.armFor(r.waited, false)
 	}
-	r.armFor(r.queue[r.next-1], false)
 }
 
 func (r *racer) armFor(c candidate, retry bool) {
