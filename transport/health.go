@@ -32,7 +32,10 @@ const (
 	ClassTimeout
 	// ClassNetwork: the network said no (unreachable, refused, reset).
 	ClassNetwork
-	// ClassTruncated: the UDP answer was truncated and the TCP retry failed.
+	// ClassTruncated: the UDP answer was truncated and the TCP retry the
+	// exchanger made itself failed (a UDP given a TCP exchanger, as the
+	// bootstrap resolver's are). Upstream paths never see it: their
+	// retry is an exchange of the path's TCP side (Path.Stream).
 	ClassTruncated
 	// ClassMalformed: the reply did not parse or did not match.
 	ClassMalformed

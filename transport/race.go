@@ -147,8 +147,8 @@ type racer struct {
 	next   int
 	denied []candidate
 
-	started int // attempts started, retries included
-	pending int // attempts started and not yet reported
+	started int       // attempts started, retries included
+	pending int       // attempts started and not yet reported
 	newest  int       // seq of the attempt the hedge timer waits on
 	waited  candidate // and its candidate
 	timer   clockwork.Timer

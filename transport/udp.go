@@ -30,7 +30,8 @@ type UDP struct {
 // or "udp6"; an IPv4-mapped address counts as IPv4). On a truncated answer
 // (TC=1) it retries the query over tcp, which should reach the same address
 // over the same family. tcp may be nil: a truncated answer is then returned
-// as it is. The UDP owns tcp: Close closes it.
+// as it is, which is what upstream paths do, since the race retries it over
+// the path's own TCP side. The UDP owns tcp: Close closes it.
 func NewUDP(addr netip.AddrPort, tcp Exchanger) *UDP {
 	p := pin(addr, "udp")
 	return &UDP{p: p, tcp: tcp}
