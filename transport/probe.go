@@ -24,14 +24,7 @@ func (u *Upstream) probe() {
 	defer close(u.probed)
 	iv := u.deps.Probe.Interval
 	wait := rand.N(firstProbeWithin)
-	for {
-		t := u.deps.Clock.NewTimer(wait)
-		select {
-		case <-u.stop:
-			t.Stop()
-			return
-		case <-t.Chan():
-		}
+	for u.sleep(wait) {
 		wait = u.probeIdle() + rand.N(iv/16+1)
 	}
 }

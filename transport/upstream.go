@@ -303,16 +303,24 @@ func (u *Upstream) refresh(ttl time.Duration, err error) {
 		if err != nil {
 			wait = u.deps.RetryRefresh
 		}
-		t := u.deps.Clock.NewTimer(wait)
-		select {
-		case <-u.stop:
-			t.Stop()
+		if !u.sleep(wait) {
 			return
-		case <-t.Chan():
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		ttl, err = u.resolve(ctx)
 		cancel()
+	}
+}
+
+// sleep waits d on the upstream's clock; false when Close came first.
+func (u *Upstream) sleep(d time.Duration) bool {
+	t := u.deps.Clock.NewTimer(d)
+	select {
+	case <-u.stop:
+		t.Stop()
+		return false
+	case <-t.Chan():
+		return true
 	}
 }
 
