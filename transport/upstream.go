@@ -165,8 +165,8 @@ type UpstreamDeps struct {
 }
 
 // ProbeSpec tunes background probes. A path with no exchange for Interval
-// (a standby path of the sequential strategy, the slower family, a path
-// whose breaker is open) is sent one real query, Name and Type with RD
+// (a standby path of the sequential strategy, the slower family, a
+// demoted path) is sent one real query, Name and Type with RD
 // set, so the path a failover would go to always has a current RTT and
 // breaker state. Any answer, REFUSED included, proves the path works. A
 // probe takes a half-open breaker's trial when the cooldown has passed
