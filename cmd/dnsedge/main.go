@@ -16,9 +16,6 @@ commands:
   version                               print the version
 `
 
-// version is set at build time with -ldflags "-X main.version=…".
-var version = "dev"
-
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprint(os.Stderr, usage)
@@ -34,7 +31,7 @@ func main() {
 	case "diagnose":
 		code = diagnose(args, os.Stdout, os.Stderr)
 	case "version":
-		fmt.Println("dnsedge", version)
+		fmt.Println("dnsedge", versionString())
 	case "help", "-h", "-help", "--help":
 		fmt.Print(usage)
 	default:
