@@ -5,7 +5,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"strings"
+	"slices"
 	"time"
 
 	"github.com/dnsedge/dnsedge/transport"
@@ -25,9 +25,7 @@ func (s *Server) startHTTP(addr string) error {
 		return s.gen.Load().metrics.Gather()
 	})}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.gen.Load().cfg.Metrics.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -41,15 +39,36 @@ func (s *Server) startHTTP(addr string) error {
 	return nil
 }
 
-// readyz answers 200 when the listeners are up and every group has at
-// least one path whose breaker is not open, 503 otherwise, with the reason.
+// readyz answers 200 once the configuration is loaded and the listeners
+// serve, 503 before. Upstream health is not part of it: in a pod, an
+// unready sidecar takes the application out of its Services too, while
+// dnsedge can still answer from its cache, zones and fallback zone when
+// every upstream is down. That belongs on /healthz?verbose, in metrics and
+// in the log.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.started.Load() {
 		http.Error(w, "not started", http.StatusServiceUnavailable)
 		return
 	}
-	var problems []string
-	for name, g := range s.gen.Load().groups {
+	fmt.Fprintln(w, "ready")
+}
+
+// healthz answers 200 while the process lives. With ?verbose it lists
+// every group's paths in race order with their health, and how many of
+// them a query may use now.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	fmt.Fprintln(w, "ok")
+	if !r.URL.Query().Has("verbose") {
+		return
+	}
+	gen := s.gen.Load()
+	names := make([]string, 0, len(gen.groups))
+	for name := range gen.groups {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		g := gen.groups[name]
 		paths := g.Paths()
 		usable := 0
 		for _, p := range paths {
@@ -57,15 +76,22 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 				usable++
 			}
 		}
-		if usable == 0 {
-			problems = append(problems, fmt.Sprintf("group %s: none of its %d paths is usable", name, len(paths)))
+		fmt.Fprintf(w, "group %s (%s): %d of %d paths usable\n", name, g.Strategy.Name(), usable, len(paths))
+		for _, p := range paths {
+			for _, q := range []*transport.Path{p, p.Stream} {
+				if q == nil {
+					continue
+				}
+				h := q.Health.Snapshot()
+				demoted := ""
+				if h.Demoted {
+					demoted = " demoted"
+				}
+				fmt.Fprintf(w, "  %s %s: breaker %s%s, srtt %s, timeout %s, loss %.2f, consecutive failures %d\n",
+					q.Family, q.ID, h.State, demoted, h.SRTT.Round(time.Microsecond), h.RTO.Round(time.Microsecond), h.Loss, h.Consecutive)
+			}
 		}
 	}
-	if len(problems) > 0 {
-		http.Error(w, strings.Join(problems, "\n"), http.StatusServiceUnavailable)
-		return
-	}
-	fmt.Fprintln(w, "ready")
 }
 
 // pathCollector exports every current path's health at scrape time, so the

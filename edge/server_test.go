@@ -280,6 +280,31 @@ func TestMetricsAndProbes(t *testing.T) {
 	if code, body := get("/readyz"); code != 200 {
 		t.Errorf("/readyz: %d %s", code, body)
 	}
+
+	// Every upstream down: dnsedge still answers from its cache, zones
+	// and fallback zone, so it stays ready; /healthz?verbose says why
+	// forwarding fails.
+	up.Stop()
+	c := &dns.Client{Timeout: 3 * time.Second}
+	for i := range 6 {
+		c.Exchange(ednsQuery(fmt.Sprintf("down%d.test.example.", i), dns.TypeA), e.udp.String())
+	}
+	if code, body := get("/readyz"); code != 200 {
+		t.Errorf("/readyz with every breaker open: %d %s, want 200", code, body)
+	}
+	code, body = get("/healthz?verbose")
+	for _, want := range []string{
+		"group default (sequential): 0 of 2 paths usable",
+		fmt.Sprintf("ipv4 v4/udp/%s: breaker open", v4),
+		fmt.Sprintf("ipv4 v4/tcp/%s: breaker closed", v4),
+	} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Errorf("/healthz?verbose: %d, lacks %q:\n%s", code, want, body)
+		}
+	}
+	if _, body := get("/healthz"); strings.TrimSpace(body) != "ok" {
+		t.Errorf("/healthz without verbose: %q, want ok", body)
+	}
 }
 
 // TestNetworkErrorEDE: an upstream that refuses (nothing listens) gives
