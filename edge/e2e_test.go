@@ -205,9 +205,12 @@ func TestSeedShape(t *testing.T) {
 	if s := v4.Health.Snapshot(); s.Transitions[transport.Open] != 0 || s.State != transport.Closed {
 		t.Fatalf("IPv4 path breaker: state %s, opened %d times", s.State, s.Transitions[transport.Open])
 	}
-	if s := v6.Health.Snapshot(); !s.Demoted && s.State == transport.Closed {
-		t.Fatalf("IPv6 path neither demoted nor open: %+v", s)
-	}
+	// The load may be over before the IPv6 path was ever tried (the
+	// measured IPv4 path goes first): the probes then find it dead.
+	waitUntil(t, "IPv6 path demoted or open", 10*time.Second, func() bool {
+		s := v6.Health.Snapshot()
+		return s.Demoted || s.State != transport.Closed
+	})
 }
 
 // tail returns the last n lines of s, for failure messages.
