@@ -1,9 +1,6 @@
 package main
 
-import (
-	"runtime/debug"
-	"strings"
-)
+import "runtime/debug"
 
 // version is set by make build with -ldflags "-X main.version=…"; a plain
 // go build or go install leaves it "dev", and versionString then asks the
@@ -26,9 +23,6 @@ func versionString() string {
 }
 
 func fromBuildInfo(bi *debug.BuildInfo) string {
-	if v := bi.Main.Version; v != "" && v != "(devel)" && !strings.Contains(v, "+dirty") {
-		return v
-	}
 	var rev, at string
 	dirty := false
 	for _, s := range bi.Settings {
@@ -42,6 +36,12 @@ func fromBuildInfo(bi *debug.BuildInfo) string {
 		}
 	}
 	if rev == "" {
+		// go install name@version: no VCS stamp, a real module version.
+		// (go build in a checkout stamps a pseudo-version from the
+		// commit as well; the commit itself says it plainer.)
+		if v := bi.Main.Version; v != "" && v != "(devel)" {
+			return v
+		}
 		return "dev"
 	}
 	out := rev[:min(12, len(rev))]

@@ -21,11 +21,13 @@ func TestFromBuildInfo(t *testing.T) {
 	}{
 		{"go install name@version", debug.BuildInfo{Main: debug.Module{Version: "v1.4.0"}}, "v1.4.0"},
 		{"go build in a clean checkout",
-			debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("4af79dd0123456789abcdef", "false", "2026-12-03T19:00:00Z")},
+			debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261203190000-4af79dd01234"}, Settings: vcs("4af79dd0123456789abcdef", "false", "2026-12-03T19:00:00Z")},
 			"4af79dd01234 (2026-12-03T19:00:00Z)"},
 		{"go build with changes",
 			debug.BuildInfo{Main: debug.Module{Version: "v0.0.0-20261203190000-4af79dd01234+dirty"}, Settings: vcs("4af79dd0123456789abcdef", "true", "")},
 			"4af79dd01234+dirty"},
+		{"go build without a module version", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: vcs("4af79dd0123456789abcdef", "false", "")},
+			"4af79dd01234"},
 		{"no module version, no VCS", debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "dev"},
 	}
 	for _, tt := range tests {
