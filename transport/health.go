@@ -247,6 +247,18 @@ func NewHealth(cfg HealthConfig) *Health {
 	return &Health{cfg: cfg, cooldown: cfg.Cooldown}
 }
 
+// setConfig replaces the health's configuration, keeping its clock when
+// cfg names none and what it measured.
+func (h *Health) setConfig(cfg HealthConfig) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if cfg.Now == nil {
+		cfg.Now = h.cfg.Now
+	}
+	h.cfg = cfg.withDefaults()
+	h.cooldown = min(h.cooldown, h.cfg.MaxCooldown)
+}
+
 // RTO is the path's per-attempt timeout: SRTT + 4·RTTVAR, doubled for each
 // consecutive timeout, clamped to [MinTimeout, MaxTimeout]. Before the
 // first sample it is InitialTimeout.

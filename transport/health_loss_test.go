@@ -173,3 +173,41 @@ func TestTransitionsLogged(t *testing.T) {
 		t.Errorf("%d info lines, want 3:\n%s", n, out)
 	}
 }
+
+func TestRegistryHoldsHealthWhilePathsDo(t *testing.T) {
+	r := NewRegistry(HealthConfig{}, nil)
+	id := PathID{Upstream: "up", Proto: "udp"}
+	a := r.Health(id)
+	b := r.Health(id)
+	if a != b || r.Len() != 1 {
+		t.Fatalf("two holders of one path got %p and %p (%d entries)", a, b, r.Len())
+	}
+	r.Release(id)
+	if r.Len() != 1 {
+		t.Fatal("health forgotten while a path still holds it")
+	}
+	r.Release(id)
+	if r.Len() != 0 {
+		t.Fatal("health kept after its last path let go")
+	}
+	if c := r.Health(id); c == a {
+		t.Fatal("a path that came back got the health it had before it was forgotten")
+	}
+}
+
+func TestRegistrySetConfigReachesLivePaths(t *testing.T) {
+	r := NewRegistry(HealthConfig{FailureThreshold: 5}, nil)
+	id := PathID{Upstream: "up", Proto: "udp"}
+	h := r.Health(id)
+	for range 2 {
+		h.Observe(time.Millisecond, ClassTimeout)
+	}
+	if s := h.Snapshot().State; s != Closed {
+		t.Fatalf("breaker %s after 2 of 5 failures", s)
+	}
+	r.SetConfig(HealthConfig{FailureThreshold: 3})
+	h.Observe(time.Millisecond, ClassTimeout)
+	if s := h.Snapshot(); s.State != Open || s.Consecutive != 3 {
+		t.Fatalf("after the threshold dropped to 3 and a third failure: breaker %s, %d failures; want open, 3", s.State, s.Consecutive)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 )
 
 // PathID identifies a path: one upstream, one protocol, one address. Health
@@ -28,6 +29,10 @@ type Path struct {
 	Family    Family
 	Exchanger Exchanger
 	Health    *Health
+	// reg holds Health for the path, released when the path closes; nil
+	// when the health is not the registry's.
+	reg    *Registry
+	closed atomic.Bool
 	// Stream is the TCP side of a UDP path: the same address over TCP,
 	// with its own exchanger and health (PathID proto "tcp"). A truncated
 	// UDP answer is retried there as an exchange of its own, and later
@@ -40,55 +45,69 @@ func (p *Path) String() string { return p.ID.String() }
 
 // Registry owns the health of every path. The running server keeps one
 // registry across configuration generations, so a reload does not forget
-// which paths are broken. It is safe for concurrent use.
+// which paths are broken: a path's health lives while any path object
+// holds it (Health acquires, Release lets go), whichever generation or
+// re-resolution made the path. It is safe for concurrent use.
 type Registry struct {
 	log *slog.Logger
 	mu  sync.Mutex
 	cfg HealthConfig
-	m   map[PathID]*Health
+	m   map[PathID]*held
 }
 
-// NewRegistry returns an empty registry whose new entries use cfg and log
+type held struct {
+	h    *Health
+	refs int
+}
+
+// NewRegistry returns an empty registry whose entries use cfg and log
 // their breaker transitions to log, with the path. A nil log discards.
 func NewRegistry(cfg HealthConfig, log *slog.Logger) *Registry {
-	return &Registry{cfg: cfg, log: log, m: make(map[PathID]*Health)}
+	return &Registry{cfg: cfg, log: log, m: make(map[PathID]*held)}
 }
 
-// SetConfig changes the configuration used for paths created from now on.
-// Existing health keeps its configuration: a reload that changes breaker
-// settings applies them to new paths and, through Prune and re-creation,
-// not to live state mid-flight.
-// It returns the configuration it replaced.
-func (r *Registry) SetConfig(cfg HealthConfig) HealthConfig {
+// SetConfig changes the configuration of every path's health, live ones
+// included: breaker thresholds, cooldowns, timeouts and demotion apply
+// from the next exchange on. Measured state (RTT, failures, breaker
+// state, loss) is kept.
+func (r *Registry) SetConfig(cfg HealthConfig) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	old := r.cfg
 	r.cfg = cfg
-	return old
+	for id, e := range r.m {
+		e.h.setConfig(r.configFor(id))
+	}
 }
 
-// Health returns the health of id, creating it closed and unmeasured.
+func (r *Registry) configFor(id PathID) HealthConfig {
+	cfg := r.cfg
+	if r.log != nil {
+		cfg.Logger = r.log.With("path", id.String())
+	}
+	return cfg
+}
+
+// Health returns the health of id, creating it closed and unmeasured, and
+// holds it until a matching Release.
 func (r *Registry) Health(id PathID) *Health {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	h, ok := r.m[id]
+	e, ok := r.m[id]
 	if !ok {
-		cfg := r.cfg
-		if r.log != nil {
-			cfg.Logger = r.log.With("path", id.String())
-		}
-		h = NewHealth(cfg)
-		r.m[id] = h
+		e = &held{h: NewHealth(r.configFor(id))}
+		r.m[id] = e
 	}
-	return h
+	e.refs++
+	return e.h
 }
 
-// Prune forgets every path for which keep returns false.
-func (r *Registry) Prune(keep func(PathID) bool) {
+// Release lets go of the health of id taken by Health; the registry
+// forgets it when nothing holds it any more.
+func (r *Registry) Release(id PathID) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for id := range r.m {
-		if !keep(id) {
+	if e, ok := r.m[id]; ok {
+		if e.refs--; e.refs <= 0 {
 			delete(r.m, id)
 		}
 	}

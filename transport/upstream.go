@@ -468,20 +468,31 @@ func (u *Upstream) newPath(id PathID, withHealth bool) (*Path, error) {
 		sid := PathID{Upstream: id.Upstream, Proto: "tcp", Addr: id.Addr}
 		p.Stream = &Path{ID: sid, Family: p.Family, Exchanger: NewTCP(id.Addr, u.deps.TCP)}
 		if withHealth {
-			p.Stream.Health = u.deps.Registry.Health(sid)
+			p.Stream.Health, p.Stream.reg = u.deps.Registry.Health(sid), u.deps.Registry
 		}
 	}
 	if withHealth {
-		p.Health = u.deps.Registry.Health(id)
+		p.Health, p.reg = u.deps.Registry.Health(id), u.deps.Registry
 	}
 	return p, nil
 }
 
-// close closes the path's exchanger and its Stream's.
+// close closes the path's exchanger and its Stream's, and lets go of
+// their health: a path that re-resolution dropped is forgotten once its
+// last queries are done, unless another path still holds its health.
 func (p *Path) close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
 	err := p.Exchanger.Close()
+	if p.reg != nil {
+		p.reg.Release(p.ID)
+	}
 	if p.Stream != nil {
 		err = errors.Join(err, p.Stream.Exchanger.Close())
+		if p.Stream.reg != nil {
+			p.Stream.reg.Release(p.Stream.ID)
+		}
 	}
 	return err
 }
