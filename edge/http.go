@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,11 +15,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// startHTTP serves /metrics, /healthz and /readyz on addr.
-func (s *Server) startHTTP(addr string) error {
+// httpEndpoint serves /metrics, /healthz and /readyz, and with
+// metrics.pprof Go's profiler, for whichever generation is in force.
+type httpEndpoint struct {
+	srv  *http.Server
+	addr net.Addr
+}
+
+// startHTTP binds the HTTP endpoint on addr and starts serving.
+func (s *Server) startHTTP(addr string) (*httpEndpoint, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("listen metrics %s: %w", addr, err)
+		return nil, fmt.Errorf("listen metrics %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
 	gather := prometheus.Gatherers{s.prom, prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
@@ -27,16 +35,28 @@ func (s *Server) startHTTP(addr string) error {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gather, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
-	if s.gen.Load().cfg.Metrics.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	for path, h := range map[string]http.HandlerFunc{
+		"/debug/pprof/": pprof.Index, "/debug/pprof/profile": pprof.Profile,
+		"/debug/pprof/symbol": pprof.Symbol, "/debug/pprof/trace": pprof.Trace,
+	} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			if !s.gen.Load().cfg.Metrics.Pprof {
+				http.NotFound(w, r)
+				return
+			}
+			h(w, r)
+		})
 	}
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
-	s.httpAddr = ln.Addr()
-	go s.http.Serve(ln)
-	return nil
+	e := &httpEndpoint{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr()}
+	go e.srv.Serve(ln)
+	return e, nil
+}
+
+// close stops the endpoint, giving requests in flight two seconds.
+func (e *httpEndpoint) close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	return e.srv.Shutdown(ctx)
 }
 
 // readyz answers 200 once the configuration is loaded and the listeners
@@ -159,16 +179,16 @@ func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
 // found, for the person who just started it.
 func (s *Server) summary(gen *generation) {
 	for _, spec := range gen.cfg.Listeners { // in the order of the file
-		if l, ok := s.listeners[gen.cfg.listenerKey(spec)]; ok {
-			fmt.Fprintf(s.out, "listening on %s %s\n", spec.Proto, l.Addr())
+		if ll, ok := s.listeners[gen.cfg.listenerKey(spec)]; ok {
+			fmt.Fprintf(s.out, "listening on %s %s\n", spec.Proto, ll.l.Addr())
 		}
 	}
-	for _, f := range s.certs.caFiles() {
+	for _, f := range s.caFiles() {
 		fmt.Fprintf(s.out, "self-signed certificate authority: %s (trust it in clients, e.g. kdig +tls-ca=%s)\n", f, f)
 		s.log.Info("self-signed certificate authority", "ca_file", f)
 	}
-	if s.httpAddr != nil {
-		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpAddr)
+	if s.httpEnd != nil {
+		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpEnd.addr)
 	}
 	if gen.cfg.SystemUpstreams {
 		fmt.Fprintf(s.out, "upstreams taken from %s\n", ResolvConf)

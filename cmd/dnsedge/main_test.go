@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -384,4 +385,88 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestSIGTERMDuringSlowReload: a reload held up issuing a certificate (an
+// ACME server that accepts connections and never answers) does not hold up
+// shutdown: SIGTERM exits within the shutdown deadline, not after the
+// issuance timeout.
+func TestSIGTERMDuringSlowReload(t *testing.T) {
+	up := transporttest.StartFault(t, zone)
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		hang.Close()
+		mu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		mu.Unlock()
+	})
+	path := writeFile(t, "dnsedge.yaml", serveConfig(up.AddrV4().String()))
+	p := startServe(t, path)
+	slow := fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+  - {proto: tcp, address: "127.0.0.1:0"}
+  - {proto: dot, address: "127.0.0.1:0"}
+upstreams:
+  - {name: up, url: "udp://%s"}
+tls:
+  acme:
+    ca: "https://%s/directory"
+    email: ops@dns.test
+    domains: [dns.test]
+    challenges: [tls-alpn-01]
+    tls_alpn_address: "%s"
+`, up.AddrV4(), hang.Addr(), freeAddr(t))
+	if err := os.WriteFile(path, []byte(slow), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Process.Signal(syscall.SIGHUP)
+	defer func() {
+		if t.Failed() {
+			t.Log(p.stderr.String())
+		}
+	}()
+	waitFor(t, "the reload to start issuing a certificate", func() bool {
+		return strings.Contains(p.stderr.String(), "managing acme certificates")
+	})
+	start := time.Now()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- p.cmd.Wait() }()
+	select {
+	case <-done:
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("exit took %s", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("dnsedge still running 10s after SIGTERM during a reload:\n%s", p.stderr.String())
+	}
+}
+
+// freeAddr returns a loopback TCP address nothing listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

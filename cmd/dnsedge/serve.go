@@ -40,36 +40,54 @@ func serve(args []string) int {
 		go tuneGC(ctx)
 	}
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
-	srv, err := edge.New(cfg, edge.Options{Logger: log, Out: os.Stdout})
+	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		return 1
 	}
+	// Signals are caught before the start-up summary is printed: a
+	// supervisor that reloads as soon as it sees dnsedge listening must
+	// not kill it with SIGHUP's default action.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := srv.Start(); err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		srv.Close()
 		return 1
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	// Reloads run beside the signal loop, one at a time, so that SIGTERM
+	// during a slow reload (a certificate being issued) is seen at once:
+	// Close makes the reload give up. SIGHUPs that arrive during a reload
+	// are folded into one more.
+	hup := make(chan struct{}, 1)
+	reloaded := make(chan struct{})
+	go func() {
+		defer close(reloaded)
+		for range hup {
+			next, err := loadConfig(*path)
+			if err == nil {
+				err = srv.Reload(next)
+			}
+			if err != nil {
+				log.Error("reload failed; the running configuration is unchanged", "error", err.Error())
+			}
+		}
+	}()
 	for sig := range sigs {
 		if sig != syscall.SIGHUP {
 			log.Info("shutting down", "signal", sig.String())
 			break
 		}
-		next, err := loadConfig(*path)
-		if err == nil {
-			err = srv.Reload(next)
+		select {
+		case hup <- struct{}{}:
+		default: // one is pending already
 		}
-		if err != nil {
-			log.Error("reload failed; the running configuration is unchanged", "error", err.Error())
-			continue
-		}
-		edge.SetLevel(level, next.Log)
 	}
+	close(hup)
 	if err := srv.Close(); err != nil {
 		log.Warn("close", "error", err.Error())
 	}
+	<-reloaded
 	return 0
 }
 

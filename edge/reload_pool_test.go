@@ -1,0 +1,177 @@
+package edge_test
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dnsedge/dnsedge/edge"
+	"github.com/dnsedge/dnsedge/transport"
+	"github.com/dnsedge/dnsedge/transport/transporttest"
+	"github.com/miekg/dns"
+)
+
+// connCounter forwards TCP connections to target and counts them.
+type connCounter struct {
+	ln    net.Listener
+	conns atomic.Int64
+	wg    sync.WaitGroup
+}
+
+func countConns(t *testing.T, target string) *connCounter {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &connCounter{ln: ln}
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.conns.Add(1)
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			c.wg.Add(2)
+			pipe := func(a, b net.Conn) {
+				defer c.wg.Done()
+				io.Copy(a, b)
+				a.Close()
+				b.Close()
+			}
+			go pipe(in, out)
+			go pipe(out, in)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); c.wg.Wait() })
+	return c
+}
+
+func (c *connCounter) port() int { return c.ln.Addr().(*net.TCPAddr).Port }
+
+// TestReloadUnchangedFileBuildsNothing: a reload of the same file keeps
+// the running upstream (no resolution of its host name, no new connection)
+// and its health, and the cache with what it holds.
+func TestReloadUnchangedFileBuildsNothing(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	proxy := countConns(t, up.AddrV4().String())
+	boot := transporttest.StartBootstrap(t, "dns.test. 300 IN A 127.0.0.1\n")
+	text := fmt.Sprintf(`upstreams:
+  - {name: up, url: "tcp://dns.test:%d"}
+bootstrap: ["%s"]
+health: {probe_interval: -1s}
+cache: {enabled: true}
+`, proxy.port(), boot.Addr())
+	e := startEdge(t, text)
+	c := &dns.Client{Net: "udp", Timeout: 3 * time.Second}
+	ask := func(name string) {
+		t.Helper()
+		m, _, err := c.Exchange(ednsQuery(name, dns.TypeA), e.udp.String())
+		if err != nil || m.Rcode != dns.RcodeSuccess {
+			t.Fatalf("%s: %v %v", name, m, err)
+		}
+	}
+	ask("h1.test.example.")
+	before := pathOf(t, e, transport.IPv4)
+	resolutions, conns, queries := boot.Count(), proxy.conns.Load(), up.Count("ipv4", "tcp")
+	if conns != 1 {
+		t.Fatalf("%d connections to the upstream after one query, want 1", conns)
+	}
+	for range 3 {
+		cfg, err := edge.Parse("test.yaml", []byte(testListeners+text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.srv.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ask("h1.test.example.") // from the cache the reloads kept
+	if n := up.Count("ipv4", "tcp"); n != queries {
+		t.Errorf("the upstream got %d more queries: the cache was not kept", n-queries)
+	}
+	ask("h2.test.example.")
+	if n := boot.Count(); n != resolutions {
+		t.Errorf("three reloads of an unchanged file resolved the upstream's host name %d more times, want 0", n-resolutions)
+	}
+	if n := proxy.conns.Load(); n != conns {
+		t.Errorf("three reloads of an unchanged file opened %d new upstream connections, want 0", n-conns)
+	}
+	if after := pathOf(t, e, transport.IPv4); after != before || after.Health != before.Health {
+		t.Error("the reload replaced the running path")
+	}
+}
+
+// TestReloadHealthSettingsReachLivePaths: a changed health section applies
+// to the paths already running, which keep what they measured.
+func TestReloadHealthSettingsReachLivePaths(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	text := fmt.Sprintf("upstreams:\n  - {name: v4, url: \"udp://%s\"}\n", up.AddrV4())
+	e := startEdge(t, text+"health: {failure_threshold: 5, probe_interval: -1s}\n")
+	p := pathOf(t, e, transport.IPv4)
+	for range 2 {
+		p.Health.Observe(time.Millisecond, transport.ClassNetwork)
+	}
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+text+"health: {failure_threshold: 3, probe_interval: -1s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if q := pathOf(t, e, transport.IPv4); q.Health != p.Health {
+		t.Fatal("the reload gave the path a new health: what it measured is lost")
+	}
+	p.Health.Observe(time.Millisecond, transport.ClassNetwork)
+	if s := p.Health.Snapshot(); s.State != transport.Open {
+		t.Fatalf("breaker %s after 3 failures with failure_threshold 3 reloaded onto the live path, want open", s.State)
+	}
+}
+
+// TestReloadLogLevel: log.level is part of the configuration a reload
+// applies.
+func TestReloadLogLevel(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	text := testListeners + fmt.Sprintf("upstreams:\n  - {name: v4, url: \"udp://%s\"}\n", up.AddrV4())
+	cfg, err := edge.Parse("test.yaml", []byte(text+"log: {level: warn}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := new(syncBuffer)
+	log, level := edge.NewLogger(logs, cfg.Log)
+	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if level.Level() != slog.LevelWarn {
+		t.Fatalf("level %s, want warn", level.Level())
+	}
+	next, err := edge.Parse("test.yaml", []byte(text+"log: {level: debug}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Reload(next); err != nil {
+		t.Fatal(err)
+	}
+	if level.Level() != slog.LevelDebug {
+		t.Fatalf("level %s after a reload to debug", level.Level())
+	}
+	if !strings.Contains(logs.String(), "configuration reloaded") {
+		t.Fatalf("the reload was not logged at the new level:\n%s", logs)
+	}
+}
