@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -173,5 +174,59 @@ func TestReloadLogLevel(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "configuration reloaded") {
 		t.Fatalf("the reload was not logged at the new level:\n%s", logs)
+	}
+}
+
+// TestReloadHTTPEndpoint: the metrics endpoint follows the configuration
+// in force: pprof turns on and off without rebinding, and a new address
+// moves the endpoint.
+func TestReloadHTTPEndpoint(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	base := fmt.Sprintf("upstreams:\n  - {name: v4, url: \"udp://%s\"}\n", up.AddrV4())
+	e := startEdge(t, base+"metrics: {address: \"127.0.0.1:0\"}\n")
+	status := func(addr, path string) int {
+		t.Helper()
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	reload := func(text string) {
+		t.Helper()
+		cfg, err := edge.Parse("test.yaml", []byte(testListeners+base+text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := e.srv.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := e.srv.MetricsAddr().String()
+	if c := status(first, "/debug/pprof/"); c != http.StatusNotFound {
+		t.Fatalf("pprof off: status %d, want 404", c)
+	}
+	reload("metrics: {address: \"127.0.0.1:0\", pprof: true}\n")
+	if got := e.srv.MetricsAddr().String(); got != first {
+		t.Fatalf("turning pprof on moved the endpoint from %s to %s", first, got)
+	}
+	if c := status(first, "/debug/pprof/"); c != http.StatusOK {
+		t.Fatalf("pprof on: status %d, want 200", c)
+	}
+	next := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	reload(fmt.Sprintf("metrics: {address: %q}\n", next))
+	if got := e.srv.MetricsAddr().String(); got != next {
+		t.Fatalf("endpoint on %s after a reload to %s", got, next)
+	}
+	if c := status(next, "/metrics"); c != http.StatusOK {
+		t.Fatalf("metrics on the new address: status %d", c)
+	}
+	if c := status(first, "/metrics"); c != 0 {
+		t.Fatalf("the old address still answers (status %d)", c)
+	}
+	reload("")
+	if a := e.srv.MetricsAddr(); a != nil {
+		t.Fatalf("endpoint still on %s after metrics was removed", a)
 	}
 }

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/middleware"
@@ -74,13 +75,26 @@ func buildNXDomain(b *chainBuild) (pipeline.Middleware, error) {
 	if !b.g.cfg.NXDomain.Enabled() {
 		return nil, nil
 	}
-	nx, err := middleware.NewNXDomain(b.g.cfg.NXDomain, nil, b.g.metrics)
+	cfg := b.g.cfg.NXDomain
+	nx, _, err := take(b.g.parts, nxdomainKey{jsonKey(cfg)}, func() (*middleware.NXDomain, func() error, error) {
+		nx, err := middleware.NewNXDomain(cfg, nil, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return nx, nx.Close, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	b.onClose(nx.Close)
+	if err := nx.Register(b.g.metrics); err != nil {
+		return nil, err
+	}
 	return nx.Middleware(), nil
 }
+
+// nxdomainKey identifies the NXDOMAIN cache in the pool: a reload that
+// keeps its section keeps the denials it remembers.
+type nxdomainKey struct{ spec string }
 
 // buildCache takes the answer cache from the pool: a reload that keeps
 // the cache section keeps what was cached (stale entries included: a
@@ -116,13 +130,45 @@ func (b *chainBuild) zoneSet() (*zone.Zones, error) {
 	if b.g.cfg.Zone.Empty() {
 		return nil, nil
 	}
-	z, err := zone.New(b.g.cfg.Zone, b.d.log, b.g.metrics)
+	cfg := b.g.cfg.Zone
+	z, _, err := take(b.g.parts, zoneKey{spec: jsonKey(cfg), files: zoneFileStamps(cfg)}, func() (*zone.Zones, func() error, error) {
+		z, err := zone.New(cfg, b.d.log, nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		return z, z.Close, nil
+	})
 	if err != nil {
 		return nil, err
 	}
+	if err := z.Register(b.g.metrics); err != nil {
+		return nil, err
+	}
 	b.zones = z
-	b.onClose(z.Close)
 	return z, nil
+}
+
+// zoneKey identifies the zones of a configuration in the pool: the zone
+// sections and the state of every zone file they name, so that a reload
+// reads the zone files again when one has changed (and refuses a broken
+// one), and otherwise keeps the zones as loaded.
+type zoneKey struct{ spec, files string }
+
+func zoneFileStamps(cfg zone.Config) string {
+	var b strings.Builder
+	stamp := func(zs []zone.ZoneSpec) {
+		for _, z := range zs {
+			if z.File != "" {
+				fmt.Fprintf(&b, "%s=%s;", z.File, fileStamp(z.File))
+			}
+		}
+	}
+	stamp(cfg.Zones)
+	stamp(cfg.Fallback)
+	for _, t := range cfg.Tenants {
+		stamp(t.Zones)
+	}
+	return b.String()
 }
 
 func buildFallback(b *chainBuild) (pipeline.Middleware, error) {

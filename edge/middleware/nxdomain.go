@@ -93,13 +93,24 @@ func NewNXDomain(cfg NXDomainConfig, now func() time.Time, reg prometheus.Regist
 		n.suffixes = append(n.suffixes, name)
 	}
 	slices.SortFunc(n.suffixes, func(a, b string) int { return cmp.Or(len(b)-len(a), strings.Compare(a, b)) })
-	if reg != nil {
-		if err := promreg.Replace(reg, n.collectors()...); err != nil {
-			return nil, fmt.Errorf("nxdomain cache: register metrics: %w", err)
-		}
+	if err := n.Register(reg); err != nil {
+		return nil, err
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	return n, nil
+}
+
+// Register registers the cache's metrics with reg (nil: none), replacing
+// those of a previous generation, so that one cache may serve several
+// generations in turn.
+func (n *NXDomain) Register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	if err := promreg.Replace(reg, n.collectors()...); err != nil {
+		return fmt.Errorf("nxdomain cache: register metrics: %w", err)
+	}
+	return nil
 }
 
 // Close cancels the suffix probes in flight and waits for them to end.

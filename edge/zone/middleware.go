@@ -109,10 +109,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if reg != nil {
-		if err := promreg.Replace(reg, z.collectors()...); err != nil {
-			return nil, fmt.Errorf("zone: register metrics: %w", err)
-		}
+	if err := z.Register(reg); err != nil {
+		return nil, err
 	}
 	if len(z.sources) == 0 {
 		close(z.done)
@@ -139,6 +137,19 @@ func (z *Zones) publish() error {
 		}
 	}
 	z.snap.Store(s)
+	return nil
+}
+
+// Register registers the zones' metrics with reg (nil: none), replacing
+// those of a previous generation, so that one Zones may serve several
+// generations in turn.
+func (z *Zones) Register(reg prometheus.Registerer) error {
+	if reg == nil {
+		return nil
+	}
+	if err := promreg.Replace(reg, z.collectors()...); err != nil {
+		return fmt.Errorf("zone: register metrics: %w", err)
+	}
 	return nil
 }
 
