@@ -192,6 +192,8 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 		ClientID: id,
 		TLS:      r.tls,
 		ECS:      p.ecs,
+		// Wire stays nil: the query was built from URL parameters and
+		// never had a wire form to verify or sign.
 		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
