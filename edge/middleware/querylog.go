@@ -23,8 +23,10 @@ import (
 //     identical query's, waited for;
 //   - path: the upstream path that answered, when one did;
 //   - ede and ede_text: the Extended DNS Error (RFC 8914) of the answer,
-//     from the handler's *pipeline.Error or else from the stage that
-//     produced one (stale answers, fallback answers), when there is one;
+//     when there is one: the handler's *pipeline.Error's, else the one a
+//     stage recorded (stale answers, fallback answers, see
+//     pipeline.Request.EDE), else the first EDE option of the answer (an
+//     upstream's);
 //   - rule and dnssec, once policy and DNSSEC validation fill them;
 //   - duration_ms: the time since the listener received the query, in
 //     milliseconds with microsecond precision.
@@ -73,7 +75,11 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		if o.Path != "" {
 			attrs = append(attrs, slog.String("path", o.Path))
 		}
-		if code, text, ok := req.EDE(err); ok {
+		code, text, ok := req.EDE(err)
+		if !ok && m != nil {
+			code, text, ok = replyEDE(m)
+		}
+		if ok {
 			attrs = append(attrs, slog.Int("ede", int(code)))
 			if text != "" {
 				attrs = append(attrs, slog.String("ede_text", text))
@@ -93,6 +99,21 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 // durationMS is d in milliseconds, rounded to the microsecond.
 func durationMS(d time.Duration) float64 {
 	return float64(d.Round(time.Microsecond)/time.Microsecond) / 1000
+}
+
+// replyEDE returns the first Extended DNS Error option of m, an answer
+// that carries one of an upstream's.
+func replyEDE(m *dns.Msg) (code uint16, text string, ok bool) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		return 0, "", false
+	}
+	for _, o := range opt.Option {
+		if e, isEDE := o.(*dns.EDNS0_EDE); isEDE {
+			return e.InfoCode, e.ExtraText, true
+		}
+	}
+	return 0, "", false
 }
 
 // errorRcode is the RCODE a listener answers err with (see

@@ -45,6 +45,12 @@ func TestQueryLogSources(t *testing.T) {
 			absent: []string{"ede", "tenant", "client_id", "coalesced"},
 		},
 		{
+			name:  "upstream with an EDE of its own",
+			steps: []step{{name: "filtered.example.org."}},
+			want: map[string]any{"source": "upstream", "rcode": "NOERROR",
+				"ede": float64(dns.ExtendedErrorCodeFiltered), "ede_text": "filtered upstream"},
+		},
+		{
 			name:   "cache hit",
 			steps:  []step{{name: "www.example.org."}, {name: "www.example.org.", advance: time.Second}},
 			want:   map[string]any{"source": "cache", "rcode": "NOERROR", "answers": 1.0},
@@ -149,6 +155,10 @@ func sourcesChain(t *testing.T, logs *bytes.Buffer, fail *atomic.Bool, now func(
 		m := new(dns.Msg)
 		m.SetReply(q)
 		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: q.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: []byte{192, 0, 2, 10}}}
+		if q.Question[0].Name == "filtered.example.org." {
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeFiltered, ExtraText: "filtered upstream"}}
+		}
 		return m, nil
 	}}
 	z, err := zones.New(zones.Config{
