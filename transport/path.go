@@ -39,9 +39,23 @@ type Path struct {
 	// rounds of a query whose UDP attempts all timed out go there. Nil
 	// for every other protocol.
 	Stream *Path
+
+	name atomic.Pointer[string] // ID.String(), once asked (see Name)
 }
 
-func (p *Path) String() string { return p.ID.String() }
+func (p *Path) String() string { return p.Name() }
+
+// Name returns p.ID.String(), formatted the first time only: the forward
+// handler names the path of every query it answers, and must not allocate
+// for it each time. Safe for concurrent use.
+func (p *Path) Name() string {
+	if s := p.name.Load(); s != nil {
+		return *s
+	}
+	s := p.ID.String()
+	p.name.Store(&s)
+	return s
+}
 
 // Registry owns the health of every path. The running server keeps one
 // registry across configuration generations, so a reload does not forget

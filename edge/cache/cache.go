@@ -301,6 +301,11 @@ var _ pipeline.Handler = (*handler)(nil)
 // one as serve-stale allows (see serveStale), and a miss through one
 // query to next shared by every identical miss in flight. A miss returns
 // next's reply as it is and caches a packed copy of it.
+//
+// It records the source in req.Outcome: cache for a fresh entry (a cached
+// failure included), stale for a stale one (with EDE 3 and the reason);
+// a query that waited for an identical one in flight gets the source and
+// path of that one's answer, with Coalesced set (see call.follow).
 func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 	if !cacheable(req.Msg) {
 		return h.next.ServeDNS(ctx, req)
@@ -319,10 +324,12 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	case fresh:
 		if e.fail != nil {
 			es.hits.Add(1)
+			req.Outcome.Source = pipeline.SourceCache
 			return nil, e.fail
 		}
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
+			req.Outcome.Source = pipeline.SourceCache
 			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
 			return m, nil
 		}

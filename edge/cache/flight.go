@@ -17,6 +17,10 @@ type call struct {
 	done  chan struct{} // closed when reply and err are set
 	reply *dns.Msg
 	err   error
+	// out is what the stages after the cache recorded about the query
+	// that asked next (source, path, DNSSEC verdict, EDE); set before
+	// finish, read by the waiters (see follow).
+	out pipeline.Outcome
 	// waiters counts the queries sharing this call besides the first.
 	waiters int
 }
@@ -114,6 +118,7 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 		cl, leader := s.join(key)
 		if leader {
 			reply, err := next.ServeDNS(ctx, req)
+			cl.out = req.Outcome
 			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 			return reply, err
 		}
@@ -146,7 +151,20 @@ func (cl *call) result(ctx context.Context, req *pipeline.Request) (m *dns.Msg, 
 	if len(m.Question) == 1 {
 		m.Question[0] = req.Question()
 	}
+	cl.follow(&req.Outcome)
 	return m, nil, false
+}
+
+// follow records in o, the outcome of a query answered with cl's reply,
+// what the stages after the cache learned while getting it: its source
+// (upstream, normally), the path that answered, the DNSSEC verdict and
+// the EDE, with Coalesced set. What stages before the cache recorded
+// (tenant, policy rule) stays the query's own.
+func (cl *call) follow(o *pipeline.Outcome) {
+	o.Source, o.Path, o.DNSSEC, o.Coalesced = cl.out.Source, cl.out.Path, cl.out.DNSSEC, true
+	if cl.out.HasEDE {
+		o.SetEDE(cl.out.EDE, cl.out.EDEText)
+	}
 }
 
 // isDeadline reports whether err is a context's end rather than an answer

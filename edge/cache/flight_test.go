@@ -209,3 +209,41 @@ func TestCoalescedCases(t *testing.T) {
 		}
 	})
 }
+
+// TestCoalescedOutcome: a query answered by an identical one's upstream
+// answer gets that one's source and path, marked coalesced; a later hit
+// is the cache's.
+func TestCoalescedOutcome(t *testing.T) {
+	t.Parallel()
+	c := newCache(t, Config{})
+	up := &gated{gate: make(chan struct{})}
+	h := c.Middleware()(pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		m, err := up.ServeDNS(ctx, req)
+		req.Outcome.Source, req.Outcome.Path = pipeline.SourceUpstream, "u/udp/192.0.2.1:53"
+		return m, err
+	}))
+	leader, follower := query{id: 1}.request(t), query{id: 2}.request(t)
+	follower.Outcome.Tenant = "acme" // set by a stage before the cache
+	var wg sync.WaitGroup
+	wg.Go(func() { h.ServeDNS(context.Background(), leader) })
+	waitFor(t, "the leader in flight", func() bool { return c.waiters(t, follower) == 0 })
+	wg.Go(func() { h.ServeDNS(context.Background(), follower) })
+	waitFor(t, "the follower waiting", func() bool { return c.waiters(t, follower) == 1 })
+	close(up.gate)
+	wg.Wait()
+	want := pipeline.Outcome{Source: pipeline.SourceUpstream, Path: "u/udp/192.0.2.1:53"}
+	if leader.Outcome != want {
+		t.Errorf("leader Outcome = %+v, want %+v", leader.Outcome, want)
+	}
+	want.Coalesced, want.Tenant = true, "acme"
+	if follower.Outcome != want {
+		t.Errorf("follower Outcome = %+v, want %+v", follower.Outcome, want)
+	}
+	hit := query{id: 3}.request(t)
+	if _, err := h.ServeDNS(context.Background(), hit); err != nil {
+		t.Fatal(err)
+	}
+	if want := (pipeline.Outcome{Source: pipeline.SourceCache}); hit.Outcome != want {
+		t.Errorf("hit Outcome = %+v, want %+v", hit.Outcome, want)
+	}
+}

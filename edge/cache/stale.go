@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"time"
 
 	"github.com/miekg/dns"
@@ -26,24 +27,29 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 	nameLen := len(qname)
 	recheck := c.rechecking(e, now)
 	if recheck || age-e.ttl < c.swr {
+		why := staleRecheck
 		if !recheck {
+			why = staleRevalidate
 			c.refresh(s, string(key), nameLen, next, req)
 		}
-		if m := c.staleAnswer(s, e, age, qname, req); m != nil {
+		if m := c.staleAnswer(s, e, age, qname, req, why); m != nil {
 			return m, nil
 		}
 		s.misses.Add(1)
 		return c.coalesced(ctx, s, key, nameLen, next, req)
 	}
 
+	var why string
 	cl, leader := s.join(key)
 	if leader && !c.lead(s, string(key), nameLen, cl, next, req) {
 		// Closed: nobody will refresh; ask in the foreground.
 		reply, err := next.ServeDNS(ctx, req)
+		cl.out = req.Outcome
 		c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 		if usable(reply, err) {
 			return reply, nil
 		}
+		why = staleFailed(reply, err)
 	} else {
 		timer := time.NewTimer(c.clientTimeout)
 		select {
@@ -51,29 +57,72 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 			timer.Stop()
 			if usable(cl.reply, cl.err) {
 				m, err, _ := cl.result(ctx, req)
+				// The refresh this query started answered it: its
+				// own upstream answer, not another query's.
+				req.Outcome.Coalesced = req.Outcome.Coalesced && !leader
 				return m, err
 			}
+			why = staleFailed(cl.reply, cl.err)
 		case <-timer.C:
+			why = staleSlow
 		case <-ctx.Done():
 			timer.Stop()
+			why = staleDeadline
 		}
 		if !leader {
 			s.leave(key, cl) // answered stale, not by the call
 		}
 	}
-	if m := c.staleAnswer(s, e, age, qname, req); m != nil {
+	if m := c.staleAnswer(s, e, age, qname, req, why); m != nil {
 		return m, nil
 	}
 	return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeNoReachableAuthority, Text: "no upstream answered in time"}
 }
 
-// staleAnswer answers req from e, stale, and counts it.
-func (c *Cache) staleAnswer(s *shard, e *entry, age uint32, qname []byte, req *pipeline.Request) *dns.Msg {
+// staleAnswer answers req from e, stale, counts it and records in
+// req.Outcome the source and EDE 3 (Stale Answer) with why, the reason.
+func (c *Cache) staleAnswer(s *shard, e *entry, age uint32, qname []byte, req *pipeline.Request, why string) *dns.Msg {
 	m := c.answer(s, e, age, qname, req.Msg, true)
 	if m != nil {
 		s.staleServed.Add(1)
+		req.Outcome.Source = pipeline.SourceStale
+		req.Outcome.SetEDE(dns.ExtendedErrorCodeStaleAnswer, why)
 	}
 	return m
+}
+
+// Why a stale answer was served, recorded as the text of its EDE in
+// Request.Outcome for the query log and the JSON API. The EXTRA-TEXT on
+// the wire stays empty: stale answers share one template.
+const (
+	staleRecheck     = "served stale (RFC 8767): upstream failed recently"
+	staleRevalidate  = "served stale (RFC 8767): refreshing in the background"
+	staleSlow        = "served stale (RFC 8767): upstream too slow"
+	staleDeadline    = "served stale (RFC 8767): query deadline reached"
+	staleTimeout     = "served stale (RFC 8767): no upstream answered in time"
+	staleUnreachable = "served stale (RFC 8767): upstream unreachable"
+	staleServfail    = "served stale (RFC 8767): upstream answered SERVFAIL"
+	staleRefused     = "served stale (RFC 8767): upstream answered REFUSED"
+	staleFailure     = "served stale (RFC 8767): upstream failed"
+)
+
+// staleFailed is the reason for a stale answer served because refreshing
+// the entry ended with reply and err, an outcome that is not usable.
+func staleFailed(reply *dns.Msg, err error) string {
+	var pe *pipeline.Error
+	switch {
+	case err == nil && reply != nil && reply.Rcode == dns.RcodeRefused:
+		return staleRefused
+	case err == nil && reply != nil:
+		return staleServfail
+	case isDeadline(err):
+		return staleTimeout
+	case errors.As(err, &pe) && pe.EDE == dns.ExtendedErrorCodeNoReachableAuthority:
+		return staleTimeout
+	case errors.As(err, &pe) && pe.EDE == dns.ExtendedErrorCodeNetworkError:
+		return staleUnreachable
+	}
+	return staleFailure
 }
 
 // maybePrefetch refreshes e in the background when it is popular and
@@ -119,13 +168,14 @@ func (c *Cache) refresh(s *shard, key string, nameLen int, next pipeline.Handler
 // the listener does with req afterwards reaches it. It returns false,
 // starting nothing, once the cache is closed.
 func (c *Cache) lead(s *shard, key string, nameLen int, cl *call, next pipeline.Handler, req *pipeline.Request) bool {
-	r := *req
+	r := req.Detach() // Wire goes back to the listener with req
 	r.Msg = req.Msg.Copy()
 	r.Listener = pipeline.KindInternal
 	c.refreshes.Add(1)
 	ok := c.background(func(ctx context.Context) {
 		defer c.refreshes.Add(-1)
 		reply, err := next.ServeDNS(ctx, &r)
+		cl.out = r.Outcome
 		// Running out of RefreshTimeout is the upstream's failure;
 		// being closed is not.
 		c.finish(c.base.Err() == nil, s, []byte(key), nameLen, cl, reply, err)

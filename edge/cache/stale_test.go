@@ -13,6 +13,8 @@ import (
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // switchable is an upstream whose behaviour a test changes between
@@ -437,5 +439,31 @@ func TestConcurrentStaleLoad(t *testing.T) {
 	}
 	if b > 16<<10 {
 		t.Fatalf("%d bytes > 16 KiB", b)
+	}
+}
+
+func TestStaleFailedReason(t *testing.T) {
+	t.Parallel()
+	servfail, refused := new(dns.Msg), new(dns.Msg)
+	servfail.Rcode, refused.Rcode = dns.RcodeServerFailure, dns.RcodeRefused
+	tests := []struct {
+		name  string
+		reply *dns.Msg
+		err   error
+		want  string
+	}{
+		{"SERVFAIL reply", servfail, nil, staleServfail},
+		{"REFUSED reply", refused, nil, staleRefused},
+		{"refresh ran out of time", nil, context.DeadlineExceeded, staleTimeout},
+		{"every path timed out", nil, fmt.Errorf("cache: %w", &pipeline.Error{EDE: dns.ExtendedErrorCodeNoReachableAuthority}), staleTimeout},
+		{"network refused", nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeNetworkError}, staleUnreachable},
+		{"anything else", nil, errors.New("boom"), staleFailure},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := staleFailed(tt.reply, tt.err); got != tt.want {
+				t.Errorf("staleFailed = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

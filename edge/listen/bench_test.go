@@ -5,6 +5,7 @@ package listen
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -149,6 +150,66 @@ func BenchmarkUDPCacheHit(b *testing.B) {
 			}
 			if n < headerLen || buf[0] != wire[0] || buf[1] != wire[1] || buf[7] != 2 {
 				b.Error("reply does not answer the query")
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkTCPServe is BenchmarkUDPServe over TCP: each client keeps one
+// connection and waits for each answer before sending the next query.
+func BenchmarkTCPServe(b *testing.B) {
+	h := pipeline.HandlerFunc(func(_ context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		return m, nil
+	})
+	cfg := Config{
+		Addr:    fam4.addr,
+		Handler: func() pipeline.Handler { return h },
+	}
+	s := start(b, "tcp", cfg)
+	q := query("example.org.", dns.TypeA)
+	wire, err := q.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	frame := append([]byte{byte(len(wire) >> 8), byte(len(wire))}, wire...)
+	b.ReportAllocs()
+	b.SetParallelism(4)
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 512)
+		for pb.Next() {
+			c.SetDeadline(time.Now().Add(2 * time.Second))
+			if _, err := c.Write(frame); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := io.ReadFull(c, buf[:2]); err != nil {
+				b.Error(err)
+				return
+			}
+			n := int(buf[0])<<8 | int(buf[1])
+			if n < headerLen || n > len(buf) {
+				b.Errorf("reply of %d bytes", n)
+				return
+			}
+			if _, err := io.ReadFull(c, buf[:n]); err != nil {
+				b.Error(err)
+				return
+			}
+			if buf[0] != wire[0] || buf[1] != wire[1] {
+				b.Error("reply does not match the query")
 				return
 			}
 		}

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -192,10 +193,13 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 		ClientID: id,
 		TLS:      r.tls,
 		ECS:      p.ecs,
+		// Wire stays nil: the query was built from URL parameters and
+		// never had a wire form to verify or sign.
 		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
 	m, err := l.call(req)
+	comment := jsonComment(req, m, err)
 	reply, send := Finish(req, m, err, l.log)
 	if !send {
 		l.m.drop(reasonHandler)
@@ -209,8 +213,9 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 		l.log.Error("bad reply from handler", "err", err, "question", question(req))
 		reply, _ = Finish(req, nil, errInternal, l.log)
 		wire, _ = pack(reply, *buf, req.MaxSize)
+		comment = errInternal.Text
 	}
-	body, err := json.Marshal(renderJSON(reply, p.ecs))
+	body, err := json.Marshal(renderJSON(reply, p.ecs, comment))
 	if err != nil {
 		l.log.Error("render json reply", "err", err, "question", question(req))
 		w.failJSON(&dohError{http.StatusInternalServerError, "internal error"})
@@ -248,10 +253,48 @@ type jsonRR struct {
 	Data string `json:"data"`
 }
 
-// renderJSON converts the reply m to the JSON API format. A record's data
-// is its RDATA in presentation format; OPT records are left out, and the
-// EXTRA-TEXT of Extended DNS Errors becomes the Comment.
-func renderJSON(m *dns.Msg, ecs netip.Prefix) jsonReply {
+// jsonComment is the Comment of the JSON reply to req, which the handler
+// answered with m and err: why the answer is what it is, given whatever
+// EDNS the query had (do=1 or not), as Google's and Cloudflare's JSON APIs
+// give it. It is the Extended DNS Error of the outcome (Request.EDE: the
+// error's, or the reason a stage recorded, such as "served stale (RFC
+// 8767): upstream unreachable" or "answer from fallback zone: ..."), or
+// its code's name when it has no text, followed by the EXTRA-TEXT of the
+// EDE options in m not already said (an upstream's); empty when there is
+// nothing to say.
+func jsonComment(req *pipeline.Request, m *dns.Msg, err error) string {
+	if m == nil && err == nil {
+		err = errNoAnswer // as Finish answers it
+	}
+	var texts []string
+	if code, text, ok := req.EDE(err); ok {
+		if text == "" {
+			text = dns.ExtendedErrorCodeToString[code]
+		}
+		texts = append(texts, text)
+	}
+	if err == nil {
+		for _, rr := range m.Extra {
+			opt, ok := rr.(*dns.OPT)
+			if !ok {
+				continue
+			}
+			for _, o := range opt.Option {
+				e, ok := o.(*dns.EDNS0_EDE)
+				if !ok || e.ExtraText == "" || slices.ContainsFunc(texts, func(s string) bool { return strings.Contains(s, e.ExtraText) }) {
+					continue
+				}
+				texts = append(texts, e.ExtraText)
+			}
+		}
+	}
+	return strings.Join(texts, "; ")
+}
+
+// renderJSON converts the reply m to the JSON API format, with comment as
+// its Comment (see jsonComment). A record's data is its RDATA in
+// presentation format; OPT records are left out.
+func renderJSON(m *dns.Msg, ecs netip.Prefix, comment string) jsonReply {
 	j := jsonReply{
 		Status: m.Rcode,
 		TC:     m.Truncated,
@@ -269,15 +312,7 @@ func renderJSON(m *dns.Msg, ecs netip.Prefix) jsonReply {
 	if ecs.IsValid() {
 		j.ECS = ecs.String()
 	}
-	if opt := m.IsEdns0(); opt != nil {
-		var texts []string
-		for _, o := range opt.Option {
-			if e, ok := o.(*dns.EDNS0_EDE); ok && e.ExtraText != "" {
-				texts = append(texts, e.ExtraText)
-			}
-		}
-		j.Comment = strings.Join(texts, "; ")
-	}
+	j.Comment = comment
 	return j
 }
 

@@ -169,6 +169,7 @@ func (l *DoH) serveWire(r *dohRequest, w *dohResponse, msg []byte, id string) {
 	defer l.release()
 	req := &pipeline.Request{
 		Msg:      q,
+		Wire:     msg, // valid until serveWire returns
 		Client:   r.client,
 		Local:    l.addr,
 		Listener: pipeline.KindDoH,

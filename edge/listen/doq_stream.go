@@ -160,7 +160,6 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 		l.m.response(rejectRcode(act), false)
 		return
 	}
-	putBuf(buf) // q holds no reference to it
 	if !replaySafe(q) && !dc.handshakeDone() {
 		// RFC 9250 §4.5: queue what is not replay-safe until the handshake
 		// proves the client is live. quic-go closes the connection when
@@ -168,11 +167,13 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 		select {
 		case <-dc.qc.HandshakeComplete():
 		case <-dc.qc.Context().Done():
+			putBuf(buf)
 			return
 		}
 	}
 	req := &pipeline.Request{
 		Msg:      q,
+		Wire:     b,
 		Client:   dc.client,
 		Local:    dc.local,
 		Listener: pipeline.KindDoQ,
@@ -182,6 +183,7 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 		MaxSize:  dns.MaxMsgSize,
 	}
 	out, obuf := l.answer(req, 2)
+	putBuf(buf) // lent as req.Wire until the reply was packed
 	if out == nil {
 		// The pipeline dropped the query: a stream must still end, and a
 		// reset tells the client not to wait (RFC 9250 §4.3.3 forbids

@@ -342,8 +342,9 @@ var (
 	errNoAnswer = &pipeline.Error{Text: "no answer"}
 )
 
-// call runs the current pipeline for req within the query budget. A panic
-// in the handler is logged with its stack and answered like an error.
+// call runs the current pipeline for req within the query budget and sets
+// req.Outcome.Latency when it returns. A panic in the handler is logged
+// with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	// No parent to cancel it: drain needs no cancellation (see there).
 	ctx := newBudget(time.Now().Add(c.cfg.QueryTimeout))
@@ -356,7 +357,9 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 			m, err = nil, errInternal
 		}
 	}()
-	return c.cfg.Handler().ServeDNS(ctx, req)
+	m, err = c.cfg.Handler().ServeDNS(ctx, req)
+	req.Outcome.Latency = time.Since(req.Received)
+	return m, err
 }
 
 // answer serves req and packs the finished reply after off free bytes of a

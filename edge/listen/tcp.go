@@ -414,9 +414,9 @@ func (l *TCP) serve(j tcpJob) {
 		l.m.response(rejectRcode(act), false)
 		return
 	}
-	putBuf(buf) // q holds no reference to it
 	req := &pipeline.Request{
 		Msg:      q,
+		Wire:     b,
 		Client:   tc.client,
 		Local:    tc.local,
 		Listener: l.kind,
@@ -425,7 +425,9 @@ func (l *TCP) serve(j tcpJob) {
 		Received: received,
 		MaxSize:  dns.MaxMsgSize,
 	}
-	if out, obuf := l.answer(req, 2); out != nil {
+	out, obuf := l.answer(req, 2)
+	putBuf(buf) // lent as req.Wire until the reply was packed
+	if out != nil {
 		l.write(tc, out, obuf)
 	}
 }

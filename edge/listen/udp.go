@@ -273,9 +273,9 @@ func (l *UDP) serve(j udpJob) {
 		l.send(j.sock, udpReply{b: r, buf: out, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
 		return
 	}
-	putBuf(j.buf) // q holds no reference to it
 	req := &pipeline.Request{
 		Msg:      q,
+		Wire:     b,
 		Client:   j.src,
 		Local:    j.local,
 		Listener: pipeline.KindUDP,
@@ -283,6 +283,7 @@ func (l *UDP) serve(j udpJob) {
 		MaxSize:  udpSize(q),
 	}
 	out, obuf := l.answer(req, 0)
+	putBuf(j.buf) // lent as req.Wire until the reply was packed
 	if out == nil {
 		l.release()
 		return

@@ -33,7 +33,9 @@ func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *L
 	return &Forward{groups: groups, deflt: d, loop: loop}, nil
 }
 
-// ServeDNS forwards req and returns the answer with AA cleared and RA set. Failures come back as *pipeline.Error with EDE 22
+// ServeDNS forwards req and returns the answer with AA cleared and RA set,
+// recording in req.Outcome the source (upstream) and the ID of the path
+// that answered. Failures come back as *pipeline.Error with EDE 22
 // (No Reachable Authority) when every path timed out or none exist, and
 // EDE 23 (Network Error) when the network refused; either wraps
 // pipeline.ErrUpstreamFailed.
@@ -59,6 +61,10 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	// (AA belongs to the server that holds the zone, RFC 1035 §4.1.1).
 	res.Msg.Authoritative = false
 	res.Msg.RecursionAvailable = true
+	req.Outcome.Source = pipeline.SourceUpstream
+	if res.Path != nil {
+		req.Outcome.Path = res.Path.Name()
+	}
 	return res.Msg, nil
 }
 

@@ -160,6 +160,7 @@ func (h *nxHandler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.M
 	name := dnsname.Lower(q.Question[0].Name)
 	if soa, left, ok := n.lookup(req.Route, name, bound); ok {
 		n.hits.Add(1)
+		req.Outcome.Source = pipeline.SourceSynthesized
 		return denial(q, soa, left), nil
 	}
 	res, err := h.next.ServeDNS(ctx, req)

@@ -253,6 +253,9 @@ func TestNXDomainRemembersName(t *testing.T) {
 			if !fromUp {
 				checkDenial(t, req, m, st.wantTTL)
 			}
+			if src := req.Outcome.Source; fromUp == (src == pipeline.SourceSynthesized) {
+				t.Errorf("Outcome.Source = %v with an answer from upstream %v", src, fromUp)
+			}
 			if got := n.hits.Load(); got != st.wantHits {
 				t.Fatalf("hits = %d, want %d", got, st.wantHits)
 			}

@@ -92,12 +92,27 @@ func (k Kind) String() string {
 
 // Request is one query and what the edge knows about it. Listeners fill it
 // once; middleware may set the fields documented as theirs (Tags, Route,
-// ECS, TraceID) on the request they were given, since a Request belongs to
-// exactly one query and is never shared between goroutines serving it
-// concurrently.
+// ECS, TraceID, TSIG, Outcome) on the request they were given, since a
+// Request belongs to exactly one query and is never shared between
+// goroutines serving it concurrently. A stage that serves a query of its
+// own from a request (a background refresh) copies the Request, and must
+// then drop Wire and reset Outcome (see Detach).
 type Request struct {
 	// Msg is the query as received (ID included). Read-only.
 	Msg *dns.Msg
+	// Wire is Msg as it arrived on the wire, the bytes TSIG signs (RFC
+	// 8945 §4.3). Read-only. It is valid only until the listener has
+	// built the reply (during ServeDNS): listeners lend their read
+	// buffer, so a stage that keeps it afterwards must copy it. It is
+	// nil for queries that had no wire form: the DoH JSON API's, which
+	// are built from URL parameters, and dnsedge's own (KindInternal).
+	Wire []byte
+	// TSIG is what TSIG verification found; TSIGNone until it runs.
+	TSIG TSIGState
+	// Outcome is what the stages learned while answering: where the
+	// answer came from, the upstream path, the tenant, the EDE, the
+	// latency. The query log reads it.
+	Outcome Outcome
 	// Client is the source address of the query; Local the address it
 	// arrived on.
 	Client netip.AddrPort
@@ -123,6 +138,17 @@ type Request struct {
 	// MaxSize is the largest answer the client accepts on this transport:
 	// its EDNS buffer size (or 512) on UDP, 65535 on stream transports.
 	MaxSize int
+}
+
+// Detach returns a copy of r for a query that outlives r's, such as a
+// background refresh: it has no Wire (the listener's buffer goes back
+// when r is answered) and a zero Outcome (the copy's stages tell their
+// own). Msg is shared; the caller copies it if r's may change.
+func (r *Request) Detach() Request {
+	c := *r
+	c.Wire = nil
+	c.Outcome = Outcome{}
+	return c
 }
 
 // Question returns the first question of the query. Listeners only pass on
@@ -168,6 +194,22 @@ func (e *Error) rcode() int {
 		return dns.RcodeServerFailure
 	}
 	return e.Rcode
+}
+
+// EDE returns the Extended DNS Error of the answer to r when the handler
+// returned err: for a non-nil err other than ErrDrop, the one ErrorReply
+// puts in the reply (the *Error's code and text, or 0, Other Error, with
+// no text); otherwise the one a stage recorded in r.Outcome, if any.
+func (r *Request) EDE(err error) (code uint16, text string, ok bool) {
+	if err != nil && !errors.Is(err, ErrDrop) {
+		var pe *Error
+		if errors.As(err, &pe) {
+			return pe.EDE, pe.Text, true
+		}
+		return dns.ExtendedErrorCodeOther, "", true
+	}
+	o := &r.Outcome
+	return o.EDE, o.EDEText, o.HasEDE
 }
 
 // ErrorReply builds the answer a listener sends for err, a non-nil error

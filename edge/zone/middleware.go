@@ -205,7 +205,8 @@ type local struct {
 var _ pipeline.Handler = (*local)(nil)
 
 // ServeDNS answers req from the tenant's or the shared zones, or calls
-// next.
+// next. It records the tenant it picked in req.Outcome, and the source
+// (tenant zone or zone) when it answers.
 func (h *local) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 	q := req.Msg
 	if q.Opcode != dns.OpcodeQuery || len(q.Question) != 1 {
@@ -214,11 +215,14 @@ func (h *local) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, 
 	s := h.z.snap.Load()
 	name := lowerFQDN(q.Question[0].Name)
 	if t := h.z.tenants.pick(req); t >= 0 {
+		req.Outcome.Tenant = h.z.tenants.names[t]
 		if m, ok := s.tenants[t].answer(q, name); ok {
+			req.Outcome.Source = pipeline.SourceTenantZone
 			return m, nil
 		}
 	}
 	if m, ok := s.shared.answer(q, name); ok {
+		req.Outcome.Source = pipeline.SourceZone
 		return m, nil
 	}
 	return h.next.ServeDNS(ctx, req)
@@ -235,8 +239,21 @@ var _ pipeline.Handler = (*fallback)(nil)
 // fallbackText is the EXTRA-TEXT of the EDE of fallback answers.
 const fallbackText = "answer from fallback zone"
 
+// fallbackReason is the EDE text recorded in Request.Outcome for a
+// fallback answer given because next failed with err: fallbackText and
+// why the upstreams failed, as the *pipeline.Error in err tells it. It
+// allocates, on this rare path only.
+func fallbackReason(err error) string {
+	var pe *pipeline.Error
+	if errors.As(err, &pe) && pe.Text != "" {
+		return fallbackText + ": " + pe.Text
+	}
+	return fallbackText
+}
+
 // ServeDNS calls next and answers from the fallback zones when it failed
-// for want of an upstream.
+// for want of an upstream, recording the source (fallback) and the EDE in
+// req.Outcome.
 func (h *fallback) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 	m, err := h.next.ServeDNS(ctx, req)
 	if err == nil || !errors.Is(err, pipeline.ErrUpstreamFailed) {
@@ -258,6 +275,8 @@ func (h *fallback) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Ms
 		opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority, ExtraText: fallbackText})
 		fm.Extra = append(fm.Extra, opt)
 	}
+	req.Outcome.Source = pipeline.SourceFallback
+	req.Outcome.SetEDE(dns.ExtendedErrorCodeNoReachableAuthority, fallbackReason(err))
 	h.z.fallbackAnswers.Add(1)
 	h.z.log.Debug("answered from the fallback zone", "question", q.Question[0].String(), "cause", err)
 	return fm, nil
