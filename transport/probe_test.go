@@ -392,6 +392,8 @@ func TestProbeStopsOnClose(t *testing.T) {
 	if n, _ := probers(); n < 2 {
 		t.Fatalf("%d prober goroutines with a probe under way, want the prober and the probe", n)
 	}
+	// The path's health, taken before Close lets go of it.
+	h := r.u.Paths()[0].Health
 	closeStart := time.Now()
 	if err := r.u.Close(); err != nil {
 		t.Fatal(err)
@@ -399,7 +401,9 @@ func TestProbeStopsOnClose(t *testing.T) {
 	if d := time.Since(closeStart); d > 500*time.Millisecond {
 		t.Errorf("Close took %v: it waited for the probe's answer", d)
 	}
-	h := r.health(IPv4)
+	if r.reg.Len() != 0 {
+		t.Errorf("the registry still holds %d paths' health after the only upstream closed", r.reg.Len())
+	}
 	if s := h.Snapshot(); s.Outcomes[ClassCanceled] != 1 || s.Consecutive != 0 {
 		t.Errorf("the probe under way at Close ended with outcomes %v, consecutive %d; want one canceled, no failure", s.Outcomes, s.Consecutive)
 	}
