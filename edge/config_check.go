@@ -13,7 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
-	edgetls "github.com/dnsedge/dnsedge/tls"
+	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/transport"
 )
 
@@ -108,8 +108,8 @@ func systemResolvers(path string) ([]netip.AddrPort, error) {
 // its field so the loader can place it.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &transport.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(path, format, args...))
 	}
 	if len(c.Listeners) == 0 {
 		add("listeners", "no listeners: dnsedge would serve nobody")
@@ -145,7 +145,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.TLS != nil {
-		errs = append(errs, tlsProblems("tls", c.TLS)...)
+		errs = append(errs, field.Prefix("tls", c.TLS.Validate()))
 	}
 	if needTLS >= 0 && c.TLS == nil {
 		add(fmt.Sprintf("listeners[%d]", needTLS), "%s needs a certificate: set tls (cert_file and key_file, self_signed or acme) at the top level or on the listener", c.Listeners[needTLS].Proto)
@@ -212,9 +212,7 @@ func (c *Config) Validate() error {
 	if err := c.Zone.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.NXDomain.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, field.Prefix("nxdomain_cache", c.NXDomain.Validate()))
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)
@@ -241,10 +239,8 @@ func (c *Config) loops() []error {
 			if c.SystemUpstreams {
 				what = "the system resolver from " + ResolvConf
 			}
-			errs = append(errs, &transport.FieldError{
-				Field: fmt.Sprintf("upstreams[%d].url", i),
-				Err:   fmt.Errorf("%s %s is dnsedge's own listen address: forwarding there is a loop", what, ap),
-			})
+			errs = append(errs, field.Errorf(fmt.Sprintf("upstreams[%d].url", i),
+				"%s %s is dnsedge's own listen address: forwarding there is a loop", what, ap))
 		}
 	}
 	return errs
@@ -287,8 +283,8 @@ func ownAddrs(listen []netip.AddrPort) func(netip.AddrPort) bool {
 // validate checks the fields of one listener that depend on its proto.
 func (l ListenerSpec) validate(at string) []error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &transport.FieldError{Field: at + "." + field, Err: fmt.Errorf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(at+"."+path, format, args...))
 	}
 	plain := l.Proto == "udp" || l.Proto == "tcp"
 	if l.Proto != "doh" {
@@ -326,21 +322,7 @@ func (l ListenerSpec) validate(at string) []error {
 		}
 	}
 	if l.TLS != nil {
-		errs = append(errs, tlsProblems(at+".tls", l.TLS)...)
-	}
-	return errs
-}
-
-// tlsProblems returns the problems of a tls section at field path at.
-// edgetls reports each as "field.path: message".
-func tlsProblems(at string, spec *edgetls.Spec) []error {
-	var errs []error
-	for _, err := range spec.Validate() {
-		field, msg := at, err.Error()
-		if f, m, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(f, " /") {
-			field, msg = at+"."+f, m
-		}
-		errs = append(errs, &transport.FieldError{Field: field, Err: errors.New(msg)})
+		errs = append(errs, field.Prefix(at+".tls", l.TLS.Validate()))
 	}
 	return errs
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 func TestValidate(t *testing.T) {
@@ -100,12 +102,11 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			errs := tt.spec.Validate()
 			var got []string
-			for _, err := range errs {
-				var fe *FieldError
+			for _, err := range field.Flatten(tt.spec.Validate()) {
+				var fe *field.Error
 				if !errors.As(err, &fe) {
-					t.Errorf("error %v is not a *FieldError", err)
+					t.Errorf("error %v is not a *field.Error", err)
 				}
 				got = append(got, err.Error())
 			}
@@ -138,8 +139,8 @@ acme:
 	if err := dec.Decode(&s); err != nil {
 		t.Fatal(err)
 	}
-	if errs := s.Validate(); len(errs) > 0 {
-		t.Fatalf("Validate() = %v", errs)
+	if err := s.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
 	}
 	if s.ACME == nil || s.ACME.Domains[0] != "dns.example.com" || s.ACME.OCSPStapling == nil || *s.ACME.OCSPStapling ||
 		s.ACME.TLSALPNAddress != ":443" || s.ClientAuth != "require" {

@@ -58,7 +58,7 @@ const (
 // New validates cfg, loads every zone, and, when some zone comes from a
 // file, starts one goroutine that checks the files every PollInterval
 // (see Reload). Every problem is reported, joined: configuration problems
-// as *FieldError, file problems with file and line. Metrics are registered
+// as *field.Error, file problems with file and line. Metrics are registered
 // with reg unless it is nil, replacing those of a previous generation.
 // log may be nil. Close must be called to stop the goroutine.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error) {
