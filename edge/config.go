@@ -20,6 +20,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/zone"
+	"github.com/dnsedge/dnsedge/internal/field"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"go.yaml.in/yaml/v3"
@@ -38,7 +39,9 @@ type Config struct {
 	// DefaultStateDir.
 	StateDir         string `yaml:"state_dir"`
 	transport.Config `yaml:",inline"`
-	Cache            CacheSpec `yaml:"cache"`
+	// Cache is the answer cache, with serve-stale: on unless enabled is
+	// false.
+	Cache cache.Spec `yaml:"cache"`
 	// Local, tenant and fallback zones: keys zones, tenants, fallback
 	// and zone_poll_interval.
 	Zone zone.Config `yaml:",inline"`
@@ -99,60 +102,58 @@ func (l ListenerSpec) sockets() []string {
 	return []string{"tcp " + l.Address}
 }
 
-// ServerSpec holds limits shared by the listeners.
+// ServerSpec holds limits shared by the listeners. Zero fields take the
+// defaults below (complete); validate checks them.
 type ServerSpec struct {
-	QueryTimeout   time.Duration `yaml:"query_timeout"`    // budget for one client query; default 4s
-	MaxConcurrent  int           `yaml:"max_concurrent"`   // per listener; default 10000
-	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"` // default 10s
-	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"` // default 2s
-	MaxTCPConns    int           `yaml:"max_tcp_connections"`
-	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"`
+	QueryTimeout   time.Duration `yaml:"query_timeout"`                  // budget for one client query; default 4s
+	MaxConcurrent  int           `yaml:"max_concurrent"`                 // per listener; default 10000
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`               // default 10s
+	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"`               // default 2s
+	MaxTCPConns    int           `yaml:"max_tcp_connections"`            // default 1000
+	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"` // default 100
 }
 
-// CacheSpec configures the answer cache; zero values take the defaults of
-// cache.Config.
-type CacheSpec struct {
-	Enabled     bool          `yaml:"enabled"`
-	MaxEntries  int           `yaml:"max_entries"`
-	MaxBytes    int64         `yaml:"max_bytes"`
-	MinTTL      time.Duration `yaml:"min_ttl"`
-	MaxTTL      time.Duration `yaml:"max_ttl"`
-	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	// ServfailTTL keeps SERVFAIL answers and failures to reach any
-	// upstream briefly (RFC 9520); default 5s, 0s turns it off.
-	ServfailTTL *time.Duration `yaml:"servfail_ttl"`
-	// Serve-stale (RFC 8767), on unless serve_stale is false.
-	ServeStale           *bool         `yaml:"serve_stale"`
-	MaxStale             time.Duration `yaml:"max_stale"`
-	StaleTTL             time.Duration `yaml:"stale_ttl"`
-	ClientTimeout        time.Duration `yaml:"client_timeout"`
-	FailureRecheck       time.Duration `yaml:"failure_recheck"`
-	StaleWhileRevalidate time.Duration `yaml:"stale_while_revalidate"`
-	// Prefetch refreshes popular entries before they expire; on unless
-	// false.
-	Prefetch *bool `yaml:"prefetch"`
+// complete fills the limits the file left out.
+func (s *ServerSpec) complete() {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&s.QueryTimeout, 4 * time.Second}, {&s.TCPIdleTimeout, 10 * time.Second}, {&s.TCPReadTimeout, 2 * time.Second}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+	for _, n := range []struct {
+		p *int
+		v int
+	}{{&s.MaxConcurrent, 10000}, {&s.MaxTCPConns, 1000}, {&s.MaxTCPQueries, 100}} {
+		if *n.p == 0 {
+			*n.p = n.v
+		}
+	}
 }
 
-// DefaultServfailTTL is how long SERVFAIL answers are cached when the
-// configuration does not say.
-const DefaultServfailTTL = 5 * time.Second
-
-// config returns the cache.Config the spec describes.
-func (c CacheSpec) config() cache.Config {
-	cfg := cache.Config{
-		MaxEntries: c.MaxEntries, MaxBytes: c.MaxBytes,
-		MinTTL: c.MinTTL, MaxTTL: c.MaxTTL, NegativeTTL: c.NegativeTTL,
-		ServfailTTL:  DefaultServfailTTL,
-		DisableStale: c.ServeStale != nil && !*c.ServeStale,
-		MaxStale:     c.MaxStale, StaleTTL: c.StaleTTL,
-		ClientTimeout: c.ClientTimeout, FailureRecheck: c.FailureRecheck,
-		StaleWhileRevalidate: c.StaleWhileRevalidate,
-		DisablePrefetch:      c.Prefetch != nil && !*c.Prefetch,
+// validate reports the problems of the server section, at paths relative
+// to it.
+func (s ServerSpec) validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, field.Errorf(d.name, "must not be negative"))
+		}
 	}
-	if c.ServfailTTL != nil {
-		cfg.ServfailTTL = *c.ServfailTTL
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
+		if n.v < 0 {
+			errs = append(errs, field.Errorf(n.name, "must not be negative"))
+		}
 	}
-	return cfg
+	return errors.Join(errs...)
 }
 
 // MetricsSpec configures the HTTP endpoint for /metrics, /healthz and

@@ -8,11 +8,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/transport"
 )
@@ -23,7 +21,7 @@ const DefaultGroup = "default"
 
 // complete fills what the file left out: system upstreams and bootstrap
 // resolvers from resolvConf, a default group over every upstream, and
-// default limits.
+// default limits. The cache section is defaulted by cache.Spec.Config.
 func (c *Config) complete(resolvConf string) error {
 	needSystem := len(c.Upstreams) == 0 && len(c.Groups) == 0
 	needBootstrap := len(c.Bootstrap) == 0
@@ -53,27 +51,7 @@ func (c *Config) complete(resolvConf string) error {
 		}
 		c.Groups = append(c.Groups, g)
 	}
-	s := &c.Server
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&s.QueryTimeout, 4*time.Second)
-	def(&s.TCPIdleTimeout, 10*time.Second)
-	def(&s.TCPReadTimeout, 2*time.Second)
-	if s.MaxConcurrent == 0 {
-		s.MaxConcurrent = 10000
-	}
-	if s.MaxTCPConns == 0 {
-		s.MaxTCPConns = 1000
-	}
-	if s.MaxTCPQueries == 0 {
-		s.MaxTCPQueries = 100
-	}
-	if c.Cache.MaxEntries == 0 {
-		c.Cache.MaxEntries = 100000
-	}
+	c.Server.complete()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -164,48 +142,9 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	s := c.Server
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
-		if d.v < 0 {
-			add("server."+d.name, "must not be negative")
-		}
-	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
-		if n.v < 0 {
-			add("server."+n.name, "must not be negative")
-		}
-	}
-	if c.Cache.MaxEntries < 0 {
-		add("cache.max_entries", "must not be negative")
-	}
-	if c.Cache.MaxBytes < 0 {
-		add("cache.max_bytes", "must not be negative")
-	}
+	errs = append(errs, field.Prefix("server", c.Server.validate()))
+	errs = append(errs, field.Prefix("cache", c.Cache.Validate()))
 	cs := c.Cache
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"min_ttl", cs.MinTTL}, {"max_ttl", cs.MaxTTL}, {"negative_ttl", cs.NegativeTTL},
-		{"max_stale", cs.MaxStale}, {"stale_ttl", cs.StaleTTL}, {"client_timeout", cs.ClientTimeout},
-		{"failure_recheck", cs.FailureRecheck}, {"stale_while_revalidate", cs.StaleWhileRevalidate},
-	} {
-		if d.v < 0 {
-			add("cache."+d.name, "must not be negative")
-		}
-	}
-	if t := cs.ServfailTTL; t != nil && (*t < 0 || *t > cache.MaxServfailTTL) {
-		add("cache.servfail_ttl", "must be between 0s and %s (RFC 2308 §7.1)", cache.MaxServfailTTL)
-	}
-	if cs.MaxTTL > 0 && cs.MinTTL > cs.MaxTTL {
-		add("cache.min_ttl", "min_ttl %s is above max_ttl %s", cs.MinTTL, cs.MaxTTL)
-	}
 	if cs.ClientTimeout > 0 && c.Server.QueryTimeout > 0 && cs.ClientTimeout >= c.Server.QueryTimeout {
 		add("cache.client_timeout", "client_timeout %s must be below server.query_timeout %s, or stale answers come too late", cs.ClientTimeout, c.Server.QueryTimeout)
 	}

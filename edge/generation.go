@@ -45,7 +45,7 @@ type generation struct {
 // lose them). The last generation to let go closes it.
 type sharedCache struct {
 	c    *cache.Cache
-	spec CacheSpec
+	spec cache.Spec
 	refs atomic.Int32
 }
 
@@ -188,7 +188,7 @@ func (g *generation) chain(fwd pipeline.Handler, d buildDeps) (pipeline.Handler,
 		g.nxdomain = nx
 		mws = append(mws, nx.Middleware())
 	}
-	if g.cfg.Cache.Enabled {
+	if g.cfg.Cache.On() {
 		sc, err := g.buildCache(d.prev)
 		if err != nil {
 			return nil, err
@@ -210,7 +210,7 @@ func (g *generation) buildCache(prev *generation) (*sharedCache, error) {
 		sc.refs.Add(1)
 		return sc, nil
 	}
-	c, err := cache.New(g.cfg.Cache.config(), g.metrics)
+	c, err := cache.New(g.cfg.Cache.Config(), g.metrics)
 	if err != nil {
 		return nil, fmt.Errorf("build cache: %w", err)
 	}
