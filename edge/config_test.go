@@ -53,8 +53,16 @@ func TestConfigGolden(t *testing.T) {
 }
 
 func summarize(c *Config) string {
-	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s",
-		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "))
+	cache := "cache off"
+	if c.Cache.On() {
+		cc := c.Cache.Config()
+		cache = fmt.Sprintf("cache %d entries", cc.MaxEntries)
+		if !cc.DisableStale {
+			cache += fmt.Sprintf(", serve-stale %s", cc.MaxStale)
+		}
+	}
+	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s, %s",
+		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "), cache)
 }
 
 func TestDefaultConfig(t *testing.T) {

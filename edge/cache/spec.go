@@ -9,9 +9,9 @@ import (
 
 // Spec is the cache section of the configuration file. Every field left
 // out takes the default of Config, except ServfailTTL (see
-// DefaultServfailTTL); serve-stale is on unless turned off.
+// DefaultServfailTTL); the cache and serve-stale are on unless turned off.
 type Spec struct {
-	// Enabled turns the cache on.
+	// Enabled: false turns the cache off; it is on when absent.
 	Enabled     *bool         `yaml:"enabled"`
 	MaxEntries  int           `yaml:"max_entries"`
 	MaxBytes    int64         `yaml:"max_bytes"`
@@ -39,8 +39,8 @@ type Spec struct {
 // program building a Cache itself opts in.)
 const DefaultServfailTTL = 5 * time.Second
 
-// On reports whether the cache runs: when enabled is true.
-func (s Spec) On() bool { return s.Enabled != nil && *s.Enabled }
+// On reports whether the cache runs: unless enabled is false.
+func (s Spec) On() bool { return s.Enabled == nil || *s.Enabled }
 
 // Config returns the cache configuration the section describes, every
 // default filled in.
