@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
@@ -57,7 +58,7 @@ type Config struct {
 
 // ListenerSpec is one listening address.
 type ListenerSpec struct {
-	Proto   string `yaml:"proto"`   // udp | tcp | dot | doh | doq
+	Proto   string `yaml:"proto"`   // a listen.ListenerKind: udp | tcp | dot | doh | doq
 	Address string `yaml:"address"` // ip:port
 	// Optional listeners that cannot be bound (no IPv6 on the host, say)
 	// are skipped with a warning instead of failing the start.
@@ -83,23 +84,43 @@ type ListenerSpec struct {
 	H2C bool `yaml:"h2c"`
 }
 
+// kind returns the listener's kind from listen's table; ok is false for
+// an unknown proto (Validate reports it).
+func (l ListenerSpec) kind() (listen.ListenerKind, bool) { return listen.LookupKind(l.Proto) }
+
 // encrypted reports whether the listener speaks TLS or QUIC.
 func (l ListenerSpec) encrypted() bool {
-	return l.Proto == "dot" || l.Proto == "doq" || l.Proto == "doh" && !l.H2C
+	k, ok := l.kind()
+	return ok && k.Encrypted && !l.H2C
 }
 
 // sockets returns the sockets the listener binds, as "tcp ip:port" or
 // "udp ip:port", so that two listeners on one socket are caught.
 func (l ListenerSpec) sockets() []string {
-	switch l.Proto {
-	case "udp", "doq":
-		return []string{"udp " + l.Address}
-	case "doh":
-		if l.HTTP3 {
-			return []string{"tcp " + l.Address, "udp " + l.Address}
-		}
+	k, ok := l.kind()
+	if !ok {
+		return nil
 	}
-	return []string{"tcp " + l.Address}
+	var out []string
+	for _, n := range k.Networks(l.HTTP3) {
+		out = append(out, n+" "+l.Address)
+	}
+	return out
+}
+
+// options returns, for each listener-only key of listen.ListenerKind,
+// whether the listener sets it.
+func (l ListenerSpec) options() []struct {
+	name string
+	set  bool
+} {
+	return []struct {
+		name string
+		set  bool
+	}{
+		{listen.OptTLS, l.TLS != nil}, {listen.OptServerName, l.ServerName != ""}, {listen.OptPadding, l.Padding != nil},
+		{listen.OptPath, l.Path != ""}, {listen.OptHTTP3, l.HTTP3}, {listen.OptH2C, l.H2C},
+	}
 }
 
 // ServerSpec holds limits shared by the listeners. Zero fields take the

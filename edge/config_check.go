@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/transport"
 )
@@ -96,12 +97,10 @@ func (c *Config) Validate() error {
 	needTLS := -1 // the first encrypted listener without a tls section
 	for i, l := range c.Listeners {
 		at := fmt.Sprintf("listeners[%d]", i)
-		switch l.Proto {
-		case "udp", "tcp", "dot", "doh", "doq":
-		case "":
-			add(at, "listener needs a proto (udp, tcp, dot, doh or doq)")
-		default:
-			add(at+".proto", "unknown listener proto %q (want udp, tcp, dot, doh or doq)", l.Proto)
+		if _, ok := l.kind(); !ok && l.Proto == "" {
+			add(at, "listener needs a proto (%s)", wordList(listen.KindNames(), "or"))
+		} else if !ok {
+			add(at+".proto", "unknown listener proto %q (want %s)", l.Proto, wordList(listen.KindNames(), "or"))
 		}
 		if _, err := netip.ParseAddrPort(l.Address); err != nil {
 			add(at+".address", "listen address %q must be ip:port ([ip6]:port for IPv6)", l.Address)
@@ -225,24 +224,15 @@ func (l ListenerSpec) validate(at string) []error {
 	add := func(path, format string, args ...any) {
 		errs = append(errs, field.Errorf(at+"."+path, format, args...))
 	}
-	plain := l.Proto == "udp" || l.Proto == "tcp"
-	if l.Proto != "doh" {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"path", l.Path != ""}, {"http3", l.HTTP3}, {"h2c", l.H2C}} {
-			if f.set {
-				add(f.name, "only doh listeners take %s", f.name)
-			}
-		}
-	}
-	if plain {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"tls", l.TLS != nil}, {"server_name", l.ServerName != ""}, {"padding", l.Padding != nil}} {
-			if f.set {
-				add(f.name, "%s listeners are not encrypted: %s applies to dot, doh and doq", l.Proto, f.name)
+	if k, ok := l.kind(); ok {
+		for _, o := range l.options() {
+			switch {
+			case !o.set || k.Accepts(o.name):
+			case !k.Encrypted && slices.Equal(listen.KindsWith(o.name), listen.KindsWith(listen.OptTLS)):
+				// A key every encrypted kind takes, and only they.
+				add(o.name, "%s listeners are not encrypted: %s applies to %s", l.Proto, o.name, wordList(listen.KindsWith(o.name), "and"))
+			default:
+				add(o.name, "only %s listeners take %s", wordList(listen.KindsWith(o.name), "or"), o.name)
 			}
 		}
 	}
@@ -264,6 +254,14 @@ func (l ListenerSpec) validate(at string) []error {
 		errs = append(errs, field.Prefix(at+".tls", l.TLS.Validate()))
 	}
 	return errs
+}
+
+// wordList writes names as "a, b and c" (conj "and") or "a, b or c".
+func wordList(names []string, conj string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " " + conj + " " + names[len(names)-1]
 }
 
 // isHostName reports whether s is a host name: dot-separated labels of
