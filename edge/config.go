@@ -4,13 +4,13 @@
 package edge
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -241,7 +241,8 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse decodes a configuration strictly (an unknown key is an error),
 // fills defaults, and validates every section. Every problem is reported,
-// each with its line and column.
+// each with its line and column, sorted by line: values of the wrong type,
+// unknown keys, and the problems of everything else in the file.
 func Parse(name string, data []byte) (*Config, error) { return parse(name, data, ResolvConf) }
 
 func parse(name string, data []byte, resolvConf string) (*Config, error) {
@@ -249,24 +250,62 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &ConfigError{Problems: yamlProblems(name, err)}
 	}
-	cfg := new(Config)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEOF) && err.Error() != "EOF" {
-		return nil, &ConfigError{Problems: yamlProblems(name, err)}
-	}
 	pos := indexPositions(&root)
+	var problems []Problem
+	var decodePaths []string
+	for _, p := range checkTree(&root, reflect.TypeFor[Config]()) {
+		problems = append(problems, Problem{File: name, Line: p.line, Col: p.col, Msg: p.msg})
+		if !p.keep {
+			decodePaths = append(decodePaths, p.path)
+		}
+	}
+	cfg := new(Config)
+	if root.Kind != 0 {
+		if err := root.Decode(cfg); err != nil {
+			// What checkTree let through and yaml.v3 refuses (an alias
+			// bomb, say) is reported as yaml.v3 words it.
+			return nil, &ConfigError{Problems: sortProblems(append(problems, yamlProblems(name, err)...))}
+		}
+	}
 	cfg.resolveZoneFiles(name)
 	if err := cfg.complete(resolvConf); err != nil {
-		return nil, &ConfigError{Problems: []Problem{{File: name, Msg: err.Error()}}}
+		problems = append(problems, Problem{File: name, Msg: err.Error()})
+	} else if err := cfg.Validate(); err != nil {
+		for _, p := range locate(name, pos, err) {
+			if !underAny(p.path, decodePaths) {
+				problems = append(problems, p.Problem)
+			}
+		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, &ConfigError{Problems: locate(name, pos, err)}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: sortProblems(problems)}
 	}
 	return cfg, nil
 }
 
-var errEOF = errors.New("EOF")
+// underAny reports whether path is one of paths or below one of them: a
+// validation problem there comes from a value already reported as being of
+// the wrong type.
+func underAny(path string, paths []string) bool {
+	for _, p := range paths {
+		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// sortProblems orders problems by line and column; problems without a
+// position come first, in the order found.
+func sortProblems(ps []Problem) []Problem {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Col - b.Col
+	})
+	return ps
+}
 
 // yamlProblems turns a YAML decoding error into problems with lines.
 func yamlProblems(name string, err error) []Problem {
@@ -307,6 +346,9 @@ func indexPositions(root *yaml.Node) positions {
 				if path != "" {
 					p = path + "." + k.Value
 				}
+				if _, dup := pos[p]; dup {
+					continue // a key set twice: the first counts
+				}
 				pos[p] = [2]int{v.Line, v.Column}
 				walk(v, p)
 			}
@@ -337,31 +379,26 @@ func (p positions) lookup(path string) (int, int) {
 	return 0, 0
 }
 
+// located is a validation problem and the field path it was placed by.
+type located struct {
+	Problem
+	path string
+}
+
 // locate turns validation errors into problems, placing every error that
 // names its field.
-func locate(name string, pos positions, err error) []Problem {
-	var flat []error
-	var unwrap func(error)
-	unwrap = func(e error) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, x := range j.Unwrap() {
-				unwrap(x)
-			}
-			return
-		}
-		flat = append(flat, e)
-	}
-	unwrap(err)
-	ps := make([]Problem, 0, len(flat))
+func locate(name string, pos positions, err error) []located {
+	flat := field.Flatten(err)
+	ps := make([]located, 0, len(flat))
 	for _, e := range flat {
-		p := Problem{File: name, Msg: e.Error()}
+		p := located{Problem: Problem{File: name, Msg: e.Error()}}
 		var fe interface{ FieldPath() string }
 		if errors.As(e, &fe) {
-			p.Line, p.Col = pos.lookup(fe.FieldPath())
+			p.path = fe.FieldPath()
+			p.Line, p.Col = pos.lookup(p.path)
 		}
 		ps = append(ps, p)
 	}
-	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
 	return ps
 }
 

@@ -87,7 +87,7 @@ groups:
 			":7:31: groups[0].strategy: unknown strategy \"random\"",
 			":7:54: groups[0].upstreams[1]: no upstream named \"nope\"",
 		}},
-		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: field listen not found"}},
+		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: unknown key \"listen\" at the top level (known: listeners, server, "}},
 		{"zone file read, relative to the configuration", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\nzones:\n  - {origin: corp.test., file: corp.zone}\n",
 			1, []string{"corp.zone:3: "}},
 	}
