@@ -54,6 +54,11 @@ type Config struct {
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
 	SystemUpstreams bool `yaml:"-"`
+
+	// file and pos are where the configuration came from, so that
+	// CheckFiles and Warnings can place what they find.
+	file string
+	pos  positions
 }
 
 // ListenerSpec is one listening address.
@@ -280,6 +285,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 	if len(problems) > 0 {
 		return nil, &ConfigError{Problems: sortProblems(problems)}
 	}
+	cfg.file, cfg.pos = name, pos
 	return cfg, nil
 }
 
@@ -422,18 +428,43 @@ func (c *Config) resolveZoneFiles(name string) {
 }
 
 // CheckFiles loads what the configuration names but Parse does not read,
-// the zone files, and reports every problem with its file and line: what
-// a reload would refuse. `dnsedge check` runs it, so that a unit's
-// reload command can check before it signals.
+// with the code serve loads it with: the certificate, key and CA files of
+// the tls sections in use, and the zone files. It reports every problem
+// with the line and column of the key naming the file (the zone file's
+// own line is in the message): what serve or a reload would refuse.
+// `dnsedge check` runs it, so that a unit's reload command can check
+// before it signals.
 func (c *Config) CheckFiles() error {
-	if c.Zone.Empty() {
+	var errs []error
+	seen := make(map[*edgetls.Spec]bool)
+	for i, l := range c.Listeners {
+		spec := listenerTLS(c, l)
+		if spec == nil || seen[spec] {
+			continue
+		}
+		seen[spec] = true
+		at := "tls"
+		if l.TLS != nil {
+			at = field.Join(field.Index("listeners", i), "tls")
+		}
+		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
+	}
+	if !c.Zone.Empty() {
+		z, err := zone.New(c.Zone, nil, nil)
+		if err == nil {
+			err = z.Close()
+		}
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	if err == nil {
 		return nil
 	}
-	z, err := zone.New(c.Zone, nil, nil)
-	if err != nil {
-		return err
+	var ps []Problem
+	for _, p := range locate(c.file, c.pos, err) {
+		ps = append(ps, p.Problem)
 	}
-	return z.Close()
+	return &ConfigError{Problems: sortProblems(ps)}
 }
 
 // ListenAddrs returns the parsed listener addresses; invalid ones are

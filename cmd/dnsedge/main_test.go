@@ -90,6 +90,25 @@ groups:
 		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: unknown key \"listen\" at the top level (known: listeners, server, "}},
 		{"zone file read, relative to the configuration", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\nzones:\n  - {origin: corp.test., file: corp.zone}\n",
 			1, []string{"corp.zone:3: "}},
+		{"files serve would refuse, each at the key naming it", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053"}
+  - {proto: dot, address: "127.0.0.1:8853"}
+tls:
+  cert_file: missing-cert.pem
+  key_file: missing-key.pem
+  client_ca: missing-ca.pem
+  client_auth: require
+upstreams:
+  - {name: a, url: "udp://192.0.2.1"}
+zones:
+  - {origin: corp.test., file: corp.zone}
+  - {origin: gone.test., file: gone.zone}
+`, 1, []string{
+			":5:14: tls.cert_file: read certificate: open missing-cert.pem: no such file",
+			":7:14: tls.client_ca: read CA file: open missing-ca.pem: no such file",
+			":12:32: zones[0].file: ", "corp.zone:3: ",
+			":13:32: zones[1].file: ", "gone.zone: no such file",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
