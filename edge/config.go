@@ -57,8 +57,9 @@ type Config struct {
 
 	// file and pos are where the configuration came from, so that
 	// CheckFiles and Warnings can place what they find.
-	file string
-	pos  positions
+	file     string
+	pos      positions
+	warnings []Problem
 }
 
 // ListenerSpec is one listening address.
@@ -217,18 +218,26 @@ func LoadFile(name string) (*Config, error) {
 	return Parse(name, data)
 }
 
-// Problem is one thing wrong with a configuration, with where it is.
+// Problem is one thing wrong with a configuration, with where it is, or
+// with Warning set, one thing that is allowed but probably not meant.
 type Problem struct {
 	File      string
 	Line, Col int
 	Msg       string
+	Warning   bool
 }
 
+// String returns "file:line:col: message", with "warning: " before the
+// message of a warning.
 func (p Problem) String() string {
-	if p.Line == 0 {
-		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	msg := p.Msg
+	if p.Warning {
+		msg = "warning: " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: %s", p.File, msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, msg)
 }
 
 // ConfigError lists every problem found in a configuration.
@@ -286,6 +295,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 		return nil, &ConfigError{Problems: sortProblems(problems)}
 	}
 	cfg.file, cfg.pos = name, pos
+	cfg.warnings = cfg.warn()
 	return cfg, nil
 }
 

@@ -45,6 +45,9 @@ func TestConfigGolden(t *testing.T) {
 				got = err.Error()
 			} else {
 				got = "ok: " + summarize(cfg)
+				for _, w := range cfg.Warnings() {
+					got += "\n" + w.String()
+				}
 			}
 			// Problems without a position are printed with the file only.
 			got = strings.ReplaceAll(got, "config.yaml: upstreams", "(no file):0:0: upstreams")

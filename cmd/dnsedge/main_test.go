@@ -74,6 +74,18 @@ func TestCheck(t *testing.T) {
 	}{
 		{"good", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\n",
 			0, []string{"ok (1 listeners, 1 upstreams, 1 groups)"}},
+		{"warnings alone exit 0", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053"}
+upstreams:
+  - {name: a, url: "udp://192.0.2.1"}
+groups:
+  - {name: default, upstreams: [a]}
+  - {name: spare, upstreams: [a]}
+`, 0, []string{
+			":2:5: warning: listeners[0]: udp 127.0.0.1:8053 has no tcp listener on the same address: truncated answers have nowhere to go",
+			":7:12: warning: groups[1].name: group \"spare\" is unused: every query goes to the default group \"default\"",
+			"ok (1 listeners, 1 upstreams, 2 groups)",
+		}},
 		{"every problem with its line", `listeners:
   - {proto: udp, address: "127.0.0.1:53"}
 upstreams:
@@ -86,6 +98,21 @@ groups:
 			":5:20: upstreams[1].url: upstream 127.0.0.1:53 is dnsedge's own listen address",
 			":7:31: groups[0].strategy: unknown strategy \"random\"",
 			":7:54: groups[0].upstreams[1]: no upstream named \"nope\"",
+		}},
+		{"wrong types, unknown keys and other problems at once", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053", optional: maybe}
+server:
+  max_concurrent: lots
+cache:
+  max_ttl: 5 minutes
+  bogus_key: 1
+log: {level: loud}
+`, 1, []string{
+			":2:55: listeners[0].optional: expected true or false, not \"maybe\"",
+			":4:19: server.max_concurrent: \"lots\" is not a whole number",
+			":6:12: cache.max_ttl: \"5 minutes\" is not a duration (write it like 30s, 5m or 1h)",
+			":7:3: unknown key \"bogus_key\" in cache (known: enabled, max_entries, ",
+			":8:14: log.level: unknown log level \"loud\"",
 		}},
 		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: unknown key \"listen\" at the top level (known: listeners, server, "}},
 		{"zone file read, relative to the configuration", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\nzones:\n  - {origin: corp.test., file: corp.zone}\n",
