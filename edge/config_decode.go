@@ -53,6 +53,9 @@ var (
 // checkTree walks root against t and returns its problems, dropping the
 // nodes at fault from the tree.
 func checkTree(root *yaml.Node, t reflect.Type) []decodeProblem {
+	if root.Kind == 0 {
+		return nil // an empty file
+	}
 	w := &walker{drop: make(map[*yaml.Node]bool)}
 	w.walk(root, t, "")
 	if len(w.drop) > 0 {
