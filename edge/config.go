@@ -4,13 +4,13 @@
 package edge
 
 import (
-	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -18,8 +18,10 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/zone"
+	"github.com/dnsedge/dnsedge/internal/field"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"go.yaml.in/yaml/v3"
@@ -38,7 +40,9 @@ type Config struct {
 	// DefaultStateDir.
 	StateDir         string `yaml:"state_dir"`
 	transport.Config `yaml:",inline"`
-	Cache            CacheSpec `yaml:"cache"`
+	// Cache is the answer cache, with serve-stale: on unless enabled is
+	// false.
+	Cache cache.Spec `yaml:"cache"`
 	// Local, tenant and fallback zones: keys zones, tenants, fallback
 	// and zone_poll_interval.
 	Zone zone.Config `yaml:",inline"`
@@ -50,11 +54,17 @@ type Config struct {
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
 	SystemUpstreams bool `yaml:"-"`
+
+	// file and pos are where the configuration came from, so that
+	// CheckFiles and Warnings can place what they find.
+	file     string
+	pos      positions
+	warnings []Problem
 }
 
 // ListenerSpec is one listening address.
 type ListenerSpec struct {
-	Proto   string `yaml:"proto"`   // udp | tcp | dot | doh | doq
+	Proto   string `yaml:"proto"`   // a listen.ListenerKind: udp | tcp | dot | doh | doq
 	Address string `yaml:"address"` // ip:port
 	// Optional listeners that cannot be bound (no IPv6 on the host, say)
 	// are skipped with a warning instead of failing the start.
@@ -80,79 +90,97 @@ type ListenerSpec struct {
 	H2C bool `yaml:"h2c"`
 }
 
+// kind returns the listener's kind from listen's table; ok is false for
+// an unknown proto (Validate reports it).
+func (l ListenerSpec) kind() (listen.ListenerKind, bool) { return listen.LookupKind(l.Proto) }
+
 // encrypted reports whether the listener speaks TLS or QUIC.
 func (l ListenerSpec) encrypted() bool {
-	return l.Proto == "dot" || l.Proto == "doq" || l.Proto == "doh" && !l.H2C
+	k, ok := l.kind()
+	return ok && k.Encrypted && !l.H2C
 }
 
 // sockets returns the sockets the listener binds, as "tcp ip:port" or
 // "udp ip:port", so that two listeners on one socket are caught.
 func (l ListenerSpec) sockets() []string {
-	switch l.Proto {
-	case "udp", "doq":
-		return []string{"udp " + l.Address}
-	case "doh":
-		if l.HTTP3 {
-			return []string{"tcp " + l.Address, "udp " + l.Address}
+	k, ok := l.kind()
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, n := range k.Networks(l.HTTP3) {
+		out = append(out, n+" "+l.Address)
+	}
+	return out
+}
+
+// options returns, for each listener-only key of listen.ListenerKind,
+// whether the listener sets it.
+func (l ListenerSpec) options() []struct {
+	name string
+	set  bool
+} {
+	return []struct {
+		name string
+		set  bool
+	}{
+		{listen.OptTLS, l.TLS != nil}, {listen.OptServerName, l.ServerName != ""}, {listen.OptPadding, l.Padding != nil},
+		{listen.OptPath, l.Path != ""}, {listen.OptHTTP3, l.HTTP3}, {listen.OptH2C, l.H2C},
+	}
+}
+
+// ServerSpec holds limits shared by the listeners. Zero fields take the
+// defaults below (complete); validate checks them.
+type ServerSpec struct {
+	QueryTimeout   time.Duration `yaml:"query_timeout"`                  // budget for one client query; default 4s
+	MaxConcurrent  int           `yaml:"max_concurrent"`                 // per listener; default 10000
+	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`               // default 10s
+	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"`               // default 2s
+	MaxTCPConns    int           `yaml:"max_tcp_connections"`            // default 1000
+	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"` // default 100
+}
+
+// complete fills the limits the file left out.
+func (s *ServerSpec) complete() {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&s.QueryTimeout, 4 * time.Second}, {&s.TCPIdleTimeout, 10 * time.Second}, {&s.TCPReadTimeout, 2 * time.Second}} {
+		if *d.p == 0 {
+			*d.p = d.v
 		}
 	}
-	return []string{"tcp " + l.Address}
-}
-
-// ServerSpec holds limits shared by the listeners.
-type ServerSpec struct {
-	QueryTimeout   time.Duration `yaml:"query_timeout"`    // budget for one client query; default 4s
-	MaxConcurrent  int           `yaml:"max_concurrent"`   // per listener; default 10000
-	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"` // default 10s
-	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"` // default 2s
-	MaxTCPConns    int           `yaml:"max_tcp_connections"`
-	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"`
-}
-
-// CacheSpec configures the answer cache; zero values take the defaults of
-// cache.Config.
-type CacheSpec struct {
-	Enabled     bool          `yaml:"enabled"`
-	MaxEntries  int           `yaml:"max_entries"`
-	MaxBytes    int64         `yaml:"max_bytes"`
-	MinTTL      time.Duration `yaml:"min_ttl"`
-	MaxTTL      time.Duration `yaml:"max_ttl"`
-	NegativeTTL time.Duration `yaml:"negative_ttl"`
-	// ServfailTTL keeps SERVFAIL answers and failures to reach any
-	// upstream briefly (RFC 9520); default 5s, 0s turns it off.
-	ServfailTTL *time.Duration `yaml:"servfail_ttl"`
-	// Serve-stale (RFC 8767), on unless serve_stale is false.
-	ServeStale           *bool         `yaml:"serve_stale"`
-	MaxStale             time.Duration `yaml:"max_stale"`
-	StaleTTL             time.Duration `yaml:"stale_ttl"`
-	ClientTimeout        time.Duration `yaml:"client_timeout"`
-	FailureRecheck       time.Duration `yaml:"failure_recheck"`
-	StaleWhileRevalidate time.Duration `yaml:"stale_while_revalidate"`
-	// Prefetch refreshes popular entries before they expire; on unless
-	// false.
-	Prefetch *bool `yaml:"prefetch"`
-}
-
-// DefaultServfailTTL is how long SERVFAIL answers are cached when the
-// configuration does not say.
-const DefaultServfailTTL = 5 * time.Second
-
-// config returns the cache.Config the spec describes.
-func (c CacheSpec) config() cache.Config {
-	cfg := cache.Config{
-		MaxEntries: c.MaxEntries, MaxBytes: c.MaxBytes,
-		MinTTL: c.MinTTL, MaxTTL: c.MaxTTL, NegativeTTL: c.NegativeTTL,
-		ServfailTTL:  DefaultServfailTTL,
-		DisableStale: c.ServeStale != nil && !*c.ServeStale,
-		MaxStale:     c.MaxStale, StaleTTL: c.StaleTTL,
-		ClientTimeout: c.ClientTimeout, FailureRecheck: c.FailureRecheck,
-		StaleWhileRevalidate: c.StaleWhileRevalidate,
-		DisablePrefetch:      c.Prefetch != nil && !*c.Prefetch,
+	for _, n := range []struct {
+		p *int
+		v int
+	}{{&s.MaxConcurrent, 10000}, {&s.MaxTCPConns, 1000}, {&s.MaxTCPQueries, 100}} {
+		if *n.p == 0 {
+			*n.p = n.v
+		}
 	}
-	if c.ServfailTTL != nil {
-		cfg.ServfailTTL = *c.ServfailTTL
+}
+
+// validate reports the problems of the server section, at paths relative
+// to it.
+func (s ServerSpec) validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, field.Errorf(d.name, "must not be negative"))
+		}
 	}
-	return cfg
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
+		if n.v < 0 {
+			errs = append(errs, field.Errorf(n.name, "must not be negative"))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // MetricsSpec configures the HTTP endpoint for /metrics, /healthz and
@@ -190,18 +218,26 @@ func LoadFile(name string) (*Config, error) {
 	return Parse(name, data)
 }
 
-// Problem is one thing wrong with a configuration, with where it is.
+// Problem is one thing wrong with a configuration, with where it is, or
+// with Warning set, one thing that is allowed but probably not meant.
 type Problem struct {
 	File      string
 	Line, Col int
 	Msg       string
+	Warning   bool
 }
 
+// String returns "file:line:col: message", with "warning: " before the
+// message of a warning.
 func (p Problem) String() string {
-	if p.Line == 0 {
-		return fmt.Sprintf("%s: %s", p.File, p.Msg)
+	msg := p.Msg
+	if p.Warning {
+		msg = "warning: " + msg
 	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, p.Msg)
+	if p.Line == 0 {
+		return fmt.Sprintf("%s: %s", p.File, msg)
+	}
+	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, msg)
 }
 
 // ConfigError lists every problem found in a configuration.
@@ -219,7 +255,8 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
 // Parse decodes a configuration strictly (an unknown key is an error),
 // fills defaults, and validates every section. Every problem is reported,
-// each with its line and column.
+// each with its line and column, sorted by line: values of the wrong type,
+// unknown keys, and the problems of everything else in the file.
 func Parse(name string, data []byte) (*Config, error) { return parse(name, data, ResolvConf) }
 
 func parse(name string, data []byte, resolvConf string) (*Config, error) {
@@ -227,24 +264,64 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, &ConfigError{Problems: yamlProblems(name, err)}
 	}
-	cfg := new(Config)
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, errEOF) && err.Error() != "EOF" {
-		return nil, &ConfigError{Problems: yamlProblems(name, err)}
-	}
 	pos := indexPositions(&root)
+	var problems []Problem
+	var decodePaths []string
+	for _, p := range checkTree(&root, reflect.TypeFor[Config]()) {
+		problems = append(problems, Problem{File: name, Line: p.line, Col: p.col, Msg: p.msg})
+		if !p.keep {
+			decodePaths = append(decodePaths, p.path)
+		}
+	}
+	cfg := new(Config)
+	if root.Kind != 0 {
+		if err := root.Decode(cfg); err != nil {
+			// What checkTree let through and yaml.v3 refuses (an alias
+			// bomb, say) is reported as yaml.v3 words it.
+			return nil, &ConfigError{Problems: sortProblems(append(problems, yamlProblems(name, err)...))}
+		}
+	}
 	cfg.resolveZoneFiles(name)
 	if err := cfg.complete(resolvConf); err != nil {
-		return nil, &ConfigError{Problems: []Problem{{File: name, Msg: err.Error()}}}
+		problems = append(problems, Problem{File: name, Msg: err.Error()})
+	} else if err := cfg.Validate(); err != nil {
+		for _, p := range locate(name, pos, err) {
+			if !underAny(p.path, decodePaths) {
+				problems = append(problems, p.Problem)
+			}
+		}
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, &ConfigError{Problems: locate(name, pos, err)}
+	if len(problems) > 0 {
+		return nil, &ConfigError{Problems: sortProblems(problems)}
 	}
+	cfg.file, cfg.pos = name, pos
+	cfg.warnings = cfg.warn()
 	return cfg, nil
 }
 
-var errEOF = errors.New("EOF")
+// underAny reports whether path is one of paths or below one of them: a
+// validation problem there comes from a value already reported as being of
+// the wrong type.
+func underAny(path string, paths []string) bool {
+	for _, p := range paths {
+		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// sortProblems orders problems by line and column; problems without a
+// position come first, in the order found.
+func sortProblems(ps []Problem) []Problem {
+	slices.SortStableFunc(ps, func(a, b Problem) int {
+		if a.Line != b.Line {
+			return a.Line - b.Line
+		}
+		return a.Col - b.Col
+	})
+	return ps
+}
 
 // yamlProblems turns a YAML decoding error into problems with lines.
 func yamlProblems(name string, err error) []Problem {
@@ -285,6 +362,9 @@ func indexPositions(root *yaml.Node) positions {
 				if path != "" {
 					p = path + "." + k.Value
 				}
+				if _, dup := pos[p]; dup {
+					continue // a key set twice: the first counts
+				}
 				pos[p] = [2]int{v.Line, v.Column}
 				walk(v, p)
 			}
@@ -315,31 +395,26 @@ func (p positions) lookup(path string) (int, int) {
 	return 0, 0
 }
 
+// located is a validation problem and the field path it was placed by.
+type located struct {
+	Problem
+	path string
+}
+
 // locate turns validation errors into problems, placing every error that
 // names its field.
-func locate(name string, pos positions, err error) []Problem {
-	var flat []error
-	var unwrap func(error)
-	unwrap = func(e error) {
-		if j, ok := e.(interface{ Unwrap() []error }); ok {
-			for _, x := range j.Unwrap() {
-				unwrap(x)
-			}
-			return
-		}
-		flat = append(flat, e)
-	}
-	unwrap(err)
-	ps := make([]Problem, 0, len(flat))
+func locate(name string, pos positions, err error) []located {
+	flat := field.Flatten(err)
+	ps := make([]located, 0, len(flat))
 	for _, e := range flat {
-		p := Problem{File: name, Msg: e.Error()}
+		p := located{Problem: Problem{File: name, Msg: e.Error()}}
 		var fe interface{ FieldPath() string }
 		if errors.As(e, &fe) {
-			p.Line, p.Col = pos.lookup(fe.FieldPath())
+			p.path = fe.FieldPath()
+			p.Line, p.Col = pos.lookup(p.path)
 		}
 		ps = append(ps, p)
 	}
-	slices.SortStableFunc(ps, func(a, b Problem) int { return a.Line - b.Line })
 	return ps
 }
 
@@ -363,18 +438,43 @@ func (c *Config) resolveZoneFiles(name string) {
 }
 
 // CheckFiles loads what the configuration names but Parse does not read,
-// the zone files, and reports every problem with its file and line: what
-// a reload would refuse. `dnsedge check` runs it, so that a unit's
-// reload command can check before it signals.
+// with the code serve loads it with: the certificate, key and CA files of
+// the tls sections in use, and the zone files. It reports every problem
+// with the line and column of the key naming the file (the zone file's
+// own line is in the message): what serve or a reload would refuse.
+// `dnsedge check` runs it, so that a unit's reload command can check
+// before it signals.
 func (c *Config) CheckFiles() error {
-	if c.Zone.Empty() {
+	var errs []error
+	seen := make(map[*edgetls.Spec]bool)
+	for i, l := range c.Listeners {
+		spec := listenerTLS(c, l)
+		if spec == nil || seen[spec] {
+			continue
+		}
+		seen[spec] = true
+		at := "tls"
+		if l.TLS != nil {
+			at = field.Join(field.Index("listeners", i), "tls")
+		}
+		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
+	}
+	if !c.Zone.Empty() {
+		z, err := zone.New(c.Zone, nil, nil)
+		if err == nil {
+			err = z.Close()
+		}
+		errs = append(errs, err)
+	}
+	err := errors.Join(errs...)
+	if err == nil {
 		return nil
 	}
-	z, err := zone.New(c.Zone, nil, nil)
-	if err != nil {
-		return err
+	var ps []Problem
+	for _, p := range locate(c.file, c.pos, err) {
+		ps = append(ps, p.Problem)
 	}
-	return z.Close()
+	return &ConfigError{Problems: sortProblems(ps)}
 }
 
 // ListenAddrs returns the parsed listener addresses; invalid ones are

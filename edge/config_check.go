@@ -8,12 +8,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsedge/dnsedge/edge/cache"
-	edgetls "github.com/dnsedge/dnsedge/tls"
+	"github.com/dnsedge/dnsedge/edge/listen"
+	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/transport"
 )
 
@@ -23,7 +22,7 @@ const DefaultGroup = "default"
 
 // complete fills what the file left out: system upstreams and bootstrap
 // resolvers from resolvConf, a default group over every upstream, and
-// default limits.
+// default limits. The cache section is defaulted by cache.Spec.Config.
 func (c *Config) complete(resolvConf string) error {
 	needSystem := len(c.Upstreams) == 0 && len(c.Groups) == 0
 	needBootstrap := len(c.Bootstrap) == 0
@@ -53,27 +52,7 @@ func (c *Config) complete(resolvConf string) error {
 		}
 		c.Groups = append(c.Groups, g)
 	}
-	s := &c.Server
-	def := func(d *time.Duration, v time.Duration) {
-		if *d == 0 {
-			*d = v
-		}
-	}
-	def(&s.QueryTimeout, 4*time.Second)
-	def(&s.TCPIdleTimeout, 10*time.Second)
-	def(&s.TCPReadTimeout, 2*time.Second)
-	if s.MaxConcurrent == 0 {
-		s.MaxConcurrent = 10000
-	}
-	if s.MaxTCPConns == 0 {
-		s.MaxTCPConns = 1000
-	}
-	if s.MaxTCPQueries == 0 {
-		s.MaxTCPQueries = 100
-	}
-	if c.Cache.MaxEntries == 0 {
-		c.Cache.MaxEntries = 100000
-	}
+	c.Server.complete()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -108,8 +87,8 @@ func systemResolvers(path string) ([]netip.AddrPort, error) {
 // its field so the loader can place it.
 func (c *Config) Validate() error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &transport.FieldError{Field: field, Err: fmt.Errorf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(path, format, args...))
 	}
 	if len(c.Listeners) == 0 {
 		add("listeners", "no listeners: dnsedge would serve nobody")
@@ -118,12 +97,10 @@ func (c *Config) Validate() error {
 	needTLS := -1 // the first encrypted listener without a tls section
 	for i, l := range c.Listeners {
 		at := fmt.Sprintf("listeners[%d]", i)
-		switch l.Proto {
-		case "udp", "tcp", "dot", "doh", "doq":
-		case "":
-			add(at, "listener needs a proto (udp, tcp, dot, doh or doq)")
-		default:
-			add(at+".proto", "unknown listener proto %q (want udp, tcp, dot, doh or doq)", l.Proto)
+		if _, ok := l.kind(); !ok && l.Proto == "" {
+			add(at, "listener needs a proto (%s)", wordList(listen.KindNames(), "or"))
+		} else if !ok {
+			add(at+".proto", "unknown listener proto %q (want %s)", l.Proto, wordList(listen.KindNames(), "or"))
 		}
 		if _, err := netip.ParseAddrPort(l.Address); err != nil {
 			add(at+".address", "listen address %q must be ip:port ([ip6]:port for IPv6)", l.Address)
@@ -145,7 +122,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.TLS != nil {
-		errs = append(errs, tlsProblems("tls", c.TLS)...)
+		errs = append(errs, field.Prefix("tls", c.TLS.Validate()))
 	}
 	if needTLS >= 0 && c.TLS == nil {
 		add(fmt.Sprintf("listeners[%d]", needTLS), "%s needs a certificate: set tls (cert_file and key_file, self_signed or acme) at the top level or on the listener", c.Listeners[needTLS].Proto)
@@ -164,57 +141,16 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	s := c.Server
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
-		if d.v < 0 {
-			add("server."+d.name, "must not be negative")
-		}
-	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
-		if n.v < 0 {
-			add("server."+n.name, "must not be negative")
-		}
-	}
-	if c.Cache.MaxEntries < 0 {
-		add("cache.max_entries", "must not be negative")
-	}
-	if c.Cache.MaxBytes < 0 {
-		add("cache.max_bytes", "must not be negative")
-	}
+	errs = append(errs, field.Prefix("server", c.Server.validate()))
+	errs = append(errs, field.Prefix("cache", c.Cache.Validate()))
 	cs := c.Cache
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{
-		{"min_ttl", cs.MinTTL}, {"max_ttl", cs.MaxTTL}, {"negative_ttl", cs.NegativeTTL},
-		{"max_stale", cs.MaxStale}, {"stale_ttl", cs.StaleTTL}, {"client_timeout", cs.ClientTimeout},
-		{"failure_recheck", cs.FailureRecheck}, {"stale_while_revalidate", cs.StaleWhileRevalidate},
-	} {
-		if d.v < 0 {
-			add("cache."+d.name, "must not be negative")
-		}
-	}
-	if t := cs.ServfailTTL; t != nil && (*t < 0 || *t > cache.MaxServfailTTL) {
-		add("cache.servfail_ttl", "must be between 0s and %s (RFC 2308 §7.1)", cache.MaxServfailTTL)
-	}
-	if cs.MaxTTL > 0 && cs.MinTTL > cs.MaxTTL {
-		add("cache.min_ttl", "min_ttl %s is above max_ttl %s", cs.MinTTL, cs.MaxTTL)
-	}
 	if cs.ClientTimeout > 0 && c.Server.QueryTimeout > 0 && cs.ClientTimeout >= c.Server.QueryTimeout {
 		add("cache.client_timeout", "client_timeout %s must be below server.query_timeout %s, or stale answers come too late", cs.ClientTimeout, c.Server.QueryTimeout)
 	}
 	if err := c.Zone.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.NXDomain.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	errs = append(errs, field.Prefix("nxdomain_cache", c.NXDomain.Validate()))
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)
@@ -241,10 +177,8 @@ func (c *Config) loops() []error {
 			if c.SystemUpstreams {
 				what = "the system resolver from " + ResolvConf
 			}
-			errs = append(errs, &transport.FieldError{
-				Field: fmt.Sprintf("upstreams[%d].url", i),
-				Err:   fmt.Errorf("%s %s is dnsedge's own listen address: forwarding there is a loop", what, ap),
-			})
+			errs = append(errs, field.Errorf(fmt.Sprintf("upstreams[%d].url", i),
+				"%s %s is dnsedge's own listen address: forwarding there is a loop", what, ap))
 		}
 	}
 	return errs
@@ -287,27 +221,18 @@ func ownAddrs(listen []netip.AddrPort) func(netip.AddrPort) bool {
 // validate checks the fields of one listener that depend on its proto.
 func (l ListenerSpec) validate(at string) []error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &transport.FieldError{Field: at + "." + field, Err: fmt.Errorf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(at+"."+path, format, args...))
 	}
-	plain := l.Proto == "udp" || l.Proto == "tcp"
-	if l.Proto != "doh" {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"path", l.Path != ""}, {"http3", l.HTTP3}, {"h2c", l.H2C}} {
-			if f.set {
-				add(f.name, "only doh listeners take %s", f.name)
-			}
-		}
-	}
-	if plain {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"tls", l.TLS != nil}, {"server_name", l.ServerName != ""}, {"padding", l.Padding != nil}} {
-			if f.set {
-				add(f.name, "%s listeners are not encrypted: %s applies to dot, doh and doq", l.Proto, f.name)
+	if k, ok := l.kind(); ok {
+		for _, o := range l.options() {
+			switch {
+			case !o.set || k.Accepts(o.name):
+			case !k.Encrypted && slices.Equal(listen.KindsWith(o.name), listen.KindsWith(listen.OptTLS)):
+				// A key every encrypted kind takes, and only they.
+				add(o.name, "%s listeners are not encrypted: %s applies to %s", l.Proto, o.name, wordList(listen.KindsWith(o.name), "and"))
+			default:
+				add(o.name, "only %s listeners take %s", wordList(listen.KindsWith(o.name), "or"), o.name)
 			}
 		}
 	}
@@ -326,23 +251,17 @@ func (l ListenerSpec) validate(at string) []error {
 		}
 	}
 	if l.TLS != nil {
-		errs = append(errs, tlsProblems(at+".tls", l.TLS)...)
+		errs = append(errs, field.Prefix(at+".tls", l.TLS.Validate()))
 	}
 	return errs
 }
 
-// tlsProblems returns the problems of a tls section at field path at.
-// edgetls reports each as "field.path: message".
-func tlsProblems(at string, spec *edgetls.Spec) []error {
-	var errs []error
-	for _, err := range spec.Validate() {
-		field, msg := at, err.Error()
-		if f, m, ok := strings.Cut(msg, ": "); ok && !strings.ContainsAny(f, " /") {
-			field, msg = at+"."+f, m
-		}
-		errs = append(errs, &transport.FieldError{Field: field, Err: errors.New(msg)})
+// wordList writes names as "a, b and c" (conj "and") or "a, b or c".
+func wordList(names []string, conj string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
 	}
-	return errs
+	return strings.Join(names[:len(names)-1], ", ") + " " + conj + " " + names[len(names)-1]
 }
 
 // isHostName reports whether s is a host name: dot-separated labels of

@@ -1,12 +1,16 @@
 package edge
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	"golang.org/x/tools/txtar"
 )
 
@@ -41,6 +45,9 @@ func TestConfigGolden(t *testing.T) {
 				got = err.Error()
 			} else {
 				got = "ok: " + summarize(cfg)
+				for _, w := range cfg.Warnings() {
+					got += "\n" + w.String()
+				}
 			}
 			// Problems without a position are printed with the file only.
 			got = strings.ReplaceAll(got, "config.yaml: upstreams", "(no file):0:0: upstreams")
@@ -53,8 +60,16 @@ func TestConfigGolden(t *testing.T) {
 }
 
 func summarize(c *Config) string {
-	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s",
-		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "))
+	cache := "cache off"
+	if c.Cache.On() {
+		cc := c.Cache.Config()
+		cache = fmt.Sprintf("cache %d entries", cc.MaxEntries)
+		if !cc.DisableStale {
+			cache += fmt.Sprintf(", serve-stale %s", cc.MaxStale)
+		}
+	}
+	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s, %s",
+		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "), cache)
 }
 
 func TestDefaultConfig(t *testing.T) {
@@ -73,8 +88,9 @@ func TestDefaultConfig(t *testing.T) {
 	}
 }
 
-// FuzzParseConfig: no input makes the loader panic, and whatever it
-// accepts validates.
+// FuzzParseConfig: no input makes the loader panic, whatever it accepts
+// validates, and the type walker misses nothing that yaml.v3's strict
+// decoder refuses.
 func FuzzParseConfig(f *testing.F) {
 	files, _ := filepath.Glob("testdata/config/*.txtar")
 	for _, name := range files {
@@ -90,6 +106,16 @@ func FuzzParseConfig(f *testing.F) {
 	resolv := filepath.Join(f.TempDir(), "resolv.conf")
 	os.WriteFile(resolv, []byte("nameserver 192.0.2.53\n"), 0o644)
 	f.Fuzz(func(t *testing.T, data []byte) {
+		var root yaml.Node
+		if yaml.Unmarshal(data, &root) == nil {
+			dec := yaml.NewDecoder(bytes.NewReader(data))
+			dec.KnownFields(true)
+			strict := dec.Decode(new(Config))
+			if strict != nil && strict != io.EOF && !strings.Contains(strict.Error(), "alias") &&
+				len(checkTree(&root, reflect.TypeFor[Config]())) == 0 {
+				t.Fatalf("yaml.v3 refuses what the walker accepts: %v", strict)
+			}
+		}
 		cfg, err := parse("fuzz.yaml", data, resolv)
 		if err != nil {
 			return

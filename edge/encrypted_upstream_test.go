@@ -39,6 +39,7 @@ health:
   max_timeout: 400ms
   initial_timeout: 300ms
   probe_interval: 100ms
+cache: {enabled: false}
 `, tt.scheme, up.Addr().Port(), tt.path, ca.WritePEM(t), boot.Addr()))
 			v4, v6 := pathOf(t, e, transport.IPv4), pathOf(t, e, transport.IPv6)
 			if v4.ID.Proto != tt.scheme || v6.ID.Proto != tt.scheme {

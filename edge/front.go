@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/dnsedge/dnsedge/edge/listen"
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 )
 
@@ -238,16 +239,17 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 		}
 		lc.TLS = serverTLS(certs)
 	}
-	switch spec.Proto {
-	case "udp":
+	k, _ := spec.kind()
+	switch k.Kind {
+	case pipeline.KindUDP:
 		return listen.ListenUDP(lc)
-	case "tcp":
+	case pipeline.KindTCP:
 		return listen.ListenTCP(lc)
-	case "dot":
+	case pipeline.KindDoT:
 		return listen.ListenDoT(lc)
-	case "doh":
+	case pipeline.KindDoH:
 		return listen.ListenDoH(lc)
-	case "doq":
+	case pipeline.KindDoQ:
 		return listen.ListenDoQ(lc)
 	}
 	return nil, fmt.Errorf("unknown proto %q", spec.Proto)

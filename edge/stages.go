@@ -101,11 +101,11 @@ type nxdomainKey struct{ spec string }
 // reload while the upstreams are down must not lose them).
 func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	spec := b.g.cfg.Cache
-	if !spec.Enabled {
+	if !spec.On() {
 		return nil, nil
 	}
 	c, _, err := take(b.g.parts, cacheKey{spec: jsonKey(spec)}, func() (*cache.Cache, func() error, error) {
-		c, err := cache.New(spec.config(), nil)
+		c, err := cache.New(spec.Config(), nil)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -39,8 +39,8 @@ type Certs struct {
 // stateDir/acme) before returning, within ctx. Errors name the file at
 // fault. log must not be nil.
 func Build(ctx context.Context, spec Spec, stateDir string, log *slog.Logger) (*Certs, error) {
-	if errs := spec.Validate(); len(errs) > 0 {
-		return nil, fmt.Errorf("validate tls: %w", errors.Join(errs...))
+	if err := spec.Validate(); err != nil {
+		return nil, fmt.Errorf("validate tls: %w", err)
 	}
 	if stateDir == "" && (spec.SelfSigned || spec.ACME != nil) {
 		return nil, errors.New("build tls: self_signed and acme need a state directory")

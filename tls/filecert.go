@@ -120,23 +120,33 @@ func (f *FileCert) stat() ([2]fileStamp, error) {
 	return stamps, nil
 }
 
+// keyError is an error of loadKeyPair with the key of the Spec field at
+// fault; its message is the error's alone.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
 // loadKeyPair reads and parses a certificate (chain) and its key; the
-// error names the file at fault.
+// error names the file at fault and is a *keyError.
 func loadKeyPair(certFile, keyFile string) (*tls.Certificate, error) {
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return nil, fmt.Errorf("read certificate: %w", err)
+		return nil, &keyError{"cert_file", fmt.Errorf("read certificate: %w", err)}
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return nil, fmt.Errorf("read key: %w", err)
+		return nil, &keyError{"key_file", fmt.Errorf("read key: %w", err)}
 	}
 	cert, err := tls.X509KeyPair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("load certificate %s with key %s: %w", certFile, keyFile, err)
+		return nil, &keyError{"cert_file", fmt.Errorf("load certificate %s with key %s: %w", certFile, keyFile, err)}
 	}
 	if cert.Leaf == nil {
-		return nil, fmt.Errorf("load certificate %s: %w", certFile, errors.New("no leaf certificate"))
+		return nil, &keyError{"cert_file", fmt.Errorf("load certificate %s: %w", certFile, errors.New("no leaf certificate"))}
 	}
 	return &cert, nil
 }

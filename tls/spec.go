@@ -9,12 +9,15 @@
 package edgetls
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // Challenge names accepted in ACMESpec.Challenges.
@@ -94,23 +97,14 @@ type ACMESpec struct {
 	OCSPStapling *bool `yaml:"ocsp_stapling"`
 }
 
-// FieldError is one problem found by Validate. Field is the path inside
-// the tls section ("acme.domains[1]"), so that the caller can prefix it and
-// map it to a line and column.
-type FieldError struct {
-	Field string
-	Msg   string
-}
-
-// Error returns "field: message".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// Validate returns every problem in s, each a *FieldError. It does not
-// check that the files named exist: Build reports those.
-func (s *Spec) Validate() []error {
+// Validate returns every problem in s joined, each a *field.Error whose
+// path is relative to the section ("acme.domains[1]"), so that the caller
+// can put the section's own path in front with field.Prefix. It does not
+// check that the files named exist: Build and CheckFiles report those.
+func (s *Spec) Validate() error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(path, format, args...))
 	}
 
 	files := s.CertFile != "" || s.KeyFile != ""
@@ -162,15 +156,17 @@ func (s *Spec) Validate() []error {
 	}
 
 	if s.ACME != nil {
-		errs = append(errs, s.ACME.validate()...)
+		errs = append(errs, field.Prefix("acme", errors.Join(s.ACME.validate()...)))
 	}
-	return errs
+	return errors.Join(errs...)
 }
 
+// validate reports the problems of the acme section, at paths relative to
+// it.
 func (a *ACMESpec) validate() []error {
 	var errs []error
-	add := func(field, format string, args ...any) {
-		errs = append(errs, &FieldError{Field: "acme." + field, Msg: fmt.Sprintf(format, args...)})
+	add := func(path, format string, args ...any) {
+		errs = append(errs, field.Errorf(path, format, args...))
 	}
 	if a.CA != "" {
 		if u, err := url.Parse(a.CA); err != nil || u.Scheme != "https" || u.Host == "" {
@@ -187,25 +183,25 @@ func (a *ACMESpec) validate() []error {
 	}
 	seen := map[string]bool{}
 	for i, d := range a.Domains {
-		field := fmt.Sprintf("domains[%d]", i)
+		at := field.Index("domains", i)
 		switch {
 		case strings.HasPrefix(d, "*."):
-			add(field, "%q: wildcards need the dns-01 challenge, which is not supported", d)
+			add(at, "%q: wildcards need the dns-01 challenge, which is not supported", d)
 		case !validName(d, true):
-			add(field, "%q is not a DNS name", d)
+			add(at, "%q is not a DNS name", d)
 		case seen[strings.ToLower(d)]:
-			add(field, "%q is listed twice", d)
+			add(at, "%q is listed twice", d)
 		}
 		seen[strings.ToLower(d)] = true
 	}
 	seenChal := map[string]bool{}
 	for i, c := range a.Challenges {
-		field := fmt.Sprintf("challenges[%d]", i)
+		at := field.Index("challenges", i)
 		switch {
 		case c != ChallengeTLSALPN && c != ChallengeHTTP:
-			add(field, "unknown challenge %q (want %s or %s)", c, ChallengeTLSALPN, ChallengeHTTP)
+			add(at, "unknown challenge %q (want %s or %s)", c, ChallengeTLSALPN, ChallengeHTTP)
 		case seenChal[c]:
-			add(field, "%q is listed twice", c)
+			add(at, "%q is listed twice", c)
 		}
 		seenChal[c] = true
 	}
@@ -292,4 +288,34 @@ func without(list []string, drop string) []string {
 		}
 	}
 	return out
+}
+
+// CheckFiles reads the files s names, with the code Build loads them
+// with: the certificate and key, client_ca and acme.ca_root. It reports
+// every file that cannot be read or parsed, joined, each a *field.Error at
+// its key relative to the section ("cert_file"). It makes no self-signed
+// or ACME certificate and changes nothing on disk.
+func (s *Spec) CheckFiles() error {
+	var errs []error
+	if s.CertFile != "" && s.KeyFile != "" {
+		if _, err := loadKeyPair(s.CertFile, s.KeyFile); err != nil {
+			key := "cert_file"
+			var ke *keyError
+			if errors.As(err, &ke) {
+				key = ke.key
+			}
+			errs = append(errs, field.Wrap(key, err))
+		}
+	}
+	if s.ClientCA != "" {
+		if _, err := loadCertPool(s.ClientCA); err != nil {
+			errs = append(errs, field.Wrap("client_ca", err))
+		}
+	}
+	if s.ACME != nil && s.ACME.CARoot != "" {
+		if _, err := loadCertPool(s.ACME.CARoot); err != nil {
+			errs = append(errs, field.Wrap("acme.ca_root", err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 func TestValidate(t *testing.T) {
@@ -100,12 +102,11 @@ func TestValidate(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			errs := tt.spec.Validate()
 			var got []string
-			for _, err := range errs {
-				var fe *FieldError
+			for _, err := range field.Flatten(tt.spec.Validate()) {
+				var fe *field.Error
 				if !errors.As(err, &fe) {
-					t.Errorf("error %v is not a *FieldError", err)
+					t.Errorf("error %v is not a *field.Error", err)
 				}
 				got = append(got, err.Error())
 			}
@@ -138,11 +139,55 @@ acme:
 	if err := dec.Decode(&s); err != nil {
 		t.Fatal(err)
 	}
-	if errs := s.Validate(); len(errs) > 0 {
-		t.Fatalf("Validate() = %v", errs)
+	if err := s.Validate(); err != nil {
+		t.Fatalf("Validate() = %v", err)
 	}
 	if s.ACME == nil || s.ACME.Domains[0] != "dns.example.com" || s.ACME.OCSPStapling == nil || *s.ACME.OCSPStapling ||
 		s.ACME.TLSALPNAddress != ":443" || s.ClientAuth != "require" {
 		t.Errorf("decoded %+v, acme %+v", s, s.ACME)
+	}
+}
+
+// TestSpecCheckFiles: every file the section names that would not load is
+// reported at its key.
+func TestSpecCheckFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca := issue(t, nil, "ca", true)
+	leaf := issue(t, ca, "dns.example", false)
+	cert, key, caFile, junk := dir+"/cert.pem", dir+"/key.pem", dir+"/ca.pem", dir+"/junk.pem"
+	writeFile(t, cert, leaf.certPEM())
+	writeFile(t, key, leaf.keyPEM(t))
+	writeFile(t, caFile, ca.certPEM())
+	writeFile(t, junk, []byte("not pem"))
+	missing := dir + "/missing.pem"
+	tests := []struct {
+		name string
+		spec Spec
+		want []string // paths of the problems
+	}{
+		{"good", Spec{CertFile: cert, KeyFile: key, ClientCA: caFile, ClientAuth: "require"}, nil},
+		{"missing cert", Spec{CertFile: missing, KeyFile: key}, []string{"cert_file"}},
+		{"missing key", Spec{CertFile: cert, KeyFile: missing}, []string{"key_file"}},
+		{"not a certificate", Spec{CertFile: junk, KeyFile: key}, []string{"cert_file"}},
+		{"bad client CA", Spec{CertFile: cert, KeyFile: key, ClientCA: junk, ClientAuth: "require"}, []string{"client_ca"}},
+		{"missing ACME root", Spec{ACME: &ACMESpec{Email: "a@b.c", Domains: []string{"dns.example"}, CARoot: missing}}, []string{"acme.ca_root"}},
+		{"self-signed has no files", Spec{SelfSigned: true}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			for _, err := range field.Flatten(tt.spec.CheckFiles()) {
+				var fe *field.Error
+				if !errors.As(err, &fe) {
+					t.Fatalf("%v is not a *field.Error", err)
+				}
+				got = append(got, fe.Path)
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("problems at %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

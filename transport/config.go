@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // Config is the configuration section transport owns: upstreams, the
@@ -75,31 +77,31 @@ func (u UpstreamSpec) validateTLS(at string, ep Endpoint) []error {
 			set  bool
 		}{{"tls_server_name", u.TLSServerName != ""}, {"spki", len(u.SPKI) > 0}, {"ca_file", u.CAFile != ""}, {"http3", u.HTTP3}} {
 			if f.set {
-				errs = append(errs, fieldErr(at+"."+f.name, "only applies to tls://, https:// and quic:// upstreams, not %s://", ep.Scheme))
+				errs = append(errs, field.Errorf(at+"."+f.name, "only applies to tls://, https:// and quic:// upstreams, not %s://", ep.Scheme))
 			}
 		}
 		return errs
 	}
 	if u.HTTP3 && ep.Scheme != "https" {
-		errs = append(errs, fieldErr(at+".http3", "only applies to https:// upstreams, not %s://", ep.Scheme))
+		errs = append(errs, field.Errorf(at+".http3", "only applies to https:// upstreams, not %s://", ep.Scheme))
 	}
 	if n := u.TLSServerName; n != "" {
 		if _, err := netip.ParseAddr(n); err != nil {
 			if _, ok := dns.IsDomainName(n); !ok || strings.ContainsAny(n, " /:*") || strings.HasSuffix(n, ".") {
-				errs = append(errs, fieldErr(at+".tls_server_name", "%q is neither a host name nor an IP address", n))
+				errs = append(errs, field.Errorf(at+".tls_server_name", "%q is neither a host name nor an IP address", n))
 			}
 		}
 	}
 	for i, s := range u.SPKI {
 		if _, err := ParseSPKIPin(s); err != nil {
-			errs = append(errs, &FieldError{fmt.Sprintf("%s.spki[%d]", at, i), err})
+			errs = append(errs, field.Wrap(fmt.Sprintf("%s.spki[%d]", at, i), err))
 		}
 	}
 	if u.CAFile != "" {
 		if len(u.SPKI) > 0 {
-			errs = append(errs, fieldErr(at+".ca_file", "has no effect with spki: pins replace CA verification"))
+			errs = append(errs, field.Errorf(at+".ca_file", "has no effect with spki: pins replace CA verification"))
 		} else if _, err := LoadCAFile(u.CAFile); err != nil {
-			errs = append(errs, &FieldError{at + ".ca_file", err})
+			errs = append(errs, field.Wrap(at+".ca_file", err))
 		}
 	}
 	return errs
@@ -173,22 +175,7 @@ func (h HealthSpec) ProbeSpec() ProbeSpec {
 	return p.withDefaults()
 }
 
-// FieldError is a configuration problem at a field, named by its path in
-// the document ("upstreams[2].url"), so the loader can say where it is.
-type FieldError struct {
-	Field string
-	Err   error
-}
-
-func (e *FieldError) Error() string     { return e.Field + ": " + e.Err.Error() }
-func (e *FieldError) Unwrap() error     { return e.Err }
-func (e *FieldError) FieldPath() string { return e.Field }
-
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
-}
-
-// Validate reports every problem of the section, each a *FieldError. The
+// Validate reports every problem of the section, each a *field.Error. The
 // references group → upstream are checked here: a group naming a missing
 // upstream, duplicate names and empty groups are errors.
 func (c *Config) Validate() error {
@@ -198,33 +185,33 @@ func (c *Config) Validate() error {
 		at := fmt.Sprintf("upstreams[%d]", i)
 		switch {
 		case u.Name == "":
-			errs = append(errs, fieldErr(at, "upstream needs a name"))
+			errs = append(errs, field.Errorf(at, "upstream needs a name"))
 		case strings.ContainsAny(u.Name, " /\t"):
-			errs = append(errs, fieldErr(at+".name", "name %q must not contain spaces or slashes", u.Name))
+			errs = append(errs, field.Errorf(at+".name", "name %q must not contain spaces or slashes", u.Name))
 		default:
 			if j, dup := names[u.Name]; dup {
-				errs = append(errs, fieldErr(at+".name", "upstream %q already defined at upstreams[%d]", u.Name, j))
+				errs = append(errs, field.Errorf(at+".name", "upstream %q already defined at upstreams[%d]", u.Name, j))
 			}
 			names[u.Name] = i
 		}
 		pin, err := ParsePin(u.Family)
 		if err != nil {
-			errs = append(errs, &FieldError{at + ".family", err})
+			errs = append(errs, field.Wrap(at+".family", err))
 		}
 		if u.Prefer != "" && u.Prefer != "ipv4" && u.Prefer != "ipv6" {
-			errs = append(errs, fieldErr(at+".prefer", "unknown family %q (want ipv4 or ipv6)", u.Prefer))
+			errs = append(errs, field.Errorf(at+".prefer", "unknown family %q (want ipv4 or ipv6)", u.Prefer))
 		}
 		if u.URL == "" {
-			errs = append(errs, fieldErr(at, "upstream needs a url"))
+			errs = append(errs, field.Errorf(at, "upstream needs a url"))
 			continue
 		}
 		ep, err := ParseEndpoint(u.URL)
 		if err != nil {
-			errs = append(errs, &FieldError{at + ".url", err})
+			errs = append(errs, field.Wrap(at+".url", err))
 			continue
 		}
 		if ep.Addr.IsValid() && !pin.Allows(FamilyOf(ep.Addr)) {
-			errs = append(errs, fieldErr(at+".family", "address %s is %s but family is %s", ep.Addr, FamilyOf(ep.Addr), pin))
+			errs = append(errs, field.Errorf(at+".family", "address %s is %s but family is %s", ep.Addr, FamilyOf(ep.Addr), pin))
 		}
 		errs = append(errs, u.validateTLS(at, ep)...)
 	}
@@ -232,20 +219,20 @@ func (c *Config) Validate() error {
 	for i, g := range c.Groups {
 		at := fmt.Sprintf("groups[%d]", i)
 		if g.Name == "" {
-			errs = append(errs, fieldErr(at, "group needs a name"))
+			errs = append(errs, field.Errorf(at, "group needs a name"))
 		} else if groups[g.Name] {
-			errs = append(errs, fieldErr(at+".name", "group %q already defined", g.Name))
+			errs = append(errs, field.Errorf(at+".name", "group %q already defined", g.Name))
 		}
 		groups[g.Name] = true
 		if _, err := NewStrategy(g.Strategy); err != nil {
-			errs = append(errs, &FieldError{at + ".strategy", err})
+			errs = append(errs, field.Wrap(at+".strategy", err))
 		}
 		if len(g.Upstreams) == 0 {
-			errs = append(errs, fieldErr(at+".upstreams", "group %q has no upstreams", g.Name))
+			errs = append(errs, field.Errorf(at+".upstreams", "group %q has no upstreams", g.Name))
 		}
 		for j, n := range g.Upstreams {
 			if _, ok := names[n]; !ok {
-				errs = append(errs, fieldErr(fmt.Sprintf("%s.upstreams[%d]", at, j), "no upstream named %q", n))
+				errs = append(errs, field.Errorf(fmt.Sprintf("%s.upstreams[%d]", at, j), "no upstream named %q", n))
 			}
 		}
 		for _, d := range []struct {
@@ -253,32 +240,34 @@ func (c *Config) Validate() error {
 			v    time.Duration
 		}{{"attempt_delay", g.AttemptDelay}, {"min_attempt_delay", g.MinAttemptDelay}, {"family_rtt_margin", g.FamilyRTTMargin}} {
 			if d.v < 0 {
-				errs = append(errs, fieldErr(at+"."+d.name, "must not be negative"))
+				errs = append(errs, field.Errorf(at+"."+d.name, "must not be negative"))
 			}
 		}
 		if g.MinAttemptDelay > 0 && g.AttemptDelay > 0 && g.MinAttemptDelay > g.AttemptDelay {
-			errs = append(errs, fieldErr(at+".min_attempt_delay", "min_attempt_delay %s is above attempt_delay %s", g.MinAttemptDelay, g.AttemptDelay))
+			errs = append(errs, field.Errorf(at+".min_attempt_delay", "min_attempt_delay %s is above attempt_delay %s", g.MinAttemptDelay, g.AttemptDelay))
 		}
 		if g.HedgeFactor < 0 {
-			errs = append(errs, fieldErr(at+".hedge_factor", "must not be negative"))
+			errs = append(errs, field.Errorf(at+".hedge_factor", "must not be negative"))
 		}
 		if g.FamilyRTTRatio != 0 && g.FamilyRTTRatio < 1 {
-			errs = append(errs, fieldErr(at+".family_rtt_ratio", "must be at least 1 (got %g)", g.FamilyRTTRatio))
+			errs = append(errs, field.Errorf(at+".family_rtt_ratio", "must be at least 1 (got %g)", g.FamilyRTTRatio))
 		}
 	}
 	for i, b := range c.Bootstrap {
 		if _, err := ParseBootstrap(b); err != nil {
-			errs = append(errs, &FieldError{fmt.Sprintf("bootstrap[%d]", i), err})
+			errs = append(errs, field.Wrap(fmt.Sprintf("bootstrap[%d]", i), err))
 		}
 	}
-	errs = append(errs, c.Health.validate()...)
+	errs = append(errs, field.Prefix("health", errors.Join(c.Health.validate()...)))
 	return errors.Join(errs...)
 }
 
+// validate reports the problems of the health section, at paths relative
+// to it.
 func (h HealthSpec) validate() []error {
 	var errs []error
 	if h.FailureThreshold < 0 {
-		errs = append(errs, fieldErr("health.failure_threshold", "must not be negative"))
+		errs = append(errs, field.Errorf("failure_threshold", "must not be negative"))
 	}
 	for _, d := range []struct {
 		name string
@@ -289,27 +278,27 @@ func (h HealthSpec) validate() []error {
 		{"loss_half_life", h.LossHalfLife},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fieldErr("health."+d.name, "must not be negative"))
+			errs = append(errs, field.Errorf(d.name, "must not be negative"))
 		}
 	}
 	if h.MinTimeout > 0 && h.MaxTimeout > 0 && h.MinTimeout > h.MaxTimeout {
-		errs = append(errs, fieldErr("health.min_timeout", "min_timeout %s is above max_timeout %s", h.MinTimeout, h.MaxTimeout))
+		errs = append(errs, field.Errorf("min_timeout", "min_timeout %s is above max_timeout %s", h.MinTimeout, h.MaxTimeout))
 	}
 	if h.DemoteLoss < 0 || h.DemoteLoss >= 1 {
-		errs = append(errs, fieldErr("health.demote_loss", "must be a failure rate from 0 (default) to below 1, got %g", h.DemoteLoss))
+		errs = append(errs, field.Errorf("demote_loss", "must be a failure rate from 0 (default) to below 1, got %g", h.DemoteLoss))
 	}
 	if h.ProbeName != "" {
 		if _, ok := dns.IsDomainName(h.ProbeName); !ok {
-			errs = append(errs, fieldErr("health.probe_name", "%q is not a domain name", h.ProbeName))
+			errs = append(errs, field.Errorf("probe_name", "%q is not a domain name", h.ProbeName))
 		}
 	}
 	if h.ProbeType != "" {
 		if _, ok := dns.StringToType[strings.ToUpper(h.ProbeType)]; !ok {
-			errs = append(errs, fieldErr("health.probe_type", "unknown record type %q", h.ProbeType))
+			errs = append(errs, field.Errorf("probe_type", "unknown record type %q", h.ProbeType))
 		}
 	}
 	if h.Cooldown > 0 && h.MaxCooldown > 0 && h.Cooldown > h.MaxCooldown {
-		errs = append(errs, fieldErr("health.cooldown", "cooldown %s is above max_cooldown %s", h.Cooldown, h.MaxCooldown))
+		errs = append(errs, field.Errorf("cooldown", "cooldown %s is above max_cooldown %s", h.Cooldown, h.MaxCooldown))
 	}
 	return errs
 }

@@ -7,11 +7,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
 
 // TestValidateEncryptedUpstreams checks the TLS fields of an upstream: each
-// problem is a *FieldError at the field's path.
+// problem is a *field.Error at the field's path.
 func TestValidateEncryptedUpstreams(t *testing.T) {
 	t.Parallel()
 	ca := transporttest.NewCA(t)
@@ -47,9 +48,9 @@ func TestValidateEncryptedUpstreams(t *testing.T) {
 			var got []string
 			if err := c.Validate(); err != nil {
 				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					var fe *FieldError
+					var fe *field.Error
 					if !errors.As(e, &fe) {
-						t.Fatalf("%v is not a *FieldError", e)
+						t.Fatalf("%v is not a *field.Error", e)
 					}
 					got = append(got, e.Error())
 				}

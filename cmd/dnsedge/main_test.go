@@ -75,6 +75,18 @@ func TestCheck(t *testing.T) {
 	}{
 		{"good", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\n",
 			0, []string{"ok (1 listeners, 1 upstreams, 1 groups)"}},
+		{"warnings alone exit 0", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053"}
+upstreams:
+  - {name: a, url: "udp://192.0.2.1"}
+groups:
+  - {name: default, upstreams: [a]}
+  - {name: spare, upstreams: [a]}
+`, 0, []string{
+			":2:5: warning: listeners[0]: udp 127.0.0.1:8053 has no tcp listener on the same address: truncated answers have nowhere to go",
+			":7:12: warning: groups[1].name: group \"spare\" is unused: every query goes to the default group \"default\"",
+			"ok (1 listeners, 1 upstreams, 2 groups)",
+		}},
 		{"every problem with its line", `listeners:
   - {proto: udp, address: "127.0.0.1:53"}
 upstreams:
@@ -88,9 +100,43 @@ groups:
 			":7:31: groups[0].strategy: unknown strategy \"random\"",
 			":7:54: groups[0].upstreams[1]: no upstream named \"nope\"",
 		}},
-		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: field listen not found"}},
+		{"wrong types, unknown keys and other problems at once", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053", optional: maybe}
+server:
+  max_concurrent: lots
+cache:
+  max_ttl: 5 minutes
+  bogus_key: 1
+log: {level: loud}
+`, 1, []string{
+			":2:55: listeners[0].optional: expected true or false, not \"maybe\"",
+			":4:19: server.max_concurrent: \"lots\" is not a whole number",
+			":6:12: cache.max_ttl: \"5 minutes\" is not a duration (write it like 30s, 5m or 1h)",
+			":7:3: unknown key \"bogus_key\" in cache (known: enabled, max_entries, ",
+			":8:14: log.level: unknown log level \"loud\"",
+		}},
+		{"unknown key", "listeners: []\nlisten: 1\n", 1, []string{":2:1: unknown key \"listen\" at the top level (known: listeners, server, "}},
 		{"zone file read, relative to the configuration", "listeners:\n  - {proto: udp, address: \"127.0.0.1:8053\"}\nupstreams:\n  - {name: a, url: \"udp://192.0.2.1\"}\nzones:\n  - {origin: corp.test., file: corp.zone}\n",
 			1, []string{"corp.zone:3: "}},
+		{"files serve would refuse, each at the key naming it", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053"}
+  - {proto: dot, address: "127.0.0.1:8853"}
+tls:
+  cert_file: missing-cert.pem
+  key_file: missing-key.pem
+  client_ca: missing-ca.pem
+  client_auth: require
+upstreams:
+  - {name: a, url: "udp://192.0.2.1"}
+zones:
+  - {origin: corp.test., file: corp.zone}
+  - {origin: gone.test., file: gone.zone}
+`, 1, []string{
+			":5:14: tls.cert_file: read certificate: open missing-cert.pem: no such file",
+			":7:14: tls.client_ca: read CA file: open missing-ca.pem: no such file",
+			":12:32: zones[0].file: ", "corp.zone:3: ",
+			":13:32: zones[1].file: ", "gone.zone: no such file",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 
 	"github.com/dnsedge/dnsedge/edge"
@@ -40,6 +44,7 @@ func serve(args []string) int {
 		go tuneGC(ctx)
 	}
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
+	logWarnings(log, cfg)
 	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
@@ -70,7 +75,9 @@ func serve(args []string) int {
 			}
 			if err != nil {
 				log.Error("reload failed; the running configuration is unchanged", "error", err.Error())
+				continue
 			}
+			logWarnings(log, next)
 		}
 	}()
 	for sig := range sigs {
@@ -91,21 +98,41 @@ func serve(args []string) int {
 	return 0
 }
 
-// check validates a configuration file and prints every problem with its
-// line; it exits 1 when there is any.
+// check validates a configuration file and the files it names, and prints
+// every problem and warning with its line and column, sorted by line; it
+// exits 1 when there is any problem (warnings alone exit 0).
 func check(args []string, stdout, stderr io.Writer) int {
 	if len(args) != 1 {
 		fmt.Fprintln(stderr, "usage: dnsedge check FILE")
 		return 2
 	}
 	cfg, err := edge.LoadFile(args[0])
-	if err == nil {
-		err = cfg.CheckFiles()
-	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	ps := cfg.Warnings()
+	ferr := cfg.CheckFiles()
+	var ce *edge.ConfigError
+	if errors.As(ferr, &ce) {
+		ps = append(ps, ce.Problems...)
+	} else if ferr != nil {
+		ps = append(ps, edge.Problem{File: args[0], Msg: ferr.Error()})
+	}
+	slices.SortStableFunc(ps, func(a, b edge.Problem) int { return cmp.Or(a.Line-b.Line, a.Col-b.Col) })
+	for _, p := range ps {
+		fmt.Fprintln(stderr, p)
+	}
+	if ferr != nil {
+		return 1
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d upstreams, %d groups)\n", args[0], len(cfg.Listeners), len(cfg.Upstreams), len(cfg.Groups))
 	return 0
+}
+
+// logWarnings logs what is allowed in cfg but probably not meant.
+func logWarnings(log *slog.Logger, cfg *edge.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("configuration", "warning", w.String())
+	}
 }

@@ -15,7 +15,6 @@ package cache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"hash/maphash"
 	"math/bits"
 	"slices"
@@ -27,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // Config configures a Cache. The zero value is valid and means the
@@ -146,7 +146,8 @@ type Cache struct {
 }
 
 // New returns an empty cache configured by cfg, or every problem with cfg
-// joined into one error.
+// joined into one error, each a *field.Error named by the configuration
+// file's key ("cache.max_ttl").
 //
 // When reg is not nil the cache registers its metrics there:
 // dnsedge_cache_hits_total, dnsedge_cache_misses_total,
@@ -156,8 +157,8 @@ type Cache struct {
 // from the one it replaces in reg: its counters start at zero, which
 // Prometheus reads as a counter reset.
 func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
-	if err := cfg.validate(); err != nil {
-		return nil, err
+	if err := errors.Join(cfg.problems()...); err != nil {
+		return nil, field.Prefix("cache", err)
 	}
 	cfg = cfg.withDefaults()
 	n := min(maxShards, max(1, cfg.MaxEntries/minPerShard))
@@ -234,35 +235,36 @@ func (cfg Config) withDefaults() Config {
 	return cfg
 }
 
-func (cfg Config) validate() error {
+// problems reports what is wrong with cfg, each a *field.Error named by
+// the key of the configuration file's cache section (see Spec).
+func (cfg Config) problems() []error {
 	var errs []error
 	if cfg.MaxEntries < 0 {
-		errs = append(errs, fmt.Errorf("cache: max entries %d is negative", cfg.MaxEntries))
+		errs = append(errs, field.Errorf("max_entries", "must not be negative"))
 	}
 	if cfg.MaxBytes < 0 {
-		errs = append(errs, fmt.Errorf("cache: max bytes %d is negative", cfg.MaxBytes))
+		errs = append(errs, field.Errorf("max_bytes", "must not be negative"))
 	}
 	if cfg.PrefetchHits < 0 {
-		errs = append(errs, fmt.Errorf("cache: prefetch hits %d is negative", cfg.PrefetchHits))
+		errs = append(errs, field.Errorf("prefetch_hits", "must not be negative"))
 	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration
 	}{
-		{"min ttl", cfg.MinTTL}, {"max ttl", cfg.MaxTTL},
-		{"negative ttl", cfg.NegativeTTL}, {"servfail ttl", cfg.ServfailTTL},
-		{"max stale", cfg.MaxStale}, {"stale ttl", cfg.StaleTTL},
-		{"client timeout", cfg.ClientTimeout}, {"failure recheck", cfg.FailureRecheck},
-		{"stale while revalidate", cfg.StaleWhileRevalidate}, {"refresh timeout", cfg.RefreshTimeout},
+		{"min_ttl", cfg.MinTTL}, {"max_ttl", cfg.MaxTTL}, {"negative_ttl", cfg.NegativeTTL},
+		{"max_stale", cfg.MaxStale}, {"stale_ttl", cfg.StaleTTL}, {"client_timeout", cfg.ClientTimeout},
+		{"failure_recheck", cfg.FailureRecheck}, {"stale_while_revalidate", cfg.StaleWhileRevalidate},
+		{"refresh_timeout", cfg.RefreshTimeout},
 	} {
 		if d.v < 0 {
-			errs = append(errs, fmt.Errorf("cache: %s %s is negative", d.name, d.v))
+			errs = append(errs, field.Errorf(d.name, "must not be negative"))
 		}
 	}
-	if cfg.ServfailTTL > MaxServfailTTL {
-		errs = append(errs, fmt.Errorf("cache: servfail ttl %s exceeds %s (RFC 2308 §7.1)", cfg.ServfailTTL, MaxServfailTTL))
+	if cfg.ServfailTTL < 0 || cfg.ServfailTTL > MaxServfailTTL {
+		errs = append(errs, field.Errorf("servfail_ttl", "must be between 0s and %s (RFC 2308 §7.1)", MaxServfailTTL))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // seconds converts d to whole seconds, saturating at the largest TTL

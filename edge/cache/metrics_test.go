@@ -79,8 +79,8 @@ func TestConfigErrors(t *testing.T) {
 		{"servfail at the limit", Config{ServfailTTL: 5 * time.Minute}, nil},
 		{"MinTTL above MaxTTL", Config{MinTTL: time.Hour, MaxTTL: time.Minute}, nil},
 		{"negative values", Config{MaxEntries: -1, MinTTL: -time.Second, NegativeTTL: -time.Second},
-			[]string{"max entries -1 is negative", "min ttl -1s is negative", "negative ttl -1s is negative"}},
-		{"servfail too long", Config{ServfailTTL: 6 * time.Minute}, []string{"servfail ttl 6m0s exceeds 5m0s"}},
+			[]string{"cache.max_entries: must not be negative", "cache.min_ttl: must not be negative", "cache.negative_ttl: must not be negative"}},
+		{"servfail too long", Config{ServfailTTL: 6 * time.Minute}, []string{"cache.servfail_ttl: must be between 0s and 5m0s"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dnsedge/dnsedge/transport"
+	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/miekg/dns"
 )
 
@@ -40,32 +40,31 @@ const (
 // leaves the stage out.
 func (c NXDomainConfig) Enabled() bool { return len(c.Suffixes) > 0 }
 
-// Validate reports every problem of the section, each a *FieldError
-// naming its field ("nxdomain_cache.suffixes[1]").
+// Validate reports every problem of the section, each a *field.Error
+// naming its field relative to the section ("suffixes[1]").
 func (c NXDomainConfig) Validate() error {
-	const at = "nxdomain_cache"
 	var errs []error
 	seen := make(map[string]int)
 	for i, s := range c.Suffixes {
-		field := fmt.Sprintf("%s.suffixes[%d]", at, i)
+		at := field.Index("suffixes", i)
 		name, err := suffixName(s)
 		if err != nil {
-			errs = append(errs, &FieldError{Field: field, Err: err})
+			errs = append(errs, field.Wrap(at, err))
 			continue
 		}
 		if j, dup := seen[name]; dup {
-			errs = append(errs, fieldError(field, "suffix %q repeats suffixes[%d]", s, j))
+			errs = append(errs, field.Errorf(at, "suffix %q repeats suffixes[%d]", s, j))
 			continue
 		}
 		seen[name] = i
 	}
 	if c.TTL < 0 {
-		errs = append(errs, fieldError(at+".ttl", "ttl %s must not be negative", c.TTL))
+		errs = append(errs, field.Errorf("ttl", "ttl %s must not be negative", c.TTL))
 	} else if c.TTL > MaxNXDomainTTL {
-		errs = append(errs, fieldError(at+".ttl", "ttl %s is above the maximum of %s", c.TTL, MaxNXDomainTTL))
+		errs = append(errs, field.Errorf("ttl", "ttl %s is above the maximum of %s", c.TTL, MaxNXDomainTTL))
 	}
 	if c.MaxEntries < 0 {
-		errs = append(errs, fieldError(at+".max_entries", "max_entries %d must not be negative", c.MaxEntries))
+		errs = append(errs, field.Errorf("max_entries", "max_entries %d must not be negative", c.MaxEntries))
 	}
 	return errors.Join(errs...)
 }
@@ -94,12 +93,4 @@ func suffixName(s string) (string, error) {
 		}
 	}
 	return name, nil
-}
-
-// FieldError is a configuration problem at a field, named by its path in
-// the document ("nxdomain_cache.ttl"), so the loader can say where it is.
-type FieldError = transport.FieldError
-
-func fieldError(field, format string, args ...any) error {
-	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }

@@ -124,11 +124,11 @@ func TestNXDomainConfigValidate(t *testing.T) {
 		{"off", NXDomainConfig{}, nil},
 		{"full", NXDomainConfig{Suffixes: []string{"internal", "Corp.Example.", "_svc.cluster.local."}, TTL: time.Hour, MaxEntries: 5}, nil},
 		{"bad suffixes", NXDomainConfig{Suffixes: []string{"internal.", "", "*.corp", "a b.", ".", "INTERNAL", "x..y", ".lan"}}, []string{
-			"nxdomain_cache.suffixes[1]", "nxdomain_cache.suffixes[2]", "nxdomain_cache.suffixes[3]", "nxdomain_cache.suffixes[4]",
-			"nxdomain_cache.suffixes[5]", "nxdomain_cache.suffixes[6]", "nxdomain_cache.suffixes[7]",
+			"suffixes[1]", "suffixes[2]", "suffixes[3]", "suffixes[4]",
+			"suffixes[5]", "suffixes[6]", "suffixes[7]",
 		}},
-		{"negative TTL and entries", NXDomainConfig{TTL: -time.Second, MaxEntries: -1}, []string{"nxdomain_cache.ttl", "nxdomain_cache.max_entries"}},
-		{"TTL above an hour", NXDomainConfig{Suffixes: []string{"internal."}, TTL: time.Hour + time.Second}, []string{"nxdomain_cache.ttl"}},
+		{"negative TTL and entries", NXDomainConfig{TTL: -time.Second, MaxEntries: -1}, []string{"ttl", "max_entries"}},
+		{"TTL above an hour", NXDomainConfig{Suffixes: []string{"internal."}, TTL: time.Hour + time.Second}, []string{"ttl"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

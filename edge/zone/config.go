@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/dnsedge/dnsedge/transport"
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // DefaultPollInterval is how often zone files are checked for changes when
@@ -54,21 +54,12 @@ type TenantSpec struct {
 	Zones    []ZoneSpec `yaml:"zones"`
 }
 
-// FieldError is a configuration problem at a field, named by its path in
-// the document ("tenants[0].networks[2]"), so the loader can say where it
-// is.
-type FieldError = transport.FieldError
-
-func fieldErr(field, format string, args ...any) error {
-	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
-}
-
 // Empty reports whether c configures no zone, tenant or fallback zone.
 func (c *Config) Empty() bool {
 	return len(c.Zones) == 0 && len(c.Tenants) == 0 && len(c.Fallback) == 0
 }
 
-// Validate reports every problem of the section, each a *FieldError, all
+// Validate reports every problem of the section, each a *field.Error, all
 // joined: origins that are not domain names or appear twice in one list,
 // zones with both or neither of file and records, inline records that do
 // not parse or do not make a zone (reported at the record), tenants
@@ -86,23 +77,23 @@ func (c *Config) Validate() error {
 	for i, t := range c.Tenants {
 		at := fmt.Sprintf("tenants[%d]", i)
 		if t.Name == "" {
-			errs = append(errs, fieldErr(at, "tenant needs a name"))
+			errs = append(errs, field.Errorf(at, "tenant needs a name"))
 		} else if j, dup := names[t.Name]; dup {
-			errs = append(errs, fieldErr(at+".name", "tenant %q already defined at tenants[%d]", t.Name, j))
+			errs = append(errs, field.Errorf(at+".name", "tenant %q already defined at tenants[%d]", t.Name, j))
 		} else {
 			names[t.Name] = i
 		}
 		if len(t.ClientIDs) == 0 && len(t.Networks) == 0 {
-			errs = append(errs, fieldErr(at, "tenant %q needs client_ids or networks", t.Name))
+			errs = append(errs, field.Errorf(at, "tenant %q needs client_ids or networks", t.Name))
 		}
 		for j, id := range t.ClientIDs {
 			f := fmt.Sprintf("%s.client_ids[%d]", at, j)
 			if id == "" {
-				errs = append(errs, fieldErr(f, "client id is empty"))
+				errs = append(errs, field.Errorf(f, "client id is empty"))
 				continue
 			}
 			if by, dup := ids[id]; dup {
-				errs = append(errs, fieldErr(f, "client id %q already belongs to %s", id, by))
+				errs = append(errs, field.Errorf(f, "client id %q already belongs to %s", id, by))
 				continue
 			}
 			ids[id] = f
@@ -111,22 +102,22 @@ func (c *Config) Validate() error {
 			f := fmt.Sprintf("%s.networks[%d]", at, j)
 			p, err := parseNetwork(n)
 			if err != nil {
-				errs = append(errs, &FieldError{Field: f, Err: err})
+				errs = append(errs, field.Wrap(f, err))
 				continue
 			}
 			if by, dup := nets[p]; dup {
-				errs = append(errs, fieldErr(f, "network %s already belongs to %s", p, by))
+				errs = append(errs, field.Errorf(f, "network %s already belongs to %s", p, by))
 				continue
 			}
 			nets[p] = f
 		}
 		if len(t.Zones) == 0 {
-			errs = append(errs, fieldErr(at+".zones", "tenant %q has no zones", t.Name))
+			errs = append(errs, field.Errorf(at+".zones", "tenant %q has no zones", t.Name))
 		}
 		errs = append(errs, validateZones(at+".zones", t.Zones)...)
 	}
 	if c.PollInterval < 0 {
-		errs = append(errs, fieldErr("zone_poll_interval", "must not be negative"))
+		errs = append(errs, field.Errorf("zone_poll_interval", "must not be negative"))
 	}
 	return errors.Join(errs...)
 }
@@ -140,20 +131,20 @@ func validateZones(at string, specs []ZoneSpec) []error {
 		o, err := canonOrigin(s.Origin)
 		switch {
 		case s.Origin == "":
-			errs = append(errs, fieldErr(p, "zone needs an origin"))
+			errs = append(errs, field.Errorf(p, "zone needs an origin"))
 		case err != nil:
-			errs = append(errs, &FieldError{Field: p + ".origin", Err: err})
+			errs = append(errs, field.Wrap(p+".origin", err))
 		default:
 			if j, dup := origins[o]; dup {
-				errs = append(errs, fieldErr(p+".origin", "zone %s already defined at %s[%d]", o, at, j))
+				errs = append(errs, field.Errorf(p+".origin", "zone %s already defined at %s[%d]", o, at, j))
 			}
 			origins[o] = i
 		}
 		switch {
 		case s.File != "" && len(s.Records) > 0:
-			errs = append(errs, fieldErr(p, "zone %s sets both file and records; set one", s.Origin))
+			errs = append(errs, field.Errorf(p, "zone %s sets both file and records; set one", s.Origin))
 		case s.File == "" && len(s.Records) == 0:
-			errs = append(errs, fieldErr(p, "zone %s needs a file or records", s.Origin))
+			errs = append(errs, field.Errorf(p, "zone %s needs a file or records", s.Origin))
 		case len(s.Records) > 0 && err == nil:
 			_, rerrs := fromRecords(o, s.Records)
 			for _, e := range rerrs {
@@ -161,7 +152,7 @@ func validateZones(at string, specs []ZoneSpec) []error {
 				if e.at >= 0 {
 					f = fmt.Sprintf("%s[%d]", f, e.at)
 				}
-				errs = append(errs, &FieldError{Field: f, Err: e.err})
+				errs = append(errs, field.Wrap(f, e.err))
 			}
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -84,9 +86,9 @@ func TestConfigValidate(t *testing.T) {
 			var got []string
 			if err != nil {
 				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					var fe *FieldError
+					var fe *field.Error
 					if !errors.As(e, &fe) {
-						t.Errorf("%v is not a *FieldError", e)
+						t.Errorf("%v is not a *field.Error", e)
 						continue
 					}
 					if !strings.HasPrefix(e.Error(), fe.FieldPath()+": ") {

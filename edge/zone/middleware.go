@@ -15,6 +15,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/internal/promreg"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // Zones serves the configured local, tenant and fallback zones. It holds
@@ -57,8 +58,9 @@ const (
 
 // New validates cfg, loads every zone, and, when some zone comes from a
 // file, starts one goroutine that checks the files every PollInterval
-// (see Reload). Every problem is reported, joined: configuration problems
-// as *FieldError, file problems with file and line. Metrics are registered
+// (see Reload). Every problem is reported, joined, each a *field.Error:
+// a zone file's problems at the file key of its zone ("zones[1].file"),
+// with the file and line in the message. Metrics are registered
 // with reg unless it is nil, replacing those of a previous generation.
 // log may be nil. Close must be called to stop the goroutine.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error) {
@@ -79,7 +81,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error
 		done:     make(chan struct{}),
 	}
 	var errs []error
-	load := func(list int, specs []ZoneSpec) {
+	load := func(list int, at string, specs []ZoneSpec) {
 		z.lists[list] = make([]*Zone, len(specs))
 		for i, s := range specs {
 			if s.File == "" {
@@ -93,15 +95,15 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error
 			origin, _ := canonOrigin(s.Origin)
 			src := &source{origin: origin, path: s.File, list: list, pos: i}
 			if _, err := z.refresh(src, true); err != nil {
-				errs = append(errs, err)
+				errs = append(errs, field.Wrap(field.Join(field.Index(at, i), "file"), err))
 			}
 			z.sources = append(z.sources, src)
 		}
 	}
-	load(listShared, cfg.Zones)
-	load(listFallback, cfg.Fallback)
+	load(listShared, "zones", cfg.Zones)
+	load(listFallback, "fallback", cfg.Fallback)
 	for i, t := range cfg.Tenants {
-		load(listTenants+i, t.Zones)
+		load(listTenants+i, field.Join(field.Index("tenants", i), "zones"), t.Zones)
 	}
 	if len(errs) == 0 {
 		errs = append(errs, z.publish())

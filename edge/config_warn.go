@@ -1,0 +1,95 @@
+package edge
+
+import (
+	"errors"
+	"net/netip"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/internal/field"
+)
+
+// Warnings returns what is allowed but probably not meant, each with the
+// line and column of the key at fault: `dnsedge check` prints them and
+// serve logs them. A configuration that was not parsed from a file has
+// none.
+func (c *Config) Warnings() []Problem { return c.warnings }
+
+// warn finds the warnings of a valid configuration.
+func (c *Config) warn() []Problem {
+	var errs []error
+	errs = append(errs, c.udpWithoutTCP()...)
+	errs = append(errs, c.unusedGroups()...)
+	var ps []Problem
+	for _, p := range locate(c.file, c.pos, errors.Join(errs...)) {
+		p.Warning = true
+		ps = append(ps, p.Problem)
+	}
+	return sortProblems(ps)
+}
+
+// udpWithoutTCP reports UDP listeners with no TCP listener on the same
+// address and port: a client that gets a truncated answer (TC) retries
+// over TCP there (RFC 7766 §5), and would find nobody. A TCP listener on
+// the unspecified address of the same port counts. Listeners on port 0
+// get a port of their own and are left out.
+func (c *Config) udpWithoutTCP() []error {
+	var tcp []netip.AddrPort
+	for _, l := range c.Listeners {
+		if k, ok := l.kind(); ok && k.Kind == pipeline.KindTCP {
+			if ap, err := netip.ParseAddrPort(l.Address); err == nil {
+				tcp = append(tcp, ap)
+			}
+		}
+	}
+	var errs []error
+	for i, l := range c.Listeners {
+		k, ok := l.kind()
+		if !ok || k.Kind != pipeline.KindUDP {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(l.Address)
+		if err != nil || ap.Port() == 0 {
+			continue
+		}
+		covered := false
+		for _, t := range tcp {
+			if t.Port() == ap.Port() && (t.Addr() == ap.Addr() || t.Addr().IsUnspecified()) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			errs = append(errs, field.Errorf(field.Index("listeners", i),
+				"udp %s has no tcp listener on the same address: truncated answers have nowhere to go (clients retry them over TCP)", l.Address))
+		}
+	}
+	return errs
+}
+
+// unusedGroups reports the groups no query goes to: until policy routes
+// queries, every query goes to the default group.
+func (c *Config) unusedGroups() []error {
+	def := c.defaultGroup()
+	var errs []error
+	for i, g := range c.Groups {
+		if g.Name != def && g.Name != "" {
+			errs = append(errs, field.Errorf(field.Join(field.Index("groups", i), "name"),
+				"group %q is unused: every query goes to the default group %q (routing to other groups is not implemented yet)", g.Name, def))
+		}
+	}
+	return errs
+}
+
+// defaultGroup returns the name of the group every query goes to: the
+// one named DefaultGroup, else the first.
+func (c *Config) defaultGroup() string {
+	for _, g := range c.Groups {
+		if g.Name == DefaultGroup {
+			return DefaultGroup
+		}
+	}
+	if len(c.Groups) > 0 {
+		return c.Groups[0].Name
+	}
+	return ""
+}
