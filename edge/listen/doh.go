@@ -57,7 +57,7 @@ type DoH struct {
 	addr3 netip.AddrPort
 
 	// HTTP/2 over TLS on our own server (doh_h2.go); workers is nil
-	// when net/http serves it.
+	// in H2C mode.
 	workers  *workers[*dohH2Stream] // at most dohMaxWorkers
 	h2wg     sync.WaitGroup         // serveH2
 	h2mu     sync.Mutex
@@ -163,9 +163,9 @@ func bindDoH(addr netip.AddrPort, h3 bool) (*net.TCPListener, *net.UDPConn, erro
 //
 // Connections that negotiate "h2" over TLS are served by the listener's
 // own HTTP/2 server (doh_h2.go), which costs a third of what net/http's
-// does per request. The others go to net/http: HTTP/1.1, and h2c (prior
-// knowledge and Upgrade) with golang.org/x/net/http2 set up by
-// http2.ConfigureServer, which also serves "h2" when dohOwnH2 is off.
+// does per request; net/http serves HTTP/1.1 over TLS. In H2C mode
+// net/http serves cleartext HTTP/1.1, and HTTP/2 (prior knowledge and
+// Upgrade) through golang.org/x/net/http2.
 func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 	cfg := l.cfg
 	var h http.Handler = http.HandlerFunc(l.serveHTTP)
@@ -179,14 +179,24 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 		// OPTIONS * is not a DoH request; it gets a 404 like other paths.
 		DisableGeneralOptionsHandler: true,
 	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	l.srv.Protocols = &p
 	var tlsConf *tls.Config
 	if cfg.H2C {
 		// Prior knowledge is recognised by net/http and handed to the
 		// HTTP/2 server; h2c.NewHandler adds the HTTP/1.1 Upgrade.
-		var p http.Protocols
-		p.SetHTTP1(true)
 		p.SetUnencryptedHTTP2(true)
-		l.srv.Protocols = &p
+		h2 := &http2.Server{
+			MaxConcurrentStreams: uint32(min(cfg.MaxQueriesPerConn, 1<<31-1)),
+			IdleTimeout:          cfg.IdleTimeout,
+			// A DoH message is at most 64 KiB; no need for large windows.
+			MaxUploadBufferPerStream: 1 << 17,
+		}
+		l.srv.Handler = h2c.NewHandler(h, h2)
+		if err := http2.ConfigureServer(l.srv, h2); err != nil {
+			return fmt.Errorf("configure http/2: %w", err)
+		}
 	} else {
 		tlsConf = serverTLS(cfg.TLS, http2.NextProtoTLS, "http/1.1")
 		// Only the ACME TLS-ALPN-01 challenge may add a protocol.
@@ -194,22 +204,10 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 			return p != http2.NextProtoTLS && p != "http/1.1" && p != acmeALPN
 		})
 		l.srv.TLSConfig = tlsConf
-	}
-	h2 := &http2.Server{
-		MaxConcurrentStreams: uint32(min(cfg.MaxQueriesPerConn, 1<<31-1)),
-		IdleTimeout:          cfg.IdleTimeout,
-		// A DoH message is at most 64 KiB; no need for large windows.
-		MaxUploadBufferPerStream: 1 << 17,
-	}
-	if cfg.H2C {
-		h = h2c.NewHandler(h, h2)
-	}
-	l.srv.Handler = h
-	if err := http2.ConfigureServer(l.srv, h2); err != nil {
-		return fmt.Errorf("configure http/2: %w", err)
+		l.srv.Handler = h
 	}
 	l.ln = newDoHListener(l.core, tcp, tlsConf)
-	if dohOwnH2 && tlsConf != nil {
+	if tlsConf != nil {
 		l.workers = newWorkers((*dohH2Stream).serve, cfg.IdleTimeout, dohMaxWorkers, l.done)
 		l.h2conns = make(map[*dohH2Conn]struct{})
 		l.ln.h2 = func(tc *tls.Conn, c *dohConn) { l.h2wg.Go(func() { l.serveH2(tc, c) }) }

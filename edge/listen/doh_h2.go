@@ -28,10 +28,6 @@ import (
 // goroutine per stream and one per frame written, and writes each reply
 // on its own.
 
-// dohOwnH2 selects the server of TLS "h2" connections: this one, or, when
-// false, golang.org/x/net/http2 behind net/http like HTTP/1.1.
-const dohOwnH2 = true
-
 const (
 	// dohH2MaxFrame is the SETTINGS_MAX_FRAME_SIZE we keep: the default.
 	dohH2MaxFrame = 16384
