@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
+	"github.com/dnsedge/dnsedge/edge/listen/internal/h2"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -47,7 +47,8 @@ type DoH struct {
 	ln    *dohListener
 	srv   *http.Server
 	paths dohPaths
-	hdr   dohHeaders
+	// altSvc advertises HTTP/3; its value is "" without it.
+	altSvc dohHeader
 
 	// HTTP/3; all nil without Config.HTTP3.
 	h3    *http3.Server
@@ -56,13 +57,10 @@ type DoH struct {
 	qln   *dohQUICListener
 	addr3 netip.AddrPort
 
-	// HTTP/2 over TLS on our own server (doh_h2.go); workers is nil
-	// in H2C mode.
-	workers  *workers[*dohH2Stream] // at most dohMaxWorkers
-	h2wg     sync.WaitGroup         // serveH2
-	h2mu     sync.Mutex
-	h2conns  map[*dohH2Conn]struct{}
-	h2closed bool // Close has sent GOAWAY to the connections
+	// HTTP/2 over TLS on our own server (doh_h2.go); nil in H2C mode.
+	h2      *h2.Server
+	workers *workers[*h2.Stream] // at most dohMaxWorkers
+	h2wg    sync.WaitGroup       // h2.ServeConn
 
 	serving   sync.WaitGroup // srv.Serve and h3.ServeListener
 	errMu     sync.Mutex
@@ -115,7 +113,9 @@ func ListenDoH(cfg Config) (*DoH, error) {
 		udp:   udp,
 	}
 	l.log = l.log.With("addr", l.addr.String())
-	l.hdr = newDoHHeaders(l.addr.Port(), cfg.HTTP3)
+	if cfg.HTTP3 {
+		l.altSvc = newDoHAltSvc(l.addr.Port())
+	}
 	if err := l.setupHTTP(tcp); err != nil {
 		tcp.Close()
 		if udp != nil {
@@ -208,9 +208,7 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 	}
 	l.ln = newDoHListener(l.core, tcp, tlsConf)
 	if tlsConf != nil {
-		l.workers = newWorkers((*dohH2Stream).serve, cfg.IdleTimeout, dohMaxWorkers, l.done)
-		l.h2conns = make(map[*dohH2Conn]struct{})
-		l.ln.h2 = func(tc *tls.Conn, c *dohConn) { l.h2wg.Go(func() { l.serveH2(tc, c) }) }
+		l.setupH2()
 	}
 	return nil
 }
@@ -305,7 +303,9 @@ func (l *DoH) Close() error {
 	if l.h3 != nil {
 		shut.Go(func() { l.h3.Shutdown(ctx) })
 	}
-	l.goAwayH2()
+	if l.h2 != nil {
+		l.h2.Shutdown()
+	}
 	l.drain(l.cfg.QueryTimeout)
 	// The replies of the last queries are being written; idle clients
 	// need not close their connections first.
@@ -340,36 +340,6 @@ func (l *DoH) Close() error {
 	return errors.Join(errs...)
 }
 
-// trackH2 adds c to the connections Close sends GOAWAY to (add), false
-// when Close has done so already, or removes it.
-func (l *DoH) trackH2(c *dohH2Conn, add bool) bool {
-	l.h2mu.Lock()
-	defer l.h2mu.Unlock()
-	if !add {
-		delete(l.h2conns, c)
-		return true
-	}
-	if l.h2closed {
-		return false
-	}
-	l.h2conns[c] = struct{}{}
-	return true
-}
-
-// goAwayH2 sends GOAWAY to every HTTP/2 connection of our own server.
-func (l *DoH) goAwayH2() {
-	l.h2mu.Lock()
-	l.h2closed = true
-	conns := make([]*dohH2Conn, 0, len(l.h2conns))
-	for c := range l.h2conns {
-		conns = append(conns, c)
-	}
-	l.h2mu.Unlock()
-	for _, c := range conns {
-		c.goAway()
-	}
-}
-
 // dohPaths matches request paths: base, or base/{client-id}.
 type dohPaths struct {
 	base   string // Config.HTTPPath
@@ -391,35 +361,4 @@ func (p dohPaths) match(path string) (id string, ok bool) {
 	}
 	id = path[len(p.prefix):]
 	return id, ValidClientID(id)
-}
-
-// dohHeaders are the header values every response shares, built once so
-// that a response sets them without allocating.
-type dohHeaders struct {
-	dnsMessage []string
-	cors       []string
-	altSvc     []string // nil without HTTP/3
-	allow      []string
-	allowHdrs  []string
-	maxAge     []string
-	noStore    []string
-	text       []string
-	nosniff    []string
-}
-
-func newDoHHeaders(port uint16, h3 bool) dohHeaders {
-	h := dohHeaders{
-		dnsMessage: []string{dnsMessageType},
-		cors:       []string{"*"},
-		allow:      []string{"GET, POST, OPTIONS"},
-		allowHdrs:  []string{"Content-Type, Accept"},
-		maxAge:     []string{"86400"},
-		noStore:    []string{"no-store"},
-		text:       []string{"text/plain; charset=utf-8"},
-		nosniff:    []string{"nosniff"},
-	}
-	if h3 {
-		h.altSvc = []string{`h3=":` + strconv.Itoa(int(port)) + `"; ma=86400`}
-	}
-	return h
 }

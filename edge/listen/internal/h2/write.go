@@ -1,9 +1,8 @@
-package listen
+package h2
 
 import (
 	"net/http"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -12,8 +11,8 @@ import (
 	"golang.org/x/net/http2/hpack"
 )
 
-// The write side of dohH2Conn. Frames are queued on c.out under c.mu, by
-// the reader (control frames) and by workers (replies); a goroutine that
+// The write side of conn. Frames are queued on c.out under c.mu, by
+// the reader (control frames) and by handlers (replies); a goroutine that
 // queues something while no write is in progress becomes the flusher: it
 // writes out whatever is queued, again until nothing is, while the others
 // only queue. A worker lets the other runnable goroutines go first
@@ -22,48 +21,42 @@ import (
 // of its iteration; the reader asks for a flush only once it has handled
 // every frame it has buffered.
 
-// serve processes the request of s and queues the reply. It runs on a
-// worker.
-func (s *dohH2Stream) serve() {
-	c := s.c
-	var w dohResponse
-	defer func() {
-		if r := recover(); r != nil {
-			c.l.m.panicked()
-			c.l.log.Error("panic serving http/2 request", "panic", r, "client", c.client.String(), "stack", string(debug.Stack()))
-			w.release()
-			w = dohResponse{abort: true}
-			c.respond(s, &w)
-		}
-	}()
-	if s.body != nil {
-		s.bodyR.Reset(s.body)
-		s.req.body = &s.bodyR
-	}
-	c.l.process(&s.req, &w)
-	if s.body != nil {
-		putBodyBuf(s.body)
-		s.body, s.req.body = nil, nil
-	}
-	c.respond(s, &w)
+// Respond queues the reply r to the request of s, and writes it out
+// unless a write is in progress. It takes over r.Buf; Req.Body is not
+// to be used afterwards. If the other requests of the connection are
+// being answered, it lets them go first (runtime.Gosched), so that their
+// replies join this write.
+func (s *Stream) Respond(r *Response) {
+	s.c.respond(s, r, false)
 }
 
-// respond queues the reply w to s, and writes it out unless a write is in
-// progress. It takes over w's buffer.
-func (c *dohH2Conn) respond(s *dohH2Stream, w *dohResponse) {
+// Reset sends nothing but RST_STREAM (INTERNAL_ERROR) for s, the closest
+// HTTP/2 has to dropping a request. Req.Body is not to be used
+// afterwards.
+func (s *Stream) Reset() {
+	s.c.respond(s, nil, true)
+}
+
+// respond answers s with r, or with a reset when abort.
+func (c *conn) respond(s *Stream, r *Response, abort bool) {
+	if s.body != nil {
+		putBodyBuf(s.body)
+		s.body, s.Req.Body = nil, nil
+	}
 	c.mu.Lock()
 	c.running--
 	s.working = false
 	switch {
 	case c.dead || s.reset:
-		w.release()
+		if r != nil {
+			c.putBuf(r.Buf)
+		}
 		c.closeStreamLocked(s)
-	case w.abort:
-		w.release()
+	case abort:
 		c.rstLocked(s.id, http2.ErrCodeInternal)
 		c.resetStreamLocked(s)
 	default:
-		c.queueLocked(s, w)
+		c.queueLocked(s, r)
 	}
 	flush := c.startFlushLocked()
 	others := c.running > 0
@@ -76,18 +69,23 @@ func (c *dohH2Conn) respond(s *dohH2Stream, w *dohResponse) {
 	}
 }
 
-// queueLocked queues the HEADERS of w and as much of its body as the flow
+func (c *conn) putBuf(b *[]byte) {
+	if b != nil && c.srv.cfg.PutBuf != nil {
+		c.srv.cfg.PutBuf(b)
+	}
+}
+
+// queueLocked queues the HEADERS of r and as much of its body as the flow
 // control windows let through; the rest waits in s for WINDOW_UPDATEs.
-// It takes over w's buffer.
-func (c *dohH2Conn) queueLocked(s *dohH2Stream, w *dohResponse) {
-	c.writeHeadersLocked(s.id, w)
-	if len(w.body) == 0 {
-		w.release()
+// It takes over r.Buf.
+func (c *conn) queueLocked(s *Stream, r *Response) {
+	c.writeHeadersLocked(s.id, r)
+	if len(r.Body) == 0 {
+		c.putBuf(r.Buf)
 		c.answeredLocked(s)
 		return
 	}
-	s.pend, s.pendBuf = w.body, w.buf
-	w.buf, w.body = nil, nil
+	s.pend, s.pendBuf = r.Body, r.Buf
 	if c.sendDataLocked(s) {
 		c.answeredLocked(s)
 		return
@@ -97,7 +95,7 @@ func (c *dohH2Conn) queueLocked(s *dohH2Stream, w *dohResponse) {
 
 // sendDataLocked queues DATA frames of s.pend while the windows allow,
 // and reports whether all of it is queued (the last with END_STREAM).
-func (c *dohH2Conn) sendDataLocked(s *dohH2Stream) bool {
+func (c *conn) sendDataLocked(s *Stream) bool {
 	for len(s.pend) > 0 {
 		n := min(int64(len(s.pend)), int64(c.peerFrame), c.sendConn, s.sendWin)
 		if n <= 0 {
@@ -116,16 +114,14 @@ func (c *dohH2Conn) sendDataLocked(s *dohH2Stream) bool {
 			byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
 		c.out = append(c.out, p...)
 	}
-	if s.pendBuf != nil {
-		putBuf(s.pendBuf)
-		s.pendBuf = nil
-	}
+	c.putBuf(s.pendBuf)
+	s.pendBuf = nil
 	s.pend = nil
 	return true
 }
 
 // resumeLocked sends what the blocked streams can now send.
-func (c *dohH2Conn) resumeLocked() {
+func (c *conn) resumeLocked() {
 	kept := c.blocked[:0]
 	for _, s := range c.blocked {
 		if c.sendConn > 0 && c.sendDataLocked(s) {
@@ -141,7 +137,7 @@ func (c *dohH2Conn) resumeLocked() {
 // answeredLocked ends s once its reply is queued whole: RFC 9113 §8.1
 // lets a server that answered before the request ended reset the rest of
 // it with NO_ERROR.
-func (c *dohH2Conn) answeredLocked(s *dohH2Stream) {
+func (c *conn) answeredLocked(s *Stream) {
 	if s.remoteOpen {
 		c.rstLocked(s.id, http2.ErrCodeNo)
 		s.reset = true
@@ -151,7 +147,7 @@ func (c *dohH2Conn) answeredLocked(s *dohH2Stream) {
 
 // resetStreamLocked ends s after a RST_STREAM was queued for it; a worker
 // still at work on it finds it reset.
-func (c *dohH2Conn) resetStreamLocked(s *dohH2Stream) {
+func (c *conn) resetStreamLocked(s *Stream) {
 	s.reset = true
 	if !s.working {
 		c.closeStreamLocked(s)
@@ -160,7 +156,7 @@ func (c *dohH2Conn) resetStreamLocked(s *dohH2Stream) {
 
 // closeStreamLocked forgets s, and once the last stream after a GOAWAY
 // is gone, closes the connection.
-func (c *dohH2Conn) closeStreamLocked(s *dohH2Stream) {
+func (c *conn) closeStreamLocked(s *Stream) {
 	if c.streams[s.id] != s {
 		return
 	}
@@ -170,7 +166,7 @@ func (c *dohH2Conn) closeStreamLocked(s *dohH2Stream) {
 		c.receiving--
 	}
 	if s.pendBuf != nil {
-		putBuf(s.pendBuf)
+		c.putBuf(s.pendBuf)
 		s.pendBuf = nil
 		for i, b := range c.blocked {
 			if b == s {
@@ -189,77 +185,51 @@ func (c *dohH2Conn) closeStreamLocked(s *dohH2Stream) {
 	}
 }
 
-func (c *dohH2Conn) rstLocked(id uint32, code http2.ErrCode) {
+func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 	if !c.dead {
 		c.fr.WriteRSTStream(id, code)
 	}
 }
 
-// writeHeadersLocked queues the HEADERS frame of w on stream id, with
-// END_STREAM when w has no body.
-func (c *dohH2Conn) writeHeadersLocked(id uint32, w *dohResponse) {
-	l := c.l
+// writeHeadersLocked queues the HEADERS frame of r on stream id, with
+// END_STREAM when r has no body.
+func (c *conn) writeHeadersLocked(id uint32, r *Response) {
 	c.hbuf.Reset()
 	e := c.henc
 	status := "200"
-	if w.status != http.StatusOK {
-		status = strconv.Itoa(w.status)
+	if r.Status != http.StatusOK {
+		status = strconv.Itoa(r.Status)
 	}
 	e.WriteField(hpack.HeaderField{Name: ":status", Value: status})
-	e.WriteField(hpack.HeaderField{Name: "access-control-allow-origin", Value: "*"})
-	if w.altSvc {
-		e.WriteField(hpack.HeaderField{Name: "alt-svc", Value: l.hdr.altSvc[0]})
+	for _, f := range r.header[:r.n] {
+		e.WriteField(f)
 	}
-	switch w.kind {
-	case dohRespPreflight:
-		e.WriteField(hpack.HeaderField{Name: "access-control-allow-methods", Value: l.hdr.allow[0]})
-		e.WriteField(hpack.HeaderField{Name: "access-control-allow-headers", Value: l.hdr.allowHdrs[0]})
-		e.WriteField(hpack.HeaderField{Name: "access-control-max-age", Value: l.hdr.maxAge[0]})
-		e.WriteField(hpack.HeaderField{Name: "allow", Value: l.hdr.allow[0]})
-	case dohRespText:
-		e.WriteField(hpack.HeaderField{Name: "content-type", Value: l.hdr.text[0]})
-		e.WriteField(hpack.HeaderField{Name: "x-content-type-options", Value: "nosniff"})
-		e.WriteField(hpack.HeaderField{Name: "cache-control", Value: "no-store"})
-		if w.allow {
-			e.WriteField(hpack.HeaderField{Name: "allow", Value: l.hdr.allow[0]})
-		}
-	default:
-		ct := w.ctype
-		if w.kind == dohRespDNS {
-			ct = dnsMessageType
-		}
-		e.WriteField(hpack.HeaderField{Name: "content-type", Value: ct})
-		e.WriteField(hpack.HeaderField{Name: "cache-control", Value: w.cache})
-	}
-	if w.kind != dohRespPreflight {
-		e.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.Itoa(len(w.body))})
-	}
-	e.WriteField(hpack.HeaderField{Name: "date", Value: dohDate()})
+	e.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
 	c.fr.WriteHeaders(http2.HeadersFrameParam{
 		StreamID:      id,
 		BlockFragment: c.hbuf.Bytes(),
-		EndStream:     len(w.body) == 0,
+		EndStream:     len(r.Body) == 0,
 		EndHeaders:    true,
 	})
 }
 
-// dohDateCache holds the HTTP Date of the current second.
-var dohDateCache atomic.Pointer[dohDateValue]
+// dateCache holds the HTTP Date of the current second.
+var dateCache atomic.Pointer[dateValue]
 
-type dohDateValue struct {
+type dateValue struct {
 	sec int64
 	s   string
 }
 
-// dohDate returns the current time as an HTTP Date (RFC 9110 §5.6.7),
+// httpDate returns the current time as an HTTP Date (RFC 9110 §5.6.7),
 // formatted once a second.
-func dohDate() string {
+func httpDate() string {
 	now := time.Now()
-	if d := dohDateCache.Load(); d != nil && d.sec == now.Unix() {
+	if d := dateCache.Load(); d != nil && d.sec == now.Unix() {
 		return d.s
 	}
-	d := &dohDateValue{now.Unix(), now.UTC().Format(http.TimeFormat)}
-	dohDateCache.Store(d)
+	d := &dateValue{now.Unix(), now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
 	return d.s
 }
 
@@ -267,7 +237,7 @@ func dohDate() string {
 // queued: there is something to write (or the connection to close) and
 // no one else is writing. It then holds the flusher role until flush
 // returns.
-func (c *dohH2Conn) startFlushLocked() bool {
+func (c *conn) startFlushLocked() bool {
 	if c.flushing || c.dead || len(c.out) == 0 && !c.closeNow {
 		return false
 	}
@@ -278,7 +248,7 @@ func (c *dohH2Conn) startFlushLocked() bool {
 // kickLocked writes out what is queued in a goroutine of its own, unless
 // a flusher is at it: the reader never writes, so a client that does not
 // read cannot stop it reading.
-func (c *dohH2Conn) kickLocked() {
+func (c *conn) kickLocked() {
 	if c.startFlushLocked() {
 		c.flushers.Go(c.flush)
 	}
@@ -287,7 +257,7 @@ func (c *dohH2Conn) kickLocked() {
 // flush writes out the queued frames until none are left; the caller
 // holds the flusher role, which flush gives up. A failed write closes the
 // connection.
-func (c *dohH2Conn) flush() {
+func (c *conn) flush() {
 	for {
 		c.mu.Lock()
 		if len(c.out) == 0 || c.dead {
@@ -303,12 +273,12 @@ func (c *dohH2Conn) flush() {
 		data := c.out
 		c.out, c.spare = c.spare[:0], data
 		c.mu.Unlock()
-		if now := time.Now(); c.wdeadline.Sub(now) < c.l.cfg.WriteTimeout*3/4 {
-			c.wdeadline = now.Add(c.l.cfg.WriteTimeout)
+		if now, wt := time.Now(), c.srv.lim().WriteTimeout; c.wdeadline.Sub(now) < wt*3/4 {
+			c.wdeadline = now.Add(wt)
 			c.nc.SetWriteDeadline(c.wdeadline)
 		}
 		if _, err := c.nc.Write(data); err != nil {
-			c.l.log.Debug("http/2 write", "client", c.client.String(), "err", err)
+			c.log.Debug("http/2 write", "client", c.client.String(), "err", err)
 			c.mu.Lock()
 			c.dead = true
 			c.mu.Unlock()
@@ -326,7 +296,7 @@ func (c *dohH2Conn) flush() {
 // stop ends the connection: with a GOAWAY of code when goaway, written
 // within a second, then closes it. Workers still at work on its streams
 // find it dead and drop their replies.
-func (c *dohH2Conn) stop(goaway bool, code http2.ErrCode) {
+func (c *conn) stop(goaway bool, code http2.ErrCode) {
 	c.mu.Lock()
 	for c.flushing {
 		c.flushed.Wait()
@@ -348,7 +318,7 @@ func (c *dohH2Conn) stop(goaway bool, code http2.ErrCode) {
 	c.blocked = nil
 	c.mu.Unlock()
 	if len(data) > 0 {
-		c.nc.SetWriteDeadline(time.Now().Add(min(time.Second, c.l.cfg.WriteTimeout)))
+		c.nc.SetWriteDeadline(time.Now().Add(min(time.Second, c.srv.lim().WriteTimeout)))
 		c.nc.Write(data)
 	}
 	c.nc.Close()
@@ -358,7 +328,7 @@ func (c *dohH2Conn) stop(goaway bool, code http2.ErrCode) {
 // goAway tells the client that no new stream will be served (RFC 9113
 // §6.8), and closes the connection once the streams it has are answered.
 // It is safe to call from any goroutine, more than once.
-func (c *dohH2Conn) goAway() {
+func (c *conn) goAway() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.goingAway || c.dead {
