@@ -186,9 +186,11 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, plan *certPlan) (listener,
 	}
 	lc := listen.Config{
 		Addr: ap, Handler: s.handler, Logger: s.log, Metrics: s.lmet,
-		QueryTimeout: cfg.Server.QueryTimeout, MaxConcurrent: cfg.Server.MaxConcurrent,
-		IdleTimeout: cfg.Server.TCPIdleTimeout, ReadTimeout: cfg.Server.TCPReadTimeout,
-		MaxConns: cfg.Server.MaxTCPConns, MaxQueriesPerConn: cfg.Server.MaxTCPQueries,
+		Limits: listen.Limits{
+			QueryTimeout: cfg.Server.QueryTimeout, MaxConcurrent: cfg.Server.MaxConcurrent,
+			IdleTimeout: cfg.Server.TCPIdleTimeout, ReadTimeout: cfg.Server.TCPReadTimeout,
+			MaxConns: cfg.Server.MaxTCPConns, MaxQueriesPerConn: cfg.Server.MaxTCPQueries,
+		},
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 	}

@@ -228,7 +228,7 @@ func (l *DoH) setupHTTP3() error {
 		MaxIncomingUniStreams: 8,
 	}
 	l.qtr = &quic.Transport{Conn: l.udp}
-	qln, err := l.qtr.Listen(tlsConf, qconf)
+	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()
 		return fmt.Errorf("listen on quic %s: %w", l.addr3, err)
@@ -241,6 +241,17 @@ func (l *DoH) setupHTTP3() error {
 		Logger:         l.log,
 	}
 	return nil
+}
+
+// SetLimits makes lim the limits of the running listener (see limits.go
+// for when each applies); zero values take the defaults. It refuses
+// negative values, changing nothing. Safe for concurrent use.
+func (l *DoH) SetLimits(lim Limits) error {
+	cur, err := l.storeLimits(lim)
+	if l.h2 != nil {
+		l.h2.SetLimits(h2Limits(cur, l.cfg.WriteTimeout))
+	}
+	return err
 }
 
 // Addr returns the TCP address the listener is bound to, with the port
@@ -295,7 +306,8 @@ func (l *DoH) Close() error {
 	if !l.beginClose() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.QueryTimeout+drainGrace)
+	queryTimeout := l.limits().QueryTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout+drainGrace)
 	defer cancel()
 	errs := []error{l.ln.Close()}
 	var shut sync.WaitGroup
@@ -306,7 +318,7 @@ func (l *DoH) Close() error {
 	if l.h2 != nil {
 		l.h2.Shutdown()
 	}
-	l.drain(l.cfg.QueryTimeout)
+	l.drain(queryTimeout)
 	// The replies of the last queries are being written; idle clients
 	// need not close their connections first.
 	done := make(chan struct{})

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -21,12 +22,7 @@ import (
 func (l *DoH) setupH2() {
 	cfg := l.cfg
 	l.h2 = h2.NewServer(h2.Config{
-		Limits: h2.Limits{
-			MaxStreams:   cfg.MaxQueriesPerConn,
-			IdleTimeout:  cfg.IdleTimeout,
-			ReadTimeout:  cfg.ReadTimeout,
-			WriteTimeout: cfg.WriteTimeout,
-		},
+		Limits:         h2Limits(l.limits(), cfg.WriteTimeout),
 		MaxHeaderBytes: dohMaxHeaderBytes,
 		MaxBody:        dns.MaxMsgSize,
 		Dispatch:       func(s *h2.Stream) { l.workers.submit(s) },
@@ -39,6 +35,16 @@ func (l *DoH) setupH2() {
 			cs := tc.ConnectionState()
 			l.h2.ServeConn(tc, &cs, unmap(c.RemoteAddr().(*net.TCPAddr).AddrPort()))
 		})
+	}
+}
+
+// h2Limits are the HTTP/2 server's limits under lim.
+func h2Limits(lim *Limits, writeTimeout time.Duration) h2.Limits {
+	return h2.Limits{
+		MaxStreams:   lim.MaxQueriesPerConn,
+		IdleTimeout:  lim.IdleTimeout,
+		ReadTimeout:  lim.ReadTimeout,
+		WriteTimeout: writeTimeout,
 	}
 }
 

@@ -29,7 +29,7 @@ type TCP struct {
 	*core
 	ln    *net.TCPListener
 	addr  netip.AddrPort
-	slots chan struct{} // MaxConcurrent query slots; a reader waits for one
+	slots *limiter // MaxConcurrent query slots; a reader waits for one
 
 	accepting sync.WaitGroup // the accept loop
 	reading   sync.WaitGroup // connection read loops
@@ -139,7 +139,7 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 		core:  newCore(cfg, kind),
 		ln:    tl,
 		addr:  unmap(tl.Addr().(*net.TCPAddr).AddrPort()),
-		slots: make(chan struct{}, cfg.MaxConcurrent),
+		slots: newLimiter(cfg.MaxConcurrent),
 		conns: make(map[*tcpConn]struct{}),
 		perIP: make(map[netip.Addr]int),
 		tls:   tc,
@@ -183,7 +183,7 @@ func (l *TCP) Close() error {
 	}
 	l.connMu.Unlock()
 	l.reading.Wait()
-	l.drain(l.cfg.QueryTimeout)
+	l.drain(l.limits().QueryTimeout)
 	l.connMu.Lock()
 	for tc := range l.conns {
 		tc.conn.Close()
@@ -213,20 +213,21 @@ func (l *TCP) accept() {
 			continue
 		}
 		backoff = 0
+		lim := l.limits()
 		tc := &tcpConn{
 			conn:   conn,
 			client: unmap(conn.RemoteAddr().(*net.TCPAddr).AddrPort()),
 			local:  unmap(conn.LocalAddr().(*net.TCPAddr).AddrPort()),
-			slots:  make(chan struct{}, l.cfg.MaxQueriesPerConn),
+			slots:  make(chan struct{}, lim.MaxQueriesPerConn),
 			flight: newFlight(),
 		}
 		tc.written.L = &tc.wmu
 		l.connMu.Lock()
-		if len(l.conns) >= l.cfg.MaxConns {
+		if len(l.conns) >= lim.MaxConns {
 			l.connMu.Unlock()
 			conn.Close()
 			l.m.drop(reasonConnLimit)
-			l.log.Debug("too many connections", "client", tc.client.String(), "max", l.cfg.MaxConns)
+			l.log.Debug("too many connections", "client", tc.client.String(), "max", lim.MaxConns)
 			continue
 		}
 		if l.perIPCap > 0 && l.perIP[tc.client.Addr()] >= l.perIPCap {
@@ -307,9 +308,10 @@ func (l *TCP) read(tc *tcpConn) {
 	}
 	br := bufio.NewReaderSize(tc.conn, size)
 	arm := func(s stage) {
-		d := l.cfg.ReadTimeout
+		lim := l.limits()
+		d := lim.ReadTimeout
 		if s == stageIdle {
-			d = l.cfg.IdleTimeout
+			d = lim.IdleTimeout
 		}
 		tc.conn.SetReadDeadline(time.Now().Add(d))
 		if l.isClosed() {
@@ -378,18 +380,25 @@ func (l *TCP) read(tc *tcpConn) {
 // acquire waits for one of the listener's query slots; release gives it
 // back.
 func (l *TCP) acquire() error {
-	select {
-	case l.slots <- struct{}{}:
-		l.flight.add()
-		return nil
-	case <-l.done:
+	if !l.slots.acquire(l.done) {
 		return ErrClosed
 	}
+	l.flight.add()
+	return nil
 }
 
 func (l *TCP) release() {
-	<-l.slots
+	l.slots.release()
 	l.flight.done()
+}
+
+// SetLimits makes lim the limits of the running listener (see limits.go
+// for when each applies); zero values take the defaults. It refuses
+// negative values, changing nothing. Safe for concurrent use.
+func (l *TCP) SetLimits(lim Limits) error {
+	cur, err := l.storeLimits(lim)
+	l.slots.setMax(cur.MaxConcurrent)
+	return err
 }
 
 // serve answers the message in buf[:n], whose header checkHeader judged
