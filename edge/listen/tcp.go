@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -54,11 +55,8 @@ type tcpConn struct {
 	slots         chan struct{}        // MaxQueriesPerConn query slots
 	flight        flight               // queries in flight on this connection
 
-	wmu      sync.Mutex // guards the fields below
-	pending  *[]byte    // framed replies waiting for the flusher; a pooled buffer or nil
-	flushing bool       // a goroutine is writing pending out
-	broken   bool       // a write failed: the connection is closed
-	written  sync.Cond  // on wmu: signaled when pending was taken or the connection broke
+	wmu sync.Mutex      // guards w
+	w   coalesce.Writer // replies, set up once the connection is ready for them
 }
 
 // tcpJob is one query read from a connection, for a worker to serve.
@@ -221,7 +219,6 @@ func (l *TCP) accept() {
 			slots:  make(chan struct{}, lim.MaxQueriesPerConn),
 			flight: newFlight(),
 		}
-		tc.written.L = &tc.wmu
 		l.connMu.Lock()
 		if len(l.conns) >= lim.MaxConns {
 			l.connMu.Unlock()
@@ -250,6 +247,9 @@ func (l *TCP) accept() {
 // answers and closes it.
 func (l *TCP) serveConn(tc *tcpConn) {
 	if l.tls == nil || l.handshake(tc) {
+		tc.w.Init(&tc.wmu, tc.conn, l.writeTimeout, false, func(err error) {
+			l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
+		})
 		l.read(tc)
 	}
 	l.reading.Done()
@@ -443,12 +443,12 @@ func (l *TCP) serve(j tcpJob) {
 // gives buf back. A client that does not take the replies within
 // WriteTimeout is disconnected.
 //
-// Replies that are ready together leave together: the first writer
-// becomes the flusher, yields once so that the other queries of the
-// connection that are ready can finish and append their replies, then
-// writes everything pending in one call, which is one syscall on TCP and
-// one TLS record on DoT (a pipelining client such as a stub resolver or
-// dnsperf gets many answers per write).
+// Replies that are ready together leave together (internal/coalesce):
+// the first writer becomes the flusher, yields once so that the other
+// queries of the connection that are ready can finish and queue their
+// replies, then writes everything queued in one call, which is one
+// syscall on TCP and one TLS record on DoT (a pipelining client such as a
+// stub resolver or dnsperf gets many answers per write).
 func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
 	frame := (*buf)[:2+len(b)]
 	frame[0], frame[1] = byte(len(b)>>8), byte(len(b))
@@ -456,54 +456,21 @@ func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
 	// A client that reads slower than it asks must not make replies pile
 	// up here: past maxPending, writers wait for the flusher, holding
 	// their query slots, so the connection is not read meanwhile.
-	for !tc.broken && tc.pending != nil && len(*tc.pending)+len(frame) > maxPending {
-		tc.written.Wait()
+	for !tc.w.BrokenLocked() && tc.w.QueuedLocked() > 0 && tc.w.QueuedLocked()+len(frame) > maxPending {
+		tc.w.WaitLocked()
 	}
-	if tc.broken {
-		tc.wmu.Unlock()
-		putBuf(buf)
-		return
-	}
-	if tc.pending == nil {
-		tc.pending = getBuf()
-		*tc.pending = (*tc.pending)[:0]
-	}
-	*tc.pending = append(*tc.pending, frame...)
+	tc.w.Write(frame) // nothing when broken
 	putBuf(buf)
-	if tc.flushing {
-		tc.wmu.Unlock()
-		return
-	}
-	tc.flushing = true
+	flush := tc.w.StartLocked()
 	tc.wmu.Unlock()
-	runtime.Gosched()
-	tc.wmu.Lock()
-	for tc.pending != nil && len(*tc.pending) > 0 && !tc.broken {
-		out := tc.pending
-		tc.pending = nil
-		tc.written.Broadcast()
-		tc.wmu.Unlock()
-		tc.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
-		_, err := tc.conn.Write(*out)
-		*out = (*out)[:cap(*out)]
-		putBuf(out)
-		tc.wmu.Lock()
-		if err != nil {
-			tc.broken = true
-			l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
-			tc.conn.Close()
-		}
+	if flush {
+		runtime.Gosched()
+		tc.w.Flush()
 	}
-	tc.written.Broadcast()
-	if tc.pending != nil {
-		// Broken: what is pending will never be sent.
-		*tc.pending = (*tc.pending)[:cap(*tc.pending)]
-		putBuf(tc.pending)
-		tc.pending = nil
-	}
-	tc.flushing = false
-	tc.wmu.Unlock()
 }
+
+// writeTimeout returns Config.WriteTimeout.
+func (l *TCP) writeTimeout() time.Duration { return l.cfg.WriteTimeout }
 
 // maxPending bounds the replies waiting to be written on one connection.
 const maxPending = 2 * maxFrame

@@ -16,6 +16,8 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 )
 
 const (
@@ -53,24 +55,18 @@ type conn struct {
 	maxStreams int   // SETTINGS_MAX_CONCURRENT_STREAMS we sent
 
 	mu        sync.Mutex
-	flushed   sync.Cond // signalled when flushing turns false
+	w         coalesce.Writer // frames queued for writing
 	streams   map[uint32]*Stream
 	maxID     uint32 // the highest client stream id seen
 	running   int    // streams whose request is being processed
 	receiving int    // streams whose request is still arriving
-	out       []byte // frames queued for writing
-	spare     []byte // the buffer being written, reused as out
-	flushing  bool   // a goroutine is writing out
-	dead      bool   // nothing more is written: the connection is closing
 	goingAway bool   // GOAWAY sent: close once the streams are done
-	closeNow  bool   // close after writing what is queued
 	henc      *hpack.Encoder
 	hbuf      bytes.Buffer
 	sendConn  int64 // connection send window
 	peerWin   int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
 	peerFrame int   // the peer's SETTINGS_MAX_FRAME_SIZE
 	blocked   []*Stream
-	wdeadline time.Time // write deadline set; only the flusher touches it
 	flushers  sync.WaitGroup
 }
 
@@ -111,8 +107,10 @@ func newConn(srv *Server, nc net.Conn, cs *tls.ConnectionState, client netip.Add
 		peerWin:   65535,
 		peerFrame: 16384,
 	}
-	c.flushed.L = &c.mu
-	c.fr = http2.NewFramer(connOut{c}, c.br)
+	c.w.Init(&c.mu, nc, func() time.Duration { return srv.lim().WriteTimeout }, true, func(err error) {
+		c.log.Debug("http/2 write", "client", c.client.String(), "err", err)
+	})
+	c.fr = http2.NewFramer(&c.w, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = uint32(srv.cfg.MaxHeaderBytes)
 	c.fr.SetMaxReadFrameSize(MaxFrame)
@@ -144,15 +142,6 @@ func (c *conn) serve() {
 		c.log.Debug("http/2 connection error", "client", c.client.String(), "code", code.String(), "err", err)
 	}
 	c.stop(goaway, code)
-}
-
-// connOut is the Framer's writer: it queues frames on the connection's
-// buffer, under c.mu.
-type connOut struct{ c *conn }
-
-func (o connOut) Write(p []byte) (int, error) {
-	o.c.out = append(o.c.out, p...)
-	return len(p), nil
 }
 
 // run reads frames until the connection ends, and returns why.
@@ -331,7 +320,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		return nil
 	}
 	c.maxID = id
-	if c.goingAway || c.dead {
+	if c.goingAway || c.w.BrokenLocked() {
 		return nil // beyond the GOAWAY's last stream: ignored
 	}
 	if len(c.streams) >= c.maxStreams {

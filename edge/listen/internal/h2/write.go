@@ -9,17 +9,19 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 )
 
-// The write side of conn. Frames are queued on c.out under c.mu, by
-// the reader (control frames) and by handlers (replies); a goroutine that
-// queues something while no write is in progress becomes the flusher: it
-// writes out whatever is queued, again until nothing is, while the others
-// only queue. A worker lets the other runnable goroutines go first
-// (runtime.Gosched) before it writes, so that the replies computed
-// together leave in one write, the way an event loop flushes at the end
-// of its iteration; the reader asks for a flush only once it has handled
-// every frame it has buffered.
+// The write side of conn. Frames are queued on c.w (internal/coalesce)
+// under c.mu, by the reader (control frames) and by handlers (replies); a
+// goroutine that queues something while no write is in progress becomes
+// the flusher: it writes out whatever is queued, again until nothing is,
+// while the others only queue. A handler lets the other runnable
+// goroutines go first (runtime.Gosched) before it writes, so that the
+// replies computed together leave in one write, the way an event loop
+// flushes at the end of its iteration; the reader asks for a flush only
+// once it has handled every frame it has buffered.
 
 // Respond queues the reply r to the request of s, and writes it out
 // unless a write is in progress. It takes over r.Buf; Req.Body is not
@@ -47,7 +49,7 @@ func (c *conn) respond(s *Stream, r *Response, abort bool) {
 	c.running--
 	s.working = false
 	switch {
-	case c.dead || s.reset:
+	case c.w.BrokenLocked() || s.reset:
 		if r != nil {
 			c.putBuf(r.Buf)
 		}
@@ -58,14 +60,14 @@ func (c *conn) respond(s *Stream, r *Response, abort bool) {
 	default:
 		c.queueLocked(s, r)
 	}
-	flush := c.startFlushLocked()
+	flush := c.w.StartLocked()
 	others := c.running > 0
 	c.mu.Unlock()
 	if flush {
 		if others {
 			runtime.Gosched() // let the other replies join this write
 		}
-		c.flush()
+		c.w.Flush()
 	}
 }
 
@@ -110,9 +112,9 @@ func (c *conn) sendDataLocked(s *Stream) bool {
 			flags = byte(http2.FlagDataEndStream)
 		}
 		id := s.id
-		c.out = append(c.out, byte(n>>16), byte(n>>8), byte(n), byte(http2.FrameData), flags,
-			byte(id>>24), byte(id>>16), byte(id>>8), byte(id))
-		c.out = append(c.out, p...)
+		c.w.Write([]byte{byte(n >> 16), byte(n >> 8), byte(n), byte(http2.FrameData), flags,
+			byte(id >> 24), byte(id >> 16), byte(id >> 8), byte(id)})
+		c.w.Write(p)
 	}
 	c.putBuf(s.pendBuf)
 	s.pendBuf = nil
@@ -181,12 +183,12 @@ func (c *conn) closeStreamLocked(s *Stream) {
 		s.body = nil
 	}
 	if c.goingAway && len(c.streams) == 0 {
-		c.closeNow = true
+		c.w.CloseAfterLocked()
 	}
 }
 
 func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
-	if !c.dead {
+	if !c.w.BrokenLocked() {
 		c.fr.WriteRSTStream(id, code)
 	}
 }
@@ -233,83 +235,24 @@ func httpDate() string {
 	return d.s
 }
 
-// startFlushLocked reports whether the caller is to write out what is
-// queued: there is something to write (or the connection to close) and
-// no one else is writing. It then holds the flusher role until flush
-// returns.
-func (c *conn) startFlushLocked() bool {
-	if c.flushing || c.dead || len(c.out) == 0 && !c.closeNow {
-		return false
-	}
-	c.flushing = true
-	return true
-}
-
 // kickLocked writes out what is queued in a goroutine of its own, unless
 // a flusher is at it: the reader never writes, so a client that does not
 // read cannot stop it reading.
 func (c *conn) kickLocked() {
-	if c.startFlushLocked() {
-		c.flushers.Go(c.flush)
-	}
-}
-
-// flush writes out the queued frames until none are left; the caller
-// holds the flusher role, which flush gives up. A failed write closes the
-// connection.
-func (c *conn) flush() {
-	for {
-		c.mu.Lock()
-		if len(c.out) == 0 || c.dead {
-			closeNow := c.closeNow && !c.dead
-			c.flushing = false
-			c.flushed.Broadcast()
-			c.mu.Unlock()
-			if closeNow {
-				c.nc.Close() // the reader sees it and ends the connection
-			}
-			return
-		}
-		data := c.out
-		c.out, c.spare = c.spare[:0], data
-		c.mu.Unlock()
-		if now, wt := time.Now(), c.srv.lim().WriteTimeout; c.wdeadline.Sub(now) < wt*3/4 {
-			c.wdeadline = now.Add(wt)
-			c.nc.SetWriteDeadline(c.wdeadline)
-		}
-		if _, err := c.nc.Write(data); err != nil {
-			c.log.Debug("http/2 write", "client", c.client.String(), "err", err)
-			c.mu.Lock()
-			c.dead = true
-			c.mu.Unlock()
-			c.nc.Close()
-			continue
-		}
-		if cap(data) > 256<<10 {
-			c.mu.Lock()
-			c.spare = nil
-			c.mu.Unlock()
-		}
+	if c.w.StartLocked() {
+		c.flushers.Go(c.w.Flush)
 	}
 }
 
 // stop ends the connection: with a GOAWAY of code when goaway, written
 // within a second, then closes it. Workers still at work on its streams
-// find it dead and drop their replies.
+// find it broken and drop their replies.
 func (c *conn) stop(goaway bool, code http2.ErrCode) {
 	c.mu.Lock()
-	for c.flushing {
-		c.flushed.Wait()
+	if goaway {
+		c.fr.WriteGoAway(c.maxID, code, nil) // nothing when broken
 	}
-	if goaway && !c.dead {
-		c.fr.WriteGoAway(c.maxID, code, nil)
-	}
-	var data []byte
-	if !c.dead {
-		data = c.out
-	}
-	c.dead = true
-	c.out = nil
+	data := c.w.BreakLocked()
 	for _, s := range c.streams {
 		if !s.working {
 			c.closeStreamLocked(s)
@@ -317,10 +260,11 @@ func (c *conn) stop(goaway bool, code http2.ErrCode) {
 	}
 	c.blocked = nil
 	c.mu.Unlock()
-	if len(data) > 0 {
+	if data != nil && len(*data) > 0 {
 		c.nc.SetWriteDeadline(time.Now().Add(min(time.Second, c.srv.lim().WriteTimeout)))
-		c.nc.Write(data)
+		c.nc.Write(*data)
 	}
+	coalesce.Release(data)
 	c.nc.Close()
 	c.flushers.Wait()
 }
@@ -331,13 +275,13 @@ func (c *conn) stop(goaway bool, code http2.ErrCode) {
 func (c *conn) goAway() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.goingAway || c.dead {
+	if c.goingAway || c.w.BrokenLocked() {
 		return
 	}
 	c.goingAway = true
 	c.fr.WriteGoAway(c.maxID, http2.ErrCodeNo, nil)
 	if len(c.streams) == 0 {
-		c.closeNow = true
+		c.w.CloseAfterLocked()
 	}
 	c.kickLocked()
 }
