@@ -1,11 +1,92 @@
 package listen
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 )
+
+// Limits are the bounds of a listener that a reload may change while it
+// serves (SetLimits on every listener type). Zero values take the
+// documented defaults.
+type Limits struct {
+	// QueryTimeout is the budget of one query, given to the handler as the
+	// ctx deadline. Default 4s.
+	QueryTimeout time.Duration
+	// MaxConcurrent bounds the queries being served at once by one
+	// listener. Default 10000. UDP drops (and counts) queries beyond it;
+	// TCP stops reading until one finishes.
+	MaxConcurrent int
+
+	// IdleTimeout closes a connection (TCP, DoT, DoH, DoQ) that has no
+	// query in flight and sends none for this long (RFC 7766 §6.2.3).
+	// Default 10s.
+	IdleTimeout time.Duration
+	// ReadTimeout is how long a message (a TCP or DoT frame, HTTP request
+	// headers and body, a DoQ stream's query) may take to arrive whole once
+	// it has begun, so a slow sender cannot hold a connection or a stream
+	// (slowloris). Default 2s.
+	ReadTimeout time.Duration
+	// MaxConns caps the open connections of one stream listener (TCP,
+	// DoT, DoH, DoQ); a connection beyond it is closed as soon as it is
+	// accepted. Default 1000.
+	MaxConns int
+	// MaxQueriesPerConn caps the queries in flight on one connection: TCP
+	// and DoT pipelining (RFC 7766 §6.2.1.1; the connection is not read
+	// while the cap is reached), HTTP/2 and HTTP/3 concurrent streams, DoQ
+	// streams (QUIC flow control). Default 100.
+	MaxQueriesPerConn int
+}
+
+// Every listener type changes its limits while it serves.
+var (
+	_ interface{ SetLimits(Limits) error } = (*UDP)(nil)
+	_ interface{ SetLimits(Limits) error } = (*TCP)(nil) // TCP and DoT
+	_ interface{ SetLimits(Limits) error } = (*DoH)(nil)
+	_ interface{ SetLimits(Limits) error } = (*DoQ)(nil)
+)
+
+// withDefaults validates l and fills in its defaults.
+func (l Limits) withDefaults() (Limits, error) {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"query timeout", &l.QueryTimeout, DefaultQueryTimeout},
+		{"idle timeout", &l.IdleTimeout, DefaultIdleTimeout},
+		{"read timeout", &l.ReadTimeout, DefaultReadTimeout},
+	} {
+		switch {
+		case *d.v < 0:
+			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, *d.v))
+		case *d.v == 0:
+			*d.v = d.def
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    *int
+		def  int
+	}{
+		{"max concurrent", &l.MaxConcurrent, DefaultMaxConcurrent},
+		{"max conns", &l.MaxConns, DefaultMaxConns},
+		{"max queries per conn", &l.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
+	} {
+		switch {
+		case *n.v < 0:
+			errs = append(errs, fmt.Errorf("%s %d is negative", n.name, *n.v))
+		case *n.v == 0:
+			*n.v = n.def
+		}
+	}
+	return l, errors.Join(errs...)
+}
 
 // How a listener applies new Limits (SetLimits): every value is read
 // where it is used, from an atomic pointer, so what changes applies from
