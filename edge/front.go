@@ -181,12 +181,18 @@ func containsSocket(spec ListenerSpec, sock string) bool {
 }
 
 // commitFront puts fp in force, under s.mu: new listeners start serving,
-// every listener reads the certificate source fp gives it, and what the
+// every listener reads the certificate source fp gives it and serves
+// under the server limits of fp's configuration, and what the
 // previous front held and fp does not is closed.
 func (s *Server) commitFront(fp *frontPlan) {
+	lim := fp.cfg.Server.limits()
 	for k, ll := range fp.listeners {
 		if ll.certs != nil {
 			ll.certs.Store(fp.certs[k])
+		}
+		if err := ll.l.SetLimits(lim); err != nil {
+			// Validate refuses what SetLimits would.
+			s.log.Error("server limits not applied", "proto", ll.spec.Proto, "address", ll.spec.Address, "error", err.Error())
 		}
 	}
 	for _, ll := range fp.fresh {
@@ -227,9 +233,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 	}
 	lc := listen.Config{
 		Addr: ap, Handler: s.handler, Logger: s.log, Metrics: s.lmet,
-		QueryTimeout: cfg.Server.QueryTimeout, MaxConcurrent: cfg.Server.MaxConcurrent,
-		IdleTimeout: cfg.Server.TCPIdleTimeout, ReadTimeout: cfg.Server.TCPReadTimeout,
-		MaxConns: cfg.Server.MaxTCPConns, MaxQueriesPerConn: cfg.Server.MaxTCPQueries,
+		Limits:     cfg.Server.limits(),
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 	}
@@ -258,5 +262,14 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 func (s *Server) serve(l listener) {
 	if err := l.Serve(); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Error("listener stopped", "address", l.Addr().String(), "error", err.Error())
+	}
+}
+
+// limits returns the listener limits the server section sets.
+func (s ServerSpec) limits() listen.Limits {
+	return listen.Limits{
+		QueryTimeout: s.QueryTimeout, MaxConcurrent: s.MaxConcurrent,
+		IdleTimeout: s.TCPIdleTimeout, ReadTimeout: s.TCPReadTimeout,
+		MaxConns: s.MaxTCPConns, MaxQueriesPerConn: s.MaxTCPQueries,
 	}
 }

@@ -230,3 +230,48 @@ func TestReloadHTTPEndpoint(t *testing.T) {
 		t.Fatalf("endpoint still on %s after metrics was removed", a)
 	}
 }
+
+// TestReloadServerLimits: server limits changed by a reload apply to the
+// listeners already running, without rebinding them.
+func TestReloadServerLimits(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	base := fmt.Sprintf("upstreams:\n  - {name: v4, url: \"udp://%s\"}\n", up.AddrV4())
+	e := startEdge(t, base)
+	// connsAnswered opens two TCP connections, holds both open, and
+	// returns how many answered a query.
+	connsAnswered := func() int {
+		t.Helper()
+		n := 0
+		for range 2 {
+			conn, err := dns.DialTimeout("tcp", e.tcp.String(), 3*time.Second)
+			if err != nil {
+				continue
+			}
+			defer conn.Close()
+			conn.SetDeadline(time.Now().Add(3 * time.Second))
+			if conn.WriteMsg(ednsQuery("h1.test.example.", dns.TypeA)) != nil {
+				continue
+			}
+			if _, err := conn.ReadMsg(); err == nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := connsAnswered(); n != 2 {
+		t.Fatalf("%d of 2 connections answered with the default max_tcp_connections", n)
+	}
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+base+"server: {max_tcp_connections: 1}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.srv.Addrs()["tcp"][0]; got != e.tcp {
+		t.Fatalf("the TCP listener moved from %s to %s: it was rebound, not changed", e.tcp, got)
+	}
+	if n := connsAnswered(); n != 1 {
+		t.Fatalf("%d of 2 connections held open at once answered after a reload to max_tcp_connections 1", n)
+	}
+}

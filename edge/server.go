@@ -59,6 +59,7 @@ type listener interface {
 	Serve() error
 	Close() error
 	Addr() netip.AddrPort
+	SetLimits(listen.Limits) error
 }
 
 // Options are the parts of a server that do not come from the file.
@@ -185,9 +186,6 @@ func (s *Server) Reload(cfg *Config) error {
 	old := s.gen.Swap(gen)
 	s.health.SetConfig(cfg.Health.HealthConfig())
 	s.setLevel(cfg)
-	if old.cfg.Server != cfg.Server {
-		s.log.Warn("server limits changed: they apply to listeners opened from now on; restart to apply them to the running ones")
-	}
 	if fp != nil {
 		s.commitFront(fp)
 	}

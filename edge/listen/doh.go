@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/h2c"
 
+	"github.com/dnsedge/dnsedge/edge/listen/internal/h2"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -47,7 +47,8 @@ type DoH struct {
 	ln    *dohListener
 	srv   *http.Server
 	paths dohPaths
-	hdr   dohHeaders
+	// altSvc advertises HTTP/3; its value is "" without it.
+	altSvc dohHeader
 
 	// HTTP/3; all nil without Config.HTTP3.
 	h3    *http3.Server
@@ -56,13 +57,10 @@ type DoH struct {
 	qln   *dohQUICListener
 	addr3 netip.AddrPort
 
-	// HTTP/2 over TLS on our own server (doh_h2.go); workers is nil
-	// when net/http serves it.
-	workers  *workers[*dohH2Stream] // at most dohMaxWorkers
-	h2wg     sync.WaitGroup         // serveH2
-	h2mu     sync.Mutex
-	h2conns  map[*dohH2Conn]struct{}
-	h2closed bool // Close has sent GOAWAY to the connections
+	// HTTP/2 over TLS on our own server (doh_h2.go); nil in H2C mode.
+	h2      *h2.Server
+	workers *workers[*h2.Stream] // at most dohMaxWorkers
+	h2wg    sync.WaitGroup       // h2.ServeConn
 
 	serving   sync.WaitGroup // srv.Serve and h3.ServeListener
 	errMu     sync.Mutex
@@ -115,7 +113,9 @@ func ListenDoH(cfg Config) (*DoH, error) {
 		udp:   udp,
 	}
 	l.log = l.log.With("addr", l.addr.String())
-	l.hdr = newDoHHeaders(l.addr.Port(), cfg.HTTP3)
+	if cfg.HTTP3 {
+		l.altSvc = newDoHAltSvc(l.addr.Port())
+	}
 	if err := l.setupHTTP(tcp); err != nil {
 		tcp.Close()
 		if udp != nil {
@@ -163,9 +163,9 @@ func bindDoH(addr netip.AddrPort, h3 bool) (*net.TCPListener, *net.UDPConn, erro
 //
 // Connections that negotiate "h2" over TLS are served by the listener's
 // own HTTP/2 server (doh_h2.go), which costs a third of what net/http's
-// does per request. The others go to net/http: HTTP/1.1, and h2c (prior
-// knowledge and Upgrade) with golang.org/x/net/http2 set up by
-// http2.ConfigureServer, which also serves "h2" when dohOwnH2 is off.
+// does per request; net/http serves HTTP/1.1 over TLS. In H2C mode
+// net/http serves cleartext HTTP/1.1, and HTTP/2 (prior knowledge and
+// Upgrade) through golang.org/x/net/http2.
 func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 	cfg := l.cfg
 	var h http.Handler = http.HandlerFunc(l.serveHTTP)
@@ -179,14 +179,24 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 		// OPTIONS * is not a DoH request; it gets a 404 like other paths.
 		DisableGeneralOptionsHandler: true,
 	}
+	var p http.Protocols
+	p.SetHTTP1(true)
+	l.srv.Protocols = &p
 	var tlsConf *tls.Config
 	if cfg.H2C {
 		// Prior knowledge is recognised by net/http and handed to the
 		// HTTP/2 server; h2c.NewHandler adds the HTTP/1.1 Upgrade.
-		var p http.Protocols
-		p.SetHTTP1(true)
 		p.SetUnencryptedHTTP2(true)
-		l.srv.Protocols = &p
+		h2 := &http2.Server{
+			MaxConcurrentStreams: uint32(min(cfg.MaxQueriesPerConn, 1<<31-1)),
+			IdleTimeout:          cfg.IdleTimeout,
+			// A DoH message is at most 64 KiB; no need for large windows.
+			MaxUploadBufferPerStream: 1 << 17,
+		}
+		l.srv.Handler = h2c.NewHandler(h, h2)
+		if err := http2.ConfigureServer(l.srv, h2); err != nil {
+			return fmt.Errorf("configure http/2: %w", err)
+		}
 	} else {
 		tlsConf = serverTLS(cfg.TLS, http2.NextProtoTLS, "http/1.1")
 		// Only the ACME TLS-ALPN-01 challenge may add a protocol.
@@ -194,25 +204,11 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 			return p != http2.NextProtoTLS && p != "http/1.1" && p != acmeALPN
 		})
 		l.srv.TLSConfig = tlsConf
-	}
-	h2 := &http2.Server{
-		MaxConcurrentStreams: uint32(min(cfg.MaxQueriesPerConn, 1<<31-1)),
-		IdleTimeout:          cfg.IdleTimeout,
-		// A DoH message is at most 64 KiB; no need for large windows.
-		MaxUploadBufferPerStream: 1 << 17,
-	}
-	if cfg.H2C {
-		h = h2c.NewHandler(h, h2)
-	}
-	l.srv.Handler = h
-	if err := http2.ConfigureServer(l.srv, h2); err != nil {
-		return fmt.Errorf("configure http/2: %w", err)
+		l.srv.Handler = h
 	}
 	l.ln = newDoHListener(l.core, tcp, tlsConf)
-	if dohOwnH2 && tlsConf != nil {
-		l.workers = newWorkers((*dohH2Stream).serve, cfg.IdleTimeout, dohMaxWorkers, l.done)
-		l.h2conns = make(map[*dohH2Conn]struct{})
-		l.ln.h2 = func(tc *tls.Conn, c *dohConn) { l.h2wg.Go(func() { l.serveH2(tc, c) }) }
+	if tlsConf != nil {
+		l.setupH2()
 	}
 	return nil
 }
@@ -232,7 +228,7 @@ func (l *DoH) setupHTTP3() error {
 		MaxIncomingUniStreams: 8,
 	}
 	l.qtr = &quic.Transport{Conn: l.udp}
-	qln, err := l.qtr.Listen(tlsConf, qconf)
+	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()
 		return fmt.Errorf("listen on quic %s: %w", l.addr3, err)
@@ -245,6 +241,17 @@ func (l *DoH) setupHTTP3() error {
 		Logger:         l.log,
 	}
 	return nil
+}
+
+// SetLimits makes lim the limits of the running listener (see limits.go
+// for when each applies); zero values take the defaults. It refuses
+// negative values, changing nothing. Safe for concurrent use.
+func (l *DoH) SetLimits(lim Limits) error {
+	cur, err := l.storeLimits(lim)
+	if l.h2 != nil {
+		l.h2.SetLimits(h2Limits(cur, l.cfg.WriteTimeout))
+	}
+	return err
 }
 
 // Addr returns the TCP address the listener is bound to, with the port
@@ -299,7 +306,8 @@ func (l *DoH) Close() error {
 	if !l.beginClose() {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.cfg.QueryTimeout+drainGrace)
+	queryTimeout := l.limits().QueryTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout+drainGrace)
 	defer cancel()
 	errs := []error{l.ln.Close()}
 	var shut sync.WaitGroup
@@ -307,8 +315,10 @@ func (l *DoH) Close() error {
 	if l.h3 != nil {
 		shut.Go(func() { l.h3.Shutdown(ctx) })
 	}
-	l.goAwayH2()
-	l.drain(l.cfg.QueryTimeout)
+	if l.h2 != nil {
+		l.h2.Shutdown()
+	}
+	l.drain(queryTimeout)
 	// The replies of the last queries are being written; idle clients
 	// need not close their connections first.
 	done := make(chan struct{})
@@ -342,36 +352,6 @@ func (l *DoH) Close() error {
 	return errors.Join(errs...)
 }
 
-// trackH2 adds c to the connections Close sends GOAWAY to (add), false
-// when Close has done so already, or removes it.
-func (l *DoH) trackH2(c *dohH2Conn, add bool) bool {
-	l.h2mu.Lock()
-	defer l.h2mu.Unlock()
-	if !add {
-		delete(l.h2conns, c)
-		return true
-	}
-	if l.h2closed {
-		return false
-	}
-	l.h2conns[c] = struct{}{}
-	return true
-}
-
-// goAwayH2 sends GOAWAY to every HTTP/2 connection of our own server.
-func (l *DoH) goAwayH2() {
-	l.h2mu.Lock()
-	l.h2closed = true
-	conns := make([]*dohH2Conn, 0, len(l.h2conns))
-	for c := range l.h2conns {
-		conns = append(conns, c)
-	}
-	l.h2mu.Unlock()
-	for _, c := range conns {
-		c.goAway()
-	}
-}
-
 // dohPaths matches request paths: base, or base/{client-id}.
 type dohPaths struct {
 	base   string // Config.HTTPPath
@@ -393,35 +373,4 @@ func (p dohPaths) match(path string) (id string, ok bool) {
 	}
 	id = path[len(p.prefix):]
 	return id, ValidClientID(id)
-}
-
-// dohHeaders are the header values every response shares, built once so
-// that a response sets them without allocating.
-type dohHeaders struct {
-	dnsMessage []string
-	cors       []string
-	altSvc     []string // nil without HTTP/3
-	allow      []string
-	allowHdrs  []string
-	maxAge     []string
-	noStore    []string
-	text       []string
-	nosniff    []string
-}
-
-func newDoHHeaders(port uint16, h3 bool) dohHeaders {
-	h := dohHeaders{
-		dnsMessage: []string{dnsMessageType},
-		cors:       []string{"*"},
-		allow:      []string{"GET, POST, OPTIONS"},
-		allowHdrs:  []string{"Content-Type, Accept"},
-		maxAge:     []string{"86400"},
-		noStore:    []string{"no-store"},
-		text:       []string{"text/plain; charset=utf-8"},
-		nosniff:    []string{"nosniff"},
-	}
-	if h3 {
-		h.altSvc = []string{`h3=":` + strconv.Itoa(int(port)) + `"; ma=86400`}
-	}
-	return h
 }

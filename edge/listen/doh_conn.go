@@ -31,12 +31,13 @@ func newDoHLimiter(c *core) *dohLimiter {
 // admit claims a connection slot for client, false (and counted as a
 // drop) when a cap is reached. Each true is paired with leave.
 func (cl *dohLimiter) admit(client netip.Addr) bool {
+	maxConns := cl.c.limits().MaxConns
 	cl.mu.Lock()
 	switch {
-	case cl.total >= cl.c.cfg.MaxConns:
+	case cl.total >= maxConns:
 		cl.mu.Unlock()
 		cl.c.m.drop(reasonConnLimit)
-		cl.c.log.Debug("too many connections", "client", client.String(), "max", cl.c.cfg.MaxConns)
+		cl.c.log.Debug("too many connections", "client", client.String(), "max", maxConns)
 		return false
 	case cl.perClient[client] >= cl.c.cfg.MaxConnsPerClient:
 		cl.mu.Unlock()

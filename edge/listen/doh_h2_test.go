@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/http2"
 
+	"github.com/dnsedge/dnsedge/edge/listen/internal/h2"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -30,7 +31,7 @@ func TestDoHH2Settings(t *testing.T) {
 	}
 	for id, want := range map[http2.SettingID]uint32{
 		http2.SettingMaxConcurrentStreams: 7,
-		http2.SettingInitialWindowSize:    dohH2StreamWindow,
+		http2.SettingInitialWindowSize:    h2.StreamWindow,
 		http2.SettingMaxHeaderListSize:    dohMaxHeaderBytes,
 	} {
 		if v, ok := f.Value(id); !ok || v != want {
@@ -56,7 +57,7 @@ func TestDoHH2Settings(t *testing.T) {
 			}
 			return
 		case *http2.WindowUpdateFrame:
-			if f.StreamID != 0 || f.Increment != dohH2ConnWindow-65535 {
+			if f.StreamID != 0 || f.Increment != h2.ConnWindow-65535 {
 				t.Errorf("WINDOW_UPDATE %d on %d", f.Increment, f.StreamID)
 			}
 		default:
@@ -217,7 +218,7 @@ func TestDoHH2ConnectionErrors(t *testing.T) {
 			c.get(5, query("example.org.", dns.TypeA))
 			c.get(3, query("example.org.", dns.TypeA))
 		}, http2.ErrCodeStreamClosed},
-		{"frame too large", func(c *h2Raw) { c.fr.WriteRawFrame(http2.FramePing, 0, 0, make([]byte, dohH2MaxFrame+1)) }, http2.ErrCodeFrameSize},
+		{"frame too large", func(c *h2Raw) { c.fr.WriteRawFrame(http2.FramePing, 0, 0, make([]byte, h2.MaxFrame+1)) }, http2.ErrCodeFrameSize},
 		{"bad hpack", func(c *h2Raw) {
 			c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndStream: true, EndHeaders: true})
 		}, http2.ErrCodeCompression},

@@ -6,9 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/miekg/dns"
@@ -19,17 +16,14 @@ import (
 // dohRequest is one DoH request, whichever HTTP version carried it: what
 // process needs of it and nothing of net/http.
 type dohRequest struct {
-	method      string
-	path        string // unescaped, without the query
-	rawQuery    string
-	contentType string // the first Content-Type
-	accept      string // the first Accept
-	body        io.Reader
-	length      int64 // the declared Content-Length, -1 when unknown
-	client      netip.AddrPort
-	tls         *tls.ConnectionState // nil on cleartext; shared, read-only
-	proto       int                  // HTTP major version
-	received    time.Time
+	dohHead
+	// body is the POST body: read from body, or whole in bodyBytes.
+	body      io.Reader
+	bodyBytes []byte
+	client    netip.AddrPort
+	tls       *tls.ConnectionState // nil on cleartext; shared, read-only
+	proto     int                  // HTTP major version
+	received  time.Time
 }
 
 // dohRespKind selects the header set of a dohResponse.
@@ -85,30 +79,44 @@ func (w *dohResponse) dns(b []byte, buf *[]byte) {
 	w.status, w.kind, w.cache, w.body, w.buf = http.StatusOK, dohRespDNS, dohCacheControl(b), b, buf
 }
 
+// newResponse returns the response to a request of HTTP major version
+// proto, before process fills it.
+func (l *DoH) newResponse(proto int) dohResponse {
+	return dohResponse{altSvc: l.altSvc.value != "" && proto < 3}
+}
+
 // process serves r into w, the same way for every HTTP version. It may
 // block for as long as the pipeline does (Config.QueryTimeout). The
 // caller gives w's buffer back with release once the body is written.
 func (l *DoH) process(r *dohRequest, w *dohResponse) {
-	*w = dohResponse{altSvc: l.hdr.altSvc != nil && r.proto < 3}
-	id, ok := l.paths.match(r.path)
-	if !ok {
-		w.fail(&dohError{http.StatusNotFound, "not found"})
+	*w = l.newResponse(r.proto)
+	op, id, derr := l.paths.parse(&r.dohHead)
+	switch op {
+	case dohOpGet, dohOpJSON, dohOpPost:
+		l.m.query()
+		if derr != nil {
+			l.m.drop(reasonProtocol)
+		}
+	}
+	if derr != nil {
+		w.allow = derr.status == http.StatusMethodNotAllowed
+		w.fail(derr)
 		return
 	}
-	switch r.method {
-	case http.MethodPost:
-		l.m.query()
-		if !isDNSMessageType(r.contentType) {
-			l.m.drop(reasonProtocol)
-			w.fail(&dohError{http.StatusUnsupportedMediaType, "content type is not " + dnsMessageType})
+	switch op {
+	case dohOpPost:
+		if r.bodyBytes != nil || r.body == nil {
+			// Read whole already (our HTTP/2 server).
+			if len(r.bodyBytes) > dns.MaxMsgSize {
+				l.m.drop(reasonProtocol)
+				w.fail(errDoHTooLarge)
+				return
+			}
+			l.serveWire(r, w, r.bodyBytes, id)
 			return
 		}
-		body := r.body
-		if body == nil {
-			body = http.NoBody
-		}
 		buf := getBuf()
-		msg, derr := readDoHPost(body, r.length, *buf)
+		msg, derr := readDoHPost(r.body, r.length, *buf)
 		if derr != nil {
 			putBuf(buf)
 			l.m.drop(reasonProtocol)
@@ -117,12 +125,9 @@ func (l *DoH) process(r *dohRequest, w *dohResponse) {
 		}
 		l.serveWire(r, w, msg, id)
 		putBuf(buf)
-	case http.MethodGet:
-		l.m.query()
-		if wantsJSON(r.rawQuery, r.accept) {
-			l.serveJSON(r, w, id)
-			return
-		}
+	case dohOpJSON:
+		l.serveJSON(r, w, id)
+	case dohOpGet:
 		buf := getBuf()
 		msg, derr := decodeDoHGet(r.rawQuery, *buf)
 		if derr != nil {
@@ -133,12 +138,8 @@ func (l *DoH) process(r *dohRequest, w *dohResponse) {
 		}
 		l.serveWire(r, w, msg, id)
 		putBuf(buf)
-	case http.MethodOptions:
-		// CORS preflight (Fetch standard): any origin may query.
+	case dohOpPreflight:
 		w.status, w.kind = http.StatusNoContent, dohRespPreflight
-	default:
-		w.allow = true
-		w.fail(&dohError{http.StatusMethodNotAllowed, "method not allowed"})
 	}
 }
 
@@ -188,20 +189,23 @@ func (l *DoH) serveWire(r *dohRequest, w *dohResponse, msg []byte, id string) {
 	w.dns(out, obuf)
 }
 
-// serveHTTP is the net/http handler: HTTP/1.1, h2c and HTTP/3.
+// serveHTTP is the net/http handler: HTTP/1.1, h2c and HTTP/3. It adapts
+// the request to process and the response to net/http.
 func (l *DoH) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	req := dohRequest{
-		method:      r.Method,
-		path:        r.URL.Path,
-		rawQuery:    r.URL.RawQuery,
-		contentType: r.Header.Get("Content-Type"),
-		accept:      r.Header.Get("Accept"),
-		body:        r.Body,
-		length:      r.ContentLength,
-		client:      dohRemoteAddr(r),
-		tls:         r.TLS,
-		proto:       r.ProtoMajor,
-		received:    time.Now(),
+		dohHead: dohHead{
+			method:      r.Method,
+			path:        r.URL.EscapedPath(),
+			rawQuery:    r.URL.RawQuery,
+			contentType: r.Header.Get("Content-Type"),
+			accept:      r.Header.Get("Accept"),
+			length:      r.ContentLength,
+		},
+		body:     r.Body,
+		client:   dohRemoteAddr(r),
+		tls:      r.TLS,
+		proto:    r.ProtoMajor,
+		received: time.Now(),
 	}
 	var w dohResponse
 	defer w.release()
@@ -209,50 +213,11 @@ func (l *DoH) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	if w.abort {
 		panic(http.ErrAbortHandler)
 	}
-	h := rw.Header()
-	h["Access-Control-Allow-Origin"] = l.hdr.cors
-	if w.altSvc {
-		h["Alt-Svc"] = l.hdr.altSvc
-	}
-	switch w.kind {
-	case dohRespPreflight:
-		h["Access-Control-Allow-Methods"] = l.hdr.allow
-		h["Access-Control-Allow-Headers"] = l.hdr.allowHdrs
-		h["Access-Control-Max-Age"] = l.hdr.maxAge
-		h["Allow"] = l.hdr.allow
-		rw.WriteHeader(w.status)
-		return
-	case dohRespText:
-		h["Content-Type"] = l.hdr.text
-		h["X-Content-Type-Options"] = l.hdr.nosniff
-		h["Cache-Control"] = l.hdr.noStore
-		if w.allow {
-			h["Allow"] = l.hdr.allow
-		}
-	default:
-		vals := new([3]string) // one allocation for the three values
-		vals[0] = w.ctype
-		if w.kind == dohRespDNS {
-			vals[0] = dnsMessageType
-		}
-		vals[1] = w.cache
-		vals[2] = strconv.Itoa(len(w.body))
-		h["Content-Type"] = vals[0:1:1]
-		h["Cache-Control"] = vals[1:2:2]
-		h["Content-Length"] = vals[2:3:3]
-	}
+	var hs dohHeaderSet
+	l.responseHeaders(&w, &hs)
+	hs.writeTo(rw.Header())
 	rw.WriteHeader(w.status)
-	rw.Write(w.body)
-}
-
-// dohSplitPath splits the :path of an HTTP/2 request into the unescaped
-// path and the raw query, as net/url does for net/http.
-func dohSplitPath(p string) (path, rawQuery string) {
-	path, rawQuery, _ = strings.Cut(p, "?")
-	if strings.IndexByte(path, '%') >= 0 {
-		if u, err := url.PathUnescape(path); err == nil {
-			path = u
-		}
+	if len(w.body) > 0 {
+		rw.Write(w.body)
 	}
-	return path, rawQuery
 }

@@ -124,7 +124,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	}
 	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
 	l.tr = &quic.Transport{Conn: pc, VerifySourceAddress: l.busyClient}
-	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), &quic.Config{
+	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), l.quicLimits(&quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,
 		MaxIncomingStreams:             int64(cfg.MaxQueriesPerConn),
@@ -134,7 +134,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		InitialConnectionReceiveWindow: doqConnWindow / 4,
 		MaxConnectionReceiveWindow:     doqConnWindow,
 		Allow0RTT:                      true,
-	})
+	}))
 	if err != nil {
 		cancel()
 		l.tr.Close()
@@ -143,6 +143,14 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	}
 	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
+}
+
+// SetLimits makes lim the limits of the running listener (see limits.go
+// for when each applies); zero values take the defaults. It refuses
+// negative values, changing nothing. Safe for concurrent use.
+func (l *DoQ) SetLimits(lim Limits) error {
+	_, err := l.storeLimits(lim)
+	return err
 }
 
 // doqTLS returns a clone of base that negotiates DoQ, also for the
@@ -195,7 +203,7 @@ func (l *DoQ) Close() error {
 	for _, dc := range l.openConns() {
 		dc.stopReading()
 	}
-	l.drain(l.cfg.QueryTimeout)
+	l.drain(l.limits().QueryTimeout)
 	conns := l.openConns()
 	l.linger(conns)
 	for _, dc := range conns {
@@ -289,7 +297,7 @@ func (l *DoQ) admit(qc *quic.Conn) {
 	refused, why := true, reasonConnLimit
 	l.connMu.Lock()
 	switch {
-	case len(l.conns) >= l.cfg.MaxConns:
+	case len(l.conns) >= l.limits().MaxConns:
 	case l.perClient[dc.client.Addr()] >= l.cfg.MaxConnsPerClient:
 		why = reasonClientLimit
 	default:
@@ -361,7 +369,7 @@ func (l *DoQ) serveConn(dc *doqConn) {
 			s.CancelWrite(doqExcessiveLoad)
 			continue
 		}
-		s.SetReadDeadline(time.Now().Add(l.cfg.ReadTimeout))
+		s.SetReadDeadline(time.Now().Add(l.limits().ReadTimeout))
 		l.workers.submit(doqJob{dc, s})
 	}
 	// On Close the connection stays open until the queries in flight are

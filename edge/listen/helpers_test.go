@@ -34,7 +34,8 @@ func TestMain(m *testing.M) {
 }
 
 // leakedGoroutines returns the stacks of goroutines still running code of
-// this package after waiting up to d for them to end.
+// this package or its internal packages after waiting up to d for them to
+// end.
 func leakedGoroutines(d time.Duration) string {
 	deadline := time.Now().Add(d)
 	for {
@@ -42,7 +43,8 @@ func leakedGoroutines(d time.Duration) string {
 		buf = buf[:runtime.Stack(buf, true)]
 		var leaked []string
 		for g := range strings.SplitSeq(string(buf), "\n\n") {
-			if strings.Contains(g, "dnsedge/edge/listen.") && !strings.Contains(g, "leakedGoroutines") &&
+			ours := strings.Contains(g, "dnsedge/edge/listen.") || strings.Contains(g, "dnsedge/edge/listen/internal/")
+			if ours && !strings.Contains(g, "leakedGoroutines") &&
 				!strings.Contains(g, "testing.tRunner") && !strings.Contains(g, "TestMain") {
 				leaked = append(leaked, g)
 			}

@@ -37,36 +37,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics records what the listener sees; nil records nothing.
 	Metrics *Metrics
-	// QueryTimeout is the budget of one query, given to the handler as the
-	// ctx deadline. Default 4s.
-	QueryTimeout time.Duration
-	// MaxConcurrent bounds the queries being served at once by one
-	// listener. Default 10000. UDP drops (and counts) queries beyond it;
-	// TCP stops reading until one finishes.
-	MaxConcurrent int
+	// Limits bound the work of the listener; SetLimits changes them on a
+	// running listener.
+	Limits
 
-	// IdleTimeout closes a connection (TCP, DoT, DoH, DoQ) that has no
-	// query in flight and sends none for this long (RFC 7766 §6.2.3).
-	// Default 10s.
-	IdleTimeout time.Duration
-	// ReadTimeout is how long a message (a TCP or DoT frame, HTTP request
-	// headers and body, a DoQ stream's query) may take to arrive whole once
-	// it has begun, so a slow sender cannot hold a connection or a stream
-	// (slowloris). Default 2s.
-	ReadTimeout time.Duration
 	// WriteTimeout is how long writing one reply may take on a stream
 	// transport; a client that stops reading is disconnected after it.
 	// Default 5s.
 	WriteTimeout time.Duration
-	// MaxConns caps the open connections of one stream listener (TCP,
-	// DoT, DoH, DoQ); a connection beyond it is closed as soon as it is
-	// accepted. Default 1000.
-	MaxConns int
-	// MaxQueriesPerConn caps the queries in flight on one connection: TCP
-	// and DoT pipelining (RFC 7766 §6.2.1.1; the connection is not read
-	// while the cap is reached), HTTP/2 and HTTP/3 concurrent streams, DoQ
-	// streams (QUIC flow control). Default 100.
-	MaxQueriesPerConn int
 	// MaxConnsPerClient caps the connections one client address may hold
 	// open on a DoT, DoH or DoQ listener, so one client cannot take all of
 	// MaxConns. Default 64.
@@ -130,14 +108,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Handler == nil {
 		errs = append(errs, errors.New("no handler"))
 	}
+	var err error
+	c.Limits, err = c.Limits.withDefaults()
+	errs = append(errs, err)
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"query timeout", &c.QueryTimeout, DefaultQueryTimeout},
-		{"idle timeout", &c.IdleTimeout, DefaultIdleTimeout},
-		{"read timeout", &c.ReadTimeout, DefaultReadTimeout},
 		{"write timeout", &c.WriteTimeout, DefaultWriteTimeout},
 		{"handshake timeout", &c.HandshakeTimeout, DefaultHandshakeTimeout},
 	} {
@@ -153,9 +131,6 @@ func (c Config) withDefaults() (Config, error) {
 		v    *int
 		def  int
 	}{
-		{"max concurrent", &c.MaxConcurrent, DefaultMaxConcurrent},
-		{"max conns", &c.MaxConns, DefaultMaxConns},
-		{"max queries per conn", &c.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
 		{"max conns per client", &c.MaxConnsPerClient, DefaultMaxConnsPerClient},
 		{"sockets", &c.Sockets, runtime.NumCPU()},
 	} {
@@ -194,7 +169,8 @@ var ErrClosed = fmt.Errorf("listener closed: %w", net.ErrClosed)
 // core is what every listener shares: its configuration, metrics and the
 // count of queries in flight.
 type core struct {
-	cfg  Config
+	cfg  Config // as opened; its Limits are those of the first generation
+	lim  atomic.Pointer[Limits]
 	kind pipeline.Kind
 	log  *slog.Logger
 	m    *kindMetrics
@@ -216,7 +192,7 @@ const (
 )
 
 func newCore(cfg Config, kind pipeline.Kind) *core {
-	return &core{
+	c := &core{
 		cfg:     cfg,
 		kind:    kind,
 		pad:     kind.Encrypted() && !cfg.NoPadding,
@@ -226,12 +202,30 @@ func newCore(cfg Config, kind pipeline.Kind) *core {
 		drained: make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	c.lim.Store(&cfg.Limits)
+	return c
+}
+
+// limits returns the current limits; they are read-only.
+func (c *core) limits() *Limits { return c.lim.Load() }
+
+// storeLimits makes lim, its zero values defaulted, the current limits,
+// and returns them. A negative value is refused with an error, and the
+// limits stay as they were.
+func (c *core) storeLimits(lim Limits) (*Limits, error) {
+	lim, err := lim.withDefaults()
+	if err != nil {
+		c.log.Error("limits not changed", "err", err)
+		return c.limits(), err
+	}
+	c.lim.Store(&lim)
+	return &lim, nil
 }
 
 // tryAcquire claims a slot for one query, false when MaxConcurrent are in
 // flight. Each successful call is paired with release.
 func (c *core) tryAcquire() bool {
-	if c.flight.add() > int64(c.cfg.MaxConcurrent) {
+	if c.flight.add() > int64(c.limits().MaxConcurrent) {
 		c.flight.done()
 		return false
 	}
@@ -347,7 +341,7 @@ var (
 // with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	// No parent to cancel it: drain needs no cancellation (see there).
-	ctx := newBudget(time.Now().Add(c.cfg.QueryTimeout))
+	ctx := newBudget(time.Now().Add(c.limits().QueryTimeout))
 	defer ctx.end()
 	defer func() {
 		if r := recover(); r != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
@@ -29,7 +30,7 @@ type TCP struct {
 	*core
 	ln    *net.TCPListener
 	addr  netip.AddrPort
-	slots chan struct{} // MaxConcurrent query slots; a reader waits for one
+	slots *limiter // MaxConcurrent query slots; a reader waits for one
 
 	accepting sync.WaitGroup // the accept loop
 	reading   sync.WaitGroup // connection read loops
@@ -54,11 +55,8 @@ type tcpConn struct {
 	slots         chan struct{}        // MaxQueriesPerConn query slots
 	flight        flight               // queries in flight on this connection
 
-	wmu      sync.Mutex // guards the fields below
-	pending  *[]byte    // framed replies waiting for the flusher; a pooled buffer or nil
-	flushing bool       // a goroutine is writing pending out
-	broken   bool       // a write failed: the connection is closed
-	written  sync.Cond  // on wmu: signaled when pending was taken or the connection broke
+	wmu sync.Mutex      // guards w
+	w   coalesce.Writer // replies, set up once the connection is ready for them
 }
 
 // tcpJob is one query read from a connection, for a worker to serve.
@@ -139,7 +137,7 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 		core:  newCore(cfg, kind),
 		ln:    tl,
 		addr:  unmap(tl.Addr().(*net.TCPAddr).AddrPort()),
-		slots: make(chan struct{}, cfg.MaxConcurrent),
+		slots: newLimiter(cfg.MaxConcurrent),
 		conns: make(map[*tcpConn]struct{}),
 		perIP: make(map[netip.Addr]int),
 		tls:   tc,
@@ -183,7 +181,7 @@ func (l *TCP) Close() error {
 	}
 	l.connMu.Unlock()
 	l.reading.Wait()
-	l.drain(l.cfg.QueryTimeout)
+	l.drain(l.limits().QueryTimeout)
 	l.connMu.Lock()
 	for tc := range l.conns {
 		tc.conn.Close()
@@ -213,20 +211,20 @@ func (l *TCP) accept() {
 			continue
 		}
 		backoff = 0
+		lim := l.limits()
 		tc := &tcpConn{
 			conn:   conn,
 			client: unmap(conn.RemoteAddr().(*net.TCPAddr).AddrPort()),
 			local:  unmap(conn.LocalAddr().(*net.TCPAddr).AddrPort()),
-			slots:  make(chan struct{}, l.cfg.MaxQueriesPerConn),
+			slots:  make(chan struct{}, lim.MaxQueriesPerConn),
 			flight: newFlight(),
 		}
-		tc.written.L = &tc.wmu
 		l.connMu.Lock()
-		if len(l.conns) >= l.cfg.MaxConns {
+		if len(l.conns) >= lim.MaxConns {
 			l.connMu.Unlock()
 			conn.Close()
 			l.m.drop(reasonConnLimit)
-			l.log.Debug("too many connections", "client", tc.client.String(), "max", l.cfg.MaxConns)
+			l.log.Debug("too many connections", "client", tc.client.String(), "max", lim.MaxConns)
 			continue
 		}
 		if l.perIPCap > 0 && l.perIP[tc.client.Addr()] >= l.perIPCap {
@@ -249,6 +247,9 @@ func (l *TCP) accept() {
 // answers and closes it.
 func (l *TCP) serveConn(tc *tcpConn) {
 	if l.tls == nil || l.handshake(tc) {
+		tc.w.Init(&tc.wmu, tc.conn, l.writeTimeout, false, func(err error) {
+			l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
+		})
 		l.read(tc)
 	}
 	l.reading.Done()
@@ -307,9 +308,10 @@ func (l *TCP) read(tc *tcpConn) {
 	}
 	br := bufio.NewReaderSize(tc.conn, size)
 	arm := func(s stage) {
-		d := l.cfg.ReadTimeout
+		lim := l.limits()
+		d := lim.ReadTimeout
 		if s == stageIdle {
-			d = l.cfg.IdleTimeout
+			d = lim.IdleTimeout
 		}
 		tc.conn.SetReadDeadline(time.Now().Add(d))
 		if l.isClosed() {
@@ -378,18 +380,25 @@ func (l *TCP) read(tc *tcpConn) {
 // acquire waits for one of the listener's query slots; release gives it
 // back.
 func (l *TCP) acquire() error {
-	select {
-	case l.slots <- struct{}{}:
-		l.flight.add()
-		return nil
-	case <-l.done:
+	if !l.slots.acquire(l.done) {
 		return ErrClosed
 	}
+	l.flight.add()
+	return nil
 }
 
 func (l *TCP) release() {
-	<-l.slots
+	l.slots.release()
 	l.flight.done()
+}
+
+// SetLimits makes lim the limits of the running listener (see limits.go
+// for when each applies); zero values take the defaults. It refuses
+// negative values, changing nothing. Safe for concurrent use.
+func (l *TCP) SetLimits(lim Limits) error {
+	cur, err := l.storeLimits(lim)
+	l.slots.setMax(cur.MaxConcurrent)
+	return err
 }
 
 // serve answers the message in buf[:n], whose header checkHeader judged
@@ -436,12 +445,12 @@ func (l *TCP) serve(j tcpJob) {
 // gives buf back. A client that does not take the replies within
 // WriteTimeout is disconnected.
 //
-// Replies that are ready together leave together: the first writer
-// becomes the flusher, yields once so that the other queries of the
-// connection that are ready can finish and append their replies, then
-// writes everything pending in one call, which is one syscall on TCP and
-// one TLS record on DoT (a pipelining client such as a stub resolver or
-// dnsperf gets many answers per write).
+// Replies that are ready together leave together (internal/coalesce):
+// the first writer becomes the flusher, yields once so that the other
+// queries of the connection that are ready can finish and queue their
+// replies, then writes everything queued in one call, which is one
+// syscall on TCP and one TLS record on DoT (a pipelining client such as a
+// stub resolver or dnsperf gets many answers per write).
 func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
 	frame := (*buf)[:2+len(b)]
 	frame[0], frame[1] = byte(len(b)>>8), byte(len(b))
@@ -449,54 +458,21 @@ func (l *TCP) write(tc *tcpConn, b []byte, buf *[]byte) {
 	// A client that reads slower than it asks must not make replies pile
 	// up here: past maxPending, writers wait for the flusher, holding
 	// their query slots, so the connection is not read meanwhile.
-	for !tc.broken && tc.pending != nil && len(*tc.pending)+len(frame) > maxPending {
-		tc.written.Wait()
+	for !tc.w.BrokenLocked() && tc.w.QueuedLocked() > 0 && tc.w.QueuedLocked()+len(frame) > maxPending {
+		tc.w.WaitLocked()
 	}
-	if tc.broken {
-		tc.wmu.Unlock()
-		putBuf(buf)
-		return
-	}
-	if tc.pending == nil {
-		tc.pending = getBuf()
-		*tc.pending = (*tc.pending)[:0]
-	}
-	*tc.pending = append(*tc.pending, frame...)
+	tc.w.Write(frame) // nothing when broken
 	putBuf(buf)
-	if tc.flushing {
-		tc.wmu.Unlock()
-		return
-	}
-	tc.flushing = true
+	flush := tc.w.StartLocked()
 	tc.wmu.Unlock()
-	runtime.Gosched()
-	tc.wmu.Lock()
-	for tc.pending != nil && len(*tc.pending) > 0 && !tc.broken {
-		out := tc.pending
-		tc.pending = nil
-		tc.written.Broadcast()
-		tc.wmu.Unlock()
-		tc.conn.SetWriteDeadline(time.Now().Add(l.cfg.WriteTimeout))
-		_, err := tc.conn.Write(*out)
-		*out = (*out)[:cap(*out)]
-		putBuf(out)
-		tc.wmu.Lock()
-		if err != nil {
-			tc.broken = true
-			l.log.Debug("write tcp reply, closing", "client", tc.client.String(), "err", err)
-			tc.conn.Close()
-		}
+	if flush {
+		runtime.Gosched()
+		tc.w.Flush()
 	}
-	tc.written.Broadcast()
-	if tc.pending != nil {
-		// Broken: what is pending will never be sent.
-		*tc.pending = (*tc.pending)[:cap(*tc.pending)]
-		putBuf(tc.pending)
-		tc.pending = nil
-	}
-	tc.flushing = false
-	tc.wmu.Unlock()
 }
+
+// writeTimeout returns Config.WriteTimeout.
+func (l *TCP) writeTimeout() time.Duration { return l.cfg.WriteTimeout }
 
 // maxPending bounds the replies waiting to be written on one connection.
 const maxPending = 2 * maxFrame

@@ -150,6 +150,15 @@ func (l *UDP) bind() error {
 	return nil
 }
 
+// SetLimits makes lim the limits of the running listener: QueryTimeout
+// and MaxConcurrent apply from the next query; UDP has no use for the
+// others. Zero values take the defaults. It refuses negative values,
+// changing nothing. Safe for concurrent use.
+func (l *UDP) SetLimits(lim Limits) error {
+	_, err := l.storeLimits(lim)
+	return err
+}
+
 // Addr returns the address the sockets are bound to, with the port the
 // system picked when Config.Addr had port 0.
 func (l *UDP) Addr() netip.AddrPort { return l.addr }
@@ -185,7 +194,7 @@ func (l *UDP) Close() error {
 		s.conn.SetReadDeadline(past) // unblocks the readers
 	}
 	l.readers.Wait()
-	l.drain(l.cfg.QueryTimeout)
+	l.drain(l.limits().QueryTimeout)
 	var errs []error
 	for _, s := range l.socks {
 		if err := s.conn.Close(); err != nil {

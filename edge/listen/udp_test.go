@@ -351,8 +351,8 @@ func TestConfigErrors(t *testing.T) {
 	}{
 		{"no address", Config{Handler: func() pipeline.Handler { return nil }}, "not valid"},
 		{"no handler", Config{Addr: fam4.addr}, "no handler"},
-		{"negative timeout", Config{Addr: fam4.addr, Handler: func() pipeline.Handler { return nil }, QueryTimeout: -1}, "negative"},
-		{"negative conns", Config{Addr: fam4.addr, Handler: func() pipeline.Handler { return nil }, MaxConns: -1}, "negative"},
+		{"negative timeout", Config{Addr: fam4.addr, Handler: func() pipeline.Handler { return nil }, Limits: Limits{QueryTimeout: -1}}, "negative"},
+		{"negative conns", Config{Addr: fam4.addr, Handler: func() pipeline.Handler { return nil }, Limits: Limits{MaxConns: -1}}, "negative"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

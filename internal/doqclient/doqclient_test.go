@@ -45,10 +45,10 @@ func TestExchange(t *testing.T) {
 	})
 	server, roots := testCert(t)
 	l, err := listen.ListenDoQ(listen.Config{
-		Addr:         netip.MustParseAddrPort("127.0.0.1:0"),
-		Handler:      func() pipeline.Handler { return h },
-		TLS:          server,
-		QueryTimeout: time.Second,
+		Addr:    netip.MustParseAddrPort("127.0.0.1:0"),
+		Handler: func() pipeline.Handler { return h },
+		TLS:     server,
+		Limits:  listen.Limits{QueryTimeout: time.Second},
 	})
 	if err != nil {
 		t.Fatal(err)
