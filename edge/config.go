@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/listen"
@@ -31,7 +30,9 @@ import (
 // validated by the package that uses it.
 type Config struct {
 	Listeners []ListenerSpec `yaml:"listeners"`
-	Server    ServerSpec     `yaml:"server"`
+	// Server holds the limits shared by the listeners, defaulted and
+	// checked by edge/listen.
+	Server listen.Limits `yaml:"server"`
 	// TLS is the certificate of the encrypted listeners (dot, doh, doq)
 	// that do not name their own.
 	TLS *edgetls.Spec `yaml:"tls"`
@@ -127,60 +128,6 @@ func (l ListenerSpec) options() []struct {
 		{listen.OptTLS, l.TLS != nil}, {listen.OptServerName, l.ServerName != ""}, {listen.OptPadding, l.Padding != nil},
 		{listen.OptPath, l.Path != ""}, {listen.OptHTTP3, l.HTTP3}, {listen.OptH2C, l.H2C},
 	}
-}
-
-// ServerSpec holds limits shared by the listeners. Zero fields take the
-// defaults below (complete); validate checks them.
-type ServerSpec struct {
-	QueryTimeout   time.Duration `yaml:"query_timeout"`                  // budget for one client query; default 4s
-	MaxConcurrent  int           `yaml:"max_concurrent"`                 // per listener; default 10000
-	TCPIdleTimeout time.Duration `yaml:"tcp_idle_timeout"`               // default 10s
-	TCPReadTimeout time.Duration `yaml:"tcp_read_timeout"`               // default 2s
-	MaxTCPConns    int           `yaml:"max_tcp_connections"`            // default 1000
-	MaxTCPQueries  int           `yaml:"max_tcp_queries_per_connection"` // default 100
-}
-
-// complete fills the limits the file left out.
-func (s *ServerSpec) complete() {
-	for _, d := range []struct {
-		p *time.Duration
-		v time.Duration
-	}{{&s.QueryTimeout, 4 * time.Second}, {&s.TCPIdleTimeout, 10 * time.Second}, {&s.TCPReadTimeout, 2 * time.Second}} {
-		if *d.p == 0 {
-			*d.p = d.v
-		}
-	}
-	for _, n := range []struct {
-		p *int
-		v int
-	}{{&s.MaxConcurrent, 10000}, {&s.MaxTCPConns, 1000}, {&s.MaxTCPQueries, 100}} {
-		if *n.p == 0 {
-			*n.p = n.v
-		}
-	}
-}
-
-// validate reports the problems of the server section, at paths relative
-// to it.
-func (s ServerSpec) validate() error {
-	var errs []error
-	for _, d := range []struct {
-		name string
-		v    time.Duration
-	}{{"query_timeout", s.QueryTimeout}, {"tcp_idle_timeout", s.TCPIdleTimeout}, {"tcp_read_timeout", s.TCPReadTimeout}} {
-		if d.v < 0 {
-			errs = append(errs, field.Errorf(d.name, "must not be negative"))
-		}
-	}
-	for _, n := range []struct {
-		name string
-		v    int
-	}{{"max_concurrent", s.MaxConcurrent}, {"max_tcp_connections", s.MaxTCPConns}, {"max_tcp_queries_per_connection", s.MaxTCPQueries}} {
-		if n.v < 0 {
-			errs = append(errs, field.Errorf(n.name, "must not be negative"))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // MetricsSpec configures the HTTP endpoint for /metrics, /healthz and

@@ -52,7 +52,7 @@ func (c *Config) complete(resolvConf string) error {
 		}
 		c.Groups = append(c.Groups, g)
 	}
-	c.Server.complete()
+	c.Server = c.Server.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -141,7 +141,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	errs = append(errs, field.Prefix("server", c.Server.validate()))
+	errs = append(errs, field.Prefix("server", c.Server.Validate()))
 	errs = append(errs, field.Prefix("cache", c.Cache.Validate()))
 	cs := c.Cache
 	if cs.ClientTimeout > 0 && c.Server.QueryTimeout > 0 && cs.ClientTimeout >= c.Server.QueryTimeout {

@@ -185,7 +185,7 @@ func containsSocket(spec ListenerSpec, sock string) bool {
 // under the server limits of fp's configuration, and what the
 // previous front held and fp does not is closed.
 func (s *Server) commitFront(fp *frontPlan) {
-	lim := fp.cfg.Server.limits()
+	lim := fp.cfg.Server
 	for k, ll := range fp.listeners {
 		if ll.certs != nil {
 			ll.certs.Store(fp.certs[k])
@@ -233,7 +233,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 	}
 	lc := listen.Config{
 		Addr: ap, Handler: s.handler, Logger: s.log, Metrics: s.lmet,
-		Limits:     cfg.Server.limits(),
+		Limits:     cfg.Server,
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 	}
@@ -262,14 +262,5 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 func (s *Server) serve(l listener) {
 	if err := l.Serve(); err != nil && !errors.Is(err, net.ErrClosed) {
 		s.log.Error("listener stopped", "address", l.Addr().String(), "error", err.Error())
-	}
-}
-
-// limits returns the listener limits the server section sets.
-func (s ServerSpec) limits() listen.Limits {
-	return listen.Limits{
-		QueryTimeout: s.QueryTimeout, MaxConcurrent: s.MaxConcurrent,
-		IdleTimeout: s.TCPIdleTimeout, ReadTimeout: s.TCPReadTimeout,
-		MaxConns: s.MaxTCPConns, MaxQueriesPerConn: s.MaxTCPQueries,
 	}
 }

@@ -2,7 +2,7 @@ package listen
 
 import (
 	"errors"
-	"fmt"
+	"github.com/dnsedge/dnsedge/internal/field"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,35 +11,36 @@ import (
 )
 
 // Limits are the bounds of a listener that a reload may change while it
-// serves (SetLimits on every listener type). Zero values take the
-// documented defaults.
+// serves (SetLimits on every listener type). They are the server section
+// of the configuration file, whose keys the yaml tags name. Zero values
+// take the documented defaults.
 type Limits struct {
 	// QueryTimeout is the budget of one query, given to the handler as the
 	// ctx deadline. Default 4s.
-	QueryTimeout time.Duration
+	QueryTimeout time.Duration `yaml:"query_timeout"`
 	// MaxConcurrent bounds the queries being served at once by one
 	// listener. Default 10000. UDP drops (and counts) queries beyond it;
 	// TCP stops reading until one finishes.
-	MaxConcurrent int
+	MaxConcurrent int `yaml:"max_concurrent"`
 
 	// IdleTimeout closes a connection (TCP, DoT, DoH, DoQ) that has no
 	// query in flight and sends none for this long (RFC 7766 §6.2.3).
 	// Default 10s.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `yaml:"tcp_idle_timeout"`
 	// ReadTimeout is how long a message (a TCP or DoT frame, HTTP request
 	// headers and body, a DoQ stream's query) may take to arrive whole once
 	// it has begun, so a slow sender cannot hold a connection or a stream
 	// (slowloris). Default 2s.
-	ReadTimeout time.Duration
+	ReadTimeout time.Duration `yaml:"tcp_read_timeout"`
 	// MaxConns caps the open connections of one stream listener (TCP,
 	// DoT, DoH, DoQ); a connection beyond it is closed as soon as it is
 	// accepted. Default 1000.
-	MaxConns int
+	MaxConns int `yaml:"max_tcp_connections"`
 	// MaxQueriesPerConn caps the queries in flight on one connection: TCP
 	// and DoT pipelining (RFC 7766 §6.2.1.1; the connection is not read
 	// while the cap is reached), HTTP/2 and HTTP/3 concurrent streams, DoQ
 	// streams (QUIC flow control). Default 100.
-	MaxQueriesPerConn int
+	MaxQueriesPerConn int `yaml:"max_tcp_queries_per_connection"`
 }
 
 // Every listener type changes its limits while it serves.
@@ -52,40 +53,54 @@ var (
 
 // withDefaults validates l and fills in its defaults.
 func (l Limits) withDefaults() (Limits, error) {
-	var errs []error
+	if err := l.Validate(); err != nil {
+		return l, err
+	}
+	return l.WithDefaults(), nil
+}
+
+// WithDefaults returns l with every zero value replaced by its default.
+func (l Limits) WithDefaults() Limits {
 	for _, d := range []struct {
-		name string
-		v    *time.Duration
-		def  time.Duration
-	}{
-		{"query timeout", &l.QueryTimeout, DefaultQueryTimeout},
-		{"idle timeout", &l.IdleTimeout, DefaultIdleTimeout},
-		{"read timeout", &l.ReadTimeout, DefaultReadTimeout},
-	} {
-		switch {
-		case *d.v < 0:
-			errs = append(errs, fmt.Errorf("%s %v is negative", d.name, *d.v))
-		case *d.v == 0:
+		v   *time.Duration
+		def time.Duration
+	}{{&l.QueryTimeout, DefaultQueryTimeout}, {&l.IdleTimeout, DefaultIdleTimeout}, {&l.ReadTimeout, DefaultReadTimeout}} {
+		if *d.v == 0 {
 			*d.v = d.def
 		}
 	}
 	for _, n := range []struct {
-		name string
-		v    *int
-		def  int
-	}{
-		{"max concurrent", &l.MaxConcurrent, DefaultMaxConcurrent},
-		{"max conns", &l.MaxConns, DefaultMaxConns},
-		{"max queries per conn", &l.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
-	} {
-		switch {
-		case *n.v < 0:
-			errs = append(errs, fmt.Errorf("%s %d is negative", n.name, *n.v))
-		case *n.v == 0:
+		v   *int
+		def int
+	}{{&l.MaxConcurrent, DefaultMaxConcurrent}, {&l.MaxConns, DefaultMaxConns}, {&l.MaxQueriesPerConn, DefaultMaxQueriesPerConn}} {
+		if *n.v == 0 {
 			*n.v = n.def
 		}
 	}
-	return l, errors.Join(errs...)
+	return l
+}
+
+// Validate reports every negative limit, as a field error at its key in
+// the server section.
+func (l Limits) Validate() error {
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"query_timeout", l.QueryTimeout}, {"tcp_idle_timeout", l.IdleTimeout}, {"tcp_read_timeout", l.ReadTimeout}} {
+		if d.v < 0 {
+			errs = append(errs, field.Errorf(d.name, "%s must not be negative", d.v))
+		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int
+	}{{"max_concurrent", l.MaxConcurrent}, {"max_tcp_connections", l.MaxConns}, {"max_tcp_queries_per_connection", l.MaxQueriesPerConn}} {
+		if n.v < 0 {
+			errs = append(errs, field.Errorf(n.name, "%d must not be negative", n.v))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // How a listener applies new Limits (SetLimits): every value is read
