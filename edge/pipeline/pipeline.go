@@ -124,12 +124,21 @@ type Request struct {
 	ClientID string
 	// TLS is the connection state on encrypted listeners, nil otherwise.
 	TLS *tls.ConnectionState
-	// TraceID correlates logs of this query across hops.
-	TraceID string
-	// Tags are labels given by policy and propagated upstream.
+	// TraceID correlates logs of this query across hops: taken from the
+	// client (DoH traceparent or X-DNS-TraceID) or made by the trace
+	// stage. TraceStage is the client's X-DNS-Stage, if any.
+	TraceID    string
+	TraceStage string
+	// Tags are "key=value" labels given by policy and propagated upstream.
 	Tags []string
+	// ECSAction is policy's decision on the client subnet sent upstream;
+	// the ECS stage turns it into ECS.
+	ECSAction ECSAction
 	// ECS is the client subnet to forward (RFC 7871), invalid if none.
 	ECS netip.Prefix
+	// AllowANY lets a forwarded ANY query through as asked; otherwise
+	// it gets the minimal answer of RFC 8482. Set by policy.
+	AllowANY bool
 	// Route is the upstream group chosen for this query; empty means the
 	// default group.
 	Route string
@@ -238,4 +247,42 @@ func ErrorReply(query *dns.Msg, err error) *dns.Msg {
 		m.Extra = append(m.Extra, opt)
 	}
 	return m
+}
+
+// ECSMode is what to do with EDNS Client Subnet (RFC 7871) for the query
+// sent upstream.
+type ECSMode uint8
+
+// ECS modes.
+const (
+	// ECSDefault leaves it to the configuration's default for the
+	// listener kind.
+	ECSDefault ECSMode = iota
+	// ECSStrip sends no client subnet.
+	ECSStrip
+	// ECSPass forwards the subnet the client sent, if any.
+	ECSPass
+	// ECSAdd sends the client's source address cut to V4Bits or V6Bits,
+	// unless the client sent a subnet, which is passed.
+	ECSAdd
+	// ECSReplace sends Prefix if valid, else the client's source address
+	// cut to V4Bits or V6Bits, whatever the client sent.
+	ECSReplace
+)
+
+var ecsModeNames = [...]string{"default", "strip", "pass", "add", "replace"}
+
+func (m ECSMode) String() string {
+	if int(m) < len(ecsModeNames) {
+		return ecsModeNames[m]
+	}
+	return fmt.Sprintf("ecs(%d)", uint8(m))
+}
+
+// ECSAction is a decision on the client subnet sent upstream. Zero bits
+// take the defaults (/24 for IPv4, /56 for IPv6).
+type ECSAction struct {
+	Mode           ECSMode
+	V4Bits, V6Bits uint8
+	Prefix         netip.Prefix
 }
