@@ -275,3 +275,79 @@ func TestReloadServerLimits(t *testing.T) {
 		t.Fatalf("%d of 2 connections held open at once answered after a reload to max_tcp_connections 1", n)
 	}
 }
+
+// TestConfigReloadUnderLoad reloads the configuration 50 times,
+// alternating two files that differ in upstreams, cache, health and
+// metrics, while clients query over UDP and TCP: no query is lost.
+func TestConfigReloadUnderLoad(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	files := [2]string{
+		fmt.Sprintf(`upstreams:
+  - {name: v4, url: "udp://%s"}
+cache: {max_entries: 1000}
+health: {failure_threshold: 5}
+`, up.AddrV4()),
+		fmt.Sprintf(`upstreams:
+  - {name: v4, url: "udp://%s"}
+  - {name: tcp4, url: "tcp://%s"}
+cache: {max_entries: 2000, prefetch: false}
+health: {failure_threshold: 3}
+metrics: {address: "127.0.0.1:0"}
+`, up.AddrV4(), up.AddrV4()),
+	}
+	var cfgs [2]*edge.Config
+	for i, f := range files {
+		cfg, err := edge.Parse("test.yaml", []byte(testListeners+f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfgs[i] = cfg
+	}
+	e := startEdge(t, files[0])
+	var (
+		stop     atomic.Bool
+		answered atomic.Int64
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		failures []string
+	)
+	deadline := time.Now().Add(60 * time.Second)
+	for i := range 4 {
+		proto, addr := "udp", e.udp.String()
+		if i%2 == 1 {
+			proto, addr = "tcp", e.tcp.String()
+		}
+		wg.Go(func() {
+			c := &dns.Client{Net: proto, Timeout: 2 * time.Second}
+			for n := 0; !stop.Load() && n < 100000 && time.Now().Before(deadline); n++ {
+				name := fmt.Sprintf("h%d.test.example.", n%20)
+				m, _, err := c.Exchange(ednsQuery(name, dns.TypeA), addr)
+				if err == nil && (m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1) {
+					err = fmt.Errorf("%s over %s: %s with %d answers", name, proto, dns.RcodeToString[m.Rcode], len(m.Answer))
+				}
+				if err != nil {
+					mu.Lock()
+					failures = append(failures, err.Error())
+					mu.Unlock()
+					continue
+				}
+				answered.Add(1)
+			}
+		})
+	}
+	for i := 1; i <= 50; i++ {
+		if err := e.srv.Reload(cfgs[i%2]); err != nil {
+			t.Fatalf("reload %d: %v", i, err)
+		}
+		// Let some queries meet each generation.
+		for start := answered.Load(); answered.Load() < start+20 && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d queries failed during 50 reloads; first: %s", len(failures), answered.Load()+int64(len(failures)), failures[0])
+	}
+	t.Logf("%d queries answered during 50 reloads", answered.Load())
+}
