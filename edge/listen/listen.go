@@ -80,6 +80,20 @@ type Config struct {
 	// advertises it with Alt-Svc.
 	HTTP3 bool
 
+	// ACL are the client prefixes the listener serves; other clients get
+	// REFUSED. nil means: every client on encrypted listeners (DoT, DoH,
+	// DoQ), which cannot amplify, and the Private ranges on plain ones
+	// (UDP, TCP, DoH over h2c), so that a listener on a public address is
+	// never an open resolver. {0.0.0.0/0, ::/0} serves everybody.
+	ACL []netip.Prefix
+	// Private is the ACL of plain listeners without one; nil means
+	// PrivateRanges.
+	Private []netip.Prefix
+	// RateLimiter limits the queries of each client; nil limits none. One
+	// limiter is shared by the listeners of a server and kept across
+	// reloads.
+	RateLimiter *RateLimiter
+
 	// Sockets is the number of UDP sockets bound to Addr with SO_REUSEPORT,
 	// each with its own reader. Default runtime.NumCPU(). Ignored by TCP.
 	Sockets int
@@ -147,6 +161,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HTTPPath[0] != '/' {
 		errs = append(errs, fmt.Errorf("http path %q does not start with /", c.HTTPPath))
 	}
+	for _, p := range append(c.ACL[:len(c.ACL):len(c.ACL)], c.Private...) {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("acl prefix %v is not valid", p))
+		}
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -177,6 +196,9 @@ type core struct {
 
 	pad bool // pad replies (RFC 8467) on this listener
 
+	acl *ACL         // clients served; nil: all
+	rl  *RateLimiter // nil: no limit
+
 	flight  flight        // queries being served
 	drained chan struct{} // closed when Close is done waiting for them
 
@@ -203,6 +225,14 @@ func newCore(cfg Config, kind pipeline.Kind) *core {
 		done:    make(chan struct{}),
 	}
 	c.lim.Store(&cfg.Limits)
+	var err error
+	if c.acl, err = listenerACL(cfg, kind.Encrypted() && !cfg.H2C); err != nil {
+		// Config.withDefaults checked the prefixes; should it still
+		// fail, the listener serves nobody rather than everybody.
+		c.log.Error("acl", "err", err)
+		c.acl, _ = NewACL(nil)
+	}
+	c.rl = cfg.RateLimiter
 	return c
 }
 
@@ -337,9 +367,15 @@ var (
 )
 
 // call runs the current pipeline for req within the query budget and sets
-// req.Outcome.Latency when it returns. A panic in the handler is logged
+// req.Outcome.Latency when it returns. A client the listener's ACL or the
+// rate limiter turns away gets their answer instead (see guard). A panic in the handler is logged
 // with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
+	r, rc := c.guard(req)
+	if r != nil {
+		return r, nil
+	}
+	defer rc.done()
 	// No parent to cancel it: drain needs no cancellation (see there).
 	ctx := newBudget(time.Now().Add(c.limits().QueryTimeout))
 	defer ctx.end()
