@@ -137,9 +137,9 @@ func (r RateLimit) Validate() error {
 type verdict uint8
 
 const (
-	allow      verdict = iota
-	limitTC            // over the rate: answer TC=1 (UDP only)
-	limitRefuse        // over the rate or in-flight cap: answer REFUSED
+	allow       verdict = iota
+	limitTC             // over the rate: answer TC=1 (UDP only)
+	limitRefuse         // over the rate or in-flight cap: answer REFUSED
 )
 
 // A RateLimiter keeps a token bucket (golang.org/x/time/rate) and a count
