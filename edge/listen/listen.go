@@ -45,10 +45,6 @@ type Config struct {
 	// transport; a client that stops reading is disconnected after it.
 	// Default 5s.
 	WriteTimeout time.Duration
-	// MaxConnsPerClient caps the connections one client address may hold
-	// open on a DoT, DoH or DoQ listener, so one client cannot take all of
-	// MaxConns. Default 64.
-	MaxConnsPerClient int
 
 	// TLS is the server configuration of the encrypted listeners (DoT,
 	// DoH, DoQ), which require it (DoH in H2C mode excepted); UDP and TCP
@@ -145,7 +141,6 @@ func (c Config) withDefaults() (Config, error) {
 		v    *int
 		def  int
 	}{
-		{"max conns per client", &c.MaxConnsPerClient, DefaultMaxConnsPerClient},
 		{"sockets", &c.Sockets, runtime.NumCPU()},
 	} {
 		switch {

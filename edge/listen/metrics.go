@@ -34,10 +34,12 @@ const (
 	reasonClientLimit               // a connection refused because its client has MaxConnsPerClient open
 	reasonTLS                       // a TLS handshake failed or timed out
 	reasonProtocol                  // the client broke the transport's protocol (DoH, DoQ framing)
+	reasonEvicted                   // an idle connection closed to make room for another client
 	numReasons
+	reasonNone = numReasons // not a drop: admitted
 )
 
-var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit", "client_limit", "tls", "protocol"}
+var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit", "client_limit", "tls", "protocol", "evicted"}
 
 func (r reason) String() string { return reasonNames[r] }
 
