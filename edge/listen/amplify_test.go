@@ -102,3 +102,37 @@ func TestUDPAmplification(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTruncatedReply finishes a big answer to any query the UDP listener
+// would serve and checks that a reply that does not fit the client's size
+// is never bigger than the query, and that every reply packs within it.
+func FuzzTruncatedReply(f *testing.F) {
+	for _, s := range fuzzSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, wire []byte) {
+		if act, _ := checkHeader(wire); act != actServe {
+			return
+		}
+		q, act := parseQuery(wire)
+		if act != actServe || len(q.Question) != 1 {
+			return
+		}
+		req := &pipeline.Request{Msg: q, Wire: wire, MaxSize: udpSize(q), Listener: pipeline.KindUDP}
+		m, _ := bigAnswers(context.Background(), req)
+		r, send := Finish(req, m, nil, nil)
+		if !send {
+			t.Fatal("big answer not sent")
+		}
+		b, err := r.Pack()
+		if err != nil {
+			return // a question the packer refuses: the listener answers SERVFAIL
+		}
+		if len(b) > req.MaxSize {
+			t.Fatalf("reply of %d bytes, client takes %d", len(b), req.MaxSize)
+		}
+		if r.Truncated && len(b) > len(wire) {
+			t.Fatalf("truncated reply of %d bytes to a query of %d:\n%v", len(b), len(wire), r)
+		}
+	})
+}
