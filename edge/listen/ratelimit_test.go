@@ -215,3 +215,32 @@ func TestRateLimitValidate(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkGuard measures what the listeners add per query: an ACL lookup
+// in the private ranges, and the rate limiter's bucket of a client (not
+// exempt), from every core at once.
+func BenchmarkGuard(b *testing.B) {
+	acl, err := NewACL(PrivateRanges)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := NewRateLimiter(RateLimit{QPS: 1e9, Burst: 1e9, Exempt: []string{}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			a := netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+			if !acl.Allows(a) {
+				b.Fatal("private address refused")
+			}
+			v, rc := l.admit(a, "", true)
+			if v != allow {
+				b.Fatal("limited")
+			}
+			rc.done()
+		}
+	})
+}
