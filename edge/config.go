@@ -33,6 +33,9 @@ type Config struct {
 	// Server holds the limits shared by the listeners, defaulted and
 	// checked by edge/listen.
 	Server listen.Limits `yaml:"server"`
+	// RateLimit limits the queries of each client on every listener,
+	// defaulted and checked by edge/listen.
+	RateLimit listen.RateLimit `yaml:"rate_limit"`
 	// TLS is the certificate of the encrypted listeners (dot, doh, doq)
 	// that do not name their own.
 	TLS *edgetls.Spec `yaml:"tls"`
@@ -89,6 +92,26 @@ type ListenerSpec struct {
 	// H2C serves DoH over cleartext HTTP/1.1 and HTTP/2, for use behind
 	// a proxy that terminates TLS. Off by default.
 	H2C bool `yaml:"h2c"`
+	// ACL lists the client prefixes (CIDR) the listener serves; others
+	// get REFUSED. Without it, plain listeners (udp, tcp, doh with h2c)
+	// serve listen.PrivateRanges only and encrypted ones everybody;
+	// [0.0.0.0/0, ::/0] opens a plain listener.
+	ACL []string `yaml:"acl"`
+}
+
+// acl returns the parsed ACL prefixes, nil when the listener has none;
+// invalid ones are skipped (Validate reports them).
+func (l ListenerSpec) acl() []netip.Prefix {
+	if l.ACL == nil {
+		return nil
+	}
+	out := make([]netip.Prefix, 0, len(l.ACL))
+	for _, s := range l.ACL {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // kind returns the listener's kind from listen's table; ok is false for

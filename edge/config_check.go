@@ -53,6 +53,7 @@ func (c *Config) complete(resolvConf string) error {
 		c.Groups = append(c.Groups, g)
 	}
 	c.Server = c.Server.WithDefaults()
+	c.RateLimit = c.RateLimit.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -142,6 +143,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, field.Prefix("server", c.Server.Validate()))
+	errs = append(errs, field.Prefix("rate_limit", c.RateLimit.Validate()))
 	errs = append(errs, field.Prefix("cache", c.Cache.Validate()))
 	cs := c.Cache
 	if cs.ClientTimeout > 0 && c.Server.QueryTimeout > 0 && cs.ClientTimeout >= c.Server.QueryTimeout {
@@ -238,6 +240,14 @@ func (l ListenerSpec) validate(at string) []error {
 	}
 	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#{} ")) {
 		add("path", "path %q must start with / and hold no query, braces or spaces", l.Path)
+	}
+	if l.ACL != nil && len(l.ACL) == 0 {
+		add("acl", "an empty acl refuses every client: leave it out for the default, or write [0.0.0.0/0, \"::/0\"] to serve everybody")
+	}
+	for j, a := range l.ACL {
+		if _, err := netip.ParsePrefix(a); err != nil {
+			add(field.Index("acl", j), "%q is not a CIDR prefix (write it like 192.0.2.0/24; 0.0.0.0/0 and ::/0 open the listener)", a)
+		}
 	}
 	if l.HTTP3 && l.H2C {
 		add("http3", "http3 needs TLS, and h2c turns TLS off: pick one")

@@ -18,6 +18,7 @@ func (c *Config) Warnings() []Problem { return c.warnings }
 func (c *Config) warn() []Problem {
 	var errs []error
 	errs = append(errs, c.udpWithoutTCP()...)
+	errs = append(errs, c.plainWithoutACL()...)
 	errs = append(errs, c.unusedGroups()...)
 	var ps []Problem
 	for _, p := range locate(c.file, c.pos, errors.Join(errs...)) {
@@ -62,6 +63,26 @@ func (c *Config) udpWithoutTCP() []error {
 			errs = append(errs, field.Errorf(field.Index("listeners", i),
 				"udp %s has no tcp listener on the same address: truncated answers have nowhere to go (clients retry them over TCP)", l.Address))
 		}
+	}
+	return errs
+}
+
+// plainWithoutACL reports the plain listeners (udp, tcp, doh with h2c)
+// on an address other than loopback that have no acl: they serve the
+// private ranges only (listen.PrivateRanges), never the internet, which
+// may surprise whoever gave them a public address.
+func (c *Config) plainWithoutACL() []error {
+	var errs []error
+	for i, l := range c.Listeners {
+		if _, ok := l.kind(); !ok || l.encrypted() || l.ACL != nil {
+			continue
+		}
+		ap, err := netip.ParseAddrPort(l.Address)
+		if err != nil || ap.Addr().Unmap().IsLoopback() {
+			continue
+		}
+		errs = append(errs, field.Errorf(field.Index("listeners", i),
+			"%s %s has no acl: it answers loopback, private (RFC 1918, RFC 4193) and link-local clients only, and REFUSED to the rest; list the clients to serve in acl", l.Proto, l.Address))
 	}
 	return errs
 }

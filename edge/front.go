@@ -31,11 +31,15 @@ type listenerKey struct {
 	proto, address, path, serverName string
 	http3, h2c, padding              bool
 	clientAuth, clientCA             string
+	acl                              string // the acl entries, "-" for none
 }
 
 func (c *Config) listenerKey(l ListenerSpec) listenerKey {
 	k := listenerKey{proto: l.Proto, address: l.Address, path: l.Path, serverName: l.ServerName,
-		http3: l.HTTP3, h2c: l.H2C, padding: l.Padding == nil || *l.Padding}
+		http3: l.HTTP3, h2c: l.H2C, padding: l.Padding == nil || *l.Padding, acl: "-"}
+	if l.ACL != nil {
+		k.acl = strings.Join(l.ACL, ",")
+	}
 	if t := listenerTLS(c, l); t != nil {
 		k.clientAuth, k.clientCA = string(t.ClientAuth), t.ClientCA
 	}
@@ -186,6 +190,10 @@ func containsSocket(spec ListenerSpec, sock string) bool {
 // previous front held and fp does not is closed.
 func (s *Server) commitFront(fp *frontPlan) {
 	lim := fp.cfg.Server
+	if err := s.limiter.SetConfig(fp.cfg.RateLimit); err != nil {
+		// Validate refuses what SetConfig would.
+		s.log.Error("rate limits not applied", "error", err.Error())
+	}
 	for k, ll := range fp.listeners {
 		if ll.certs != nil {
 			ll.certs.Store(fp.certs[k])
@@ -233,7 +241,8 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 	}
 	lc := listen.Config{
 		Addr: ap, Handler: s.handler, Logger: s.log, Metrics: s.lmet,
-		Limits:     cfg.Server,
+		Limits: cfg.Server,
+		ACL:    spec.acl(), RateLimiter: s.limiter,
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 	}

@@ -31,6 +31,7 @@ type Server struct {
 	loop    *middleware.Loop
 	prom    *prometheus.Registry
 	lmet    *listen.Metrics
+	limiter *listen.RateLimiter // the clients' buckets, kept across reloads
 	reloads *prometheus.CounterVec
 	pool    *pool
 
@@ -95,6 +96,10 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dnsedge_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
+	}
+	var err error
+	if s.limiter, err = listen.NewRateLimiter(cfg.RateLimit, nil); err != nil {
+		return nil, fmt.Errorf("rate_limit: %w", err)
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.reloads.WithLabelValues("ok")

@@ -23,13 +23,16 @@ type stage struct {
 // forward; the fallback zone wraps everything that may still answer
 // (zones, the cache with its stale entries), so it speaks only when they
 // cannot; local and tenant zones answer before the NXDOMAIN cache and the
-// answer cache, so their names are never cached. Adding a middleware is a
+// answer cache, so their names are never cached; ANY queries the zones
+// did not answer get the RFC 8482 answer before the caches and forward.
+// Adding a middleware is a
 // file of its own and one row here.
 var stages = []stage{
 	{"querylog", buildQueryLog},
 	{"loop", buildLoop},
 	{"fallback", buildFallback},
 	{"zones", buildZones},
+	{"any", buildANY},
 	{"nxdomain", buildNXDomain},
 	{"cache", buildCache},
 }

@@ -121,8 +121,8 @@ func TestCachedRepliesShared(t *testing.T) {
 
 // checkCachedReply checks what a lone query got over kind in phase: its
 // own question, ID 0, RD as asked, TTLs of the phase, EDNS as the client
-// asked with only the stale answer's EDE, the big answer truncated to the
-// client's size over UDP.
+// asked with only the stale answer's EDE, the big answer truncated over
+// UDP to the header, question and a bare OPT.
 func checkCachedReply(t *testing.T, kind, phase string, q *dns.Msg, wire []byte) {
 	t.Helper()
 	r := new(dns.Msg)
@@ -160,9 +160,9 @@ func checkCachedReply(t *testing.T, kind, phase string, q *dns.Msg, wire []byte)
 		errs = append(errs, errors.New("EDNS does not follow the query"))
 	case opt != nil && (opt.Do() != qopt.Do() || opt.UDPSize() != EDNSSize):
 		errs = append(errs, errors.New("OPT is not the listener's"))
-	case opt != nil && phase == "stale" && (len(opt.Option) != 1 || opt.Option[0].Option() != dns.EDNS0EDE):
+	case opt != nil && phase == "stale" && !r.Truncated && (len(opt.Option) != 1 || opt.Option[0].Option() != dns.EDNS0EDE):
 		errs = append(errs, fmt.Errorf("stale OPT options %v, want EDE 3 only", opt.Option))
-	case opt != nil && phase != "stale" && len(opt.Option) != 0:
+	case opt != nil && (phase != "stale" || r.Truncated) && len(opt.Option) != 0:
 		errs = append(errs, fmt.Errorf("OPT options %v, want none", opt.Option))
 	}
 	if err := errors.Join(errs...); err != nil {

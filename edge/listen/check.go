@@ -57,6 +57,9 @@ func checkHeader(b []byte) (action, reason) {
 // only the body shows. The message is returned when the action is actServe
 // or actBadVers. It never keeps a reference to b.
 func parseQuery(b []byte) (*dns.Msg, action) {
+	if !wholeQuestion(b) {
+		return nil, actFormErr
+	}
 	m := unpackCommon(b)
 	if m == nil {
 		m = new(dns.Msg)
@@ -79,6 +82,26 @@ func parseQuery(b []byte) (*dns.Msg, action) {
 		return m, actBadVers
 	}
 	return m, actServe
+}
+
+// wholeQuestion reports whether the question of b is all there, its name
+// written out label by label. Unpack takes a question cut short (no
+// class) and a name that points into the header, and the question of a
+// reply would then be longer than the query: a question starts right
+// after the header, where nothing before it is a name to point to.
+func wholeQuestion(b []byte) bool {
+	off := headerLen
+	for off < len(b) {
+		l := int(b[off])
+		switch {
+		case l == 0:
+			return off+1+4 <= len(b)
+		case l&0xC0 != 0:
+			return false // a compression pointer or an extended label type
+		}
+		off += 1 + l
+	}
+	return false
 }
 
 // parsedQuery holds a query unpacked by unpackCommon: the message, its

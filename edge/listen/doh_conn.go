@@ -39,10 +39,10 @@ func (cl *dohLimiter) admit(client netip.Addr) bool {
 		cl.c.m.drop(reasonConnLimit)
 		cl.c.log.Debug("too many connections", "client", client.String(), "max", maxConns)
 		return false
-	case cl.perClient[client] >= cl.c.cfg.MaxConnsPerClient:
+	case cl.perClient[client] >= cl.c.limits().MaxConnsPerClient:
 		cl.mu.Unlock()
 		cl.c.m.drop(reasonClientLimit)
-		cl.c.log.Debug("too many connections from client", "client", client.String(), "max", cl.c.cfg.MaxConnsPerClient)
+		cl.c.log.Debug("too many connections from client", "client", client.String(), "max", cl.c.limits().MaxConnsPerClient)
 		return false
 	}
 	cl.total++

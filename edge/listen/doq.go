@@ -298,7 +298,7 @@ func (l *DoQ) admit(qc *quic.Conn) {
 	l.connMu.Lock()
 	switch {
 	case len(l.conns) >= l.limits().MaxConns:
-	case l.perClient[dc.client.Addr()] >= l.cfg.MaxConnsPerClient:
+	case l.perClient[dc.client.Addr()] >= l.limits().MaxConnsPerClient:
 		why = reasonClientLimit
 	default:
 		refused = false

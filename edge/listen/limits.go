@@ -36,6 +36,10 @@ type Limits struct {
 	// DoT, DoH, DoQ); a connection beyond it is closed as soon as it is
 	// accepted. Default 1000.
 	MaxConns int `yaml:"max_tcp_connections"`
+	// MaxConnsPerClient caps the connections one client address may hold
+	// open on a stream listener (TCP, DoT, DoH, DoQ), so one client cannot
+	// take all of MaxConns. Default 64.
+	MaxConnsPerClient int `yaml:"max_tcp_connections_per_client"`
 	// MaxQueriesPerConn caps the queries in flight on one connection: TCP
 	// and DoT pipelining (RFC 7766 §6.2.1.1; the connection is not read
 	// while the cap is reached), HTTP/2 and HTTP/3 concurrent streams, DoQ
@@ -72,7 +76,8 @@ func (l Limits) WithDefaults() Limits {
 	for _, n := range []struct {
 		v   *int
 		def int
-	}{{&l.MaxConcurrent, DefaultMaxConcurrent}, {&l.MaxConns, DefaultMaxConns}, {&l.MaxQueriesPerConn, DefaultMaxQueriesPerConn}} {
+	}{{&l.MaxConcurrent, DefaultMaxConcurrent}, {&l.MaxConns, DefaultMaxConns}, {&l.MaxQueriesPerConn, DefaultMaxQueriesPerConn},
+		{&l.MaxConnsPerClient, DefaultMaxConnsPerClient}} {
 		if *n.v == 0 {
 			*n.v = n.def
 		}
@@ -95,7 +100,8 @@ func (l Limits) Validate() error {
 	for _, n := range []struct {
 		name string
 		v    int
-	}{{"max_concurrent", l.MaxConcurrent}, {"max_tcp_connections", l.MaxConns}, {"max_tcp_queries_per_connection", l.MaxQueriesPerConn}} {
+	}{{"max_concurrent", l.MaxConcurrent}, {"max_tcp_connections", l.MaxConns}, {"max_tcp_queries_per_connection", l.MaxQueriesPerConn},
+		{"max_tcp_connections_per_client", l.MaxConnsPerClient}} {
 		if n.v < 0 {
 			errs = append(errs, field.Errorf(n.name, "%d must not be negative", n.v))
 		}
@@ -111,8 +117,8 @@ func (l Limits) Validate() error {
 //     wait of Close; every listener.
 //   - MaxConcurrent: the next query; every listener. TCP and DoT readers
 //     that wait for a slot are woken when it grows.
-//   - MaxConns: the next connection accepted; TCP, DoT, DoH (HTTP/1.1,
-//     HTTP/2 and HTTP/3), DoQ.
+//   - MaxConns and MaxConnsPerClient: the next connection accepted; TCP,
+//     DoT, DoH (HTTP/1.1, HTTP/2 and HTTP/3), DoQ.
 //   - MaxQueriesPerConn: connections opened afterwards (a connection
 //     announces its cap when it opens: HTTP/2 SETTINGS, QUIC transport
 //     parameters); TCP, DoT, DoH over our HTTP/2 and HTTP/3, DoQ.

@@ -45,10 +45,6 @@ type Config struct {
 	// transport; a client that stops reading is disconnected after it.
 	// Default 5s.
 	WriteTimeout time.Duration
-	// MaxConnsPerClient caps the connections one client address may hold
-	// open on a DoT, DoH or DoQ listener, so one client cannot take all of
-	// MaxConns. Default 64.
-	MaxConnsPerClient int
 
 	// TLS is the server configuration of the encrypted listeners (DoT,
 	// DoH, DoQ), which require it (DoH in H2C mode excepted); UDP and TCP
@@ -79,6 +75,20 @@ type Config struct {
 	// HTTP3 also serves DoH over HTTP/3 (QUIC) on the same port and
 	// advertises it with Alt-Svc.
 	HTTP3 bool
+
+	// ACL are the client prefixes the listener serves; other clients get
+	// REFUSED. nil means: every client on encrypted listeners (DoT, DoH,
+	// DoQ), which cannot amplify, and the Private ranges on plain ones
+	// (UDP, TCP, DoH over h2c), so that a listener on a public address is
+	// never an open resolver. {0.0.0.0/0, ::/0} serves everybody.
+	ACL []netip.Prefix
+	// Private is the ACL of plain listeners without one; nil means
+	// PrivateRanges.
+	Private []netip.Prefix
+	// RateLimiter limits the queries of each client; nil limits none. One
+	// limiter is shared by the listeners of a server and kept across
+	// reloads.
+	RateLimiter *RateLimiter
 
 	// Sockets is the number of UDP sockets bound to Addr with SO_REUSEPORT,
 	// each with its own reader. Default runtime.NumCPU(). Ignored by TCP.
@@ -131,7 +141,6 @@ func (c Config) withDefaults() (Config, error) {
 		v    *int
 		def  int
 	}{
-		{"max conns per client", &c.MaxConnsPerClient, DefaultMaxConnsPerClient},
 		{"sockets", &c.Sockets, runtime.NumCPU()},
 	} {
 		switch {
@@ -146,6 +155,11 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.HTTPPath[0] != '/' {
 		errs = append(errs, fmt.Errorf("http path %q does not start with /", c.HTTPPath))
+	}
+	for _, p := range append(c.ACL[:len(c.ACL):len(c.ACL)], c.Private...) {
+		if !p.IsValid() {
+			errs = append(errs, fmt.Errorf("acl prefix %v is not valid", p))
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -177,6 +191,9 @@ type core struct {
 
 	pad bool // pad replies (RFC 8467) on this listener
 
+	acl *ACL         // clients served; nil: all
+	rl  *RateLimiter // nil: no limit
+
 	flight  flight        // queries being served
 	drained chan struct{} // closed when Close is done waiting for them
 
@@ -203,6 +220,14 @@ func newCore(cfg Config, kind pipeline.Kind) *core {
 		done:    make(chan struct{}),
 	}
 	c.lim.Store(&cfg.Limits)
+	var err error
+	if c.acl, err = listenerACL(cfg, kind.Encrypted() && !cfg.H2C); err != nil {
+		// Config.withDefaults checked the prefixes; should it still
+		// fail, the listener serves nobody rather than everybody.
+		c.log.Error("acl", "err", err)
+		c.acl, _ = NewACL(nil)
+	}
+	c.rl = cfg.RateLimiter
 	return c
 }
 
@@ -337,9 +362,15 @@ var (
 )
 
 // call runs the current pipeline for req within the query budget and sets
-// req.Outcome.Latency when it returns. A panic in the handler is logged
+// req.Outcome.Latency when it returns. A client the listener's ACL or the
+// rate limiter turns away gets their answer instead (see guard). A panic in the handler is logged
 // with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
+	r, rc := c.guard(req)
+	if r != nil {
+		return r, nil
+	}
+	defer rc.done()
 	// No parent to cancel it: drain needs no cancellation (see there).
 	ctx := newBudget(time.Now().Add(c.limits().QueryTimeout))
 	defer ctx.end()

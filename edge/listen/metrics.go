@@ -34,12 +34,27 @@ const (
 	reasonClientLimit               // a connection refused because its client has MaxConnsPerClient open
 	reasonTLS                       // a TLS handshake failed or timed out
 	reasonProtocol                  // the client broke the transport's protocol (DoH, DoQ framing)
+	reasonEvicted                   // an idle connection closed to make room for another client
 	numReasons
+	reasonNone = numReasons // not a drop: admitted
 )
 
-var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit", "client_limit", "tls", "protocol"}
+var reasonNames = [numReasons]string{"short", "response", "overload", "handler", "conn_limit", "client_limit", "tls", "protocol", "evicted"}
 
 func (r reason) String() string { return reasonNames[r] }
+
+// guardAction is what a listener did to a query its ACL or the rate
+// limiter turned away.
+type guardAction uint8
+
+const (
+	guardACL         guardAction = iota // REFUSED: the client is outside the ACL
+	guardRateTC                         // TC=1: over the rate, on UDP
+	guardRateRefused                    // REFUSED: over the rate or the queries in flight
+	numGuardActions
+)
+
+var guardNames = [numGuardActions]string{"acl_refused", "rate_tc", "rate_refused"}
 
 // countedRcodes get their own label value; any other RCODE is counted as
 // "other" so the series stay bounded.
@@ -62,6 +77,7 @@ type kindMetrics struct {
 	truncated prometheus.Counter
 	panics    prometheus.Counter
 	conns     prometheus.Gauge
+	guards    [numGuardActions]prometheus.Counter
 }
 
 // NewMetrics builds the listener metrics and registers them with reg
@@ -96,6 +112,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Open client connections (TCP, TLS or QUIC), by listener kind.",
 	}, []string{"listener"}))
 
+	guarded := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Subsystem: sub, Name: "guarded_total",
+		Help: "Queries turned away before the pipeline, by listener kind and action: acl_refused (client outside the listener's acl), rate_tc and rate_refused (client over its rate limit or queries in flight).",
+	}, []string{"listener", "action"}))
+
 	m := &Metrics{panics: panics}
 	for k := pipeline.KindUDP; int(k) < numKinds; k++ {
 		name := k.String()
@@ -114,6 +135,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		for r := range numReasons {
 			km.dropped[r] = dropped.WithLabelValues(name, r.String())
+		}
+		for a := range numGuardActions {
+			km.guards[a] = guarded.WithLabelValues(name, guardNames[a])
 		}
 		m.kinds[k] = km
 	}
@@ -186,5 +210,11 @@ func (k *kindMetrics) connOpened() {
 func (k *kindMetrics) connClosed() {
 	if k != nil {
 		k.conns.Dec()
+	}
+}
+
+func (k *kindMetrics) guarded(a guardAction) {
+	if k != nil {
+		k.guards[a].Inc()
 	}
 }

@@ -29,8 +29,8 @@ const EDNSSize = 1232
 //     the Extended DNS Error options (RFC 8914) of the handler's OPT;
 //     options meant for an upstream hop (cookies, padding, ...) are left
 //     out. Without an OPT in the query the reply has none (RFC 6891 §7);
-//   - finally it is truncated to req.MaxSize with dns.Msg.Truncate, which
-//     sets TC when records had to go.
+//   - finally, when it does not fit req.MaxSize, it becomes the header
+//     with TC set, the question and the OPT only (see truncated).
 //
 // Finish does not modify m or req: the reply is a shallow copy that shares
 // m's records, which it only reads (m may be shared with a cache, see
@@ -90,10 +90,32 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		// An extended RCODE needs an OPT the client cannot take.
 		r.Rcode = dns.RcodeServerFailure
 	}
-	// Truncate only reslices the sections, and writes only into the
-	// additional section when it holds an OPT: then it is rb's.
-	r.Truncate(req.MaxSize)
+	if r.Len() > req.MaxSize {
+		truncated(r, qopt, rb)
+	}
 	return r, true
+}
+
+// truncated makes r, which does not fit the client's size, the answer of
+// RFC 2181 §9 that sends the client to TCP: the header with TC set, the
+// question, and when the client speaks EDNS (qopt not nil) a bare OPT of
+// rb. No record of the answer goes: an answer cut to what fits would make
+// a small spoofed UDP query worth up to the client's whole buffer size
+// (16 to 27 bytes out per byte in for a big TXT or DNSKEY RRset), while
+// this one is never bigger than the query's own question and OPT. A TSIG
+// is dropped too: the client retries over TCP and gets it there.
+func truncated(r *dns.Msg, qopt *dns.OPT, rb *replyBuf) {
+	r.Truncated = true
+	r.Answer, r.Ns, r.Extra = nil, nil, nil
+	if qopt == nil {
+		return
+	}
+	opt := &rb.opt
+	*opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	opt.SetUDPSize(EDNSSize)
+	opt.SetDo(qopt.Do())
+	rb.extra[0] = opt
+	r.Extra = rb.extra[:1]
 }
 
 // clientExtra returns the additional section to send to a client whose

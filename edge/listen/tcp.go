@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -40,10 +41,9 @@ type TCP struct {
 
 	tls *tls.Config // DoT only: the server config, ALPN "dot"
 
-	connMu   sync.Mutex
-	conns    map[*tcpConn]struct{}
-	perIP    map[netip.Addr]int // open connections by client address (DoT)
-	perIPCap int                // MaxConnsPerClient on DoT, 0 (no cap) on TCP
+	connMu sync.Mutex
+	conns  map[*tcpConn]struct{}
+	perIP  map[netip.Addr]int // open connections by client address
 }
 
 // tcpConn is one client connection.
@@ -54,6 +54,7 @@ type tcpConn struct {
 	state         *tls.ConnectionState // DoT: set once the handshake is done
 	slots         chan struct{}        // MaxQueriesPerConn query slots
 	flight        flight               // queries in flight on this connection
+	evicted       atomic.Bool          // closed to make room for another client
 
 	wmu sync.Mutex      // guards w
 	w   coalesce.Writer // replies, set up once the connection is ready for them
@@ -143,9 +144,6 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 		tls:   tc,
 	}
 	l.workers = newWorkers(l.serve, workerIdle, 0, l.done)
-	if tc != nil {
-		l.perIPCap = cfg.MaxConnsPerClient
-	}
 	l.log = l.log.With("addr", l.addr.String())
 	return l, nil
 }
@@ -220,18 +218,11 @@ func (l *TCP) accept() {
 			flight: newFlight(),
 		}
 		l.connMu.Lock()
-		if len(l.conns) >= lim.MaxConns {
+		if r := l.admitConn(tc.client.Addr(), lim); r != reasonNone {
 			l.connMu.Unlock()
 			conn.Close()
-			l.m.drop(reasonConnLimit)
-			l.log.Debug("too many connections", "client", tc.client.String(), "max", lim.MaxConns)
-			continue
-		}
-		if l.perIPCap > 0 && l.perIP[tc.client.Addr()] >= l.perIPCap {
-			l.connMu.Unlock()
-			conn.Close()
-			l.m.drop(reasonClientLimit)
-			l.log.Debug("too many connections from one client", "client", tc.client.String(), "max", l.perIPCap)
+			l.m.drop(r)
+			l.log.Debug("connection refused", "client", tc.client.String(), "reason", r.String())
 			continue
 		}
 		l.conns[tc] = struct{}{}
@@ -241,6 +232,68 @@ func (l *TCP) accept() {
 		l.reading.Add(1)
 		l.serving.Go(func() { l.serveConn(tc) })
 	}
+}
+
+// connHeadroom is the share (1/connHeadroom) of MaxConns kept for the
+// clients that hold few connections.
+const connHeadroom = 16
+
+// admitConn decides, under connMu, whether a new connection from client
+// may open, reasonNone when it may (RFC 7766 §6.2.2 asks servers to
+// protect themselves from clients that hold many connections):
+//
+//   - a client holding MaxConnsPerClient already is refused;
+//   - past MaxConns − MaxConns/16 only clients that hold fewer than a
+//     quarter of that headroom (at least one) are let in, so a few heavy
+//     clients cannot lock the others out, and a client whose query was
+//     truncated can still retry over TCP;
+//   - at MaxConns, an idle connection (no query in flight) of the client
+//     holding the most is closed to make room, when that client holds
+//     more than the newcomer would; otherwise the newcomer is refused.
+//
+// Evicted connections count until their reader has closed them, which
+// may take the listener a little past MaxConns for a moment.
+func (l *TCP) admitConn(client netip.Addr, lim *Limits) reason {
+	held := l.perIP[client]
+	open := len(l.conns)
+	switch {
+	case held >= lim.MaxConnsPerClient:
+		return reasonClientLimit
+	case open >= lim.MaxConns:
+		if l.evictIdleLocked(held + 1) {
+			return reasonNone
+		}
+		return reasonConnLimit
+	case open >= lim.MaxConns-lim.MaxConns/connHeadroom && held >= max(1, lim.MaxConns/connHeadroom/4):
+		return reasonClientLimit
+	}
+	return reasonNone
+}
+
+// evictIdleLocked closes an idle connection of the client holding the
+// most connections, if it holds more than than; false when there is
+// none to close. Called with connMu held.
+func (l *TCP) evictIdleLocked(than int) bool {
+	var heavy netip.Addr
+	most := 0
+	for a, n := range l.perIP {
+		if n > most {
+			heavy, most = a, n
+		}
+	}
+	if most <= than {
+		return false
+	}
+	for tc := range l.conns {
+		if tc.client.Addr() != heavy || tc.flight.n.Load() > 0 || tc.evicted.Load() {
+			continue
+		}
+		tc.evicted.Store(true)
+		tc.conn.SetReadDeadline(time.Unix(1, 0)) // its reader returns and closes it
+		l.m.drop(reasonEvicted)
+		return true
+	}
+	return false
 }
 
 // serveConn reads the queries of one connection, then waits for their
@@ -276,7 +329,7 @@ func (l *TCP) handshake(tc *tcpConn) bool {
 	tc.conn = conn // Close's deadlines now reach the handshake too
 	l.connMu.Unlock()
 	conn.SetDeadline(time.Now().Add(l.cfg.HandshakeTimeout))
-	if l.isClosed() {
+	if l.isClosed() || tc.evicted.Load() {
 		conn.SetDeadline(time.Unix(1, 0))
 	}
 	if err := conn.Handshake(); err != nil {
@@ -287,6 +340,9 @@ func (l *TCP) handshake(tc *tcpConn) bool {
 		return false
 	}
 	conn.SetDeadline(time.Time{})
+	if tc.evicted.Load() {
+		return false
+	}
 	st := conn.ConnectionState()
 	if st.NegotiatedProtocol == acmeALPN {
 		return false // the ACME server only wanted the challenge certificate
@@ -314,8 +370,9 @@ func (l *TCP) read(tc *tcpConn) {
 			d = lim.IdleTimeout
 		}
 		tc.conn.SetReadDeadline(time.Now().Add(d))
-		if l.isClosed() {
-			// Close may have set its deadline in the past just before.
+		if l.isClosed() || tc.evicted.Load() {
+			// Close or an eviction may have set its deadline in the
+			// past just before.
 			tc.conn.SetReadDeadline(time.Unix(1, 0))
 		}
 	}
@@ -353,6 +410,8 @@ func (l *TCP) read(tc *tcpConn) {
 			var ne net.Error
 			switch {
 			case l.isClosed():
+			case tc.evicted.Load():
+				l.log.Debug("idle tcp connection closed for another client", "client", tc.client.String())
 			case !started && errors.As(err, &ne) && ne.Timeout() && tc.flight.n.Load() > 0:
 				continue // idle only counts once every answer is out
 			case !started && (errors.Is(err, io.EOF) || errors.As(err, &ne) && ne.Timeout()):

@@ -31,8 +31,9 @@ const MaxChase = 8
 //     authority section, their A and AAAA records from the zone in the
 //     additional section. DS at the cut is answered from the parent side
 //     (RFC 4035 §3.1.4.1);
-//   - ANY returns every RRset at the name: this is a local zone, so the
-//     amplification RFC 8482 guards against does not apply;
+//   - ANY is answered with one RRset at the name, the smallest (RFC 8482
+//     §4.1), never all of them, so that a spoofed ANY cannot turn a small
+//     query into a big answer;
 //   - with DO set, the RRSIGs covering each returned RRset are added.
 //     Answer synthesizes no NSEC or NSEC3 proofs: negative answers of a
 //     signed zone carry only the signed SOA;
@@ -111,8 +112,8 @@ func (z *Zone) data(m *dns.Msg, n *node, asked string, qtype uint16, do bool) {
 	before := len(m.Answer)
 	switch qtype {
 	case dns.TypeANY:
-		for i := range n.sets {
-			m.Answer = appendSet(m.Answer, &n.sets[i], asked, do)
+		if s := smallestSet(n.sets); s != nil {
+			m.Answer = appendSet(m.Answer, s, asked, do)
 		}
 	case dns.TypeRRSIG:
 		for _, s := range n.sets {
@@ -132,6 +133,24 @@ func (z *Zone) data(m *dns.Msg, n *node, asked string, qtype uint16, do bool) {
 	if len(m.Answer) == before {
 		z.negative(m, do)
 	}
+}
+
+// smallestSet returns the RRset of sets whose records take the fewest
+// bytes, the first of equals; nil when there is
+// none. It is the one RRset an ANY query gets (RFC 8482 §4.1).
+func smallestSet(sets []rrset) *rrset {
+	var best *rrset
+	bestLen := 0
+	for i := range sets {
+		n := 0
+		for _, rr := range sets[i].rrs {
+			n += dns.Len(rr)
+		}
+		if best == nil || n < bestLen {
+			best, bestLen = &sets[i], n
+		}
+	}
+	return best
 }
 
 // cut returns the topmost zone cut at or above name, and its node; a nil

@@ -62,10 +62,10 @@ func TestAnswer(t *testing.T) {
 			answer: []string{"alias.example. 300 IN CNAME www.example."}},
 		{name: "ANY not chased", qname: "alias.example.", qtype: dns.TypeANY,
 			answer: []string{"alias.example. 300 IN CNAME www.example."}},
-		{name: "ANY returns every RRset", qname: "www.example.", qtype: dns.TypeANY,
-			answer: []string{wwwA, "www.example. 300 IN AAAA 2001:db8::1"}},
-		{name: "ANY with DO adds signatures", qname: "www.example.", qtype: dns.TypeANY, do: true,
-			answer: []string{wwwA, wwwSig, "www.example. 300 IN AAAA 2001:db8::1"}},
+		{name: "ANY returns one RRset, the smallest", qname: "www.example.", qtype: dns.TypeANY,
+			answer: []string{wwwA}},
+		{name: "ANY with DO adds its signatures", qname: "www.example.", qtype: dns.TypeANY, do: true,
+			answer: []string{wwwA, wwwSig}},
 		{name: "wildcard", qname: "host.wild.example.", qtype: dns.TypeA,
 			answer: []string{"host.wild.example. 300 IN A 192.0.2.77"}},
 		{name: "wildcard deeper", qname: "a.b.wild.example.", qtype: dns.TypeTXT,
@@ -242,5 +242,29 @@ func TestNameBytesKept(t *testing.T) {
 		if _, err := m.Pack(); err != nil {
 			t.Errorf("%q: answer does not pack: %v", tt.name, err)
 		}
+	}
+}
+
+func TestAnswerANYSmallestSet(t *testing.T) {
+	t.Parallel()
+	z := mustParse(t, "example.", `$ORIGIN example.
+$TTL 300
+@ IN SOA ns.example. host.example. 1 3600 600 86400 60
+@ IN NS ns.example.
+ns IN A 192.0.2.53
+big IN TXT "`+strings.Repeat("x", 200)+`"
+big IN TXT "`+strings.Repeat("y", 200)+`"
+big IN MX 10 mail.example.
+big IN MX 20 mail2.example.
+big IN AAAA 2001:db8::2
+`)
+	q := new(dns.Msg)
+	q.SetQuestion("big.example.", dns.TypeANY)
+	m := z.Answer(q)
+	if len(m.Answer) != 1 {
+		t.Fatalf("ANY got %d records, want the one smallest RRset:\n%v", len(m.Answer), m)
+	}
+	if got := m.Answer[0].Header().Rrtype; got != dns.TypeAAAA {
+		t.Errorf("ANY answered %s, want the smallest RRset (AAAA)", dns.Type(got))
 	}
 }
