@@ -238,3 +238,45 @@ func TestEmptyPolicy(t *testing.T) {
 		t.Errorf("zero Policy: %+v", d)
 	}
 }
+
+// TestNestedValues checks that a query whose most specific value belongs
+// to a rule that fails on another dimension still matches the rule of a
+// less specific value: each value's set includes the rules of the values
+// containing it.
+func TestNestedValues(t *testing.T) {
+	t.Parallel()
+	p := mustLoad(t, `
+version: v1
+rules:
+  - {name: src-wide, match: {source: [10.0.0.0/8]}, route: a}
+  - {name: src-narrow, match: {source: [10.1.0.0/16], client_id: [x]}, route: b}
+  - {name: ecs-wide, match: {ecs: [192.0.0.0/16]}, route: a}
+  - {name: ecs-narrow, match: {ecs: [192.0.2.0/24], listener: [doh]}, route: b}
+  - {name: suffix-wide, match: {qname_suffix: [example.com]}, route: a}
+  - {name: suffix-narrow, match: {qname_suffix: [x.example.com], qtype: [MX]}, route: b}
+  - {name: prefix-short, match: {qname_prefix: [api]}, route: a}
+  - {name: prefix-long, match: {qname_prefix: [api-v2.], tags: [t]}, route: b}
+`)
+	tests := []struct {
+		name string
+		q    query
+		rule string
+	}{
+		{name: "source", q: query{src: "10.1.2.3", id: "y"}, rule: "src-wide"},
+		{name: "source narrow", q: query{src: "10.1.2.3", id: "x"}, rule: "src-narrow"},
+		{name: "ecs", q: query{src: "192.0.2.1", ecs: "192.0.2.0/24"}, rule: "ecs-wide"},
+		{name: "ecs narrow", q: query{ecs: "192.0.2.0/24", listener: "doh"}, rule: "ecs-narrow"},
+		{name: "suffix", q: query{name: "a.x.example.com."}, rule: "suffix-wide"},
+		{name: "suffix narrow", q: query{name: "a.x.example.com.", qtype: 15}, rule: "suffix-narrow"},
+		{name: "prefix", q: query{name: "api-v2.example.org."}, rule: "prefix-short"},
+		{name: "prefix long", q: query{name: "api-v2.example.org.", tags: []string{"t"}}, rule: "prefix-long"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if d := p.Decide(tt.q.input()); d.Rule != tt.rule {
+				t.Errorf("rule = %q, want %q", d.Rule, tt.rule)
+			}
+		})
+	}
+}
