@@ -69,7 +69,7 @@ func (s *Spec) Validate() error {
 // matches nothing.
 func Compile(spec Spec) (*Policy, error) {
 	var errs []error
-	p := &Policy{version: spec.Version, sticky: spec.Sticky, specs: spec.Rules}
+	p := &Policy{version: spec.Version, sticky: spec.Sticky}
 	if p.sticky == "" {
 		p.sticky = StickyClientID
 	}

@@ -150,10 +150,7 @@ func (t *trie) lookup(name string, wild int32) int32 {
 }
 
 // builder makes the sets of a matcher.
-type builder struct {
-	m     *matcher
-	rules []*rule
-}
+type builder struct{ m *matcher }
 
 func (b *builder) newSet() int32 {
 	i := int32(len(b.m.bits) / b.m.words)
@@ -187,7 +184,7 @@ func buildMatcher(rules []*rule) *matcher {
 	if m == nil || m.words == 0 {
 		return m
 	}
-	b := &builder{m: m, rules: rules}
+	b := &builder{m: m}
 	for d := range nDimsAll {
 		m.wild[d] = b.newSet()
 	}

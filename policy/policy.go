@@ -82,7 +82,6 @@ type Policy struct {
 	version string
 	sticky  string
 	rules   []*rule // by priority: index i is bit i of the sets
-	specs   []RuleSpec
 	m       *matcher
 	groups  []string
 }
