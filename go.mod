@@ -4,6 +4,7 @@ go 1.26.8
 
 require (
 	github.com/caddyserver/certmagic v0.25.6
+	github.com/gaissmai/bart v0.30.0
 	github.com/jonboulle/clockwork v0.5.0
 	github.com/miekg/dns v1.1.73
 	github.com/prometheus/client_golang v1.25.0

@@ -10,20 +10,15 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"reflect"
-	"regexp"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
+	"github.com/dnsedge/dnsedge/internal/yamlcheck"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
-	"go.yaml.in/yaml/v3"
 )
 
 // Config is the whole configuration file. Each section is owned and
@@ -59,10 +54,9 @@ type Config struct {
 	// /etc/resolv.conf because the file named none.
 	SystemUpstreams bool `yaml:"-"`
 
-	// file and pos are where the configuration came from, so that
-	// CheckFiles and Warnings can place what they find.
-	file     string
-	pos      positions
+	// doc is where the configuration came from, so that CheckFiles and
+	// Warnings can place what they find; nil when it was not parsed.
+	doc      *yamlcheck.Doc
 	warnings []Problem
 }
 
@@ -190,38 +184,10 @@ func LoadFile(name string) (*Config, error) {
 
 // Problem is one thing wrong with a configuration, with where it is, or
 // with Warning set, one thing that is allowed but probably not meant.
-type Problem struct {
-	File      string
-	Line, Col int
-	Msg       string
-	Warning   bool
-}
-
-// String returns "file:line:col: message", with "warning: " before the
-// message of a warning.
-func (p Problem) String() string {
-	msg := p.Msg
-	if p.Warning {
-		msg = "warning: " + msg
-	}
-	if p.Line == 0 {
-		return fmt.Sprintf("%s: %s", p.File, msg)
-	}
-	return fmt.Sprintf("%s:%d:%d: %s", p.File, p.Line, p.Col, msg)
-}
+type Problem = yamlcheck.Problem
 
 // ConfigError lists every problem found in a configuration.
-type ConfigError struct{ Problems []Problem }
-
-func (e *ConfigError) Error() string {
-	lines := make([]string, len(e.Problems))
-	for i, p := range e.Problems {
-		lines[i] = p.String()
-	}
-	return strings.Join(lines, "\n")
-}
-
-var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+type ConfigError = yamlcheck.Error
 
 // Parse decodes a configuration strictly (an unknown key is an error),
 // fills defaults, and validates every section. Every problem is reported,
@@ -230,162 +196,24 @@ var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 func Parse(name string, data []byte) (*Config, error) { return parse(name, data, ResolvConf) }
 
 func parse(name string, data []byte, resolvConf string) (*Config, error) {
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, &ConfigError{Problems: yamlProblems(name, err)}
-	}
-	pos := indexPositions(&root)
-	var problems []Problem
-	var decodePaths []string
-	for _, p := range checkTree(&root, reflect.TypeFor[Config]()) {
-		problems = append(problems, Problem{File: name, Line: p.line, Col: p.col, Msg: p.msg})
-		if !p.keep {
-			decodePaths = append(decodePaths, p.path)
-		}
-	}
 	cfg := new(Config)
-	if root.Kind != 0 {
-		if err := root.Decode(cfg); err != nil {
-			// What checkTree let through and yaml.v3 refuses (an alias
-			// bomb, say) is reported as yaml.v3 words it.
-			return nil, &ConfigError{Problems: sortProblems(append(problems, yamlProblems(name, err)...))}
-		}
+	doc, err := yamlcheck.Decode(name, data, cfg)
+	if err != nil {
+		return nil, err
 	}
 	cfg.resolveZoneFiles(name)
+	var verr error
 	if err := cfg.complete(resolvConf); err != nil {
-		problems = append(problems, Problem{File: name, Msg: err.Error()})
-	} else if err := cfg.Validate(); err != nil {
-		for _, p := range locate(name, pos, err) {
-			if !underAny(p.path, decodePaths) {
-				problems = append(problems, p.Problem)
-			}
-		}
+		verr = err // not a field error: reported without a position
+	} else {
+		verr = cfg.Validate()
 	}
-	if len(problems) > 0 {
-		return nil, &ConfigError{Problems: sortProblems(problems)}
+	if err := doc.Check(verr); err != nil {
+		return nil, err
 	}
-	cfg.file, cfg.pos = name, pos
+	cfg.doc = doc
 	cfg.warnings = cfg.warn()
 	return cfg, nil
-}
-
-// underAny reports whether path is one of paths or below one of them: a
-// validation problem there comes from a value already reported as being of
-// the wrong type.
-func underAny(path string, paths []string) bool {
-	for _, p := range paths {
-		if path == p || strings.HasPrefix(path, p+".") || strings.HasPrefix(path, p+"[") {
-			return true
-		}
-	}
-	return false
-}
-
-// sortProblems orders problems by line and column; problems without a
-// position come first, in the order found.
-func sortProblems(ps []Problem) []Problem {
-	slices.SortStableFunc(ps, func(a, b Problem) int {
-		if a.Line != b.Line {
-			return a.Line - b.Line
-		}
-		return a.Col - b.Col
-	})
-	return ps
-}
-
-// yamlProblems turns a YAML decoding error into problems with lines.
-func yamlProblems(name string, err error) []Problem {
-	var te *yaml.TypeError
-	msgs := []string{err.Error()}
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	}
-	var ps []Problem
-	for _, m := range msgs {
-		p := Problem{File: name, Msg: m}
-		if sm := yamlLine.FindStringSubmatch(m); sm != nil {
-			p.Line, _ = strconv.Atoi(sm[1])
-			p.Col, p.Msg = 1, sm[2]
-		}
-		ps = append(ps, p)
-	}
-	return ps
-}
-
-// positions maps a field path ("upstreams[2].url") to where it is.
-type positions map[string][2]int
-
-func indexPositions(root *yaml.Node) positions {
-	pos := make(positions)
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				walk(c, path)
-			}
-			return
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k, v := n.Content[i], n.Content[i+1]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				if _, dup := pos[p]; dup {
-					continue // a key set twice: the first counts
-				}
-				pos[p] = [2]int{v.Line, v.Column}
-				walk(v, p)
-			}
-		case yaml.SequenceNode:
-			for i, c := range n.Content {
-				p := fmt.Sprintf("%s[%d]", path, i)
-				pos[p] = [2]int{c.Line, c.Column}
-				walk(c, p)
-			}
-		}
-	}
-	walk(root, "")
-	return pos
-}
-
-// lookup finds the position of path or of its nearest ancestor.
-func (p positions) lookup(path string) (int, int) {
-	for path != "" {
-		if lc, ok := p[path]; ok {
-			return lc[0], lc[1]
-		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
-	}
-	return 0, 0
-}
-
-// located is a validation problem and the field path it was placed by.
-type located struct {
-	Problem
-	path string
-}
-
-// locate turns validation errors into problems, placing every error that
-// names its field.
-func locate(name string, pos positions, err error) []located {
-	flat := field.Flatten(err)
-	ps := make([]located, 0, len(flat))
-	for _, e := range flat {
-		p := located{Problem: Problem{File: name, Msg: e.Error()}}
-		var fe interface{ FieldPath() string }
-		if errors.As(e, &fe) {
-			p.path = fe.FieldPath()
-			p.Line, p.Col = pos.lookup(p.path)
-		}
-		ps = append(ps, p)
-	}
-	return ps
 }
 
 // resolveZoneFiles makes relative zone file names relative to the
@@ -440,11 +268,7 @@ func (c *Config) CheckFiles() error {
 	if err == nil {
 		return nil
 	}
-	var ps []Problem
-	for _, p := range locate(c.file, c.pos, err) {
-		ps = append(ps, p.Problem)
-	}
-	return &ConfigError{Problems: sortProblems(ps)}
+	return &ConfigError{Problems: yamlcheck.Sort(c.doc.Place(err))}
 }
 
 // ListenAddrs returns the parsed listener addresses; invalid ones are

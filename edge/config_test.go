@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dnsedge/dnsedge/internal/yamlcheck"
 	"go.yaml.in/yaml/v3"
 	"golang.org/x/tools/txtar"
 )
@@ -112,7 +113,7 @@ func FuzzParseConfig(f *testing.F) {
 			dec.KnownFields(true)
 			strict := dec.Decode(new(Config))
 			if strict != nil && strict != io.EOF && !strings.Contains(strict.Error(), "alias") &&
-				len(checkTree(&root, reflect.TypeFor[Config]())) == 0 {
+				len(yamlcheck.CheckTree(&root, reflect.TypeFor[Config]())) == 0 {
 				t.Fatalf("yaml.v3 refuses what the walker accepts: %v", strict)
 			}
 		}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/internal/field"
+	"github.com/dnsedge/dnsedge/internal/yamlcheck"
 )
 
 // Warnings returns what is allowed but probably not meant, each with the
@@ -20,12 +21,11 @@ func (c *Config) warn() []Problem {
 	errs = append(errs, c.udpWithoutTCP()...)
 	errs = append(errs, c.plainWithoutACL()...)
 	errs = append(errs, c.unusedGroups()...)
-	var ps []Problem
-	for _, p := range locate(c.file, c.pos, errors.Join(errs...)) {
-		p.Warning = true
-		ps = append(ps, p.Problem)
+	ps := c.doc.Place(errors.Join(errs...))
+	for i := range ps {
+		ps[i].Warning = true
 	}
-	return sortProblems(ps)
+	return yamlcheck.Sort(ps)
 }
 
 // udpWithoutTCP reports UDP listeners with no TCP listener on the same

@@ -4,10 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/dnsedge/dnsedge/internal/field"
+	"github.com/dnsedge/dnsedge/policy"
 )
 
 // DefaultPollInterval is how often zone files are checked for changes when
@@ -100,7 +100,7 @@ func (c *Config) Validate() error {
 		}
 		for j, n := range t.Networks {
 			f := fmt.Sprintf("%s.networks[%d]", at, j)
-			p, err := parseNetwork(n)
+			p, err := policy.ParseNetwork(n)
 			if err != nil {
 				errs = append(errs, field.Wrap(f, err))
 				continue
@@ -157,32 +157,4 @@ func validateZones(at string, specs []ZoneSpec) []error {
 		}
 	}
 	return errs
-}
-
-// parseNetwork parses a CIDR or a bare address, masked, with IPv4-mapped
-// IPv6 prefixes turned into IPv4 ones so they match unmapped clients.
-func parseNetwork(s string) (netip.Prefix, error) {
-	var p netip.Prefix
-	if strings.Contains(s, "/") {
-		var err error
-		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, err
-		}
-	} else {
-		a, err := netip.ParseAddr(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is neither a CIDR nor an address", s)
-		}
-		if a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("network %q must not have a zone", s)
-		}
-		p = netip.PrefixFrom(a, a.BitLen())
-	}
-	if a := p.Addr(); a.Is4In6() {
-		if p.Bits() < 96 {
-			return netip.Prefix{}, fmt.Errorf("network %q: an IPv4-mapped prefix needs at least 96 bits", s)
-		}
-		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-	}
-	return p.Masked(), nil
 }

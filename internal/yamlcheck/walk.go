@@ -1,4 +1,4 @@
-package edge
+package yamlcheck
 
 import (
 	"errors"
@@ -17,7 +17,7 @@ import (
 // The YAML decoder stops at the first value of the wrong type and speaks
 // of Go types ("cannot unmarshal !!str into time.Duration", "field x not
 // found in type edge.Config", column 1). So before decoding, the node tree
-// is walked against the Config type: every value of the wrong type and
+// is walked against the type decoded into: every value of the wrong type and
 // every unknown key is reported at its own line and column, in the words
 // of the file, and then taken out of the tree (a wrong value becomes null,
 // so list indexes stay put), so that what remains decodes and validates.
@@ -50,8 +50,19 @@ var (
 	unmarshalerType = reflect.TypeFor[yaml.Unmarshaler]()
 )
 
-// checkTree walks root against t and returns its problems, dropping the
-// nodes at fault from the tree.
+// CheckTree walks root against t and returns its problems, without a file
+// name, dropping the nodes at fault from the tree (unknown keys leave
+// their mapping, values of the wrong type become null), so that what
+// remains decodes into t.
+func CheckTree(root *yaml.Node, t reflect.Type) []Problem {
+	var ps []Problem
+	for _, p := range checkTree(root, t) {
+		ps = append(ps, Problem{Line: p.line, Col: p.col, Msg: p.msg})
+	}
+	return ps
+}
+
+// checkTree is CheckTree with the field path of each problem.
 func checkTree(root *yaml.Node, t reflect.Type) []decodeProblem {
 	if root.Kind == 0 {
 		return nil // an empty file

@@ -1,0 +1,304 @@
+package policy
+
+import "net/netip"
+
+// matcher finds the first rule (by priority) whose every dimension
+// matches. Each dimension is an index (a prefix tree for networks, a
+// suffix map for domains, a byte trie for name prefixes, maps for the
+// rest) that gives, in one lookup, the set of rules the query matches on
+// that dimension: the rules naming the value found, those naming a less
+// specific one that contains it, and those that leave the dimension
+// open. The sets are bitsets over the rules in priority order, computed
+// at compile time; a decision ANDs one set per dimension a word at a time
+// and stops at the first word with a bit set, which is the winner.
+type matcher struct {
+	words int      // uint64 words per set
+	bits  []uint64 // the sets, words apiece
+	// wild[d] is the set of rules that leave dimension d open: what a
+	// query matches on d when its value is in no rule.
+	wild     [nDimsAll]int32
+	clientID map[string]int32
+	source   Table[int32]
+	ecs      Table[int32]
+	prefix   trie
+	suffix   map[string]int32
+	qtype    map[uint16]int32
+	listener map[string]int32
+	tags     map[string]int32 // rules naming the tag, without wild
+	anyTags  bool             // some rule matches on tags
+}
+
+func (m *matcher) set(i int32) []uint64 { return m.bits[int(i)*m.words : (int(i)+1)*m.words] }
+
+// maxTagSets is how many matched tags Decide tracks without allocating.
+const maxTagSets = 8
+
+// first returns the priority index of the first rule matching in, -1 for
+// none.
+func (m *matcher) first(in *Input) int {
+	if m == nil || m.words == 0 {
+		return -1
+	}
+	var s [nDims][]uint64
+	s[0] = m.set(lookupMap(m.clientID, in.ClientID, m.wild[dimClientID]))
+	i, ok := m.source.LookupAddr(in.Source)
+	if !ok {
+		i = m.wild[dimSource]
+	}
+	s[1] = m.set(i)
+	if i, ok = m.ecs.LookupPrefix(in.ECS); !ok {
+		i = m.wild[dimECS]
+	}
+	s[2] = m.set(i)
+	s[3] = m.set(m.prefix.lookup(in.QName, m.wild[dimPrefix]))
+	s[4] = m.set(m.lookupSuffix(in.QName))
+	s[5] = m.set(lookupMap(m.qtype, in.QType, m.wild[dimQType]))
+	s[6] = m.set(lookupMap(m.listener, in.Listener, m.wild[dimListener]))
+	if !m.anyTags {
+		return firstCommon(m.words, s, nil)
+	}
+	var buf [maxTagSets + 1][]uint64
+	ts := append(buf[:0], m.set(m.wild[dimTags]))
+	for _, t := range in.Tags {
+		if i, ok := m.tags[t]; ok {
+			ts = append(ts, m.set(i))
+		}
+	}
+	return firstCommon(m.words, s, ts)
+}
+
+func lookupMap[K comparable](m map[K]int32, k K, wild int32) int32 {
+	if i, ok := m[k]; ok {
+		return i
+	}
+	return wild
+}
+
+// lookupSuffix returns the set of the longest domain in the suffix map
+// that name is or is below.
+func (m *matcher) lookupSuffix(name string) int32 {
+	if len(m.suffix) > 0 {
+		for i := 0; i < len(name); i++ {
+			if i == 0 || name[i-1] == '.' {
+				if s, ok := m.suffix[name[i:]]; ok {
+					return s
+				}
+			}
+		}
+		if s, ok := m.suffix["."]; ok && name != "" {
+			return s
+		}
+	}
+	return m.wild[dimSuffix]
+}
+
+// trie is a byte trie of name prefixes; node 0 is the root.
+type trie struct{ nodes []trieNode }
+
+type trieNode struct {
+	keys []byte
+	kids []int32
+	set  int32 // -1 unless a prefix ends here
+}
+
+func (t *trie) child(n int32, b byte) int32 {
+	nd := &t.nodes[n]
+	for i, k := range nd.keys {
+		if k == b {
+			return nd.kids[i]
+		}
+	}
+	return -1
+}
+
+// insert adds prefix and returns its node.
+func (t *trie) insert(prefix string) int32 {
+	if len(t.nodes) == 0 {
+		t.nodes = append(t.nodes, trieNode{set: -1})
+	}
+	n := int32(0)
+	for i := 0; i < len(prefix); i++ {
+		c := t.child(n, prefix[i])
+		if c < 0 {
+			c = int32(len(t.nodes))
+			t.nodes = append(t.nodes, trieNode{set: -1})
+			t.nodes[n].keys = append(t.nodes[n].keys, prefix[i])
+			t.nodes[n].kids = append(t.nodes[n].kids, c)
+		}
+		n = c
+	}
+	return n
+}
+
+// lookup returns the set of the longest prefix of name in the trie, or
+// wild.
+func (t *trie) lookup(name string, wild int32) int32 {
+	best := wild
+	if len(t.nodes) == 0 {
+		return best
+	}
+	n := int32(0)
+	for i := 0; i < len(name); i++ {
+		if n = t.child(n, name[i]); n < 0 {
+			break
+		}
+		if s := t.nodes[n].set; s >= 0 {
+			best = s
+		}
+	}
+	return best
+}
+
+// builder makes the sets of a matcher.
+type builder struct{ m *matcher }
+
+func (b *builder) newSet() int32 {
+	i := int32(len(b.m.bits) / b.m.words)
+	b.m.bits = append(b.m.bits, make([]uint64, b.m.words)...)
+	return i
+}
+
+func (b *builder) add(set int32, rule int) { b.m.set(set)[rule/64] |= 1 << (rule % 64) }
+
+func (b *builder) or(dst, src int32) {
+	d, s := b.m.set(dst), b.m.set(src)
+	for i := range d {
+		d[i] |= s[i]
+	}
+}
+
+// valueSet returns a new set: the rules leaving dimension d open, and
+// the rules in rs.
+func (b *builder) valueSet(d int, rs []int) int32 {
+	s := b.newSet()
+	b.or(s, b.m.wild[d])
+	for _, r := range rs {
+		b.add(s, r)
+	}
+	return s
+}
+
+// buildMatcher compiles rules, sorted by priority.
+func buildMatcher(rules []*rule) *matcher {
+	m := &matcher{words: (len(rules) + 63) / 64}
+	if m == nil || m.words == 0 {
+		return m
+	}
+	b := &builder{m: m}
+	for d := range nDimsAll {
+		m.wild[d] = b.newSet()
+	}
+	var (
+		ids      = make(map[string][]int)
+		srcs     = make(map[netip.Prefix][]int)
+		ecss     = make(map[netip.Prefix][]int)
+		prefixes = make(map[string][]int)
+		suffixes = make(map[string][]int)
+		qtypes   = make(map[uint16][]int)
+		kinds    = make(map[string][]int)
+		tags     = make(map[string][]int)
+	)
+	for i, r := range rules {
+		for d := range nDimsAll {
+			if r.mask&(1<<(nDimsAll-1-d)) == 0 {
+				b.add(m.wild[d], i)
+			}
+		}
+		for _, v := range r.m.clientID {
+			ids[v] = append(ids[v], i)
+		}
+		for _, v := range r.m.source {
+			srcs[v] = append(srcs[v], i)
+		}
+		for _, v := range r.m.ecs {
+			ecss[v] = append(ecss[v], i)
+		}
+		for _, v := range r.m.prefix {
+			prefixes[v] = append(prefixes[v], i)
+		}
+		for _, v := range r.m.suffix {
+			suffixes[v] = append(suffixes[v], i)
+		}
+		for _, v := range r.m.qtype {
+			qtypes[v] = append(qtypes[v], i)
+		}
+		for _, v := range r.m.listener {
+			kinds[v] = append(kinds[v], i)
+		}
+		for _, v := range r.m.tags {
+			tags[v] = append(tags[v], i)
+		}
+	}
+	m.clientID = flatSets(b, dimClientID, ids)
+	m.qtype = flatSets(b, dimQType, qtypes)
+	m.listener = flatSets(b, dimListener, kinds)
+	m.tags = make(map[string]int32, len(tags))
+	for v, rs := range tags {
+		s := b.newSet()
+		for _, r := range rs {
+			b.add(s, r)
+		}
+		m.tags[v] = s
+	}
+	m.anyTags = len(tags) > 0
+	b.nets(&m.source, dimSource, srcs)
+	b.nets(&m.ecs, dimECS, ecss)
+
+	// A suffix's set has the rules of every listed domain above it.
+	m.suffix = make(map[string]int32, len(suffixes))
+	for v := range suffixes {
+		s := b.valueSet(dimSuffix, nil)
+		for i := 0; i < len(v); i++ {
+			if i == 0 || v[i-1] == '.' {
+				for _, r := range suffixes[v[i:]] {
+					b.add(s, r)
+				}
+			}
+		}
+		if v != "." {
+			for _, r := range suffixes["."] {
+				b.add(s, r)
+			}
+		}
+		m.suffix[v] = s
+	}
+	// A prefix's set has the rules of every listed prefix of it.
+	for v := range prefixes {
+		s := b.valueSet(dimPrefix, nil)
+		for n := 1; n <= len(v); n++ {
+			for _, r := range prefixes[v[:n]] {
+				b.add(s, r)
+			}
+		}
+		n := m.prefix.insert(v)
+		m.prefix.nodes[n].set = s
+	}
+	return m
+}
+
+// flatSets makes the sets of a dimension without hierarchy.
+func flatSets[K comparable](b *builder, d int, vals map[K][]int) map[K]int32 {
+	out := make(map[K]int32, len(vals))
+	for v, rs := range vals {
+		out[v] = b.valueSet(d, rs)
+	}
+	return out
+}
+
+// nets fills t with a set per listed network: the rules of every listed
+// network containing it.
+func (b *builder) nets(t *Table[int32], d int, vals map[netip.Prefix][]int) {
+	var all Table[[]int]
+	for p, rs := range vals {
+		all.AddNetwork(p, rs)
+	}
+	for p := range vals {
+		s := b.valueSet(d, nil)
+		for _, rs := range all.nets.Supernets(p) {
+			for _, r := range rs {
+				b.add(s, r)
+			}
+		}
+		t.AddNetwork(p, s)
+	}
+}
