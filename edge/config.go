@@ -49,8 +49,14 @@ type Config struct {
 	Zone zone.Config `yaml:",inline"`
 	// NXDomain remembers denials under the listed suffixes.
 	NXDomain middleware.NXDomainConfig `yaml:"nxdomain_cache"`
-	Metrics  MetricsSpec               `yaml:"metrics"`
-	Log      LogSpec                   `yaml:"log"`
+	// ECS is what is done with EDNS Client Subnet when no policy rule
+	// decides; Tags and Trace name the EDNS options that carry tags and
+	// trace ids upstream, and who may send tags.
+	ECS     middleware.ECSConfig   `yaml:"ecs"`
+	Tags    middleware.TagsConfig  `yaml:"tags"`
+	Trace   middleware.TraceConfig `yaml:"trace"`
+	Metrics MetricsSpec            `yaml:"metrics"`
+	Log     LogSpec                `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

@@ -53,6 +53,9 @@ func (c *Config) complete(resolvConf string) error {
 		c.Groups = append(c.Groups, g)
 	}
 	c.Server = c.Server.WithDefaults()
+	c.ECS = c.ECS.WithDefaults()
+	c.Tags = c.Tags.WithDefaults()
+	c.Trace = c.Trace.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -151,6 +154,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, field.Prefix("nxdomain_cache", c.NXDomain.Validate()))
+	errs = append(errs, field.Prefix("ecs", c.ECS.Validate()))
+	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
+	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
+	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
+		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)

@@ -146,7 +146,9 @@ func buildGeneration(ctx context.Context, cfg *Config, parts *hold, d buildDeps)
 	if _, ok := g.groups[deflt]; !ok {
 		deflt = cfg.Groups[0].Name
 	}
-	fwd, err := middleware.NewForward(g.groups, deflt, d.loop)
+	fwd, err := middleware.NewForward(g.groups, deflt, d.loop, middleware.Carry{
+		TagCode: uint16(cfg.Tags.OptionCode), TraceCode: uint16(cfg.Trace.OptionCode),
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -20,14 +20,20 @@ type stage struct {
 
 // stages is the chain, outermost first, fixed here once: the query log
 // sees every answer; loop detection comes before anything that could
-// forward; the fallback zone wraps everything that may still answer
-// (zones, the cache with its stale entries), so it speaks only when they
-// cannot; local and tenant zones answer before the NXDOMAIN cache and the
-// answer cache, so their names are never cached. Adding a middleware is a
+// forward; the trace id is made before any stage logs or forwards; a
+// trusted client's tags join req.Tags, and the ECS stage turns policy's
+// decision into req.ECS, both before the cache, which keys on them; the
+// fallback zone wraps everything that may still answer (zones, the cache
+// with its stale entries), so it speaks only when they cannot; local and
+// tenant zones answer before the NXDOMAIN cache and the answer cache, so
+// their names are never cached. Adding a middleware is a
 // file of its own and one row here.
 var stages = []stage{
 	{"querylog", buildQueryLog},
 	{"loop", buildLoop},
+	{"trace", buildTrace},
+	{"tags", buildTags},
+	{"ecs", buildECS},
 	{"fallback", buildFallback},
 	{"zones", buildZones},
 	{"nxdomain", buildNXDomain},
@@ -188,4 +194,25 @@ func buildZones(b *chainBuild) (pipeline.Middleware, error) {
 		return nil, err
 	}
 	return z.Middleware(), nil
+}
+
+func buildTrace(*chainBuild) (pipeline.Middleware, error) { return middleware.Trace, nil }
+
+func buildTags(b *chainBuild) (pipeline.Middleware, error) {
+	if len(b.g.cfg.Tags.Trusted) == 0 {
+		return nil, nil
+	}
+	t, err := middleware.NewTags(b.g.cfg.Tags)
+	if err != nil {
+		return nil, err
+	}
+	return t.Middleware, nil
+}
+
+func buildECS(b *chainBuild) (pipeline.Middleware, error) {
+	e, err := middleware.NewECS(b.g.cfg.ECS)
+	if err != nil {
+		return nil, err
+	}
+	return e.Middleware, nil
 }

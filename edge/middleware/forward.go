@@ -18,19 +18,29 @@ type Forward struct {
 	groups map[string]*transport.Group
 	deflt  *transport.Group
 	loop   *Loop
+	carry  Carry
+}
+
+// Carry is what the forward handler sends upstream besides the question:
+// the EDNS option codes of the tags and of the trace id.
+type Carry struct {
+	// TagCode is the option code of req.Tags; TraceCode that of
+	// req.TraceID. Zero sends no such option.
+	TagCode, TraceCode uint16
 }
 
 var _ pipeline.Handler = (*Forward)(nil)
 
 // NewForward returns a forward handler over groups; defaultGroup must be
 // one of them. loop, when not nil, marks every query it sends so one that
-// comes back around is recognised.
-func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *Loop) (*Forward, error) {
+// comes back around is recognised. carry names the options that take
+// tags and the trace id upstream.
+func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *Loop, carry Carry) (*Forward, error) {
 	d, ok := groups[defaultGroup]
 	if !ok {
 		return nil, fmt.Errorf("default group %q does not exist", defaultGroup)
 	}
-	return &Forward{groups: groups, deflt: d, loop: loop}, nil
+	return &Forward{groups: groups, deflt: d, loop: loop, carry: carry}, nil
 }
 
 // ServeDNS forwards req and returns the answer with AA cleared and RA set,
@@ -46,6 +56,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		if g, ok = f.groups[req.Route]; !ok {
 			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Err: fmt.Errorf("route %q names no upstream group", req.Route)}
 		}
+	}
+	if len(req.Tags) > 0 || req.TraceID != "" {
+		ctx = transport.WithQueryMeta(ctx, &transport.Meta{
+			Tags: req.Tags, TraceID: req.TraceID, SpanID: NewSpanID(), Sampled: traceSampled(req.TraceParent),
+		})
 	}
 	res, err := g.Exchange(ctx, f.upstreamQuery(req))
 	if err != nil {
@@ -70,8 +85,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 
 // upstreamQuery builds the query sent upstream from the client's: the same
 // question and flags, the client's DO bit, and no client EDNS options
-// (they are the client's business; ECS is policy's, added elsewhere) but
-// the loop marks of the dnsedge instances the query already went through.
+// (they are the client's business; a trusted client's tags are already in
+// req.Tags) but the loop marks of the dnsedge instances the query already
+// went through. It adds the ECS option of req.ECS (RFC 7871 §6, scope 0),
+// the tag option (req.Tags joined with commas) and the trace option
+// (req.TraceID in ASCII) when the request has them.
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
 	q := &dns.Msg{
@@ -92,6 +110,31 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	if f.loop != nil {
 		opt.Option = append(opt.Option, f.loop.option())
 	}
+	if req.ECS.IsValid() {
+		opt.Option = append(opt.Option, ecsOption(req.ECS))
+	}
+	if len(req.Tags) > 0 && f.carry.TagCode != 0 {
+		opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: f.carry.TagCode, Data: appendTagData(nil, req.Tags)})
+	}
+	if req.TraceID != "" && f.carry.TraceCode != 0 {
+		opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: []byte(req.TraceID)})
+	}
 	q.Extra = []dns.RR{opt}
 	return q
+}
+
+// traceSampled reports whether a W3C traceparent ("00-<trace>-<parent>-
+// <flags>") has the sampled flag set.
+func traceSampled(tp string) bool {
+	if len(tp) != 55 {
+		return false
+	}
+	c := tp[54]
+	switch {
+	case '0' <= c && c <= '9':
+		return (c-'0')&1 == 1
+	case 'a' <= c && c <= 'f':
+		return (c-'a'+10)&1 == 1
+	}
+	return false
 }
