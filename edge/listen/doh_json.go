@@ -198,7 +198,9 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
+	req.TraceID, req.TraceParent, req.TraceStage = r.trace()
 	m, err := l.call(req)
+	w.traceID, w.traceParent = req.TraceID, req.TraceParent
 	comment := jsonComment(req, m, err)
 	reply, send := Finish(req, m, err, l.log)
 	if !send {
