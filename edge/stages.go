@@ -19,8 +19,8 @@ type stage struct {
 }
 
 // stages is the chain, outermost first, fixed here once: the query log
-// sees every answer; loop detection comes before anything that could
-// forward; the trace id is made before any stage logs or forwards; a
+// sees every answer; the trace id is made before any other stage logs;
+// loop detection comes before anything that could forward; a
 // trusted client's tags join req.Tags, and the ECS stage turns policy's
 // decision into req.ECS, both before the cache, which keys on them; the
 // fallback zone wraps everything that may still answer (zones, the cache
@@ -30,8 +30,8 @@ type stage struct {
 // file of its own and one row here.
 var stages = []stage{
 	{"querylog", buildQueryLog},
-	{"loop", buildLoop},
 	{"trace", buildTrace},
+	{"loop", buildLoop},
 	{"tags", buildTags},
 	{"ecs", buildECS},
 	{"fallback", buildFallback},

@@ -2,6 +2,8 @@ package middleware
 
 import (
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -309,6 +311,58 @@ func TestCarryConfig(t *testing.T) {
 			}
 			if tc.err == nil || !strings.Contains(tc.err.Error(), tc.want) {
 				t.Fatalf("got %v, want %q", tc.err, tc.want)
+			}
+		})
+	}
+}
+
+// TestQueryLogTrace: the query line carries the trace id (made or the
+// client's), the client's stage, the tags and the subnet forwarded.
+func TestQueryLogTrace(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name       string
+		id, stage  string
+		tags       []string
+		ecs        string
+		want       map[string]any
+		absent     []string
+		wantMadeID bool
+	}{
+		{"made", "", "", nil, "", map[string]any{}, []string{"trace_stage", "tags", "ecs"}, true},
+		{"the client's", "req-9", "canary", []string{"env=prod", "team=dns"}, "192.0.2.0/24",
+			map[string]any{"trace_id": "req-9", "trace_stage": "canary", "tags": "env=prod,team=dns", "ecs": "192.0.2.0/24"}, nil, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs strings.Builder
+			ql := NewQueryLog(slog.New(slog.NewJSONHandler(&logs, nil)))
+			h := pipeline.Chain(pipeline.HandlerFunc(func(_ context.Context, r *pipeline.Request) (*dns.Msg, error) {
+				r.Tags = tc.tags
+				if tc.ecs != "" {
+					r.ECS = netip.MustParsePrefix(tc.ecs)
+				}
+				return new(dns.Msg).SetReply(r.Msg), nil
+			}), ql.Middleware, Trace)
+			req := request(dns.TypeA, false, false, false)
+			req.TraceID, req.TraceStage = tc.id, tc.stage
+			h.ServeDNS(context.Background(), req)
+			var line map[string]any
+			if err := json.Unmarshal([]byte(logs.String()), &line); err != nil {
+				t.Fatalf("log line %q: %v", logs.String(), err)
+			}
+			for k, v := range tc.want {
+				if line[k] != v {
+					t.Errorf("%s = %v, want %v", k, line[k], v)
+				}
+			}
+			for _, k := range tc.absent {
+				if _, ok := line[k]; ok {
+					t.Errorf("%s = %v, want none", k, line[k])
+				}
+			}
+			if id, _ := line["trace_id"].(string); tc.wantMadeID && (len(id) != 32 || id != req.TraceID) {
+				t.Errorf("trace_id %q, want the made one %q", id, req.TraceID)
 			}
 		})
 	}
