@@ -1,6 +1,11 @@
 package transport
 
-import "context"
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"math/rand/v2"
+)
 
 // Meta is what a forwarded query carries upstream beyond its message: the
 // tags policy gave it and the trace id that correlates it across hops.
@@ -16,7 +21,7 @@ type Meta struct {
 	// traceparent header whose parent id is SpanID.
 	TraceID string
 	// SpanID is the 16 hex digit parent id of that traceparent; when it
-	// is empty the exchanger sends none.
+	// is empty the exchanger makes a random one per request.
 	SpanID string
 	// Sampled sets the sampled flag of the traceparent.
 	Sampled bool
@@ -24,13 +29,28 @@ type Meta struct {
 
 type metaKey struct{}
 
-// WithQueryMeta returns ctx carrying m for the exchangers of the query
-// sent with it. Only the DoH exchanger reads it.
-func WithQueryMeta(ctx context.Context, m *Meta) context.Context {
-	return context.WithValue(ctx, metaKey{}, m)
+// metaCtx is a context carrying a Meta: one allocation for both, where
+// context.WithValue would take two.
+type metaCtx struct {
+	context.Context
+	m Meta
 }
 
-// QueryMeta returns the Meta ctx carries, nil when none.
+func (c *metaCtx) Value(key any) any {
+	if key == (metaKey{}) {
+		return &c.m
+	}
+	return c.Context.Value(key)
+}
+
+// WithQueryMeta returns ctx carrying m for the exchangers of the query
+// sent with it. Only the DoH exchanger reads it.
+func WithQueryMeta(ctx context.Context, m Meta) context.Context {
+	return &metaCtx{ctx, m}
+}
+
+// QueryMeta returns the Meta ctx carries, nil when none. It is shared:
+// read-only.
 func QueryMeta(ctx context.Context) *Meta {
 	m, _ := ctx.Value(metaKey{}).(*Meta)
 	return m
@@ -79,12 +99,25 @@ func metaHeaders(h map[string][]string, m *Meta) {
 	}
 	if m.TraceID != "" {
 		h[HeaderTraceID] = []string{m.TraceID}
-		if IsTraceID(m.TraceID) && IsSpanID(m.SpanID) {
+		span := m.SpanID
+		if span == "" {
+			span = newSpanID()
+		}
+		if IsTraceID(m.TraceID) && IsSpanID(span) {
 			flags := "00"
 			if m.Sampled {
 				flags = "01"
 			}
-			h[HeaderTraceParent] = []string{"00-" + m.TraceID + "-" + m.SpanID + "-" + flags}
+			h[HeaderTraceParent] = []string{"00-" + m.TraceID + "-" + span + "-" + flags}
 		}
 	}
+}
+
+// newSpanID returns a random W3C parent id: 16 hex digits, not all zero.
+func newSpanID() string {
+	var b [8]byte
+	for b == [8]byte{} {
+		binary.LittleEndian.PutUint64(b[:], rand.Uint64())
+	}
+	return hex.EncodeToString(b[:])
 }

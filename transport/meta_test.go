@@ -32,12 +32,12 @@ func TestDoHMetaHeaders(t *testing.T) {
 			"Traceparent":   {"00-" + tid + "-" + sid + "-00"},
 		}},
 		{"trace id of another form", &Meta{TraceID: "req-42", SpanID: sid}, http.Header{"X-Dns-Traceid": {"req-42"}}},
-		{"no span id", &Meta{TraceID: tid}, http.Header{"X-Dns-Traceid": {tid}}},
+		{"trace id of another form, no span id", &Meta{TraceID: "req-42"}, http.Header{"X-Dns-Traceid": {"req-42"}}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			got := make(chan http.Header, 1)
+			got := make(chan http.Header, 2)
 			s := transporttest.StartDoH(t, transporttest.ServerConfig{HTTP: func(w http.ResponseWriter, r *http.Request) {
 				h := http.Header{}
 				for k, v := range r.Header {
@@ -58,7 +58,7 @@ func TestDoHMetaHeaders(t *testing.T) {
 			x := encExchanger(t, encKinds[1], s, TLSOptions{})
 			ctx := wireCtx(t, 5*time.Second)
 			if tc.meta != nil {
-				ctx = WithQueryMeta(ctx, tc.meta)
+				ctx = WithQueryMeta(ctx, *tc.meta)
 			}
 			if _, err := x.Exchange(ctx, wireQuery("meta.example.", dns.TypeA)); err != nil {
 				t.Fatal(err)
@@ -73,6 +73,21 @@ func TestDoHMetaHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetaHeadersMadeSpan: without a span id, the traceparent gets a
+// parent id of its own per request.
+func TestMetaHeadersMadeSpan(t *testing.T) {
+	t.Parallel()
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	m := &Meta{TraceID: tid}
+	a, b := http.Header{}, http.Header{}
+	metaHeaders(a, m)
+	metaHeaders(b, m)
+	pa, pb := a.Get("Traceparent"), b.Get("Traceparent")
+	if len(pa) != 55 || pa[:36] != "00-"+tid+"-" || !IsSpanID(pa[36:52]) || pa[52:] != "-00" || pa == pb {
+		t.Fatalf("traceparents %q and %q", pa, pb)
 	}
 }
 

@@ -138,14 +138,3 @@ func clientSubnet(m *dns.Msg) netip.Prefix {
 	}
 	return netip.Prefix{}
 }
-
-// ecsOption returns the ECS option for p (RFC 7871 §6): family, source
-// prefix length, scope 0, and the address truncated to the bytes the
-// prefix needs.
-func ecsOption(p netip.Prefix) *dns.EDNS0_SUBNET {
-	o := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()}
-	if p.Addr().Is4() {
-		o.Family = 1
-	}
-	return o
-}

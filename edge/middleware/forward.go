@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/transport"
@@ -58,8 +59,8 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		}
 	}
 	if len(req.Tags) > 0 || req.TraceID != "" {
-		ctx = transport.WithQueryMeta(ctx, &transport.Meta{
-			Tags: req.Tags, TraceID: req.TraceID, SpanID: NewSpanID(), Sampled: traceSampled(req.TraceParent),
+		ctx = transport.WithQueryMeta(ctx, transport.Meta{
+			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent),
 		})
 	}
 	res, err := g.Exchange(ctx, f.upstreamQuery(req))
@@ -101,26 +102,71 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	}
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	opt.SetUDPSize(transport.EDNSBufferSize)
-	if copt := in.IsEdns0(); copt != nil {
+	tags := len(req.Tags) > 0 && f.carry.TagCode != 0
+	trace := req.TraceID != "" && f.carry.TraceCode != 0
+	copt := in.IsEdns0()
+	if copt != nil {
 		opt.SetDo(copt.Do())
 		if f.loop != nil {
 			opt.Option = f.loop.carried(copt)
 		}
 	}
+	if req.ECS.IsValid() || tags || trace {
+		// One allocation for the options the query carries and, when
+		// they fit, their data and the option list.
+		c := new(carried)
+		if len(opt.Option) == 0 { // no other instance's loop mark
+			opt.Option = c.opts[:0]
+		}
+		if req.ECS.IsValid() {
+			opt.Option = append(opt.Option, c.ecs(req.ECS))
+		}
+		data := c.buf[:0]
+		if tags {
+			at := len(data)
+			data = appendTagData(data, req.Tags)
+			c.tag = dns.EDNS0_LOCAL{Code: f.carry.TagCode, Data: data[at:len(data):len(data)]}
+			opt.Option = append(opt.Option, &c.tag)
+		}
+		if trace {
+			at := len(data)
+			data = append(data, req.TraceID...)
+			c.trace = dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: data[at:len(data):len(data)]}
+			opt.Option = append(opt.Option, &c.trace)
+		}
+	}
 	if f.loop != nil {
 		opt.Option = append(opt.Option, f.loop.option())
 	}
-	if req.ECS.IsValid() {
-		opt.Option = append(opt.Option, ecsOption(req.ECS))
-	}
-	if len(req.Tags) > 0 && f.carry.TagCode != 0 {
-		opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: f.carry.TagCode, Data: appendTagData(nil, req.Tags)})
-	}
-	if req.TraceID != "" && f.carry.TraceCode != 0 {
-		opt.Option = append(opt.Option, &dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: []byte(req.TraceID)})
-	}
 	q.Extra = []dns.RR{opt}
 	return q
+}
+
+// carried holds the options a forwarded query carries upstream, so that
+// they take one allocation.
+type carried struct {
+	subnet     dns.EDNS0_SUBNET
+	addr       [16]byte
+	tag, trace dns.EDNS0_LOCAL
+	opts       [4]dns.EDNS0 // ours and the loop mark
+	buf        [96]byte     // tag and trace data, when they fit
+}
+
+// ecs returns the ECS option for p (RFC 7871 §6): family, source prefix
+// length, scope 0 and the address (miekg/dns truncates it to the prefix
+// when packing).
+func (c *carried) ecs(p netip.Prefix) *dns.EDNS0_SUBNET {
+	a := p.Addr()
+	c.subnet = dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: uint8(p.Bits())}
+	if a.Is4() {
+		c.subnet.Family = 1
+		*(*[4]byte)(c.addr[:4]) = a.As4()
+		c.subnet.Address = c.addr[:4]
+	} else {
+		c.addr = a.As16()
+		c.subnet.Address = c.addr[:]
+	}
+	return &c.subnet
 }
 
 // traceSampled reports whether a W3C traceparent ("00-<trace>-<parent>-

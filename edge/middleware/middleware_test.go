@@ -28,7 +28,7 @@ func (c *capture) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 }
 func (c *capture) Close() error { return nil }
 
-func forwardTo(t *testing.T, ex transport.Exchanger, loop *Loop) *Forward {
+func forwardTo(t testing.TB, ex transport.Exchanger, loop *Loop) *Forward {
 	t.Helper()
 	up, err := transport.NewUpstream(transport.UpstreamConfig{
 		Name: "u", Endpoint: transport.Endpoint{Scheme: "udp", Addr: netip.MustParseAddr("192.0.2.1"), Port: 53},

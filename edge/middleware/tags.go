@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/miekg/dns"
@@ -76,6 +77,11 @@ func checkTag(t []byte) error {
 
 // appendTagData appends the data of a tag option carrying tags.
 func appendTagData(dst []byte, tags []string) []byte {
+	n := len(tags) - 1
+	for _, t := range tags {
+		n += len(t)
+	}
+	dst = slices.Grow(dst, n)
 	for i, t := range tags {
 		if i > 0 {
 			dst = append(dst, ',')
