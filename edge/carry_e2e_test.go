@@ -8,9 +8,13 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	dnstap "github.com/dnstap/golang-dnstap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/dnsedge/dnsedge/edge"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
@@ -278,5 +282,60 @@ func TestCarryECS(t *testing.T) {
 				t.Errorf("upstream saw ECS %q, want %q", s.ecs, tc.wantECS)
 			}
 		})
+	}
+}
+
+// TestDnstapFile: with a dnstap file configured, a query over UDP is
+// written as CLIENT_QUERY and CLIENT_RESPONSE, readable by golang-dnstap
+// once the server has closed.
+func TestDnstapFile(t *testing.T) {
+	url, _, seen := startCarryUpstream(t, "udp")
+	name := filepath.Join(t.TempDir(), "edge.tap")
+	boot := transporttest.StartBootstrap(t, "dns.test. 300 IN A 127.0.0.1\n")
+	cfg, err := edge.Parse("tap.yaml", []byte(fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+  - {proto: tcp, address: "127.0.0.1:0"}
+upstreams:
+  - {name: up, url: %q}
+bootstrap: ["%s"]
+dnstap: {file: %q, identity: edge-test}
+`, url, boot.Addr(), name)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	if _, _, err := c.Exchange(carryQuery(), srv.Addrs()["udp"][0].String()); err != nil {
+		t.Fatal(err)
+	}
+	<-seen
+	srv.Close()
+	in, err := dnstap.NewFrameStreamInputFromFilename(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan []byte, 8)
+	go func() { in.ReadInto(frames); close(frames) }()
+	var got []string
+	for f := range frames {
+		var d dnstap.Dnstap
+		if err := proto.Unmarshal(f, &d); err != nil {
+			t.Fatal(err)
+		}
+		q := new(dns.Msg)
+		if err := q.Unpack(d.GetMessage().QueryMessage); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, fmt.Sprintf("%s %s %s %s", d.Identity, d.GetMessage().GetType(), d.GetMessage().GetSocketProtocol(), q.Question[0].Name))
+	}
+	want := "edge-test CLIENT_QUERY UDP " + carryName + "\nedge-test CLIENT_RESPONSE UDP " + carryName
+	if strings.Join(got, "\n") != want {
+		t.Errorf("dnstap file holds:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/zone"
@@ -52,11 +53,14 @@ type Config struct {
 	// ECS is what is done with EDNS Client Subnet when no policy rule
 	// decides; Tags and Trace name the EDNS options that carry tags and
 	// trace ids upstream, and who may send tags.
-	ECS     middleware.ECSConfig   `yaml:"ecs"`
-	Tags    middleware.TagsConfig  `yaml:"tags"`
-	Trace   middleware.TraceConfig `yaml:"trace"`
-	Metrics MetricsSpec            `yaml:"metrics"`
-	Log     LogSpec                `yaml:"log"`
+	ECS   middleware.ECSConfig   `yaml:"ecs"`
+	Tags  middleware.TagsConfig  `yaml:"tags"`
+	Trace middleware.TraceConfig `yaml:"trace"`
+	// Dnstap writes every query and answer as dnstap messages; off unless
+	// it names a file or a socket.
+	Dnstap  dnstap.Config `yaml:"dnstap"`
+	Metrics MetricsSpec   `yaml:"metrics"`
+	Log     LogSpec       `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

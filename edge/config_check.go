@@ -56,6 +56,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.ECS = c.ECS.WithDefaults()
 	c.Tags = c.Tags.WithDefaults()
 	c.Trace = c.Trace.WithDefaults()
+	c.Dnstap = c.Dnstap.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -157,6 +158,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("ecs", c.ECS.Validate()))
 	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
+	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
 	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
 		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
 	}

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/zone"
@@ -18,8 +19,8 @@ type stage struct {
 	build func(b *chainBuild) (pipeline.Middleware, error)
 }
 
-// stages is the chain, outermost first, fixed here once: the query log
-// sees every answer; the trace id is made before any other stage logs;
+// stages is the chain, outermost first, fixed here once: dnstap and the
+// query log see every answer; the trace id is made before any other stage logs;
 // loop detection comes before anything that could forward; a
 // trusted client's tags join req.Tags, and the ECS stage turns policy's
 // decision into req.ECS, both before the cache, which keys on them; the
@@ -29,6 +30,7 @@ type stage struct {
 // their names are never cached. Adding a middleware is a
 // file of its own and one row here.
 var stages = []stage{
+	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
 	{"trace", buildTrace},
 	{"loop", buildLoop},
@@ -216,3 +218,29 @@ func buildECS(b *chainBuild) (pipeline.Middleware, error) {
 	}
 	return e.Middleware, nil
 }
+
+// buildDnstap takes the dnstap output from the pool: a reload that keeps
+// the section keeps writing to the same file or socket connection.
+func buildDnstap(b *chainBuild) (pipeline.Middleware, error) {
+	cfg := b.g.cfg.Dnstap
+	if !cfg.On() {
+		return nil, nil
+	}
+	t, _, err := take(b.g.parts, dnstapKey{jsonKey(cfg)}, func() (*dnstap.Tap, func() error, error) {
+		t, err := dnstap.New(cfg, "dnsedge")
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, t.Close, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Register(b.g.metrics); err != nil {
+		return nil, err
+	}
+	return t.Middleware, nil
+}
+
+// dnstapKey identifies the dnstap output in the pool.
+type dnstapKey struct{ spec string }
