@@ -20,6 +20,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
+	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 	edgetls "github.com/dnsedge/dnsedge/tls"
@@ -58,9 +59,12 @@ type Config struct {
 	Trace middleware.TraceConfig `yaml:"trace"`
 	// Dnstap writes every query and answer as dnstap messages; off unless
 	// it names a file or a socket.
-	Dnstap  dnstap.Config `yaml:"dnstap"`
-	Metrics MetricsSpec   `yaml:"metrics"`
-	Log     LogSpec       `yaml:"log"`
+	Dnstap dnstap.Config `yaml:"dnstap"`
+	// Tracing exports a span per query and upstream attempt over OTLP;
+	// off unless it names an endpoint.
+	Tracing tracing.Config `yaml:"tracing"`
+	Metrics MetricsSpec    `yaml:"metrics"`
+	Log     LogSpec        `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

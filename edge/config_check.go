@@ -159,6 +159,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
+	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
 		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
 	}

@@ -77,6 +77,12 @@ func summarize(c *Config) string {
 		out += fmt.Sprintf(", ecs %s doh %s /%d /%d, tags option %d trusted %q, trace option %d",
 			c.ECS.Default, c.ECS.DoH, c.ECS.V4Bits, c.ECS.V6Bits, c.Tags.OptionCode, c.Tags.Trusted, c.Trace.OptionCode)
 	}
+	if tr := c.Tracing; tr.On() {
+		out += fmt.Sprintf(", tracing to %s", tr.OTLPEndpoint)
+		if tr.SampleRatio != nil {
+			out += fmt.Sprintf(" sampling %g", *tr.SampleRatio)
+		}
+	}
 	if d := c.Dnstap; d.On() {
 		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
 	}

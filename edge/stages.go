@@ -20,18 +20,21 @@ type stage struct {
 }
 
 // stages is the chain, outermost first, fixed here once: dnstap and the
-// query log see every answer; the trace id is made before any other stage logs;
-// loop detection comes before anything that could forward; a
-// trusted client's tags join req.Tags, and the ECS stage turns policy's
-// decision into req.ECS, both before the cache, which keys on them; the
-// fallback zone wraps everything that may still answer (zones, the cache
-// with its stale entries), so it speaks only when they cannot; local and
-// tenant zones answer before the NXDOMAIN cache and the answer cache, so
-// their names are never cached. Adding a middleware is a
-// file of its own and one row here.
+// query log see every answer; the query's span (when tracing is on)
+// starts before its trace id is made, so that a new trace id is the
+// span's; the trace id is made before any other stage logs; loop
+// detection comes before anything that could forward; a trusted client's
+// tags join req.Tags, and the ECS stage turns policy's decision into
+// req.ECS, both before the cache, which keys on them; the fallback zone
+// wraps everything that may still answer (zones, the cache with its stale
+// entries), so it speaks only when they cannot; local and tenant zones
+// answer before the NXDOMAIN cache and the answer cache, so their names
+// are never cached. Adding a middleware is a file of its own and one row
+// here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
+	{"tracing", buildTracing},
 	{"trace", buildTrace},
 	{"loop", buildLoop},
 	{"tags", buildTags},
@@ -244,3 +247,10 @@ func buildDnstap(b *chainBuild) (pipeline.Middleware, error) {
 
 // dnstapKey identifies the dnstap output in the pool.
 type dnstapKey struct{ spec string }
+
+func buildTracing(b *chainBuild) (pipeline.Middleware, error) {
+	if b.g.tracer == nil {
+		return nil, nil
+	}
+	return b.g.tracer.Middleware, nil
+}

@@ -25,6 +25,13 @@ type Meta struct {
 	SpanID string
 	// Sampled sets the sampled flag of the traceparent.
 	Sampled bool
+	// Attempt, when set, is called by the race engine as each attempt
+	// of the query on a path starts, with the attempt's context and the
+	// path's name; the context it returns is the one the exchanger gets
+	// (it may carry a Meta of its own, with the attempt's span id), and
+	// end is called with the attempt's outcome. Tracing uses it for a
+	// span per attempt.
+	Attempt func(ctx context.Context, path string) (_ context.Context, end func(Class, error))
 }
 
 type metaKey struct{}

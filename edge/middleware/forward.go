@@ -28,6 +28,9 @@ type Carry struct {
 	// TagCode is the option code of req.Tags; TraceCode that of
 	// req.TraceID. Zero sends no such option.
 	TagCode, TraceCode uint16
+	// Attempt, when set, is the transport.Meta hook called per upstream
+	// attempt (tracing's span per attempt).
+	Attempt func(ctx context.Context, path string) (context.Context, func(transport.Class, error))
 }
 
 var _ pipeline.Handler = (*Forward)(nil)
@@ -58,9 +61,9 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Err: fmt.Errorf("route %q names no upstream group", req.Route)}
 		}
 	}
-	if len(req.Tags) > 0 || req.TraceID != "" {
+	if len(req.Tags) > 0 || req.TraceID != "" || f.carry.Attempt != nil {
 		ctx = transport.WithQueryMeta(ctx, transport.Meta{
-			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent),
+			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
 		})
 	}
 	res, err := g.Exchange(ctx, f.upstreamQuery(req))
