@@ -205,7 +205,7 @@ func (t *Tap) emit(frames [][]byte, abort <-chan time.Time) [][]byte {
 // frames encodes the CLIENT_QUERY and, when there is a reply, the
 // CLIENT_RESPONSE of e.
 func (t *Tap) frames(e *event) [][]byte {
-	qwire, err := e.query.Pack()
+	qwire, err := packCopy(e.query)
 	if err != nil {
 		t.dropped.Add(2)
 		return nil
@@ -230,11 +230,7 @@ func (t *Tap) frames(e *event) [][]byte {
 	q.QueryMessage = qwire
 	msgs := []*dt.Message{q}
 	if e.reply != nil {
-		// Pack a copy: packing writes the extended RCODE into the OPT
-		// record (see pipeline.Handler).
-		r := *e.reply
-		r.Extra = copyOPT(r.Extra)
-		if rwire, err := r.Pack(); err == nil {
+		if rwire, err := packCopy(e.reply); err == nil {
 			m := base(dt.Message_CLIENT_RESPONSE)
 			m.QueryMessage = qwire
 			m.ResponseMessage = rwire
@@ -258,8 +254,16 @@ func (t *Tap) frames(e *event) [][]byte {
 	return out
 }
 
-// copyOPT returns extra with its OPT record copied, so that packing does
-// not change a shared one.
+// packCopy packs a shallow copy of m with an OPT record of its own:
+// packing writes the extended RCODE into the OPT record, and the query and
+// the reply are shared with the listener (see pipeline.Handler).
+func packCopy(m *dns.Msg) ([]byte, error) {
+	c := *m
+	c.Extra = copyOPT(c.Extra)
+	return c.Pack()
+}
+
+// copyOPT returns extra with its OPT record copied.
 func copyOPT(extra []dns.RR) []dns.RR {
 	out := make([]dns.RR, len(extra))
 	for i, rr := range extra {
