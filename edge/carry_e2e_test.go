@@ -339,3 +339,28 @@ dnstap: {file: %q, identity: edge-test}
 		t.Errorf("dnstap file holds:\n%s\nwant:\n%s", strings.Join(got, "\n"), want)
 	}
 }
+
+// TestCarryJSONSubnet: the JSON API's edns_client_subnet reaches the
+// upstream when the mode for DoH passes it, and not by default.
+func TestCarryJSONSubnet(t *testing.T) {
+	for _, tc := range []struct{ config, want string }{
+		{"", ""},
+		{"ecs: {doh: pass}\n", "198.51.100.0/24"},
+	} {
+		url, _, seen := startCarryUpstream(t, "udp")
+		doh, _, _ := startCarryEdge(t, url, "", tc.config)
+		c := &http.Client{Timeout: 5 * time.Second}
+		resp, err := c.Get("http://" + doh.String() + "/dns-query?name=" + carryName + "&type=A&edns_client_subnet=198.51.100.0/24")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %s", resp.Status)
+		}
+		if s := <-seen; s.ecs != tc.want {
+			t.Errorf("config %q: upstream saw ECS %q, want %q", tc.config, s.ecs, tc.want)
+		}
+	}
+}
