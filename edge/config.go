@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
+	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/internal/yamlcheck"
@@ -47,8 +49,20 @@ type Config struct {
 	Zone zone.Config `yaml:",inline"`
 	// NXDomain remembers denials under the listed suffixes.
 	NXDomain middleware.NXDomainConfig `yaml:"nxdomain_cache"`
-	Metrics  MetricsSpec               `yaml:"metrics"`
-	Log      LogSpec                   `yaml:"log"`
+	// ECS is what is done with EDNS Client Subnet when no policy rule
+	// decides; Tags and Trace name the EDNS options that carry tags and
+	// trace ids upstream, and who may send tags.
+	ECS   middleware.ECSConfig   `yaml:"ecs"`
+	Tags  middleware.TagsConfig  `yaml:"tags"`
+	Trace middleware.TraceConfig `yaml:"trace"`
+	// Dnstap writes every query and answer as dnstap messages; off unless
+	// it names a file or a socket.
+	Dnstap dnstap.Config `yaml:"dnstap"`
+	// Tracing exports a span per query and upstream attempt over OTLP;
+	// off unless it names an endpoint.
+	Tracing tracing.Config `yaml:"tracing"`
+	Metrics MetricsSpec    `yaml:"metrics"`
+	Log     LogSpec        `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

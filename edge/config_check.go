@@ -54,6 +54,10 @@ func (c *Config) complete(resolvConf string) error {
 	}
 	c.Server = c.Server.WithDefaults()
 	c.RateLimit = c.RateLimit.WithDefaults()
+	c.ECS = c.ECS.WithDefaults()
+	c.Tags = c.Tags.WithDefaults()
+	c.Trace = c.Trace.WithDefaults()
+	c.Dnstap = c.Dnstap.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -153,6 +157,14 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, field.Prefix("nxdomain_cache", c.NXDomain.Validate()))
+	errs = append(errs, field.Prefix("ecs", c.ECS.Validate()))
+	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
+	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
+	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
+	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
+	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
+		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
+	}
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)

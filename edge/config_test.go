@@ -3,6 +3,7 @@ package edge
 import (
 	"bytes"
 	"fmt"
+	"github.com/dnsedge/dnsedge/edge/middleware"
 	"io"
 	"os"
 	"path/filepath"
@@ -69,8 +70,24 @@ func summarize(c *Config) string {
 			cache += fmt.Sprintf(", serve-stale %s", cc.MaxStale)
 		}
 	}
-	return fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s, %s",
+	out := fmt.Sprintf("%d listeners, %d upstreams, %d groups, bootstrap %s, %s",
 		len(c.Listeners), len(c.Upstreams), len(c.Groups), strings.Join(c.Bootstrap, " "), cache)
+	// The carry sections are shown when the file changes them.
+	if c.ECS != (middleware.ECSConfig{}).WithDefaults() || len(c.Tags.Trusted) > 0 ||
+		c.Tags.OptionCode != middleware.DefaultTagOptionCode || c.Trace.OptionCode != middleware.DefaultTraceOptionCode {
+		out += fmt.Sprintf(", ecs %s doh %s /%d /%d, tags option %d trusted %q, trace option %d",
+			c.ECS.Default, c.ECS.DoH, c.ECS.V4Bits, c.ECS.V6Bits, c.Tags.OptionCode, c.Tags.Trusted, c.Trace.OptionCode)
+	}
+	if tr := c.Tracing; tr.On() {
+		out += fmt.Sprintf(", tracing to %s", tr.OTLPEndpoint)
+		if tr.SampleRatio != nil {
+			out += fmt.Sprintf(" sampling %g", *tr.SampleRatio)
+		}
+	}
+	if d := c.Dnstap; d.On() {
+		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
+	}
+	return out
 }
 
 func TestDefaultConfig(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -35,6 +36,8 @@ type generation struct {
 	metrics *prometheus.Registry
 	parts   *hold
 	closers []func() error
+	// tracer exports spans when the tracing section is on; nil otherwise.
+	tracer *tracing.Tracer
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -57,7 +60,8 @@ type (
 		own   string // the listen addresses an upstream must never be
 		probe transport.ProbeSpec
 	}
-	cacheKey struct{ spec string }
+	cacheKey  struct{ spec string }
+	tracerKey struct{ spec string }
 )
 
 // jsonKey returns v as a canonical string for a key.
@@ -146,7 +150,21 @@ func buildGeneration(ctx context.Context, cfg *Config, parts *hold, d buildDeps)
 	if _, ok := g.groups[deflt]; !ok {
 		deflt = cfg.Groups[0].Name
 	}
-	fwd, err := middleware.NewForward(g.groups, deflt, d.loop)
+	carry := middleware.Carry{TagCode: uint16(cfg.Tags.OptionCode), TraceCode: uint16(cfg.Trace.OptionCode)}
+	if cfg.Tracing.On() {
+		g.tracer, _, err = take(parts, tracerKey{jsonKey(cfg.Tracing)}, func() (*tracing.Tracer, func() error, error) {
+			t, err := tracing.New(cfg.Tracing)
+			if err != nil {
+				return nil, nil, err
+			}
+			return t, t.Close, nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		carry.Attempt = g.tracer.Attempt
+	}
+	fwd, err := middleware.NewForward(g.groups, deflt, d.loop, carry)
 	if err != nil {
 		return nil, err
 	}

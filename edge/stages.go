@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/zone"
@@ -18,18 +19,27 @@ type stage struct {
 	build func(b *chainBuild) (pipeline.Middleware, error)
 }
 
-// stages is the chain, outermost first, fixed here once: the query log
-// sees every answer; loop detection comes before anything that could
-// forward; the fallback zone wraps everything that may still answer
-// (zones, the cache with its stale entries), so it speaks only when they
-// cannot; local and tenant zones answer before the NXDOMAIN cache and the
-// answer cache, so their names are never cached; ANY queries the zones
-// did not answer get the RFC 8482 answer before the caches and forward.
-// Adding a middleware is a
-// file of its own and one row here.
+// stages is the chain, outermost first, fixed here once: dnstap and the
+// query log see every answer; the query's span (when tracing is on)
+// starts before its trace id is made, so that a new trace id is the
+// span's; the trace id is made before any other stage logs; loop
+// detection comes before anything that could forward; a trusted client's
+// tags join req.Tags, and the ECS stage turns policy's decision into
+// req.ECS, both before the cache, which keys on them; the fallback zone
+// wraps everything that may still answer (zones, the cache with its stale
+// entries), so it speaks only when they cannot; local and tenant zones
+// answer before the NXDOMAIN cache and the answer cache, so their names
+// are never cached; ANY queries the zones did not answer get the RFC 8482
+// answer before the caches and forward. Adding a middleware is a file of
+// its own and one row here.
 var stages = []stage{
+	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
+	{"tracing", buildTracing},
+	{"trace", buildTrace},
 	{"loop", buildLoop},
+	{"tags", buildTags},
+	{"ecs", buildECS},
 	{"fallback", buildFallback},
 	{"zones", buildZones},
 	{"any", buildANY},
@@ -191,4 +201,58 @@ func buildZones(b *chainBuild) (pipeline.Middleware, error) {
 		return nil, err
 	}
 	return z.Middleware(), nil
+}
+
+func buildTrace(*chainBuild) (pipeline.Middleware, error) { return middleware.Trace, nil }
+
+func buildTags(b *chainBuild) (pipeline.Middleware, error) {
+	if len(b.g.cfg.Tags.Trusted) == 0 {
+		return nil, nil
+	}
+	t, err := middleware.NewTags(b.g.cfg.Tags)
+	if err != nil {
+		return nil, err
+	}
+	return t.Middleware, nil
+}
+
+func buildECS(b *chainBuild) (pipeline.Middleware, error) {
+	e, err := middleware.NewECS(b.g.cfg.ECS)
+	if err != nil {
+		return nil, err
+	}
+	return e.Middleware, nil
+}
+
+// buildDnstap takes the dnstap output from the pool: a reload that keeps
+// the section keeps writing to the same file or socket connection.
+func buildDnstap(b *chainBuild) (pipeline.Middleware, error) {
+	cfg := b.g.cfg.Dnstap
+	if !cfg.On() {
+		return nil, nil
+	}
+	t, _, err := take(b.g.parts, dnstapKey{jsonKey(cfg)}, func() (*dnstap.Tap, func() error, error) {
+		t, err := dnstap.New(cfg, "dnsedge")
+		if err != nil {
+			return nil, nil, err
+		}
+		return t, t.Close, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := t.Register(b.g.metrics); err != nil {
+		return nil, err
+	}
+	return t.Middleware, nil
+}
+
+// dnstapKey identifies the dnstap output in the pool.
+type dnstapKey struct{ spec string }
+
+func buildTracing(b *chainBuild) (pipeline.Middleware, error) {
+	if b.g.tracer == nil {
+		return nil, nil
+	}
+	return b.g.tracer.Middleware, nil
 }

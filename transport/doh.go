@@ -180,7 +180,9 @@ func (c *trackedConn) ConnectionState() tls.ConnectionState {
 }
 
 // Exchange sends q and returns the matching reply, with q's ID. q is not
-// modified. The ctx deadline bounds the dial, the request and reading
+// modified. The Meta that ctx carries (WithQueryMeta), if any, goes in
+// request headers: X-DNS-Tag once per tag, X-DNS-TraceID, and a W3C
+// traceparent when the trace id has its form. The ctx deadline bounds the dial, the request and reading
 // the body.
 //
 // Errors: ClassTimeout at the deadline; ClassNetwork when the connection
@@ -210,11 +212,13 @@ func (d *DoH) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(d.life, cancel)()
+	hdr := http.Header{"Content-Type": {dohMediaType}, "Accept": {dohMediaType}}
+	metaHeaders(hdr, QueryMeta(ctx))
 	req := (&http.Request{
 		Method:        http.MethodPost,
 		URL:           d.url,
 		Host:          d.url.Host,
-		Header:        http.Header{"Content-Type": {dohMediaType}, "Accept": {dohMediaType}},
+		Header:        hdr,
 		Body:          io.NopCloser(bytes.NewReader(wire)),
 		ContentLength: int64(len(wire)),
 		GetBody:       func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(wire)), nil },

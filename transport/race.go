@@ -388,6 +388,10 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, clock, timeout)
 	defer cancel()
+	var end func(Class, error)
+	if meta := QueryMeta(actx); meta != nil && meta.Attempt != nil {
+		actx, end = meta.Attempt(actx, p.Name())
+	}
 	begin := clock.Now()
 	m, err := p.Exchanger.Exchange(actx, q)
 	rtt := clock.Since(begin)
@@ -399,6 +403,9 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 		// The client's budget ran out before the path's own timeout: that
 		// says nothing about the path.
 		class = ClassCanceled
+	}
+	if end != nil {
+		end(class, err)
 	}
 	p.Health.ObserveAttempt(rtt, class, ticket)
 	a.msg, a.err, a.class = m, err, class

@@ -10,10 +10,11 @@ import (
 
 // Flag bits in the key byte that follows QTYPE and QCLASS.
 const (
-	keyDO  = 1 << iota // DNSSEC OK (RFC 3225)
-	keyCD              // Checking Disabled (RFC 4035 §3.2.2)
-	keyECS             // an ECS prefix follows
-	keyV4              // the ECS prefix is IPv4
+	keyDO   = 1 << iota // DNSSEC OK (RFC 3225)
+	keyCD               // Checking Disabled (RFC 4035 §3.2.2)
+	keyECS              // an ECS prefix follows
+	keyV4               // the ECS prefix is IPv4
+	keyTags             // the query's tags follow
 )
 
 // maxWireName is the longest name in wire format (RFC 1035 §3.1).
@@ -42,10 +43,12 @@ func cacheable(q *dns.Msg) bool {
 // name (which should have room for maxWireName bytes).
 //
 // The key is: the lower-cased wire name (RFC 4343), QTYPE, QCLASS, a flag
-// byte (DO, CD), then the ECS prefix the query will be forwarded with, and
-// last the route. Answers can differ by ECS prefix (RFC 7871) and by route
-// (each route forwards to its own group), so both keep entries apart; with
-// neither set the key is just the question and the two bits. The wire name
+// byte (DO, CD), then the ECS prefix the query will be forwarded with, the
+// tags it carries upstream (their count, then each after its length, in
+// two bytes each), and last the route. Answers can differ by ECS
+// prefix (RFC 7871), by tags (upstreams may answer by them) and by route
+// (each route forwards to its own group), so all keep entries apart; with
+// none set the key is just the question and the two bits. The wire name
 // is self-delimiting, so the key needs no separators.
 //
 // ok is false when the name cannot be packed (not fully qualified, too
@@ -79,12 +82,22 @@ func appendKey(dst, name []byte, req *pipeline.Request) (key, wname []byte, ok b
 			flags |= keyV4
 		}
 	}
+	if len(req.Tags) > 0 {
+		flags |= keyTags
+	}
 	dst = append(dst, flags)
 	if ecs.IsValid() {
 		ecs = ecs.Masked()
 		a := ecs.Addr().As16()
 		dst = append(dst, byte(ecs.Bits()))
 		dst = append(dst, a[:]...)
+	}
+	if len(req.Tags) > 0 {
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(req.Tags)))
+		for _, t := range req.Tags {
+			dst = binary.BigEndian.AppendUint16(dst, uint16(len(t)))
+			dst = append(dst, t...)
+		}
 	}
 	return append(dst, req.Route...), wname, true
 }

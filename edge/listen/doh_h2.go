@@ -1,6 +1,7 @@
 package listen
 
 import (
+	"cmp"
 	"crypto/tls"
 	"net"
 	"net/http"
@@ -78,6 +79,16 @@ func (l *DoH) serveH2Stream(s *h2.Stream) {
 			received:  q.Received,
 		}
 		r.path, r.rawQuery, _ = strings.Cut(q.Path, "?")
+		for _, f := range q.Fields {
+			switch f.Name {
+			case hdrTraceParentLower:
+				r.traceParent = cmp.Or(r.traceParent, f.Value)
+			case hdrTraceIDLower:
+				r.traceID = cmp.Or(r.traceID, f.Value)
+			case hdrTraceStageLower:
+				r.traceStage = cmp.Or(r.traceStage, f.Value)
+			}
+		}
 		l.process(&r, &w)
 	}
 	if w.abort {

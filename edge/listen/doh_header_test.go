@@ -84,7 +84,7 @@ func TestDoHHeaderStacks(t *testing.T) {
 		}, nil, 204, "", map[string]string{
 			"Access-Control-Allow-Origin":  "*",
 			"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-			"Access-Control-Allow-Headers": "Content-Type, Accept",
+			"Access-Control-Allow-Headers": "Content-Type, Accept, traceparent, X-DNS-TraceID, X-DNS-Stage",
 			"Access-Control-Max-Age":       "86400",
 			"Allow":                        "GET, POST, OPTIONS",
 			"Content-Type":                 absent,

@@ -198,7 +198,9 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
+	req.TraceID, req.TraceParent, req.TraceStage = r.trace()
 	m, err := l.call(req)
+	w.traceID, w.traceParent = req.TraceID, req.TraceParent
 	comment := jsonComment(req, m, err)
 	reply, send := Finish(req, m, err, l.log)
 	if !send {
@@ -210,14 +212,14 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 	defer putBuf(buf)
 	wire, err := pack(reply, *buf, req.MaxSize)
 	if err != nil {
-		l.log.Error("bad reply from handler", "err", err, "question", question(req))
+		l.log.Error("bad reply from handler", "err", err, "question", question(req), "trace_id", req.TraceID)
 		reply, _ = Finish(req, nil, errInternal, l.log)
 		wire, _ = pack(reply, *buf, req.MaxSize)
 		comment = errInternal.Text
 	}
 	body, err := json.Marshal(renderJSON(reply, p.ecs, comment))
 	if err != nil {
-		l.log.Error("render json reply", "err", err, "question", question(req))
+		l.log.Error("render json reply", "err", err, "question", question(req), "trace_id", req.TraceID)
 		w.failJSON(&dohError{http.StatusInternalServerError, "internal error"})
 		return
 	}

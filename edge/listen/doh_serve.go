@@ -46,8 +46,11 @@ type dohResponse struct {
 	cache  string // Cache-Control of dohRespDNS and dohRespJSON
 	allow  bool   // add Allow (405)
 	altSvc bool
-	body   []byte
-	buf    *[]byte // the pooled buffer body lives in, nil if none
+	// traceID and traceParent are the query's trace, echoed in the
+	// response headers; empty on responses that answer no query.
+	traceID, traceParent string
+	body                 []byte
+	buf                  *[]byte // the pooled buffer body lives in, nil if none
 	// abort: send nothing (the pipeline dropped the query); the stream is
 	// reset, an HTTP/1.1 connection closed.
 	abort bool
@@ -179,7 +182,9 @@ func (l *DoH) serveWire(r *dohRequest, w *dohResponse, msg []byte, id string) {
 		Received: r.received,
 		MaxSize:  dns.MaxMsgSize,
 	}
+	req.TraceID, req.TraceParent, req.TraceStage = r.trace()
 	out, obuf := l.answer(req, 0)
+	w.traceID, w.traceParent = req.TraceID, req.TraceParent
 	if out == nil {
 		// The pipeline chose to send nothing: the closest HTTP has is to
 		// abort the stream (HTTP/1.1 closes the connection).
@@ -200,6 +205,9 @@ func (l *DoH) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 			contentType: r.Header.Get("Content-Type"),
 			accept:      r.Header.Get("Accept"),
 			length:      r.ContentLength,
+			traceParent: firstValue(r.Header[hdrTraceParent]),
+			traceID:     firstValue(r.Header[hdrTraceID]),
+			traceStage:  firstValue(r.Header[hdrTraceStage]),
 		},
 		body:     r.Body,
 		client:   dohRemoteAddr(r),
@@ -220,4 +228,12 @@ func (l *DoH) serveHTTP(rw http.ResponseWriter, r *http.Request) {
 	if len(w.body) > 0 {
 		rw.Write(w.body)
 	}
+}
+
+// firstValue returns the first of vs, "" when none.
+func firstValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }

@@ -231,7 +231,7 @@ func TestDoHHeaders(t *testing.T) {
 			for k, v := range map[string]string{
 				"Access-Control-Allow-Origin":  "*",
 				"Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-				"Access-Control-Allow-Headers": "Content-Type, Accept",
+				"Access-Control-Allow-Headers": "Content-Type, Accept, traceparent, X-DNS-TraceID, X-DNS-Stage",
 				"Access-Control-Max-Age":       "86400",
 			} {
 				if got := pre.Header.Get(k); got != v {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/transport"
@@ -18,19 +19,32 @@ type Forward struct {
 	groups map[string]*transport.Group
 	deflt  *transport.Group
 	loop   *Loop
+	carry  Carry
+}
+
+// Carry is what the forward handler sends upstream besides the question:
+// the EDNS option codes of the tags and of the trace id.
+type Carry struct {
+	// TagCode is the option code of req.Tags; TraceCode that of
+	// req.TraceID. Zero sends no such option.
+	TagCode, TraceCode uint16
+	// Attempt, when set, is the transport.Meta hook called per upstream
+	// attempt (tracing's span per attempt).
+	Attempt func(ctx context.Context, path string) (context.Context, func(transport.Class, error))
 }
 
 var _ pipeline.Handler = (*Forward)(nil)
 
 // NewForward returns a forward handler over groups; defaultGroup must be
 // one of them. loop, when not nil, marks every query it sends so one that
-// comes back around is recognised.
-func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *Loop) (*Forward, error) {
+// comes back around is recognised. carry names the options that take
+// tags and the trace id upstream.
+func NewForward(groups map[string]*transport.Group, defaultGroup string, loop *Loop, carry Carry) (*Forward, error) {
 	d, ok := groups[defaultGroup]
 	if !ok {
 		return nil, fmt.Errorf("default group %q does not exist", defaultGroup)
 	}
-	return &Forward{groups: groups, deflt: d, loop: loop}, nil
+	return &Forward{groups: groups, deflt: d, loop: loop, carry: carry}, nil
 }
 
 // ServeDNS forwards req and returns the answer with AA cleared and RA set,
@@ -46,6 +60,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		if g, ok = f.groups[req.Route]; !ok {
 			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Err: fmt.Errorf("route %q names no upstream group", req.Route)}
 		}
+	}
+	if len(req.Tags) > 0 || req.TraceID != "" || f.carry.Attempt != nil {
+		ctx = transport.WithQueryMeta(ctx, transport.Meta{
+			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
+		})
 	}
 	res, err := g.Exchange(ctx, f.upstreamQuery(req))
 	if err != nil {
@@ -70,8 +89,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 
 // upstreamQuery builds the query sent upstream from the client's: the same
 // question and flags, the client's DO bit, and no client EDNS options
-// (they are the client's business; ECS is policy's, added elsewhere) but
-// the loop marks of the dnsedge instances the query already went through.
+// (they are the client's business; a trusted client's tags are already in
+// req.Tags) but the loop marks of the dnsedge instances the query already
+// went through. It adds the ECS option of req.ECS (RFC 7871 §6, scope 0),
+// the tag option (req.Tags joined with commas) and the trace option
+// (req.TraceID in ASCII) when the request has them.
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
 	q := &dns.Msg{
@@ -83,10 +105,37 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	}
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	opt.SetUDPSize(transport.EDNSBufferSize)
-	if copt := in.IsEdns0(); copt != nil {
+	tags := len(req.Tags) > 0 && f.carry.TagCode != 0
+	trace := req.TraceID != "" && f.carry.TraceCode != 0
+	copt := in.IsEdns0()
+	if copt != nil {
 		opt.SetDo(copt.Do())
 		if f.loop != nil {
 			opt.Option = f.loop.carried(copt)
+		}
+	}
+	if req.ECS.IsValid() || tags || trace {
+		// One allocation for the options the query carries and, when
+		// they fit, their data and the option list.
+		c := new(carried)
+		if len(opt.Option) == 0 { // no other instance's loop mark
+			opt.Option = c.opts[:0]
+		}
+		if req.ECS.IsValid() {
+			opt.Option = append(opt.Option, c.ecs(req.ECS))
+		}
+		data := c.buf[:0]
+		if tags {
+			at := len(data)
+			data = appendTagData(data, req.Tags)
+			c.tag = dns.EDNS0_LOCAL{Code: f.carry.TagCode, Data: data[at:len(data):len(data)]}
+			opt.Option = append(opt.Option, &c.tag)
+		}
+		if trace {
+			at := len(data)
+			data = append(data, req.TraceID...)
+			c.trace = dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: data[at:len(data):len(data)]}
+			opt.Option = append(opt.Option, &c.trace)
 		}
 	}
 	if f.loop != nil {
@@ -94,4 +143,47 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	}
 	q.Extra = []dns.RR{opt}
 	return q
+}
+
+// carried holds the options a forwarded query carries upstream, so that
+// they take one allocation.
+type carried struct {
+	subnet     dns.EDNS0_SUBNET
+	addr       [16]byte
+	tag, trace dns.EDNS0_LOCAL
+	opts       [4]dns.EDNS0 // ours and the loop mark
+	buf        [96]byte     // tag and trace data, when they fit
+}
+
+// ecs returns the ECS option for p (RFC 7871 §6): family, source prefix
+// length, scope 0 and the address (miekg/dns truncates it to the prefix
+// when packing).
+func (c *carried) ecs(p netip.Prefix) *dns.EDNS0_SUBNET {
+	a := p.Addr()
+	c.subnet = dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: uint8(p.Bits())}
+	if a.Is4() {
+		c.subnet.Family = 1
+		*(*[4]byte)(c.addr[:4]) = a.As4()
+		c.subnet.Address = c.addr[:4]
+	} else {
+		c.addr = a.As16()
+		c.subnet.Address = c.addr[:]
+	}
+	return &c.subnet
+}
+
+// traceSampled reports whether a W3C traceparent ("00-<trace>-<parent>-
+// <flags>") has the sampled flag set.
+func traceSampled(tp string) bool {
+	if len(tp) != 55 {
+		return false
+	}
+	c := tp[54]
+	switch {
+	case '0' <= c && c <= '9':
+		return (c-'0')&1 == 1
+	case 'a' <= c && c <= 'f':
+		return (c-'a'+10)&1 == 1
+	}
+	return false
 }

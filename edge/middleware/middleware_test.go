@@ -17,16 +17,18 @@ import (
 // capture is an exchanger that records the query it was sent.
 type capture struct {
 	got   *dns.Msg
+	meta  *transport.Meta // the Meta of the query's context
 	reply func(q *dns.Msg) (*dns.Msg, error)
 }
 
-func (c *capture) Exchange(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+func (c *capture) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	c.got = q.Copy()
+	c.meta = transport.QueryMeta(ctx)
 	return c.reply(q)
 }
 func (c *capture) Close() error { return nil }
 
-func forwardTo(t *testing.T, ex transport.Exchanger, loop *Loop) *Forward {
+func forwardTo(t testing.TB, ex transport.Exchanger, loop *Loop) *Forward {
 	t.Helper()
 	up, err := transport.NewUpstream(transport.UpstreamConfig{
 		Name: "u", Endpoint: transport.Endpoint{Scheme: "udp", Addr: netip.MustParseAddr("192.0.2.1"), Port: 53},
@@ -38,7 +40,7 @@ func forwardTo(t *testing.T, ex transport.Exchanger, loop *Loop) *Forward {
 	up.Paths()[0].Stream.Exchanger = ex // later rounds go over TCP
 	s, _ := transport.NewStrategy("sequential")
 	g := transport.NewGroup("default", s, transport.RaceConfig{}, up)
-	f, err := NewForward(map[string]*transport.Group{"default": g}, "default", loop)
+	f, err := NewForward(map[string]*transport.Group{"default": g}, "default", loop, Carry{TagCode: DefaultTagOptionCode, TraceCode: DefaultTraceOptionCode})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,10 @@ import (
 //
 //   - listener, client, name, type: who asked what, over which listener;
 //   - client_id and tenant, when the query has them;
+//   - trace_id (every query has one once the trace stage ran), and
+//     trace_stage (the DoH client's X-DNS-Stage), tags (policy's and a
+//     trusted client's, comma-joined) and ecs (the subnet forwarded),
+//     when the query has them;
 //   - rcode, and answers (the answer section's length) or error; a
 //     dropped query has only error;
 //   - source: where the answer came from (pipeline.Source: upstream,
@@ -44,7 +48,7 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		o := &req.Outcome
 		o.Latency = time.Since(req.Received)
 		q := req.Question()
-		var buf [16]slog.Attr
+		var buf [20]slog.Attr
 		attrs := append(buf[:0],
 			slog.String("listener", req.Listener.String()),
 			slog.String("client", req.Client.String()),
@@ -57,6 +61,18 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		}
 		if o.Tenant != "" {
 			attrs = append(attrs, slog.String("tenant", o.Tenant))
+		}
+		if req.TraceID != "" {
+			attrs = append(attrs, slog.String("trace_id", req.TraceID))
+		}
+		if req.TraceStage != "" {
+			attrs = append(attrs, slog.String("trace_stage", req.TraceStage))
+		}
+		if len(req.Tags) > 0 {
+			attrs = append(attrs, slog.String("tags", string(appendTagData(nil, req.Tags))))
+		}
+		if req.ECS.IsValid() {
+			attrs = append(attrs, slog.String("ecs", req.ECS.String()))
 		}
 		switch {
 		case errors.Is(err, pipeline.ErrDrop):

@@ -129,6 +129,9 @@ type Request struct {
 	// stage. TraceStage is the client's X-DNS-Stage, if any.
 	TraceID    string
 	TraceStage string
+	// TraceParent is the client's W3C traceparent header (DoH), checked
+	// for form, empty when none came: spans are parented on it.
+	TraceParent string
 	// Tags are "key=value" labels given by policy and propagated upstream.
 	Tags []string
 	// ECSAction is policy's decision on the client subnet sent upstream;
