@@ -19,6 +19,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/internal/yamlcheck"
+	"github.com/dnsedge/dnsedge/policy"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 )
@@ -61,8 +62,13 @@ type Config struct {
 	// Tracing exports a span per query and upstream attempt over OTLP;
 	// off unless it names an endpoint.
 	Tracing tracing.Config `yaml:"tracing"`
-	Metrics MetricsSpec    `yaml:"metrics"`
-	Log     LogSpec        `yaml:"log"`
+	// Policy holds the rules that route, split, tag and answer queries;
+	// PolicyFile names a policy document of the same schema instead,
+	// relative to the configuration file.
+	Policy     *policy.Spec `yaml:"policy"`
+	PolicyFile string       `yaml:"policy_file"`
+	Metrics    MetricsSpec  `yaml:"metrics"`
+	Log        LogSpec      `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
@@ -72,6 +78,8 @@ type Config struct {
 	// Warnings can place what they find; nil when it was not parsed.
 	doc      *yamlcheck.Doc
 	warnings []Problem
+	// policy is Policy or the policy file, compiled; nil for none.
+	policy *policy.Policy
 }
 
 // ListenerSpec is one listening address.
@@ -216,13 +224,14 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 		return nil, err
 	}
 	cfg.resolveZoneFiles(name)
+	readErr, perr := cfg.loadPolicyFile(name)
 	var verr error
 	if err := cfg.complete(resolvConf); err != nil {
 		verr = err // not a field error: reported without a position
 	} else {
-		verr = cfg.Validate()
+		verr = errors.Join(cfg.Validate(), readErr)
 	}
-	if err := doc.Check(verr); err != nil {
+	if err := joinProblems(doc.Check(verr), perr); err != nil {
 		return nil, err
 	}
 	cfg.doc = doc

@@ -16,7 +16,7 @@ import (
 	"github.com/dnsedge/dnsedge/transport"
 )
 
-// DefaultGroup is the group every query goes to until policy routes it
+// DefaultGroup is the group every query goes to unless policy routes it
 // elsewhere: the group named "default", or else the first group.
 const DefaultGroup = "default"
 
@@ -139,6 +139,7 @@ func (c *Config) Validate() error {
 		add("groups", "no upstream groups: nothing to forward to")
 	}
 	errs = append(errs, c.loops()...)
+	errs = append(errs, c.validatePolicy()...)
 	if len(c.Bootstrap) == 0 {
 		for i, u := range c.Upstreams {
 			if ep, err := transport.ParseEndpoint(u.URL); err == nil && ep.Host != "" {

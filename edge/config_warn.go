@@ -21,11 +21,13 @@ func (c *Config) warn() []Problem {
 	errs = append(errs, c.udpWithoutTCP()...)
 	errs = append(errs, c.plainWithoutACL()...)
 	errs = append(errs, c.unusedGroups()...)
+	inFile, inline := c.shadowedRules()
+	errs = append(errs, inline)
 	ps := c.doc.Place(errors.Join(errs...))
 	for i := range ps {
 		ps[i].Warning = true
 	}
-	return yamlcheck.Sort(ps)
+	return append(yamlcheck.Sort(ps), inFile...)
 }
 
 // udpWithoutTCP reports UDP listeners with no TCP listener on the same
@@ -87,15 +89,21 @@ func (c *Config) plainWithoutACL() []error {
 	return errs
 }
 
-// unusedGroups reports the groups no query goes to: until policy routes
-// queries, every query goes to the default group.
+// unusedGroups reports the groups no query goes to: neither the default
+// group nor one a policy rule routes to.
 func (c *Config) unusedGroups() []error {
 	def := c.defaultGroup()
+	routed := make(map[string]bool)
+	if c.policy != nil {
+		for _, g := range c.policy.Groups() {
+			routed[g] = true
+		}
+	}
 	var errs []error
 	for i, g := range c.Groups {
-		if g.Name != def && g.Name != "" {
+		if g.Name != def && g.Name != "" && !routed[g.Name] {
 			errs = append(errs, field.Errorf(field.Join(field.Index("groups", i), "name"),
-				"group %q is unused: every query goes to the default group %q (routing to other groups is not implemented yet)", g.Name, def))
+				"group %q is unused: it is not the default group %q and no policy rule routes to it", g.Name, def))
 		}
 	}
 	return errs

@@ -24,7 +24,8 @@ type stage struct {
 // starts before its trace id is made, so that a new trace id is the
 // span's; the trace id is made before any other stage logs; loop
 // detection comes before anything that could forward; a trusted client's
-// tags join req.Tags, and the ECS stage turns policy's decision into
+// tags join req.Tags; policy decides the route, adds its tags, decides
+// ECS or answers locally; the ECS stage turns policy's decision into
 // req.ECS, both before the cache, which keys on them; the fallback zone
 // wraps everything that may still answer (zones, the cache with its stale
 // entries), so it speaks only when they cannot; local and tenant zones
@@ -39,6 +40,7 @@ var stages = []stage{
 	{"trace", buildTrace},
 	{"loop", buildLoop},
 	{"tags", buildTags},
+	{"policy", buildPolicy},
 	{"ecs", buildECS},
 	{"fallback", buildFallback},
 	{"zones", buildZones},

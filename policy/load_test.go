@@ -66,7 +66,7 @@ rules:
 `, want: []string{
 			`p.yaml: version: a policy with rules needs a version`,
 			`p.yaml:2:9: sticky: "sideways" is not client_id, source or ecs`,
-			`p.yaml:6:16: rules[0].match.source[0]: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`,
+			`p.yaml:6:16: rules[0].match.source[0]: "10.0.0.0/33" is not a network: prefix length out of range`,
 			`p.yaml:6:29: rules[0].match.source[1]: network "fe80::1%eth0" must not have a zone`,
 			`p.yaml:7:13: rules[0].match.ecs[0]: "nope" is neither a CIDR nor an address`,
 			`p.yaml:8:19: rules[0].match.client_id[0]: client id is empty`,

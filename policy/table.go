@@ -91,7 +91,12 @@ func ParseNetwork(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		var err error
 		if p, err = netip.ParsePrefix(s); err != nil {
-			return netip.Prefix{}, err
+			// netip names itself: keep only what is wrong.
+			msg := err.Error()
+			if _, why, ok := strings.Cut(msg, "): "); ok {
+				msg = why
+			}
+			return netip.Prefix{}, fmt.Errorf("%q is not a network: %s", s, msg)
 		}
 	} else {
 		a, err := netip.ParseAddr(s)

@@ -84,7 +84,7 @@ groups:
   - {name: spare, upstreams: [a]}
 `, 0, []string{
 			":2:5: warning: listeners[0]: udp 127.0.0.1:8053 has no tcp listener on the same address: truncated answers have nowhere to go",
-			":7:12: warning: groups[1].name: group \"spare\" is unused: every query goes to the default group \"default\"",
+			":7:12: warning: groups[1].name: group \"spare\" is unused: it is not the default group \"default\" and no policy rule routes to it",
 			"ok (1 listeners, 1 upstreams, 2 groups)",
 		}},
 		{"every problem with its line", `listeners:

@@ -101,6 +101,9 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 				attrs = append(attrs, slog.String("ede_text", text))
 			}
 		}
+		if o.Policy != "" {
+			attrs = append(attrs, slog.String("policy_version", o.Policy))
+		}
 		if o.Rule != "" {
 			attrs = append(attrs, slog.String("rule", o.Rule))
 		}

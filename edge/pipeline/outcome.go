@@ -46,9 +46,12 @@ const (
 	// SourceSynthesized: an answer dnsedge made without asking anyone,
 	// such as a denial from the NXDOMAIN cache (RFC 8020).
 	SourceSynthesized
+	// SourcePolicy: a policy rule's local answer (NXDOMAIN, NODATA,
+	// REFUSED or fixed records).
+	SourcePolicy
 )
 
-var sourceNames = [...]string{"none", "upstream", "cache", "stale", "zone", "tenant_zone", "fallback", "synthesized"}
+var sourceNames = [...]string{"none", "upstream", "cache", "stale", "zone", "tenant_zone", "fallback", "synthesized", "policy"}
 
 // String returns the name the query log uses: "upstream", "cache",
 // "stale", "zone", "tenant_zone", "fallback", "synthesized" ("none" for
@@ -100,8 +103,11 @@ type Outcome struct {
 	// Tenant is the tenant the tenant zone stage picked for the query,
 	// whether or not one of its zones answered; empty for none.
 	Tenant string
-	// Rule names the policy rule that matched; set by policy.
-	Rule string
+	// Rule names the policy rule that matched; set by policy. Policy is
+	// the version of the policy in force, set for every query while
+	// there is one.
+	Rule   string
+	Policy string
 	// DNSSEC is the validation verdict; set by DNSSEC validation.
 	DNSSEC DNSSECVerdict
 	// HasEDE tells that a stage produced an Extended DNS Error (RFC

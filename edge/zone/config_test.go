@@ -64,7 +64,7 @@ func TestConfigValidate(t *testing.T) {
 			tenant("b", []string{"id1"}, []string{"10.1.2.3/8", "::ffff:10.0.0.0/104", "fe80::1%eth0"}),
 		}}, want: []string{
 			"tenants[0].client_ids[1]: client id is empty",
-			`tenants[0].networks[1]: netip.ParsePrefix("10.0.0.0/33"): prefix length out of range`,
+			`tenants[0].networks[1]: "10.0.0.0/33" is not a network: prefix length out of range`,
 			`tenants[0].networks[2]: "nope" is neither`,
 			`tenants[1].client_ids[0]: client id "id1" already belongs to tenants[0].client_ids[0]`,
 			"tenants[1].networks[0]: network 10.0.0.0/8 already belongs to tenants[0].networks[0]",

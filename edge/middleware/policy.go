@@ -1,0 +1,107 @@
+package middleware
+
+import (
+	"context"
+
+	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
+	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/policy"
+	"github.com/miekg/dns"
+)
+
+// Policy applies a compiled policy's decision to each query: the rule
+// that matched and the policy's version go to req.Outcome (and so to the
+// query log); a route or a split's side becomes req.Route; the rule's
+// tags join req.Tags; its ECS decision becomes req.ECSAction, which the
+// ECS stage turns into the subnet sent upstream; allow_any lets a
+// forwarded ANY through; a local answer ends the query here.
+type Policy struct {
+	p       *policy.Policy
+	version string
+}
+
+// NewPolicy returns the stage applying p.
+func NewPolicy(p *policy.Policy) *Policy { return &Policy{p: p, version: p.Version()} }
+
+// Middleware decides before next.
+func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
+	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		req.Outcome.Policy = s.version
+		q := req.Question()
+		in := policy.Input{
+			Source:   req.Client.Addr().Unmap().WithZone(""),
+			ECS:      clientSubnet(req.Msg),
+			ClientID: req.ClientID,
+			QName:    dnsname.Lower(q.Name),
+			QType:    q.Qtype,
+			Listener: req.Listener.String(),
+			Tags:     req.Tags,
+		}
+		d := s.p.Decide(&in)
+		if !d.Matched {
+			return next.ServeDNS(ctx, req)
+		}
+		req.Outcome.Rule = d.Rule
+		if d.Group != "" {
+			req.Route = d.Group
+		}
+		if len(d.Tags) > 0 {
+			// d.Tags belongs to the policy: never append into it, and
+			// never into a slice another stage may share.
+			tags := make([]string, 0, len(req.Tags)+len(d.Tags))
+			req.Tags = append(append(tags, req.Tags...), d.Tags...)
+		}
+		if d.ECS.Mode != "" {
+			req.ECSAction = ecsAction(d.ECS)
+		}
+		req.AllowANY = d.AllowANY
+		if d.Answer != nil {
+			req.Outcome.Source = pipeline.SourcePolicy
+			return localAnswer(req, d.Answer), nil
+		}
+		return next.ServeDNS(ctx, req)
+	})
+}
+
+// ecsAction translates policy's ECS decision into the pipeline's.
+func ecsAction(e policy.ECSDecision) pipeline.ECSAction {
+	a := pipeline.ECSAction{V4Bits: uint8(e.V4Bits), V6Bits: uint8(e.V6Bits), Prefix: e.Prefix}
+	switch e.Mode {
+	case policy.ECSStrip:
+		a.Mode = pipeline.ECSStrip
+	case policy.ECSPass:
+		a.Mode = pipeline.ECSPass
+	case policy.ECSAdd:
+		a.Mode = pipeline.ECSAdd
+	case policy.ECSReplace:
+		a.Mode = pipeline.ECSReplace
+	}
+	return a
+}
+
+// localAnswer builds a rule's answer to req: its rcode, and its records
+// that answer the question (owner name and type, CNAMEs at the name, or
+// every record for ANY) with the owner written as the client asked it.
+// A NOERROR answer without such records is NODATA.
+func localAnswer(req *pipeline.Request, a *policy.Answer) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req.Msg, a.Rcode)
+	m.Authoritative = false
+	m.RecursionAvailable = true
+	q := req.Question()
+	for _, rr := range a.Records {
+		h := rr.Header()
+		if !equalName(h.Name, q.Name) {
+			continue
+		}
+		if q.Qtype != dns.TypeANY && h.Rrtype != q.Qtype && h.Rrtype != dns.TypeCNAME {
+			continue
+		}
+		rr = dns.Copy(rr)
+		rr.Header().Name = q.Name
+		m.Answer = append(m.Answer, rr)
+	}
+	return m
+}
+
+func equalName(a, b string) bool { return dnsname.Lower(a) == dnsname.Lower(b) }
