@@ -33,6 +33,8 @@
 #   BENCH_CACHE_NAMES      unique names that phase asks each server (default
 #                          1000000; its caches are sized 10% above it)
 #   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
+#   BENCH_POLICY_RULES     rules of the policy row's policy (default 1000;
+#                          0 skips the row)
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -52,6 +54,7 @@ ONLY=${BENCH_ONLY:-$ALL_SERVERS}
 COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
+POLICY_RULES=${BENCH_POLICY_RULES:-1000}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
@@ -806,6 +809,30 @@ cache_server() {
 	stop_pid "$STARTED_PID"
 }
 
+# policy_server VERSION: the plain rows once more, for dnsedge with a
+# policy of POLICY_RULES rules (benchtool policy) and a second group over
+# the same upstream, which every query's split may pick; the report
+# compares its CPU per query with dnsedge's.
+policy_server() {
+	local conf=$RUN/dnsedge-policy.yaml port=${PORTS[19]}
+	render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${PORTS[20]}" \
+		PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+	splice "$conf" CACHE_MAX_BYTES
+	splice "$conf" ENCRYPTED
+	printf '  - name: canary\n    strategy: sequential\n    upstreams: [auth]\n' >"$RUN/policy-groups.yaml"
+	splice "$conf" EXTRA_GROUPS "$RUN/policy-groups.yaml"
+	"$OUT/benchtool" policy "$POLICY_RULES" >"$RUN/policy.yaml"
+	printf 'policy_file: %s\n' "$RUN/policy.yaml" >"$RUN/policy-key.yaml"
+	splice "$conf" POLICY "$RUN/policy-key.yaml"
+	local status=ok out
+	if ! out=$("$OUT/dnsedge" check "$conf" 2>&1); then
+		status="configuration rejected: $(head -n1 <<<"$out" | sed 's/^[^ ]*: //' | tr '\t|' '  ' | cut -c1-100)"
+	fi
+	ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok IDLE_STATUS=ok
+	bench_server dnsedge-policy "$status" "$1, policy of $POLICY_RULES rules" "$port" \
+		"$OUT/dnsedge" serve -config "$conf"
+}
+
 # cache_phase: the cache memory rows. Each server is started once more, after
 # all the main runs (which keep their own configuration), with a cache sized
 # for CACHE_ENTRIES, and with the endpoint that reports its count of entries:
@@ -916,8 +943,8 @@ make_data
 # DoT (and DoQ on UDP) and DoH (and DoH3 on UDP); unbound's are 17 and 18. The
 # cache memory phase has its own (10-16): one per server, and one for each
 # endpoint that counts entries.
-mapfile -t PORTS < <("$OUT/benchtool" ports 19)
-((${#PORTS[@]} == 19)) || die "could not find free ports"
+mapfile -t PORTS < <("$OUT/benchtool" ports 21)
+((${#PORTS[@]} == 21)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -947,6 +974,8 @@ for server in $ONLY; do
 		render dnsedge.yaml.in "$RUN/dnsedge.yaml" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$METRICS_PORT" \
 			PPROF="$([[ $PROFILE == 1 ]] && echo true || echo false)" CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
 		splice "$RUN/dnsedge.yaml" CACHE_MAX_BYTES
+		splice "$RUN/dnsedge.yaml" EXTRA_GROUPS
+		splice "$RUN/dnsedge.yaml" POLICY
 		if ((ENCRYPTED)); then
 			ENC_DOT_PORT=${PORTS[6]} ENC_DOH_PORT=${PORTS[7]}
 			render dnsedge-encrypted.yaml.in "$RUN/dnsedge-encrypted.yaml" DOT_PORT="$ENC_DOT_PORT" DOH_PORT="$ENC_DOH_PORT" \
@@ -975,6 +1004,9 @@ for server in $ONLY; do
 				idle_memory dnsedge-gogc100 "$STARTED_PID" "$ENC_DOT_PORT"
 			fi
 			stop_pid "$STARTED_PID"
+		fi
+		if [[ $DNSEDGE_STATUS == ok ]] && ((POLICY_RULES > 0)); then
+			policy_server "$version"
 		fi
 		;;
 	dnsdist)

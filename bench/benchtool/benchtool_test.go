@@ -1,10 +1,14 @@
 package main
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dnsedge/dnsedge/policy"
+	"github.com/miekg/dns"
 )
 
 func TestReadLatencies(t *testing.T) {
@@ -134,5 +138,28 @@ func TestWriteReport(t *testing.T) {
 		if !strings.Contains(string(b), want) {
 			t.Errorf("report lacks %q:\n%s", want, b)
 		}
+	}
+}
+
+// TestPolicyLoads: the policy row's document compiles, with no rule
+// shadowed, and sends loopback queries through the last rule's split.
+func TestPolicyLoads(t *testing.T) {
+	var b strings.Builder
+	if err := writePolicy(&b, 1000); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load("bench-policy.yaml", []byte(b.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Len() != 1000 {
+		t.Fatalf("%d rules, want 1000", p.Len())
+	}
+	if err := p.Shadowed(); err != nil {
+		t.Fatalf("shadowed rules: %v", err)
+	}
+	d := p.Decide(&policy.Input{Source: netip.MustParseAddr("127.0.0.1"), QName: "h1.bench.example.", QType: dns.TypeA, Listener: "udp"})
+	if d.Rule != "loopback-half" || (d.Group != "default" && d.Group != "canary") {
+		t.Fatalf("a benchmark query got %+v, want the loopback split", d)
 	}
 }

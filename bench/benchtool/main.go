@@ -10,6 +10,7 @@
 //	benchtool latency FILE
 //	benchtool h2latency FILE
 //	benchtool dohuris BASEURL <NAMES >URIS
+//	benchtool policy N >POLICY
 //	benchtool report -dir DIR -out FILE
 package main
 
@@ -31,7 +32,7 @@ func main() {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: benchtool ports N | latency FILE | h2latency FILE | dohuris BASEURL | report -dir DIR -out FILE")
+		return errors.New("usage: benchtool ports N | latency FILE | h2latency FILE | dohuris BASEURL | policy N | report -dir DIR -out FILE")
 	}
 	switch args[0] {
 	case "ports":
@@ -80,6 +81,15 @@ func run(args []string) error {
 		}
 		fmt.Println(s.String())
 		return nil
+	case "policy":
+		if len(args) != 2 {
+			return errors.New("usage: benchtool policy N")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil {
+			return fmt.Errorf("policy: want a count of rules, got %q", args[1])
+		}
+		return writePolicy(os.Stdout, n)
 	case "dohuris":
 		if len(args) != 2 {
 			return errors.New("usage: benchtool dohuris BASEURL <NAMES >URIS")

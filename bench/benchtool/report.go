@@ -54,7 +54,7 @@ var scenarios = []scenario{
 // serverOrder is the order of rows in every table; servers not listed here
 // come after, in the order they appear in the results. dnsedge-gogc100 is
 // dnsedge run with GOGC=100 in the memory tables.
-var serverOrder = []string{direct, "dnsedge", "dnsedge-gogc100", "dnsdist", "unbound", "coredns"}
+var serverOrder = []string{direct, "dnsedge", "dnsedge-policy", "dnsedge-gogc100", "dnsdist", "unbound", "coredns"}
 
 type result struct {
 	scenario, server, status string
@@ -163,6 +163,7 @@ func writeReport(dir, out string) error {
 			w("%s\n", line)
 		}
 	}
+	writePolicyCost(w, byKey)
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
@@ -328,4 +329,36 @@ func mib(kib string) string {
 		return "-"
 	}
 	return strconv.FormatFloat(v/1024, 'f', 1, 64)
+}
+
+// policyScenarios are the rows the policy comparison reads.
+var policyScenarios = []string{"hit-udp-max", "hit-tcp-max", "miss-udp-max", "hit-udp-5k", "miss-udp-5k"}
+
+// writePolicyCost compares dnsedge with a policy of many rules
+// (dnsedge-policy) with dnsedge without one, in the same run: the target is
+// CPU per query within 5%.
+func writePolicyCost(w func(string, ...any), byKey map[string][]result) {
+	var lines []string
+	for _, key := range policyScenarios {
+		p, e := lookup(byKey[key], "dnsedge-policy"), lookup(byKey[key], "dnsedge")
+		if p.status == "missing" {
+			continue
+		}
+		r := ratio(p.cpu, e.cpu, e.status)
+		if p.status != "ok" {
+			r = p.status
+		}
+		lines = append(lines, fmt.Sprintf("| %s | %s | %s | %s |", key, num(e.cpu, 1), num(p.cpu, 1), r))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	w("\n## Policy cost\n\n")
+	w("`dnsedge-policy` is dnsedge with a policy of 1,000 rules over every match dimension, with routes and all three kinds of split " +
+		"(`benchtool policy 1000`); every benchmark query matches its last rule, a sticky 50%% split between two groups over the same upstream. " +
+		"Target: CPU per query within 5%% of dnsedge without a policy (a ratio of at most 1.05).\n\n")
+	w("| Scenario | dnsedge CPU µs/query | with 1,000 rules | ratio |\n|---|---:|---:|---:|\n")
+	for _, l := range lines {
+		w("%s\n", l)
+	}
 }
