@@ -849,6 +849,8 @@ cache_phase() {
 				render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$stats" \
 					PPROF=false CACHE_ENTRIES="$CACHE_ENTRIES"
 				splice "$conf" ENCRYPTED
+				splice "$conf" EXTRA_GROUPS
+				splice "$conf" POLICY
 				# cache.max_bytes is new, and the configuration parser rejects
 				# keys it does not know: ask this build whether it knows it.
 				render dnsedge-cache.yaml.in "$RUN/cachemem/dnsedge-max-bytes.yaml" MAX_BYTES="$CACHE_MAX_BYTES"

@@ -241,6 +241,12 @@ func TestCarryUntrustedTags(t *testing.T) {
 }
 
 // TestCarryECS: the subnet the upstream sees, as configured per listener.
+// policyECS is a policy whose one rule takes the carry test's name and
+// makes ecs its ECS decision.
+func policyECS(ecs string) string {
+	return fmt.Sprintf("policy:\n  version: \"1\"\n  rules:\n    - name: ecs\n      match: {qname_suffix: [%q]}\n      ecs: %s\n", carryName, ecs)
+}
+
 func TestCarryECS(t *testing.T) {
 	clientECS := func() *dns.EDNS0_SUBNET {
 		return &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(198, 51, 100, 0).To4()}
@@ -259,6 +265,10 @@ func TestCarryECS(t *testing.T) {
 		{"add with other bits on doh", "ecs: {doh: add, v4_bits: 16}\n", true, false, "127.0.0.0/16"},
 		{"replace", "ecs: {default: replace}\n", false, true, "127.0.0.0/24"},
 		{"strip", "ecs: {default: strip}\n", false, true, ""},
+		// A policy rule decides before the defaults.
+		{"policy replaces with its prefix", policyECS("{mode: replace, prefix: 203.0.113.0/24}"), false, true, "203.0.113.0/24"},
+		{"policy adds on doh", policyECS("{mode: add, v4_bits: 20}"), true, false, "127.0.0.0/20"},
+		{"policy strips on udp", policyECS("{mode: strip}"), false, true, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -362,5 +372,28 @@ func TestCarryJSONSubnet(t *testing.T) {
 		if s := <-seen; s.ecs != tc.want {
 			t.Errorf("config %q: upstream saw ECS %q, want %q", tc.config, s.ecs, tc.want)
 		}
+	}
+}
+
+// TestCarryPolicyTags: the tags a policy rule sets reach a UDP upstream in
+// the tag option and a DoH upstream as headers, after a trusted client's.
+func TestCarryPolicyTags(t *testing.T) {
+	rule := fmt.Sprintf("policy:\n  version: \"1\"\n  rules:\n    - name: canary\n      match: {qname_suffix: [%q]}\n      tags: [\"stage=canary\"]\n", carryName)
+	for _, scheme := range []string{"udp", "https"} {
+		t.Run(scheme, func(t *testing.T) {
+			url, ca, seen := startCarryUpstream(t, scheme)
+			_, udp, _ := startCarryEdge(t, url, ca, rule)
+			c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+			if _, _, err := c.Exchange(carryQuery(), udp.String()); err != nil {
+				t.Fatal(err)
+			}
+			s := <-seen
+			if s.tagOpt != "stage=canary" {
+				t.Errorf("tag option %q, want stage=canary", s.tagOpt)
+			}
+			if scheme == "https" && s.header.Get("X-DNS-Tag") != "stage=canary" {
+				t.Errorf("X-DNS-Tag header %q, want stage=canary", s.header.Get("X-DNS-Tag"))
+			}
+		})
 	}
 }
