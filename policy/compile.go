@@ -113,6 +113,10 @@ func Compile(spec Spec) (*Policy, error) {
 	slices.Sort(p.groups)
 	slices.SortStableFunc(p.rules, func(a, b *rule) int { return comparePriority(a, b) })
 	p.m = buildMatcher(p.rules)
+	p.usesECS = p.sticky == StickyECS
+	for _, r := range p.rules {
+		p.usesECS = p.usesECS || len(r.m.ecs) > 0
+	}
 	return p, nil
 }
 

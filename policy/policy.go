@@ -84,10 +84,15 @@ type Policy struct {
 	rules   []*rule // by priority: index i is bit i of the sets
 	m       *matcher
 	groups  []string
+	usesECS bool // a rule matches on ECS, or splits stick by it
 }
 
 // Version returns the policy's version; empty for an empty policy.
 func (p *Policy) Version() string { return p.version }
+
+// UsesECS reports whether Input.ECS can change a decision: when it
+// cannot, the caller need not look for the query's ECS option.
+func (p *Policy) UsesECS() bool { return p.usesECS }
 
 // Len returns the number of rules.
 func (p *Policy) Len() int { return len(p.rules) }

@@ -280,3 +280,22 @@ rules:
 		})
 	}
 }
+
+func TestUsesECS(t *testing.T) {
+	for _, c := range []struct {
+		doc  string
+		want bool
+	}{
+		{"version: \"1\"\nrules:\n  - {name: a, match: {qtype: [A]}, route: g}\n", false},
+		{"version: \"1\"\nrules:\n  - {name: a, match: {ecs: [192.0.2.0/24]}, route: g}\n", true},
+		{"version: \"1\"\nsticky: ecs\nrules:\n  - {name: a, match: {qtype: [A]}, split: {percent: 5, canary: c, base: g}}\n", true},
+	} {
+		p, err := Load("p.yaml", []byte(c.doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := p.UsesECS(); got != c.want {
+			t.Errorf("%q: UsesECS %v, want %v", c.doc, got, c.want)
+		}
+	}
+}

@@ -30,12 +30,14 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 		q := req.Question()
 		in := policy.Input{
 			Source:   req.Client.Addr().Unmap().WithZone(""),
-			ECS:      clientSubnet(req.Msg),
 			ClientID: req.ClientID,
 			QName:    dnsname.Lower(q.Name),
 			QType:    q.Qtype,
 			Listener: req.Listener.String(),
 			Tags:     req.Tags,
+		}
+		if s.p.UsesECS() {
+			in.ECS = clientSubnet(req.Msg)
 		}
 		d := s.p.Decide(&in)
 		if !d.Matched {
