@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,7 +165,7 @@ func (fp *frontPlan) evict(running map[listenerKey]*liveListener, want map[liste
 			continue
 		}
 		for _, sock := range ll.spec.sockets() {
-			if containsSocket(spec, sock) {
+			if slices.Contains(spec.sockets(), sock) {
 				s.log.Info("replacing a listener whose settings changed", "proto", ll.spec.Proto, "address", ll.spec.Address)
 				ll.close()
 				fp.evicted = append(fp.evicted, ll)
@@ -173,15 +174,6 @@ func (fp *frontPlan) evict(running map[listenerKey]*liveListener, want map[liste
 			}
 		}
 	}
-}
-
-func containsSocket(spec ListenerSpec, sock string) bool {
-	for _, s := range spec.sockets() {
-		if s == sock {
-			return true
-		}
-	}
-	return false
 }
 
 // commitFront puts fp in force, under s.mu: new listeners start serving,
