@@ -33,8 +33,10 @@
 #   BENCH_CACHE_NAMES      unique names that phase asks each server (default
 #                          1000000; its caches are sized 10% above it)
 #   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
-#   BENCH_POLICY_RULES     rules of the policy row's policy (default 1000;
-#                          0 skips the row)
+#   BENCH_POLICY_RULES     rules of the policy phase's policy (default 1000;
+#                          0 skips the phase)
+#   BENCH_POLICY_ROUNDS    interleaved rounds of each policy scenario on the
+#                          servers with and without the policy (default 3)
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -55,6 +57,8 @@ COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
+POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-3}
+POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
@@ -809,28 +813,70 @@ cache_server() {
 	stop_pid "$STARTED_PID"
 }
 
-# policy_server VERSION: the plain rows once more, for dnsedge with a
-# policy of POLICY_RULES rules (benchtool policy) and a second group over
-# the same upstream, which every query's split may pick; the report
-# compares its CPU per query with dnsedge's.
-policy_server() {
-	local conf=$RUN/dnsedge-policy.yaml port=${PORTS[19]}
-	render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${PORTS[20]}" \
-		PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
-	splice "$conf" CACHE_MAX_BYTES
-	splice "$conf" ENCRYPTED
+# policy_phase: the cost of a policy of POLICY_RULES rules (benchtool
+# policy). Two dnsedge servers run side by side on the server core, the
+# same configuration but for the policy (both have the second group that
+# every query's split may pick): "off" without it, "on" with it. Each
+# policy scenario runs POLICY_ROUNDS times on each, interleaved (off then
+# on, then on then off, ...), so that both see the same machine; the
+# report compares the medians. Every round of a miss scenario has a file
+# of names of its own. Rows go to policy.tsv, apart from the main tables.
+policy_phase() {
+	local side conf port sc r data mode first second
+	local -A ports=([off]=${PORTS[19]} [on]=${PORTS[20]}) stats=([off]=${PORTS[21]} [on]=${PORTS[22]}) pids=()
 	printf '  - name: canary\n    strategy: sequential\n    upstreams: [auth]\n' >"$RUN/policy-groups.yaml"
-	splice "$conf" EXTRA_GROUPS "$RUN/policy-groups.yaml"
 	"$OUT/benchtool" policy "$POLICY_RULES" >"$RUN/policy.yaml"
 	printf 'policy_file: %s\n' "$RUN/policy.yaml" >"$RUN/policy-key.yaml"
-	splice "$conf" POLICY "$RUN/policy-key.yaml"
-	local status=ok out
-	if ! out=$("$OUT/dnsedge" check "$conf" 2>&1); then
-		status="configuration rejected: $(head -n1 <<<"$out" | sed 's/^[^ ]*: //' | tr '\t|' '  ' | cut -c1-100)"
-	fi
-	ENC_DOT_PORT="" ENC_DOH_PORT="" QUIC_STATUS=ok IDLE_STATUS=ok
-	bench_server dnsedge-policy "$status" "$1, policy of $POLICY_RULES rules" "$port" \
-		"$OUT/dnsedge" serve -config "$conf"
+	for side in off on; do
+		conf=$RUN/dnsedge-policy-$side.yaml port=${ports[$side]}
+		render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
+			PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+		splice "$conf" CACHE_MAX_BYTES
+		splice "$conf" ENCRYPTED
+		splice "$conf" EXTRA_GROUPS "$RUN/policy-groups.yaml"
+		if [[ $side == on ]]; then splice "$conf" POLICY "$RUN/policy-key.yaml"; else splice "$conf" POLICY; fi
+		if ! "$OUT/dnsedge" check "$conf" >"$RUN/dnsedge-policy-$side.check" 2>&1; then
+			log "policy phase: $conf rejected, see $RUN/dnsedge-policy-$side.check"
+			return 0
+		fi
+		mkdir -p "$RUN/policy-$side"
+		start "policy-$side" "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
+		pids[$side]=$STARTED_PID
+		if ! wait_ready "$port" "$STARTED_PID"; then
+			log "policy phase: the $side server did not start, see bench/out/run/policy-$side.log"
+			return 0
+		fi
+		warm "policy-$side" "$port"
+	done
+	local saved=$RESULTS
+	RESULTS=$RUN/policy.tsv
+	for sc in $POLICY_SCENARIOS; do
+		for ((r = 1; r <= POLICY_ROUNDS; r++)); do
+			case $sc in
+			hit-udp-5k) data=hot.txt mode=rate ;;
+			miss-udp-5k) data=miss-rate.txt mode=rate ;;
+			hit-udp-max) data=hot.txt mode=max ;;
+			hit-tcp-max) data=hot.txt mode=tcp ;;
+			miss-udp-max) data=miss-max.txt mode=max ;;
+			esac
+			if [[ $sc == miss-* ]]; then
+				sed "s/^/p$r-/" "$RUN/$data" >"$RUN/policy-$r-$data"
+				data=policy-$r-$data
+			fi
+			first=off second=on
+			((r % 2)) || first=on second=off
+			for side in $first $second; do
+				measure "$sc" "policy-$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
+					log "policy phase: the $side server exited"
+			done
+			[[ $sc != miss-* ]] || rm -f "$RUN/$data"
+		done
+	done
+	RESULTS=$saved
+	for side in off on; do
+		printf '%s\t%s\n' "$side" "$(peak_rss_kib "${pids[$side]}" 2>/dev/null || echo -)" >>"$RUN/policy-rss.tsv"
+		stop_pid "${pids[$side]}"
+	done
 }
 
 # cache_phase: the cache memory rows. Each server is started once more, after
@@ -944,9 +990,10 @@ make_data
 # dnsedge's, dnsdist's and unbound's encrypted listeners get two more each:
 # DoT (and DoQ on UDP) and DoH (and DoH3 on UDP); unbound's are 17 and 18. The
 # cache memory phase has its own (10-16): one per server, and one for each
-# endpoint that counts entries.
-mapfile -t PORTS < <("$OUT/benchtool" ports 21)
-((${#PORTS[@]} == 21)) || die "could not find free ports"
+# endpoint that counts entries. The policy phase's two servers have 19-22
+# (DNS, then metrics).
+mapfile -t PORTS < <("$OUT/benchtool" ports 23)
+((${#PORTS[@]} == 23)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -1008,7 +1055,8 @@ for server in $ONLY; do
 			stop_pid "$STARTED_PID"
 		fi
 		if [[ $DNSEDGE_STATUS == ok ]] && ((POLICY_RULES > 0)); then
-			policy_server "$version"
+			log "policy phase: $POLICY_ROUNDS interleaved rounds"
+			policy_phase
 		fi
 		;;
 	dnsdist)

@@ -382,7 +382,8 @@ func compileAnswer(at string, s AnswerSpec) (*Answer, []error) {
 // compileSplit checks a split.
 func compileSplit(at string, s SplitSpec, seed string) (*split, []error) {
 	var errs []error
-	sp := &split{seed: seed, canary: s.Canary, base: s.Base}
+	sp := &split{canary: s.Canary, base: s.Base}
+	sp.setSeed(seed)
 	modes := 0
 	if s.Percent != nil {
 		modes++

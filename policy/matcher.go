@@ -21,11 +21,22 @@ type matcher struct {
 	source   Table[int32]
 	ecs      Table[int32]
 	prefix   trie
-	suffix   map[string]int32
-	qtype    map[uint16]int32
-	listener map[string]int32
-	tags     map[string]int32 // rules naming the tag, without wild
-	anyTags  bool             // some rule matches on tags
+	// suffix has every listed domain with its set, and every domain
+	// above a listed one with -1, so that a lookup walking a name from
+	// the root down stops at the first label no rule goes below.
+	suffix map[string]int32
+	// rootSuffix is the set of the root domain (a rule listing "."), -1
+	// for none.
+	rootSuffix int32
+	qtype      map[uint16]int32
+	listener   []listenerSet    // a handful at most: scanned
+	tags       map[string]int32 // rules naming the tag, without wild
+	anyTags    bool             // some rule matches on tags
+}
+
+type listenerSet struct {
+	name string
+	set  int32
 }
 
 func (m *matcher) set(i int32) []uint64 { return m.bits[int(i)*m.words : (int(i)+1)*m.words] }
@@ -40,7 +51,11 @@ func (m *matcher) first(in *Input) int {
 		return -1
 	}
 	var s [nDims][]uint64
-	s[0] = m.set(lookupMap(m.clientID, in.ClientID, m.wild[dimClientID]))
+	id := m.wild[dimClientID]
+	if in.ClientID != "" {
+		id = lookupMap(m.clientID, in.ClientID, id)
+	}
+	s[0] = m.set(id)
 	i, ok := m.source.LookupAddr(in.Source)
 	if !ok {
 		i = m.wild[dimSource]
@@ -53,7 +68,14 @@ func (m *matcher) first(in *Input) int {
 	s[3] = m.set(m.prefix.lookup(in.QName, m.wild[dimPrefix]))
 	s[4] = m.set(m.lookupSuffix(in.QName))
 	s[5] = m.set(lookupMap(m.qtype, in.QType, m.wild[dimQType]))
-	s[6] = m.set(lookupMap(m.listener, in.Listener, m.wild[dimListener]))
+	kind := m.wild[dimListener]
+	for _, l := range m.listener {
+		if l.name == in.Listener {
+			kind = l.set
+			break
+		}
+	}
+	s[6] = m.set(kind)
 	if !m.anyTags {
 		return firstCommon(m.words, s, nil)
 	}
@@ -75,21 +97,35 @@ func lookupMap[K comparable](m map[K]int32, k K, wild int32) int32 {
 }
 
 // lookupSuffix returns the set of the longest domain in the suffix map
-// that name is or is below.
+// that name is or is below. It walks name's domains from the root down
+// ("example.", "www.example." ...) and stops at the first that is
+// neither listed nor above a listed domain, so that a name below no rule
+// costs one lookup.
 func (m *matcher) lookupSuffix(name string) int32 {
-	if len(m.suffix) > 0 {
-		for i := 0; i < len(name); i++ {
-			if i == 0 || name[i-1] == '.' {
-				if s, ok := m.suffix[name[i:]]; ok {
-					return s
-				}
-			}
+	best := m.wild[dimSuffix]
+	if len(m.suffix) == 0 || name == "" {
+		return best
+	}
+	if m.rootSuffix >= 0 {
+		best = m.rootSuffix
+	}
+	end := len(name)
+	if name[end-1] == '.' {
+		end--
+	}
+	for i := end - 1; i >= 0; i-- {
+		if i > 0 && name[i-1] != '.' {
+			continue
 		}
-		if s, ok := m.suffix["."]; ok && name != "" {
-			return s
+		s, ok := m.suffix[name[i:]]
+		if !ok {
+			break
+		}
+		if s >= 0 {
+			best = s
 		}
 	}
-	return m.wild[dimSuffix]
+	return best
 }
 
 // trie is a byte trie of name prefixes; node 0 is the root.
@@ -231,7 +267,9 @@ func buildMatcher(rules []*rule) *matcher {
 	}
 	m.clientID = flatSets(b, dimClientID, ids)
 	m.qtype = flatSets(b, dimQType, qtypes)
-	m.listener = flatSets(b, dimListener, kinds)
+	for v, rs := range kinds {
+		m.listener = append(m.listener, listenerSet{v, b.valueSet(dimListener, rs)})
+	}
 	m.tags = make(map[string]int32, len(tags))
 	for v, rs := range tags {
 		s := b.newSet()
@@ -261,6 +299,19 @@ func buildMatcher(rules []*rule) *matcher {
 			}
 		}
 		m.suffix[v] = s
+	}
+	m.rootSuffix = -1
+	if s, ok := m.suffix["."]; ok {
+		m.rootSuffix = s
+	}
+	for v := range suffixes {
+		for i := 1; i < len(v); i++ {
+			if v[i-1] == '.' {
+				if _, ok := m.suffix[v[i:]]; !ok {
+					m.suffix[v[i:]] = -1
+				}
+			}
+		}
 	}
 	// A prefix's set has the rules of every listed prefix of it.
 	for v := range prefixes {

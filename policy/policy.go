@@ -124,8 +124,8 @@ func (p *Policy) Decide(in *Input) Decision {
 // when there is none.
 func firstCommon(words int, sets [nDims][]uint64, tagSets []([]uint64)) int {
 	for w := 0; w < words; w++ {
-		x := ^uint64(0)
-		for d := range sets {
+		x := sets[0][w]
+		for d := 1; x != 0 && d < len(sets); d++ {
 			x &= sets[d][w]
 		}
 		if x != 0 && tagSets != nil {

@@ -13,6 +13,8 @@ const (
 type split struct {
 	mode         int
 	seed         string
+	seedHash     uint64 // the hash of seed and its separator
+	v4Hash       uint64 // seedHash, 'a' and an IPv4-mapped address's first 12 bytes
 	canary, base string
 	// threshold: a percent split sends a client to canary when its hash
 	// modulo 10000 is below it.
@@ -34,12 +36,12 @@ func (s *split) group(in *Input, sticky string) string {
 		}
 		return s.base
 	case splitPercent:
-		if stickyHash(s.seed, in, sticky)%10000 < s.threshold {
+		if s.hash(in, sticky)%10000 < s.threshold {
 			return s.canary
 		}
 		return s.base
 	}
-	h := stickyHash(s.seed, in, sticky) % s.total
+	h := s.hash(in, sticky) % s.total
 	for i, c := range s.cum {
 		if h < c {
 			return s.groups[i]
@@ -48,15 +50,17 @@ func (s *split) group(in *Input, sticky string) string {
 	return s.groups[len(s.groups)-1] // not reached: h < total
 }
 
-// stickyHash hashes the client's sticky key with seed: FNV-1a 64 over the
-// seed, a separator, the kind of key and the key, then the finalizer of
-// MurmurHash3 so that every bit of the result depends on every bit of the
-// input (FNV alone leaves the low bits, which the modulo uses, weak).
-// It depends on nothing but its arguments, so that every instance, before
-// and after any reload, puts a client on the same side.
-func stickyHash(seed string, in *Input, sticky string) uint64 {
-	h := fnvString(fnvOffset, seed)
-	h = fnvByte(h, 0)
+// hash hashes the client's sticky key with the split's seed: FNV-1a 64
+// over the seed, a separator, the kind of key and the key, then the
+// finalizer of MurmurHash3 so that every bit of the result depends on
+// every bit of the input (FNV alone leaves the low bits, which the modulo
+// uses, weak). It depends on nothing but the seed and the query, so that
+// every instance, before and after any reload, puts a client on the same
+// side. An address is hashed in its 16-byte form; for an IPv4 source the
+// hash of everything before its last four bytes is the same for every
+// query (v4Hash).
+func (s *split) hash(in *Input, sticky string) uint64 {
+	h := s.seedHash
 	switch {
 	case sticky == StickyClientID && in.ClientID != "":
 		h = fnvString(fnvByte(h, 'i'), in.ClientID)
@@ -65,9 +69,27 @@ func stickyHash(seed string, in *Input, sticky string) uint64 {
 		h = fnvAddr(fnvByte(h, 'e'), p.Addr())
 		h = fnvByte(h, byte(p.Bits()))
 	default:
-		h = fnvAddr(fnvByte(h, 'a'), in.Source.Unmap().WithZone(""))
+		a := in.Source.Unmap()
+		if a.Is4() {
+			b := a.As4()
+			h = fnvByte(fnvByte(fnvByte(fnvByte(s.v4Hash, b[0]), b[1]), b[2]), b[3])
+		} else {
+			h = fnvAddr(fnvByte(h, 'a'), a.WithZone(""))
+		}
 	}
 	return fmix64(h)
+}
+
+// setSeed sets the split's seed and the hashes every query starts
+// from.
+func (s *split) setSeed(seed string) {
+	s.seed = seed
+	s.seedHash = fnvByte(fnvString(fnvOffset, seed), 0)
+	h := fnvByte(s.seedHash, 'a')
+	for _, c := range [12]byte{10: 0xff, 11: 0xff} {
+		h = fnvByte(h, c)
+	}
+	s.v4Hash = h
 }
 
 const (

@@ -137,6 +137,26 @@ func TestSplitGoldenSides(t *testing.T) {
 	if s := strings.Join(got, ""); s != want {
 		t.Errorf("sides = %s, want %s", s, want)
 	}
+	// By source address: IPv4 (plain and IPv4-mapped, which are the same
+	// client) and IPv6.
+	p = mustLoad(t, fmt.Sprintf(percentPolicy, "v1", "source", 50))
+	var v4, mapped, v6 []string
+	for i, in := range clients(16, false) {
+		v4 = append(v4, p.Decide(in).Group[:1])
+		in.Source = netip.AddrFrom16(in.Source.As16())
+		mapped = append(mapped, p.Decide(in).Group[:1])
+		in.Source = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(i)})
+		v6 = append(v6, p.Decide(in).Group[:1])
+	}
+	for _, c := range []struct{ name, got, want string }{
+		{"ipv4", strings.Join(v4, ""), "dccddccdcdcddcdc"},
+		{"ipv4-mapped", strings.Join(mapped, ""), "dccddccdcdcddcdc"},
+		{"ipv6", strings.Join(v6, ""), "dcccdddcdddcdddd"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s sides = %s, want %s", c.name, c.got, c.want)
+		}
+	}
 }
 
 // TestWeightSplit checks that weights divide clients in proportion and

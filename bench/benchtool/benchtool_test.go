@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -161,5 +162,36 @@ func TestPolicyLoads(t *testing.T) {
 	d := p.Decide(&policy.Input{Source: netip.MustParseAddr("127.0.0.1"), QName: "h1.bench.example.", QType: dns.TypeA, Listener: "udp"})
 	if d.Rule != "loopback-half" || (d.Group != "default" && d.Group != "canary") {
 		t.Fatalf("a benchmark query got %+v, want the loopback split", d)
+	}
+}
+
+// TestPolicyCostMedians: the policy table compares the medians of the
+// interleaved rounds, and names a failed run instead of a ratio.
+func TestPolicyCostMedians(t *testing.T) {
+	dir := t.TempDir()
+	row := func(sc, server, status, cpu string) string {
+		return strings.Join([]string{sc, server, status, "1", "1", "1", "0", cpu, "-", "-", "-", "-", ""}, "\t") + "\n"
+	}
+	tsv := row("hit-udp-max", "policy-off", "ok", "10") + row("hit-udp-max", "policy-on", "ok", "10.2") +
+		row("hit-udp-max", "policy-on", "ok", "30") + row("hit-udp-max", "policy-off", "ok", "11") +
+		row("hit-udp-max", "policy-off", "ok", "12") + row("hit-udp-max", "policy-on", "ok", "10.4") +
+		row("hit-tcp-max", "policy-off", "ok", "5") + row("hit-tcp-max", "policy-on", "server exited", "-")
+	if err := os.WriteFile(filepath.Join(dir, "policy.tsv"), []byte(tsv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := writePolicyCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	// medians: off 11, on 10.4 (the 30 outlier is one round of three).
+	if !strings.Contains(out, "| hit-udp-max | 10.00, 11.00, 12.00 | 10.20, 30.00, 10.40 | 11.00 | 10.40 | 0.945 |") {
+		t.Errorf("hit-udp-max row missing or wrong:\n%s", out)
+	}
+	if !strings.Contains(out, "| hit-tcp-max | - | - | - | - | policy-on: server exited |") {
+		t.Errorf("failed run not reported:\n%s", out)
+	}
+	if err := writePolicyCost(func(string, ...any) { t.Error("wrote a table without policy.tsv") }, t.TempDir()); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -13,7 +14,14 @@ import (
 	"github.com/miekg/dns"
 )
 
-func subnetOpt(p string) *dns.EDNS0_SUBNET { return new(carried).ecs(netip.MustParsePrefix(p)) }
+func subnetOpt(p string) *dns.EDNS0_SUBNET {
+	pfx := netip.MustParsePrefix(p)
+	o := &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: uint8(pfx.Bits()), Address: pfx.Addr().AsSlice()}
+	if pfx.Addr().Is4() {
+		o.Family = 1
+	}
+	return o
+}
 
 func TestECSSubnet(t *testing.T) {
 	t.Parallel()
@@ -365,5 +373,42 @@ func TestQueryLogTrace(t *testing.T) {
 				t.Errorf("trace_id %q, want the made one %q", id, req.TraceID)
 			}
 		})
+	}
+}
+
+// TestCarriedECSWire: the ECS option forward writes as raw data packs to
+// the same bytes as miekg/dns's EDNS0_SUBNET for the same prefix, host
+// bits past the prefix cleared.
+func TestCarriedECSWire(t *testing.T) {
+	for _, p := range []string{"0.0.0.0/0", "192.0.2.0/24", "192.0.2.77/21", "10.1.2.3/32", "::/0", "2001:db8::/56", "2001:db8:abcd::1/61", "2001:db8::1/128"} {
+		pfx := netip.MustParsePrefix(p)
+		pack := func(o dns.EDNS0) []byte {
+			m := new(dns.Msg)
+			m.SetQuestion("example.com.", dns.TypeA)
+			m.Id = 1
+			m.SetEdns0(1232, false)
+			m.IsEdns0().Option = []dns.EDNS0{o}
+			b, err := m.Pack()
+			if err != nil {
+				t.Fatalf("%s: %v", p, err)
+			}
+			return b
+		}
+		want := subnetOpt(pfx.Masked().String())
+		if pfx.Bits() == 0 {
+			want.Address = pfx.Addr().AsSlice()
+		}
+		got := pack(new(carried).ecs(pfx))
+		if w := pack(want); !bytes.Equal(got, w) {
+			t.Errorf("%s: packed\n%x\nwant\n%x", p, got, w)
+		}
+		// And it reads back as the prefix.
+		m := new(dns.Msg)
+		if err := m.Unpack(got); err != nil {
+			t.Fatal(err)
+		}
+		if back := clientSubnet(m); back != pfx.Masked() {
+			t.Errorf("%s: reads back as %s", p, back)
+		}
 	}
 }

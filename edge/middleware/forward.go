@@ -148,27 +148,31 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 // carried holds the options a forwarded query carries upstream, so that
 // they take one allocation.
 type carried struct {
-	subnet     dns.EDNS0_SUBNET
-	addr       [16]byte
-	tag, trace dns.EDNS0_LOCAL
-	opts       [4]dns.EDNS0 // ours and the loop mark
-	buf        [96]byte     // tag and trace data, when they fit
+	subnet, tag, trace dns.EDNS0_LOCAL
+	opts               [4]dns.EDNS0 // ours and the loop mark
+	ecsData            [4 + 16]byte // family, source and scope prefix lengths, address
+	buf                [96]byte     // tag and trace data, when they fit
 }
 
 // ecs returns the ECS option for p (RFC 7871 §6): family, source prefix
-// length, scope 0 and the address (miekg/dns truncates it to the prefix
-// when packing).
-func (c *carried) ecs(p netip.Prefix) *dns.EDNS0_SUBNET {
-	a := p.Addr()
-	c.subnet = dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: uint8(p.Bits())}
-	if a.Is4() {
-		c.subnet.Family = 1
-		*(*[4]byte)(c.addr[:4]) = a.As4()
-		c.subnet.Address = c.addr[:4]
+// length, scope 0 and the address cut to the bytes the prefix covers,
+// with the bits past it zero. It is written as the option's data, the
+// form that reaches the wire: miekg/dns packs its EDNS0_SUBNET with three
+// allocations, and every forwarded query with a subnet pays for them.
+func (c *carried) ecs(p netip.Prefix) *dns.EDNS0_LOCAL {
+	p = p.Masked()
+	d := c.ecsData[:4]
+	if p.Addr().Is4() {
+		d[1] = 1
+		a := p.Addr().As4()
+		d = append(d, a[:(p.Bits()+7)/8]...)
 	} else {
-		c.addr = a.As16()
-		c.subnet.Address = c.addr[:]
+		d[1] = 2
+		a := p.Addr().As16()
+		d = append(d, a[:(p.Bits()+7)/8]...)
 	}
+	d[0], d[2], d[3] = 0, byte(p.Bits()), 0
+	c.subnet = dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: d}
 	return &c.subnet
 }
 
