@@ -1,6 +1,10 @@
 package policy
 
-import "net/netip"
+import (
+	"math/bits"
+	"net/netip"
+	"slices"
+)
 
 // matcher finds the first rule (by priority) whose every dimension
 // matches. Each dimension is an index (a prefix tree for networks, a
@@ -31,7 +35,7 @@ type matcher struct {
 	qtype      map[uint16]int32
 	listener   []listenerSet    // a handful at most: scanned
 	tags       map[string]int32 // rules naming the tag, without wild
-	anyTags    bool             // some rule matches on tags
+	groups     []maskGroup
 }
 
 type listenerSet struct {
@@ -44,49 +48,166 @@ func (m *matcher) set(i int32) []uint64 { return m.bits[int(i)*m.words : (int(i)
 // maxTagSets is how many matched tags Decide tracks without allocating.
 const maxTagSets = 8
 
+// A maskGroup is a run of rules, in priority order, that constrain the
+// same dimensions: rules lo up to hi (excluded) constrain dims, cheapest
+// lookup first.
+type maskGroup struct {
+	lo, hi int
+	dims   []int8
+}
+
+// dimCost orders the dimensions by what their lookup costs: a missing
+// client id or ECS option costs nothing, the listener and qtype a short
+// scan or a small map, names a walk, addresses a prefix tree.
+var dimCost = [nDimsAll]int{dimClientID: 0, dimECS: 1, dimListener: 2, dimQType: 3, dimTags: 4, dimPrefix: 5, dimSuffix: 6, dimSource: 7}
+
 // first returns the priority index of the first rule matching in, -1 for
-// none.
+// none. It walks the mask groups in priority order. A group whose rules
+// constrain a dimension on which the query's value is named by no rule
+// cannot match, which the lookup of that dimension tells at once (it
+// gives the wild set); so most groups fail on their cheapest dimension,
+// and a dimension is looked up only when a group needs it, at most once.
+// A group whose every dimension found a value ANDs those dimensions'
+// sets over its own words; the first bit left is the winner.
 func (m *matcher) first(in *Input) int {
 	if m == nil || m.words == 0 {
 		return -1
 	}
-	var s [nDims][]uint64
-	id := m.wild[dimClientID]
-	if in.ClientID != "" {
-		id = lookupMap(m.clientID, in.ClientID, id)
-	}
-	s[0] = m.set(id)
-	i, ok := m.source.LookupAddr(in.Source)
-	if !ok {
-		i = m.wild[dimSource]
-	}
-	s[1] = m.set(i)
-	if i, ok = m.ecs.LookupPrefix(in.ECS); !ok {
-		i = m.wild[dimECS]
-	}
-	s[2] = m.set(i)
-	s[3] = m.set(m.prefix.lookup(in.QName, m.wild[dimPrefix]))
-	s[4] = m.set(m.lookupSuffix(in.QName))
-	s[5] = m.set(lookupMap(m.qtype, in.QType, m.wild[dimQType]))
-	kind := m.wild[dimListener]
-	for _, l := range m.listener {
-		if l.name == in.Listener {
-			kind = l.set
-			break
+	var q lookups
+	q.in = in
+	for gi := range m.groups {
+		g := &m.groups[gi]
+		if len(g.dims) == 0 {
+			return g.lo // a rule with no match: every query
+		}
+		ok := true
+		for _, d := range g.dims {
+			if !q.named(m, int(d)) {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			if r := q.firstIn(m, g); r >= 0 {
+				return r
+			}
 		}
 	}
-	s[6] = m.set(kind)
-	if !m.anyTags {
-		return firstCommon(m.words, s, nil)
-	}
-	var buf [maxTagSets + 1][]uint64
-	ts := append(buf[:0], m.set(m.wild[dimTags]))
-	for _, t := range in.Tags {
-		if i, ok := m.tags[t]; ok {
-			ts = append(ts, m.set(i))
+	return -1
+}
+
+// lookups holds one decision's lookups, each made when first needed.
+type lookups struct {
+	in     *Input
+	looked uint16             // bit d: dimension d was looked up
+	wild   uint16             // bit d: the value is named by no rule
+	sets   [nDimsAll][]uint64 // each dimension's set, but tags
+	// tags are the sets of the query's tags some rule names: the first
+	// maxTagSets in tagSets, the rest (rare) in moreTags.
+	tagSets  [maxTagSets]int32
+	nTags    int
+	moreTags []int32
+}
+
+// named looks dimension d up (once) and reports whether some rule names
+// the query's value on it (or one containing it).
+func (q *lookups) named(m *matcher, d int) bool {
+	if q.looked&(1<<d) == 0 {
+		q.looked |= 1 << d
+		set, ok := m.lookup(q, d)
+		if ok {
+			q.sets[d] = m.set(set)
+		} else {
+			q.wild |= 1 << d
 		}
 	}
-	return firstCommon(m.words, s, ts)
+	return q.wild&(1<<d) == 0
+}
+
+// lookup returns the set of the query's value on dimension d, false when
+// no rule names it. For tags it gathers the sets of the query's tags in
+// q.tags instead, true when there is one.
+func (m *matcher) lookup(q *lookups, d int) (int32, bool) {
+	in := q.in
+	switch d {
+	case dimClientID:
+		if in.ClientID == "" {
+			return 0, false
+		}
+		i, ok := m.clientID[in.ClientID]
+		return i, ok
+	case dimSource:
+		return m.source.LookupAddr(in.Source)
+	case dimECS:
+		if !in.ECS.IsValid() {
+			return 0, false
+		}
+		return m.ecs.LookupPrefix(in.ECS)
+	case dimTags:
+		for _, t := range in.Tags {
+			if i, ok := m.tags[t]; ok {
+				if q.nTags < maxTagSets {
+					q.tagSets[q.nTags] = i
+				} else {
+					q.moreTags = append(q.moreTags, i)
+				}
+				q.nTags++
+			}
+		}
+		return 0, q.nTags > 0
+	case dimPrefix:
+		i := m.prefix.lookup(in.QName, -1)
+		return i, i >= 0
+	case dimSuffix:
+		i := m.lookupSuffix(in.QName)
+		return i, i >= 0
+	case dimQType:
+		i, ok := m.qtype[in.QType]
+		return i, ok
+	case dimListener:
+		for _, l := range m.listener {
+			if l.name == in.Listener {
+				return l.set, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// firstIn ANDs the sets of g's dimensions over g's rules and returns the
+// first rule left, -1 for none.
+func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
+	lo, hi := g.lo/64, (g.hi-1)/64
+	for w := lo; w <= hi; w++ {
+		x := ^uint64(0)
+		if w == lo {
+			x <<= uint(g.lo % 64)
+		}
+		if w == hi && g.hi%64 != 0 {
+			x &= 1<<uint(g.hi%64) - 1
+		}
+		for _, d := range g.dims {
+			if x == 0 {
+				break
+			}
+			if int(d) == dimTags {
+				var t uint64
+				for _, i := range q.tagSets[:min(q.nTags, maxTagSets)] {
+					t |= m.bits[int(i)*m.words+w]
+				}
+				for _, i := range q.moreTags {
+					t |= m.bits[int(i)*m.words+w]
+				}
+				x &= t
+				continue
+			}
+			x &= q.sets[d][w]
+		}
+		if x != 0 {
+			return w*64 + bits.TrailingZeros64(x)
+		}
+	}
+	return -1
 }
 
 func lookupMap[K comparable](m map[K]int32, k K, wild int32) int32 {
@@ -97,12 +218,12 @@ func lookupMap[K comparable](m map[K]int32, k K, wild int32) int32 {
 }
 
 // lookupSuffix returns the set of the longest domain in the suffix map
-// that name is or is below. It walks name's domains from the root down
+// that name is or is below, -1 for none. It walks name's domains from the root down
 // ("example.", "www.example." ...) and stops at the first that is
 // neither listed nor above a listed domain, so that a name below no rule
 // costs one lookup.
 func (m *matcher) lookupSuffix(name string) int32 {
-	best := m.wild[dimSuffix]
+	best := int32(-1)
 	if len(m.suffix) == 0 || name == "" {
 		return best
 	}
@@ -278,7 +399,21 @@ func buildMatcher(rules []*rule) *matcher {
 		}
 		m.tags[v] = s
 	}
-	m.anyTags = len(tags) > 0
+	for lo := 0; lo < len(rules); {
+		hi := lo + 1
+		for hi < len(rules) && rules[hi].mask == rules[lo].mask {
+			hi++
+		}
+		g := maskGroup{lo: lo, hi: hi}
+		for d := range nDimsAll {
+			if rules[lo].mask&(1<<(nDimsAll-1-d)) != 0 {
+				g.dims = append(g.dims, int8(d))
+			}
+		}
+		slices.SortFunc(g.dims, func(a, b int8) int { return dimCost[a] - dimCost[b] })
+		m.groups = append(m.groups, g)
+		lo = hi
+	}
 	b.nets(&m.source, dimSource, srcs)
 	b.nets(&m.ecs, dimECS, ecss)
 

@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"math/bits"
 	"net/netip"
 
 	"github.com/miekg/dns"
@@ -118,26 +117,4 @@ func (p *Policy) Decide(in *Input) Decision {
 		d.Group = r.split.group(in, p.sticky)
 	}
 	return d
-}
-
-// first returns the lowest bit set in every one of the word streams, -1
-// when there is none.
-func firstCommon(words int, sets [nDims][]uint64, tagSets []([]uint64)) int {
-	for w := 0; w < words; w++ {
-		x := sets[0][w]
-		for d := 1; x != 0 && d < len(sets); d++ {
-			x &= sets[d][w]
-		}
-		if x != 0 && tagSets != nil {
-			var t uint64
-			for _, s := range tagSets {
-				t |= s[w]
-			}
-			x &= t
-		}
-		if x != 0 {
-			return w*64 + bits.TrailingZeros64(x)
-		}
-	}
-	return -1
 }
