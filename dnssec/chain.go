@@ -99,6 +99,13 @@ func (v *Validator) buildZone(ctx context.Context, name string) *zoneKeys {
 	if msg.Rcode != dns.RcodeSuccess && msg.Rcode != dns.RcodeNameError {
 		return &zoneKeys{outcome: indeterminate(fmt.Sprintf("fetch %s DS: rcode %s", name, dns.RcodeToString[msg.Rcode]))}
 	}
+	if o, ok := v.aliasAt(ctx, now, name, msg.Answer); ok {
+		if o.verdict != Secure {
+			return fromOutcome(now, o)
+		}
+		return &zoneKeys{status: zoneNotCut, expires: now.Add(time.Duration(o.ttl) * time.Second),
+			outcome: insecure(name + " is an alias, no zone cut")}
+	}
 	d := v.proveDenial(ctx, now, denialQuery{name: name, qtype: dns.TypeDS, nx: msg.Rcode == dns.RcodeNameError,
 		signerOK: func(s string) bool { return strictlyUnder(s, name) }}, msg.Ns)
 	exp := now.Add(time.Duration(d.ttl) * time.Second)
@@ -113,6 +120,18 @@ func (v *Validator) buildZone(ctx context.Context, name string) *zoneKeys {
 			outcome: insecure("no DS for " + name + ": covered by an NSEC3 opt-out span")}
 	}
 	return fromOutcome(now, d.outcome)
+}
+
+// aliasAt looks in the answer to a DS query for a CNAME at name or a
+// DNAME above it: either proves name is no zone cut (RFC 2181 §10.1,
+// RFC 6672 §2.4) once it verifies, signed from above name.
+func (v *Validator) aliasAt(ctx context.Context, now time.Time, name string, answer []dns.RR) (outcome, bool) {
+	for _, s := range groupRRsets(answer) {
+		if (s.rrtype == dns.TypeCNAME && s.name == name) || (s.rrtype == dns.TypeDNAME && strictlyUnder(s.name, name)) {
+			return v.verifySet(ctx, now, s, func(signer string) bool { return strictlyUnder(signer, name) }), true
+		}
+	}
+	return outcome{}, false
 }
 
 // maxTTL caps anchors' own lifetime in the cache (their DNSKEY sets

@@ -311,6 +311,14 @@ func (w *world) answer(name string, qtype uint16) *dns.Msg {
 		return true
 	}
 	soa := func() { addSet(&m.Ns, z.name, dns.TypeSOA) }
+	for a := parent(name); strictlyUnder(z.name, a); a = parent(a) {
+		if addSet(&m.Answer, a, dns.TypeDNAME) { // RFC 6672 synthesis
+			target := dnameTarget(name, a, z.sets[a][dns.TypeDNAME][0].(*dns.DNAME).Target)
+			m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: name, Rrtype: dns.TypeCNAME,
+				Class: dns.ClassINET, Ttl: testTTL}, Target: target})
+			return m
+		}
+	}
 	if addSet(&m.Answer, name, qtype) {
 		return m
 	}
