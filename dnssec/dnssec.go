@@ -252,8 +252,13 @@ func (v *Validator) negativeAnchor(name string) string {
 	return ""
 }
 
-// maxChain bounds the CNAME/DNAME links followed in one answer.
-const maxChain = 16
+// maxChain bounds the CNAME/DNAME links followed in one answer, and
+// maxAnswerSets the RRsets validated in one answer (each may send the
+// validator down its own chain of trust).
+const (
+	maxChain      = 16
+	maxAnswerSets = 64
+)
 
 // Validate validates resp, the answer (with DO set, CD set) to the
 // question q. It never changes resp. RRsets of the answer section are
@@ -279,6 +284,9 @@ func (v *Validator) Validate(ctx context.Context, q dns.Question, resp *dns.Msg)
 	}
 	var acc accumulator
 	sets := groupRRsets(resp.Answer)
+	if len(sets) > maxAnswerSets {
+		return Result{Verdict: Indeterminate, Reason: fmt.Sprintf("%d RRsets in the answer, more than %d", len(sets), maxAnswerSets)}
+	}
 	for _, s := range sets {
 		if len(s.sigs) == 0 && s.rrtype == dns.TypeCNAME && synthesized(s, sets) {
 			continue // RFC 6672 §5.3.1: the DNAME carries the proof

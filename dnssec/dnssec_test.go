@@ -2,6 +2,7 @@ package dnssec
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -134,7 +135,25 @@ func TestValidate(t *testing.T) {
 		ede     uint16
 		signer  string
 		ttl0    bool // a secure answer whose signature expired within the skew
+		reason  string
 	}{
+		{name: "many bad signatures cost at most maxSigChecks", qname: "www.ok.", qtype: dns.TypeA, mutate: func(m *dns.Msg) {
+			sig := m.Answer[1].(*dns.RRSIG)
+			for range 20 {
+				c := dns.Copy(sig).(*dns.RRSIG)
+				b := []byte(c.Signature)
+				b[5] = "AB"[min(1, strings.IndexByte("A", b[5])+1)]
+				c.Signature = string(b)
+				m.Answer = append(m.Answer, c)
+			}
+			m.Answer = append(m.Answer[2:], m.Answer[:2]...)
+		}, verdict: Bogus, ede: dns.ExtendedErrorCodeDNSBogus, reason: "more than 8 signature checks"},
+		{name: "too many RRsets", qname: "www.ok.", qtype: dns.TypeA, mutate: func(m *dns.Msg) {
+			for i := range 64 {
+				rr, _ := dns.NewRR(fmt.Sprintf("h%d.ok. 60 IN A 192.0.2.1", i))
+				m.Answer = append(m.Answer, rr)
+			}
+		}, verdict: Indeterminate, ede: none, reason: "more than 64"},
 		{name: "secure A, ECDSA P-256", qname: "www.ok.", qtype: dns.TypeA, verdict: Secure, ede: none, signer: "ok."},
 		{name: "secure A, RSASHA256", qname: "www.rsa.", qtype: dns.TypeA, verdict: Secure, ede: none, signer: "rsa."},
 		{name: "secure A, RSASHA512", qname: "www.r512.", qtype: dns.TypeA, verdict: Secure, ede: none, signer: "r512."},
@@ -271,6 +290,9 @@ func TestValidate(t *testing.T) {
 			}
 			if tc.ede != none && (!got.HasEDE || got.EDE != tc.ede) {
 				t.Errorf("EDE = %d (has %v), want %d (%+v)", got.EDE, got.HasEDE, tc.ede, got)
+			}
+			if !strings.Contains(got.Reason, tc.reason) {
+				t.Errorf("reason %q, want it to contain %q", got.Reason, tc.reason)
 			}
 			if tc.signer != "" && got.Signer != tc.signer {
 				t.Errorf("signer = %q, want %q", got.Signer, tc.signer)

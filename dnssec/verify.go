@@ -181,6 +181,11 @@ func failureRank(ede uint16) int {
 	return 0
 }
 
+// maxSigChecks bounds the public-key operations spent on one RRset:
+// colliding key tags and piles of signatures must not buy an attacker
+// unbounded work (CVE-2023-50387, "KeyTrap").
+const maxSigChecks = 8
+
 // verifyWithKeys checks s against keys: a signature verifies when it is
 // inside its validity period (with the skew), names a key of keys by
 // tag, algorithm and signer, and the key verifies it. It returns Secure
@@ -197,6 +202,7 @@ func (v *Validator) verifyWithKeys(now time.Time, keys []*dns.DNSKEY, s *rrset, 
 	t := now.Unix()
 	skew := int64(v.skew / time.Second)
 	what := s.name + " " + dns.TypeToString[s.rrtype]
+	checks := 0
 	for _, sig := range sigs {
 		if !algSupported(sig.Algorithm) {
 			continue
@@ -224,6 +230,13 @@ func (v *Validator) verifyWithKeys(now time.Time, keys []*dns.DNSKEY, s *rrset, 
 				continue
 			}
 			found = true
+			if checks == maxSigChecks {
+				o := bogus(dns.ExtendedErrorCodeDNSBogus,
+					fmt.Sprintf("%s: more than %d signature checks (colliding key tags?)", what, maxSigChecks))
+				o.signer, o.keyTag, o.origTTL, o.labels = canonical(sig.SignerName), sig.KeyTag, sig.OrigTtl, sig.Labels
+				return o
+			}
+			checks++
 			if err := sig.Verify(k, s.rrs); err != nil {
 				set(bogus(dns.ExtendedErrorCodeDNSBogus,
 					fmt.Sprintf("RRSIG of %s by %s/%d does not verify: %v", what, sig.SignerName, sig.KeyTag, err)), sig)
