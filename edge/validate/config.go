@@ -68,7 +68,7 @@ const (
 	DefaultSkew               = 5 * time.Minute
 	MaxSkew                   = 24 * time.Hour
 	DefaultMaxNSEC3Iterations = 150
-	DefaultAuditMaxSize       = 100 << 20
+	DefaultAuditMaxSize       = 100_000_000
 	MinAuditMaxSize           = 4 << 10
 	DefaultAuditMaxFiles      = 5
 	MaxAuditMaxFiles          = 1000
