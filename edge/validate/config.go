@@ -115,6 +115,17 @@ func (c *Config) ResolveFiles(dir string) {
 	}
 }
 
+// AnchorFiles returns the names of the trust anchor files c reads.
+func (c Config) AnchorFiles() []string {
+	var out []string
+	for _, a := range c.TrustAnchors {
+		if isFileName(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // isFileName reports whether a trust anchor entry names a file rather
 // than holding a record: a record has fields separated by spaces.
 func isFileName(a string) bool { return !strings.ContainsAny(strings.TrimSpace(a), " \t") }
