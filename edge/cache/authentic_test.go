@@ -151,3 +151,59 @@ func TestAuthenticVerdict(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthenticCoalesced: queries that wait for an identical one in
+// flight get AD by their own bits, from whether the leader's answer was
+// authentic, and their own CD.
+func TestAuthenticCoalesced(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name           string
+		leader, waiter flags
+		wantAD         bool
+	}{
+		{"AD leader, plain waiter", flags{ad: true}, flags{}, false},
+		{"plain leader, AD waiter: authenticity unknown", flags{}, flags{ad: true}, false},
+		{"AD leader, AD waiter", flags{ad: true}, flags{ad: true}, true},
+		{"DO leader, DO+AD waiter with CD", flags{do: true, cd: true}, flags{do: true, ad: true, cd: true}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCache(t, Config{})
+			gate := make(chan struct{})
+			up := validatingUpstream(t, true)
+			h := c.Middleware()(pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+				<-gate
+				return up.ServeDNS(ctx, req)
+			}))
+			lreq, wreq := tt.leader.request(t), tt.waiter.request(t)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				h.ServeDNS(context.Background(), lreq)
+			}()
+			waitFor(t, "leader in flight", func() bool { return c.waiters(t, lreq) == 0 })
+			var m *dns.Msg
+			var err error
+			wdone := make(chan struct{})
+			go func() {
+				defer close(wdone)
+				m, err = h.ServeDNS(context.Background(), wreq)
+			}()
+			waitFor(t, "waiter joined", func() bool { return c.waiters(t, lreq) == 1 })
+			close(gate)
+			<-done
+			<-wdone
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !wreq.Outcome.Coalesced || up.calls.Load() != 1 {
+				t.Fatalf("not coalesced: %+v, %d calls", wreq.Outcome, up.calls.Load())
+			}
+			if m.AuthenticatedData != tt.wantAD || m.CheckingDisabled != tt.waiter.cd {
+				t.Errorf("AD %v CD %v, want AD %v CD %v", m.AuthenticatedData, m.CheckingDisabled, tt.wantAD, tt.waiter.cd)
+			}
+		})
+	}
+}
