@@ -16,6 +16,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/tracing"
+	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/internal/yamlcheck"
@@ -50,6 +51,9 @@ type Config struct {
 	Zone zone.Config `yaml:",inline"`
 	// NXDomain remembers denials under the listed suffixes.
 	NXDomain middleware.NXDomainConfig `yaml:"nxdomain_cache"`
+	// DNSSEC validates answers inside the cache, with an audit log; off
+	// unless validate is true.
+	DNSSEC validate.Config `yaml:"dnssec"`
 	// ECS is what is done with EDNS Client Subnet when no policy rule
 	// decides; Tags and Trace name the EDNS options that carry tags and
 	// trace ids upstream, and who may send tags.
@@ -224,6 +228,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 		return nil, err
 	}
 	cfg.resolveZoneFiles(name)
+	cfg.DNSSEC.ResolveFiles(filepath.Dir(name))
 	readErr, perr := cfg.loadPolicyFile(name)
 	var verr error
 	if err := cfg.complete(resolvConf); err != nil {

@@ -58,6 +58,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.Tags = c.Tags.WithDefaults()
 	c.Trace = c.Trace.WithDefaults()
 	c.Dnstap = c.Dnstap.WithDefaults()
+	c.DNSSEC = c.DNSSEC.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -158,6 +159,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	errs = append(errs, field.Prefix("nxdomain_cache", c.NXDomain.Validate()))
+	errs = append(errs, field.Prefix("dnssec", c.DNSSEC.Validate()))
 	errs = append(errs, field.Prefix("ecs", c.ECS.Validate()))
 	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))

@@ -84,6 +84,13 @@ func summarize(c *Config) string {
 			out += fmt.Sprintf(" sampling %g", *tr.SampleRatio)
 		}
 	}
+	if d := c.DNSSEC; d.On() || d.AuditLog.Path != "" {
+		out += fmt.Sprintf(", dnssec validate %v anchors %d negative %q skew %s nsec3 %d", d.Enabled,
+			len(d.TrustAnchors), d.NegativeTrustAnchors, d.Skew, *d.MaxNSEC3Iterations)
+		if a := d.AuditLog; a.Path != "" {
+			out += fmt.Sprintf(" audit %q max_size %s max_files %d buffer %d", a.Path, a.MaxSize, a.MaxFiles, a.Buffer)
+		}
+	}
 	if d := c.Dnstap; d.On() {
 		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
 	}

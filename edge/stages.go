@@ -31,7 +31,9 @@ type stage struct {
 // entries), so it speaks only when they cannot; local and tenant zones
 // answer before the NXDOMAIN cache and the answer cache, so their names
 // are never cached; ANY queries the zones did not answer get the RFC 8482
-// answer before the caches and forward. Adding a middleware is a file of
+// answer before the caches and forward; DNSSEC validation sits just inside
+// the cache, so that the cache stores validated answers with their
+// verdict and a validated hit costs what any hit costs. Adding a middleware is a file of
 // its own and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
@@ -47,6 +49,7 @@ var stages = []stage{
 	{"any", buildANY},
 	{"nxdomain", buildNXDomain},
 	{"cache", buildCache},
+	{"validate", buildValidate},
 }
 
 // chainBuild is what a stage's build gets: the generation being built,

@@ -8,8 +8,9 @@
 // fields. Once a second per entry that is hit, a copy of the bytes gets
 // its TTLs and question case patched and is unpacked into a template;
 // hits in that second return a shallow copy of the template with the
-// query's ID and RD (template.go). Answers are therefore read-only, as
-// pipeline.Handler requires of every reply.
+// query's ID, RD and CD, and AD as that query may see it (template.go).
+// Answers are therefore read-only, as pipeline.Handler requires of every
+// reply.
 package cache
 
 import (
@@ -332,6 +333,7 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
 			req.Outcome.Source = pipeline.SourceCache
+			req.Outcome.DNSSEC = e.dnssec
 			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
 			return m, nil
 		}
@@ -375,9 +377,10 @@ func addEDE(m *dns.Msg, code uint16, text string) {
 }
 
 // insert caches a packed copy of reply under key if reply is cacheable
-// (see lifetime) and answers the question the key was built from. Only
-// positive and negative answers may be served stale.
-func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
+// (see lifetime) and answers the question the key was built from, with
+// whether it is authentic and its DNSSEC verdict. Only positive and
+// negative answers may be served stale.
+func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authentic bool, verdict pipeline.DNSSECVerdict) {
 	ttl := c.lifetime(reply)
 	if ttl == 0 {
 		return
@@ -416,5 +419,7 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg) {
 	if string(sk) != string(key) {
 		s = c.shardOf(sk)
 	}
-	s.put(newEntry(sk, b, offs, c.now(), ttl, staleFor))
+	e := newEntry(sk, b, offs, c.now(), ttl, staleFor)
+	e.authentic, e.dnssec = authentic, verdict
+	s.put(e)
 }

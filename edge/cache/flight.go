@@ -21,6 +21,9 @@ type call struct {
 	// that asked next (source, path, DNSSEC verdict, EDE); set before
 	// finish, read by the waiters (see follow).
 	out pipeline.Outcome
+	// auth is whether reply is authentic (see authenticity); set with
+	// out.
+	auth bool
 	// waiters counts the queries sharing this call besides the first.
 	waiters int
 }
@@ -78,14 +81,14 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 	cl.reply, cl.err = reply, err
 	switch {
 	case usable(reply, err):
-		c.insert(s, key, nameLen, reply)
+		c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
 	case !judge:
 	default:
 		if _, old, _, _ := c.lookup(s, key, nameLen, c.now()); old != nil && old.stale > 0 {
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {
-			c.insert(s, key, nameLen, reply)
+			c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
 		} else if errors.Is(err, pipeline.ErrUpstreamFailed) {
 			c.insertFailure(s, key, err)
 		}
@@ -118,7 +121,7 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 		cl, leader := s.join(key)
 		if leader {
 			reply, err := next.ServeDNS(ctx, req)
-			cl.out = req.Outcome
+			cl.out, cl.auth = req.Outcome, authenticity(req, reply)
 			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 			return reply, err
 		}
@@ -148,6 +151,8 @@ func (cl *call) result(ctx context.Context, req *pipeline.Request) (m *dns.Msg, 
 	// it, as it does on a hit.
 	m = cl.reply.Copy()
 	m.Id = req.Msg.Id
+	m.CheckingDisabled = req.Msg.CheckingDisabled
+	m.AuthenticatedData = cl.auth && wantsAD(req.Msg)
 	if len(m.Question) == 1 {
 		m.Question[0] = req.Question()
 	}
@@ -165,6 +170,33 @@ func (cl *call) follow(o *pipeline.Outcome) {
 	if cl.out.HasEDE {
 		o.SetEDE(cl.out.EDE, cl.out.EDEText)
 	}
+}
+
+// authenticity reports whether reply, next's answer to req, is authentic:
+// with DNSSEC validation inside the cache (req.Outcome.DNSSEC set), when
+// its verdict is secure; otherwise when the upstream set AD on a query
+// that had DO or AD, the only queries a validating upstream sets it for
+// (RFC 6840 §5.8). The cache stores it with the answer and sets AD from
+// it per query (see wantsAD), so one client's AD is never replayed to
+// another.
+func authenticity(req *pipeline.Request, reply *dns.Msg) bool {
+	if reply == nil {
+		return false
+	}
+	if req.Outcome.DNSSEC != pipeline.DNSSECNone {
+		return req.Outcome.DNSSEC == pipeline.DNSSECSecure
+	}
+	return reply.AuthenticatedData && wantsAD(req.Msg)
+}
+
+// wantsAD reports whether the query q may get AD in its answer: it had
+// DO or AD (RFC 6840 §5.8).
+func wantsAD(q *dns.Msg) bool {
+	if q.AuthenticatedData {
+		return true
+	}
+	opt := q.IsEdns0()
+	return opt != nil && opt.Do()
 }
 
 // isDeadline reports whether err is a context's end rather than an answer

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // An entry is one cached answer. Every field but prev, next, tmplSize and
@@ -30,6 +32,12 @@ type entry struct {
 	// fail, when not nil, is a cached failure: the entry has no message
 	// and a hit returns fail (see Cache.insertFailure).
 	fail error
+	// authentic tells whether the answer was authentic when stored (see
+	// authenticity): a hit sets AD from it, per query, never from the
+	// stored header. dnssec is the validation verdict it was stored
+	// with, DNSSECNone when nothing validated it.
+	authentic bool
+	dnssec    pipeline.DNSSECVerdict
 
 	// hits counts fresh answers served from the entry (for prefetch).
 	hits atomic.Uint32

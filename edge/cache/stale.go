@@ -86,6 +86,7 @@ func (c *Cache) staleAnswer(s *shard, e *entry, age uint32, qname []byte, req *p
 	if m != nil {
 		s.staleServed.Add(1)
 		req.Outcome.Source = pipeline.SourceStale
+		req.Outcome.DNSSEC = e.dnssec
 		req.Outcome.SetEDE(dns.ExtendedErrorCodeStaleAnswer, why)
 	}
 	return m
@@ -175,7 +176,7 @@ func (c *Cache) lead(s *shard, key string, nameLen int, cl *call, next pipeline.
 	ok := c.background(func(ctx context.Context) {
 		defer c.refreshes.Add(-1)
 		reply, err := next.ServeDNS(ctx, &r)
-		cl.out = r.Outcome
+		cl.out, cl.auth = r.Outcome, authenticity(&r, reply)
 		// Running out of RefreshTimeout is the upstream's failure;
 		// being closed is not.
 		c.finish(c.base.Err() == nil, s, []byte(key), nameLen, cl, reply, err)

@@ -80,13 +80,22 @@ func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg,
 			s.remove(e)
 			return nil
 		}
-		m.Id, m.RecursionDesired = q.Id, q.RecursionDesired
+		setHeader(m, e, q)
 		return m
 	}
 	m := new(dns.Msg)
 	*m = *t.msg
-	m.Id, m.RecursionDesired = q.Id, q.RecursionDesired
+	setHeader(m, e, q)
 	return m
+}
+
+// setHeader gives m, an answer from e to the query q, the header bits
+// that belong to the query: its ID, RD and CD (RFC 4035 §3.1.6), and AD
+// when e is authentic and q had DO or AD (RFC 6840 §5.8), whatever the
+// stored header says: the query that filled e may have asked otherwise.
+func setHeader(m *dns.Msg, e *entry, q *dns.Msg) {
+	m.Id, m.RecursionDesired, m.CheckingDisabled = q.Id, q.RecursionDesired, q.CheckingDisabled
+	m.AuthenticatedData = e.authentic && wantsAD(q)
 }
 
 // unpackAnswer unpacks e's message aged by age seconds (or stale, for

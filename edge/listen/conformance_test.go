@@ -58,6 +58,28 @@ func TestServing(t *testing.T) {
 			},
 		},
 		{
+			// RFC 4035 §3.1.6 and RFC 6840 §5.8: a handler whose answer
+			// drops CD and sets AD for a client that asked neither DO nor
+			// AD; the client gets CD back and no AD.
+			name: "CD copied, AD cleared without DO or AD",
+			query: func() *dns.Msg {
+				q := query("example.org.", dns.TypeA)
+				q.CheckingDisabled = true
+				return q
+			}(),
+			serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+				m, err := answerA(ctx, req)
+				m.CheckingDisabled, m.AuthenticatedData = false, true
+				return m, err
+			},
+			check: func(t *testing.T, r *dns.Msg, err error) {
+				wantRcode(t, r, err, dns.RcodeSuccess)
+				if !r.CheckingDisabled || r.AuthenticatedData {
+					t.Errorf("CD=%v AD=%v, want CD=true AD=false", r.CheckingDisabled, r.AuthenticatedData)
+				}
+			},
+		},
+		{
 			name:  "drop sends nothing",
 			query: query("example.org.", dns.TypeA),
 			serve: func(context.Context, *pipeline.Request) (*dns.Msg, error) {

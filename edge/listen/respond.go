@@ -22,8 +22,13 @@ const EDNSSize = 1232
 //   - any other err: pipeline.ErrorReply (SERVFAIL or the *pipeline.Error's
 //     RCODE, with an EDE when the query had EDNS);
 //   - m and err both nil: a handler bug, logged, answered SERVFAIL;
-//   - the reply gets the query's ID, QR set, and the question when m has
-//     none;
+//   - the reply gets the query's ID, QR set, the query's CD bit (RFC 4035
+//     §3.1.6: whoever answered, an upstream that does not echo it
+//     included), and the question when m has none;
+//   - AD stays set only when the query had DO or AD (RFC 6840 §5.8):
+//     whether the answer is authentic is the handler's to say (the cache
+//     and DNSSEC validation set AD per query), whether the client may see
+//     it is decided here for every source;
 //   - EDNS toward the client: when the query had an OPT the reply has
 //     exactly one, advertising EDNSSize, with the query's DO bit and only
 //     the Extended DNS Error options (RFC 8914) of the handler's OPT;
@@ -81,10 +86,14 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 	r.Id = q.Id
 	r.Response = true
 	r.Opcode = q.Opcode
+	r.CheckingDisabled = q.CheckingDisabled
 	if len(r.Question) == 0 {
 		r.Question = q.Question
 	}
 	qopt := q.IsEdns0()
+	if !q.AuthenticatedData && (qopt == nil || !qopt.Do()) {
+		r.AuthenticatedData = false
+	}
 	r.Extra = clientExtra(qopt, m.Extra, rb)
 	if r.Rcode > 0xF && qopt == nil {
 		// An extended RCODE needs an OPT the client cannot take.

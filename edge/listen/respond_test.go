@@ -120,6 +120,48 @@ func TestFinish(t *testing.T) {
 	}
 }
 
+// TestFinishADCD checks the header bits every listener sends in the
+// manner of ISC's EDNS compliance tester (genreport): for each mix of DO,
+// AD and CD in the query, whatever the handler set, CD is the query's
+// (RFC 4035 §3.1.6) and AD survives only when the query had DO or AD
+// (RFC 6840 §5.8). Error replies follow the same rules.
+func TestFinishADCD(t *testing.T) {
+	t.Parallel()
+	for _, do := range []bool{false, true} {
+		for _, ad := range []bool{false, true} {
+			for _, cd := range []bool{false, true} {
+				for _, handlerAD := range []bool{false, true} {
+					for _, fail := range []bool{false, true} {
+						name := fmt.Sprintf("do=%v/ad=%v/cd=%v/handler_ad=%v/error=%v", do, ad, cd, handlerAD, fail)
+						t.Run(name, func(t *testing.T) {
+							t.Parallel()
+							q := queryEDNS("example.org.", dns.TypeA, 1232, do)
+							q.AuthenticatedData, q.CheckingDisabled = ad, cd
+							req := &pipeline.Request{Msg: q, MaxSize: 1232}
+							var m *dns.Msg
+							var err error
+							if fail {
+								err = errors.New("boom")
+							} else {
+								m, _ = answerA(context.Background(), req)
+								m.AuthenticatedData, m.CheckingDisabled = handlerAD, !cd
+							}
+							r, _ := Finish(req, m, err, nil)
+							if r.CheckingDisabled != cd {
+								t.Errorf("CD = %v, want the query's %v", r.CheckingDisabled, cd)
+							}
+							wantAD := handlerAD && !fail && (do || ad)
+							if r.AuthenticatedData != wantAD {
+								t.Errorf("AD = %v, want %v", r.AuthenticatedData, wantAD)
+							}
+						})
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestCheck pins the decision on small hand-made messages, including
 // inputs found by fuzzing.
 func TestCheck(t *testing.T) {
