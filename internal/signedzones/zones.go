@@ -146,7 +146,7 @@ func Build(t testing.TB) *Zones {
 }
 
 type builder struct {
-	t                      testing.TB
+	t                     testing.TB
 	dir, keygen, signzone string
 }
 
