@@ -95,6 +95,9 @@ type Zones struct {
 	// presentation format: what dnsedge's trust_anchors and unbound's
 	// trust-anchor are given.
 	Anchors []string
+	// Keys holds each signed zone's DNSKEYs as served (key-signing key
+	// first), for checking the key tags a validator reports.
+	Keys map[string][]*dns.DNSKEY
 }
 
 // Tool returns the path of an external program, skipping the test when it
@@ -121,8 +124,9 @@ func Tool(t testing.TB, name string) string {
 func Build(t testing.TB) *Zones {
 	t.Helper()
 	keygen, signzone := Tool(t, "dnssec-keygen"), Tool(t, "dnssec-signzone")
-	b := &builder{t: t, dir: t.TempDir(), keygen: keygen, signzone: signzone}
-	z := &Zones{Dir: b.dir}
+	z := &Zones{Keys: make(map[string][]*dns.DNSKEY)}
+	b := &builder{t: t, dir: t.TempDir(), keygen: keygen, signzone: signzone, keys: z.Keys}
+	z.Dir = b.dir
 	var parent strings.Builder
 	parent.WriteString("ns IN A 127.0.0.1\nwww IN A 192.0.2.1\nok IN A 192.0.2.2\n")
 	for _, c := range tree() {
@@ -148,6 +152,7 @@ func Build(t testing.TB) *Zones {
 type builder struct {
 	t                     testing.TB
 	dir, keygen, signzone string
+	keys                  map[string][]*dns.DNSKEY
 }
 
 func (b *builder) run(bin string, args ...string) string {
@@ -226,10 +231,13 @@ func (b *builder) build(c zone) []dns.RR {
 			out.WriteString(rr.String() + "\n")
 			if k, ok := rr.(*dns.DNSKEY); ok && k.Flags&dns.SEP != 0 {
 				ksk = k
+			} else if ok {
+				zsk = k
 			}
 		}
 		write(b.t, file, out.String())
 	}
+	b.keys[c.origin] = []*dns.DNSKEY{ksk, zsk}
 	if c.noDS {
 		return nil
 	}
