@@ -54,7 +54,7 @@ var scenarios = []scenario{
 // serverOrder is the order of rows in every table; servers not listed here
 // come after, in the order they appear in the results. dnsedge-gogc100 is
 // dnsedge run with GOGC=100 in the memory tables.
-var serverOrder = []string{direct, "dnsedge", "dnsedge-policy", "dnsedge-gogc100", "dnsdist", "unbound", "coredns"}
+var serverOrder = []string{direct, "dnsedge", "dnsedge-policy", "dnsedge-validate", "dnsedge-gogc100", "dnsdist", "unbound", "unbound-validate", "coredns"}
 
 type result struct {
 	scenario, server, status string
@@ -164,6 +164,7 @@ func writeReport(dir, out string) error {
 		}
 	}
 	writePolicyCost(w, byKey)
+	writeDNSSEC(w, byKey)
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
