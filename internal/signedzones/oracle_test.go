@@ -36,6 +36,19 @@ func TestUnboundOracle(t *testing.T) {
 			t.Errorf("unbound: %v\n%s", err, m)
 		}
 	}
+	// Once more, as the differential test asks: with AD only, AD is set
+	// exactly on secure answers; on a plain query never (RFC 6840 §5.8).
+	for _, tc := range Cases {
+		for _, ad := range []bool{true, false} {
+			m, _, err := c.Exchange(Query(tc, false, ad, false), u.Addr)
+			if err != nil {
+				t.Fatalf("%s: %v", tc, err)
+			}
+			if want := ad && tc.Verdict == Secure; m.Rcode != tc.Rcode || m.AuthenticatedData != want {
+				t.Errorf("unbound, AD=%v query: %s: rcode %s AD %v, want %s AD %v", ad, tc, dns.RcodeToString[m.Rcode], m.AuthenticatedData, dns.RcodeToString[tc.Rcode], want)
+			}
+		}
+	}
 	if t.Failed() {
 		t.Logf("unbound's log:\n%s", u.Logs())
 	}
