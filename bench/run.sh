@@ -37,6 +37,9 @@
 #                          0 skips the phase)
 #   BENCH_POLICY_ROUNDS    interleaved rounds of each policy scenario on the
 #                          servers with and without the policy (default 3)
+#   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
+#                          unbound validating a signed zone (misses, hits);
+#                          0 skips them
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -60,6 +63,7 @@ POLICY_RULES=${BENCH_POLICY_RULES:-1000}
 POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-3}
 POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
+DNSSEC=${BENCH_DNSSEC:-1}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
 CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
@@ -129,6 +133,7 @@ fi
 if ! [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || ((IDLE_CONNS < 1 || IDLE_CONNS > 10000)); then
 	die "BENCH_IDLE_CONNS must be 1..10000, got '$IDLE_CONNS'"
 fi
+[[ $DNSSEC == [01] ]] || die "BENCH_DNSSEC must be 0 or 1, got '$DNSSEC'"
 [[ $CACHE_MEM == [01] ]] || die "BENCH_CACHE_MEM must be 0 or 1, got '$CACHE_MEM'"
 if ! [[ $CACHE_NAMES =~ ^[0-9]+$ ]] || ((CACHE_NAMES < 1000 || CACHE_NAMES > 10000000)); then
 	die "BENCH_CACHE_NAMES must be 1000..10000000, got '$CACHE_NAMES'"
@@ -314,6 +319,32 @@ make_certs() {
 
 # ---------------------------------------------------------------- data
 
+# make_signed_data: signed.test., the zone the validation rows ask: HOT_NAMES
+# A records s0..s999 and a wildcard, signed with dnssec-signzone (ECDSA P-256,
+# a KSK and a ZSK, NSEC), so every unique name is a wildcard answer with its
+# NSEC proof: the validator checks two signatures per miss. Writes the zone
+# for named, its DS as the trust anchor (SIGNED_ANCHOR) and the query files.
+make_signed_data() {
+	local dir=$RUN/named/signed n_miss_max=$((150000 * SECS)) n_miss_rate=$((RATE * SECS + RATE)) ksk zsk
+	mkdir -p "$dir"
+	awk -v n="$HOT_NAMES" 'BEGIN {
+		print "$TTL 3600"
+		print "@ IN SOA ns.bench.test. hostmaster.bench.test. 1 3600 600 86400 3600"
+		print "@ IN NS ns.bench.test."
+		print "* IN A 127.3.0.1"
+		for (i = 0; i < n; i++) printf "s%d IN A 127.4.%d.%d\n", i, int(i / 250) % 250, i % 250 + 1
+	}' >"$dir/signed.test.in"
+	ksk=$(dnssec-keygen -q -K "$dir" -a ECDSAP256SHA256 -f KSK -n ZONE signed.test.)
+	zsk=$(dnssec-keygen -q -K "$dir" -a ECDSAP256SHA256 -n ZONE signed.test.)
+	cat "$dir/$ksk.key" "$dir/$zsk.key" >>"$dir/signed.test.in"
+	dnssec-signzone -q -K "$dir" -d "$dir" -o signed.test. -f "$RUN/named/signed.test.zone" "$dir/signed.test.in" \
+		>"$dir/signzone.log" 2>&1 || die "dnssec-signzone failed, see $dir/signzone.log"
+	SIGNED_ANCHOR=$(dnssec-dsfromkey -2 "$dir/$ksk.key" | tr -s ' \t' ' ')
+	awk -v n="$HOT_NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "s%d.signed.test A\n", i }' >"$RUN/signed-hot.txt"
+	awk -v n="$n_miss_rate" 'BEGIN { for (i = 0; i < n; i++) printf "v%d.signed.test A\n", i }' >"$RUN/signed-miss-rate.txt"
+	awk -v n="$n_miss_max" 'BEGIN { for (i = 0; i < n; i++) printf "w%d.signed.test A\n", i }' >"$RUN/signed-miss-max.txt"
+}
+
 make_data() {
 	local n_miss_max=$((150000 * SECS)) n_miss_rate=$((RATE * SECS + RATE))
 	awk -v n="$ZONE_RECORDS" 'BEGIN {
@@ -329,6 +360,7 @@ make_data() {
 	# a file is new to every server; two files keep the two miss runs apart.
 	awk -v n="$n_miss_rate" 'BEGIN { for (i = 0; i < n; i++) printf "l%d.bench.test A\n", i }' >"$RUN/miss-rate.txt"
 	awk -v n="$n_miss_max" 'BEGIN { for (i = 0; i < n; i++) printf "m%d.bench.test A\n", i }' >"$RUN/miss-max.txt"
+	((DNSSEC == 0)) || make_signed_data
 	if ((CACHE_MEM)); then
 		# The cache memory phase: new to every server's second start.
 		awk -v n="$CACHE_NAMES" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.bench.test A\n", i }' >"$RUN/cache-fill.txt"
@@ -825,6 +857,7 @@ policy_phase() {
 	local side conf port sc r data mode first second
 	local -A ports=([off]=${PORTS[19]} [on]=${PORTS[20]}) stats=([off]=${PORTS[21]} [on]=${PORTS[22]}) pids=()
 	printf '  - name: canary\n    strategy: sequential\n    upstreams: [auth]\n' >"$RUN/policy-groups.yaml"
+	rm -f "$RUN/policy.tsv" "$RUN/policy-rss.tsv"
 	"$OUT/benchtool" policy "$POLICY_RULES" >"$RUN/policy.yaml"
 	printf 'policy_file: %s\n' "$RUN/policy.yaml" >"$RUN/policy-key.yaml"
 	for side in off on; do
@@ -877,6 +910,95 @@ policy_phase() {
 		printf '%s\t%s\n' "$side" "$(peak_rss_kib "${pids[$side]}" 2>/dev/null || echo -)" >>"$RUN/policy-rss.tsv"
 		stop_pid "${pids[$side]}"
 	done
+}
+
+DNSSEC_SCENARIOS="dnssec-hit-udp-max dnssec-hit-udp-5k dnssec-miss-udp-5k dnssec-miss-udp-max"
+
+# dnssec_server NAME STATUS VERSION PORT CMD...: the validation rows for one
+# validating server: it is started alone (like bench_server), warmed with
+# the signed hot set, and asked signed.test. names: hits, then names never
+# asked (wildcard answers, each validated). dnsedge's hit rows compare with
+# its unvalidated hit rows of the same run.
+dnssec_server() {
+	local name=$1 status=$2 version=$3 port=$4
+	shift 4
+	local sc pid data mode note=""
+	mkdir -p "$RUN/$name"
+	if [[ $status == ok ]]; then
+		start "$name" "$SERVER_CORE" "$@"
+		if ! wait_ready "$port" "$STARTED_PID"; then
+			status="failed to start"
+			log "$name: $status, see bench/out/run/$name.log"
+			stop_pid "$STARTED_PID"
+		elif ! kdig @127.0.0.1 -p "$port" +dnssec +timeout=2 +retry=0 s0.signed.test A 2>/dev/null | grep -qi 'flags:.* ad'; then
+			status="does not validate (no AD on s0.signed.test, see bench/out/run/$name.log)"
+			log "$name: $status"
+			stop_pid "$STARTED_PID"
+		fi
+	fi
+	if [[ $status != ok ]]; then
+		for sc in $DNSSEC_SCENARIOS; do
+			row "$sc" "$name" "$status"
+		done
+		printf '%s\t%s\t%s\t-\t%s\n' "$name" "$version" "$status" "" >>"$SERVERS"
+		return 0
+	fi
+	pid=$STARTED_PID
+	timeout 60 taskset -c "$LOAD_CORE" nice -n "$NICE" dnsperf -s 127.0.0.1 -p "$port" -d "$RUN/signed-hot.txt" -n 1 -c 1 -q 10 -t 2 \
+		>"$RUN/$name/warm.txt" 2>&1 || true
+	for sc in $DNSSEC_SCENARIOS; do
+		if [[ -n $note ]]; then
+			row "$sc" "$name" "not run: server exited earlier"
+			continue
+		fi
+		case $sc in
+		dnssec-hit-udp-max) data=signed-hot.txt mode=max ;;
+		dnssec-hit-udp-5k) data=signed-hot.txt mode=rate ;;
+		dnssec-miss-udp-5k) data=signed-miss-rate.txt mode=rate ;;
+		dnssec-miss-udp-max) data=signed-miss-max.txt mode=max ;;
+		esac
+		measure "$sc" "$name" "$port" "$pid" "$RUN/$data" "$mode" || note="exited during the runs"
+	done
+	local rss=-
+	kill -0 "$pid" 2>/dev/null && rss=$(peak_rss_kib "$pid")
+	printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$version" "${note:-ok}" "$rss" "validating signed.test." >>"$SERVERS"
+	stop_pid "$pid"
+}
+
+# dnssec_phase: dnsedge and unbound, each validating with signed.test.'s DS
+# as trust anchor, forwarding to the same named.
+dnssec_phase() {
+	local port conf version
+	if [[ " $ONLY " == *" dnsedge "* ]]; then
+		port=${PORTS[23]} conf=$RUN/dnsedge-validate.yaml
+		render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${PORTS[24]}" \
+			PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+		splice "$conf" CACHE_MAX_BYTES
+		splice "$conf" EXTRA_GROUPS
+		splice "$conf" ENCRYPTED
+		printf 'dnssec:\n  validate: true\n  trust_anchors: ["%s"]\n' "$SIGNED_ANCHOR" >"$RUN/dnssec-key.yaml"
+		splice "$conf" POLICY "$RUN/dnssec-key.yaml"
+		local status=$DNSEDGE_STATUS out
+		if [[ $status == ok ]] && ! out=$("$OUT/dnsedge" check "$conf" 2>&1); then
+			status="configuration rejected: $(head -n1 <<<"$out" | sed 's/^[^ ]*: //' | tr '\t|' '  ' | cut -c1-100)"
+		fi
+		version="dnsedge ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)), validating"
+		dnssec_server dnsedge-validate "$status" "$version" "$port" "$OUT/dnsedge" serve -config "$conf"
+	fi
+	if [[ " $ONLY " == *" unbound "* ]]; then
+		port=${PORTS[25]} conf=$RUN/unbound-validate/unbound.conf
+		mkdir -p "$RUN/unbound-validate"
+		render unbound.conf.in "$conf" DIR="$RUN/unbound-validate" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
+			MSG_CACHE=128m RRSET_CACHE=256m STATS=no
+		splice "$conf" ENCRYPTED
+		sed -i -e 's/module-config: "iterator"/module-config: "validator iterator"/' "$conf"
+		printf '\ttrust-anchor: "%s"\n\tval-permissive-mode: no\n' "$SIGNED_ANCHOR" >"$conf.anchor"
+		splice "$conf" VALIDATOR "$conf.anchor"
+		unbound-checkconf "$conf" >"$RUN/unbound-validate/checkconf.log" 2>&1 ||
+			log "unbound-validate: unbound-checkconf rejects the configuration, see bench/out/run/unbound-validate/checkconf.log"
+		version="unbound $(unbound -V | awk 'NR == 1 { print $2 }'), validating"
+		dnssec_server unbound-validate ok "$version" "$port" unbound -d -c "$conf"
+	fi
 }
 
 # cache_phase: the cache memory rows. Each server is started once more, after
@@ -935,6 +1057,7 @@ cache_phase() {
 			mkdir -p "$RUN/cachemem/unbound"
 			render unbound.conf.in "$conf" DIR="$RUN/cachemem/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
 				MSG_CACHE="$UNBOUND_MSG_CACHE" RRSET_CACHE="$UNBOUND_RRSET_CACHE" STATS=yes
+			splice "$conf" VALIDATOR
 			splice "$conf" ENCRYPTED
 			cache_server unbound ok "$port" "$conf" "" unbound -d -c "$conf"
 			;;
@@ -989,15 +1112,22 @@ make_data
 # server never binds a port the previous one left in TIME_WAIT.
 # dnsedge's, dnsdist's and unbound's encrypted listeners get two more each:
 # DoT (and DoQ on UDP) and DoH (and DoH3 on UDP); unbound's are 17 and 18. The
+# validation phase has 23-25. The
 # cache memory phase has its own (10-16): one per server, and one for each
 # endpoint that counts entries. The policy phase's two servers have 19-22
 # (DNS, then metrics).
-mapfile -t PORTS < <("$OUT/benchtool" ports 23)
-((${#PORTS[@]} == 23)) || die "could not find free ports"
+mapfile -t PORTS < <("$OUT/benchtool" ports 26)
+((${#PORTS[@]} == 26)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
 render named.conf.in "$RUN/named/named.conf" DIR="$RUN/named" PORT="$NAMED_PORT"
+if ((DNSSEC)); then
+	printf 'zone "signed.test" {\n\ttype primary;\n\tfile "%s/signed.test.zone";\n};\n' "$RUN/named" >"$RUN/named/signed.conf"
+	splice "$RUN/named/named.conf" SIGNED_ZONE "$RUN/named/signed.conf"
+else
+	splice "$RUN/named/named.conf" SIGNED_ZONE
+fi
 start named "$LOAD_CORE" named -g -4 -n 1 -c "$RUN/named/named.conf"
 NAMED_PID=$STARTED_PID
 wait_ready "$NAMED_PORT" "$NAMED_PID" || die "named did not start, see bench/out/run/named.log"
@@ -1079,6 +1209,7 @@ for server in $ONLY; do
 		mkdir -p "$RUN/unbound"
 		render unbound.conf.in "$RUN/unbound/unbound.conf" DIR="$RUN/unbound" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" \
 			MSG_CACHE=128m RRSET_CACHE=256m STATS=no
+		splice "$RUN/unbound/unbound.conf" VALIDATOR
 		if ((ENCRYPTED)); then
 			# DoT and DoH over HTTP/2 (unbound is built with libnghttp2 in
 			# Debian), on the same certificate as dnsedge and dnsdist. unbound
@@ -1108,6 +1239,11 @@ for server in $ONLY; do
 		;;
 	esac
 done
+
+if ((DNSSEC)); then
+	log "validation phase"
+	dnssec_phase
+fi
 
 CACHE_PHASE_SECS=-
 if ((CACHE_MEM)); then

@@ -57,7 +57,7 @@ var scenarios = []scenario{
 // serverOrder is the order of rows in every table; servers not listed here
 // come after, in the order they appear in the results. dnsedge-gogc100 is
 // dnsedge run with GOGC=100 in the memory tables.
-var serverOrder = []string{direct, "dnsedge", "dnsedge-gogc100", "dnsdist", "unbound", "coredns"}
+var serverOrder = []string{direct, "dnsedge", "dnsedge-validate", "dnsedge-gogc100", "dnsdist", "unbound", "unbound-validate", "coredns"}
 
 type result struct {
 	scenario, server, status string
@@ -169,6 +169,7 @@ func writeReport(dir, out string) error {
 	if err := writePolicyCost(w, dir); err != nil {
 		return err
 	}
+	writeDNSSEC(w, byKey)
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
@@ -390,6 +391,9 @@ func writePolicyCost(w func(string, ...any), dir string) error {
 		}
 		mOff, mOn := median(x.off), median(x.on)
 		w("| %s | %s | %s | %.2f | %.2f | %.3f |\n", sc, floats(x.off), floats(x.on), mOff, mOn, mOn/mOff)
+	}
+	if rss, err := readTSV(filepath.Join(dir, "policy-rss.tsv"), 2); err == nil && len(rss) == 2 {
+		w("\nPeak RSS after the rounds: %s MiB without the policy, %s MiB with it.\n", mib(rss[0][1]), mib(rss[1][1]))
 	}
 	return nil
 }
