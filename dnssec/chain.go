@@ -252,7 +252,9 @@ func (v *Validator) keysFrom(ctx context.Context, now time.Time, zone string, ds
 		}
 	}
 	if len(keys) == 0 {
-		return fromOutcome(now, bogus(dns.ExtendedErrorCodeDNSBogus, "no DNSKEY of "+zone+" matches its DS"))
+		// RFC 8914 §4.10: a DS at the parent, and no DNSKEY of the child
+		// that matches it.
+		return fromOutcome(now, bogus(dns.ExtendedErrorCodeDNSKEYMissing, "no DNSKEY of "+zone+" matches its DS"))
 	}
 	if len(s.sigs) == 0 {
 		return fromOutcome(now, bogus(dns.ExtendedErrorCodeRRSIGsMissing, "DNSKEY set of "+zone+" has no RRSIG"))

@@ -232,7 +232,7 @@ func TestValidate(t *testing.T) {
 			mutate: func(m *dns.Msg) { m.Rcode = dns.RcodeSuccess }, verdict: Bogus, ede: dns.ExtendedErrorCodeNSECMissing},
 		{name: "existing name denied with another name's NSEC", qname: "www.ok.", qtype: dns.TypeA,
 			mutate: func(m *dns.Msg) { *m = *w.query("nx.ok.", dns.TypeA) }, verdict: Bogus, ede: dns.ExtendedErrorCodeNSECMissing},
-		{name: "DNSKEY not matching DS", qname: "www.mismatch.", qtype: dns.TypeA, verdict: Bogus, ede: dns.ExtendedErrorCodeDNSBogus},
+		{name: "DNSKEY not matching DS", qname: "www.mismatch.", qtype: dns.TypeA, verdict: Bogus, ede: dns.ExtendedErrorCodeDNSKEYMissing},
 		{name: "unsupported DS algorithm", qname: "www.unknownalg.", qtype: dns.TypeA, verdict: Insecure,
 			ede: dns.ExtendedErrorCodeUnsupportedDNSKEYAlgorithm},
 		{name: "ED448 is not supported", qname: "www.ed448.", qtype: dns.TypeA, verdict: Insecure,
@@ -257,7 +257,7 @@ func TestValidate(t *testing.T) {
 		{name: "DS anchor below the root", qname: "nx.n3.", qtype: dns.TypeA,
 			cfg: func(c *Config) { c.Anchors = []dns.RR{w.zones["n3."].key.ToDS(dns.SHA1)} }, verdict: Secure, ede: none},
 		{name: "wrong root anchor", qname: "www.ok.", qtype: dns.TypeA,
-			cfg: func(c *Config) { c.Anchors = RootAnchors() }, verdict: Bogus, ede: dns.ExtendedErrorCodeDNSBogus},
+			cfg: func(c *Config) { c.Anchors = RootAnchors() }, verdict: Bogus, ede: dns.ExtendedErrorCodeDNSKEYMissing},
 		{name: "SERVFAIL is not validated", qname: "www.ok.", qtype: dns.TypeA,
 			mutate: func(m *dns.Msg) { m.Rcode = dns.RcodeServerFailure }, verdict: Indeterminate, ede: none},
 	}

@@ -261,7 +261,7 @@ func TestDNSSECE2EAuditLog(t *testing.T) {
 				t.Errorf("timestamp %q (%v), want RFC 3339 within the test", l.str("timestamp"), err)
 			}
 			if got := l.str("validation_status"); got != c.Verdict {
-				t.Errorf("validation_status %q, want %q", got, c.Verdict)
+				t.Errorf("validation_status %q, want %q (reason %q)", got, c.Verdict, l.str("reason"))
 			}
 			if got := l.str("rcode"); !oneOf(got, dns.RcodeToString[c.Rcode], fmt.Sprint(c.Rcode)) {
 				t.Errorf("rcode %q, want %s", got, dns.RcodeToString[c.Rcode])

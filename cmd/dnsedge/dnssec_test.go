@@ -30,7 +30,10 @@ func TestDNSSECE2EKdig(t *testing.T) {
 		not  []string
 	}{
 		{"secure", []string{"+dnssec", "www.nsec3.test", "A"}, []string{"status: NOERROR", "Flags: qr rd ra ad;", "RRSIG"}, nil},
-		{"secure without DO", []string{"www.nsec3.test", "A"}, []string{"status: NOERROR", "Flags: qr rd ra;"}, []string{"RRSIG"}},
+		// kdig sets AD in its queries unless told not to; an AD query
+		// without DO gets AD back (RFC 6840 §5.8), a plain one does not.
+		{"secure without DO", []string{"+noadflag", "www.nsec3.test", "A"}, []string{"status: NOERROR", "Flags: qr rd ra;"}, []string{"RRSIG"}},
+		{"secure with AD, without DO", []string{"+adflag", "www.nsec3.test", "A"}, []string{"status: NOERROR", "Flags: qr rd ra ad;"}, []string{"RRSIG"}},
 		{"insecure", []string{"+dnssec", "www.insecure.test", "A"}, []string{"status: NOERROR", "Flags: qr rd ra;"}, nil},
 		{"tampered", []string{"+dnssec", "www.tampered.test", "A"}, []string{"status: SERVFAIL", "EDE: 6 (DNSSEC Bogus)"}, nil},
 		{"expired", []string{"+dnssec", "www.expired.test", "A"}, []string{"status: SERVFAIL", "EDE: 7 (Signature Expired)"}, nil},
