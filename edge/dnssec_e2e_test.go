@@ -2,11 +2,8 @@ package edge_test
 
 // End-to-end tests of DNSSEC validation (issue 13) against the signed
 // tree of internal/signedzones, served by a real named, with unbound as
-// the oracle. Every test here is named TestDNSSECE2E*: they need the
-// validator (package dnssec) and the dnssec middleware with its "dnssec:"
-// config section. Without them they fail in startSignedEdge with "needs
-// the dnssec validator and middleware", and nowhere else; the harness
-// itself is proven by internal/signedzones' TestUnboundOracle.
+// the oracle. The harness itself is proven by internal/signedzones'
+// TestUnboundOracle.
 
 import (
 	"bufio"
@@ -52,12 +49,12 @@ dnssec:
 `, named, cache, anchors, audit)
 	cfg, err := edge.Parse("dnssec.yaml", []byte(conf))
 	if err != nil {
-		t.Fatalf("needs the dnssec validator and middleware (issue 13) merged: config: %v", err)
+		t.Fatal(err)
 	}
 	logs := new(syncBuffer)
 	srv, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
-		t.Fatalf("needs the dnssec validator and middleware (issue 13) merged: %v", err)
+		t.Fatal(err)
 	}
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -292,5 +289,73 @@ func TestDNSSECE2EAuditLog(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestDNSSECE2EReloadTrust: answers cached under one trust are never
+// served under another. A tampered answer cached while validation is off
+// is SERVFAIL once a reload turns validation on; a reload that changes
+// only the audit log keeps the validated answers (served from the cache:
+// no new audit line).
+func TestDNSSECE2EReloadTrust(t *testing.T) {
+	z, named := signedzones.Start(t)
+	anchors, _ := json.Marshal(z.Anchors)
+	dir := t.TempDir()
+	conf := func(validate bool, audit string) *edge.Config {
+		t.Helper()
+		cfg, err := edge.Parse("dnssec.yaml", []byte(fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+upstreams:
+  - {name: up, url: "udp://%s"}
+dnssec:
+  validate: %v
+  trust_anchors: %s
+  audit_log: {path: %q}
+`, named.Addr, validate, anchors, filepath.Join(dir, audit))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	srv, err := edge.New(conf(false, "a.jsonl"), edge.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	addr := srv.Addrs()["udp"][0].String()
+	ask := func(name string) *dns.Msg {
+		t.Helper()
+		q := new(dns.Msg)
+		q.SetQuestion(name, dns.TypeA)
+		q.SetEdns0(1232, true)
+		m, _, err := (&dns.Client{Timeout: 5 * time.Second}).Exchange(q, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := ask("www.tampered.test."); m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("without validation: %s, want NOERROR", dns.RcodeToString[m.Rcode])
+	}
+	if err := srv.Reload(conf(true, "a.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("www.tampered.test."); m.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("after turning validation on: %s, want SERVFAIL (the answer cached unvalidated was served)", dns.RcodeToString[m.Rcode])
+	}
+	if m := ask("www.nsec.test."); m.Rcode != dns.RcodeSuccess || !m.AuthenticatedData {
+		t.Fatalf("www.nsec.test.: %s AD=%v, want NOERROR AD=1", dns.RcodeToString[m.Rcode], m.AuthenticatedData)
+	}
+	if err := srv.Reload(conf(true, "b.jsonl")); err != nil {
+		t.Fatal(err)
+	}
+	if m := ask("www.nsec.test."); m.Rcode != dns.RcodeSuccess || !m.AuthenticatedData {
+		t.Fatalf("after a new audit log: %s AD=%v, want NOERROR AD=1", dns.RcodeToString[m.Rcode], m.AuthenticatedData)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "b.jsonl")); err == nil && len(b) > 0 {
+		t.Errorf("a reload that changed only the audit log emptied the cache: validated again:\n%s", b)
 	}
 }

@@ -60,7 +60,7 @@ type (
 		own   string // the listen addresses an upstream must never be
 		probe transport.ProbeSpec
 	}
-	cacheKey  struct{ spec string }
+	cacheKey  struct{ spec, trust string }
 	tracerKey struct{ spec string }
 )
 

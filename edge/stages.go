@@ -115,14 +115,15 @@ func buildNXDomain(b *chainBuild) (pipeline.Middleware, error) {
 type nxdomainKey struct{ spec string }
 
 // buildCache takes the answer cache from the pool: a reload that keeps
-// the cache section keeps what was cached (stale entries included: a
-// reload while the upstreams are down must not lose them).
+// the cache section and the DNSSEC trust (trustKey) keeps what was
+// cached (stale entries included: a reload while the upstreams are down
+// must not lose them).
 func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	spec := b.g.cfg.Cache
 	if !spec.On() {
 		return nil, nil
 	}
-	c, _, err := take(b.g.parts, cacheKey{spec: jsonKey(spec)}, func() (*cache.Cache, func() error, error) {
+	c, _, err := take(b.g.parts, cacheKey{spec: jsonKey(spec), trust: trustKey(b.g.cfg.DNSSEC)}, func() (*cache.Cache, func() error, error) {
 		c, err := cache.New(spec.Config(), nil)
 		if err != nil {
 			return nil, nil, err

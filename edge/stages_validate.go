@@ -21,11 +21,7 @@ func buildValidate(b *chainBuild) (pipeline.Middleware, error) {
 	if !cfg.On() {
 		return nil, nil
 	}
-	var files string
-	for _, f := range cfg.AnchorFiles() {
-		files += f + "=" + fileStamp(f) + ";"
-	}
-	v, _, err := take(b.g.parts, validateKey{spec: jsonKey(cfg), files: files}, func() (*validate.Validation, func() error, error) {
+	v, _, err := take(b.g.parts, validateKey{spec: jsonKey(cfg), files: anchorFileStamps(cfg)}, func() (*validate.Validation, func() error, error) {
 		v, err := validate.New(cfg, nil)
 		if err != nil {
 			return nil, nil, err
@@ -41,4 +37,25 @@ func buildValidate(b *chainBuild) (pipeline.Middleware, error) {
 	mw, unbind := v.Bind()
 	b.onClose(unbind)
 	return mw, nil
+}
+
+func anchorFileStamps(cfg validate.Config) string {
+	var files string
+	for _, f := range cfg.AnchorFiles() {
+		files += f + "=" + fileStamp(f) + ";"
+	}
+	return files
+}
+
+// trustKey is what the answers in the cache were validated against: off
+// when validation is, else the dnssec section but for its audit log, and
+// the state of its anchor files. The cache is keyed on it too: a reload
+// that turns validation on, or changes the anchors, must not go on
+// serving answers cached under other rules (authentic or not).
+func trustKey(cfg validate.Config) string {
+	if !cfg.On() {
+		return "off"
+	}
+	cfg.AuditLog = validate.AuditConfig{}
+	return jsonKey(cfg) + anchorFileStamps(cfg)
 }
