@@ -13,6 +13,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
+	"github.com/dnsedge/dnsedge/edge/tsig"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -38,6 +39,9 @@ type generation struct {
 	closers []func() error
 	// tracer exports spans when the tracing section is on; nil otherwise.
 	tracer *tracing.Tracer
+	// tsigKeys are the keys of the tsig section, built by the first user
+	// (the TSIG stage, upstreams that sign).
+	tsigKeys *tsig.Keyring
 }
 
 // buildDeps are what a generation takes from the running server.
