@@ -165,6 +165,11 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
+	for i, u := range c.Upstreams {
+		if u.TSIGKey != "" && !c.TSIG.Has(u.TSIGKey) {
+			add(field.Join(field.Index("upstreams", i), "tsig_key"), "no key %q in the tsig section", u.TSIGKey)
+		}
+	}
 	for i, l := range c.Listeners {
 		if l.TSIG == TSIGRequired && !c.TSIG.On() {
 			add(field.Join(field.Index("listeners", i), "tsig"), "tsig: required needs a key in the tsig section")

@@ -74,7 +74,7 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
 	buf := *bp
-	wire, err := m.PackBuffer(buf)
+	wire, mac, err := u.p.packQuery(m, buf)
 	if err != nil {
 		// The query never left: not the path's fault.
 		return nil, u.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
@@ -104,6 +104,11 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 			return nil, u.p.failIO(ctx, fmt.Errorf("read reply: %w", err))
 		}
 		r, err := matchReply(buf[:n], m.Id, q)
+		if err == nil {
+			// A reply that does not verify may be a spoof: keep
+			// listening for the real one until the deadline.
+			err = u.p.checkReply(buf[:n], r, mac)
+		}
 		if err != nil {
 			bad = err
 			continue

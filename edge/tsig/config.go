@@ -9,7 +9,9 @@
 package tsig
 
 import (
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -155,3 +157,26 @@ func decodeSecret(s Secret) ([]byte, error) {
 	}
 	return raw, nil
 }
+
+// Fingerprint identifies the key named name, as configured (algorithm
+// and secret), without revealing the secret: a SHA-256 over both, in
+// hex; "" when c has no such key.
+func (c Config) Fingerprint(name string) string {
+	if name == "" {
+		return ""
+	}
+	want, err := keyName(name)
+	if err != nil {
+		return ""
+	}
+	for _, k := range c.WithDefaults().Keys {
+		if n, err := keyName(k.Name); err == nil && n == want {
+			h := sha256.Sum256([]byte(n + "\x00" + strings.ToLower(k.Algorithm) + "\x00" + string(k.Secret)))
+			return hex.EncodeToString(h[:])
+		}
+	}
+	return ""
+}
+
+// Has reports whether c holds a key named name.
+func (c Config) Has(name string) bool { return c.Fingerprint(name) != "" }

@@ -225,3 +225,29 @@ func stripTSIG(extra []dns.RR) []dns.RR {
 	}
 	return extra
 }
+
+// Upstream returns a transport.Signer over the named key: queries to an
+// upstream signed with it, replies verified.
+func (kr *Keyring) Upstream(name string) (*UpstreamSigner, error) {
+	if !kr.Has(name) {
+		return nil, fmt.Errorf("%w %q", ErrUnknownKey, name)
+	}
+	return &UpstreamSigner{kr: kr, name: dns.CanonicalName(name)}, nil
+}
+
+// UpstreamSigner signs the queries to one upstream with one key
+// (transport.Signer). It is safe for concurrent use.
+type UpstreamSigner struct {
+	kr   *Keyring
+	name string
+}
+
+// SignQuery signs q with the key.
+func (s *UpstreamSigner) SignQuery(q *dns.Msg) ([]byte, string, error) {
+	return s.kr.SignQuery(q, s.name)
+}
+
+// VerifyReply checks that reply is signed with the key over mac.
+func (s *UpstreamSigner) VerifyReply(wire []byte, reply *dns.Msg, mac string) error {
+	return s.kr.VerifyReply(wire, reply, s.name, mac)
+}

@@ -13,9 +13,9 @@ import (
 // errors of §5.3.2, with the TSIG error set.
 type replySigner struct {
 	kr  *Keyring
-	k   *key       // nil for BADKEY: the reply carries no MAC
-	req *dns.TSIG  // the query's TSIG record
-	err uint16     // TSIG error: 0, BADKEY, BADSIG or BADTIME
+	k   *key      // nil for BADKEY: the reply carries no MAC
+	req *dns.TSIG // the query's TSIG record
+	err uint16    // TSIG error: 0, BADKEY, BADSIG or BADTIME
 }
 
 var _ pipeline.ReplySigner = (*replySigner)(nil)
