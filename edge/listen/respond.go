@@ -86,6 +86,16 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		r.Question = q.Question
 	}
 	qopt := q.IsEdns0()
+	if relayed(req, m) {
+		// An answer signed by an upstream that holds the query's key,
+		// relayed as it came (RFC 8945 §5.5): any change would break
+		// its MAC. Names are compressed as the upstream did.
+		r.Compress = true
+		if r.Len() > req.MaxSize {
+			truncated(r, qopt, rb)
+		}
+		return r, true
+	}
 	r.Extra = clientExtra(qopt, m.Extra, rb)
 	if r.Rcode > 0xF && qopt == nil {
 		// An extended RCODE needs an OPT the client cannot take.
@@ -96,7 +106,7 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		// The reply is signed: a TSIG the reply carries (an upstream's)
 		// goes, the listener's takes its place and must fit too.
 		if n := len(r.Extra); n > 0 && r.Extra[n-1].Header().Rrtype == dns.TypeTSIG {
-			r.Extra = r.Extra[:n-1:n-1]
+			r.Extra = r.Extra[: n-1 : n-1]
 		}
 		limit -= req.Signer.Overhead()
 	}
@@ -104,6 +114,13 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		truncated(r, qopt, rb)
 	}
 	return r, true
+}
+
+// relayed reports whether m is an answer to relay unchanged: signed by
+// an upstream (a trailing TSIG), for a query whose TSIG dnsedge did not
+// verify (it holds no such key, pipeline.TSIGBadKey).
+func relayed(req *pipeline.Request, m *dns.Msg) bool {
+	return req.TSIG == pipeline.TSIGBadKey && req.Signer == nil && m.IsTsig() != nil
 }
 
 // truncated makes r, which does not fit the client's size, the answer of
