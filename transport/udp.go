@@ -104,14 +104,16 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 			return nil, u.p.failIO(ctx, fmt.Errorf("read reply: %w", err))
 		}
 		r, err := matchReply(buf[:n], m.Id, q)
-		if err == nil {
-			// A reply that does not verify may be a spoof: keep
-			// listening for the real one until the deadline.
-			err = u.p.checkReply(buf[:n], r, mac)
-		}
 		if err != nil {
 			bad = err
 			continue
+		}
+		// A reply that matches the query but whose TSIG does not
+		// verify fails the attempt at once, as on the stream
+		// transports: it is the path's malformed reply, and the race
+		// moves on instead of waiting out the deadline.
+		if err := u.p.checkReply(buf[:n], r, mac); err != nil {
+			return nil, u.p.fail(ClassMalformed, fmt.Errorf("read reply: %w", err))
 		}
 		return r, nil
 	}
