@@ -112,7 +112,12 @@ func (s *Stage) Middleware(next pipeline.Handler) pipeline.Handler {
 				s.m.Count(pipeline.TSIGRequired)
 				return Refused(req.Msg), nil
 			}
-			return next.ServeDNS(ctx, req)
+			m, err := next.ServeDNS(ctx, req)
+			if req.TSIG == pipeline.TSIGRequired {
+				// A policy rule required it.
+				s.m.Count(pipeline.TSIGRequired)
+			}
+			return m, err
 		}
 		r := s.kr.Verify(req.Wire, req.Msg, "")
 		req.TSIG = r.State
