@@ -165,6 +165,13 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
+	for i, t := range c.Zone.Tenants {
+		for j, k := range t.TSIGKeys {
+			if _, ok := dns.IsDomainName(k); ok && k != "" && !c.TSIG.Has(k) {
+				add(fmt.Sprintf("tenants[%d].tsig_keys[%d]", i, j), "no key %q in the tsig section", k)
+			}
+		}
+	}
 	for i, u := range c.Upstreams {
 		if u.TSIGKey != "" && !c.TSIG.Has(u.TSIGKey) {
 			add(field.Join(field.Index("upstreams", i), "tsig_key"), "no key %q in the tsig section", u.TSIGKey)

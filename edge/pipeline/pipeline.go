@@ -109,6 +109,9 @@ type Request struct {
 	Wire []byte
 	// TSIG is what TSIG verification found; TSIGNone until it runs.
 	TSIG TSIGState
+	// TSIGKey is the name of the key a TSIGVerified query was signed
+	// with, lower case and fully qualified; empty otherwise.
+	TSIGKey string
 	// RequireTSIG is set by a listener configured to serve signed
 	// queries only: the TSIG stage answers an unsigned one REFUSED.
 	RequireTSIG bool

@@ -124,6 +124,7 @@ func (s *Stage) Middleware(next pipeline.Handler) pipeline.Handler {
 		s.m.Count(r.State)
 		switch r.State {
 		case pipeline.TSIGVerified:
+			req.TSIGKey = dns.CanonicalName(r.TSIG.Hdr.Name)
 			req.Signer = &replySigner{kr: s.kr, k: s.kr.lookup(r.TSIG), req: r.TSIG}
 			return next.ServeDNS(ctx, req)
 		case pipeline.TSIGBadSig:
