@@ -13,6 +13,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
@@ -329,6 +330,31 @@ func TestStage(t *testing.T) {
 				t.Errorf("miekg/dns does not verify the reply: %v", err)
 			}
 		})
+	}
+	// Each query above counted once under its result; plain unsigned
+	// queries are not counted.
+	want := map[string]float64{"verified": 2, "badsig": 1, "badtime": 1, "badkey": 3, "unsigned_refused": 1}
+	reg := prometheus.NewRegistry()
+	if err := m.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(map[string]float64)
+	for _, mf := range mfs {
+		if mf.GetName() != "dnsedge_tsig_queries_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			if v := mt.GetCounter().GetValue(); v > 0 {
+				got[mt.GetLabel()[0].GetValue()] = v
+			}
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("dnsedge_tsig_queries_total by result: %v, want %v", got, want)
 	}
 }
 
