@@ -116,3 +116,26 @@ func TestSignedReplies(t *testing.T) {
 		check(t, q, reply, false)
 	})
 }
+
+// TestRequireTSIGListener: a listener with RequireTSIG marks its
+// queries, and the TSIG stage refuses the unsigned ones; another
+// listener does not.
+func TestRequireTSIGListener(t *testing.T) {
+	t.Parallel()
+	for _, require := range []bool{true, false} {
+		t.Run(fmt.Sprint(require), func(t *testing.T) {
+			t.Parallel()
+			h := tsig.NewStage(nil, nil, func(req *pipeline.Request) bool { return req.RequireTSIG }).Middleware(
+				&fakeHandler{t: t, serve: answerA})
+			cfg := testConfig(t, fam4, h)
+			cfg.RequireTSIG = require
+			s := start(t, "udp", cfg)
+			r, err := exchange("udp", s.Addr(), query("example.org.", dns.TypeA), 2*time.Second)
+			want := dns.RcodeSuccess
+			if require {
+				want = dns.RcodeRefused
+			}
+			wantRcode(t, r, err, want)
+		})
+	}
+}
