@@ -92,7 +92,7 @@ func (k Kind) String() string {
 
 // Request is one query and what the edge knows about it. Listeners fill it
 // once; middleware may set the fields documented as theirs (Tags, Route,
-// ECS, TraceID, TSIG, Outcome) on the request they were given, since a
+// ECS, TraceID, TSIG, TSIGKey, Signer, Outcome) on the request they were given, since a
 // Request belongs to exactly one query and is never shared between
 // goroutines serving it concurrently. A stage that serves a query of its
 // own from a request (a background refresh) copies the Request, and must
