@@ -92,11 +92,11 @@ func (k Kind) String() string {
 
 // Request is one query and what the edge knows about it. Listeners fill it
 // once; middleware may set the fields documented as theirs (Tags, Route,
-// ECS, TraceID, TSIG, TSIGKey, Signer, Outcome) on the request they were given, since a
-// Request belongs to exactly one query and is never shared between
-// goroutines serving it concurrently. A stage that serves a query of its
-// own from a request (a background refresh) copies the Request, and must
-// then drop Wire and reset Outcome (see Detach).
+// ECS, TraceID, TSIG, TSIGKey, Signer, Outcome) on the request they were
+// given, since a Request belongs to exactly one query and is never shared
+// between goroutines serving it concurrently. A stage that serves a query
+// of its own from a request (a background refresh) copies the Request,
+// and must then drop Wire and Signer and reset Outcome (see Detach).
 type Request struct {
 	// Msg is the query as received (ID included). Read-only.
 	Msg *dns.Msg
@@ -178,7 +178,8 @@ type ReplySigner interface {
 
 // Detach returns a copy of r for a query that outlives r's, such as a
 // background refresh: it has no Wire (the listener's buffer goes back
-// when r is answered) and a zero Outcome (the copy's stages tell their
+// when r is answered), no Signer (nobody signs its answer) and a zero
+// Outcome (the copy's stages tell their
 // own). Msg is shared; the caller copies it if r's may change.
 func (r *Request) Detach() Request {
 	c := *r
