@@ -179,8 +179,8 @@ type ReplySigner interface {
 // Detach returns a copy of r for a query that outlives r's, such as a
 // background refresh: it has no Wire (the listener's buffer goes back
 // when r is answered), no Signer (nobody signs its answer) and a zero
-// Outcome (the copy's stages tell their
-// own). Msg is shared; the caller copies it if r's may change.
+// Outcome (the copy's stages tell their own). Msg is shared; the caller
+// copies it if r's may change.
 func (r *Request) Detach() Request {
 	c := *r
 	c.Wire = nil
