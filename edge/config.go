@@ -17,6 +17,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/validate"
+	"github.com/dnsedge/dnsedge/edge/tsig"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/internal/yamlcheck"
@@ -71,8 +72,11 @@ type Config struct {
 	// relative to the configuration file.
 	Policy     *policy.Spec `yaml:"policy"`
 	PolicyFile string       `yaml:"policy_file"`
-	Metrics    MetricsSpec  `yaml:"metrics"`
-	Log        LogSpec      `yaml:"log"`
+	// TSIG holds the keys that authenticate queries, replies and
+	// upstream exchanges (RFC 8945), and the fudge window.
+	TSIG    tsig.Config `yaml:"tsig"`
+	Metrics MetricsSpec `yaml:"metrics"`
+	Log     LogSpec     `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
@@ -117,7 +121,18 @@ type ListenerSpec struct {
 	// serve listen.PrivateRanges only and encrypted ones everybody;
 	// [0.0.0.0/0, ::/0] opens a plain listener.
 	ACL []string `yaml:"acl"`
+	// TSIG is "required" for a listener that serves only queries signed
+	// with a key of the tsig section (others get REFUSED), or
+	// "optional" (the default): signed queries are verified, unsigned
+	// ones served.
+	TSIG string `yaml:"tsig"`
 }
+
+// Values of ListenerSpec.TSIG.
+const (
+	TSIGOptional = "optional"
+	TSIGRequired = "required"
+)
 
 // acl returns the parsed ACL prefixes, nil when the listener has none;
 // invalid ones are skipped (Validate reports them).

@@ -59,6 +59,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.Trace = c.Trace.WithDefaults()
 	c.Dnstap = c.Dnstap.WithDefaults()
 	c.DNSSEC = c.DNSSEC.WithDefaults()
+	c.TSIG = c.TSIG.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -165,6 +166,24 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
+	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
+	for i, t := range c.Zone.Tenants {
+		for j, k := range t.TSIGKeys {
+			if _, ok := dns.IsDomainName(k); ok && k != "" && !c.TSIG.Has(k) {
+				add(fmt.Sprintf("tenants[%d].tsig_keys[%d]", i, j), "no key %q in the tsig section", k)
+			}
+		}
+	}
+	for i, u := range c.Upstreams {
+		if u.TSIGKey != "" && !c.TSIG.Has(u.TSIGKey) {
+			add(field.Join(field.Index("upstreams", i), "tsig_key"), "no key %q in the tsig section", u.TSIGKey)
+		}
+	}
+	for i, l := range c.Listeners {
+		if l.TSIG == TSIGRequired && !c.TSIG.On() {
+			add(field.Join(field.Index("listeners", i), "tsig"), "tsig: required needs a key in the tsig section")
+		}
+	}
 	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
 		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
 	}
@@ -263,6 +282,11 @@ func (l ListenerSpec) validate(at string) []error {
 		if _, err := netip.ParsePrefix(a); err != nil {
 			add(field.Index("acl", j), "%q is not a CIDR prefix (write it like 192.0.2.0/24; 0.0.0.0/0 and ::/0 open the listener)", a)
 		}
+	}
+	switch l.TSIG {
+	case "", TSIGOptional, TSIGRequired:
+	default:
+		add("tsig", "tsig %q must be %s or %s", l.TSIG, TSIGOptional, TSIGRequired)
 	}
 	if l.HTTP3 && l.H2C {
 		add("http3", "http3 needs TLS, and h2c turns TLS off: pick one")

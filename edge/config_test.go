@@ -91,6 +91,16 @@ func summarize(c *Config) string {
 			out += fmt.Sprintf(" audit %q max_size %s max_files %d buffer %d", a.Path, a.MaxSize, a.MaxFiles, a.Buffer)
 		}
 	}
+	if c.TSIG.On() {
+		out += fmt.Sprintf(", tsig keys %v fudge %s, listener tsig [", c.TSIG.Keys, c.TSIG.Fudge)
+		for i, l := range c.Listeners {
+			if i > 0 {
+				out += " "
+			}
+			out += l.TSIG
+		}
+		out += "]"
+	}
 	if d := c.Dnstap; d.On() {
 		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
 	}

@@ -30,14 +30,15 @@ import (
 // handshake.
 type listenerKey struct {
 	proto, address, path, serverName string
-	http3, h2c, padding              bool
+	http3, h2c, padding, requireTSIG bool
 	clientAuth, clientCA             string
 	acl                              string // the acl entries, "-" for none
 }
 
 func (c *Config) listenerKey(l ListenerSpec) listenerKey {
 	k := listenerKey{proto: l.Proto, address: l.Address, path: l.Path, serverName: l.ServerName,
-		http3: l.HTTP3, h2c: l.H2C, padding: l.Padding == nil || *l.Padding, acl: "-"}
+		http3: l.HTTP3, h2c: l.H2C, padding: l.Padding == nil || *l.Padding, acl: "-",
+		requireTSIG: l.TSIG == TSIGRequired}
 	if l.ACL != nil {
 		k.acl = strings.Join(l.ACL, ",")
 	}
@@ -237,6 +238,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 		ACL:    spec.acl(), RateLimiter: s.limiter,
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
+		RequireTSIG: spec.TSIG == TSIGRequired,
 	}
 	if spec.encrypted() {
 		if certs == nil {

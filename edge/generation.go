@@ -13,6 +13,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
+	"github.com/dnsedge/dnsedge/edge/tsig"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -38,6 +39,9 @@ type generation struct {
 	closers []func() error
 	// tracer exports spans when the tracing section is on; nil otherwise.
 	tracer *tracing.Tracer
+	// tsigKeys are the keys of the tsig section, built by the first user
+	// (the TSIG stage, upstreams that sign).
+	tsigKeys *tsig.Keyring
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -59,6 +63,9 @@ type (
 		boot  bootstrapKey
 		own   string // the listen addresses an upstream must never be
 		probe transport.ProbeSpec
+		// tsig identifies the key the upstream signs with (a hash, not
+		// the secret), so that a changed secret builds it again.
+		tsig string
 	}
 	cacheKey  struct{ spec, trust string }
 	tracerKey struct{ spec string }
@@ -117,7 +124,8 @@ func buildGeneration(ctx context.Context, cfg *Config, parts *hold, d buildDeps)
 	byName := make(map[string]*transport.Upstream)
 	var fresh []*transport.Upstream
 	for _, spec := range cfg.Upstreams {
-		key := upstreamKey{spec: jsonKey(spec) + fileStamp(spec.CAFile), boot: bk, own: fmt.Sprint(listen), probe: cfg.Health.ProbeSpec()}
+		key := upstreamKey{spec: jsonKey(spec) + fileStamp(spec.CAFile), boot: bk, own: fmt.Sprint(listen), probe: cfg.Health.ProbeSpec(),
+			tsig: cfg.TSIG.Fingerprint(spec.TSIGKey)}
 		u, isNew, err := take(parts, key, func() (*transport.Upstream, func() error, error) {
 			u, err := newUpstream(spec, bootstrap, own, cfg, d)
 			if err != nil {
@@ -189,8 +197,18 @@ func newUpstream(spec transport.UpstreamSpec, boot *transport.Bootstrap, own fun
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
 	}
+	var signer transport.Signer
+	if spec.TSIGKey != "" {
+		kr, err := tsig.New(cfg.TSIG, nil)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
+		}
+		if signer, err = kr.Upstream(spec.TSIGKey); err != nil {
+			return nil, fmt.Errorf("upstream %s: %w", spec.Name, err)
+		}
+	}
 	return transport.NewUpstream(
-		transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer, TLS: tlsOpts, HTTP3: spec.HTTP3},
+		transport.UpstreamConfig{Name: spec.Name, Endpoint: ep, Pin: pin, Prefer: prefer, TLS: tlsOpts, HTTP3: spec.HTTP3, Signer: signer},
 		transport.UpstreamDeps{Registry: d.registry, Resolver: boot, Logger: d.log, Own: own, Probe: cfg.Health.ProbeSpec()})
 }
 

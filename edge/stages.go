@@ -33,11 +33,16 @@ type stage struct {
 // are never cached; ANY queries the zones did not answer get the RFC 8482
 // answer before the caches and forward; DNSSEC validation sits just inside
 // the cache, so that the cache stores validated answers with their
-// verdict and a validated hit costs what any hit costs. Adding a middleware is a file of
+// verdict and a validated hit costs what any hit costs. TSIG verification
+// comes right after the logs, before anything that may answer; queries
+// signed with a key dnsedge does not hold skip the NXDOMAIN and answer
+// caches (RFC 8945 §5.5: their answers are the key holder's, never
+// cached) and validation. Adding a middleware is a file of
 // its own and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
+	{"tsig", buildTSIG},
 	{"tracing", buildTracing},
 	{"trace", buildTrace},
 	{"loop", buildLoop},
@@ -107,7 +112,7 @@ func buildNXDomain(b *chainBuild) (pipeline.Middleware, error) {
 	if err := nx.Register(b.g.metrics); err != nil {
 		return nil, err
 	}
-	return nx.Middleware(), nil
+	return skipForeignTSIG(nx.Middleware()), nil
 }
 
 // nxdomainKey identifies the NXDOMAIN cache in the pool: a reload that
@@ -136,7 +141,7 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	if err := c.Register(b.g.metrics); err != nil {
 		return nil, err
 	}
-	return c.Middleware(), nil
+	return skipForeignTSIG(c.Middleware()), nil
 }
 
 // zones returns the generation's local, tenant and fallback zones, built

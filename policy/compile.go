@@ -153,8 +153,8 @@ func compileRule(i int, at string, rs RuleSpec) (*rule, []error) {
 	r.decision.Matched = true
 	r.m, r.mask, errs = compileMatch(field.Join(at, "match"), rs.Match)
 
-	if rs.Route == "" && rs.Split == nil && len(rs.Tags) == 0 && rs.ECS == nil && rs.Answer == nil && !rs.AllowANY {
-		errs = append(errs, field.Errorf(at, "rule %q does nothing: give it route, split, tags, ecs, answer or allow_any", r.decision.Rule))
+	if rs.Route == "" && rs.Split == nil && len(rs.Tags) == 0 && rs.ECS == nil && rs.Answer == nil && !rs.AllowANY && !rs.RequireTSIG {
+		errs = append(errs, field.Errorf(at, "rule %q does nothing: give it route, split, tags, ecs, answer, allow_any or require_tsig", r.decision.Rule))
 	}
 	if rs.Route != "" && rs.Split != nil {
 		errs = append(errs, field.Errorf(field.Join(at, "split"), "a rule has route or split, not both"))
@@ -189,6 +189,7 @@ func compileRule(i int, at string, rs RuleSpec) (*rule, []error) {
 		errs = append(errs, aerrs...)
 	}
 	r.decision.AllowANY = rs.AllowANY
+	r.decision.RequireTSIG = rs.RequireTSIG
 	return r, errs
 }
 

@@ -29,7 +29,7 @@ rules:
     allow_any: maybe
 `, want: []string{
 			`p.yaml:3:1: unknown key "stickey" at the top level: did you mean "sticky"?`,
-			`p.yaml:5:5: rules[0]: rule "a" does nothing: give it route, split, tags, ecs, answer or allow_any`,
+			`p.yaml:5:5: rules[0]: rule "a" does nothing: give it route, split, tags, ecs, answer, allow_any or require_tsig`,
 			`p.yaml:6:21: rules[0].match.source: expected a list, not "10.0.0.0/8"`,
 			`p.yaml:6:33: unknown key "qtyp" in rules[0].match: did you mean "qtype"?`,
 			`p.yaml:7:12: rules[0].route: expected text, not a list`,
@@ -82,7 +82,7 @@ rules:
 			`p.yaml:15:22: rules[0].split.percent: 101 is not between 0 and 100`,
 			`p.yaml:16:11: rules[1].name: rule "a" already defined at rules[0]`,
 			`p.yaml:17:12: rules[1].tags[0]: tag is empty`,
-			`p.yaml:18:5: rules[2]: rule "rules[2]" does nothing: give it route, split, tags, ecs, answer or allow_any`,
+			`p.yaml:18:5: rules[2]: rule "rules[2]" does nothing: give it route, split, tags, ecs, answer, allow_any or require_tsig`,
 			`p.yaml:20:10: rules[3].ecs: v4_bits and v6_bits are for the add and replace modes`,
 			`p.yaml:20:17: rules[3].ecs.mode: "sometimes" is not pass, strip, add or replace`,
 			`p.yaml:20:37: rules[3].ecs.v4_bits: 40 is not between 0 and 32`,

@@ -71,6 +71,8 @@ type Decision struct {
 	Answer *Answer
 	// AllowANY forwards an ANY query as asked.
 	AllowANY bool
+	// RequireTSIG refuses the query unless its TSIG verified.
+	RequireTSIG bool
 }
 
 // Policy is a compiled policy: a matcher built once per configuration

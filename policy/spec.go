@@ -26,7 +26,7 @@ const (
 )
 
 // RuleSpec is one rule: what it matches and what it does. A rule needs at
-// least one action: route, split, tags, ecs, answer or allow_any.
+// least one action: route, split, tags, ecs, answer, allow_any or require_tsig.
 type RuleSpec struct {
 	// Name names the rule in logs, metrics and errors; default
 	// "rules[i]". Names are unique.
@@ -46,6 +46,9 @@ type RuleSpec struct {
 	// AllowANY forwards ANY queries as asked instead of answering them
 	// with the RFC 8482 minimal response.
 	AllowANY bool `yaml:"allow_any"`
+	// RequireTSIG refuses the matching queries unless they are signed
+	// with a key dnsedge holds and verifies (RFC 8945).
+	RequireTSIG bool `yaml:"require_tsig"`
 }
 
 // MatchSpec is what a rule matches. Within one key the values are

@@ -44,6 +44,10 @@ type UpstreamSpec struct {
 	CAFile string `yaml:"ca_file"`
 	// HTTP3 sends DoH over HTTP/3 (https only).
 	HTTP3 bool `yaml:"http3"`
+	// TSIGKey names a key of the tsig section: every query to the
+	// upstream is signed with it and every reply must verify (RFC 8945),
+	// over any protocol. The edge checks that the key exists.
+	TSIGKey string `yaml:"tsig_key"`
 }
 
 // TLSOptions returns the TLS settings the spec describes, reading CAFile.

@@ -36,6 +36,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 type pinnedAddr struct {
 	addr    netip.AddrPort
 	network string
+	// signer signs queries and verifies replies (TSIG); nil for none.
+	signer Signer
 }
 
 func pin(addr netip.AddrPort, proto string) pinnedAddr {
@@ -92,6 +94,11 @@ func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
 // dropped (RFC 6891 §6.1.1 allows one). A trailing TSIG or SIG(0) record
 // stays last. q and the records it holds are not modified; the copy shares
 // q's question and records, which must be treated as read-only.
+//
+// A query that ends with a TSIG record goes as it is, with a fresh ID
+// only: it is a client's, signed with a key dnsedge does not hold, and
+// passed on unchanged (RFC 8945 §5.5); the MAC covers the original ID
+// that the TSIG record holds, not the header's.
 // dialTurn waits for the one dial token of an exchanger (gate, capacity
 // 1), so that concurrent callers that find no connection wait for a
 // single dial instead of each dialing their own. It returns the function
@@ -137,6 +144,11 @@ func padQuery(m *dns.Msg) {
 }
 
 func upstreamQuery(q *dns.Msg) *dns.Msg {
+	if n := len(q.Extra); n > 0 && q.Extra[n-1].Header().Rrtype == dns.TypeTSIG {
+		m := *q
+		m.Id = dns.Id()
+		return &m
+	}
 	m := &dns.Msg{
 		MsgHdr:   q.MsgHdr,
 		Compress: q.Compress,

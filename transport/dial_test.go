@@ -227,11 +227,16 @@ func TestExchangeSharedQuery(t *testing.T) {
 	wg.Wait()
 }
 
+// TestUpstreamQueryKeepsTrailingTSIG: a query signed with TSIG goes as
+// it is, but for a fresh ID: its MAC covers the OPT (buffer size and
+// options) and every other byte but the ID, which the TSIG record's
+// original ID stands for (RFC 8945 §4.3).
 func TestUpstreamQueryKeepsTrailingTSIG(t *testing.T) {
 	t.Parallel()
 	q := wireQuery("example.org.", dns.TypeA)
 	q.SetEdns0(4096, false)
 	q.SetTsig("key.", dns.HmacSHA256, 300, 0)
+	before := q.String()
 	m := upstreamQuery(q)
 	if len(m.Extra) != 2 {
 		t.Fatalf("extra has %d records, want 2", len(m.Extra))
@@ -239,8 +244,16 @@ func TestUpstreamQueryKeepsTrailingTSIG(t *testing.T) {
 	if _, ok := m.Extra[1].(*dns.TSIG); !ok {
 		t.Errorf("last additional record is %T, want *dns.TSIG", m.Extra[1])
 	}
-	if opt := m.IsEdns0(); opt == nil || opt == q.IsEdns0() || opt.UDPSize() != EDNSBufferSize {
-		t.Errorf("OPT not a 1232-byte copy: %v", opt)
+	if opt := m.IsEdns0(); opt == nil || opt.UDPSize() != 4096 {
+		t.Errorf("OPT of a signed query changed: %v", opt)
+	}
+	if q.String() != before {
+		t.Error("the query was modified")
+	}
+	c := *m
+	c.Id = q.Id
+	if c.String() != before {
+		t.Errorf("signed query changed beyond its ID:\n%v\nwant\n%v", &c, before)
 	}
 }
 

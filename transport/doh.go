@@ -204,8 +204,10 @@ func (d *DoH) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	}
 	m := upstreamQuery(q)
 	m.Id = 0
-	padQuery(m)
-	wire, err := m.Pack()
+	if d.p.signer == nil && m.IsTsig() == nil {
+		padQuery(m)
+	}
+	wire, mac, err := d.p.packQuery(m, nil)
 	if err != nil {
 		return nil, d.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
 	}
@@ -252,6 +254,9 @@ func (d *DoH) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		return nil, d.failIO(ctx, fmt.Errorf("read reply: %w", err))
 	}
 	r, err := matchReply((*bp)[:n], 0, q)
+	if err == nil {
+		err = d.p.checkReply((*bp)[:n], r, mac)
+	}
 	if err != nil {
 		return nil, d.p.fail(ClassMalformed, fmt.Errorf("read reply: %w", err))
 	}

@@ -112,8 +112,10 @@ func (d *DoQ) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	defer putMsgBuf(bp)
 	m := upstreamQuery(q)
 	m.Id = 0
-	padQuery(m)
-	wire, err := m.PackBuffer((*bp)[2:])
+	if d.p.signer == nil && m.IsTsig() == nil {
+		padQuery(m)
+	}
+	wire, mac, err := d.p.packQuery(m, (*bp)[2:])
 	if err != nil || len(wire) > maxMsgSize-2 {
 		return nil, d.p.fail(ClassCanceled, fmt.Errorf("pack query: %d bytes: %w", len(wire), err))
 	}
@@ -124,7 +126,7 @@ func (d *DoQ) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, class, err := d.exchangeOn(ctx, c, frame, *bp, q)
+		r, class, err := d.exchangeOn(ctx, c, frame, *bp, q, mac)
 		if err == nil {
 			return r, nil
 		}
@@ -143,7 +145,7 @@ func (d *DoQ) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 
 // exchangeOn runs one query on its own stream of c; buf receives the
 // reply.
-func (d *DoQ) exchangeOn(ctx context.Context, c *quic.Conn, frame, buf []byte, q *dns.Msg) (*dns.Msg, Class, error) {
+func (d *DoQ) exchangeOn(ctx context.Context, c *quic.Conn, frame, buf []byte, q *dns.Msg, mac string) (*dns.Msg, Class, error) {
 	before := c.ConnectionStats().PacketsReceived
 	st, err := c.OpenStreamSync(ctx)
 	if err != nil {
@@ -178,6 +180,9 @@ func (d *DoQ) exchangeOn(ctx context.Context, c *quic.Conn, frame, buf []byte, q
 	}
 	st.CancelRead(quic.StreamErrorCode(doqNoError)) // one reply per stream; ignore the rest
 	r, err := matchReply(buf[:n], 0, q)
+	if err == nil {
+		err = d.p.checkReply(buf[:n], r, mac)
+	}
 	if err != nil {
 		return nil, ClassMalformed, fmt.Errorf("read reply: %w", err)
 	}

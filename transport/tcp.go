@@ -133,10 +133,10 @@ func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
 	m := upstreamQuery(q)
-	if t.pad {
+	if t.pad && t.p.signer == nil && m.IsTsig() == nil {
 		padQuery(m)
 	}
-	wire, err := m.PackBuffer((*bp)[2:])
+	wire, mac, err := t.p.packQuery(m, (*bp)[2:])
 	if err != nil {
 		return nil, t.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
 	}
@@ -144,7 +144,7 @@ func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		return nil, t.p.fail(ClassCanceled, fmt.Errorf("pack query: %d bytes, over %d", len(wire), maxMsgSize))
 	}
 	frame := (*bp)[:2+len(wire)]
-	if &wire[0] != &frame[2] { // PackBuffer needed more room than buf
+	if &wire[0] != &frame[2] { // PackBuffer needed more room than buf, or signing
 		frame = append(make([]byte, 2, 2+len(wire)), wire...)
 	}
 	binary.BigEndian.PutUint16(frame, uint16(len(wire)))
@@ -154,7 +154,7 @@ func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		if err != nil {
 			return nil, err
 		}
-		r, class, err := c.exchange(ctx, frame, q)
+		r, class, err := c.exchange(ctx, frame, q, mac)
 		if err == nil {
 			return r, nil
 		}

@@ -79,7 +79,7 @@ func newTCPConn(t *TCP, nc net.Conn) *tcpConn {
 // exchange sends frame (a length-prefixed query whose ID it overwrites) and
 // waits for the reply matching q. On error it returns the class the
 // failure belongs to.
-func (c *tcpConn) exchange(ctx context.Context, frame []byte, q *dns.Msg) (*dns.Msg, Class, error) {
+func (c *tcpConn) exchange(ctx context.Context, frame []byte, q *dns.Msg, mac string) (*dns.Msg, Class, error) {
 	call := tcpCallPool.Get().(*tcpCall)
 	id, cerr := c.register(call)
 	if cerr != nil {
@@ -114,6 +114,9 @@ func (c *tcpConn) exchange(ctx context.Context, frame []byte, q *dns.Msg) (*dns.
 	}
 	defer putMsgBuf(res.buf)
 	r, err := matchReply((*res.buf)[:res.n], id, q)
+	if err == nil {
+		err = c.t.p.checkReply((*res.buf)[:res.n], r, mac)
+	}
 	if err != nil {
 		return nil, ClassMalformed, fmt.Errorf("read reply: %w", err)
 	}

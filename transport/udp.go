@@ -74,7 +74,7 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
 	buf := *bp
-	wire, err := m.PackBuffer(buf)
+	wire, mac, err := u.p.packQuery(m, buf)
 	if err != nil {
 		// The query never left: not the path's fault.
 		return nil, u.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
@@ -107,6 +107,13 @@ func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 		if err != nil {
 			bad = err
 			continue
+		}
+		// A reply that matches the query but whose TSIG does not
+		// verify fails the attempt at once, as on the stream
+		// transports: it is the path's malformed reply, and the race
+		// moves on instead of waiting out the deadline.
+		if err := u.p.checkReply(buf[:n], r, mac); err != nil {
+			return nil, u.p.fail(ClassMalformed, fmt.Errorf("read reply: %w", err))
 		}
 		return r, nil
 	}

@@ -141,6 +141,10 @@ type UpstreamConfig struct {
 	// HTTP3 sends an https endpoint's queries over HTTP/3 instead of
 	// HTTP/2.
 	HTTP3 bool
+	// Signer, when not nil, signs every query to the upstream and
+	// verifies every reply (TSIG); a reply that does not verify is a
+	// malformed reply of its path (ErrBadSignature).
+	Signer Signer
 }
 
 // UpstreamDeps are what an upstream needs from the server around it.
@@ -463,10 +467,17 @@ func (u *Upstream) newPath(id PathID, withHealth bool) (*Path, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u.cfg.Signer != nil {
+		SetSigner(ex, u.cfg.Signer)
+	}
 	p := &Path{ID: id, Family: FamilyOf(id.Addr.Addr()), Exchanger: ex}
 	if id.Proto == "udp" {
 		sid := PathID{Upstream: id.Upstream, Proto: "tcp", Addr: id.Addr}
-		p.Stream = &Path{ID: sid, Family: p.Family, Exchanger: NewTCP(id.Addr, u.deps.TCP)}
+		tcp := NewTCP(id.Addr, u.deps.TCP)
+		if u.cfg.Signer != nil {
+			SetSigner(tcp, u.cfg.Signer)
+		}
+		p.Stream = &Path{ID: sid, Family: p.Family, Exchanger: tcp}
 		if withHealth {
 			p.Stream.Health, p.Stream.reg = u.deps.Registry.Health(sid), u.deps.Registry
 		}

@@ -31,9 +31,24 @@ func freePort(t *testing.T) int {
 // detected by asking, and a fresh one is tried.
 func startNamed(t *testing.T, origin, zone string) string {
 	t.Helper()
+	return startNamedWith(t, origin, zone, namedOpts{})
+}
+
+// namedOpts adds to the configuration of startNamedWith: top-level
+// statements (keys) and statements of the zone (allow-query).
+type namedOpts struct {
+	top, zone string
+	// keyed: unsigned queries are refused, which the start-up probe
+	// takes as an answer.
+	keyed bool
+}
+
+// startNamedWith is startNamed with more configuration.
+func startNamedWith(t *testing.T, origin, zone string, o namedOpts) string {
+	t.Helper()
 	var logs string
 	for range 5 {
-		addr, out, ok := tryNamed(t, origin, zone)
+		addr, out, ok := tryNamed(t, origin, zone, o)
 		if ok {
 			return addr
 		}
@@ -43,7 +58,7 @@ func startNamed(t *testing.T, origin, zone string) string {
 	return ""
 }
 
-func tryNamed(t *testing.T, origin, zone string) (string, string, bool) {
+func tryNamed(t *testing.T, origin, zone string, o namedOpts) (string, string, bool) {
 	t.Helper()
 	named := tool(t, "named")
 	dir := t.TempDir()
@@ -57,8 +72,9 @@ func tryNamed(t *testing.T, origin, zone string) (string, string, bool) {
 	recursion no;
 };
 controls { };
-zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
-`, dir, port, origin)
+%[4]s
+zone "%[3]s" { type primary; file "%[1]s/zone.db"; %[5]s };
+`, dir, port, origin, o.top, o.zone)
 	os.WriteFile(filepath.Join(dir, "named.conf"), []byte(conf), 0o644)
 	cmd := exec.Command(named, "-g", "-c", filepath.Join(dir, "named.conf"), "-u", "root")
 	logs := new(syncBuf)
@@ -78,7 +94,7 @@ zone "%[3]s" { type primary; file "%[1]s/zone.db"; };
 	q.SetQuestion(dns.Fqdn(origin), dns.TypeSOA)
 	c := &dns.Client{Timeout: 500 * time.Millisecond}
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if m, _, err := c.Exchange(q, addr); err == nil && m.Rcode == dns.RcodeSuccess && m.Authoritative {
+		if m, _, err := c.Exchange(q, addr); err == nil && (m.Rcode == dns.RcodeSuccess && m.Authoritative || o.keyed && m.Rcode == dns.RcodeRefused) {
 			return addr, "", true
 		}
 	}

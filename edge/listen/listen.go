@@ -65,6 +65,10 @@ type Config struct {
 	// size when the query carried EDNS. On by default for encrypted
 	// listeners: NoPadding turns it off.
 	NoPadding bool
+	// RequireTSIG marks every query of the listener as one that must be
+	// signed (pipeline.Request.RequireTSIG): the TSIG stage refuses the
+	// unsigned ones.
+	RequireTSIG bool
 
 	// HTTPPath is where a DoH listener answers (RFC 8484 §6), and
 	// HTTPPath/{client-id} too. Default "/dns-query".
@@ -371,6 +375,7 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 		return r, nil
 	}
 	defer rc.done()
+	req.RequireTSIG = c.cfg.RequireTSIG
 	// No parent to cancel it: drain needs no cancellation (see there).
 	ctx := newBudget(time.Now().Add(c.limits().QueryTimeout))
 	defer ctx.end()
@@ -403,12 +408,12 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 		reply = padded(reply)
 	}
 	buf := getBuf()
-	b, err := pack(reply, (*buf)[off:], req.MaxSize)
+	b, err := packReply(req, reply, (*buf)[off:])
 	if err != nil {
 		c.log.Error("bad reply from handler", "err", err, "question", question(req))
 		*rb = replyBuf{}
 		reply, _ = finish(req, nil, errInternal, c.log, rb)
-		if b, err = pack(reply, (*buf)[off:], req.MaxSize); err != nil {
+		if b, err = packReply(req, reply, (*buf)[off:]); err != nil {
 			putBuf(buf)
 			c.log.Error("pack error reply", "err", err, "question", question(req))
 			return nil, nil

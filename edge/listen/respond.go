@@ -34,8 +34,9 @@ const EDNSSize = 1232
 //     the Extended DNS Error options (RFC 8914) of the handler's OPT;
 //     options meant for an upstream hop (cookies, padding, ...) are left
 //     out. Without an OPT in the query the reply has none (RFC 6891 §7);
-//   - finally, when it does not fit req.MaxSize, it becomes the header
-//     with TC set, the question and the OPT only (see truncated).
+//   - finally, when it does not fit req.MaxSize (less the TSIG record
+//     req.Signer will add, if any), it becomes the header with TC set,
+//     the question and the OPT only (see truncated).
 //
 // Finish does not modify m or req: the reply is a shallow copy that shares
 // m's records, which it only reads (m may be shared with a cache, see
@@ -86,11 +87,22 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 	r.Id = q.Id
 	r.Response = true
 	r.Opcode = q.Opcode
-	r.CheckingDisabled = q.CheckingDisabled
 	if len(r.Question) == 0 {
 		r.Question = q.Question
 	}
 	qopt := q.IsEdns0()
+	if relayed(req, m) {
+		// An answer signed by an upstream that holds the query's key,
+		// relayed as it came (RFC 8945 §5.5): any change would break
+		// its MAC, the CD and AD bits included. Names are compressed as
+		// the upstream did.
+		r.Compress = true
+		if r.Len() > req.MaxSize {
+			truncated(r, qopt, rb)
+		}
+		return r, true
+	}
+	r.CheckingDisabled = q.CheckingDisabled
 	if !q.AuthenticatedData && (qopt == nil || !qopt.Do()) {
 		r.AuthenticatedData = false
 	}
@@ -99,10 +111,26 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		// An extended RCODE needs an OPT the client cannot take.
 		r.Rcode = dns.RcodeServerFailure
 	}
-	if r.Len() > req.MaxSize {
+	limit := req.MaxSize
+	if req.Signer != nil {
+		// The reply is signed: a TSIG the reply carries (an upstream's)
+		// goes, the listener's takes its place and must fit too.
+		if n := len(r.Extra); n > 0 && r.Extra[n-1].Header().Rrtype == dns.TypeTSIG {
+			r.Extra = r.Extra[: n-1 : n-1]
+		}
+		limit -= req.Signer.Overhead()
+	}
+	if r.Len() > limit {
 		truncated(r, qopt, rb)
 	}
 	return r, true
+}
+
+// relayed reports whether m is an answer to relay unchanged: signed by
+// an upstream (a trailing TSIG), for a query whose TSIG dnsedge did not
+// verify (it holds no such key, pipeline.TSIGBadKey).
+func relayed(req *pipeline.Request, m *dns.Msg) bool {
+	return req.TSIG == pipeline.TSIGBadKey && req.Signer == nil && m.IsTsig() != nil
 }
 
 // truncated makes r, which does not fit the client's size, the answer of
@@ -111,8 +139,9 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 // rb. No record of the answer goes: an answer cut to what fits would make
 // a small spoofed UDP query worth up to the client's whole buffer size
 // (16 to 27 bytes out per byte in for a big TXT or DNSKEY RRset), while
-// this one is never bigger than the query's own question and OPT. A TSIG
-// is dropped too: the client retries over TCP and gets it there.
+// this one is never bigger than the query's own question and OPT. A
+// signed query's truncated reply is signed by the listener all the same
+// (RFC 8945 §5.3: the question and the TSIG record, TC set).
 func truncated(r *dns.Msg, qopt *dns.OPT, rb *replyBuf) {
 	r.Truncated = true
 	r.Answer, r.Ns, r.Extra = nil, nil, nil
@@ -191,6 +220,25 @@ var bufPool = sync.Pool{New: func() any {
 
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
+
+// packReply packs the finished reply to req into buf, signed when the
+// query asked for it (req.Signer), and checks that it fits req.MaxSize.
+func packReply(req *pipeline.Request, m *dns.Msg, buf []byte) ([]byte, error) {
+	if req.Signer == nil {
+		return pack(m, buf, req.MaxSize)
+	}
+	b, err := req.Signer.Sign(m)
+	if err != nil {
+		return nil, fmt.Errorf("sign reply: %w", err)
+	}
+	if len(b) > req.MaxSize {
+		return nil, fmt.Errorf("signed reply of %d bytes exceeds the client's %d", len(b), req.MaxSize)
+	}
+	if len(b) <= len(buf) {
+		b = buf[:copy(buf, b)]
+	}
+	return b, nil
+}
 
 // pack packs m into buf (allocating only if buf is too small) and checks
 // that the result fits limit.

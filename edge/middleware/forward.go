@@ -66,7 +66,12 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
 		})
 	}
-	res, err := g.Exchange(ctx, f.upstreamQuery(req))
+	q := req.Msg
+	relay := req.TSIG == pipeline.TSIGBadKey
+	if !relay {
+		q = f.upstreamQuery(req)
+	}
+	res, err := g.Exchange(ctx, q)
 	if err != nil {
 		ede, text := uint16(dns.ExtendedErrorCodeNoReachableAuthority), "no upstream answered in time"
 		var re *transport.RaceError
@@ -78,8 +83,13 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	// dnsedge answers as a recursive resolver, whatever the upstream is:
 	// it offers recursion (RA), and it is not the authority for the name
 	// (AA belongs to the server that holds the zone, RFC 1035 §4.1.1).
-	res.Msg.Authoritative = false
-	res.Msg.RecursionAvailable = true
+	// A query signed with a key dnsedge does not hold went as the client
+	// sent it, and its answer, signed by the key's holder, is relayed as
+	// it came (RFC 8945 §5.5).
+	if !relay {
+		res.Msg.Authoritative = false
+		res.Msg.RecursionAvailable = true
+	}
 	req.Outcome.Source = pipeline.SourceUpstream
 	if res.Path != nil {
 		req.Outcome.Path = res.Path.Name()

@@ -14,7 +14,9 @@ import (
 // query log); a route or a split's side becomes req.Route; the rule's
 // tags join req.Tags; its ECS decision becomes req.ECSAction, which the
 // ECS stage turns into the subnet sent upstream; allow_any lets a
-// forwarded ANY through; a local answer ends the query here.
+// forwarded ANY through; a local answer ends the query here; a rule with
+// require_tsig refuses (REFUSED) a query whose TSIG did not verify,
+// setting req.TSIG to pipeline.TSIGRequired when it was unsigned.
 type Policy struct {
 	p       *policy.Policy
 	version string
@@ -44,6 +46,15 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 			return next.ServeDNS(ctx, req)
 		}
 		req.Outcome.Rule = d.Rule
+		if d.RequireTSIG && req.TSIG != pipeline.TSIGVerified {
+			if req.TSIG == pipeline.TSIGNone {
+				req.TSIG = pipeline.TSIGRequired
+			}
+			req.Outcome.Source = pipeline.SourcePolicy
+			m := new(dns.Msg)
+			m.SetRcode(req.Msg, dns.RcodeRefused)
+			return m, nil
+		}
 		if d.Group != "" {
 			req.Route = d.Group
 		}

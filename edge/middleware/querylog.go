@@ -32,6 +32,9 @@ import (
 //     pipeline.Request.EDE), else the first EDE option of the answer (an
 //     upstream's);
 //   - rule and dnssec, once policy and DNSSEC validation fill them;
+//   - tsig: what TSIG verification found (pipeline.TSIGState: verified,
+//     badkey, badsig, badtime, unsigned_refused), for signed queries and
+//     refused unsigned ones;
 //   - duration_ms: the time since the listener received the query, in
 //     milliseconds with microsecond precision.
 //
@@ -48,7 +51,7 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		o := &req.Outcome
 		o.Latency = time.Since(req.Received)
 		q := req.Question()
-		var buf [20]slog.Attr
+		var buf [24]slog.Attr
 		attrs := append(buf[:0],
 			slog.String("listener", req.Listener.String()),
 			slog.String("client", req.Client.String()),
@@ -73,6 +76,9 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		}
 		if req.ECS.IsValid() {
 			attrs = append(attrs, slog.String("ecs", req.ECS.String()))
+		}
+		if req.TSIG != pipeline.TSIGNone {
+			attrs = append(attrs, slog.String("tsig", req.TSIG.String()))
 		}
 		switch {
 		case errors.Is(err, pipeline.ErrDrop):

@@ -14,9 +14,24 @@ type TSIGState uint8
 // TSIG states.
 const (
 	TSIGNone TSIGState = iota
+	// TSIGVerified: the query's MAC verified with a key dnsedge holds,
+	// within the fudge window.
+	TSIGVerified
+	// TSIGBadKey: the key is not one dnsedge holds, or its algorithm is
+	// not the key's (RFC 8945 §5.2.1). Such a query may still be
+	// forwarded unchanged to a server that holds the key (§5.5).
+	TSIGBadKey
+	// TSIGBadSig: the MAC did not verify (RFC 8945 §5.2.2).
+	TSIGBadSig
+	// TSIGBadTime: the MAC verified but the time signed is outside the
+	// fudge window (RFC 8945 §5.2.3).
+	TSIGBadTime
+	// TSIGRequired: the query was unsigned where a listener or a policy
+	// rule requires TSIG, and was refused.
+	TSIGRequired
 )
 
-var tsigNames = [...]string{"none"}
+var tsigNames = [...]string{"none", "verified", "badkey", "badsig", "badtime", "unsigned_refused"}
 
 func (s TSIGState) String() string { return enumString(tsigNames[:], uint8(s), "tsig") }
 

@@ -92,11 +92,11 @@ func (k Kind) String() string {
 
 // Request is one query and what the edge knows about it. Listeners fill it
 // once; middleware may set the fields documented as theirs (Tags, Route,
-// ECS, TraceID, TSIG, Outcome) on the request they were given, since a
-// Request belongs to exactly one query and is never shared between
-// goroutines serving it concurrently. A stage that serves a query of its
-// own from a request (a background refresh) copies the Request, and must
-// then drop Wire and reset Outcome (see Detach).
+// ECS, TraceID, TSIG, TSIGKey, Signer, Outcome) on the request they were
+// given, since a Request belongs to exactly one query and is never shared
+// between goroutines serving it concurrently. A stage that serves a query
+// of its own from a request (a background refresh) copies the Request,
+// and must then drop Wire and Signer and reset Outcome (see Detach).
 type Request struct {
 	// Msg is the query as received (ID included). Read-only.
 	Msg *dns.Msg
@@ -109,6 +109,17 @@ type Request struct {
 	Wire []byte
 	// TSIG is what TSIG verification found; TSIGNone until it runs.
 	TSIG TSIGState
+	// TSIGKey is the name of the key a TSIGVerified query was signed
+	// with, lower case and fully qualified; empty otherwise.
+	TSIGKey string
+	// RequireTSIG is set by a listener configured to serve signed
+	// queries only: the TSIG stage answers an unsigned one REFUSED.
+	RequireTSIG bool
+	// Signer, when not nil, signs the reply to this query: the listener
+	// hands it the finished reply instead of packing it (RFC 8945 §5.3).
+	// Set by the TSIG stage for verified queries and for the errors the
+	// RFC answers with a TSIG record (BADKEY, BADSIG, BADTIME).
+	Signer ReplySigner
 	// Outcome is what the stages learned while answering: where the
 	// answer came from, the upstream path, the tenant, the EDE, the
 	// latency. The query log reads it.
@@ -152,13 +163,28 @@ type Request struct {
 	MaxSize int
 }
 
+// ReplySigner signs the reply to a TSIG-signed query (RFC 8945 §5.3).
+// Implementations are safe for concurrent use.
+type ReplySigner interface {
+	// Overhead is an upper bound of the bytes the TSIG record adds to a
+	// reply, so that a listener truncates a reply that would not fit
+	// with it.
+	Overhead() int
+	// Sign packs reply with a TSIG record appended and returns the wire
+	// form. reply has no TSIG record of its own; Sign may set its
+	// additional section (to a new slice) but changes nothing else.
+	Sign(reply *dns.Msg) ([]byte, error)
+}
+
 // Detach returns a copy of r for a query that outlives r's, such as a
 // background refresh: it has no Wire (the listener's buffer goes back
-// when r is answered) and a zero Outcome (the copy's stages tell their
-// own). Msg is shared; the caller copies it if r's may change.
+// when r is answered), no Signer (nobody signs its answer) and a zero
+// Outcome (the copy's stages tell their own). Msg is shared; the caller
+// copies it if r's may change.
 func (r *Request) Detach() Request {
 	c := *r
 	c.Wire = nil
+	c.Signer = nil
 	c.Outcome = Outcome{}
 	return c
 }

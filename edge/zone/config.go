@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/dnsedge/dnsedge/internal/field"
 	"github.com/dnsedge/dnsedge/policy"
 )
@@ -52,6 +54,13 @@ type TenantSpec struct {
 	// Networks are source CIDRs; a bare address stands for itself alone.
 	Networks []string   `yaml:"networks"`
 	Zones    []ZoneSpec `yaml:"zones"`
+	// TSIGKeys, when set, are the only keys (of the tsig section) whose
+	// verified queries the tenant's zones answer: any other query for a
+	// name in them is REFUSED, so that a tenant's key never reaches
+	// another tenant's zone, nor an unsigned query this one's. A query
+	// signed with one of them belongs to the tenant even without a
+	// matching client id or network. A key belongs to one tenant only.
+	TSIGKeys []string `yaml:"tsig_keys"`
 }
 
 // Empty reports whether c configures no zone, tenant or fallback zone.
@@ -74,6 +83,7 @@ func (c *Config) Validate() error {
 	names := make(map[string]int)
 	ids := make(map[string]string)
 	nets := make(map[netip.Prefix]string)
+	keys := make(map[string]string)
 	for i, t := range c.Tenants {
 		at := fmt.Sprintf("tenants[%d]", i)
 		if t.Name == "" {
@@ -83,8 +93,21 @@ func (c *Config) Validate() error {
 		} else {
 			names[t.Name] = i
 		}
-		if len(t.ClientIDs) == 0 && len(t.Networks) == 0 {
-			errs = append(errs, field.Errorf(at, "tenant %q needs client_ids or networks", t.Name))
+		if len(t.ClientIDs) == 0 && len(t.Networks) == 0 && len(t.TSIGKeys) == 0 {
+			errs = append(errs, field.Errorf(at, "tenant %q needs client_ids, networks or tsig_keys", t.Name))
+		}
+		for j, k := range t.TSIGKeys {
+			f := fmt.Sprintf("%s.tsig_keys[%d]", at, j)
+			if _, ok := dns.IsDomainName(k); !ok || k == "" {
+				errs = append(errs, field.Errorf(f, "key name %q is not a domain name", k))
+				continue
+			}
+			name := dns.CanonicalName(k)
+			if by, dup := keys[name]; dup {
+				errs = append(errs, field.Errorf(f, "key %q already belongs to %s", k, by))
+				continue
+			}
+			keys[name] = f
 		}
 		for j, id := range t.ClientIDs {
 			f := fmt.Sprintf("%s.client_ids[%d]", at, j)

@@ -55,7 +55,7 @@ func TestConfigValidate(t *testing.T) {
 			{Name: "b", ClientIDs: []string{"z"}},
 		}}, want: []string{
 			"tenants[0]: tenant needs a name",
-			`tenants[1]: tenant "a" needs client_ids or networks`,
+			`tenants[1]: tenant "a" needs client_ids, networks or tsig_keys`,
 			`tenants[2].name: tenant "a" already defined at tenants[1]`,
 			`tenants[3].zones: tenant "b" has no zones`,
 		}},

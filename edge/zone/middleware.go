@@ -220,6 +220,15 @@ func (h *local) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, 
 		req.Outcome.Tenant = h.z.tenants.names[t]
 		if m, ok := s.tenants[t].answer(q, name); ok {
 			req.Outcome.Source = pipeline.SourceTenantZone
+			if !h.z.tenants.authorized(t, req) {
+				// Not signed with one of the tenant's keys: an
+				// authorization failure, refused as BIND's allow-query
+				// { key ...; } does (signed with the query's key, when
+				// it verified).
+				r := new(dns.Msg)
+				r.SetRcode(q, dns.RcodeRefused)
+				return r, nil
+			}
 			return m, nil
 		}
 	}

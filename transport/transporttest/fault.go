@@ -81,6 +81,45 @@ type Faults struct {
 	// Down answers nothing on any family or protocol. Sockets stay bound
 	// and TCP connections are accepted; use Stop for refused connections.
 	Down bool
+	// TSIG, when set, signs the replies to signed queries (RFC 8945),
+	// chained to the query's MAC, or does it wrong on purpose.
+	TSIG *TSIGFault
+}
+
+// TSIGFault is how a Server signs replies. The query's own TSIG is not
+// checked.
+type TSIGFault struct {
+	// Key and Secret (base64) sign the reply, with hmac-sha256. A
+	// secret other than the client's is a reply signed with the wrong
+	// key.
+	Key, Secret string
+	// Flip flips the RA bit of the signed reply: a reply changed in
+	// transit.
+	Flip bool
+	// Unsigned sends the reply without a TSIG record.
+	Unsigned bool
+}
+
+// sign returns out, the reply to q, signed as f says.
+func (f *TSIGFault) sign(q *dns.Msg, out []byte) []byte {
+	qt := q.IsTsig()
+	if qt == nil || f.Unsigned || out == nil {
+		return out
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(out); err != nil {
+		return out
+	}
+	r.Compress = true
+	r.SetTsig(dns.CanonicalName(f.Key), dns.HmacSHA256, 300, time.Now().Unix())
+	wire, _, err := dns.TsigGenerate(r, f.Secret, qt.MAC, false)
+	if err != nil {
+		return out
+	}
+	if f.Flip {
+		wire[3] ^= 0x80
+	}
+	return wire
 }
 
 // Server is an authoritative DNS server for one zone, reachable over UDP and
@@ -214,6 +253,9 @@ func (s *Server) handle(ctx context.Context, q *dns.Msg, v6, tcp bool) []byte {
 		m = s.zone.answer(q)
 	}
 	out := finish(q, m, tcp)
+	if f.TSIG != nil {
+		out = f.TSIG.sign(q, out)
+	}
 	if f.DropIPv6Large && v6 && !tcp && len(out) > BlackHoleLimit {
 		return nil
 	}
