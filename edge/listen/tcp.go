@@ -220,8 +220,8 @@ func (l *TCP) accept() {
 		l.connMu.Lock()
 		if r := l.admitConn(tc.client.Addr(), lim); r != reasonNone {
 			l.connMu.Unlock()
+			l.m.drop(r) // counted before the client can see the close
 			conn.Close()
-			l.m.drop(r)
 			l.log.Debug("connection refused", "client", tc.client.String(), "reason", r.String())
 			continue
 		}
