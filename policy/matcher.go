@@ -74,7 +74,6 @@ func (m *matcher) first(in *Input) int {
 		return -1
 	}
 	var q lookups
-	q.in = in
 	for gi := range m.groups {
 		g := &m.groups[gi]
 		if len(g.dims) == 0 {
@@ -82,7 +81,7 @@ func (m *matcher) first(in *Input) int {
 		}
 		ok := true
 		for _, d := range g.dims {
-			if !q.named(m, int(d)) {
+			if !q.named(m, in, int(d)) {
 				ok = false
 				break
 			}
@@ -98,7 +97,6 @@ func (m *matcher) first(in *Input) int {
 
 // lookups holds one decision's lookups, each made when first needed.
 type lookups struct {
-	in     *Input
 	looked uint16             // bit d: dimension d was looked up
 	wild   uint16             // bit d: the value is named by no rule
 	sets   [nDimsAll][]uint64 // each dimension's set, but tags
@@ -111,10 +109,10 @@ type lookups struct {
 
 // named looks dimension d up (once) and reports whether some rule names
 // the query's value on it (or one containing it).
-func (q *lookups) named(m *matcher, d int) bool {
+func (q *lookups) named(m *matcher, in *Input, d int) bool {
 	if q.looked&(1<<d) == 0 {
 		q.looked |= 1 << d
-		set, ok := m.lookup(q, d)
+		set, ok := m.lookup(q, in, d)
 		if ok {
 			q.sets[d] = m.set(set)
 		} else {
@@ -127,8 +125,7 @@ func (q *lookups) named(m *matcher, d int) bool {
 // lookup returns the set of the query's value on dimension d, false when
 // no rule names it. For tags it gathers the sets of the query's tags in
 // q.tags instead, true when there is one.
-func (m *matcher) lookup(q *lookups, d int) (int32, bool) {
-	in := q.in
+func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 	switch d {
 	case dimClientID:
 		if in.ClientID == "" {
