@@ -36,7 +36,7 @@
 #   BENCH_POLICY_RULES     rules of the policy phase's policy (default 1000;
 #                          0 skips the phase)
 #   BENCH_POLICY_ROUNDS    interleaved rounds of each policy scenario on the
-#                          servers with and without the policy (default 3)
+#                          servers with and without the policy (default 5)
 #   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
 #                          unbound validating a signed zone (misses, hits);
 #                          0 skips them
@@ -60,7 +60,7 @@ COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
-POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-3}
+POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-5}
 POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 DNSSEC=${BENCH_DNSSEC:-1}

@@ -32,6 +32,18 @@ func (g *Group) Paths() []*Path {
 	return out
 }
 
+// UsesQueryMeta reports whether an upstream of the group reads the
+// query's Meta (WithQueryMeta): DoH upstreams send its tags and trace id
+// as headers; the others carry them in the query's EDNS options.
+func (g *Group) UsesQueryMeta() bool {
+	for _, u := range g.Upstreams {
+		if u.cfg.Endpoint.Scheme == "https" {
+			return true
+		}
+	}
+	return false
+}
+
 // Round backoff: when a round ends at once (every path refused) the next
 // waits this long, doubling, so a query never spins.
 const (

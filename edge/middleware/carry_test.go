@@ -250,7 +250,17 @@ func TestForwardCarries(t *testing.T) {
 			if gotTag != tc.wantTag || gotTrace != tc.trace {
 				t.Errorf("tag option %q trace option %q, want %q %q", gotTag, gotTrace, tc.wantTag, tc.trace)
 			}
-			m := ex.meta
+			// The options above carry tags and trace to a udp upstream:
+			// no Meta is made for it.
+			if ex.meta != nil {
+				t.Errorf("meta %+v for a udp upstream", ex.meta)
+			}
+			// A DoH upstream takes them as headers, from the Meta.
+			doh := &capture{reply: ex.reply}
+			if _, err := forwardOver(t, "https", doh, nil).ServeDNS(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			m := doh.meta
 			if tc.trace == "" && len(tc.tags) == 0 {
 				if m != nil {
 					t.Errorf("meta %+v on a query without tags or trace", m)

@@ -61,7 +61,9 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Err: fmt.Errorf("route %q names no upstream group", req.Route)}
 		}
 	}
-	if len(req.Tags) > 0 || req.TraceID != "" || f.carry.Attempt != nil {
+	// The Meta is for DoH upstreams (headers) and the tracer's attempt
+	// spans; other upstreams get tags and trace id in EDNS options.
+	if (len(req.Tags) > 0 || req.TraceID != "") && g.UsesQueryMeta() || f.carry.Attempt != nil {
 		ctx = transport.WithQueryMeta(ctx, transport.Meta{
 			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
 		})

@@ -30,14 +30,26 @@ func (c *capture) Close() error { return nil }
 
 func forwardTo(t testing.TB, ex transport.Exchanger, loop *Loop) *Forward {
 	t.Helper()
-	up, err := transport.NewUpstream(transport.UpstreamConfig{
-		Name: "u", Endpoint: transport.Endpoint{Scheme: "udp", Addr: netip.MustParseAddr("192.0.2.1"), Port: 53},
-	}, transport.UpstreamDeps{Registry: transport.NewRegistry(transport.HealthConfig{}, nil)})
+	return forwardOver(t, "udp", ex, loop)
+}
+
+// forwardOver is forwardTo with an upstream of scheme (udp, https ...),
+// whose every path is ex.
+func forwardOver(t testing.TB, scheme string, ex transport.Exchanger, loop *Loop) *Forward {
+	t.Helper()
+	ep := transport.Endpoint{Scheme: scheme, Addr: netip.MustParseAddr("192.0.2.1"), Port: 53}
+	if scheme == "https" {
+		ep.Port, ep.Path = 443, "/dns-query"
+	}
+	up, err := transport.NewUpstream(transport.UpstreamConfig{Name: "u", Endpoint: ep},
+		transport.UpstreamDeps{Registry: transport.NewRegistry(transport.HealthConfig{}, nil)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	up.Paths()[0].Exchanger = ex
-	up.Paths()[0].Stream.Exchanger = ex // later rounds go over TCP
+	if st := up.Paths()[0].Stream; st != nil {
+		st.Exchanger = ex // later rounds go over TCP
+	}
 	s, _ := transport.NewStrategy("sequential")
 	g := transport.NewGroup("default", s, transport.RaceConfig{}, up)
 	f, err := NewForward(map[string]*transport.Group{"default": g}, "default", loop, Carry{TagCode: DefaultTagOptionCode, TraceCode: DefaultTraceOptionCode})
