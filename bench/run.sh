@@ -37,6 +37,8 @@
 #                          0 skips the phase)
 #   BENCH_POLICY_ROUNDS    interleaved rounds of each policy scenario on the
 #                          servers with and without the policy (default 5)
+#   BENCH_CARRY_COUNT      runs of each case of the forward option benchmark
+#                          (default 10)
 #   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
 #                          unbound validating a signed zone (misses, hits);
 #                          0 skips them
@@ -61,6 +63,7 @@ NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
 POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-5}
+CARRY_COUNT=${BENCH_CARRY_COUNT:-10}
 POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 DNSSEC=${BENCH_DNSSEC:-1}
@@ -1001,6 +1004,23 @@ dnssec_phase() {
 	fi
 }
 
+# carry_cost: what the options a forwarded query carries upstream (ECS,
+# tags, trace id) add to the forward path, from the Go benchmark of it
+# (BenchmarkForwardCarry: the upstream query built, the group raced, the
+# answer returned, against an exchanger that answers at once), run
+# CARRY_COUNT times interleaved on the server core; carry.txt keeps the
+# output for the report.
+carry_cost() {
+	log "forward option cost: BenchmarkForwardCarry x $CARRY_COUNT"
+	(cd "$ROOT" && go test -c -o "$OUT/middleware.test" ./edge/middleware) || {
+		log "carry cost: the benchmark did not build"
+		return 0
+	}
+	taskset -c "$SERVER_CORE" nice -n "$NICE" "$OUT/middleware.test" -test.run '^$' -test.bench 'ForwardCarry' \
+		-test.benchtime 300ms -test.count "$CARRY_COUNT" -test.cpu 1 >"$RUN/carry.txt" 2>&1 ||
+		log "carry cost: the benchmark failed, see $RUN/carry.txt"
+}
+
 # cache_phase: the cache memory rows. Each server is started once more, after
 # all the main runs (which keep their own configuration), with a cache sized
 # for CACHE_ENTRIES, and with the endpoint that reports its count of entries:
@@ -1187,6 +1207,7 @@ for server in $ONLY; do
 		if [[ $DNSEDGE_STATUS == ok ]] && ((POLICY_RULES > 0)); then
 			log "policy phase: $POLICY_ROUNDS interleaved rounds"
 			policy_phase
+			carry_cost
 		fi
 		;;
 	dnsdist)

@@ -195,3 +195,30 @@ func TestPolicyCostMedians(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCarryCost: the forward option table reads go test -bench output,
+// medians and minimums per case, and the difference from plain.
+func TestCarryCost(t *testing.T) {
+	dir := t.TempDir()
+	out := `goos: linux
+BenchmarkForwardCarry/plain         	  300000	      4000 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      4300 ns/op	    2152 B/op	      25 allocs/op
+BenchmarkForwardCarry/plain         	  300000	      3500 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      3900 ns/op	    2152 B/op	      25 allocs/op
+BenchmarkForwardCarry/plain-2       	  300000	      3700 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags-2    	  300000	      4100 ns/op	    2152 B/op	      25 allocs/op
+PASS
+`
+	if err := os.WriteFile(filepath.Join(dir, "carry.txt"), []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := writeCarryCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| plain | 3700 | 3500 | +0 ns | +0 ns |", "| ecs+tags | 4100 | 3900 | +400 ns | +400 ns |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in\n%s", want, b.String())
+		}
+	}
+}
