@@ -75,6 +75,11 @@ func newWorld(t testing.TB, now time.Time, zones ...testZone) *world {
 		if z.alg != 0 {
 			sz.key = &dns.DNSKEY{Hdr: dns.RR_Header{Name: z.name, Rrtype: dns.TypeDNSKEY, Class: dns.ClassINET, Ttl: testTTL},
 				Flags: 257, Protocol: 3, Algorithm: z.alg}
+			if z.alg == dns.ED448 {
+				sz.priv = newED448Key(t, sz.key)
+				w.zones[z.name] = sz
+				continue
+			}
 			bits := map[uint8]int{dns.RSASHA256: 1024, dns.RSASHA512: 1024, dns.RSASHA1: 1024, dns.RSASHA1NSEC3SHA1: 1024,
 				dns.ECDSAP256SHA256: 256, dns.ECDSAP384SHA384: 384, dns.ED25519: 256}[z.alg]
 			p, err := sz.key.Generate(bits)
@@ -217,6 +222,10 @@ func (w *world) sign(z *signedZone, rrs []dns.RR) *dns.RRSIG {
 	}
 	sig := &dns.RRSIG{Hdr: dns.RR_Header{Ttl: rrs[0].Header().Ttl}, Algorithm: z.alg, KeyTag: z.key.KeyTag(),
 		SignerName: z.name, Inception: uint32(w.now.Add(inc).Unix()), Expiration: uint32(w.now.Add(exp).Unix())}
+	if z.alg == dns.ED448 {
+		signED448(w.t, z.priv, sig, rrs)
+		return sig
+	}
 	if err := sig.Sign(z.priv, rrs); err != nil {
 		w.t.Fatalf("sign %s: %v", rrs[0].Header().Name, err)
 	}
