@@ -110,6 +110,9 @@ var Cases = []Case{
 	{Name: "x.wild.test.", Type: aaaa, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "wildcard NODATA proven by NSEC"},
 	{Name: "www.wild.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "a name the wildcard does not cover"},
 
+	{Name: "www.ed448.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "algorithm 16 (ED448)"},
+	{Name: "nope.ed448.test.", Type: a, Rcode: nxdomain, Verdict: Secure, EDE: NoEDE, Why: "NXDOMAIN proven by NSEC signed with ED448"},
+
 	{Name: "www.insecure.test.", Type: a, Rcode: noerror, Verdict: Insecure, EDE: NoEDE, Why: "delegation without DS, proven by the parent's NSEC"},
 	{Name: "www.insecure.test.", Type: aaaa, Rcode: noerror, Verdict: Insecure, EDE: NoEDE, Why: "NODATA in an unsigned zone"},
 	{Name: "nope.insecure.test.", Type: a, Rcode: nxdomain, Verdict: Insecure, EDE: NoEDE, Why: "NXDOMAIN in an unsigned zone"},

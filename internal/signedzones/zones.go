@@ -18,6 +18,7 @@
 //	unsupported.test.  signed, then its keys and signatures rewritten to
 //	                   algorithm 253 (PRIVATEDNS), which no validator knows
 //	wild.test.         signed, NSEC, with a wildcard
+//	ed448.test.        signed, NSEC, algorithm 16 (ED448, RFC 8080)
 //	insecure.test.     unsigned, delegated without DS
 //
 // Cases lists, for each zone, the names and types to ask and what a
@@ -81,6 +82,7 @@ func tree() []zone {
 		{origin: "badds.test.", body: hostRecords, alg: "ECDSAP256SHA256", wrongDS: true},
 		{origin: "unsupported.test.", body: hostRecords, alg: "ECDSAP256SHA256", edit: privateAlgorithm},
 		{origin: "wild.test.", body: hostRecords + "* IN A 192.0.2.7\n", alg: "ECDSAP256SHA256"},
+		{origin: "ed448.test.", body: hostRecords, alg: "ED448"},
 		{origin: "insecure.test.", body: hostRecords, noDS: true},
 	}
 }
