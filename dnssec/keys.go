@@ -6,6 +6,9 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha1"
+	"crypto/sha256"
+	"crypto/sha512"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -176,32 +179,39 @@ func checkSignature(key any, alg uint8, data, raw []byte) error {
 	switch k := key.(type) {
 	case *rsa.PublicKey:
 		var h crypto.Hash
+		var sum []byte
 		switch alg {
 		case dns.RSASHA1, dns.RSASHA1NSEC3SHA1:
-			h = crypto.SHA1
+			d := sha1.Sum(data)
+			h, sum = crypto.SHA1, d[:]
 		case dns.RSASHA256:
-			h = crypto.SHA256
+			d := sha256.Sum256(data)
+			h, sum = crypto.SHA256, d[:]
 		case dns.RSASHA512:
-			h = crypto.SHA512
+			d := sha512.Sum512(data)
+			h, sum = crypto.SHA512, d[:]
 		default:
 			return fmt.Errorf("algorithm %d with an RSA key", alg)
 		}
-		d := h.New()
-		d.Write(data)
-		ok = rsa.VerifyPKCS1v15(k, h, d.Sum(nil), raw) == nil
+		ok = rsa.VerifyPKCS1v15(k, h, sum, raw) == nil
 	case *ecdsa.PublicKey:
-		h := crypto.SHA256
-		if alg == dns.ECDSAP384SHA384 {
-			h = crypto.SHA384
+		var sum []byte
+		switch alg {
+		case dns.ECDSAP256SHA256:
+			d := sha256.Sum256(data)
+			sum = d[:]
+		case dns.ECDSAP384SHA384:
+			d := sha512.Sum384(data)
+			sum = d[:]
+		default:
+			return fmt.Errorf("algorithm %d with an ECDSA key", alg)
 		}
-		n := h.Size() // RFC 6605 §4: r and s, each as long as the hash
+		n := len(sum) // RFC 6605 §4: r and s, each as long as the hash
 		if len(raw) != 2*n {
 			return fmt.Errorf("ECDSA signature of %d octets, want %d", len(raw), 2*n)
 		}
-		d := h.New()
-		d.Write(data)
 		r, s := new(big.Int).SetBytes(raw[:n]), new(big.Int).SetBytes(raw[n:])
-		ok = ecdsa.Verify(k, d.Sum(nil), r, s)
+		ok = ecdsa.Verify(k, sum, r, s)
 	case ed25519.PublicKey:
 		ok = len(raw) == ed25519.SignatureSize && ed25519.Verify(k, data, raw)
 	case ed448.PublicKey:

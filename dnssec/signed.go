@@ -55,7 +55,8 @@ func signedData(sig *dns.RRSIG, rrs []dns.RR) ([]byte, error) {
 	prefix = binary.BigEndian.AppendUint16(prefix, h0.Rrtype)
 	prefix = binary.BigEndian.AppendUint16(prefix, h0.Class)
 	prefix = binary.BigEndian.AppendUint32(prefix, sig.OrigTtl)
-	ownerWire := make([]byte, 256)
+	var ownerBuf [256]byte
+	ownerWire := ownerBuf[:]
 	off, err := dns.PackDomainName(owner, ownerWire, 0, nil, false)
 	if err != nil {
 		return nil, fmt.Errorf("pack owner %s: %w", owner, err)
