@@ -37,8 +37,8 @@ const bogusKeyTTL = 60 * time.Second
 // zoneKeys is the cached state of one name.
 type zoneKeys struct {
 	status  zoneStatus
-	keys    []*dns.DNSKEY // zoneSecure: the whole verified DNSKEY set
-	outcome outcome       // verdict, EDE and reason for the other states
+	keys    []*pubKey // zoneSecure: the whole verified DNSKEY set, parsed
+	outcome outcome   // verdict, EDE and reason for the other states
 	expires time.Time
 }
 
@@ -213,10 +213,10 @@ func (v *Validator) keysFrom(ctx context.Context, now time.Time, zone string, ds
 	if strong { // RFC 4509 §3: SHA-1 DS are ignored next to SHA-256 ones
 		usable = slices.DeleteFunc(usable, func(d *dns.DS) bool { return d.DigestType == dns.SHA1 })
 	}
-	var keys []*dns.DNSKEY
+	var keys []*pubKey
 	for _, k := range trusted {
 		if algSupported(k.Algorithm) {
-			keys = append(keys, k)
+			keys = append(keys, newPubKey(k))
 		}
 	}
 	if len(usable) == 0 && len(keys) == 0 {
@@ -237,14 +237,16 @@ func (v *Validator) keysFrom(ctx context.Context, now time.Time, zone string, ds
 	if s == nil {
 		return fromOutcome(now, bogus(dns.ExtendedErrorCodeDNSKEYMissing, "no DNSKEY set for "+zone))
 	}
-	all := make([]*dns.DNSKEY, 0, len(s.rrs))
+	// Every key is parsed once, here: verifying with the cached set
+	// decodes nothing.
+	all := make([]*pubKey, 0, len(s.rrs))
 	for _, rr := range s.rrs {
-		all = append(all, rr.(*dns.DNSKEY))
+		all = append(all, newPubKey(rr.(*dns.DNSKEY)))
 	}
 	for _, k := range all {
 		for _, d := range usable {
-			if k.Algorithm == d.Algorithm && k.KeyTag() == d.KeyTag && k.Flags&dns.ZONE != 0 {
-				if c := k.ToDS(d.DigestType); c != nil && strings.EqualFold(c.Digest, d.Digest) {
+			if k.rr.Algorithm == d.Algorithm && k.tag == d.KeyTag && k.rr.Flags&dns.ZONE != 0 {
+				if c := k.rr.ToDS(d.DigestType); c != nil && strings.EqualFold(c.Digest, d.Digest) {
 					keys = append(keys, k)
 					break
 				}

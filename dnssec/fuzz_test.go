@@ -23,6 +23,8 @@ var fuzzCases = []struct {
 	{"nx.n3.", dns.TypeA},
 	{"a.wild.n3.", dns.TypeTXT},
 	{"www.n3.", dns.TypeAAAA},
+	{"mx.ed448.", dns.TypeMX},
+	{"nx.ed448.", dns.TypeA},
 }
 
 // answerKey is the part of an answer a signature vouches for: each

@@ -147,8 +147,7 @@ func rrsetOf(section []dns.RR, name string, t uint16) *rrset {
 
 // algSupported reports whether RRSIGs of algorithm alg can be verified:
 // RSASHA1 (5), RSASHA1-NSEC3-SHA1 (7), RSASHA256 (8), RSASHA512 (10),
-// ECDSAP256SHA256 (13), ECDSAP384SHA384 (14), ED25519 (15) by miekg/dns,
-// ED448 (16) by verifyED448.
+// ECDSAP256SHA256 (13), ECDSAP384SHA384 (14), ED25519 (15), ED448 (16).
 func algSupported(alg uint8) bool {
 	switch alg {
 	case dns.RSASHA1, dns.RSASHA1NSEC3SHA1, dns.RSASHA256, dns.RSASHA512,
@@ -190,7 +189,7 @@ const maxSigChecks = 8
 // inside its validity period (with the skew), names a key of keys by
 // tag, algorithm and signer, and the key verifies it. It returns Secure
 // with the TTL cap, or Bogus with the most telling failure.
-func (v *Validator) verifyWithKeys(now time.Time, keys []*dns.DNSKEY, s *rrset, sigs []*dns.RRSIG) outcome {
+func (v *Validator) verifyWithKeys(now time.Time, keys []*pubKey, s *rrset, sigs []*dns.RRSIG) outcome {
 	fail := bogus(dns.ExtendedErrorCodeRRSIGsMissing,
 		fmt.Sprintf("no RRSIG of %s %s has a supported algorithm", s.name, dns.TypeToString[s.rrtype]))
 	set := func(o outcome, sig *dns.RRSIG) {
@@ -225,8 +224,9 @@ func (v *Validator) verifyWithKeys(now time.Time, keys []*dns.DNSKEY, s *rrset, 
 			continue
 		}
 		found := false
+		signer := canonical(sig.SignerName)
 		for _, k := range keys {
-			if k.Algorithm != sig.Algorithm || k.KeyTag() != sig.KeyTag || !sameName(k.Hdr.Name, sig.SignerName) {
+			if k.rr.Algorithm != sig.Algorithm || k.tag != sig.KeyTag || k.name != signer {
 				continue
 			}
 			found = true
@@ -237,7 +237,7 @@ func (v *Validator) verifyWithKeys(now time.Time, keys []*dns.DNSKEY, s *rrset, 
 				return o
 			}
 			checks++
-			if err := verifyRRSIG(sig, k, s.rrs); err != nil {
+			if err := verifySig(k, sig, s.rrs); err != nil {
 				set(bogus(dns.ExtendedErrorCodeDNSBogus,
 					fmt.Sprintf("RRSIG of %s by %s/%d does not verify: %v", what, sig.SignerName, sig.KeyTag, err)), sig)
 				continue
@@ -316,13 +316,4 @@ func (v *Validator) verifySet(ctx context.Context, now time.Time, s *rrset, sign
 		}
 	}
 	return best
-}
-
-// verifyRRSIG checks sig over rrs with k: ED448 here, the others by
-// miekg/dns.
-func verifyRRSIG(sig *dns.RRSIG, k *dns.DNSKEY, rrs []dns.RR) error {
-	if sig.Algorithm == dns.ED448 {
-		return verifyED448(sig, k, rrs)
-	}
-	return sig.Verify(k, rrs)
 }

@@ -92,9 +92,6 @@ var Cases = []Case{
 	{Name: "ok.nosig.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "the signed name of the zone"},
 	{Name: "www.nosig.test.", Type: a, Rcode: servfail, Verdict: Bogus, EDE: int(dns.ExtendedErrorCodeRRSIGsMissing), Why: "answer without its RRSIG"},
 
-	{Name: "www.ed448.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "algorithm 16, ED448"},
-	{Name: "nope.ed448.test.", Type: a, Rcode: nxdomain, Verdict: Secure, EDE: NoEDE, Why: "NXDOMAIN proven by NSEC signed with ED448"},
-
 	{Name: "www.nonsec.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "positive answers need no NSEC"},
 	{Name: "zz.nonsec.test.", Type: a, Rcode: servfail, Verdict: Bogus, EDE: int(dns.ExtendedErrorCodeNSECMissing), UnboundEDE: int(dns.ExtendedErrorCodeDNSBogus), Why: "NXDOMAIN without the covering NSEC"},
 	// No NODATA case: named answers a NODATA question in a zone without
@@ -112,6 +109,9 @@ var Cases = []Case{
 	{Name: "x.wild.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "wildcard expansion proven by NSEC"},
 	{Name: "x.wild.test.", Type: aaaa, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "wildcard NODATA proven by NSEC"},
 	{Name: "www.wild.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "a name the wildcard does not cover"},
+
+	{Name: "www.ed448.test.", Type: a, Rcode: noerror, Verdict: Secure, EDE: NoEDE, Why: "algorithm 16 (ED448)"},
+	{Name: "nope.ed448.test.", Type: a, Rcode: nxdomain, Verdict: Secure, EDE: NoEDE, Why: "NXDOMAIN proven by NSEC signed with ED448"},
 
 	{Name: "www.insecure.test.", Type: a, Rcode: noerror, Verdict: Insecure, EDE: NoEDE, Why: "delegation without DS, proven by the parent's NSEC"},
 	{Name: "www.insecure.test.", Type: aaaa, Rcode: noerror, Verdict: Insecure, EDE: NoEDE, Why: "NODATA in an unsigned zone"},

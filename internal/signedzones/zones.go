@@ -18,8 +18,8 @@
 //	unsupported.test.  signed, then its keys and signatures rewritten to
 //	                   algorithm 253 (PRIVATEDNS), which no validator knows
 //	wild.test.         signed, NSEC, with a wildcard
+//	ed448.test.        signed, NSEC, algorithm 16 (ED448, RFC 8080)
 //	insecure.test.     unsigned, delegated without DS
-//	ed448.test.        signed with ED448 (algorithm 16), NSEC
 //
 // Cases lists, for each zone, the names and types to ask and what a
 // validator must say. Everything runs from the test's temporary directory;
@@ -82,8 +82,8 @@ func tree() []zone {
 		{origin: "badds.test.", body: hostRecords, alg: "ECDSAP256SHA256", wrongDS: true},
 		{origin: "unsupported.test.", body: hostRecords, alg: "ECDSAP256SHA256", edit: privateAlgorithm},
 		{origin: "wild.test.", body: hostRecords + "* IN A 192.0.2.7\n", alg: "ECDSAP256SHA256"},
-		{origin: "insecure.test.", body: hostRecords, noDS: true},
 		{origin: "ed448.test.", body: hostRecords, alg: "ED448"},
+		{origin: "insecure.test.", body: hostRecords, noDS: true},
 	}
 }
 
