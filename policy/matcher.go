@@ -13,8 +13,11 @@ import (
 // that dimension: the rules naming the value found, those naming a less
 // specific one that contains it, and those that leave the dimension
 // open. The sets are bitsets over the rules in priority order, computed
-// at compile time; a decision ANDs one set per dimension a word at a time
-// and stops at the first word with a bit set, which is the winner.
+// at compile time. Rules that constrain the same dimensions are next to
+// each other in that order (a mask group); a decision walks the groups
+// (see first) and, in a group whose every dimension the query's values
+// are named on, ANDs those dimensions' sets over the group's words: the
+// first bit left is the winner.
 type matcher struct {
 	words int      // uint64 words per set
 	bits  []uint64 // the sets, words apiece
@@ -64,8 +67,8 @@ var dimCost = [nDimsAll]int{dimClientID: 0, dimECS: 1, dimListener: 2, dimQType:
 // first returns the priority index of the first rule matching in, -1 for
 // none. It walks the mask groups in priority order. A group whose rules
 // constrain a dimension on which the query's value is named by no rule
-// cannot match, which the lookup of that dimension tells at once (it
-// gives the wild set); so most groups fail on their cheapest dimension,
+// cannot match, which the lookup of that dimension tells at once; so
+// most groups fail on their cheapest dimension,
 // and a dimension is looked up only when a group needs it, at most once.
 // A group whose every dimension found a value ANDs those dimensions'
 // sets over its own words; the first bit left is the winner.
