@@ -10,20 +10,16 @@ import (
 // matches. Each dimension is an index (a prefix tree for networks, a
 // suffix map for domains, a byte trie for name prefixes, maps for the
 // rest) that gives, in one lookup, the set of rules the query matches on
-// that dimension: the rules naming the value found, those naming a less
-// specific one that contains it, and those that leave the dimension
-// open. The sets are bitsets over the rules in priority order, computed
-// at compile time. Rules that constrain the same dimensions are next to
+// that dimension: the rules naming the value found and those naming a
+// less specific one that contains it. The sets are bitsets over the rules
+// in priority order, computed at compile time. Rules that constrain the same dimensions are next to
 // each other in that order (a mask group); a decision walks the groups
 // (see first) and, in a group whose every dimension the query's values
 // are named on, ANDs those dimensions' sets over the group's words: the
 // first bit left is the winner.
 type matcher struct {
-	words int      // uint64 words per set
-	bits  []uint64 // the sets, words apiece
-	// wild[d] is the set of rules that leave dimension d open: what a
-	// query matches on d when its value is in no rule.
-	wild     [nDimsAll]int32
+	words    int      // uint64 words per set
+	bits     []uint64 // the sets, words apiece
 	clientID map[string]int32
 	source   Table[int32]
 	ecs      Table[int32]
@@ -37,7 +33,7 @@ type matcher struct {
 	rootSuffix int32
 	qtype      map[uint16]int32
 	listener   []listenerSet    // a handful at most: scanned
-	tags       map[string]int32 // rules naming the tag, without wild
+	tags       map[string]int32 // rules naming the tag
 	groups     []maskGroup
 }
 
@@ -210,13 +206,6 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 	return -1
 }
 
-func lookupMap[K comparable](m map[K]int32, k K, wild int32) int32 {
-	if i, ok := m[k]; ok {
-		return i
-	}
-	return wild
-}
-
 // lookupSuffix returns the set of the longest domain in the suffix map
 // that name is or is below, -1 for none. It walks name's domains from the root down
 // ("example.", "www.example." ...) and stops at the first that is
@@ -317,18 +306,11 @@ func (b *builder) newSet() int32 {
 
 func (b *builder) add(set int32, rule int) { b.m.set(set)[rule/64] |= 1 << (rule % 64) }
 
-func (b *builder) or(dst, src int32) {
-	d, s := b.m.set(dst), b.m.set(src)
-	for i := range d {
-		d[i] |= s[i]
-	}
-}
-
-// valueSet returns a new set: the rules leaving dimension d open, and
-// the rules in rs.
-func (b *builder) valueSet(d int, rs []int) int32 {
+// valueSet returns a new set of the rules in rs. It holds no rule that
+// leaves the dimension open: a decision ANDs a dimension's set only over
+// the rules that constrain it (a mask group).
+func (b *builder) valueSet(rs []int) int32 {
 	s := b.newSet()
-	b.or(s, b.m.wild[d])
 	for _, r := range rs {
 		b.add(s, r)
 	}
@@ -342,9 +324,6 @@ func buildMatcher(rules []*rule) *matcher {
 		return m
 	}
 	b := &builder{m: m}
-	for d := range nDimsAll {
-		m.wild[d] = b.newSet()
-	}
 	var (
 		ids      = make(map[string][]int)
 		srcs     = make(map[netip.Prefix][]int)
@@ -356,49 +335,21 @@ func buildMatcher(rules []*rule) *matcher {
 		tags     = make(map[string][]int)
 	)
 	for i, r := range rules {
-		for d := range nDimsAll {
-			if r.mask&(1<<(nDimsAll-1-d)) == 0 {
-				b.add(m.wild[d], i)
-			}
-		}
-		for _, v := range r.m.clientID {
-			ids[v] = append(ids[v], i)
-		}
-		for _, v := range r.m.source {
-			srcs[v] = append(srcs[v], i)
-		}
-		for _, v := range r.m.ecs {
-			ecss[v] = append(ecss[v], i)
-		}
-		for _, v := range r.m.prefix {
-			prefixes[v] = append(prefixes[v], i)
-		}
-		for _, v := range r.m.suffix {
-			suffixes[v] = append(suffixes[v], i)
-		}
-		for _, v := range r.m.qtype {
-			qtypes[v] = append(qtypes[v], i)
-		}
-		for _, v := range r.m.listener {
-			kinds[v] = append(kinds[v], i)
-		}
-		for _, v := range r.m.tags {
-			tags[v] = append(tags[v], i)
-		}
+		index(ids, r.m.clientID, i)
+		index(srcs, r.m.source, i)
+		index(ecss, r.m.ecs, i)
+		index(prefixes, r.m.prefix, i)
+		index(suffixes, r.m.suffix, i)
+		index(qtypes, r.m.qtype, i)
+		index(kinds, r.m.listener, i)
+		index(tags, r.m.tags, i)
 	}
-	m.clientID = flatSets(b, dimClientID, ids)
-	m.qtype = flatSets(b, dimQType, qtypes)
+	m.clientID = flatSets(b, ids)
+	m.qtype = flatSets(b, qtypes)
 	for v, rs := range kinds {
-		m.listener = append(m.listener, listenerSet{v, b.valueSet(dimListener, rs)})
+		m.listener = append(m.listener, listenerSet{v, b.valueSet(rs)})
 	}
-	m.tags = make(map[string]int32, len(tags))
-	for v, rs := range tags {
-		s := b.newSet()
-		for _, r := range rs {
-			b.add(s, r)
-		}
-		m.tags[v] = s
-	}
+	m.tags = flatSets(b, tags)
 	for lo := 0; lo < len(rules); {
 		hi := lo + 1
 		for hi < len(rules) && rules[hi].mask == rules[lo].mask {
@@ -414,13 +365,13 @@ func buildMatcher(rules []*rule) *matcher {
 		m.groups = append(m.groups, g)
 		lo = hi
 	}
-	b.nets(&m.source, dimSource, srcs)
-	b.nets(&m.ecs, dimECS, ecss)
+	b.nets(&m.source, srcs)
+	b.nets(&m.ecs, ecss)
 
 	// A suffix's set has the rules of every listed domain above it.
 	m.suffix = make(map[string]int32, len(suffixes))
 	for v := range suffixes {
-		s := b.valueSet(dimSuffix, nil)
+		s := b.valueSet(nil)
 		for i := 0; i < len(v); i++ {
 			if i == 0 || v[i-1] == '.' {
 				for _, r := range suffixes[v[i:]] {
@@ -450,7 +401,7 @@ func buildMatcher(rules []*rule) *matcher {
 	}
 	// A prefix's set has the rules of every listed prefix of it.
 	for v := range prefixes {
-		s := b.valueSet(dimPrefix, nil)
+		s := b.valueSet(nil)
 		for n := 1; n <= len(v); n++ {
 			for _, r := range prefixes[v[:n]] {
 				b.add(s, r)
@@ -463,28 +414,35 @@ func buildMatcher(rules []*rule) *matcher {
 }
 
 // flatSets makes the sets of a dimension without hierarchy.
-func flatSets[K comparable](b *builder, d int, vals map[K][]int) map[K]int32 {
+func flatSets[K comparable](b *builder, vals map[K][]int) map[K]int32 {
 	out := make(map[K]int32, len(vals))
 	for v, rs := range vals {
-		out[v] = b.valueSet(d, rs)
+		out[v] = b.valueSet(rs)
 	}
 	return out
 }
 
 // nets fills t with a set per listed network: the rules of every listed
 // network containing it.
-func (b *builder) nets(t *Table[int32], d int, vals map[netip.Prefix][]int) {
+func (b *builder) nets(t *Table[int32], vals map[netip.Prefix][]int) {
 	var all Table[[]int]
 	for p, rs := range vals {
 		all.AddNetwork(p, rs)
 	}
 	for p := range vals {
-		s := b.valueSet(d, nil)
+		s := b.valueSet(nil)
 		for _, rs := range all.nets.Supernets(p) {
 			for _, r := range rs {
 				b.add(s, r)
 			}
 		}
 		t.AddNetwork(p, s)
+	}
+}
+
+// index adds rule i under each of its values vs.
+func index[K comparable](m map[K][]int, vs []K, i int) {
+	for _, v := range vs {
+		m[v] = append(m[v], i)
 	}
 }
