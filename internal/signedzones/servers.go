@@ -58,15 +58,24 @@ controls { };
 		write(t, filepath.Join(dir, "named.conf"), conf)
 		return []string{named, "-g", "-c", filepath.Join(dir, "named.conf"), "-u", "root"}
 	}, func(m *dns.Msg) bool { return m.Rcode == dns.RcodeSuccess && m.Authoritative })
-	// named serves what it could load and logs the rest: make sure every
-	// zone is there.
+	// named serves what it could load and logs the rest, and it loads
+	// zones one after another while already answering (SERVFAIL for a
+	// zone not loaded yet): wait until every zone is there, at most 20
+	// seconds in all.
 	c := &dns.Client{Timeout: 2 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
 	for _, o := range z.Origins {
-		q := new(dns.Msg)
-		q.SetQuestion(o, dns.TypeSOA)
-		m, _, err := c.Exchange(q, s.Addr)
-		if err != nil || m.Rcode != dns.RcodeSuccess || !m.Authoritative {
-			t.Fatalf("named does not serve %s (%v, %v); its log:\n%s", o, err, m, s.Logs())
+		for {
+			q := new(dns.Msg)
+			q.SetQuestion(o, dns.TypeSOA)
+			m, _, err := c.Exchange(q, s.Addr)
+			if err == nil && m.Rcode == dns.RcodeSuccess && m.Authoritative {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("named does not serve %s (%v, %v); its log:\n%s", o, err, m, s.Logs())
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	return s
