@@ -35,13 +35,18 @@
 #   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
 #   BENCH_POLICY_RULES     rules of the policy phase's policy (default 1000;
 #                          0 skips the phase)
-#   BENCH_POLICY_ROUNDS    interleaved rounds of each policy scenario on the
-#                          servers with and without the policy (default 5)
+#   BENCH_PAIR_ROUNDS      paired rounds of each scenario that compares two
+#                          dnsedge servers side by side (policy off and on,
+#                          validation off and on; default 15)
+#   BENCH_PAIR_SECONDS     length of one side of a paired round (default 2)
 #   BENCH_CARRY_COUNT      runs of each case of the forward option benchmark
 #                          (default 10)
 #   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
 #                          unbound validating a signed zone (misses, hits);
 #                          0 skips them
+#   BENCH_MAIN             1 (default) runs every scenario on every server; 0
+#                          skips those rows and runs only the phases (policy,
+#                          validation, cache memory), for a quick look at them
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -62,7 +67,9 @@ COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
-POLICY_ROUNDS=${BENCH_POLICY_ROUNDS:-5}
+PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-15}
+PAIR_SECS=${BENCH_PAIR_SECONDS:-2}
+MAIN=${BENCH_MAIN:-1}
 CARRY_COUNT=${BENCH_CARRY_COUNT:-10}
 POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
@@ -128,6 +135,13 @@ die() {
 if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 120)); then
 	die "BENCH_SECONDS must be 1..120, got '$SECS'"
 fi
+if ! [[ $PAIR_ROUNDS =~ ^[0-9]+$ ]] || ((PAIR_ROUNDS < 1 || PAIR_ROUNDS > 200)); then
+	die "BENCH_PAIR_ROUNDS must be 1..200, got '$PAIR_ROUNDS'"
+fi
+if ! [[ $PAIR_SECS =~ ^[0-9]+$ ]] || ((PAIR_SECS < 1 || PAIR_SECS > 60)); then
+	die "BENCH_PAIR_SECONDS must be 1..60, got '$PAIR_SECS'"
+fi
+[[ $MAIN == [01] ]] || die "BENCH_MAIN must be 0 or 1, got '$MAIN'"
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
 	die "BENCH_NICE must be -20..19, got '$NICE'"
 fi
@@ -624,6 +638,7 @@ bench_server() {
 	local name=$1 status=$2 version=$3 port=$4
 	shift 4
 	local sc
+	((MAIN)) || return 0
 	mkdir -p "$RUN/$name"
 	if [[ $status == ok ]]; then
 		start "$name" "$SERVER_CORE" "$@"
@@ -848,70 +863,139 @@ cache_server() {
 	stop_pid "$STARTED_PID"
 }
 
+# cpu_ns PID: the time PID's threads have been on a CPU, in nanoseconds
+# (schedstat's first field, summed over its threads): unlike utime+stime,
+# which count whole clock ticks, this resolves the short paired rounds.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ s += $1 } END { printf "%.0f\n", s }'; }
+
+# pair_data SCENARIO ROUND: sets data (a query file in $RUN) and mode for
+# one paired round. A miss round gets names of its own (the first
+# PAIR_SECS worth of the miss file, prefixed with the round), which the
+# caller removes after the round.
+pair_data() {
+	local sc=$1 r=$2 n
+	case $sc in
+	hit-udp-5k) data=hot.txt mode=rate ;;
+	hit-udp-max) data=hot.txt mode=max ;;
+	hit-tcp-max) data=hot.txt mode=tcp ;;
+	miss-udp-5k) data=miss-rate.txt mode=rate n=$((RATE * PAIR_SECS + RATE)) ;;
+	miss-udp-max) data=miss-max.txt mode=max n=$((150000 * PAIR_SECS)) ;;
+	dnssec-hit-udp-max) data=signed-hot.txt mode=max ;;
+	dnssec-hit-udp-5k) data=signed-hot.txt mode=rate ;;
+	*) die "pair_data: unknown scenario $sc" ;;
+	esac
+	if [[ $sc == miss-* ]]; then
+		head -n "$n" "$RUN/$data" | sed "s/^/r$r-/" >"$RUN/pair-$r-$data"
+		data=pair-$r-$data
+	fi
+}
+
+# pair_round TSV SCENARIO ROUND SIDE PORT PID DATA MODE: one short round
+# (PAIR_SECS) of dnsperf against one side, appended to TSV as scenario,
+# round, side, status, queries completed and server CPU in nanoseconds.
+pair_round() {
+	local tsv=$1 sc=$2 r=$3 side=$4 port=$5 pid=$6 data=$7 mode=$8
+	local raw=$RUN/pairs/$sc-$r-$side.txt cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$PAIR_SECS") before after rc=0 done
+	case $mode in
+	max) cmd+=("${MAX_ARGS[@]}") ;;
+	tcp) cmd+=("${MAX_ARGS[@]}" -m tcp) ;;
+	rate) cmd+=("${RATE_ARGS[@]}") ;;
+	esac
+	[[ $sc != miss-* ]] || cmd+=(-n 1)
+	before=$(cpu_ns "$pid")
+	timeout $((PAIR_SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" "${cmd[@]}" >"$raw" 2>&1 || rc=$?
+	if ! kill -0 "$pid" 2>/dev/null; then
+		printf '%s\t%s\t%s\tserver exited\t-\t-\n' "$sc" "$r" "$side" >>"$tsv"
+		return 1
+	fi
+	after=$(cpu_ns "$pid")
+	done=$(awk '/Queries completed:/ { print $3 }' "$raw")
+	if ((rc != 0)) || [[ -z $done ]]; then
+		printf '%s\t%s\t%s\tdnsperf failed (exit %s)\t-\t-\n' "$sc" "$r" "$side" "$rc" >>"$tsv"
+		return 0
+	fi
+	printf '%s\t%s\t%s\tok\t%s\t%s\n' "$sc" "$r" "$side" "$done" "$((after - before))" >>"$tsv"
+}
+
+# pair_rounds TSV A B SCENARIO...: PAIR_ROUNDS short rounds of each scenario
+# on two servers running side by side on the server core, A and B being keys
+# of the caller's ports and pids arrays. Each round measures both, one right
+# after the other, in alternating order (A B, then B A, ...), so that the two
+# figures of a round see the same machine; the report takes the ratio per
+# round and the median of those ratios.
+pair_rounds() {
+	local tsv=$1 a=$2 b=$3 sc r side first second data mode
+	shift 3
+	mkdir -p "$RUN/pairs"
+	for sc in "$@"; do
+		log "paired rounds: $sc, $PAIR_ROUNDS x ${PAIR_SECS} s on $a and $b"
+		for ((r = 1; r <= PAIR_ROUNDS; r++)); do
+			pair_data "$sc" "$r"
+			first=$a second=$b
+			((r % 2)) || first=$b second=$a
+			for side in $first $second; do
+				pair_round "$tsv" "$sc" "$r" "$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
+					log "paired rounds: the $side server exited"
+			done
+			[[ $sc != miss-* ]] || rm -f "$RUN/$data"
+		done
+	done
+}
+
+# pair_servers NAME A B CONF_A CONF_B: starts dnsedge twice on the server
+# core, on CONF_A and CONF_B (ports[A] and ports[B] of the caller), checks
+# each configuration first and warms both with WARM (a query file in $RUN);
+# sets pids. False, with the reason logged, if either does not start.
+pair_servers() {
+	local name=$1 a=$2 b=$3 side conf
+	local -A confs=([$a]=$4 [$b]=$5)
+	for side in "$a" "$b"; do
+		conf=${confs[$side]}
+		if ! "$OUT/dnsedge" check "$conf" >"$RUN/$name-$side.check" 2>&1; then
+			log "$name: $conf rejected, see $RUN/$name-$side.check"
+			return 1
+		fi
+		mkdir -p "$RUN/$name-$side"
+		start "$name-$side" "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
+		pids[$side]=$STARTED_PID
+		if ! wait_ready "${ports[$side]}" "$STARTED_PID"; then
+			log "$name: the $side server did not start, see bench/out/run/$name-$side.log"
+			return 1
+		fi
+		timeout 60 taskset -c "$LOAD_CORE" nice -n "$NICE" dnsperf -s 127.0.0.1 -p "${ports[$side]}" -d "$RUN/$WARM" -n 1 -c 1 -q 10 -t 2 \
+			>"$RUN/$name-$side/warm.txt" 2>&1 || true
+	done
+}
+
 # policy_phase: the cost of a policy of POLICY_RULES rules (benchtool
-# policy). Two dnsedge servers run side by side on the server core, the
-# same configuration but for the policy (both have the second group that
-# every query's split may pick): "off" without it, "on" with it. Each
-# policy scenario runs POLICY_ROUNDS times on each, interleaved (off then
-# on, then on then off, ...), so that both see the same machine; the
-# report compares the medians. Every round of a miss scenario has a file
-# of names of its own. Rows go to policy.tsv, apart from the main tables.
+# policy). Two dnsedge servers, the same configuration but for the policy
+# (both have the second group that every query's split may pick): "off"
+# without it, "on" with it, measured in paired rounds (pair_rounds). Rows go
+# to policy.tsv, peak RSS to policy-rss.tsv.
 policy_phase() {
-	local side conf port sc r data mode first second
+	local side conf
 	local -A ports=([off]=${PORTS[19]} [on]=${PORTS[20]}) stats=([off]=${PORTS[21]} [on]=${PORTS[22]}) pids=()
 	printf '  - name: canary\n    strategy: sequential\n    upstreams: [auth]\n' >"$RUN/policy-groups.yaml"
 	rm -f "$RUN/policy.tsv" "$RUN/policy-rss.tsv"
 	"$OUT/benchtool" policy "$POLICY_RULES" >"$RUN/policy.yaml"
 	printf 'policy_file: %s\n' "$RUN/policy.yaml" >"$RUN/policy-key.yaml"
 	for side in off on; do
-		conf=$RUN/dnsedge-policy-$side.yaml port=${ports[$side]}
-		render dnsedge.yaml.in "$conf" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
+		conf=$RUN/dnsedge-policy-$side.yaml
+		render dnsedge.yaml.in "$conf" PORT="${ports[$side]}" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
 			PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
 		splice "$conf" CACHE_MAX_BYTES
 		splice "$conf" ENCRYPTED
 		splice "$conf" EXTRA_GROUPS "$RUN/policy-groups.yaml"
 		if [[ $side == on ]]; then splice "$conf" POLICY "$RUN/policy-key.yaml"; else splice "$conf" POLICY; fi
-		if ! "$OUT/dnsedge" check "$conf" >"$RUN/dnsedge-policy-$side.check" 2>&1; then
-			log "policy phase: $conf rejected, see $RUN/dnsedge-policy-$side.check"
-			return 0
-		fi
-		mkdir -p "$RUN/policy-$side"
-		start "policy-$side" "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
-		pids[$side]=$STARTED_PID
-		if ! wait_ready "$port" "$STARTED_PID"; then
-			log "policy phase: the $side server did not start, see bench/out/run/policy-$side.log"
-			return 0
-		fi
-		warm "policy-$side" "$port"
 	done
-	local saved=$RESULTS
-	RESULTS=$RUN/policy.tsv
-	for sc in $POLICY_SCENARIOS; do
-		for ((r = 1; r <= POLICY_ROUNDS; r++)); do
-			case $sc in
-			hit-udp-5k) data=hot.txt mode=rate ;;
-			miss-udp-5k) data=miss-rate.txt mode=rate ;;
-			hit-udp-max) data=hot.txt mode=max ;;
-			hit-tcp-max) data=hot.txt mode=tcp ;;
-			miss-udp-max) data=miss-max.txt mode=max ;;
-			esac
-			if [[ $sc == miss-* ]]; then
-				sed "s/^/p$r-/" "$RUN/$data" >"$RUN/policy-$r-$data"
-				data=policy-$r-$data
-			fi
-			first=off second=on
-			((r % 2)) || first=on second=off
-			for side in $first $second; do
-				measure "$sc" "policy-$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
-					log "policy phase: the $side server exited"
-			done
-			[[ $sc != miss-* ]] || rm -f "$RUN/$data"
+	if WARM=hot.txt pair_servers policy off on "$RUN/dnsedge-policy-off.yaml" "$RUN/dnsedge-policy-on.yaml"; then
+		pair_rounds "$RUN/policy.tsv" off on $POLICY_SCENARIOS
+		for side in off on; do
+			printf '%s\t%s\n' "$side" "$(peak_rss_kib "${pids[$side]}" 2>/dev/null || echo -)" >>"$RUN/policy-rss.tsv"
 		done
-	done
-	RESULTS=$saved
+	fi
 	for side in off on; do
-		printf '%s\t%s\n' "$side" "$(peak_rss_kib "${pids[$side]}" 2>/dev/null || echo -)" >>"$RUN/policy-rss.tsv"
-		stop_pid "${pids[$side]}"
+		[[ -z ${pids[$side]:-} ]] || stop_pid "${pids[$side]}"
 	done
 }
 
@@ -968,6 +1052,32 @@ dnssec_server() {
 	stop_pid "$pid"
 }
 
+# dnssec_pairs: validated hits against unvalidated ones. Two dnsedge
+# servers side by side, the same configuration but for the dnssec section
+# ("plain" without it, "validate" with signed.test.'s DS as trust anchor),
+# warmed with the signed hot set and measured in paired rounds
+# (pair_rounds). Rows go to dnssec-pairs.tsv.
+dnssec_pairs() {
+	local side conf
+	local -A ports=([plain]=${PORTS[26]} [validate]=${PORTS[27]}) stats=([plain]=${PORTS[28]} [validate]=${PORTS[29]}) pids=()
+	rm -f "$RUN/dnssec-pairs.tsv"
+	for side in plain validate; do
+		conf=$RUN/dnsedge-dnssec-$side.yaml
+		render dnsedge.yaml.in "$conf" PORT="${ports[$side]}" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
+			PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+		splice "$conf" CACHE_MAX_BYTES
+		splice "$conf" EXTRA_GROUPS
+		splice "$conf" ENCRYPTED
+		if [[ $side == validate ]]; then splice "$conf" POLICY "$RUN/dnssec-key.yaml"; else splice "$conf" POLICY; fi
+	done
+	if WARM=signed-hot.txt pair_servers dnssec plain validate "$RUN/dnsedge-dnssec-plain.yaml" "$RUN/dnsedge-dnssec-validate.yaml"; then
+		pair_rounds "$RUN/dnssec-pairs.tsv" plain validate dnssec-hit-udp-max dnssec-hit-udp-5k
+	fi
+	for side in plain validate; do
+		[[ -z ${pids[$side]:-} ]] || stop_pid "${pids[$side]}"
+	done
+}
+
 # dnssec_phase: dnsedge and unbound, each validating with signed.test.'s DS
 # as trust anchor, forwarding to the same named.
 dnssec_phase() {
@@ -987,6 +1097,7 @@ dnssec_phase() {
 		fi
 		version="dnsedge ($(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)), validating"
 		dnssec_server dnsedge-validate "$status" "$version" "$port" "$OUT/dnsedge" serve -config "$conf"
+		[[ $status != ok ]] || dnssec_pairs
 	fi
 	if [[ " $ONLY " == *" unbound "* ]]; then
 		port=${PORTS[25]} conf=$RUN/unbound-validate/unbound.conf
@@ -1132,12 +1243,13 @@ make_data
 # server never binds a port the previous one left in TIME_WAIT.
 # dnsedge's, dnsdist's and unbound's encrypted listeners get two more each:
 # DoT (and DoQ on UDP) and DoH (and DoH3 on UDP); unbound's are 17 and 18. The
-# validation phase has 23-25. The
+# validation phase has 23-25, and its paired servers 26-29 (DNS, then
+# metrics). The
 # cache memory phase has its own (10-16): one per server, and one for each
 # endpoint that counts entries. The policy phase's two servers have 19-22
 # (DNS, then metrics).
-mapfile -t PORTS < <("$OUT/benchtool" ports 26)
-((${#PORTS[@]} == 26)) || die "could not find free ports"
+mapfile -t PORTS < <("$OUT/benchtool" ports 30)
+((${#PORTS[@]} == 30)) || die "could not find free ports"
 NAMED_PORT=${PORTS[0]}
 METRICS_PORT=${PORTS[1]}
 
@@ -1153,12 +1265,14 @@ NAMED_PID=$STARTED_PID
 wait_ready "$NAMED_PORT" "$NAMED_PID" || die "named did not start, see bench/out/run/named.log"
 NAMED_VERSION=$(named -v | awk '{ print $1, $2 }')
 
-log "upstream direct"
-mkdir -p "$RUN/named-direct"
-measure miss-udp-5k named-direct "$NAMED_PORT" "$NAMED_PID" "$RUN/miss-rate.txt" rate ||
-	die "named exited, see bench/out/run/named.log"
-measure miss-udp-max named-direct "$NAMED_PORT" "$NAMED_PID" "$RUN/miss-max.txt" max ||
-	die "named exited, see bench/out/run/named.log"
+if ((MAIN)); then
+	log "upstream direct"
+	mkdir -p "$RUN/named-direct"
+	measure miss-udp-5k named-direct "$NAMED_PORT" "$NAMED_PID" "$RUN/miss-rate.txt" rate ||
+		die "named exited, see bench/out/run/named.log"
+	measure miss-udp-max named-direct "$NAMED_PORT" "$NAMED_PID" "$RUN/miss-max.txt" max ||
+		die "named exited, see bench/out/run/named.log"
+fi
 
 for server in $ONLY; do
 	case $server in
@@ -1192,7 +1306,7 @@ for server in $ONLY; do
 		fi
 		bench_server dnsedge "$DNSEDGE_STATUS" "$version" "$port" \
 			"$OUT/dnsedge" serve -config "$RUN/dnsedge.yaml"
-		if ((ENCRYPTED)) && [[ $DNSEDGE_STATUS == ok ]]; then
+		if ((MAIN && ENCRYPTED)) && [[ $DNSEDGE_STATUS == ok ]]; then
 			# dnsedge serve sets GOGC=400, so the RSS of the row above
 			# carries four times the live heap of GC headroom; this row shows
 			# what GOGC=100 (the Go default) gives for the same connections.
@@ -1205,7 +1319,7 @@ for server in $ONLY; do
 			stop_pid "$STARTED_PID"
 		fi
 		if [[ $DNSEDGE_STATUS == ok ]] && ((POLICY_RULES > 0)); then
-			log "policy phase: $POLICY_ROUNDS interleaved rounds"
+			log "policy phase"
 			policy_phase
 			carry_cost
 		fi
@@ -1290,6 +1404,8 @@ stop_pid "$NAMED_PID"
 	printf 'load average\t%s at start, %s at end (1, 5, 15 min)\n' "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'dnsperf\t%s\n' "$(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }')"
 	printf 'seconds\t%s\n' "$SECS"
+	printf 'pair_rounds\t%s\n' "$PAIR_ROUNDS"
+	printf 'pair_seconds\t%s\n' "$PAIR_SECS"
 	printf 'nice\t%s\n' "$NICE"
 	printf 'max_args\t%s\n' "${MAX_ARGS[*]}"
 	printf 'rate_args\t%s\n' "${RATE_ARGS[*]}"

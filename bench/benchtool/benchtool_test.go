@@ -165,34 +165,51 @@ func TestPolicyLoads(t *testing.T) {
 	}
 }
 
-// TestPolicyCostMedians: the policy table compares the medians of the
-// interleaved rounds, and names a failed run instead of a ratio.
-func TestPolicyCostMedians(t *testing.T) {
+// TestPairTables: a pair table takes the ratio per round (only rounds
+// with both sides), reports the median and the middle half of the ratios
+// against the target, and names a failed round.
+func TestPairTables(t *testing.T) {
 	dir := t.TempDir()
-	row := func(sc, server, status, cpu string) string {
-		return strings.Join([]string{sc, server, status, "1", "1", "1", "0", cpu, "-", "-", "-", "-", ""}, "\t") + "\n"
+	row := func(sc, round, side, status, q, ns string) string {
+		return strings.Join([]string{sc, round, side, status, q, ns}, "\t") + "\n"
 	}
-	tsv := row("hit-udp-max", "policy-off", "ok", "10") + row("hit-udp-max", "policy-on", "ok", "10.2") +
-		row("hit-udp-max", "policy-on", "ok", "30") + row("hit-udp-max", "policy-off", "ok", "11") +
-		row("hit-udp-max", "policy-off", "ok", "12") + row("hit-udp-max", "policy-on", "ok", "10.4") +
-		row("hit-tcp-max", "policy-off", "ok", "5") + row("hit-tcp-max", "policy-on", "server exited", "-")
+	// Round ratios of hit-udp-max: 1.02, 1.00, 1.10, 0.98 (round 5 has one
+	// side only and is left out); the machine slows down in round 3 for
+	// both sides, which a per-round ratio cancels.
+	tsv := row("hit-udp-max", "1", "off", "ok", "1000", "10000000") + row("hit-udp-max", "1", "on", "ok", "1000", "10200000") +
+		row("hit-udp-max", "2", "on", "ok", "2000", "20000000") + row("hit-udp-max", "2", "off", "ok", "2000", "20000000") +
+		row("hit-udp-max", "3", "off", "ok", "1000", "30000000") + row("hit-udp-max", "3", "on", "ok", "1000", "33000000") +
+		row("hit-udp-max", "4", "on", "ok", "1000", "9800000") + row("hit-udp-max", "4", "off", "ok", "1000", "10000000") +
+		row("hit-udp-max", "5", "off", "ok", "1000", "10000000") + row("hit-udp-max", "5", "on", "server exited", "-", "-") +
+		row("hit-tcp-max", "1", "off", "ok", "1000", "5000000") + row("hit-tcp-max", "1", "on", "dnsperf failed (exit 1)", "-", "-") +
+		row("miss-udp-max", "1", "off", "ok", "1000", "10000000") + row("miss-udp-max", "1", "on", "ok", "1000", "12000000")
 	if err := os.WriteFile(filepath.Join(dir, "policy.tsv"), []byte(tsv), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	if err := writePolicyCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+	if err := writePairs(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir, map[string]string{"pair_rounds": "5", "pair_seconds": "2"}, policyPairs); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
-	// medians: off 11, on 10.4 (the 30 outlier is one round of three).
-	if !strings.Contains(out, "| hit-udp-max | 10.00, 11.00, 12.00 | 10.20, 30.00, 10.40 | 11.00 | 10.40 | 0.945 |") {
-		t.Errorf("hit-udp-max row missing or wrong:\n%s", out)
+	for _, want := range []string{
+		"## Policy cost",
+		"runs 5 rounds of 2 s on each",
+		"| hit-udp-max | 4 | 10.00 | 10.10 | 1.010 | 0.995–1.040 | yes (a round failed: on: server exited) |",
+		"| hit-tcp-max | 0 | - | - | - | - | on: dnsperf failed (exit 1) |",
+		"| miss-udp-max | 1 | 10.00 | 12.00 | 1.200 | 1.200–1.200 | no |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
 	}
-	if !strings.Contains(out, "| hit-tcp-max | - | - | - | - | policy-on: server exited |") {
-		t.Errorf("failed run not reported:\n%s", out)
-	}
-	if err := writePolicyCost(func(string, ...any) { t.Error("wrote a table without policy.tsv") }, t.TempDir()); err != nil {
+	if err := writePairs(func(string, ...any) { t.Error("wrote the validation table without its file") }, dir, nil, dnssecPairs); err != nil {
 		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "dnssec-pairs.tsv"), []byte(row("dnssec-hit-udp-max", "1", "bogus", "ok", "1", "1")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePairs(func(string, ...any) {}, dir, nil, dnssecPairs); err == nil || !strings.Contains(err.Error(), `unknown side "bogus"`) {
+		t.Errorf("a file with an unknown side: err %v", err)
 	}
 }
 

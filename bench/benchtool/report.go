@@ -166,13 +166,16 @@ func writeReport(dir, out string) error {
 			w("%s\n", line)
 		}
 	}
-	if err := writePolicyCost(w, dir); err != nil {
+	if err := writePairs(w, dir, m, policyPairs); err != nil {
 		return err
 	}
 	if err := writeCarryCost(w, dir); err != nil {
 		return err
 	}
 	writeDNSSEC(w, byKey)
+	if err := writePairs(w, dir, m, dnssecPairs); err != nil {
+		return err
+	}
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
@@ -340,67 +343,6 @@ func mib(kib string) string {
 	return strconv.FormatFloat(v/1024, 'f', 1, 64)
 }
 
-// policyScenarios are the scenarios of the policy phase, in report order.
-var policyScenarios = []string{"hit-udp-max", "hit-tcp-max", "miss-udp-max", "hit-udp-5k", "miss-udp-5k"}
-
-// writePolicyCost compares, from policy.tsv, dnsedge with a policy of many
-// rules ("policy-on") with the same dnsedge without it ("policy-off"):
-// both ran side by side and each scenario ran several rounds on each,
-// interleaved. The ratio is of the medians; the target is CPU per query
-// within 5%.
-func writePolicyCost(w func(string, ...any), dir string) error {
-	path := filepath.Join(dir, "policy.tsv")
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	rows, err := readTSV(path, 13)
-	if err != nil {
-		return err
-	}
-	type sides struct{ off, on []float64 }
-	by := map[string]*sides{}
-	failed := map[string]string{}
-	for _, r := range rows {
-		sc, server, status, cpu := r[0], r[1], r[2], r[7]
-		v, err := strconv.ParseFloat(cpu, 64)
-		if status != "ok" || err != nil {
-			failed[sc] = server + ": " + status
-			continue
-		}
-		if by[sc] == nil {
-			by[sc] = &sides{}
-		}
-		switch server {
-		case "policy-off":
-			by[sc].off = append(by[sc].off, v)
-		case "policy-on":
-			by[sc].on = append(by[sc].on, v)
-		}
-	}
-	w("\n## Policy cost\n\n")
-	w("dnsedge with a policy of 1,000 rules over every match dimension, with routes and all three kinds of split " +
-		"(`benchtool policy 1000`), against the same dnsedge without it. Every benchmark query matches the policy's last rule, " +
-		"a sticky 50%% split between two groups over the same upstream, so each pays for a full decision and a split. " +
-		"The two servers run side by side on core 0 and each scenario runs several rounds on each, interleaved (off, on, then on, off, ...), " +
-		"so that both see the same machine; the ratio is of the medians. Target: CPU per query within 5%% (a ratio of at most 1.05).\n\n")
-	w("| Scenario | without policy, CPU µs/query per round | with 1,000 rules, per round | median without | median with | ratio |\n|---|---|---|---:|---:|---:|\n")
-	for _, sc := range policyScenarios {
-		x := by[sc]
-		if x == nil || len(x.off) == 0 || len(x.on) == 0 {
-			if f, ok := failed[sc]; ok {
-				w("| %s | - | - | - | - | %s |\n", sc, f)
-			}
-			continue
-		}
-		mOff, mOn := median(x.off), median(x.on)
-		w("| %s | %s | %s | %.2f | %.2f | %.3f |\n", sc, floats(x.off), floats(x.on), mOff, mOn, mOn/mOff)
-	}
-	if rss, err := readTSV(filepath.Join(dir, "policy-rss.tsv"), 2); err == nil && len(rss) == 2 {
-		w("\nPeak RSS after the rounds: %s MiB without the policy, %s MiB with it.\n", mib(rss[0][1]), mib(rss[1][1]))
-	}
-	return nil
-}
-
 func median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
@@ -409,14 +351,6 @@ func median(v []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
-}
-
-func floats(v []float64) string {
-	parts := make([]string, len(v))
-	for i, x := range v {
-		parts[i] = strconv.FormatFloat(x, 'f', 2, 64)
-	}
-	return strings.Join(parts, ", ")
 }
 
 // writeCarryCost reports, from carry.txt (go test -bench output of
