@@ -27,14 +27,17 @@ type matcher struct {
 	// suffix has every listed domain with its set, and every domain
 	// above a listed one with -1, so that a lookup walking a name from
 	// the root down stops at the first label no rule goes below.
-	suffix map[string]int32
+	suffix       map[string]int32
+	suffixFilter bloom // suffixHash of every key of suffix
 	// rootSuffix is the set of the root domain (a rule listing "."), -1
 	// for none.
 	rootSuffix int32
-	qtype      map[uint16]int32
-	listener   []listenerSet    // a handful at most: scanned
-	tags       map[string]int32 // rules naming the tag
-	groups     []maskGroup
+	// qtype is indexed by query type: each listed type's set, -1 for
+	// the rest; it ends at the highest listed type.
+	qtype    []int32
+	listener []listenerSet    // a handful at most: scanned
+	tags     map[string]int32 // rules naming the tag
+	groups   []maskGroup
 }
 
 type listenerSet struct {
@@ -53,6 +56,7 @@ const maxTagSets = 8
 type maskGroup struct {
 	lo, hi int
 	dims   []int8
+	need   uint16 // bit d for each of dims
 }
 
 // dimCost orders the dimensions by what their lookup costs: a missing
@@ -75,20 +79,17 @@ func (m *matcher) first(in *Input) int {
 	var q lookups
 	for gi := range m.groups {
 		g := &m.groups[gi]
-		if len(g.dims) == 0 {
+		if g.need == 0 {
 			return g.lo // a rule with no match: every query
 		}
-		ok := true
-		for _, d := range g.dims {
-			if !q.named(m, in, int(d)) {
-				ok = false
-				break
-			}
+		if g.need&q.wild != 0 {
+			continue // a dimension looked up already names nothing
 		}
-		if ok {
-			if r := q.firstIn(m, g); r >= 0 {
-				return r
-			}
+		if g.need&^q.looked != 0 && !q.namedAll(m, in, g) {
+			continue
+		}
+		if r := q.firstIn(m, g); r >= 0 {
+			return r
 		}
 	}
 	return -1
@@ -96,9 +97,9 @@ func (m *matcher) first(in *Input) int {
 
 // lookups holds one decision's lookups, each made when first needed.
 type lookups struct {
-	looked uint16             // bit d: dimension d was looked up
-	wild   uint16             // bit d: the value is named by no rule
-	sets   [nDimsAll][]uint64 // each dimension's set, but tags
+	looked uint16          // bit d: dimension d was looked up
+	wild   uint16          // bit d: the value is named by no rule
+	sets   [nDimsAll]int32 // each dimension's set, but tags
 	// tags are the sets of the query's tags some rule names: the first
 	// maxTagSets in tagSets, the rest (rare) in moreTags.
 	tagSets  [maxTagSets]int32
@@ -106,19 +107,23 @@ type lookups struct {
 	moreTags []int32
 }
 
-// named looks dimension d up (once) and reports whether some rule names
-// the query's value on it (or one containing it).
-func (q *lookups) named(m *matcher, in *Input, d int) bool {
-	if q.looked&(1<<d) == 0 {
-		q.looked |= 1 << d
-		set, ok := m.lookup(q, in, d)
-		if ok {
-			q.sets[d] = m.set(set)
-		} else {
-			q.wild |= 1 << d
+// namedAll looks up g's dimensions not looked up yet, cheapest first,
+// and reports whether some rule names the query's value on each (or one
+// containing it); it stops at the first that none does.
+func (q *lookups) namedAll(m *matcher, in *Input, g *maskGroup) bool {
+	for _, d := range g.dims {
+		if q.looked&(1<<d) != 0 {
+			continue
 		}
+		q.looked |= 1 << d
+		set, ok := m.lookup(q, in, int(d))
+		if !ok {
+			q.wild |= 1 << d
+			return false
+		}
+		q.sets[d] = set
 	}
-	return q.wild&(1<<d) == 0
+	return true
 }
 
 // lookup returns the set of the query's value on dimension d, false when
@@ -158,8 +163,10 @@ func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 		i := m.lookupSuffix(in.QName)
 		return i, i >= 0
 	case dimQType:
-		i, ok := m.qtype[in.QType]
-		return i, ok
+		if int(in.QType) < len(m.qtype) {
+			i := m.qtype[in.QType]
+			return i, i >= 0
+		}
 	case dimListener:
 		for _, l := range m.listener {
 			if l.name == in.Listener {
@@ -174,6 +181,22 @@ func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 // first rule left, -1 for none.
 func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 	lo, hi := g.lo/64, (g.hi-1)/64
+	if len(g.dims) == 1 && g.dims[0] != dimTags {
+		set := m.bits[int(q.sets[g.dims[0]])*m.words:]
+		for w := lo; w <= hi; w++ {
+			x := set[w]
+			if w == lo {
+				x &= ^uint64(0) << uint(g.lo%64)
+			}
+			if w == hi && g.hi%64 != 0 {
+				x &= 1<<uint(g.hi%64) - 1
+			}
+			if x != 0 {
+				return w*64 + bits.TrailingZeros64(x)
+			}
+		}
+		return -1
+	}
 	for w := lo; w <= hi; w++ {
 		x := ^uint64(0)
 		if w == lo {
@@ -197,7 +220,7 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 				x &= t
 				continue
 			}
-			x &= q.sets[d][w]
+			x &= m.bits[int(q.sets[d])*m.words+w]
 		}
 		if x != 0 {
 			return w*64 + bits.TrailingZeros64(x)
@@ -210,7 +233,9 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 // that name is or is below, -1 for none. It walks name's domains from the root down
 // ("example.", "www.example." ...) and stops at the first that is
 // neither listed nor above a listed domain, so that a name below no rule
-// costs one lookup.
+// costs one lookup. The domains' hashes, taken from the last byte
+// backwards, grow with the walk; the filter turns away most domains not
+// in the map before the map is asked.
 func (m *matcher) lookupSuffix(name string) int32 {
 	best := int32(-1)
 	if len(m.suffix) == 0 || name == "" {
@@ -220,12 +245,18 @@ func (m *matcher) lookupSuffix(name string) int32 {
 		best = m.rootSuffix
 	}
 	end := len(name)
+	h := uint64(fnvOffset)
 	if name[end-1] == '.' {
 		end--
+		h = fnvByte(h, '.')
 	}
 	for i := end - 1; i >= 0; i-- {
+		h = fnvByte(h, name[i])
 		if i > 0 && name[i-1] != '.' {
 			continue
+		}
+		if !m.suffixFilter.has(h) {
+			break
 		}
 		s, ok := m.suffix[name[i:]]
 		if !ok {
@@ -237,6 +268,25 @@ func (m *matcher) lookupSuffix(name string) int32 {
 	}
 	return best
 }
+
+// suffixHash is the hash lookupSuffix has for domain: FNV-1a over its
+// bytes from the last to the first.
+func suffixHash(domain string) uint64 {
+	h := uint64(fnvOffset)
+	for i := len(domain) - 1; i >= 0; i-- {
+		h = fnvByte(h, domain[i])
+	}
+	return h
+}
+
+// bloom is a one-hash Bloom filter of 4,096 bits.
+type bloom [64]uint64
+
+// add and has use the hash's top 12 bits, which a multiplicative hash
+// mixes best.
+func (b *bloom) add(h uint64) { b[h>>58] |= 1 << (h >> 52 & 63) }
+
+func (b *bloom) has(h uint64) bool { return b[h>>58]&(1<<(h>>52&63)) != 0 }
 
 // trie is a byte trie of name prefixes; node 0 is the root.
 type trie struct{ nodes []trieNode }
@@ -345,7 +395,12 @@ func buildMatcher(rules []*rule) *matcher {
 		index(tags, r.m.tags, i)
 	}
 	m.clientID = flatSets(b, ids)
-	m.qtype = flatSets(b, qtypes)
+	for t, rs := range qtypes {
+		for int(t) >= len(m.qtype) {
+			m.qtype = append(m.qtype, -1)
+		}
+		m.qtype[t] = b.valueSet(rs)
+	}
 	for v, rs := range kinds {
 		m.listener = append(m.listener, listenerSet{v, b.valueSet(rs)})
 	}
@@ -362,6 +417,9 @@ func buildMatcher(rules []*rule) *matcher {
 			}
 		}
 		slices.SortFunc(g.dims, func(a, b int8) int { return dimCost[a] - dimCost[b] })
+		for _, d := range g.dims {
+			g.need |= 1 << d
+		}
 		m.groups = append(m.groups, g)
 		lo = hi
 	}
@@ -398,6 +456,9 @@ func buildMatcher(rules []*rule) *matcher {
 				}
 			}
 		}
+	}
+	for v := range m.suffix {
+		m.suffixFilter.add(suffixHash(v))
 	}
 	// A prefix's set has the rules of every listed prefix of it.
 	for v := range prefixes {

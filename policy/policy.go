@@ -109,14 +109,28 @@ func (p *Policy) Groups() []string { return p.groups }
 // matches gets the zero Decision. Decide does not allocate unless the
 // request carries more than eight tags the policy matches on.
 func (p *Policy) Decide(in *Input) Decision {
-	i := p.m.first(in)
-	if i < 0 {
+	d, group := p.Match(in)
+	if d == nil {
 		return Decision{}
 	}
-	r := p.rules[i]
-	d := r.decision
-	if r.split != nil {
-		d.Group = r.split.group(in, p.sticky)
+	out := *d
+	out.Group = group
+	return out
+}
+
+// Match is Decide without the copy, for the query path: it returns the
+// matching rule's own decision, which is shared and must not be changed,
+// and the group the query goes to (the route, or the side of the rule's
+// split the client is on), whatever d.Group says; nil when no rule
+// matches.
+func (p *Policy) Match(in *Input) (d *Decision, group string) {
+	i := p.m.first(in)
+	if i < 0 {
+		return nil, ""
 	}
-	return d
+	r := p.rules[i]
+	if r.split != nil {
+		return &r.decision, r.split.group(in, p.sticky)
+	}
+	return &r.decision, r.decision.Group
 }

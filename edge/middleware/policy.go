@@ -41,8 +41,8 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 		if s.p.UsesECS() {
 			in.ECS = clientSubnet(req.Msg)
 		}
-		d := s.p.Decide(&in)
-		if !d.Matched {
+		d, group := s.p.Match(&in)
+		if d == nil {
 			return next.ServeDNS(ctx, req)
 		}
 		req.Outcome.Rule = d.Rule
@@ -55,8 +55,8 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 			m.SetRcode(req.Msg, dns.RcodeRefused)
 			return m, nil
 		}
-		if d.Group != "" {
-			req.Route = d.Group
+		if group != "" {
+			req.Route = group
 		}
 		if len(d.Tags) > 0 {
 			// d.Tags belongs to the policy: never append into it, and

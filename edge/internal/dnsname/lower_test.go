@@ -21,3 +21,27 @@ func TestLower(t *testing.T) {
 		t.Errorf("%v allocations for a lower-case name", n)
 	}
 }
+
+// TestLowerEveryByte: the eight-byte scan finds an upper-case letter at
+// every position and of every value, and leaves every other byte alone.
+func TestLowerEveryByte(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		for pos := 0; pos < 19; pos++ {
+			b := []byte("abcdefghijklmnopqrs")
+			b[pos] = byte(c)
+			want := append([]byte(nil), b...)
+			if 'A' <= c && c <= 'Z' {
+				want[pos] = byte(c) + 'a' - 'A'
+			}
+			if got := Lower(string(b)); got != string(want) {
+				t.Fatalf("Lower(%q) = %q, want %q", b, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkLower(b *testing.B) {
+	for b.Loop() {
+		Lower("h17.bench.test.")
+	}
+}
