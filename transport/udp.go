@@ -2,7 +2,6 @@ package transport
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,15 +13,18 @@ import (
 var _ Exchanger = (*UDP)(nil)
 
 // UDP exchanges queries with one upstream address over UDP (RFC 1035
-// §4.2.1). Each query gets its own connected socket, so the kernel picks a
-// random source port and drops datagrams from any other address; together
-// with the random message ID and the question check this is the defence
-// against spoofed answers (RFC 5452).
+// §4.2.1), over a small pool of connected sockets that queries share and
+// that are replaced, on new random source ports, after a bounded number
+// of queries and seconds (see udpPool). The kernel drops datagrams from
+// any other address; together with the random message ID, unique among
+// the queries in flight on a socket, and the question check, this is the
+// defence against spoofed answers (RFC 5452).
 //
-// A UDP is safe for concurrent use. It keeps no sockets between queries.
+// A UDP is safe for concurrent use.
 type UDP struct {
 	p      pinnedAddr
 	tcp    Exchanger
+	pool   *udpPool
 	closed atomic.Bool
 }
 
@@ -34,7 +36,7 @@ type UDP struct {
 // the path's own TCP side. The UDP owns tcp: Close closes it.
 func NewUDP(addr netip.AddrPort, tcp Exchanger) *UDP {
 	p := pin(addr, "udp")
-	return &UDP{p: p, tcp: tcp}
+	return &UDP{p: p, tcp: tcp, pool: newUDPPool(p)}
 }
 
 // Exchange sends q and returns the matching reply, with q's ID. q is not
@@ -70,61 +72,20 @@ func (u *UDP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 }
 
 func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	m := upstreamQuery(q)
-	bp := getMsgBuf()
-	defer putMsgBuf(bp)
-	buf := *bp
-	wire, mac, err := u.p.packQuery(m, buf)
-	if err != nil {
-		// The query never left: not the path's fault.
-		return nil, u.p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
-	}
-
-	conn, err := dialUDP(u.p.addr)
-	if err != nil {
-		return nil, u.p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
-	}
-	defer conn.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		conn.SetDeadline(dl)
-	}
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
-	defer stop()
-
-	if _, err := conn.Write(wire); err != nil {
-		return nil, u.p.failIO(ctx, fmt.Errorf("write query: %w", err))
-	}
-	var bad error // why the last ignored packet was ignored
-	for {
-		n, err := conn.Read(buf)
-		if err != nil {
-			if bad != nil && !errors.Is(ctx.Err(), context.Canceled) && isTimeout(err) {
-				return nil, u.p.fail(ClassMalformed, fmt.Errorf("read reply: only unusable packets before the deadline, last: %w", bad))
-			}
-			return nil, u.p.failIO(ctx, fmt.Errorf("read reply: %w", err))
-		}
-		r, err := matchReply(buf[:n], m.Id, q)
-		if err != nil {
-			bad = err
-			continue
-		}
-		// A reply that matches the query but whose TSIG does not
-		// verify fails the attempt at once, as on the stream
-		// transports: it is the path's malformed reply, and the race
-		// moves on instead of waiting out the deadline.
-		if err := u.p.checkReply(buf[:n], r, mac); err != nil {
-			return nil, u.p.fail(ClassMalformed, fmt.Errorf("read reply: %w", err))
-		}
-		return r, nil
-	}
+	return u.pool.exchange(ctx, u.p, q)
 }
 
 // Close makes later calls to Exchange fail with net.ErrClosed (as
-// ClassCanceled) and closes the TCP exchanger given to NewUDP, failing its
-// exchanges under way. UDP exchanges under way finish on their own, bounded
-// by their ctx. Close is idempotent.
+// ClassCanceled), fails the UDP exchanges under way the same way, closes
+// the sockets, and closes the TCP exchanger given to NewUDP, failing its
+// exchanges under way. Close is idempotent.
 func (u *UDP) Close() error {
-	if u.closed.Swap(true) || u.tcp == nil {
+	if u.closed.Swap(true) {
+		return nil
+	}
+	u.pool.close()
+	u.pool.wg.Wait()
+	if u.tcp == nil {
 		return nil
 	}
 	return u.tcp.Close()

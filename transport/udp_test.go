@@ -110,7 +110,8 @@ func TestUDPExchange(t *testing.T) {
 }
 
 // TestUDPIgnoresBadPackets sends unusable packets ahead of the real answer:
-// they must be skipped, and when nothing else comes the error says so.
+// they must be skipped, and when nothing else comes the error says so if
+// they carried the query's ID.
 func TestUDPIgnoresBadPackets(t *testing.T) {
 	t.Parallel()
 	type edit func(r *dns.Msg) []byte
@@ -149,7 +150,16 @@ func TestUDPIgnoresBadPackets(t *testing.T) {
 					}
 					r, err := u.Exchange(wireCtx(t, budget), q)
 					if !thenAnswer {
-						wantClass(t, err, ClassMalformed)
+						// A datagram with the query's ID that is not its
+						// answer makes the failure malformed; one with
+						// another ID may be a late answer to an earlier
+						// query on the shared socket, and counts against
+						// none.
+						want := ClassMalformed
+						if b.name == "wrong id" || b.name == "junk" {
+							want = ClassTimeout
+						}
+						wantClass(t, err, want)
 						return
 					}
 					if err != nil {

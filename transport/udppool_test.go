@@ -1,0 +1,247 @@
+package transport
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// udpRecorder answers every query on a loopback socket with an A record
+// naming the query, and records each query's source port and ID.
+type udpRecorder struct {
+	mu    sync.Mutex
+	ports map[uint16]int
+	ids   []uint16
+}
+
+func newUDPRecorder(t *testing.T, ip string, delay func(q *dns.Msg) time.Duration) (*udpRecorder, netip.AddrPort) {
+	t.Helper()
+	rec := &udpRecorder{ports: make(map[uint16]int)}
+	pc := wireListenUDP(t, ip)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, maxMsgSize)
+		for {
+			n, from, err := pc.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			q := new(dns.Msg)
+			if q.Unpack(buf[:n]) != nil {
+				continue
+			}
+			rec.mu.Lock()
+			rec.ports[from.Port()]++
+			rec.ids = append(rec.ids, q.Id)
+			rec.mu.Unlock()
+			r := new(dns.Msg).SetReply(q)
+			r.Answer = []dns.RR{wireRR(q.Question[0].Name + " 60 IN A 192.0.2.1")}
+			b := wirePack(r)
+			if delay == nil {
+				pc.WriteToUDPAddrPort(b, from)
+				continue
+			}
+			wg.Go(func() {
+				time.Sleep(delay(q))
+				pc.WriteToUDPAddrPort(b, from)
+			})
+		}
+	})
+	t.Cleanup(func() {
+		pc.Close()
+		wg.Wait()
+	})
+	return rec, wireAddr(pc.LocalAddr())
+}
+
+// TestUDPUnpredictability: over 10,000 upstream queries, the IDs are
+// spread like random 16-bit numbers (distinct values and every bit set
+// about half the time) and the source ports change as sockets retire: at
+// least one port per DefaultUDPSocketQueries queries, and no port carries
+// more than its share.
+func TestUDPUnpredictability(t *testing.T) {
+	t.Parallel()
+	const n = 10000
+	rec, addr := newUDPRecorder(t, "127.0.0.1", nil)
+	u := NewUDP(addr, nil)
+	t.Cleanup(func() { u.Close() })
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range n / 8 {
+				if _, err := u.Exchange(wireCtx(t, 5*time.Second), wireQuery(fmt.Sprintf("q%d-%d.example.", g, i), dns.TypeA)); err != nil {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d queries failed", f, n)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if len(rec.ids) != n {
+		t.Fatalf("upstream saw %d queries, want %d", len(rec.ids), n)
+	}
+	// 10,000 draws from 65,536 values give about 9,270 distinct ones.
+	distinct := map[uint16]bool{}
+	var ones [16]int
+	for _, id := range rec.ids {
+		distinct[id] = true
+		for b := range 16 {
+			ones[b] += int(id >> b & 1)
+		}
+	}
+	if len(distinct) < 9000 {
+		t.Errorf("%d distinct IDs in %d queries, want at least 9,000", len(distinct), n)
+	}
+	for b, c := range ones {
+		if c < n*45/100 || c > n*55/100 {
+			t.Errorf("ID bit %d set in %d of %d queries, want 45-55%%", b, c, n)
+		}
+	}
+	if min := n / DefaultUDPSocketQueries; len(rec.ports) < min {
+		t.Errorf("%d source ports in %d queries, want at least %d", len(rec.ports), n, min)
+	}
+	for p, c := range rec.ports {
+		if c > DefaultUDPSocketQueries+8 { // a worn socket may carry the query that found it worn
+			t.Errorf("port %d carried %d queries, more than %d", p, c, DefaultUDPSocketQueries)
+		}
+	}
+	t.Logf("%d queries: %d distinct IDs, %d source ports", n, len(distinct), len(rec.ports))
+}
+
+// TestUDPSocketsShared: sequential queries share the pool's sockets
+// instead of opening one each, and a socket past its age is retired
+// (on the pool's clock) and replaced.
+func TestUDPSocketsShared(t *testing.T) {
+	t.Parallel()
+	rec, addr := newUDPRecorder(t, "127.0.0.1", nil)
+	u := NewUDP(addr, nil)
+	t.Cleanup(func() { u.Close() })
+	var clock atomic.Int64
+	u.pool.now = func() time.Time { return time.Unix(clock.Load(), 0) }
+	ask := func(k int) {
+		t.Helper()
+		for i := range k {
+			if _, err := u.Exchange(wireCtx(t, 5*time.Second), wireQuery(fmt.Sprintf("s%d.example.", i), dns.TypeA)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	ask(200)
+	rec.mu.Lock()
+	before := len(rec.ports)
+	rec.mu.Unlock()
+	if before > DefaultUDPSockets {
+		t.Fatalf("200 queries went out on %d ports, want at most %d sockets' worth", before, DefaultUDPSockets)
+	}
+	clock.Add(int64(DefaultUDPSocketAge/time.Second) + 1)
+	ask(200)
+	rec.mu.Lock()
+	after := len(rec.ports)
+	rec.mu.Unlock()
+	if after <= before {
+		t.Errorf("no new source port after the sockets' age passed (%d ports before, %d after)", before, after)
+	}
+}
+
+// TestUDPDemux: queries in flight together on shared sockets, answered
+// in random order, each get their own answer.
+func TestUDPDemux(t *testing.T) {
+	t.Parallel()
+	for _, fam := range wireFamilies {
+		t.Run(fam.name, func(t *testing.T) {
+			t.Parallel()
+			_, addr := newUDPRecorder(t, fam.ip, func(q *dns.Msg) time.Duration {
+				return time.Duration(q.Id%20) * time.Millisecond
+			})
+			u := NewUDP(addr, nil)
+			t.Cleanup(func() { u.Close() })
+			var wg sync.WaitGroup
+			errs := make(chan error, 64*20)
+			for g := range 64 {
+				wg.Go(func() {
+					for i := range 20 {
+						name := fmt.Sprintf("d%d-%d.example.", g, i)
+						r, err := u.Exchange(wireCtx(t, 10*time.Second), wireQuery(name, dns.TypeA))
+						if err == nil && (len(r.Answer) != 1 || r.Answer[0].Header().Name != name) {
+							err = fmt.Errorf("%s got %v", name, r.Answer)
+						}
+						if err != nil {
+							errs <- err
+						}
+					}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
+// TestUDPOversizedReply: a reply longer than the read buffer (an upstream
+// ignoring the EDNS size asked for) is taken as truncated, so the race
+// asks again over TCP.
+func TestUDPOversizedReply(t *testing.T) {
+	t.Parallel()
+	pc := wireListenUDP(t, "127.0.0.1")
+	udpScript(t, pc, func(q *dns.Msg, send func([]byte)) {
+		send(wirePack(txtAnswer(q, 60))) // about 6.5 KB
+	})
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	t.Cleanup(func() { u.Close() })
+	r, err := u.Exchange(wireCtx(t, 5*time.Second), wireQuery("big.example.", dns.TypeTXT))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.Truncated {
+		t.Errorf("a %d-answer reply cut at %d bytes came back without TC", len(r.Answer), udpReadBuf)
+	}
+}
+
+// TestUDPCloseInFlight: Close ends the exchanges under way at once (as
+// canceled) and leaves no socket reader behind.
+func TestUDPCloseInFlight(t *testing.T) {
+	t.Parallel()
+	pc := wireListenUDP(t, "127.0.0.1")
+	got := make(chan struct{}, 4)
+	udpScript(t, pc, func(*dns.Msg, func([]byte)) { got <- struct{}{} })
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	errs := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			_, err := u.Exchange(wireCtx(t, 30*time.Second), wireQuery(fmt.Sprintf("c%d.example.", i), dns.TypeA))
+			errs <- err
+		}()
+	}
+	for range 4 {
+		<-got
+	}
+	start := time.Now()
+	u.Close() // waits for the readers
+	for range 4 {
+		err := <-errs
+		if Classify(err) != ClassCanceled || !strings.Contains(err.Error(), "closed") {
+			t.Errorf("exchange under way at close: %v (class %s), want closed, canceled", err, Classify(err))
+		}
+	}
+	if el := time.Since(start); el > wireSlack {
+		t.Errorf("close took %v", el)
+	}
+	if _, err := u.Exchange(context.Background(), wireQuery("late.example.", dns.TypeA)); Classify(err) != ClassCanceled {
+		t.Errorf("exchange after close: %v", err)
+	}
+}
