@@ -35,9 +35,10 @@
 #   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
 #   BENCH_POLICY_RULES     rules of the policy phase's policy (default 1000;
 #                          0 skips the phase)
+#   BENCH_LOW_SECONDS      length of each 100 qps run (default 20)
 #   BENCH_PAIR_ROUNDS      paired rounds of each scenario that compares two
 #                          dnsedge servers side by side (policy off and on,
-#                          validation off and on; default 15)
+#                          validation off and on; default 20)
 #   BENCH_PAIR_SECONDS     length of one side of a paired round (default 2)
 #   BENCH_CARRY_COUNT      runs of each case of the forward option benchmark
 #                          (default 10)
@@ -61,13 +62,14 @@ RUN=$OUT/run
 REPORT=${BENCH_REPORT:-$ROOT/BENCHMARKS.md}
 
 SECS=${BENCH_SECONDS:-10}
+LOW_SECS=${BENCH_LOW_SECONDS:-20}
 ALL_SERVERS="dnsedge dnsdist unbound coredns"
 ONLY=${BENCH_ONLY:-$ALL_SERVERS}
 COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
-PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-15}
+PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-20}
 PAIR_SECS=${BENCH_PAIR_SECONDS:-2}
 MAIN=${BENCH_MAIN:-1}
 CARRY_COUNT=${BENCH_CARRY_COUNT:-10}
@@ -91,10 +93,12 @@ LOAD_CORE=1
 ZONE_RECORDS=10000 # h0..h9999 plus a wildcard
 HOT_NAMES=1000     # cache-hit set: h0..h999
 RATE=5000          # fixed-rate latency runs
+LOW_RATE=100       # the rate a sidecar mostly sees
 CLIENTS=4
 OUTSTANDING=200
 MAX_ARGS=(-T 1 -c "$CLIENTS" -q "$OUTSTANDING" -t 2)
 RATE_ARGS=(-T 1 -c "$CLIENTS" -q 100 -t 2 -Q "$RATE")
+LOW_ARGS=(-T 1 -c 1 -q 10 -t 2 -Q "$LOW_RATE")
 # The same shape for the other load generators: CLIENTS connections,
 # OUTSTANDING queries in flight over all of them (dnsedge's default cap is 100
 # per connection).
@@ -134,6 +138,9 @@ die() {
 
 if ! [[ $SECS =~ ^[0-9]+$ ]] || ((SECS < 1 || SECS > 120)); then
 	die "BENCH_SECONDS must be 1..120, got '$SECS'"
+fi
+if ! [[ $LOW_SECS =~ ^[0-9]+$ ]] || ((LOW_SECS < 1 || LOW_SECS > 600)); then
+	die "BENCH_LOW_SECONDS must be 1..600, got '$LOW_SECS'"
 fi
 if ! [[ $PAIR_ROUNDS =~ ^[0-9]+$ ]] || ((PAIR_ROUNDS < 1 || PAIR_ROUNDS > 200)); then
 	die "BENCH_PAIR_ROUNDS must be 1..200, got '$PAIR_ROUNDS'"
@@ -376,6 +383,7 @@ make_data() {
 	# Unique names, answered by the wildcard. Each server is started fresh, so
 	# a file is new to every server; two files keep the two miss runs apart.
 	awk -v n="$n_miss_rate" 'BEGIN { for (i = 0; i < n; i++) printf "l%d.bench.test A\n", i }' >"$RUN/miss-rate.txt"
+	awk -v n="$((LOW_RATE * LOW_SECS + LOW_RATE))" 'BEGIN { for (i = 0; i < n; i++) printf "o%d.bench.test A\n", i }' >"$RUN/miss-low.txt"
 	awk -v n="$n_miss_max" 'BEGIN { for (i = 0; i < n; i++) printf "m%d.bench.test A\n", i }' >"$RUN/miss-max.txt"
 	((DNSSEC == 0)) || make_signed_data
 	if ((CACHE_MEM)); then
@@ -422,14 +430,16 @@ core_ticks() {
 # (quicload). Scenarios named miss-* go through QUERYFILE once.
 measure() {
 	local sc=$1 server=$2 port=$3 pid=$4 data=$5 mode=$6
-	local raw=$RUN/$server/$sc.txt cmd=() tool before after rc=0 miss=""
+	local raw=$RUN/$server/$sc.txt cmd=() tool before after rc=0 miss="" secs=$SECS
 	[[ $sc != miss-* ]] || miss=1
+	[[ $mode != lowrate ]] || secs=$LOW_SECS
 	case $mode in
-	max | tcp | rate | dot-*)
+	max | tcp | rate | lowrate | dot-*)
 		tool=dnsperf
-		cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$SECS")
+		cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$secs")
 		case $mode in
 		max) cmd+=("${MAX_ARGS[@]}") ;;
+		lowrate) cmd+=("${LOW_ARGS[@]}" -v) ;;
 		tcp) cmd+=("${MAX_ARGS[@]}" -m tcp) ;;
 		rate) cmd+=("${RATE_ARGS[@]}" -v) ;;
 		dot-max) cmd+=("${MAX_ARGS[@]}" -m dot) ;;
@@ -470,7 +480,7 @@ measure() {
 	read -r c0_task _ c0_total <<<"$(core_ticks "$SERVER_CORE")"
 	read -r _ c1_busy c1_total <<<"$(core_ticks "$LOAD_CORE")"
 	before=$(cpu_ticks "$pid")
-	timeout $((SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" "${cmd[@]}" >"$raw" 2>&1 || rc=$?
+	timeout $((secs + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" "${cmd[@]}" >"$raw" 2>&1 || rc=$?
 	if ! kill -0 "$pid" 2>/dev/null; then
 		row "$sc" "$server" "server exited (see bench/out/run/$server.log)"
 		return 1
@@ -624,7 +634,7 @@ warm() {
 		>"$RUN/$1/warm.txt" 2>&1 || true
 }
 
-SCENARIOS="hit-udp-5k miss-udp-5k hit-udp-max hit-tcp-max miss-udp-max"
+SCENARIOS="hit-udp-100 miss-udp-100 hit-udp-5k miss-udp-5k hit-udp-max hit-tcp-max miss-udp-max"
 ENC_SCENARIOS="hit-dot-5k miss-dot-5k hit-dot-max hit-doh-5k miss-doh-5k hit-doh-max"
 QUIC_SCENARIOS="hit-doh3-5k miss-doh3-5k hit-doh3-max hit-doq-5k miss-doq-5k hit-doq-max"
 
@@ -674,8 +684,13 @@ bench_server() {
 		printf '%s\t%s\t%s\t-\t%s\n' "$name" "$version" "$status" "" >>"$SERVERS"
 		return 0
 	fi
-	local pid=$STARTED_PID note="" data mode p
+	local pid=$STARTED_PID note="" data mode p started
+	# Idle memory: settled after start, then with the hot set cached.
+	sleep 2
+	started=$(rss_kib "$pid" 2>/dev/null || echo -)
 	warm "$name" "$port"
+	sleep 2
+	printf '%s\t%s\t%s\n' "$name" "$started" "$(rss_kib "$pid" 2>/dev/null || echo -)" >>"$RUN/idle-rss.tsv"
 	if [[ -n $enc_scenarios && $IDLE_STATUS == ok ]]; then
 		idle_memory "$name" "$pid" "$ENC_DOT_PORT"
 	elif [[ -n $enc_scenarios ]]; then
@@ -692,6 +707,8 @@ bench_server() {
 			continue
 		fi
 		case $sc in
+		hit-udp-100) data=hot.txt mode=lowrate ;;
+		miss-udp-100) data=miss-low.txt mode=lowrate ;;
 		hit-udp-5k) data=hot.txt mode=rate ;;
 		miss-udp-5k) data=miss-rate.txt mode=rate ;;
 		hit-udp-max) data=hot.txt mode=max ;;
@@ -1409,6 +1426,8 @@ stop_pid "$NAMED_PID"
 	printf 'nice\t%s\n' "$NICE"
 	printf 'max_args\t%s\n' "${MAX_ARGS[*]}"
 	printf 'rate_args\t%s\n' "${RATE_ARGS[*]}"
+	printf 'low_args\t%s\n' "${LOW_ARGS[*]}"
+	printf 'low_seconds\t%s\n' "$LOW_SECS"
 	printf 'encrypted\t%s\n' "$ENCRYPTED"
 	printf 'h2_max_args\t%s\n' "${H2_MAX_ARGS[*]}"
 	printf 'h2_rate_args\t%s\n' "${H2_RATE_ARGS[*]}"

@@ -52,6 +52,11 @@ var scenarios = []scenario{
 	{key: "miss-%s-5k", listeners: listeners, title: "Cache miss, fixed 5,000 qps: latency, by listener", rate: true,
 		about: "Names never asked before at a fixed 5,000 queries per second; each listener has its own file of new names. " +
 			"'p50 over direct' is what the forwarder adds to asking named directly over UDP."},
+	{key: "hit-udp-100", title: "Cache hit, UDP, fixed 100 qps: a sidecar's rate", rate: true,
+		about: "The hot set, already cached, at 100 queries per second from one client, the rate a pod's sidecar mostly sees. " +
+			"At this rate the CPU per query is mostly what the server spends waking up for each query (and, for Go, what its runtime does in the background), not the answer itself."},
+	{key: "miss-udp-100", title: "Cache miss, UDP, fixed 100 qps", rate: true,
+		about: "Names never asked before at 100 queries per second from one client; 'p50 over direct' subtracts named's p50 at 5,000 qps."},
 }
 
 // serverOrder is the order of rows in every table; servers not listed here
@@ -179,6 +184,9 @@ func writeReport(dir, out string) error {
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
+	if err := writeIdleRSS(w, dir); err != nil {
+		return err
+	}
 	if err := writeCacheMem(w, dir, m); err != nil {
 		return err
 	}
@@ -230,7 +238,7 @@ func methodLines(m map[string]string) []string {
 		fmt.Sprintf("Zone: `bench.test.` with %s A records `h0..h%s` plus a wildcard `*.bench.test.` so any unique name resolves; TTL 3600.", m["zone_records"], m["zone_last"]),
 		fmt.Sprintf("Cache hit: the hot set `h0..h%s` (%s names) is asked once to warm the cache, then looped.", m["hot_last"], m["hot_names"]),
 		"Cache miss: every query is a name never asked before in that server's life (`l<N>`/`m<N>.bench.test`, one pass through the file, `-n 1`).",
-		fmt.Sprintf("Maximum-throughput runs: `dnsperf %s -l %s` (TCP adds `-m tcp`). Fixed-rate runs: `dnsperf %s -l %s -v`.", m["max_args"], m["seconds"], m["rate_args"], m["seconds"]),
+		fmt.Sprintf("Maximum-throughput runs: `dnsperf %s -l %s` (TCP adds `-m tcp`). Fixed-rate runs: `dnsperf %s -l %s -v`; at 100 qps `dnsperf %s -l %s -v`.", m["max_args"], m["seconds"], m["rate_args"], m["seconds"], orDash(m["low_args"]), orDash(m["low_seconds"])),
 		"Percentiles: dnsperf " + m["dnsperf"] + " has no latency histogram, so the fixed-rate runs use `-v`, which prints every query's latency; p50/p99 are nearest-rank over all answered queries, with timed-out queries counted as infinitely slow.",
 		"CPU µs/query: the server's utime+stime from `/proc/PID/stat` (all threads) before and after the run, converted with `getconf CLK_TCK`, divided by dnsperf's 'Queries completed'. At " + m["clk_tck"] + " ticks a second the reading is exact to one tick (" + m["tick_us"] + " µs of CPU) per run, which is small over a whole run's queries.",
 		"Core busy columns (maximum-throughput tables): the server's own CPU time as a share of its core's wall time, and how busy core 1 (dnsperf, plus named in miss runs) was, from `/proc/stat`. " +

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -82,4 +83,28 @@ func commas(s string) string {
 		out = append(out, d[i])
 	}
 	return string(out)
+}
+
+// writeIdleRSS adds the idle memory table from idle-rss.tsv (server, VmRSS
+// in KiB two seconds after it answered its first query, and two seconds
+// after the warm-up cached the hot set).
+func writeIdleRSS(w func(string, ...any), dir string) error {
+	path := filepath.Join(dir, "idle-rss.tsv")
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	rows, err := readTSV(path, 3)
+	if err != nil {
+		return err
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	w("\n## Idle memory\n\n")
+	w("`VmRSS` of each server with no load: two seconds after it first answered, and two seconds after the warm-up asked the 1,000 names of the hot set once. What a sidecar holds while its pod is quiet.\n\n")
+	w("| Server | RSS after start (MiB) | RSS with the hot set cached (MiB) |\n|---|---:|---:|\n")
+	for _, r := range sortServers(rows, func(r []string) string { return r[0] }) {
+		w("| %s | %s | %s |\n", r[0], mib(r[1]), mib(r[2]))
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,5 +58,26 @@ func TestCommas(t *testing.T) {
 		if got := commas(in); got != want {
 			t.Errorf("commas(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// TestIdleRSS: the idle memory table lists each server's two readings in
+// MiB, in the report's server order, and is left out without its file.
+func TestIdleRSS(t *testing.T) {
+	dir := t.TempDir()
+	if err := writeIdleRSS(func(string, ...any) { t.Error("wrote a table without idle-rss.tsv") }, dir); err != nil {
+		t.Fatal(err)
+	}
+	tsv := "dnsdist\t40960\t43008\ndnsedge\t20480\t-\n"
+	if err := os.WriteFile(filepath.Join(dir, "idle-rss.tsv"), []byte(tsv), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := writeIdleRSS(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+		t.Fatal(err)
+	}
+	want := "| dnsedge | 20.0 | - |\n| dnsdist | 40.0 | 42.0 |\n"
+	if !strings.Contains(b.String(), want) {
+		t.Errorf("missing %q in\n%s", want, b.String())
 	}
 }
