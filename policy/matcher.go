@@ -54,10 +54,16 @@ const maxTagSets = 8
 // same dimensions: rules lo up to hi (excluded) constrain dims, cheapest
 // lookup first.
 type maskGroup struct {
-	lo, hi int
-	dims   []int8
+	lo, hi int32
 	need   uint16 // bit d for each of dims
+	n      uint8  // dimensions in dims
+	dims   [nDimsAll]int8
 }
+
+// dimList returns g's dimensions, cheapest lookup first. They are kept in
+// the group, not behind a slice, so that a decision walking the groups
+// reads a few contiguous cache lines.
+func (g *maskGroup) dimList() []int8 { return g.dims[:g.n] }
 
 // dimCost orders the dimensions by what their lookup costs: a missing
 // client id or ECS option costs nothing, the listener and qtype a short
@@ -80,7 +86,7 @@ func (m *matcher) first(in *Input) int {
 	for gi := range m.groups {
 		g := &m.groups[gi]
 		if g.need == 0 {
-			return g.lo // a rule with no match: every query
+			return int(g.lo) // a rule with no match: every query
 		}
 		if g.need&q.wild != 0 {
 			continue // a dimension looked up already names nothing
@@ -111,7 +117,7 @@ type lookups struct {
 // and reports whether some rule names the query's value on each (or one
 // containing it); it stops at the first that none does.
 func (q *lookups) namedAll(m *matcher, in *Input, g *maskGroup) bool {
-	for _, d := range g.dims {
+	for _, d := range g.dimList() {
 		if q.looked&(1<<d) != 0 {
 			continue
 		}
@@ -180,8 +186,8 @@ func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 // firstIn ANDs the sets of g's dimensions over g's rules and returns the
 // first rule left, -1 for none.
 func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
-	lo, hi := g.lo/64, (g.hi-1)/64
-	if len(g.dims) == 1 && g.dims[0] != dimTags {
+	lo, hi := int(g.lo)/64, int(g.hi-1)/64
+	if g.n == 1 && g.dims[0] != dimTags {
 		set := m.bits[int(q.sets[g.dims[0]])*m.words:]
 		for w := lo; w <= hi; w++ {
 			x := set[w]
@@ -205,7 +211,7 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 		if w == hi && g.hi%64 != 0 {
 			x &= 1<<uint(g.hi%64) - 1
 		}
-		for _, d := range g.dims {
+		for _, d := range g.dimList() {
 			if x == 0 {
 				break
 			}
@@ -410,14 +416,15 @@ func buildMatcher(rules []*rule) *matcher {
 		for hi < len(rules) && rules[hi].mask == rules[lo].mask {
 			hi++
 		}
-		g := maskGroup{lo: lo, hi: hi}
+		g := maskGroup{lo: int32(lo), hi: int32(hi)}
 		for d := range nDimsAll {
 			if rules[lo].mask&(1<<(nDimsAll-1-d)) != 0 {
-				g.dims = append(g.dims, int8(d))
+				g.dims[g.n] = int8(d)
+				g.n++
 			}
 		}
-		slices.SortFunc(g.dims, func(a, b int8) int { return dimCost[a] - dimCost[b] })
-		for _, d := range g.dims {
+		slices.SortFunc(g.dimList(), func(a, b int8) int { return dimCost[a] - dimCost[b] })
+		for _, d := range g.dimList() {
 			g.need |= 1 << d
 		}
 		m.groups = append(m.groups, g)
