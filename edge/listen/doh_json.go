@@ -200,7 +200,7 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 	}
 	req.TraceID, req.TraceParent, req.TraceStage = r.trace()
 	m, err := l.call(req)
-	w.traceID, w.traceParent = req.TraceID, req.TraceParent
+	w.traceID, w.traceParent = req.Trace(), req.TraceParent
 	comment := jsonComment(req, m, err)
 	reply, send := Finish(req, m, err, l.log)
 	if !send {
@@ -212,14 +212,14 @@ func (l *DoH) serveJSON(r *dohRequest, w *dohResponse, id string) {
 	defer putBuf(buf)
 	wire, err := pack(reply, *buf, req.MaxSize)
 	if err != nil {
-		l.log.Error("bad reply from handler", "err", err, "question", question(req), "trace_id", req.TraceID)
+		l.log.Error("bad reply from handler", "err", err, "question", question(req), "trace_id", req.Trace())
 		reply, _ = Finish(req, nil, errInternal, l.log)
 		wire, _ = pack(reply, *buf, req.MaxSize)
 		comment = errInternal.Text
 	}
 	body, err := json.Marshal(renderJSON(reply, p.ecs, comment))
 	if err != nil {
-		l.log.Error("render json reply", "err", err, "question", question(req), "trace_id", req.TraceID)
+		l.log.Error("render json reply", "err", err, "question", question(req), "trace_id", req.Trace())
 		w.failJSON(&dohError{http.StatusInternalServerError, "internal error"})
 		return
 	}

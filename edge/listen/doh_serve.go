@@ -184,7 +184,7 @@ func (l *DoH) serveWire(r *dohRequest, w *dohResponse, msg []byte, id string) {
 	}
 	req.TraceID, req.TraceParent, req.TraceStage = r.trace()
 	out, obuf := l.answer(req, 0)
-	w.traceID, w.traceParent = req.TraceID, req.TraceParent
+	w.traceID, w.traceParent = req.Trace(), req.TraceParent
 	if out == nil {
 		// The pipeline chose to send nothing: the closest HTTP has is to
 		// abort the stream (HTTP/1.1 closes the connection).

@@ -79,7 +79,7 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		m = pipeline.ErrorReply(q, err)
 	case m == nil:
 		log.Error("handler returned neither an answer nor an error",
-			"question", question(req), "client", req.Client.String(), "trace_id", req.TraceID)
+			"question", question(req), "client", req.Client.String(), "trace_id", req.Trace())
 		m = pipeline.ErrorReply(q, errNoAnswer)
 	}
 	r := &rb.msg

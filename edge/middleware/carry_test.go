@@ -274,16 +274,29 @@ func TestForwardCarries(t *testing.T) {
 	}
 }
 
+// TestTraceID: behind the trace stage every query has a trace id, the
+// client's or a new one, made only when read, once, and kept.
 func TestTraceID(t *testing.T) {
 	t.Parallel()
 	var got string
+	var before string
 	h := Trace(pipeline.HandlerFunc(func(_ context.Context, r *pipeline.Request) (*dns.Msg, error) {
-		got = r.TraceID
+		before = r.TraceID
+		got = r.Trace()
+		if again := r.Trace(); again != got {
+			t.Errorf("a second read gave %q, the first %q", again, got)
+		}
 		return new(dns.Msg), nil
 	}))
 	req := request(dns.TypeA, false, false, false)
+	if id := req.Trace(); id != "" {
+		t.Fatalf("a query that never went through the stage has trace id %q", id)
+	}
 	h.ServeDNS(context.Background(), req)
 	first := got
+	if before != "" {
+		t.Errorf("trace id %q made before anything read it", before)
+	}
 	if len(first) != 32 || strings.Trim(first, "0123456789abcdef") != "" {
 		t.Fatalf("made trace id %q, want 32 hex digits", first)
 	}

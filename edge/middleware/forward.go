@@ -63,9 +63,9 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	// The Meta is for DoH upstreams (headers) and the tracer's attempt
 	// spans; other upstreams get tags and trace id in EDNS options.
-	if (len(req.Tags) > 0 || req.TraceID != "") && g.UsesQueryMeta() || f.carry.Attempt != nil {
+	if (len(req.Tags) > 0 || req.Trace() != "") && g.UsesQueryMeta() || f.carry.Attempt != nil {
 		ctx = transport.WithQueryMeta(ctx, transport.Meta{
-			Tags: req.Tags, TraceID: req.TraceID, Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
+			Tags: req.Tags, TraceID: req.Trace(), Sampled: traceSampled(req.TraceParent), Attempt: f.carry.Attempt,
 		})
 	}
 	q := req.Msg
@@ -118,7 +118,7 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	opt.SetUDPSize(transport.EDNSBufferSize)
 	tags := len(req.Tags) > 0 && f.carry.TagCode != 0
-	trace := req.TraceID != "" && f.carry.TraceCode != 0
+	trace := f.carry.TraceCode != 0 && req.Trace() != ""
 	copt := in.IsEdns0()
 	if copt != nil {
 		opt.SetDo(copt.Do())

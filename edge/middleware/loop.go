@@ -63,7 +63,7 @@ func (l *Loop) Middleware(next pipeline.Handler) pipeline.Handler {
 		if l.looped(req.Msg) {
 			q := req.Question()
 			l.log.Warn("forwarding loop detected: an upstream sent our own query back; check that no upstream (or resolv.conf) points at dnsedge itself",
-				"client", req.Client.String(), "name", q.Name, "type", dns.TypeToString[q.Qtype], "trace_id", req.TraceID)
+				"client", req.Client.String(), "name", q.Name, "type", dns.TypeToString[q.Qtype], "trace_id", req.Trace())
 			return nil, &pipeline.Error{EDE: dns.ExtendedErrorCodeOther, Text: "forwarding loop detected", Err: ErrLoop}
 		}
 		return next.ServeDNS(ctx, req)

@@ -65,8 +65,8 @@ func (l *QueryLog) Middleware(next pipeline.Handler) pipeline.Handler {
 		if o.Tenant != "" {
 			attrs = append(attrs, slog.String("tenant", o.Tenant))
 		}
-		if req.TraceID != "" {
-			attrs = append(attrs, slog.String("trace_id", req.TraceID))
+		if id := req.Trace(); id != "" {
+			attrs = append(attrs, slog.String("trace_id", id))
 		}
 		if req.TraceStage != "" {
 			attrs = append(attrs, slog.String("trace_stage", req.TraceStage))

@@ -12,30 +12,19 @@ import (
 
 // Trace gives every query a trace id: the one the client sent (the DoH
 // listener takes it from traceparent or X-DNS-TraceID) or else a new
-// W3C trace id, 32 hex digits of a random 128-bit number. The query log
-// and the forward handler read it from req.TraceID.
+// W3C trace id, 32 hex digits of a random 128-bit number, made when
+// something first reads it with req.Trace (the query log, the forward
+// handler, the DoH listener's echo, an error log line), so that a query
+// nothing reports costs no id.
 func Trace(next pipeline.Handler) pipeline.Handler {
 	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
-		if req.TraceID == "" {
-			req.TraceID = NewTraceID()
-		}
+		req.WantTraceID()
 		return next.ServeDNS(ctx, req)
 	})
 }
 
-// NewTraceID returns a random W3C trace id (32 lower-case hex digits, not
-// all zero). It is not secret: math/rand/v2's generator, seeded from the
-// system, suffices, and costs no system call.
-func NewTraceID() string {
-	var b [16]byte
-	for {
-		binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
-		binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
-		if b != [16]byte{} {
-			return hex.EncodeToString(b[:])
-		}
-	}
-}
+// NewTraceID returns a random W3C trace id (see pipeline.NewTraceID).
+func NewTraceID() string { return pipeline.NewTraceID() }
 
 // NewSpanID returns a random W3C parent id (16 hex digits, not all zero).
 func NewSpanID() string {

@@ -9,8 +9,11 @@ package pipeline
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"time"
 
@@ -136,13 +139,15 @@ type Request struct {
 	// TLS is the connection state on encrypted listeners, nil otherwise.
 	TLS *tls.ConnectionState
 	// TraceID correlates logs of this query across hops: taken from the
-	// client (DoH traceparent or X-DNS-TraceID) or made by the trace
-	// stage. TraceStage is the client's X-DNS-Stage, if any.
+	// client (DoH traceparent or X-DNS-TraceID) or from the query's span.
+	// Read it with Trace, which makes one when none came and the trace
+	// stage asked for it. TraceStage is the client's X-DNS-Stage, if any.
 	TraceID    string
 	TraceStage string
 	// TraceParent is the client's W3C traceparent header (DoH), checked
 	// for form, empty when none came: spans are parented on it.
 	TraceParent string
+	wantTrace   bool // Trace makes a trace id when none came
 	// Tags are "key=value" labels given by policy and propagated upstream.
 	Tags []string
 	// ECSAction is policy's decision on the client subnet sent upstream;
@@ -182,11 +187,41 @@ type ReplySigner interface {
 // Outcome (the copy's stages tell their own). Msg is shared; the caller
 // copies it if r's may change.
 func (r *Request) Detach() Request {
+	r.Trace() // the copy logs under the query's trace id
 	c := *r
 	c.Wire = nil
 	c.Signer = nil
 	c.Outcome = Outcome{}
 	return c
+}
+
+// WantTraceID makes Trace give every query a trace id: the one that came
+// with it, else a new one, made the first time Trace is called. A query
+// whose trace id nobody reads (a cache hit that is not logged, over a
+// listener that does not echo it) never pays for one.
+func (r *Request) WantTraceID() { r.wantTrace = true }
+
+// Trace returns the query's trace id (see TraceID and WantTraceID);
+// empty when none came and none was wanted.
+func (r *Request) Trace() string {
+	if r.TraceID == "" && r.wantTrace {
+		r.TraceID = NewTraceID()
+	}
+	return r.TraceID
+}
+
+// NewTraceID returns a random W3C trace id (32 lower-case hex digits, not
+// all zero). It is not secret: math/rand/v2's generator, seeded from the
+// system, suffices, and costs no system call.
+func NewTraceID() string {
+	var b [16]byte
+	for {
+		binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+		binary.LittleEndian.PutUint64(b[8:], rand.Uint64())
+		if b != [16]byte{} {
+			return hex.EncodeToString(b[:])
+		}
+	}
 }
 
 // Question returns the first question of the query. Listeners only pass on

@@ -176,7 +176,7 @@ func (v *Validation) log(req *pipeline.Request, res dnssec.Result, verdict pipel
 		RRSIGTTL:         res.RRSIGTTL,
 		Signer:           res.Signer,
 		Reason:           res.Reason,
-		TraceID:          req.TraceID,
+		TraceID:          req.Trace(),
 		Upstream:         req.Outcome.Path,
 	}
 	if req.Client.IsValid() {

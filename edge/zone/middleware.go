@@ -289,6 +289,6 @@ func (h *fallback) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Ms
 	req.Outcome.Source = pipeline.SourceFallback
 	req.Outcome.SetEDE(dns.ExtendedErrorCodeNoReachableAuthority, fallbackReason(err))
 	h.z.fallbackAnswers.Add(1)
-	h.z.log.Debug("answered from the fallback zone", "question", q.Question[0].String(), "cause", err, "trace_id", req.TraceID)
+	h.z.log.Debug("answered from the fallback zone", "question", q.Question[0].String(), "cause", err, "trace_id", req.Trace())
 	return fm, nil
 }
