@@ -58,7 +58,6 @@ const udpBatch = 8
 type udpPool struct {
 	addr     netip.AddrPort
 	network  string
-	sockets  int
 	maxUses  int
 	maxAge   time.Duration
 	now      func() time.Time
@@ -67,6 +66,11 @@ type udpPool struct {
 	dialling []bool
 	closed   bool
 	wg       sync.WaitGroup
+	// open has every socket not closed yet, in the slots or retired with
+	// queries in flight, so that close can end them all. Its own lock
+	// nests inside a socket's.
+	openMu sync.Mutex
+	open   map[*udpSock]struct{}
 }
 
 type udpSock struct {
@@ -82,13 +86,12 @@ type udpSock struct {
 
 // udpWait is one query in flight on a socket.
 type udpWait struct {
-	id   uint16
-	q    *dns.Msg
-	p    pinnedAddr
-	mac  string
-	ch   chan udpResult // one result, then the wait leaves waiting
-	bad  error          // why the last datagram with this ID was dropped; under sock.mu
-	nbad uint64         // sock.nbad when the query was registered
+	id  uint16
+	q   *dns.Msg
+	p   pinnedAddr
+	mac string
+	ch  chan udpResult // one result, then the wait leaves waiting
+	bad error          // why the last datagram with this ID was dropped; under sock.mu
 }
 
 type udpResult struct {
@@ -100,12 +103,12 @@ func newUDPPool(p pinnedAddr) *udpPool {
 	return &udpPool{
 		addr:     p.addr,
 		network:  p.network,
-		sockets:  DefaultUDPSockets,
 		maxUses:  DefaultUDPSocketQueries,
 		maxAge:   DefaultUDPSocketAge,
 		now:      time.Now,
 		slots:    make([]*udpSock, DefaultUDPSockets),
 		dialling: make([]bool, DefaultUDPSockets),
+		open:     make(map[*udpSock]struct{}),
 	}
 }
 
@@ -223,13 +226,16 @@ func (pl *udpPool) dial() (*udpSock, error) {
 		return nil, err
 	}
 	s := &udpSock{pool: pl, conn: c, born: pl.now(), waiting: make(map[uint16]*udpWait)}
+	pl.openMu.Lock()
+	pl.open[s] = struct{}{}
+	pl.openMu.Unlock()
 	pl.wg.Add(1)
 	go s.read()
 	return s, nil
 }
 
-// close retires every socket: they close once their queries end, which
-// close makes happen at once.
+// close retires every open socket, in the slots or already retired, and
+// ends the queries in flight on them, which closes them.
 func (pl *udpPool) close() {
 	pl.mu.Lock()
 	if pl.closed {
@@ -237,14 +243,17 @@ func (pl *udpPool) close() {
 		return
 	}
 	pl.closed = true
-	slots := pl.slots
-	pl.slots = make([]*udpSock, len(slots))
+	clear(pl.slots)
 	pl.mu.Unlock()
-	for _, s := range slots {
-		if s != nil {
-			s.retire()
-			s.failAll(errPoolClosed)
-		}
+	pl.openMu.Lock()
+	open := make([]*udpSock, 0, len(pl.open))
+	for s := range pl.open {
+		open = append(open, s)
+	}
+	pl.openMu.Unlock()
+	for _, s := range open {
+		s.retire()
+		s.failAll(errPoolClosed)
 	}
 }
 
@@ -295,6 +304,9 @@ func (s *udpSock) closeIfIdle() {
 	if s.retired && len(s.waiting) == 0 && !s.dead {
 		s.dead = true
 		s.conn.Close() // the reader's read fails and it returns
+		s.pool.openMu.Lock()
+		delete(s.pool.open, s)
+		s.pool.openMu.Unlock()
 	}
 }
 

@@ -245,3 +245,44 @@ func TestUDPCloseInFlight(t *testing.T) {
 		t.Errorf("exchange after close: %v", err)
 	}
 }
+
+// TestUDPCloseRetired: Close also ends the queries in flight on a socket
+// already retired (worn out by age, on the pool's clock), instead of
+// leaving them to their deadlines.
+func TestUDPCloseRetired(t *testing.T) {
+	t.Parallel()
+	pc := wireListenUDP(t, "127.0.0.1")
+	got := make(chan struct{}, 4)
+	udpScript(t, pc, func(*dns.Msg, func([]byte)) { got <- struct{}{} })
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	var clock atomic.Int64
+	u.pool.now = func() time.Time { return time.Unix(clock.Load(), 0) }
+	errs := make(chan error, 2)
+	ask := func(name string) {
+		go func() {
+			_, err := u.Exchange(wireCtx(t, 30*time.Second), wireQuery(name, dns.TypeA))
+			errs <- err
+		}()
+		<-got
+	}
+	ask("first.example.")
+	clock.Add(int64(DefaultUDPSocketAge/time.Second) + 1)
+	ask("second.example.") // finds the first socket worn out and retires it
+	u.pool.mu.Lock()
+	for _, s := range u.pool.slots {
+		if s != nil && s.uses > 1 {
+			t.Errorf("a worn socket is still in the pool")
+		}
+	}
+	u.pool.mu.Unlock()
+	start := time.Now()
+	u.Close()
+	for range 2 {
+		if err := <-errs; Classify(err) != ClassCanceled {
+			t.Errorf("exchange under way at close: %v (class %s), want canceled", err, Classify(err))
+		}
+	}
+	if el := time.Since(start); el > wireSlack {
+		t.Errorf("close took %v: queries on the retired socket waited for their deadlines", el)
+	}
+}
