@@ -390,6 +390,10 @@ func (s *udpSock) deliver(pkt []byte) {
 	id := binary.BigEndian.Uint16(pkt)
 	s.mu.Lock()
 	w := s.waiting[id]
+	var mac string
+	if w != nil {
+		mac = w.mac // set under s.mu before the query is sent
+	}
 	s.mu.Unlock()
 	if w == nil {
 		// Late (its query timed out), a duplicate, or spoofed: on a
@@ -405,7 +409,7 @@ func (s *udpSock) deliver(pkt []byte) {
 		return
 	}
 	res := udpResult{r: r}
-	if err := w.p.checkReply(pkt, r, w.mac); err != nil {
+	if err := w.p.checkReply(pkt, r, mac); err != nil {
 		res = udpResult{err: err}
 	}
 	s.mu.Lock()
