@@ -96,6 +96,9 @@ func TestNXDomainStorm(t *testing.T) {
 	up := transporttest.StartFault(t, upstreamZone)
 	e := startEdge(t, fmt.Sprintf(`upstreams:
   - {name: up, url: "udp://%s"}
+health:
+  probe_interval: -1s  # count client queries only: a path probe landing
+                       # before the suffix probe would end the wait below early
 cache:
   enabled: true
 nxdomain_cache:
