@@ -87,15 +87,16 @@ func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
 	return nc, nil
 }
 
-// upstreamQuery returns the message to send for q: a copy with a fresh
-// random ID that advertises an EDNS buffer of EDNSBufferSize. An OPT record
+// upstreamQuery returns the message to send for q: a copy with ID id (a
+// fresh random one, or 0 on DoH and DoQ, RFC 8484 §4.1, RFC 9250 §4.2.1)
+// that advertises an EDNS buffer of EDNSBufferSize. An OPT record
 // in q is copied with only its UDP size changed (DO, version and options are
 // kept); without one, an OPT with DO off is added. Any other OPT in q is
 // dropped (RFC 6891 §6.1.1 allows one). A trailing TSIG or SIG(0) record
 // stays last. q and the records it holds are not modified; the copy shares
 // q's question and records, which must be treated as read-only.
 //
-// A query that ends with a TSIG record goes as it is, with a fresh ID
+// A query that ends with a TSIG record goes as it is, with the new ID
 // only: it is a client's, signed with a key dnsedge does not hold, and
 // passed on unchanged (RFC 8945 §5.5); the MAC covers the original ID
 // that the TSIG record holds, not the header's.
@@ -143,10 +144,10 @@ func padQuery(m *dns.Msg) {
 	}
 }
 
-func upstreamQuery(q *dns.Msg) *dns.Msg {
+func upstreamQuery(q *dns.Msg, id uint16) *dns.Msg {
 	if n := len(q.Extra); n > 0 && q.Extra[n-1].Header().Rrtype == dns.TypeTSIG {
 		m := *q
-		m.Id = dns.Id()
+		m.Id = id
 		return &m
 	}
 	m := &dns.Msg{
@@ -156,7 +157,7 @@ func upstreamQuery(q *dns.Msg) *dns.Msg {
 		Answer:   q.Answer,
 		Ns:       q.Ns,
 	}
-	m.Id = dns.Id()
+	m.Id = id
 	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	if old := q.IsEdns0(); old != nil {
 		opt.Hdr.Ttl = old.Hdr.Ttl

@@ -237,7 +237,7 @@ func TestUpstreamQueryKeepsTrailingTSIG(t *testing.T) {
 	q.SetEdns0(4096, false)
 	q.SetTsig("key.", dns.HmacSHA256, 300, 0)
 	before := q.String()
-	m := upstreamQuery(q)
+	m := upstreamQuery(q, 7)
 	if len(m.Extra) != 2 {
 		t.Fatalf("extra has %d records, want 2", len(m.Extra))
 	}

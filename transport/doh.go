@@ -202,8 +202,7 @@ func (d *DoH) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	if d.life.Err() != nil {
 		return nil, d.p.fail(ClassCanceled, net.ErrClosed)
 	}
-	m := upstreamQuery(q)
-	m.Id = 0
+	m := upstreamQuery(q, 0)
 	if d.p.signer == nil && m.IsTsig() == nil {
 		padQuery(m)
 	}

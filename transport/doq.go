@@ -110,8 +110,7 @@ func (d *DoQ) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 	}
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
-	m := upstreamQuery(q)
-	m.Id = 0
+	m := upstreamQuery(q, 0)
 	if d.p.signer == nil && m.IsTsig() == nil {
 		padQuery(m)
 	}

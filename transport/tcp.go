@@ -132,7 +132,7 @@ func (t *TCP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
 
 	bp := getMsgBuf()
 	defer putMsgBuf(bp)
-	m := upstreamQuery(q)
+	m := upstreamQuery(q, dns.Id())
 	if t.pad && t.p.signer == nil && m.IsTsig() == nil {
 		padQuery(m)
 	}

@@ -437,8 +437,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg) (*dns
 	if err != nil {
 		return nil, p.fail(ClassCanceled, err)
 	}
-	m := upstreamQuery(q)
-	m.Id = w.id
+	m := upstreamQuery(q, w.id)
 	bp := getMsgBuf()
 	wire, mac, err := p.packQuery(m, *bp)
 	if err != nil {
