@@ -187,22 +187,6 @@ func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 // first rule left, -1 for none.
 func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 	lo, hi := int(g.lo)/64, int(g.hi-1)/64
-	if g.n == 1 && g.dims[0] != dimTags {
-		set := m.bits[int(q.sets[g.dims[0]])*m.words:]
-		for w := lo; w <= hi; w++ {
-			x := set[w]
-			if w == lo {
-				x &= ^uint64(0) << uint(g.lo%64)
-			}
-			if w == hi && g.hi%64 != 0 {
-				x &= 1<<uint(g.hi%64) - 1
-			}
-			if x != 0 {
-				return w*64 + bits.TrailingZeros64(x)
-			}
-		}
-		return -1
-	}
 	for w := lo; w <= hi; w++ {
 		x := ^uint64(0)
 		if w == lo {
