@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 )
 
 // matcher finds the first rule (by priority) whose every dimension
@@ -14,9 +15,10 @@ import (
 // less specific one that contains it. The sets are bitsets over the rules
 // in priority order, computed at compile time. Rules that constrain the same dimensions are next to
 // each other in that order (a mask group); a decision walks the groups
-// (see first) and, in a group whose every dimension the query's values
+// (see walk) and, in a group whose every dimension the query's values
 // are named on, ANDs those dimensions' sets over the group's words: the
-// first bit left is the winner.
+// first bit left is the winner. A memo of the winner by the sets found
+// spares most decisions the walk (see first).
 type matcher struct {
 	words    int      // uint64 words per set
 	bits     []uint64 // the sets, words apiece
@@ -38,6 +40,10 @@ type matcher struct {
 	listener []listenerSet    // a handful at most: scanned
 	tags     map[string]int32 // rules naming the tag
 	groups   []maskGroup
+	// used has bit d for each dimension some rule names. memo is nil
+	// for a matcher of one group, which the walk decides at once.
+	used uint16
+	memo *[memoSlots]atomic.Pointer[memoEntry]
 }
 
 type listenerSet struct {
@@ -71,18 +77,100 @@ func (g *maskGroup) dimList() []int8 { return g.dims[:g.n] }
 var dimCost = [nDimsAll]int{dimClientID: 0, dimECS: 1, dimListener: 2, dimQType: 3, dimTags: 4, dimPrefix: 5, dimSuffix: 6, dimSource: 7}
 
 // first returns the priority index of the first rule matching in, -1 for
-// none. It walks the mask groups in priority order. A group whose rules
+// none. A matcher of several mask groups looks up every dimension its
+// rules use and asks its memo (see memo) for the rule that signature
+// chose before; on a miss, and for a matcher of one group, it walks the
+// groups (see walk).
+func (m *matcher) first(in *Input) int {
+	if m == nil || m.words == 0 {
+		return -1
+	}
+	var q lookups
+	if m.memo == nil {
+		return q.walk(m, in)
+	}
+	m.signature(&q, in)
+	if q.nTags > 1 {
+		// The signature holds one tag set: a query with several walks.
+		return q.walk(m, in)
+	}
+	slot := &m.memo[q.sets.slot()]
+	if e := slot.Load(); e != nil && e.key == q.sets {
+		return int(e.rule)
+	}
+	r := q.walk(m, in)
+	slot.Store(&memoEntry{key: q.sets, rule: int32(r)})
+	return r
+}
+
+// signature looks up every dimension some rule of m names, so that the
+// walk looks up none: q.sets holds each one's set, -1 where no rule names
+// the query's value, and, for tags, the one tag set when a single tag of
+// the query is named.
+func (m *matcher) signature(q *lookups, in *Input) {
+	u := m.used
+	q.looked = u
+	if u&(1<<dimClientID) != 0 {
+		s, ok := int32(0), false
+		if in.ClientID != "" {
+			s, ok = m.clientID[in.ClientID]
+		}
+		q.put(dimClientID, s, ok)
+	}
+	if u&(1<<dimSource) != 0 {
+		s, ok := m.source.LookupAddr(in.Source)
+		q.put(dimSource, s, ok)
+	}
+	if u&(1<<dimECS) != 0 {
+		s, ok := int32(0), false
+		if in.ECS.IsValid() {
+			s, ok = m.ecs.LookupPrefix(in.ECS)
+		}
+		q.put(dimECS, s, ok)
+	}
+	if u&(1<<dimTags) != 0 {
+		_, ok := m.lookup(q, in, dimTags)
+		q.put(dimTags, q.tagSets[0], ok)
+	}
+	if u&(1<<dimPrefix) != 0 {
+		s := m.prefix.lookup(in.QName, -1)
+		q.put(dimPrefix, s, s >= 0)
+	}
+	if u&(1<<dimSuffix) != 0 {
+		s := m.lookupSuffix(in.QName)
+		q.put(dimSuffix, s, s >= 0)
+	}
+	if u&(1<<dimQType) != 0 {
+		s := int32(-1)
+		if int(in.QType) < len(m.qtype) {
+			s = m.qtype[in.QType]
+		}
+		q.put(dimQType, s, s >= 0)
+	}
+	if u&(1<<dimListener) != 0 {
+		s, ok := m.lookup(q, in, dimListener)
+		q.put(dimListener, s, ok)
+	}
+}
+
+// put records dimension d's lookup.
+func (q *lookups) put(d int, s int32, ok bool) {
+	if !ok {
+		s = -1
+		q.wild |= 1 << d
+	}
+	q.sets[d] = s
+}
+
+// walk returns the first rule matching in, -1 for none, looking up
+// dimensions not in q yet. It walks the mask groups in priority order. A group whose rules
 // constrain a dimension on which the query's value is named by no rule
 // cannot match, which the lookup of that dimension tells at once; so
 // most groups fail on their cheapest dimension,
 // and a dimension is looked up only when a group needs it, at most once.
 // A group whose every dimension found a value ANDs those dimensions'
 // sets over its own words; the first bit left is the winner.
-func (m *matcher) first(in *Input) int {
-	if m == nil || m.words == 0 {
-		return -1
-	}
-	var q lookups
+func (q *lookups) walk(m *matcher, in *Input) int {
 	for gi := range m.groups {
 		g := &m.groups[gi]
 		if g.need == 0 {
@@ -101,11 +189,38 @@ func (m *matcher) first(in *Input) int {
 	return -1
 }
 
+// memoSlots is the size of a matcher's memo.
+const (
+	memoBits  = 9
+	memoSlots = 1 << memoBits
+)
+
+// The memo maps a query's signature, the set each dimension's lookup
+// found (-1 where the query's value is named by no rule, the tag set
+// when one of its tags is named), to the rule the walk chose for it. The
+// winner depends on nothing else, and a policy has few signatures (a
+// dimension has one set per value some rule names), so that a decision
+// costs its lookups and one probe whatever the number of groups. It is
+// direct-mapped; entries are immutable, replaced whole.
+type memoEntry struct {
+	key  signature
+	rule int32
+}
+
+type signature [nDimsAll]int32
+
+// slot is s's index in the memo: a multiplicative hash of its words.
+func (s *signature) slot() uint64 {
+	w := func(i int) uint64 { return uint64(uint32(s[i])) | uint64(uint32(s[i+1]))<<32 }
+	h := w(0) ^ w(2)*0xff51afd7ed558ccd ^ w(4)*0xc4ceb9fe1a85ec53 ^ w(6)*0x9e3779b97f4a7c15
+	return (h * 0xd6e8feb86659fd93) >> (64 - memoBits)
+}
+
 // lookups holds one decision's lookups, each made when first needed.
 type lookups struct {
-	looked uint16          // bit d: dimension d was looked up
-	wild   uint16          // bit d: the value is named by no rule
-	sets   [nDimsAll]int32 // each dimension's set, but tags
+	looked uint16    // bit d: dimension d was looked up
+	wild   uint16    // bit d: the value is named by no rule
+	sets   signature // each dimension's set, but tags
 	// tags are the sets of the query's tags some rule names: the first
 	// maxTagSets in tagSets, the rest (rare) in moreTags.
 	tagSets  [maxTagSets]int32
@@ -412,7 +527,11 @@ func buildMatcher(rules []*rule) *matcher {
 			g.need |= 1 << d
 		}
 		m.groups = append(m.groups, g)
+		m.used |= g.need
 		lo = hi
+	}
+	if len(m.groups) > 1 {
+		m.memo = new([memoSlots]atomic.Pointer[memoEntry])
 	}
 	b.nets(&m.source, srcs)
 	b.nets(&m.ecs, ecss)
