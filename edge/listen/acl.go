@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"go4.org/netipx"
+	"github.com/gaissmai/bart"
 )
 
 // PrivateRanges are the sources a plain (UDP or TCP) listener configured
@@ -23,33 +23,30 @@ var PrivateRanges = []netip.Prefix{
 }
 
 // An ACL is the set of client addresses a listener serves; the others get
-// REFUSED. Lookups are a binary search over the set's ranges
-// (netipx.IPSet). A nil *ACL allows every address. Safe for concurrent
-// use; immutable.
+// REFUSED. A lookup is a walk of a multibit prefix tree (bart.Lite), a
+// few instructions per byte of the address, whatever the number of
+// prefixes. A nil *ACL allows every address. Safe for concurrent use;
+// immutable.
 type ACL struct {
-	set *netipx.IPSet
+	set bart.Lite
 }
 
 // NewACL returns the ACL that allows the addresses of prefixes. IPv4
 // prefixes also match IPv4-mapped IPv6 clients, which listeners unmap.
 func NewACL(prefixes []netip.Prefix) (*ACL, error) {
-	var b netipx.IPSetBuilder
+	a := new(ACL)
 	for _, p := range prefixes {
 		if !p.IsValid() {
 			return nil, fmt.Errorf("acl: prefix %v is not valid", p)
 		}
-		b.AddPrefix(p.Masked())
+		a.set.Insert(p.Masked())
 	}
-	set, err := b.IPSet()
-	if err != nil {
-		return nil, fmt.Errorf("acl: %w", err)
-	}
-	return &ACL{set: set}, nil
+	return a, nil
 }
 
 // Allows reports whether a may be served.
 func (a *ACL) Allows(addr netip.Addr) bool {
-	return a == nil || a.set.Contains(addr.Unmap())
+	return a == nil || a.set.Lookup(addr.Unmap().WithZone(""))
 }
 
 // listenerACL returns the ACL of a listener of kind encrypted or not

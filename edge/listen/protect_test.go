@@ -242,3 +242,66 @@ func TestUDPFlood(t *testing.T) {
 		t.Errorf("the limiter turned away %d of %d flood queries with %d answered", limited, flood, got["answer"])
 	}
 }
+
+// TestACLAllows is the ACL's table: IPv4 and IPv6 prefixes, mapped and
+// zoned addresses, the empty ACL and the nil one.
+func TestACLAllows(t *testing.T) {
+	t.Parallel()
+	p := func(s ...string) []netip.Prefix {
+		var ps []netip.Prefix
+		for _, v := range s {
+			ps = append(ps, netip.MustParsePrefix(v))
+		}
+		return ps
+	}
+	tests := []struct {
+		acl  []netip.Prefix
+		addr string
+		want bool
+	}{
+		{p("10.0.0.0/8"), "10.255.1.2", true},
+		{p("10.0.0.0/8"), "11.0.0.1", false},
+		{p("10.0.0.0/8"), "::ffff:10.1.2.3", true}, // mapped clients are unmapped
+		{p("10.1.2.3/8"), "10.9.9.9", true},        // host bits ignored
+		{p("192.168.1.0/24", "192.168.2.0/24"), "192.168.2.77", true},
+		{p("192.168.1.0/24", "192.168.2.0/24"), "192.168.3.1", false},
+		{p("fd00::/8"), "fd12::1", true},
+		{p("fd00::/8"), "fe80::1%eth0", false},
+		{p("fe80::/10"), "fe80::1%eth0", true}, // the zone plays no part
+		{p("::1/128"), "::1", true},
+		{p("::1/128"), "127.0.0.1", false},
+		{p("0.0.0.0/0"), "203.0.113.1", true},
+		{p("0.0.0.0/0"), "2001:db8::1", false},
+		{p("::/0"), "2001:db8::1", true},
+		{nil, "127.0.0.1", false},
+	}
+	for _, tt := range tests {
+		a, err := NewACL(tt.acl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Allows(netip.MustParseAddr(tt.addr)); got != tt.want {
+			t.Errorf("%v allows %s: %v, want %v", tt.acl, tt.addr, got, tt.want)
+		}
+	}
+	var none *ACL
+	if !none.Allows(netip.MustParseAddr("203.0.113.1")) {
+		t.Error("a nil ACL refuses")
+	}
+	if _, err := NewACL([]netip.Prefix{{}}); err == nil {
+		t.Error("an invalid prefix was taken")
+	}
+}
+
+func BenchmarkACLPrivate(b *testing.B) {
+	a, err := NewACL(PrivateRanges)
+	if err != nil {
+		b.Fatal(err)
+	}
+	addrs := []netip.Addr{netip.MustParseAddr("127.0.0.1"), netip.MustParseAddr("203.0.113.9"), netip.MustParseAddr("fd00::1")}
+	i := 0
+	for b.Loop() {
+		a.Allows(addrs[i%len(addrs)])
+		i++
+	}
+}

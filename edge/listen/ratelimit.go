@@ -255,7 +255,7 @@ func (l *RateLimiter) admit(client netip.Addr, id string, udp bool) (verdict, *r
 		return allow, nil
 	}
 	client = client.Unmap()
-	if cfg.exempt != nil && cfg.exempt.set.Contains(client) {
+	if cfg.exempt != nil && cfg.exempt.Allows(client) {
 		return allow, nil
 	}
 	key := clientKey{}
