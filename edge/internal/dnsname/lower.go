@@ -9,16 +9,19 @@ package dnsname
 // when it has no upper-case letter.
 func Lower(s string) string {
 	i := 0
-	// Eight bytes at a time while none is an upper-case letter: a byte's
-	// high bit in upper says it is in 'A'..'Z'.
-	for ; i+8 <= len(s); i += 8 {
-		x := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		const low7, high = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
-		t := x & low7
-		upper := (t + 0x3f3f3f3f3f3f3f3f) &^ (t + 0x2525252525252525) &^ x & high
-		if upper != 0 {
+	// Eight bytes at a time while none is an upper-case letter; the last
+	// word ends at the end of s, overlapping the one before.
+	for i+8 <= len(s) {
+		if hasUpper(s[i : i+8]) {
 			break
+		}
+		switch {
+		case i+8 == len(s):
+			return s
+		case i+16 > len(s):
+			i = len(s) - 8
+		default:
+			i += 8
 		}
 	}
 	for ; i < len(s); i++ {
@@ -33,4 +36,14 @@ func Lower(s string) string {
 		}
 	}
 	return s
+}
+
+// hasUpper reports whether the eight bytes of w hold an upper-case
+// letter: a byte's high bit in upper says it is in 'A'..'Z'.
+func hasUpper(w string) bool {
+	x := uint64(w[0]) | uint64(w[1])<<8 | uint64(w[2])<<16 | uint64(w[3])<<24 |
+		uint64(w[4])<<32 | uint64(w[5])<<40 | uint64(w[6])<<48 | uint64(w[7])<<56
+	const low7, high = 0x7f7f7f7f7f7f7f7f, 0x8080808080808080
+	t := x & low7
+	return (t+0x3f3f3f3f3f3f3f3f)&^(t+0x2525252525252525)&^x&high != 0
 }

@@ -23,11 +23,16 @@ func TestLower(t *testing.T) {
 }
 
 // TestLowerEveryByte: the eight-byte scan finds an upper-case letter at
-// every position and of every value, and leaves every other byte alone.
+// every position of names of every length up to 24 (the last word
+// overlapping the one before), of every value, and leaves every other byte alone.
 func TestLowerEveryByte(t *testing.T) {
 	for c := 0; c < 256; c++ {
-		for pos := 0; pos < 19; pos++ {
-			b := []byte("abcdefghijklmnopqrs")
+		for n, pos := 1, 0; n <= 24; pos++ {
+			if pos == n {
+				n, pos = n+1, 0
+				continue
+			}
+			b := []byte("abcdefghijklmnopqrstuvwx"[:n])
 			b[pos] = byte(c)
 			want := append([]byte(nil), b...)
 			if 'A' <= c && c <= 'Z' {
