@@ -94,12 +94,25 @@ func (m *matcher) first(in *Input) int {
 		// The signature holds one tag set: a query with several walks.
 		return q.walk(m, in)
 	}
-	slot := &m.memo[q.sets.slot()]
-	if e := slot.Load(); e != nil && e.key == q.sets {
-		return int(e.rule)
+	h := q.sets.hash()
+	ways := m.memo[h>>(64-memoBits)&^1:][:2]
+	e0, e1 := ways[0].Load(), ways[1].Load()
+	switch {
+	case e0 != nil && e0.key == q.sets:
+		return int(e0.rule)
+	case e1 != nil && e1.key == q.sets:
+		return int(e1.rule)
 	}
 	r := q.walk(m, in)
-	slot.Store(&memoEntry{key: q.sets, rule: int32(r)})
+	e := &memoEntry{key: q.sets, rule: int32(r)}
+	switch {
+	case e0 == nil:
+		ways[0].Store(e)
+	case e1 == nil:
+		ways[1].Store(e)
+	default:
+		ways[h&1].Store(e)
+	}
 	return r
 }
 
@@ -201,7 +214,7 @@ const (
 // winner depends on nothing else, and a policy has few signatures (a
 // dimension has one set per value some rule names), so that a decision
 // costs its lookups and one probe whatever the number of groups. It is
-// direct-mapped; entries are immutable, replaced whole.
+// two-way set-associative; entries are immutable, replaced whole.
 type memoEntry struct {
 	key  signature
 	rule int32
@@ -209,11 +222,15 @@ type memoEntry struct {
 
 type signature [nDimsAll]int32
 
-// slot is s's index in the memo: a multiplicative hash of its words.
-func (s *signature) slot() uint64 {
+// hash is a multiplicative hash of s's words: its top bits pick two
+// neighbouring slots of the memo (two ways, so that two signatures
+// whose slots collide do not take turns), its low bit the way a new
+// entry replaces when both are taken.
+func (s *signature) hash() uint64 {
 	w := func(i int) uint64 { return uint64(uint32(s[i])) | uint64(uint32(s[i+1]))<<32 }
 	h := w(0) ^ w(2)*0xff51afd7ed558ccd ^ w(4)*0xc4ceb9fe1a85ec53 ^ w(6)*0x9e3779b97f4a7c15
-	return (h * 0xd6e8feb86659fd93) >> (64 - memoBits)
+	h *= 0xd6e8feb86659fd93
+	return h ^ h>>32&1
 }
 
 // lookups holds one decision's lookups, each made when first needed.

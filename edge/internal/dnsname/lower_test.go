@@ -29,7 +29,7 @@ func TestLowerEveryByte(t *testing.T) {
 	for c := 0; c < 256; c++ {
 		for n, pos := 1, 0; n <= 24; pos++ {
 			if pos == n {
-				n, pos = n+1, 0
+				n, pos = n+1, -1
 				continue
 			}
 			b := []byte("abcdefghijklmnopqrstuvwx"[:n])
