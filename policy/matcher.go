@@ -98,9 +98,9 @@ func (m *matcher) first(in *Input) int {
 	ways := m.memo[h>>(64-memoBits)&^1:][:2]
 	e0, e1 := ways[0].Load(), ways[1].Load()
 	switch {
-	case e0 != nil && e0.key == q.sets:
+	case e0 != nil && e0.key.equal(&q.sets):
 		return int(e0.rule)
-	case e1 != nil && e1.key == q.sets:
+	case e1 != nil && e1.key.equal(&q.sets):
 		return int(e1.rule)
 	}
 	r := q.walk(m, in)
@@ -161,7 +161,13 @@ func (m *matcher) signature(q *lookups, in *Input) {
 		q.put(dimQType, s, s >= 0)
 	}
 	if u&(1<<dimListener) != 0 {
-		s, ok := m.lookup(q, in, dimListener)
+		s, ok := int32(0), false
+		for _, l := range m.listener {
+			if l.name == in.Listener {
+				s, ok = l.set, true
+				break
+			}
+		}
 		q.put(dimListener, s, ok)
 	}
 }
@@ -221,6 +227,16 @@ type memoEntry struct {
 }
 
 type signature [nDimsAll]int32
+
+// equal is written for eight dimensions.
+var _ = [1]struct{}{}[nDimsAll-8]
+
+// equal compares element by element, which the compiler keeps inline
+// (an array compare of this size calls memequal).
+func (s *signature) equal(o *signature) bool {
+	return s[0] == o[0] && s[1] == o[1] && s[2] == o[2] && s[3] == o[3] &&
+		s[4] == o[4] && s[5] == o[5] && s[6] == o[6] && s[7] == o[7]
+}
 
 // hash is a multiplicative hash of s's words: its top bits pick two
 // neighbouring slots of the memo (two ways, so that two signatures
