@@ -197,6 +197,15 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 	if parallel {
 		immediate = len(queue)
 	}
+	if len(queue) == 1 && len(denied) == 0 {
+		// One path and nothing to hedge it with: the attempt runs on
+		// this goroutine (no goroutine to start, no stack to grow) and
+		// reports to results like any other, so that a TC retry or a
+		// failure goes on as below. Only a client that goes away while
+		// it runs waits for it: its deadline still bounds the attempt.
+		r.next = 1
+		r.start(attempt{cand: queue[0]}, true, true)
+	}
 	for r.next < len(r.queue) && r.next < immediate {
 		c := r.queue[r.next]
 		r.next++
@@ -258,7 +267,10 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 
 // launch starts attempt a. The hedge timer follows the newest attempt
 // that is not a trial.
-func (r *racer) launch(a attempt, leading bool) {
+func (r *racer) launch(a attempt, leading bool) { r.start(a, leading, false) }
+
+// start starts attempt a, on this goroutine when inline.
+func (r *racer) start(a attempt, leading, inline bool) {
 	r.started++
 	r.pending++
 	a.seq = r.started
@@ -272,6 +284,10 @@ func (r *racer) launch(a attempt, leading bool) {
 	}
 	// A client's attempts outlive the client: letting a loser run to
 	// its own timeout is what tells its health whether the path works.
+	if inline {
+		exchangeOn(context.WithoutCancel(r.ctx), r.q, a, ticket, timeout, r.cfg.Clock, r.results)
+		return
+	}
 	go exchangeOn(context.WithoutCancel(r.ctx), r.q, a, ticket, timeout, r.cfg.Clock, r.results)
 }
 
