@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -337,8 +338,9 @@ func (s *udpSock) read() {
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
 	}
+	size := batch.Size{Max: len(msgs)}
 	for {
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := pc.ReadBatch(msgs[:size.Next()], 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -352,6 +354,7 @@ func (s *udpSock) read() {
 			s.failAll(err)
 			return
 		}
+		size.Took(n)
 		for i := range msgs[:n] {
 			pkt := msgs[i].Buffers[0][:msgs[i].N]
 			if msgs[i].Flags&syscall.MSG_TRUNC != 0 && len(pkt) >= 4 {

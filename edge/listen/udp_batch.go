@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -77,7 +78,8 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 }
 
 // readBatch is the loop of a socket that reads up to l.batch datagrams
-// per syscall, as many as are waiting, and hands each to accept like read
+// per syscall, as many as are waiting (asking for as many as the traffic
+// suggests, see batch.Size), and hands each to accept like read
 // does. Every message of the batch has its own pooled buffer; a buffer
 // handed over is replaced by a fresh one.
 func (l *UDP) readBatch(s *udpSocket) {
@@ -96,8 +98,9 @@ func (l *UDP) readBatch(s *udpSocket) {
 		}
 	}()
 	var backoff time.Duration
+	size := batch.Size{Max: len(ms)}
 	for {
-		n, err := s.bc.ReadBatch(ms, 0)
+		n, err := s.bc.ReadBatch(ms[:size.Next()], 0)
 		if err != nil {
 			if l.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
@@ -106,6 +109,7 @@ func (l *UDP) readBatch(s *udpSocket) {
 			continue
 		}
 		backoff = 0
+		size.Took(n)
 		received := time.Now()
 		for i := range n {
 			m := &ms[i]
