@@ -221,47 +221,76 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 	var fallback *attempt // a SERVFAIL/REFUSED or truncated answer, used if nothing better comes
 	var errs []error
 	for {
-		select {
-		case a := <-r.results:
-			r.pending--
-			switch {
-			case a.err == nil && a.class == ClassOK && a.msg.Truncated && !a.retry && a.cand.p.Stream != nil:
-				r.launchRetry(a)
-				if fallback == nil {
-					fallback = &a
-				}
-				continue
-			case a.err == nil && a.class == ClassOK:
-				if a.hedge {
-					a.cand.p.Health.Count(EventHedgeWon)
-				}
-				return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started}, nil
-			case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
-				if fallback == nil || fallback.msg.Truncated {
-					fallback = &a
-				}
-			default:
-				errs = append(errs, fmt.Errorf("%s: %w", a.cand.p, a.err))
-			}
-			if a.seq == r.newest {
-				r.startNext(false)
-			}
-			if r.pending == 0 && !r.startNext(false) {
-				if fallback != nil {
-					return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
-				}
-				return Result{Attempts: r.started}, &RaceError{Errs: errs}
-			}
-		case <-r.tick:
-			r.tick = nil
+		a, ev := r.wait(ctx)
+		switch ev {
+		case ticked:
 			r.startNext(true)
-		case <-ctx.Done():
+			continue
+		case ended:
 			if fallback != nil {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			errs = append(errs, ctx.Err())
 			return Result{Attempts: r.started}, &RaceError{Errs: errs}
 		}
+		r.pending--
+		switch {
+		case a.err == nil && a.class == ClassOK && a.msg.Truncated && !a.retry && a.cand.p.Stream != nil:
+			r.launchRetry(a)
+			if fallback == nil {
+				fallback = &a
+			}
+			continue
+		case a.err == nil && a.class == ClassOK:
+			if a.hedge {
+				a.cand.p.Health.Count(EventHedgeWon)
+			}
+			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started}, nil
+		case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
+			if fallback == nil || fallback.msg.Truncated {
+				fallback = &a
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s: %w", a.cand.p, a.err))
+		}
+		if a.seq == r.newest {
+			r.startNext(false)
+		}
+		if r.pending == 0 && !r.startNext(false) {
+			if fallback != nil {
+				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
+			}
+			return Result{Attempts: r.started}, &RaceError{Errs: errs}
+		}
+	}
+}
+
+// What a race waits for next.
+type event int
+
+const (
+	reported event = iota // an attempt reported
+	ticked                // the hedge timer fired
+	ended                 // the client's context ended
+)
+
+// wait returns the next event, with the attempt that reported. An
+// outcome already waiting is taken without asking ctx for its channel,
+// which a listener's context makes only on demand.
+func (r *racer) wait(ctx context.Context) (attempt, event) {
+	select {
+	case a := <-r.results:
+		return a, reported
+	default:
+	}
+	select {
+	case a := <-r.results:
+		return a, reported
+	case <-r.tick:
+		r.tick = nil
+		return attempt{}, ticked
+	case <-ctx.Done():
+		return attempt{}, ended
 	}
 }
 

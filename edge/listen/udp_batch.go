@@ -176,7 +176,8 @@ func (l *UDP) send(s *udpSocket, r udpReply) {
 // flush writes rs with as few sendmmsg calls as it can; only the flusher
 // calls it. A reply the kernel refuses is logged and skipped.
 func (l *UDP) flush(s *udpSocket, rs []udpReply) {
-	ms := s.ms[:len(rs)]
+	used := len(rs)
+	ms := s.ms[:used]
 	for i := range rs {
 		r := &rs[i]
 		a := &s.addrs[i]
@@ -205,8 +206,10 @@ func (l *UDP) flush(s *udpSocket, rs []udpReply) {
 		}
 		ms, rs = ms[n:], rs[n:]
 	}
-	clear(s.ms)
-	for i := range s.bufs {
+	// Drop the references to the replies written, and only those: the
+	// arrays are sized for the largest burst.
+	clear(s.ms[:used])
+	for i := range s.bufs[:used] {
 		s.bufs[i][0] = nil
 	}
 }
