@@ -6,6 +6,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -37,14 +38,17 @@ type errorBody struct {
 // Handler serves the records API of m to the callers auth admits; its
 // routes are added to a mux by Register.
 type Handler struct {
-	m    *Manager
-	auth *admin.Auth
-	cfg  Config
+	m       *Manager
+	auth    *admin.Auth
+	cfg     Config
+	origins []string
 }
 
-// NewHandler returns the API of m (cfg with defaults filled in).
-func NewHandler(m *Manager, auth *admin.Auth, cfg Config) *Handler {
-	return &Handler{m: m, auth: auth, cfg: cfg}
+// NewHandler returns the API of the zones of origins (canonical FQDNs,
+// kept by m: see Manager.Ensure), with the limits of cfg (defaults filled
+// in).
+func NewHandler(m *Manager, origins []string, auth *admin.Auth, cfg Config) *Handler {
+	return &Handler{m: m, auth: auth, cfg: cfg, origins: slices.Sorted(slices.Values(origins))}
 }
 
 // Register adds the routes of the API to mux: GET and PATCH
@@ -100,7 +104,7 @@ func (h *Handler) zoneFor(w http.ResponseWriter, r *http.Request, write bool) (*
 		writeError(w, http.StatusForbidden, "zone", "token "+p.ID+" may not "+what+" zone "+origin)
 		return nil, "", false
 	}
-	if _, err := h.m.Get(origin); err != nil {
+	if _, err := h.m.Get(origin); err != nil || !slices.Contains(h.origins, origin) {
 		writeError(w, http.StatusNotFound, "zone", "zone "+origin+" is not kept by the records API (api: true in zones)")
 		return nil, "", false
 	}
@@ -150,7 +154,7 @@ func (h *Handler) patch(w http.ResponseWriter, r *http.Request) {
 		writeError(w, ierr.Status, ierr.Field, ierr.Msg)
 		return
 	}
-	s, err := h.m.Apply(p.ID, origin, match, patch)
+	s, err := h.m.Apply(p.ID, origin, match, patch, h.cfg.MaxTTL)
 	h.result(w, s, err)
 }
 

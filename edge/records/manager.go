@@ -30,7 +30,6 @@ var ErrNoZone = errors.New("no such API zone")
 // it. Changes to one zone are serialized; different zones change
 // independently. Safe for concurrent use.
 type Manager struct {
-	cfg   Config
 	store Store
 	audit io.Writer
 	log   *slog.Logger
@@ -38,7 +37,8 @@ type Manager struct {
 	// closeAudit closes the audit log file Open opened; nil otherwise.
 	closeAudit func() error
 
-	zones map[string]*zoneState // fixed at New
+	mu    sync.RWMutex // guards zones
+	zones map[string]*zoneState
 
 	notifyMu sync.Mutex // serializes Watch and the notifications
 	watchers map[int]func(*zone.Zone)
@@ -65,11 +65,11 @@ type Deps struct {
 // AuditFile is the audit log Open writes, under its directory.
 const AuditFile = "audit.jsonl"
 
-// Open returns the Manager of cfg (defaults filled in) for origins, with
-// the file store and the audit log (AuditFile, one JSON line per change)
-// under dir.
-func Open(cfg Config, origins []string, dir string, log *slog.Logger) (*Manager, error) {
-	st, err := NewFileStore(dir, cfg.CompactAfter, log)
+// Open returns a Manager with the file store (compacting after
+// compactAfter entries) and the audit log (AuditFile, one JSON line per
+// change) under dir, keeping no zone yet (see Ensure).
+func Open(dir string, compactAfter int, log *slog.Logger) (*Manager, error) {
+	st, err := NewFileStore(dir, compactAfter, log)
 	if err != nil {
 		return nil, err
 	}
@@ -78,21 +78,16 @@ func Open(cfg Config, origins []string, dir string, log *slog.Logger) (*Manager,
 		st.Close()
 		return nil, fmt.Errorf("records audit log: %w", err)
 	}
-	m, err := New(cfg, origins, Deps{Store: st, Audit: af, Log: log})
-	if err != nil {
-		af.Close()
-		return nil, err
-	}
+	m := New(Deps{Store: st, Audit: af, Log: log})
 	m.closeAudit = af.Close
 	return m, nil
 }
 
-// New loads every zone of origins (canonical FQDNs) from d.Store,
-// replaying its journal.
-func New(cfg Config, origins []string, d Deps) (*Manager, error) {
+// New returns a Manager over d.Store keeping no zone yet (see Ensure).
+func New(d Deps) *Manager {
 	m := &Manager{
-		cfg: cfg, store: d.Store, audit: d.Audit, log: d.Log, now: d.Now,
-		zones: make(map[string]*zoneState, len(origins)), watchers: make(map[int]func(*zone.Zone)),
+		store: d.Store, audit: d.Audit, log: d.Log, now: d.Now,
+		zones: make(map[string]*zoneState), watchers: make(map[int]func(*zone.Zone)),
 	}
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
@@ -103,8 +98,21 @@ func New(cfg Config, origins []string, d Deps) (*Manager, error) {
 	if m.now == nil {
 		m.now = time.Now
 	}
+	return m
+}
+
+// Ensure loads every zone of origins (canonical FQDNs) that m does not
+// keep yet from the store, replaying its journal. Zones already kept stay
+// as they are. On error no zone is added.
+func (m *Manager) Ensure(origins []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	var errs []error
+	loaded := make(map[string]*zoneState)
 	for _, o := range origins {
+		if _, ok := m.zones[o]; ok {
+			continue
+		}
 		v, err := m.load(o)
 		if err != nil {
 			errs = append(errs, err)
@@ -112,13 +120,22 @@ func New(cfg Config, origins []string, d Deps) (*Manager, error) {
 		}
 		zs := new(zoneState)
 		zs.cur.Store(v)
-		m.zones[o] = zs
+		loaded[o] = zs
 	}
 	if err := errors.Join(errs...); err != nil {
-		m.store.Close()
-		return nil, err
+		return err
 	}
-	return m, nil
+	for o, zs := range loaded {
+		m.zones[o] = zs
+	}
+	return nil
+}
+
+// state returns the zone of origin, nil when m does not keep it.
+func (m *Manager) state(origin string) *zoneState {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.zones[origin]
 }
 
 // load replays the zone of origin from the store.
@@ -170,6 +187,8 @@ func (m *Manager) load(origin string) (*version, error) {
 
 // Origins returns the API zones, sorted.
 func (m *Manager) Origins() []string {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
 	out := make([]string, 0, len(m.zones))
 	for o := range m.zones {
 		out = append(out, o)
@@ -180,8 +199,8 @@ func (m *Manager) Origins() []string {
 
 // Get returns the zone of origin as it is now.
 func (m *Manager) Get(origin string) (Snapshot, error) {
-	zs, ok := m.zones[origin]
-	if !ok {
+	zs := m.state(origin)
+	if zs == nil {
 		return Snapshot{}, ErrNoZone
 	}
 	return zs.cur.Load().snapshot(), nil
@@ -192,13 +211,13 @@ func (m *Manager) Get(origin string) (Snapshot, error) {
 // fsynced, audit line written, the new version published to the watchers.
 // Nothing changes when it fails: an *InputError for bad input, ErrStale,
 // ErrNoZone, or the store's error. A patch that changes nothing commits
-// nothing and returns the zone as it is.
-func (m *Manager) Apply(by, origin string, match func(serial uint32) bool, p *Patch) (Snapshot, error) {
-	zs, ok := m.zones[origin]
-	if !ok {
+// nothing and returns the zone as it is. TTLs above maxTTL are refused.
+func (m *Manager) Apply(by, origin string, match func(serial uint32) bool, p *Patch, maxTTL uint32) (Snapshot, error) {
+	zs := m.state(origin)
+	if zs == nil {
 		return Snapshot{}, ErrNoZone
 	}
-	changes, ierr := plan(p, origin, m.cfg.MaxTTL)
+	changes, ierr := plan(p, origin, maxTTL)
 	if ierr != nil {
 		return Snapshot{}, ierr
 	}
@@ -256,8 +275,9 @@ func (m *Manager) writeAudit(before *version, e Entry) {
 // with a zone each time it changes, until stop; see zone.Feed. An origin
 // the Manager does not keep is an error.
 func (m *Manager) Watch(origins []string, put func(*zone.Zone)) (stop func(), err error) {
-	for _, o := range origins {
-		if _, ok := m.zones[o]; !ok {
+	states := make([]*zoneState, len(origins))
+	for i, o := range origins {
+		if states[i] = m.state(o); states[i] == nil {
 			return nil, fmt.Errorf("%w: %s", ErrNoZone, o)
 		}
 	}
@@ -275,8 +295,8 @@ func (m *Manager) Watch(origins []string, put func(*zone.Zone)) (stop func(), er
 	id := m.nextW
 	m.nextW++
 	m.watchers[id] = f
-	for _, o := range origins {
-		put(m.zones[o].cur.Load().zone)
+	for _, zs := range states {
+		put(zs.cur.Load().zone)
 	}
 	return func() {
 		m.notifyMu.Lock()
@@ -297,18 +317,18 @@ func (m *Manager) notify(z *zone.Zone) {
 // Zone returns the zone of origin as queries see it, nil when the
 // Manager does not keep it.
 func (m *Manager) Zone(origin string) *zone.Zone {
-	zs, ok := m.zones[origin]
-	if !ok {
+	zs := m.state(origin)
+	if zs == nil {
 		return nil
 	}
 	return zs.cur.Load().zone
 }
 
-// Lookup returns the API zone with the longest origin containing name (a
-// canonical FQDN), "" when none does.
-func (m *Manager) Lookup(name string) string {
+// Lookup returns the API zone among origins with the longest origin
+// containing name (a canonical FQDN), "" when none does.
+func Lookup(origins []string, name string) string {
 	best := ""
-	for o := range m.zones {
+	for _, o := range origins {
 		if dns.IsSubDomain(o, name) && len(o) > len(best) {
 			best = o
 		}

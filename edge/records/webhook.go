@@ -61,14 +61,22 @@ type DomainFilter struct {
 // GET /records, POST /records (applied per zone, each zone's changes all
 // or none), POST /adjustendpoints.
 type Webhook struct {
-	m   *Manager
-	p   *admin.Principal
-	cfg Config
+	m       *Manager
+	p       *admin.Principal
+	cfg     Config
+	origins []string
 }
 
-// NewWebhook returns the provider acting as p.
-func NewWebhook(m *Manager, p *admin.Principal, cfg Config) *Webhook {
-	return &Webhook{m: m, p: p, cfg: cfg}
+// NewWebhook returns the provider of the zones of origins (kept by m)
+// that p may change, acting as p.
+func NewWebhook(m *Manager, origins []string, p *admin.Principal, cfg Config) *Webhook {
+	h := &Webhook{m: m, p: p, cfg: cfg}
+	for _, o := range slices.Sorted(slices.Values(origins)) {
+		if p.Allows(o, true) {
+			h.origins = append(h.origins, o)
+		}
+	}
+	return h
 }
 
 // Register adds the provider's routes to mux.
@@ -80,15 +88,7 @@ func (h *Webhook) Register(mux *http.ServeMux) {
 }
 
 // zones returns the API zones p may change, sorted.
-func (h *Webhook) zones() []string {
-	var out []string
-	for _, o := range h.m.Origins() {
-		if h.p.Allows(o, true) {
-			out = append(out, o)
-		}
-	}
-	return out
-}
+func (h *Webhook) zones() []string { return h.origins }
 
 func (h *Webhook) write(w http.ResponseWriter, status int, v any) {
 	b, err := compactJSON(v)
@@ -256,8 +256,8 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 			return badInput(f+".dnsName", "%q is not a domain name", e.DNSName)
 		}
 		name := dnsname.Lower(dns.Fqdn(e.DNSName))
-		origin := h.m.Lookup(name)
-		if origin == "" || !h.p.Allows(origin, true) {
+		origin := Lookup(h.origins, name)
+		if origin == "" {
 			return badInput(f+".dnsName", "%s is in no zone of the domain filter", name)
 		}
 		t, ok := dns.StringToType[strings.ToUpper(e.RecordType)]
@@ -320,7 +320,7 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 	}
 	slices.Sort(origins)
 	for _, o := range origins {
-		if _, err := h.m.Apply(h.p.ID, o, nil, &byZone[o].patch); err != nil {
+		if _, err := h.m.Apply(h.p.ID, o, nil, &byZone[o].patch, h.cfg.MaxTTL); err != nil {
 			if ie, ok := err.(*InputError); ok {
 				writeError(w, ie.Status, ie.Field, "zone "+o+": "+ie.Msg)
 				return
