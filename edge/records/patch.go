@@ -83,13 +83,20 @@ func decodeJSON(r io.Reader, v any, strict bool) *InputError {
 	case errors.As(err, &mbe):
 		return &InputError{Status: http.StatusRequestEntityTooLarge, Field: "body", Msg: fmt.Sprintf("body is larger than %d bytes", mbe.Limit)}
 	case errors.As(err, &ute):
-		return badInput(ute.Field, "must be %s, not a JSON %s", jsonKind(ute.Type.Kind().String()), ute.Value)
+		f := ute.Field
+		if f == "" {
+			f = "body"
+		}
+		return badInput(f, "must be %s, not a JSON %s", jsonKind(ute.Type.Kind().String()), ute.Value)
 	case errors.As(err, &se):
 		return badInput("body", "not JSON: %v (at byte %d)", se, se.Offset)
 	case errors.Is(err, io.EOF):
 		return badInput("body", "empty body: want a JSON object")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), "json: unknown field "))
+		if name == "" {
+			return badInput("body", "unknown field %q", name)
+		}
 		return badInput(name, "unknown field %q", name)
 	}
 	return badInput("body", "%v", err)
@@ -344,7 +351,10 @@ func sameSet(a, b rrset) bool {
 		return false
 	}
 	for i := range a.rrs {
-		if !dns.IsDuplicate(a.rrs[i], b.rrs[i]) {
+		// The text, not dns.IsDuplicate: that compares hex fields
+		// (SSHFP, TLSA, DS) as given, so that a lower-case digest would
+		// differ from the upper-case one it prints as.
+		if content(a.rrs[i]) != content(b.rrs[i]) {
 			return false
 		}
 	}
