@@ -15,7 +15,6 @@ import (
 
 // Defaults of the records section.
 const (
-	StoreFile           = "file"
 	DefaultMaxBodyBytes = 1 << 20
 	DefaultMaxTTL       = 604800 // one week
 	DefaultWebhookTTL   = 300
@@ -23,11 +22,8 @@ const (
 )
 
 // Config is the `records:` section: how API zones are kept and what the
-// API accepts.
+// API accepts. Zones are kept by a FileStore under state_dir/records.
 type Config struct {
-	// Store is where zones are kept: file (the default), a journal and
-	// snapshots under state_dir/records.
-	Store string `yaml:"store"`
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxTTL is the largest TTL accepted; TTLs run from 0 to it.
@@ -53,9 +49,6 @@ type WebhookConfig struct {
 
 // WithDefaults returns c with its defaults filled in.
 func (c Config) WithDefaults() Config {
-	if c.Store == "" {
-		c.Store = StoreFile
-	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -77,9 +70,6 @@ func (c Config) WithDefaults() Config {
 // each a *field.Error relative to it.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Store != StoreFile {
-		errs = append(errs, field.Errorf("store", "store %q must be %s", c.Store, StoreFile))
-	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, field.Errorf("max_body_bytes", "must be at least 1024"))
 	}
