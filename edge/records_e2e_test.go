@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
 
@@ -19,6 +21,12 @@ import (
 const apiToken = "s3cret-token"
 
 func apiConfig(t *testing.T, up *transporttest.Server) string {
+	return apiConfigIn(up, t.TempDir(), "")
+}
+
+// apiConfigIn is a configuration with the API zone dyn.test. (and the
+// zones of extra, YAML list items) kept under stateDir.
+func apiConfigIn(up *transporttest.Server, stateDir, extra string) string {
 	sum := sha256.Sum256([]byte(apiToken))
 	return fmt.Sprintf(`upstreams:
   - {name: up, url: "udp://%s"}
@@ -26,11 +34,96 @@ state_dir: %q
 zones:
   - {origin: dyn.test., api: true}
   - {origin: static.test., records: ["www 60 IN A 10.9.9.9"]}
-admin:
+%sadmin:
   address: "127.0.0.1:0"
   tokens:
-    - {id: ci, sha256: %s, zones: [dyn.test.], access: write}
-`, up.AddrV4(), t.TempDir(), hex.EncodeToString(sum[:]))
+    - {id: ci, sha256: %s, zones: ["*"], access: write}
+`, up.AddrV4(), stateDir, extra, hex.EncodeToString(sum[:]))
+}
+
+// apiPatch sends a PATCH to the admin listener at addr and returns the
+// status and body.
+func apiPatch(t *testing.T, addr, zone, body string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPatch, "http://"+addr+"/api/v1/zones/"+zone, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+apiToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func askA(t *testing.T, e *testEdge, name string) string {
+	t.Helper()
+	c := &dns.Client{Timeout: 2 * time.Second}
+	q := new(dns.Msg)
+	q.SetQuestion(name, dns.TypeA)
+	m, _, err := c.Exchange(q, e.udp.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		return dns.RcodeToString[m.Rcode]
+	}
+	return m.Answer[0].(*dns.A).A.String()
+}
+
+// TestRecordsAPIAcrossReloads: a reload that adds an API zone keeps the
+// admin listener and what the zones hold, and serves the new zone; a
+// reload that drops the admin section closes the listener while the zone
+// keeps answering what it held.
+func TestRecordsAPIAcrossReloads(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	dir := t.TempDir()
+	e := startEdge(t, apiConfigIn(up, dir, ""))
+	addr := e.srv.AdminAddr().String()
+	if st, b := apiPatch(t, addr, "dyn.test.", `{"rrsets":[{"name":"a.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.1.1.1"}]}]}`); st != 200 {
+		t.Fatalf("PATCH: %d %s", st, b)
+	}
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+apiConfigIn(up, dir, "  - {origin: more.test., api: true}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.srv.AdminAddr().String(); got != addr {
+		t.Fatalf("admin listener moved from %s to %s over a reload", addr, got)
+	}
+	if got := askA(t, e, "a.dyn.test."); got != "10.1.1.1" {
+		t.Fatalf("after the reload a.dyn.test. is %s", got)
+	}
+	if st, b := apiPatch(t, addr, "more.test", `{"rrsets":[{"name":"b.more.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.2.2.2"}]}]}`); st != 200 {
+		t.Fatalf("PATCH the new zone: %d %s", st, b)
+	}
+	if st, b := apiPatch(t, addr, "dyn.test", `{"rrsets":[{"name":"a.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.1.1.2"}]}]}`); st != 200 {
+		t.Fatalf("PATCH after the reload: %d %s", st, b)
+	}
+	if got := askA(t, e, "b.more.test."); got != "10.2.2.2" {
+		t.Fatalf("b.more.test. is %s", got)
+	}
+	if got := askA(t, e, "a.dyn.test."); got != "10.1.1.2" {
+		t.Fatalf("a.dyn.test. after a change made after the reload is %s", got)
+	}
+	noAdmin := strings.Split(apiConfigIn(up, dir, ""), "admin:")[0]
+	noAdmin = strings.Replace(noAdmin, "  - {origin: dyn.test., api: true}\n", "", 1)
+	cfg, err = edge.Parse("test.yaml", []byte(testListeners+noAdmin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if a := e.srv.AdminAddr(); a != nil {
+		t.Fatalf("admin listener %s still open without an admin section", a)
+	}
+	if _, err := http.Get("http://" + addr + "/api/v1/openapi.json"); err == nil {
+		t.Fatal("the admin address still answers")
+	}
 }
 
 // TestRecordsAPIAnsweredAtOnce: a record PATCHed through the admin
@@ -65,5 +158,63 @@ func TestRecordsAPIAnsweredAtOnce(t *testing.T) {
 		if err != nil || len(m.Answer) != 1 || !m.Authoritative || m.Answer[0].(*dns.A).A.String() != ip {
 			t.Fatalf("query right after PATCH %d: %v %v, want %s", i, m, err, ip)
 		}
+	}
+}
+
+// TestRecordsAPIClientCertificate: over an HTTPS admin listener, a client
+// certificate of the configured client CA whose common name is a client
+// id acts with that client's grant; no certificate and no token is 401; a
+// certificate of another CA gets no further than the handshake.
+func TestRecordsAPIClientCertificate(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	server, clients, stranger := transporttest.NewCA(t), transporttest.NewCA(t), transporttest.NewCA(t)
+	certFile, keyFile := writeCert(t, t.TempDir(), server)
+	e := startEdge(t, fmt.Sprintf(`upstreams:
+  - {name: up, url: "udp://%s"}
+state_dir: %q
+zones:
+  - {origin: dyn.test., api: true}
+admin:
+  address: "127.0.0.1:0"
+  tls: {cert_file: %q, key_file: %q, client_auth: request, client_ca: %q}
+  clients:
+    - {id: %q, zones: [dyn.test.], access: write}
+`, up.AddrV4(), t.TempDir(), certFile, keyFile, clients.WritePEM(t), transporttest.TestServerName))
+	url := "https://" + e.srv.AdminAddr().String() + "/api/v1/zones/dyn.test."
+	body := `{"rrsets":[{"name":"m.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.3.3.3"}]}]}`
+	tests := []struct {
+		name   string
+		cert   []tls.Certificate
+		status int // 0: the request fails
+	}{
+		{"no certificate", nil, http.StatusUnauthorized},
+		{"certificate of another CA", []tls.Certificate{stranger.Leaf}, 0},
+		{"certificate of a configured client", []tls.Certificate{clients.Leaf}, http.StatusOK},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: server.Pool, Certificates: tc.cert}}}
+			defer c.CloseIdleConnections()
+			req, _ := http.NewRequest(http.MethodPatch, url, strings.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := c.Do(req)
+			if tc.status == 0 {
+				if err == nil {
+					resp.Body.Close()
+					t.Fatalf("got %s, want a failed handshake", resp.Status)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.status {
+				t.Fatalf("got %s, want %d", resp.Status, tc.status)
+			}
+		})
+	}
+	if got := askA(t, e, "m.dyn.test."); got != "10.3.3.3" {
+		t.Fatalf("m.dyn.test. is %s after the change made with a client certificate", got)
 	}
 }
