@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsedge/dnsedge/edge"
+	"github.com/dnsedge/dnsedge/edge/records/recordstest"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
 
@@ -41,20 +41,21 @@ zones:
 `, up.AddrV4(), stateDir, extra, hex.EncodeToString(sum[:]))
 }
 
+// apiClient is a client of the admin listener at addr with the test
+// token, checking every exchange against the served OpenAPI document.
+func apiClient(t *testing.T, addr string) *recordstest.Client {
+	t.Helper()
+	c := recordstest.New(t, "http://"+addr, nil)
+	c.Header["Authorization"] = "Bearer " + apiToken
+	return c
+}
+
 // apiPatch sends a PATCH to the admin listener at addr and returns the
 // status and body.
 func apiPatch(t *testing.T, addr, zone, body string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPatch, "http://"+addr+"/api/v1/zones/"+zone, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+apiToken)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	r := apiClient(t, addr).Patch(zone, body, nil)
+	return r.Status, string(r.Body)
 }
 
 func askA(t *testing.T, e *testEdge, name string) string {
@@ -121,7 +122,8 @@ func TestRecordsAPIAcrossReloads(t *testing.T) {
 	if a := e.srv.AdminAddr(); a != nil {
 		t.Fatalf("admin listener %s still open without an admin section", a)
 	}
-	if _, err := http.Get("http://" + addr + "/api/v1/openapi.json"); err == nil {
+	if resp, err := http.Get("http://" + addr + "/api/v1/openapi.json"); err == nil {
+		resp.Body.Close()
 		t.Fatal("the admin address still answers")
 	}
 }
@@ -132,24 +134,16 @@ func TestRecordsAPIAcrossReloads(t *testing.T) {
 func TestRecordsAPIAnsweredAtOnce(t *testing.T) {
 	up := transporttest.StartFault(t, upstreamZone)
 	e := startEdge(t, apiConfig(t, up))
-	base := "http://" + e.srv.AdminAddr().String() + "/api/v1/zones/dyn.test."
+	api := apiClient(t, e.srv.AdminAddr().String())
 	for i := range 5 {
 		ip := fmt.Sprintf("10.0.0.%d", i+1)
 		body := fmt.Sprintf(`{"rrsets":[{"name":"www.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":%q}]}]}`, ip)
-		req, _ := http.NewRequest(http.MethodPatch, base, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+apiToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		r := api.Patch("dyn.test.", body, nil)
+		if r.Status != http.StatusOK {
+			t.Fatalf("PATCH %d: %d %s", i, r.Status, r.Body)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("PATCH %d: %s %s", i, resp.Status, b)
-		}
-		if want := fmt.Sprintf(`"%d"`, i+2); resp.Header.Get("ETag") != want {
-			t.Fatalf("PATCH %d: ETag %s, want %s", i, resp.Header.Get("ETag"), want)
+		if want := fmt.Sprintf(`"%d"`, i+2); r.ETag() != want {
+			t.Fatalf("PATCH %d: ETag %s, want %s", i, r.ETag(), want)
 		}
 		c := &dns.Client{Timeout: 2 * time.Second}
 		q := new(dns.Msg)
@@ -180,7 +174,7 @@ admin:
   clients:
     - {id: %q, zones: [dyn.test.], access: write}
 `, up.AddrV4(), t.TempDir(), certFile, keyFile, clients.WritePEM(t), transporttest.TestServerName))
-	url := "https://" + e.srv.AdminAddr().String() + "/api/v1/zones/dyn.test."
+	base := "https://" + e.srv.AdminAddr().String()
 	body := `{"rrsets":[{"name":"m.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.3.3.3"}]}]}`
 	tests := []struct {
 		name   string
@@ -195,22 +189,19 @@ admin:
 		t.Run(tc.name, func(t *testing.T) {
 			c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: server.Pool, Certificates: tc.cert}}}
 			defer c.CloseIdleConnections()
-			req, _ := http.NewRequest(http.MethodPatch, url, strings.NewReader(body))
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := c.Do(req)
 			if tc.status == 0 {
+				req, _ := http.NewRequest(http.MethodPatch, base+"/api/v1/zones/dyn.test.", strings.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := c.Do(req)
 				if err == nil {
 					resp.Body.Close()
 					t.Fatalf("got %s, want a failed handshake", resp.Status)
 				}
 				return
 			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tc.status {
-				t.Fatalf("got %s, want %d", resp.Status, tc.status)
+			r := recordstest.New(t, base, c).Patch("dyn.test.", body, nil)
+			if r.Status != tc.status {
+				t.Fatalf("got %d %s, want %d", r.Status, r.Body, tc.status)
 			}
 		})
 	}

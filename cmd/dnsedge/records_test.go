@@ -18,6 +18,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge/records/recordstest"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
 
@@ -111,47 +112,37 @@ admin:
 			checkRecord(t, p, fmt.Sprintf("r%d.dyn.test.", j), fmt.Sprintf("10.0.0.%d", j+1))
 		}
 		body := fmt.Sprintf(`{"rrsets":[{"name":"r%d.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.0.0.%d"}]}]}`, i, i+1)
-		req, _ := http.NewRequest(http.MethodPatch, "http://"+p.admin+"/api/v1/zones/dyn.test.", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+token)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		status := resp.StatusCode
-		// SIGKILL the moment the status line is in: before the body is
-		// read, with no chance of a clean shutdown.
+		api := recordstest.New(t, "http://"+p.admin, nil)
+		api.Header["Authorization"] = "Bearer " + token
+		r := api.Patch("dyn.test.", body, nil)
+		// SIGKILL the moment the answer is in, with no chance of a clean
+		// shutdown.
 		if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
 		p.cmd.Wait()
-		if status != http.StatusOK {
-			t.Fatalf("round %d: PATCH %d", i, status)
+		if r.Status != http.StatusOK {
+			t.Fatalf("round %d: PATCH %d %s", i, r.Status, r.Body)
 		}
 	}
 	p := startAPIServe(t, cfgPath)
 	for j := range rounds {
 		checkRecord(t, p, fmt.Sprintf("r%d.dyn.test.", j), fmt.Sprintf("10.0.0.%d", j+1))
 	}
-	req, _ := http.NewRequest(http.MethodGet, "http://"+p.admin+"/api/v1/zones/dyn.test.", nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	api := recordstest.New(t, "http://"+p.admin, nil)
+	api.Header["Authorization"] = "Bearer " + token
+	r := api.Get("dyn.test.")
 	var z struct {
 		Serial uint32 `json:"serial"`
 		RRsets []struct {
 			Name string `json:"name"`
 		} `json:"rrsets"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&z); err != nil {
+	if err := json.Unmarshal(r.Body, &z); err != nil {
 		t.Fatal(err)
 	}
-	if z.Serial != rounds+1 || len(z.RRsets) != rounds+1 || resp.Header.Get("ETag") != fmt.Sprintf(`"%d"`, rounds+1) {
-		t.Fatalf("GET after %d killed rounds: serial %d, %d RRsets, ETag %s", rounds, z.Serial, len(z.RRsets), resp.Header.Get("ETag"))
+	if z.Serial != rounds+1 || len(z.RRsets) != rounds+1 || r.ETag() != fmt.Sprintf(`"%d"`, rounds+1) {
+		t.Fatalf("GET after %d killed rounds: serial %d, %d RRsets, ETag %s", rounds, z.Serial, len(z.RRsets), r.ETag())
 	}
 }
 

@@ -84,15 +84,15 @@ func TestBadInputChangesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			r := a.patch(tokAll, "dyn.test.", tc.body, tc.hdr)
-			if r.status != tc.status || !strings.HasPrefix(r.field(), tc.field) {
-				t.Errorf("got %d field %q (%s), want %d field %q", r.status, r.field(), r.body, tc.status, tc.field)
+			if r.Status != tc.status || !strings.HasPrefix(r.Field(), tc.field) {
+				t.Errorf("got %d field %q (%s), want %d field %q", r.Status, r.Field(), r.Body, tc.status, tc.field)
 			}
-			if tc.specRejects && r.specErr == nil {
+			if tc.specRejects && r.SpecErr == nil {
 				t.Errorf("the OpenAPI document accepts this request; it should refuse it too")
 			}
 			after := a.get(tokAll, "dyn.test.")
-			if !bytes.Equal(before.body, after.body) || before.header.Get("ETag") != after.header.Get("ETag") {
-				t.Errorf("zone changed:\nbefore %s\nafter  %s", before.body, after.body)
+			if !bytes.Equal(before.Body, after.Body) || before.Header.Get("ETag") != after.Header.Get("ETag") {
+				t.Errorf("zone changed:\nbefore %s\nafter  %s", before.Body, after.Body)
 			}
 			jAfter, _ := os.ReadFile(journal)
 			if !bytes.Equal(jBefore, jAfter) {
@@ -140,11 +140,11 @@ func TestAuth(t *testing.T) {
 				b = body
 			}
 			r := a.do(tc.method, "/api/v1/zones/"+tc.zone, "", h, b)
-			if r.status != tc.status {
-				t.Fatalf("got %d %s, want %d", r.status, r.body, tc.status)
+			if r.Status != tc.status {
+				t.Fatalf("got %d %s, want %d", r.Status, r.Body, tc.status)
 			}
-			if tc.status == 401 && !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "Bearer") {
-				t.Errorf("401 without a Bearer challenge: %v", r.header)
+			if tc.status == 401 && !strings.HasPrefix(r.Header.Get("WWW-Authenticate"), "Bearer") {
+				t.Errorf("401 without a Bearer challenge: %v", r.Header)
 			}
 		})
 	}
@@ -156,7 +156,7 @@ func TestAuth(t *testing.T) {
 func TestIfMatch(t *testing.T) {
 	a := startAPI(t, records.Config{})
 	g := a.get(tokWrite, "dyn.test.")
-	tag := g.header.Get("ETag")
+	tag := g.Header.Get("ETag")
 	if tag != `"1"` {
 		t.Fatalf("a new zone's ETag is %s, want \"1\"", tag)
 	}
@@ -168,7 +168,7 @@ func TestIfMatch(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			r := a.patch(tokWrite, "dyn.test.", change("www.dyn.test.", "A", 60, "REPLACE", fmt.Sprintf("10.0.1.%d", i)), map[string]string{"If-Match": tag})
-			statuses[i] = r.status
+			statuses[i] = r.Status
 		}()
 	}
 	wg.Wait()
@@ -185,7 +185,7 @@ func TestIfMatch(t *testing.T) {
 	if won != 1 {
 		t.Fatalf("%d PATCHes applied with the same If-Match, want 1 (statuses %v)", won, statuses)
 	}
-	if got := a.get(tokWrite, "dyn.test.").header.Get("ETag"); got != `"2"` {
+	if got := a.get(tokWrite, "dyn.test.").Header.Get("ETag"); got != `"2"` {
 		t.Fatalf("ETag after one change: %s, want \"2\"", got)
 	}
 	for _, tc := range []struct {
@@ -193,8 +193,8 @@ func TestIfMatch(t *testing.T) {
 		status  int
 	}{{`"1"`, 412}, {`W/"2"`, 412}, {`"7", "2"`, 200}, {`*`, 200}} {
 		r := a.patch(tokWrite, "dyn.test.", change("www.dyn.test.", "A", 60, "REPLACE", "10.0.2."+fmt.Sprint(len(tc.ifMatch))), map[string]string{"If-Match": tc.ifMatch})
-		if r.status != tc.status {
-			t.Errorf("If-Match %s: %d %s, want %d", tc.ifMatch, r.status, r.body, tc.status)
+		if r.Status != tc.status {
+			t.Errorf("If-Match %s: %d %s, want %d", tc.ifMatch, r.Status, r.Body, tc.status)
 		}
 	}
 }
@@ -205,22 +205,22 @@ func TestIfMatch(t *testing.T) {
 func TestSerialAndNoOp(t *testing.T) {
 	a := startAPI(t, records.Config{})
 	r := a.mustPatch("dyn.test.", seed)
-	if r.header.Get("ETag") != `"2"` {
-		t.Fatalf("ETag %s", r.header.Get("ETag"))
+	if r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("ETag %s", r.Header.Get("ETag"))
 	}
 	r = a.mustPatch("dyn.test.", seed)
-	if r.header.Get("ETag") != `"2"` {
-		t.Fatalf("the same records again moved the serial: %s", r.header.Get("ETag"))
+	if r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("the same records again moved the serial: %s", r.Header.Get("ETag"))
 	}
 	r = a.mustPatch("dyn.test.", `{"rrsets":[{"name":"none.dyn.test.","type":"A","changetype":"DELETE"}]}`)
-	if r.header.Get("ETag") != `"2"` {
-		t.Fatalf("deleting nothing moved the serial: %s", r.header.Get("ETag"))
+	if r.Header.Get("ETag") != `"2"` {
+		t.Fatalf("deleting nothing moved the serial: %s", r.Header.Get("ETag"))
 	}
 	r = a.mustPatch("dyn.test.", `{"rrsets":[{"name":"alias.dyn.test.","type":"CNAME","changetype":"DELETE"}]}`)
-	if r.header.Get("ETag") != `"3"` || strings.Contains(string(r.body), "alias") {
-		t.Fatalf("delete: %s %s", r.header.Get("ETag"), r.body)
+	if r.Header.Get("ETag") != `"3"` || strings.Contains(string(r.Body), "alias") {
+		t.Fatalf("delete: %s %s", r.Header.Get("ETag"), r.Body)
 	}
-	if !strings.Contains(string(r.body), `"content":"localhost. hostmaster.dyn.test. 3 `) {
-		t.Fatalf("the SOA does not carry serial 3: %s", r.body)
+	if !strings.Contains(string(r.Body), `"content":"localhost. hostmaster.dyn.test. 3 `) {
+		t.Fatalf("the SOA does not carry serial 3: %s", r.Body)
 	}
 }

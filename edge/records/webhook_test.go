@@ -8,12 +8,14 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/records"
+	"github.com/dnsedge/dnsedge/edge/records/recordstest"
 )
 
-// webhookServer is the ExternalDNS webhook provider on a real loopback
+// startWebhook runs the ExternalDNS webhook provider on a real loopback
 // listener acting as the grant "writer" (dyn.test.), over the same
-// Manager as the records API a.
-func startWebhook(t *testing.T, a *apiServer) (base string, call2 func(method, path string, hdr map[string]string, body string) result) {
+// Manager as the records API a, and returns a client checking its calls
+// against the webhook provider schema.
+func startWebhook(t *testing.T, a *apiServer) *recordstest.Client {
 	t.Helper()
 	cfg := records.Config{Webhook: &records.WebhookConfig{Address: "127.0.0.1:0", Grant: "writer"}}.WithDefaults()
 	mux := http.NewServeMux()
@@ -23,19 +25,7 @@ func startWebhook(t *testing.T, a *apiServer) (base string, call2 func(method, p
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Close() })
-	router := loadSpec(t, records.WebhookOpenAPI)
-	base = "http://" + srv.Addr().String()
-	return base, func(method, path string, hdr map[string]string, body string) result {
-		t.Helper()
-		h := map[string]string{"Accept": records.WebhookMediaType}
-		if body != "" {
-			h["Content-Type"] = records.WebhookMediaType
-		}
-		for k, v := range hdr {
-			h[k] = v
-		}
-		return call(t, router, base, method, path, h, body)
-	}
+	return recordstest.NewWebhook(t, "http://"+srv.Addr().String())
 }
 
 // TestWebhook: ExternalDNS's calls, each checked against the webhook
@@ -46,18 +36,29 @@ func startWebhook(t *testing.T, a *apiServer) (base string, call2 func(method, p
 func TestWebhook(t *testing.T) {
 	a := startAPI(t, records.Config{})
 	a.mustPatch("dyn.test.", seed)
-	_, wh := startWebhook(t, a)
+	c := startWebhook(t, a)
+	wh := func(method, path string, hdr map[string]string, body string) recordstest.Result {
+		t.Helper()
+		if body != "" {
+			h := map[string]string{"Content-Type": records.WebhookMediaType}
+			for k, v := range hdr {
+				h[k] = v
+			}
+			hdr = h
+		}
+		return c.Do(method, path, hdr, body)
+	}
 
 	r := wh(http.MethodGet, "/", nil, "")
-	if r.status != 200 || r.header.Get("Content-Type") != records.WebhookMediaType {
-		t.Fatalf("negotiation: %d %s %s", r.status, r.header.Get("Content-Type"), r.body)
+	if r.Status != 200 || r.Header.Get("Content-Type") != records.WebhookMediaType {
+		t.Fatalf("negotiation: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
 	var df records.DomainFilter
-	if err := json.Unmarshal(r.body, &df); err != nil || len(df.Include) != 1 || df.Include[0] != "dyn.test" {
-		t.Fatalf("domain filter %s, want include [dyn.test] (the writer's zones)", r.body)
+	if err := json.Unmarshal(r.Body, &df); err != nil || len(df.Include) != 1 || df.Include[0] != "dyn.test" {
+		t.Fatalf("domain filter %s, want include [dyn.test] (the writer's zones)", r.Body)
 	}
-	if r := wh(http.MethodGet, "/", map[string]string{"Accept": "text/html"}, ""); r.status != http.StatusNotAcceptable {
-		t.Fatalf("negotiation for text/html: %d", r.status)
+	if r := wh(http.MethodGet, "/", map[string]string{"Accept": "text/html"}, ""); r.Status != http.StatusNotAcceptable {
+		t.Fatalf("negotiation for text/html: %d", r.Status)
 	}
 
 	changes := `{
@@ -68,10 +69,10 @@ func TestWebhook(t *testing.T) {
  "UpdateNew":[{"dnsName":"www.dyn.test","targets":["10.0.0.3"],"recordType":"A","recordTTL":60}],
  "Delete":[{"dnsName":"alias.dyn.test","targets":["www.dyn.test"],"recordType":"CNAME"}]
 }`
-	if r := wh(http.MethodPost, "/records", nil, changes); r.status != http.StatusNoContent {
-		t.Fatalf("POST /records: %d %s", r.status, r.body)
+	if r := wh(http.MethodPost, "/records", nil, changes); r.Status != http.StatusNoContent {
+		t.Fatalf("POST /records: %d %s", r.Status, r.Body)
 	}
-	z := string(a.get(tokAll, "dyn.test.").body)
+	z := string(a.get(tokAll, "dyn.test.").Body)
 	for _, want := range []string{
 		`{"name":"app.dyn.test.","type":"A","ttl":120,"records":[{"content":"192.0.2.7"}]}`,
 		`{"name":"app.dyn.test.","type":"TXT","ttl":300,"records":[{"content":"\"heritage=external-dns,external-dns/owner=k8s\""}]}`,
@@ -88,8 +89,8 @@ func TestWebhook(t *testing.T) {
 
 	r = wh(http.MethodGet, "/records", nil, "")
 	var eps []records.Endpoint
-	if err := json.Unmarshal(r.body, &eps); err != nil || r.status != 200 {
-		t.Fatalf("GET /records: %d %s", r.status, r.body)
+	if err := json.Unmarshal(r.Body, &eps); err != nil || r.Status != 200 {
+		t.Fatalf("GET /records: %d %s", r.Status, r.Body)
 	}
 	found := false
 	for _, e := range eps {
@@ -101,12 +102,12 @@ func TestWebhook(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("GET /records lacks web.dyn.test CNAME app.dyn.test as ExternalDNS wrote it: %s", r.body)
+		t.Errorf("GET /records lacks web.dyn.test CNAME app.dyn.test as ExternalDNS wrote it: %s", r.Body)
 	}
 
 	adj := `[{"dnsName":"x.dyn.test","targets":["192.0.2.1"],"recordType":"A","recordTTL":0}]`
-	if r := wh(http.MethodPost, "/adjustendpoints", nil, adj); r.status != 200 || !strings.Contains(string(r.body), `"dnsName":"x.dyn.test"`) {
-		t.Fatalf("adjustendpoints: %d %s", r.status, r.body)
+	if r := wh(http.MethodPost, "/adjustendpoints", nil, adj); r.Status != 200 || !strings.Contains(string(r.Body), `"dnsName":"x.dyn.test"`) {
+		t.Fatalf("adjustendpoints: %d %s", r.Status, r.Body)
 	}
 
 	before := a.get(tokAll, "dyn.test.")
@@ -117,11 +118,11 @@ func TestWebhook(t *testing.T) {
 		{"bad target in the second of two", `{"Create":[{"dnsName":"a.dyn.test","targets":["192.0.2.1"],"recordType":"A"},{"dnsName":"b.dyn.test","targets":["nope"],"recordType":"A"}]}`, "rrsets[1].records[0].content"},
 	} {
 		r := wh(http.MethodPost, "/records", nil, tc.body)
-		if r.status != 400 || r.field() != tc.field {
-			t.Errorf("%s: %d %s, want 400 at %s", tc.name, r.status, r.body, tc.field)
+		if r.Status != 400 || r.Field() != tc.field {
+			t.Errorf("%s: %d %s, want 400 at %s", tc.name, r.Status, r.Body, tc.field)
 		}
 	}
-	if after := a.get(tokAll, "dyn.test."); string(after.body) != string(before.body) {
+	if after := a.get(tokAll, "dyn.test."); string(after.Body) != string(before.Body) {
 		t.Errorf("refused webhook changes changed the zone")
 	}
 }
