@@ -33,12 +33,9 @@ type adminGen struct {
 
 // Keys of the admin parts in the pool.
 type (
-	// recordsKey identifies the records Manager: its directory and how
-	// its store compacts.
-	recordsKey struct {
-		dir     string
-		compact int
-	}
+	// recordsKey identifies the records Manager by its directory: one
+	// Manager, and so one writer, per journal whatever a reload changes.
+	recordsKey struct{ dir string }
 	adminKey struct {
 		address string
 		tls     bool
@@ -116,7 +113,7 @@ func (c *Config) recordsDir() string { return filepath.Join(c.stateDir(), "recor
 // the configuration's API zones.
 func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	cfg := g.cfg
-	m, _, err := take(g.parts, recordsKey{dir: cfg.recordsDir(), compact: cfg.Records.CompactAfter}, func() (*records.Manager, func() error, error) {
+	m, _, err := take(g.parts, recordsKey{dir: cfg.recordsDir()}, func() (*records.Manager, func() error, error) {
 		m, err := records.Open(cfg.recordsDir(), cfg.Records.CompactAfter, d.log)
 		if err != nil {
 			return nil, nil, err
@@ -129,6 +126,10 @@ func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	if err := m.Ensure(cfg.Zone.APIOrigins()); err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
+	// Set while the generation builds: a reload that fails afterwards
+	// leaves the new value in force, which changes only when journals
+	// are folded into snapshots, never what they hold.
+	m.SetCompactAfter(cfg.Records.CompactAfter)
 	return m, nil
 }
 

@@ -162,7 +162,7 @@ func (b *chainBuild) zoneSet() (*zone.Zones, error) {
 		if err != nil {
 			return nil, err
 		}
-		feed, key.records = m, b.g.cfg.recordsDir()+fmt.Sprint(b.g.cfg.Records.CompactAfter)
+		feed, key.records = m, b.g.cfg.recordsDir()
 	}
 	z, _, err := take(b.g.parts, key, func() (*zone.Zones, func() error, error) {
 		z, err := zone.New(cfg, b.d.log, nil)

@@ -83,6 +83,14 @@ func Open(dir string, compactAfter int, log *slog.Logger) (*Manager, error) {
 	return m, nil
 }
 
+// SetCompactAfter sets how many changes of a zone its store's journal
+// gathers before it is compacted, when the store compacts (FileStore).
+func (m *Manager) SetCompactAfter(n int) {
+	if s, ok := m.store.(interface{ SetCompactAfter(int) }); ok {
+		s.SetCompactAfter(n)
+	}
+}
+
 // New returns a Manager over d.Store keeping no zone yet (see Ensure).
 func New(d Deps) *Manager {
 	m := &Manager{

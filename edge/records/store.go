@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,7 +55,7 @@ type Entry struct {
 // Safe for concurrent use.
 type FileStore struct {
 	dir          string
-	compactAfter int
+	compactAfter atomic.Int64
 	log          *slog.Logger
 
 	mu       sync.Mutex
@@ -77,8 +78,14 @@ func NewFileStore(dir string, compactAfter int, log *slog.Logger) (*FileStore, e
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("records store: %w", err)
 	}
-	return &FileStore{dir: dir, compactAfter: max(compactAfter, 1), log: log, journals: make(map[string]*journal)}, nil
+	s := &FileStore{dir: dir, log: log, journals: make(map[string]*journal)}
+	s.SetCompactAfter(compactAfter)
+	return s, nil
 }
+
+// SetCompactAfter sets how many entries a zone's journal gathers before
+// it is compacted (at least 1); it applies from the next commit.
+func (s *FileStore) SetCompactAfter(n int) { s.compactAfter.Store(int64(max(n, 1))) }
 
 // zoneDir returns the directory of a zone: its origin when that is a
 // plain host name, else its hex.
@@ -131,7 +138,7 @@ func (s *FileStore) Load(origin string) (Snapshot, []Entry, error) {
 		}
 	}
 	name := filepath.Join(dir, journalFile)
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return snap, nil, fmt.Errorf("records store: %w", err)
 	}
@@ -220,7 +227,7 @@ func (s *FileStore) Commit(origin string, e Entry, after func() Snapshot) error 
 	}
 	j.size += int64(len(line))
 	j.entries++
-	if j.entries >= s.compactAfter {
+	if int64(j.entries) >= s.compactAfter.Load() {
 		if err := s.compact(j, after()); err != nil {
 			// The entry is durable in the journal; compaction is tried
 			// again at the next commit.
