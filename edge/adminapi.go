@@ -36,7 +36,7 @@ type (
 	// recordsKey identifies the records Manager by its directory: one
 	// Manager, and so one writer, per journal whatever a reload changes.
 	recordsKey struct{ dir string }
-	adminKey struct {
+	adminKey   struct {
 		address string
 		tls     bool
 	}
