@@ -36,7 +36,8 @@ type errorBody struct {
 }
 
 // Handler serves the records API of m to the callers auth admits; its
-// routes are added to a mux by Register.
+// routes are added to a mux by Register. It is immutable and safe for
+// concurrent use.
 type Handler struct {
 	m       *Manager
 	auth    *admin.Auth
@@ -101,7 +102,7 @@ func (h *Handler) zoneFor(w http.ResponseWriter, r *http.Request, write bool) (*
 		if write {
 			what = "change"
 		}
-		writeError(w, http.StatusForbidden, "zone", "token "+p.ID+" may not "+what+" zone "+origin)
+		writeError(w, http.StatusForbidden, "zone", "grant "+p.ID+" may not "+what+" zone "+origin)
 		return nil, "", false
 	}
 	if _, err := h.m.Get(origin); err != nil || !slices.Contains(h.origins, origin) {

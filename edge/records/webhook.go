@@ -59,7 +59,8 @@ type DomainFilter struct {
 // Webhook serves the ExternalDNS webhook provider protocol over the API
 // zones one principal may change: GET / (negotiation: the domain filter),
 // GET /records, POST /records (applied per zone, each zone's changes all
-// or none), POST /adjustendpoints.
+// or none), POST /adjustendpoints. It is immutable and safe for
+// concurrent use.
 type Webhook struct {
 	m       *Manager
 	p       *admin.Principal
