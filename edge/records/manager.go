@@ -158,8 +158,9 @@ func (m *Manager) load(origin string) (*version, error) {
 			return nil, err
 		}
 	}
+	// Every entry was checked as a whole when it was committed: replay
+	// applies them to the RRsets and builds the zone once, at the end.
 	for _, e := range entries {
-		changes := make([]planned, 0, len(e.Changes))
 		for i, d := range e.Changes {
 			c := Change{Name: d.Name, Type: d.Type, Changetype: ChangeDelete}
 			if d.After != nil {
@@ -169,25 +170,16 @@ func (m *Manager) load(origin string) (*version, error) {
 			if perr != nil {
 				return nil, fmt.Errorf("replay %s entry %d: %w", origin, e.Seq, perr)
 			}
-			changes = append(changes, planned{idx: i, key: k, del: d.After == nil, set: rs})
+			if d.After == nil {
+				delete(v.sets, k)
+			} else {
+				v.sets[k] = rs
+			}
 		}
-		next, _, err := apply(v, changes)
-		if err != nil && !errors.Is(err, errNoChange) {
-			return nil, fmt.Errorf("replay %s entry %d: %w", origin, e.Seq, err)
-		}
-		if errors.Is(err, errNoChange) {
-			next = &version{origin: origin, sets: v.sets, zone: v.zone}
-		}
-		next.seq, next.serial = e.Seq, e.Serial
-		if _, err := next.build(); err != nil {
-			return nil, fmt.Errorf("replay %s entry %d: %w", origin, e.Seq, err)
-		}
-		v = next
+		v.seq, v.serial = e.Seq, e.Serial
 	}
-	if v.zone == nil {
-		if _, err := v.build(); err != nil {
-			return nil, err
-		}
+	if _, err := v.build(); err != nil {
+		return nil, fmt.Errorf("replay %s: %w", origin, err)
 	}
 	m.log.Info("API zone loaded", "zone", origin, "serial", v.serial, "journal_entries", len(entries))
 	return v, nil
