@@ -126,6 +126,9 @@ func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	if err := m.Ensure(cfg.Zone.APIOrigins()); err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
+	if err := m.Register(g.metrics); err != nil {
+		return nil, err
+	}
 	// Set while the generation builds: a reload that fails afterwards
 	// leaves the new value in force, which changes only when journals
 	// are folded into snapshots, never what they hold.

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -133,7 +134,7 @@ func TestRecordsAPIAcrossReloads(t *testing.T) {
 // GET shows it with the new serial as ETag.
 func TestRecordsAPIAnsweredAtOnce(t *testing.T) {
 	up := transporttest.StartFault(t, upstreamZone)
-	e := startEdge(t, apiConfig(t, up))
+	e := startEdge(t, apiConfig(t, up)+"metrics: {address: \"127.0.0.1:0\"}\n")
 	api := apiClient(t, e.srv.AdminAddr().String())
 	for i := range 5 {
 		ip := fmt.Sprintf("10.0.0.%d", i+1)
@@ -151,6 +152,17 @@ func TestRecordsAPIAnsweredAtOnce(t *testing.T) {
 		m, _, err := c.Exchange(q, e.udp.String())
 		if err != nil || len(m.Answer) != 1 || !m.Authoritative || m.Answer[0].(*dns.A).A.String() != ip {
 			t.Fatalf("query right after PATCH %d: %v %v, want %s", i, m, err, ip)
+		}
+	}
+	resp, err := http.Get("http://" + e.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"dnsedge_records_changes_total 5\n", `dnsedge_records_zone_serial{zone="dyn.test."} 6` + "\n", "dnsedge_records_commit_errors_total 0\n"} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("metrics lack %q", want)
 		}
 	}
 }

@@ -43,6 +43,8 @@ type Manager struct {
 	notifyMu sync.Mutex // serializes Watch and the notifications
 	watchers map[int]func(*zone.Zone)
 	nextW    int
+
+	changes, commitErrors atomic.Uint64
 }
 
 type zoneState struct {
@@ -240,10 +242,12 @@ func (m *Manager) commit(zs *zoneState, by string, match func(uint32) bool, chan
 	}
 	e := Entry{Seq: next.seq, Serial: next.serial, Time: m.now().UTC(), By: by, Changes: diff}
 	if err := m.store.Commit(cur.origin, e, next.snapshot); err != nil {
+		m.commitErrors.Add(1)
 		m.log.Error("API zone change not committed", "zone", cur.origin, "by", by, "error", err.Error())
 		return Snapshot{}, fmt.Errorf("commit: %w", err)
 	}
 	zs.cur.Store(next)
+	m.changes.Add(1)
 	m.writeAudit(cur, e)
 	m.notify(next.zone)
 	return next.snapshot(), nil
