@@ -106,6 +106,15 @@ func sameAddr(a, b string) bool {
 	return err1 == nil && err2 == nil && x.Port() != 0 && x == y
 }
 
+// checkAdminFiles loads the certificate, key and CA files of the admin
+// listener's tls section, for CheckFiles.
+func (c *Config) checkAdminFiles() error {
+	if c.Admin == nil || c.Admin.TLS == nil {
+		return nil
+	}
+	return field.Prefix("admin.tls", c.Admin.TLS.CheckFiles())
+}
+
 // recordsDir is where the records store and audit log are kept.
 func (c *Config) recordsDir() string { return filepath.Join(c.stateDir(), "records") }
 

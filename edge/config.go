@@ -309,6 +309,7 @@ func (c *Config) CheckFiles() error {
 		}
 		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
 	}
+	errs = append(errs, c.checkAdminFiles())
 	if !c.Zone.Empty() {
 		z, err := zone.New(c.Zone, nil, nil)
 		if err == nil {
