@@ -221,3 +221,47 @@ admin:
 		t.Fatalf("m.dyn.test. is %s after the change made with a client certificate", got)
 	}
 }
+
+// TestRecordsCloseLeavesNoGoroutines: a server with the admin and webhook
+// listeners that changed an API zone and reloaded leaves nothing of
+// itself running after Close.
+func TestRecordsCloseLeavesNoGoroutines(t *testing.T) {
+	up := transporttest.StartFault(t, upstreamZone)
+	config := testListeners + apiConfigIn(up, t.TempDir(), "") + "records:\n  webhook: {address: \"127.0.0.1:0\", grant: ci}\n"
+	cfg, err := edge.Parse("leak.yaml", []byte(config))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if st, b := apiPatch(t, srv.AdminAddr().String(), "dyn.test.", `{"rrsets":[{"name":"a.dyn.test.","type":"A","ttl":60,"changetype":"REPLACE","records":[{"content":"10.1.1.1"}]}]}`); st != 200 {
+		t.Fatalf("PATCH: %d %s", st, b)
+	}
+	wh := recordstest.NewWebhook(t, "http://"+srv.WebhookAddr().String())
+	if r := wh.Do(http.MethodGet, "/records", nil, ""); r.Status != 200 || !strings.Contains(string(r.Body), `"dnsName":"a.dyn.test"`) {
+		t.Fatalf("webhook GET /records: %d %s", r.Status, r.Body)
+	}
+	if err := srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		left := ourGoroutines()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines left after Close:\n%s", len(left), strings.Join(left, "\n\n"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
