@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
+	"github.com/dnsedge/dnsedge/edge/records"
 	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/tsig"
 	"github.com/dnsedge/dnsedge/edge/validate"
@@ -77,6 +79,13 @@ type Config struct {
 	TSIG    tsig.Config `yaml:"tsig"`
 	Metrics MetricsSpec `yaml:"metrics"`
 	Log     LogSpec     `yaml:"log"`
+
+	// Admin is the admin HTTP listener (the records API); off unless
+	// the section is present.
+	Admin *admin.Config `yaml:"admin"`
+	// Records is how the zones with api: true are kept and what the
+	// records API accepts.
+	Records records.Config `yaml:"records"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
@@ -300,6 +309,7 @@ func (c *Config) CheckFiles() error {
 		}
 		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
 	}
+	errs = append(errs, c.checkAdminFiles())
 	if !c.Zone.Empty() {
 		z, err := zone.New(c.Zone, nil, nil)
 		if err == nil {

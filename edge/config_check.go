@@ -60,6 +60,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.Dnstap = c.Dnstap.WithDefaults()
 	c.DNSSEC = c.DNSSEC.WithDefaults()
 	c.TSIG = c.TSIG.WithDefaults()
+	c.completeAdmin()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -187,6 +188,7 @@ func (c *Config) Validate() error {
 	if c.Tags.OptionCode != 0 && c.Tags.OptionCode == c.Trace.OptionCode {
 		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
 	}
+	errs = append(errs, c.validateAdmin()...)
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)

@@ -104,6 +104,7 @@ func summarize(c *Config) string {
 	if d := c.Dnstap; d.On() {
 		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
 	}
+	out += summarizeAdmin(c)
 	return out
 }
 

@@ -154,6 +154,9 @@ func (s *Server) planFront(ctx context.Context, cfg *Config) (_ *frontPlan, err 
 			return nil, err
 		}
 	}
+	if err := s.planAdmin(fp, cfg); err != nil {
+		return nil, err
+	}
 	return fp, nil
 }
 

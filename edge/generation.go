@@ -42,6 +42,8 @@ type generation struct {
 	// tsigKeys are the keys of the tsig section, built by the first user
 	// (the TSIG stage, upstreams that sign).
 	tsigKeys *tsig.Keyring
+	// admin is what the admin listener serves; nil without one.
+	admin *adminGen
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -178,6 +180,9 @@ func buildGeneration(ctx context.Context, cfg *Config, parts *hold, d buildDeps)
 	}
 	g.handler, err = g.chain(fwd, d)
 	if err != nil {
+		return nil, err
+	}
+	if err := buildAdmin(ctx, g, d); err != nil {
 		return nil, err
 	}
 	return g, nil

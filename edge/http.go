@@ -190,6 +190,7 @@ func (s *Server) summary(gen *generation) {
 	if s.httpEnd != nil {
 		fmt.Fprintf(s.out, "metrics on http://%s/metrics\n", s.httpEnd.addr)
 	}
+	s.summaryAdmin(gen)
 	if gen.cfg.SystemUpstreams {
 		fmt.Fprintf(s.out, "upstreams taken from %s\n", ResolvConf)
 	}

@@ -155,10 +155,25 @@ func (b *chainBuild) zoneSet() (*zone.Zones, error) {
 		return nil, nil
 	}
 	cfg := b.g.cfg.Zone
-	z, _, err := take(b.g.parts, zoneKey{spec: jsonKey(cfg), files: zoneFileStamps(cfg)}, func() (*zone.Zones, func() error, error) {
+	key := zoneKey{spec: jsonKey(cfg), files: zoneFileStamps(cfg)}
+	var feed zone.Feed
+	if len(cfg.APIOrigins()) > 0 {
+		m, err := takeRecords(b.g, b.d)
+		if err != nil {
+			return nil, err
+		}
+		feed, key.records = m, b.g.cfg.recordsDir()
+	}
+	z, _, err := take(b.g.parts, key, func() (*zone.Zones, func() error, error) {
 		z, err := zone.New(cfg, b.d.log, nil)
 		if err != nil {
 			return nil, nil, err
+		}
+		if feed != nil {
+			if err := z.Follow(feed); err != nil {
+				z.Close()
+				return nil, nil, err
+			}
 		}
 		return z, z.Close, nil
 	})
@@ -175,8 +190,9 @@ func (b *chainBuild) zoneSet() (*zone.Zones, error) {
 // zoneKey identifies the zones of a configuration in the pool: the zone
 // sections and the state of every zone file they name, so that a reload
 // reads the zone files again when one has changed (and refuses a broken
-// one), and otherwise keeps the zones as loaded.
-type zoneKey struct{ spec, files string }
+// one), and otherwise keeps the zones as loaded. records identifies the
+// records Manager the API zones follow.
+type zoneKey struct{ spec, files, records string }
 
 func zoneFileStamps(cfg zone.Config) string {
 	var b strings.Builder

@@ -39,8 +39,27 @@ type ZoneSpec struct {
 	// changes; see Parse.
 	File string `yaml:"file"`
 	// Records are inline records, see FromRecords. Exactly one of File
-	// and Records is set.
+	// and Records is set, unless API is.
 	Records []string `yaml:"records"`
+	// API hands the zone to the records API of the admin listener: its
+	// records are what the API's store holds (empty at first, with an
+	// SOA of serial 1), and neither File nor Records may be set. Only
+	// shared zones (the zones list) may be API zones; see Zones.Follow.
+	API bool `yaml:"api"`
+}
+
+// APIOrigins returns the canonical origins of the shared zones handed to
+// the records API, in the order of the configuration.
+func (c *Config) APIOrigins() []string {
+	var out []string
+	for _, s := range c.Zones {
+		if s.API {
+			if o, err := canonOrigin(s.Origin); err == nil {
+				out = append(out, o)
+			}
+		}
+	}
+	return out
 }
 
 // TenantSpec is one tenant: the clients it owns and their zones. A query
@@ -78,8 +97,8 @@ func (c *Config) Empty() bool {
 // their problems are reported by New, with file and line.
 func (c *Config) Validate() error {
 	var errs []error
-	errs = append(errs, validateZones("zones", c.Zones)...)
-	errs = append(errs, validateZones("fallback", c.Fallback)...)
+	errs = append(errs, validateZones("zones", c.Zones, true)...)
+	errs = append(errs, validateZones("fallback", c.Fallback, false)...)
 	names := make(map[string]int)
 	ids := make(map[string]string)
 	nets := make(map[netip.Prefix]string)
@@ -137,7 +156,7 @@ func (c *Config) Validate() error {
 		if len(t.Zones) == 0 {
 			errs = append(errs, field.Errorf(at+".zones", "tenant %q has no zones", t.Name))
 		}
-		errs = append(errs, validateZones(at+".zones", t.Zones)...)
+		errs = append(errs, validateZones(at+".zones", t.Zones, false)...)
 	}
 	if c.PollInterval < 0 {
 		errs = append(errs, field.Errorf("zone_poll_interval", "must not be negative"))
@@ -145,8 +164,9 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// validateZones reports the problems of the zone list at path at.
-func validateZones(at string, specs []ZoneSpec) []error {
+// validateZones reports the problems of the zone list at path at; api
+// tells whether the list may hold API zones.
+func validateZones(at string, specs []ZoneSpec, api bool) []error {
 	var errs []error
 	origins := make(map[string]int)
 	for i, s := range specs {
@@ -164,6 +184,11 @@ func validateZones(at string, specs []ZoneSpec) []error {
 			origins[o] = i
 		}
 		switch {
+		case s.API && !api:
+			errs = append(errs, field.Errorf(p+".api", "only shared zones (the zones list) can be kept by the records API"))
+		case s.API && (s.File != "" || len(s.Records) > 0):
+			errs = append(errs, field.Errorf(p+".api", "zone %s is kept by the records API: it takes no file or records", s.Origin))
+		case s.API:
 		case s.File != "" && len(s.Records) > 0:
 			errs = append(errs, field.Errorf(p, "zone %s sets both file and records; set one", s.Origin))
 		case s.File == "" && len(s.Records) == 0:

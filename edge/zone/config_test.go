@@ -37,6 +37,16 @@ func TestConfigValidate(t *testing.T) {
 			want: []string{"zones[1].origin: zone example. already defined at zones[0]"}},
 		{name: "same origin in two lists is fine", cfg: Config{Zones: []ZoneSpec{ok}, Fallback: []ZoneSpec{ok},
 			Tenants: []TenantSpec{tenant("a", []string{"a"}, nil)}}},
+		{name: "api zones", cfg: Config{
+			Zones:    []ZoneSpec{{Origin: "dyn.", API: true}, {Origin: "both.", API: true, Records: []string{"www A 192.0.2.1"}}, {Origin: "file.", API: true, File: "f"}},
+			Fallback: []ZoneSpec{{Origin: "fb.", API: true}},
+			Tenants:  []TenantSpec{{Name: "t", ClientIDs: []string{"t"}, Zones: []ZoneSpec{{Origin: "t.", API: true}}}},
+		}, want: []string{
+			"zones[1].api: zone both. is kept by the records API: it takes no file or records",
+			"zones[2].api: zone file. is kept by the records API",
+			"fallback[0].api: only shared zones",
+			"tenants[0].zones[0].api: only shared zones",
+		}},
 		{name: "file and records", cfg: Config{Zones: []ZoneSpec{
 			{Origin: "a.", File: "a.zone", Records: []string{"www A 192.0.2.1"}},
 			{Origin: "b."},

@@ -32,9 +32,13 @@ type Zones struct {
 
 	snap atomic.Pointer[snapshot]
 
-	mu      sync.Mutex // serializes reloads; guards lists and sources
+	mu      sync.Mutex // serializes reloads; guards lists, sources and unfollow
 	lists   [][]*Zone  // listShared, listFallback, then one per tenant
 	sources []*source  // zones read from files
+	// api holds the position in lists[listShared] of every API zone by
+	// origin; its entry is nil until Follow gives it content.
+	api      map[string]int
+	unfollow func() // stops the feed of API zones; nil before Follow
 
 	reloads, reloadErrors, fallbackAnswers atomic.Uint64
 
@@ -79,11 +83,17 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Zones, error
 		lists:    make([][]*Zone, listTenants+len(cfg.Tenants)),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
+		api:      make(map[string]int),
 	}
 	var errs []error
 	load := func(list int, at string, specs []ZoneSpec) {
 		z.lists[list] = make([]*Zone, len(specs))
 		for i, s := range specs {
+			if s.API {
+				origin, _ := canonOrigin(s.Origin)
+				z.api[origin] = i
+				continue
+			}
 			if s.File == "" {
 				zn, err := FromRecords(s.Origin, s.Records)
 				if err != nil {
@@ -155,12 +165,19 @@ func (z *Zones) Register(reg prometheus.Registerer) error {
 	return nil
 }
 
-// Close stops the poller and waits for it to end. It may be called more
-// than once. Answering keeps working after Close, from the zones loaded
-// last.
+// Close stops the poller and the feed of API zones, and waits for the
+// poller to end. It may be called more than once. Answering keeps working
+// after Close, from the zones loaded last.
 func (z *Zones) Close() error {
 	z.closeOnce.Do(func() { close(z.stop) })
 	<-z.done
+	z.mu.Lock()
+	stop := z.unfollow
+	z.unfollow = nil
+	z.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 	return nil
 }
 

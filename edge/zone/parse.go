@@ -123,6 +123,49 @@ func fromRecords(origin string, records []string) (*Zone, []recordError) {
 	return b.zone()
 }
 
+// RecordError is a problem of the record at Index of the input of
+// FromRRs; Index is -1 when no single record is to blame.
+type RecordError struct {
+	Index int
+	Err   error
+}
+
+func (e *RecordError) Error() string {
+	if e.Index < 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("record %d: %v", e.Index, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// FromRRs builds the zone for origin from rrs, checked as FromRecords
+// checks its records; the records are the zone's from then on and must
+// not be changed. Every problem is a *RecordError, all joined, ordered by
+// index; for a CNAME beside other data the later of the two is blamed.
+func FromRRs(origin string, rrs []dns.RR) (*Zone, error) {
+	o, err := canonOrigin(origin)
+	if err != nil {
+		return nil, &RecordError{Index: -1, Err: err}
+	}
+	b := newBuilder(o)
+	for i, rr := range rrs {
+		b.add(rr, i)
+	}
+	z, errs := b.zone()
+	if len(errs) > 0 {
+		out := make([]error, len(errs))
+		for i, e := range errs {
+			out[i] = &RecordError{Index: e.at, Err: e.err}
+		}
+		return nil, errors.Join(out...)
+	}
+	return z, nil
+}
+
+// Serial returns the serial of the zone's SOA.
+func (z *Zone) Serial() uint32 { return z.soa.Serial }
+
 // parseRecord parses s, which must hold exactly one record.
 func parseRecord(origin, s string) (dns.RR, error) {
 	zp := dns.NewZoneParser(strings.NewReader(s), origin, "")
