@@ -297,4 +297,3 @@ func hasOPT(m *dns.Msg) bool {
 	}
 	return false
 }
-
