@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/consul"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
@@ -74,9 +75,13 @@ type Config struct {
 	PolicyFile string       `yaml:"policy_file"`
 	// TSIG holds the keys that authenticate queries, replies and
 	// upstream exchanges (RFC 8945), and the fudge window.
-	TSIG    tsig.Config `yaml:"tsig"`
-	Metrics MetricsSpec `yaml:"metrics"`
-	Log     LogSpec     `yaml:"log"`
+	TSIG tsig.Config `yaml:"tsig"`
+	// Consul answers names under its domain from Consul's health view,
+	// and with policy.enabled takes the policy from Consul KV; off
+	// unless it names an address.
+	Consul  consul.Config `yaml:"consul"`
+	Metrics MetricsSpec   `yaml:"metrics"`
+	Log     LogSpec       `yaml:"log"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
@@ -244,6 +249,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 	}
 	cfg.resolveZoneFiles(name)
 	cfg.DNSSEC.ResolveFiles(filepath.Dir(name))
+	cfg.Consul.ResolveFiles(filepath.Dir(name))
 	readErr, perr := cfg.loadPolicyFile(name)
 	var verr error
 	if err := cfg.complete(resolvConf); err != nil {

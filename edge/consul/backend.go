@@ -42,6 +42,17 @@ type watchKey struct{ name, dc string }
 // stats are the backend's counters, summed over every watch it ran.
 type stats struct {
 	started, stopped, stale, firstTimeouts atomic.Uint64
+	// requests, errors and swaps of the watches already stopped, so
+	// that the totals never go down.
+	requests, errors, swaps atomic.Uint64
+}
+
+// retire adds a stopped watch's counters to the totals.
+func (s *stats) retire(requests, errors, swaps uint64) {
+	s.requests.Add(requests)
+	s.errors.Add(errors)
+	s.swaps.Add(swaps)
+	s.stopped.Add(1)
 }
 
 // Options are what a Backend takes besides its configuration.
@@ -218,19 +229,18 @@ func (b *Backend) reapIdle() {
 	for k, w := range b.services {
 		if w.lastUsed.Load() < cut {
 			delete(b.services, k)
-			stops = append(stops, w.stop)
+			stops = append(stops, func() { w.stop(); b.stats.retire(w.requests.Load(), w.errors.Load(), w.swaps.Load()) })
 		}
 	}
 	for k, w := range b.nodes {
 		if w.lastUsed.Load() < cut {
 			delete(b.nodes, k)
-			stops = append(stops, w.stop)
+			stops = append(stops, func() { w.stop(); b.stats.retire(w.requests.Load(), w.errors.Load(), w.swaps.Load()) })
 		}
 	}
 	b.mu.Unlock()
 	for _, s := range stops {
 		s()
-		b.stats.stopped.Add(1)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -209,4 +210,14 @@ func (c Config) ttlFor(service string) uint32 {
 		return uint32(d / time.Second)
 	}
 	return uint32(c.TTL.Default / time.Second)
+}
+
+// ResolveFiles makes the token, CA, certificate and key file names
+// relative to dir (the configuration file's directory).
+func (c *Config) ResolveFiles(dir string) {
+	for _, f := range []*string{&c.TokenFile, &c.TLS.CAFile, &c.TLS.CertFile, &c.TLS.KeyFile} {
+		if *f != "" && !filepath.IsAbs(*f) {
+			*f = filepath.Join(dir, *f)
+		}
+	}
 }
