@@ -37,7 +37,11 @@ const (
 	DefaultIdleAfter    = 5 * time.Minute
 	DefaultFirstWait    = time.Second
 	DefaultPolicyPrefix = "gray/strategy/"
-	DefaultBlockWait    = 5 * time.Minute
+	// BlockWait is the wait time of every blocking query: how long
+	// Consul holds one open when nothing changes. A held query means
+	// the view is current; past BlockWait and a margin without an
+	// answer, the agent is taken for hung and the view ages.
+	BlockWait = 30 * time.Second
 )
 
 // Config is the consul: section of the configuration file. Without an

@@ -115,7 +115,7 @@ func (pw *PolicyWatcher) Changed() <-chan struct{} { return pw.changed }
 
 func (pw *PolicyWatcher) fetch(client *api.Client) fetchFunc[kvState] {
 	return func(ctx context.Context, index uint64) (kvState, uint64, error) {
-		q := &api.QueryOptions{WaitIndex: index}
+		q := &api.QueryOptions{WaitIndex: index, WaitTime: BlockWait}
 		pairs, meta, err := client.KV().List(pw.prefix, q.WithContext(ctx))
 		if err != nil {
 			return kvState{}, 0, err

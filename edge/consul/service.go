@@ -194,7 +194,7 @@ type fetchers struct{ client *api.Client }
 
 func (f fetchers) service(name, dc string) fetchFunc[[]instance] {
 	return func(ctx context.Context, index uint64) ([]instance, uint64, error) {
-		q := &api.QueryOptions{Datacenter: dc, WaitIndex: index}
+		q := &api.QueryOptions{Datacenter: dc, WaitIndex: index, WaitTime: BlockWait}
 		entries, meta, err := f.client.Health().Service(name, "", false, q.WithContext(ctx))
 		if err != nil {
 			return nil, 0, err
@@ -205,7 +205,7 @@ func (f fetchers) service(name, dc string) fetchFunc[[]instance] {
 
 func (f fetchers) node(name, dc string) fetchFunc[nodeView] {
 	return func(ctx context.Context, index uint64) (nodeView, uint64, error) {
-		q := &api.QueryOptions{Datacenter: dc, WaitIndex: index}
+		q := &api.QueryOptions{Datacenter: dc, WaitIndex: index, WaitTime: BlockWait}
 		cn, meta, err := f.client.Catalog().Node(name, q.WithContext(ctx))
 		if err != nil {
 			return nodeView{}, 0, err

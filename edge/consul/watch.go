@@ -37,7 +37,7 @@ type fetchFunc[T any] func(ctx context.Context, index uint64) (T, uint64, error)
 // state at once instead of blocking on an index the server may never
 // reach; and an index of 0 from the server is taken as 1, since blocking
 // on 0 does not block at all. The reset itself is the one request sent
-// with 0.
+// with 0 (as is the first request after an error, see watch.run).
 func nextIndex(prev, got uint64) uint64 {
 	if got < prev {
 		return 0
@@ -75,7 +75,14 @@ type watch[T any] struct {
 	onSwap func(T)
 
 	cur    atomic.Pointer[view[T]]
-	okAt   atomic.Int64 // clock time of the last good response, UnixNano
+	// okAt is the clock time (UnixNano) the view was last known
+	// current: the last good response, or the moment a blocking query
+	// held open since one failed (the agent went away; until then it
+	// would have answered any change).
+	okAt atomic.Int64
+	// blocking is the clock time (UnixNano) a blocking query was sent
+	// that is still open; 0 when none is.
+	blocking atomic.Int64
 	ready  chan struct{}
 	once   sync.Once
 	cancel context.CancelFunc
@@ -116,8 +123,17 @@ func (w *watch[T]) get() (T, time.Duration, bool) {
 		var zero T
 		return zero, 0, false
 	}
-	return v.val, w.clock.Since(time.Unix(0, w.okAt.Load())), true
+	now := w.clock.Now()
+	if b := w.blocking.Load(); b != 0 && now.Sub(time.Unix(0, b)) <= heldMax {
+		return v.val, 0, true // held open by the agent: current
+	}
+	return v.val, now.Sub(time.Unix(0, w.okAt.Load())), true
 }
+
+// heldMax is how long a blocking query may stay open before the agent is
+// taken for hung: Consul answers within the wait time plus up to a
+// sixteenth of it of jitter.
+const heldMax = BlockWait + BlockWait/16 + time.Second
 
 // touch records a use now.
 func (w *watch[T]) touch() { w.lastUsed.Store(w.clock.Now().UnixNano()) }
@@ -152,14 +168,27 @@ func (w *watch[T]) run(ctx context.Context) {
 			return
 		}
 		w.requests.Add(1)
+		sent := w.clock.Now()
+		if index > 0 {
+			w.blocking.Store(sent.UnixNano())
+		}
 		val, got, err := w.fetch(ctx, index)
+		w.blocking.Store(0)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
+			if now := w.clock.Now(); index > 0 && now.Sub(sent) <= heldMax && w.cur.Load() != nil {
+				w.okAt.Store(now.UnixNano())
+			}
 			w.errors.Add(1)
 			w.lastErr.Store(&err)
 			fails++
+			// The agent that answers next may be another one, or the
+			// same restarted with a new, lower index: blocking on the
+			// old index there would wait out the whole wait time
+			// before the view recovers. Read at once instead.
+			index = 0
 			if !w.sleep(ctx, backoff(fails, rnd)) {
 				return
 			}
