@@ -74,7 +74,7 @@ type watch[T any] struct {
 	// onSwap is called after a new state was stored; may be nil.
 	onSwap func(T)
 
-	cur    atomic.Pointer[view[T]]
+	cur atomic.Pointer[view[T]]
 	// okAt is the clock time (UnixNano) the view was last known
 	// current: the last good response, or the moment a blocking query
 	// held open since one failed (the agent went away; until then it
@@ -83,10 +83,10 @@ type watch[T any] struct {
 	// blocking is the clock time (UnixNano) a blocking query was sent
 	// that is still open; 0 when none is.
 	blocking atomic.Int64
-	ready  chan struct{}
-	once   sync.Once
-	cancel context.CancelFunc
-	done   chan struct{}
+	ready    chan struct{}
+	once     sync.Once
+	cancel   context.CancelFunc
+	done     chan struct{}
 
 	// requests counts requests sent, swaps the states stored, errors
 	// the failed requests.
