@@ -2,8 +2,10 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,6 +232,11 @@ func TestConsulPolicyKV(t *testing.T) {
 		if m, err := askFrom(e.udp.String(), "127.0.0.1", "marker.example."); err != nil || firstA(m) != "192.0.2.99" {
 			t.Errorf("edge %d left v2: %v %v", i, m, err)
 		}
+		st := policyStatus(t, e)
+		if st.Source != "consul" || st.InForce != "v2" || st.Active != "v3" || st.Key != "gray/strategy/v3/weight" ||
+			!strings.Contains(st.Error, "gray/strategy/v3/weight:3:14: splits.api.percent") {
+			t.Errorf("edge %d /status/policy: %+v", i, st)
+		}
 	}
 
 	// Rollback: active back to v2.
@@ -246,4 +253,30 @@ func TestConsulPolicyKV(t *testing.T) {
 		t.Errorf("%d of %d queries lost while versions changed: %v", n, sent.Load(), lostWhy[:min(len(lostWhy), 5)])
 	}
 	t.Logf("%d queries under load, none lost", sent.Load())
+}
+
+// policyStatus reads e's /status/policy.
+func policyStatus(t *testing.T, e *testEdge) (st struct {
+	Source, Prefix, InForce, Active, Error, Key string
+}) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + e.srv.MetricsAddr().String() + "/status/policy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var raw struct {
+		Source  string `json:"source"`
+		Prefix  string `json:"prefix"`
+		InForce string `json:"in_force"`
+		Active  string `json:"active"`
+		Error   string `json:"error"`
+		Key     string `json:"key"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&raw); err != nil {
+		t.Fatal(err)
+	}
+	st.Source, st.Prefix, st.InForce, st.Active, st.Error, st.Key = raw.Source, raw.Prefix, raw.InForce, raw.Active, raw.Error, raw.Key
+	return st
 }

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"encoding/json"
+	"net/http"
 	"slices"
 
 	"github.com/dnsedge/dnsedge/edge/consul"
@@ -72,4 +74,36 @@ func consulPolicy(b *chainBuild) (pipeline.Middleware, error) {
 		return nil, err
 	}
 	return pw.Middleware, nil
+}
+
+// policyStatusBody is what /status/policy answers.
+type policyStatusBody struct {
+	// Source is where the policy comes from: consul, config (the
+	// policy section or policy_file) or none.
+	Source string `json:"source"`
+	// Prefix is the KV prefix, for source consul.
+	Prefix string `json:"prefix,omitempty"`
+	consul.PolicyStatus
+}
+
+// policyStatus answers /status/policy: the version in force and, for a
+// policy from Consul KV, the version the active key names and why it is
+// refused when it is (key, line, field).
+func (s *Server) policyStatus(w http.ResponseWriter, _ *http.Request) {
+	g := s.gen.Load()
+	body := policyStatusBody{Source: "none"}
+	switch cfg := g.cfg; {
+	case cfg.Consul.On() && cfg.Consul.Policy.Enabled:
+		body.Source, body.Prefix = "consul", cfg.Consul.Policy.Prefix
+		each(s.pool, func(key any, pw *consul.PolicyWatcher) {
+			if g.parts.holds(key) {
+				body.PolicyStatus = pw.Status()
+			}
+		})
+	case cfg.policy != nil:
+		body.Source = "config"
+		body.InForce = cfg.policy.Version()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(body)
 }
