@@ -113,7 +113,9 @@ func (c Config) WithDefaults() Config {
 	if c.Domain == "" {
 		c.Domain = DefaultDomain
 	}
-	c.Domain = dns.CanonicalName(c.Domain)
+	if _, ok := dns.IsDomainName(c.Domain); ok {
+		c.Domain = dns.CanonicalName(c.Domain)
+	}
 	if c.OnlyPassing == nil {
 		t := true
 		c.OnlyPassing = &t
