@@ -119,19 +119,26 @@ func (b *Backend) Answer(ctx context.Context, q *dns.Msg, name string, size int)
 			return reply{}, noView(w)
 		}
 		age = a
-		ins := b.eligible(all, n.Tag)
-		if len(ins) == 0 {
+		found := false
+		for i := range all {
+			if b.eligible(&all[i], n.Tag) {
+				found = true
+				break
+			}
+		}
+		if !found {
 			return b.stale(b.negative(m, dns.RcodeNameError), age), nil
 		}
 		ttl := b.cfg.ttlFor(n.Service)
 		if qq.Qtype == dns.TypeSRV {
-			b.srv(m, qq, ins, n, dc, ttl)
+			b.srv(m, qq, all, n, dc, ttl)
 		} else {
-			seen := make(map[netip.Addr]bool, len(ins))
-			for i := range ins {
-				for _, a := range [2]netip.Addr{ins[i].v4, ins[i].v6} {
-					if a.IsValid() && !seen[a] {
-						seen[a] = true
+			for i := range all {
+				if !b.eligible(&all[i], n.Tag) {
+					continue
+				}
+				for _, a := range [2]netip.Addr{all[i].v4, all[i].v6} {
+					if a.IsValid() && !answered(m.Answer, a) {
 						addRR(m, qq, a, ttl)
 					}
 				}
@@ -156,20 +163,30 @@ func noView[T any](w *watch[T]) error {
 	return &pipeline.Error{EDE: dns.ExtendedErrorCodeNoReachableAuthority, Text: "consul: no view yet", Err: err}
 }
 
-// eligible returns the instances answered: passing, or warning when
+// eligible reports whether in is answered: passing, or warning when
 // only_passing is off, with tag when it is not empty.
-func (b *Backend) eligible(all []instance, tag string) []instance {
-	out := make([]instance, 0, len(all))
-	for _, in := range all {
-		if in.status != statusPassing && (*b.cfg.OnlyPassing || in.status != statusWarning) {
-			continue
-		}
-		if tag != "" && !in.hasTag(tag) {
-			continue
-		}
-		out = append(out, in)
+func (b *Backend) eligible(in *instance, tag string) bool {
+	if in.status != statusPassing && (*b.cfg.OnlyPassing || in.status != statusWarning) {
+		return false
 	}
-	return out
+	return tag == "" || in.hasTag(tag)
+}
+
+// answered reports whether rrs holds an address record of a.
+func answered(rrs []dns.RR, a netip.Addr) bool {
+	for _, rr := range rrs {
+		switch r := rr.(type) {
+		case *dns.A:
+			if b, ok := netip.AddrFromSlice(r.A.To4()); ok && b == a {
+				return true
+			}
+		case *dns.AAAA:
+			if b, ok := netip.AddrFromSlice(r.AAAA); ok && b == a {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // srv adds an SRV record per instance (priority 1, Consul's weight for
@@ -179,8 +196,11 @@ func (b *Backend) srv(m *dns.Msg, qq dns.Question, ins []instance, n Name, dc st
 	if dc != "" {
 		suffix = dc + "." + suffix
 	}
-	added := make(map[string]bool, len(ins))
-	for _, in := range ins {
+	for i := range ins {
+		in := &ins[i]
+		if !b.eligible(in, n.Tag) {
+			continue
+		}
 		target := in.node + ".node." + suffix
 		if in.own {
 			a := in.v4
@@ -193,16 +213,25 @@ func (b *Backend) srv(m *dns.Msg, qq dns.Question, ins []instance, n Name, dc st
 			Hdr:      dns.RR_Header{Name: qq.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: ttl},
 			Priority: 1, Weight: in.weight, Port: in.port, Target: target,
 		})
-		if added[target] {
+		if hasOwner(m.Extra, target) {
 			continue
 		}
-		added[target] = true
 		for _, a := range [2]netip.Addr{in.v4, in.v6} {
 			if a.IsValid() {
 				m.Extra = append(m.Extra, addrRR(target, a, ttl))
 			}
 		}
 	}
+}
+
+// hasOwner reports whether rrs holds a record owned by name.
+func hasOwner(rrs []dns.RR, name string) bool {
+	for _, rr := range rrs {
+		if rr.Header().Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // addRR adds a's record to m's answer when it is of the question's type

@@ -29,7 +29,7 @@ type fakeConsul struct {
 	indexes []string
 }
 
-func startFake(t *testing.T, f *fakeConsul) *api.Client {
+func startFake(t testing.TB, f *fakeConsul) *api.Client {
 	t.Helper()
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)

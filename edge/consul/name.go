@@ -61,12 +61,23 @@ func ParseName(name, domain string) (Name, error) {
 	if rest == "" {
 		return n, ErrBadName
 	}
-	labels := strings.Split(rest, ".")
-	for _, l := range labels {
+	// At most four labels: tag, name, kind, datacenter. Split into an
+	// array, not a slice, so that parsing allocates nothing.
+	var arr [4]string
+	n0 := 0
+	for rest != "" {
+		if n0 == len(arr) {
+			return n, ErrBadName
+		}
+		var l string
+		l, rest, _ = strings.Cut(rest, ".")
 		if l == "" {
 			return n, ErrBadName
 		}
+		arr[n0] = l
+		n0++
 	}
+	labels := arr[:n0]
 	k := len(labels) - 1
 	kind := kindOf(labels[k])
 	if kind == 0 && k >= 1 {
