@@ -58,7 +58,13 @@ func consulPolicy(b *chainBuild) (pipeline.Middleware, error) {
 		groups = append(groups, g.Name)
 	}
 	slices.Sort(groups)
-	key := consulPolicyKey{spec: jsonKey(cfg) + fileStamp(cfg.TokenFile), groups: jsonKey(groups)}
+	// What the watcher is built from: how to reach the agent and where
+	// the versions are (first_wait only matters at start).
+	conn := struct {
+		Address, TokenFile, Prefix string
+		TLS                        consul.TLSConfig
+	}{cfg.Address, cfg.TokenFile, cfg.Policy.Prefix, cfg.TLS}
+	key := consulPolicyKey{spec: jsonKey(conn) + fileStamp(cfg.TokenFile), groups: jsonKey(groups)}
 	pw, _, err := take(b.g.parts, key, func() (*consul.PolicyWatcher, func() error, error) {
 		client, err := consul.NewClient(cfg)
 		if err != nil {

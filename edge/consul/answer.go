@@ -76,6 +76,14 @@ func (b *Backend) Answer(ctx context.Context, q *dns.Msg, name string, size int)
 	m.Authoritative = true
 	m.RecursionAvailable = true
 	qq := q.Question[0]
+	if name == b.cfg.Domain {
+		// The apex: its SOA, NODATA for anything else.
+		r := b.negative(m, dns.RcodeSuccess)
+		if qq.Qtype == dns.TypeSOA {
+			m.Answer, m.Ns = m.Ns, nil
+		}
+		return r, nil
+	}
 	n, err := ParseName(name, b.cfg.Domain)
 	if err != nil {
 		return b.negative(m, dns.RcodeNameError), nil

@@ -167,6 +167,9 @@ func (c Config) Validate() error {
 			errs = append(errs, field.Errorf(d.at, "must not be negative"))
 		}
 	}
+	if c.IdleAfter > 0 && c.IdleAfter < time.Second {
+		errs = append(errs, field.Errorf("idle_after", "must be at least 1s"))
+	}
 	if c.TTL.Default > maxTTL {
 		errs = append(errs, field.Errorf("ttl.default", "must be at most %s", maxTTL))
 	}

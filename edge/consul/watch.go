@@ -59,7 +59,7 @@ func backoff(n int, r *rand.Rand) time.Duration {
 	return d/2 + time.Duration(r.Int64N(int64(d/2)+1))
 }
 
-// A view is a watch's last good state and when Consul gave it.
+// A view is a watch's last good state; it is never modified.
 type view[T any] struct {
 	val T
 }
