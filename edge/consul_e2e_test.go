@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge"
 	"github.com/dnsedge/dnsedge/internal/consultest"
 )
 
@@ -291,4 +292,37 @@ func scrape(t *testing.T, e *testEdge) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
+}
+
+// TestConsulReloadKeepsWatches: a reload that keeps the consul section
+// keeps the backend, its watches and their views.
+func TestConsulReloadKeepsWatches(t *testing.T) {
+	a := consultest.Start(t)
+	c := consulClient(t, a)
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "db-1", Name: "db", Port: 5432}); err != nil {
+		t.Fatal(err)
+	}
+	conf := consulEdgeConfig(a.HTTPAddr, "")
+	e := startEdge(t, conf)
+	within(t, "db answered", 5*time.Second, func() bool {
+		m, err := askEDNS(e.udp, "db.service.consul.", dns.TypeA)
+		return err == nil && slices.Equal(addrs(m), []string{"127.0.0.1"})
+	})
+	const started = `dnsedge_consul_watch_events_total{event="started"} 1`
+	if m := scrape(t, e); !strings.Contains(m, started) {
+		t.Fatalf("metrics lack %s:\n%s", started, grepLines(m, "dnsedge_consul"))
+	}
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+conf+"log: {level: debug}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if m, err := askEDNS(e.udp, "db.service.consul.", dns.TypeA); err != nil || !slices.Equal(addrs(m), []string{"127.0.0.1"}) {
+		t.Fatalf("after reload: %v %v", m, err)
+	}
+	if m := scrape(t, e); !strings.Contains(m, started) || !strings.Contains(m, "dnsedge_consul_watches 1") {
+		t.Errorf("the reload started the watch again:\n%s", grepLines(m, "dnsedge_consul_watch"))
+	}
 }
