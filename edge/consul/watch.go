@@ -173,14 +173,16 @@ func (w *watch[T]) run(ctx context.Context) {
 			w.blocking.Store(sent.UnixNano())
 		}
 		val, got, err := w.fetch(ctx, index)
+		// okAt moves before blocking clears, so that get never sees
+		// neither and takes a view just confirmed for an old one.
+		if now := w.clock.Now(); err == nil || (index > 0 && now.Sub(sent) <= heldMax && w.cur.Load() != nil) {
+			w.okAt.Store(now.UnixNano())
+		}
 		w.blocking.Store(0)
 		if ctx.Err() != nil {
 			return
 		}
 		if err != nil {
-			if now := w.clock.Now(); index > 0 && now.Sub(sent) <= heldMax && w.cur.Load() != nil {
-				w.okAt.Store(now.UnixNano())
-			}
 			w.errors.Add(1)
 			w.lastErr.Store(&err)
 			fails++
@@ -197,7 +199,6 @@ func (w *watch[T]) run(ctx context.Context) {
 		fails = 0
 		w.lastErr.Store(nil)
 		index = nextIndex(index, got)
-		w.okAt.Store(w.clock.Now().UnixNano())
 		if old := w.cur.Load(); old == nil || !w.equal(old.val, val) {
 			w.cur.Store(&view[T]{val: val})
 			w.swaps.Add(1)
