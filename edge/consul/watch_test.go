@@ -180,3 +180,45 @@ func TestWatchBackoff(t *testing.T) {
 		t.Errorf("%d errors counted, want 8", w.errors.Load())
 	}
 }
+
+// TestWatchHeldIsCurrent: while the agent holds a blocking query open the
+// view is current (age 0); once the query has been held longer than
+// Consul ever holds one, the agent is taken for hung and the view ages.
+func TestWatchHeldIsCurrent(t *testing.T) {
+	release := make(chan struct{})
+	fetch := func(ctx context.Context, index uint64) (string, uint64, error) {
+		if index == 0 {
+			return "v", 10, nil
+		}
+		select {
+		case <-release:
+			return "v", 10, nil
+		case <-ctx.Done():
+			return "", 0, ctx.Err()
+		}
+	}
+	fc := clockwork.NewFakeClock()
+	w := newWatch(fetch, func(a, b string) bool { return a == b }, fc)
+	w.start()
+	defer func() { close(release); w.stop() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if !w.waitReady(ctx, time.Hour) {
+		t.Fatal("no first view")
+	}
+	// Wait until the blocking query is open.
+	for w.blocking.Load() == 0 {
+		if ctx.Err() != nil {
+			t.Fatal("no blocking query")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	fc.Advance(BlockWait)
+	if _, age, _ := w.get(); age != 0 {
+		t.Errorf("age %s while the query is held, want 0", age)
+	}
+	fc.Advance(heldMax)
+	if _, age, _ := w.get(); age < heldMax {
+		t.Errorf("age %s after the query was held %s, want the time since the last answer", age, BlockWait+heldMax)
+	}
+}
