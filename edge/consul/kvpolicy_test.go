@@ -1,10 +1,12 @@
 package consul
 
 import (
+	"errors"
 	"net/netip"
 	"strings"
 	"testing"
 
+	"github.com/dnsedge/dnsedge/internal/yamlcheck"
 	"github.com/dnsedge/dnsedge/policy"
 )
 
@@ -98,4 +100,32 @@ func TestLoadVersionSplitsLikeFile(t *testing.T) {
 	if canary < 200 || canary > 400 {
 		t.Errorf("%d of 1000 clients on the canary side of a 30%% split", canary)
 	}
+}
+
+// FuzzLoadVersion: any pair of documents either loads into a policy of
+// the version's name or is refused with problems placed in one of the two
+// keys; never a panic.
+func FuzzLoadVersion(f *testing.F) {
+	f.Add([]byte(testRoute), []byte(testWeight))
+	f.Add([]byte(`{"rules":[{"name":"a","route":"b"}]}`), []byte(`{"splits":{}}`))
+	f.Add([]byte("rules: [\n"), []byte(""))
+	f.Add([]byte("version: x\n"), []byte("splits: {a: {weights: {x: -1}}}\n"))
+	f.Fuzz(func(t *testing.T, route, weight []byte) {
+		p, err := LoadVersion("v", "r", route, "w", weight)
+		if err != nil {
+			var ye *yamlcheck.Error
+			if !errors.As(err, &ye) || len(ye.Problems) == 0 {
+				t.Fatalf("error of type %T: %v", err, err)
+			}
+			for _, pr := range ye.Problems {
+				if pr.File != "r" && pr.File != "w" {
+					t.Fatalf("problem not placed in a key: %+v", pr)
+				}
+			}
+			return
+		}
+		if p.Version() != "v" {
+			t.Fatalf("version %q", p.Version())
+		}
+	})
 }
