@@ -52,7 +52,7 @@ func (s *stage) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, 
 		return s.next.ServeDNS(ctx, req)
 	}
 	req.Outcome.Source = pipeline.SourceZone
-	m, err := s.b.Answer(ctx, q, name, req.MaxSize)
+	m, err := s.b.answer(ctx, q, name, req.MaxSize)
 	if err != nil {
 		return nil, err
 	}
@@ -68,9 +68,9 @@ type reply struct {
 	stale bool
 }
 
-// Answer answers q, whose name (lower case) is under the domain; size is
+// answer answers q, whose name (lower case) is under the domain; size is
 // the largest answer the client takes (0: no limit).
-func (b *Backend) Answer(ctx context.Context, q *dns.Msg, name string, size int) (reply, error) {
+func (b *Backend) answer(ctx context.Context, q *dns.Msg, name string, size int) (reply, error) {
 	m := new(dns.Msg)
 	m.SetReply(q)
 	m.Authoritative = true

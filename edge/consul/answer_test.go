@@ -17,7 +17,7 @@ func ask(t *testing.T, b *Backend, name string, qtype uint16, size int) reply {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := b.Answer(ctx, query(name, qtype, 0), dns.CanonicalName(name), size)
+	r, err := b.answer(ctx, query(name, qtype, 0), dns.CanonicalName(name), size)
 	if err != nil {
 		t.Fatalf("%s %s: %v", name, dns.TypeToString[qtype], err)
 	}

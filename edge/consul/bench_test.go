@@ -23,7 +23,7 @@ func BenchmarkAnswer(b *testing.B) {
 	defer be.Close()
 	q := query("web.service.consul.", dns.TypeA, 1232)
 	ctx := context.Background()
-	if r, err := be.Answer(ctx, q, "web.service.consul.", 1232); err != nil || len(r.Answer) != 3 {
+	if r, err := be.answer(ctx, q, "web.service.consul.", 1232); err != nil || len(r.Answer) != 3 {
 		b.Fatalf("%v %v", r.Msg, err)
 	}
 	var recs []string
@@ -37,7 +37,7 @@ func BenchmarkAnswer(b *testing.B) {
 	b.Run("consul", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			be.Answer(ctx, q, "web.service.consul.", 1232)
+			be.answer(ctx, q, "web.service.consul.", 1232)
 		}
 	})
 	b.Run("zone", func(b *testing.B) {

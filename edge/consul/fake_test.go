@@ -134,7 +134,7 @@ func TestFakeConsulIndexChurn(t *testing.T) {
 	b := newTestBackend(t, Config{}, startFake(t, f), fc)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, err := b.Answer(ctx, query("web.service.consul.", 1, 0), "web.service.consul.", 0)
+	r, err := b.answer(ctx, query("web.service.consul.", 1, 0), "web.service.consul.", 0)
 	if err != nil || len(r.Answer) != 1 {
 		t.Fatalf("first answer: %v %v", r.Msg, err)
 	}
