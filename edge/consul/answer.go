@@ -52,7 +52,11 @@ func (s *stage) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg, 
 		return s.next.ServeDNS(ctx, req)
 	}
 	req.Outcome.Source = pipeline.SourceZone
-	m, err := s.b.answer(ctx, q, name, req.MaxSize)
+	size := req.MaxSize
+	if req.Signer != nil {
+		size -= req.Signer.Overhead() // the TSIG the listener adds
+	}
+	m, err := s.b.answer(ctx, q, name, size)
 	if err != nil {
 		return nil, err
 	}
