@@ -38,7 +38,7 @@ func TestCloseLeavesNoGoroutines(t *testing.T) {
 	}
 	b.Close()
 	pw.Close()
-	leaktest.Check(t, before, 5*time.Second, "net/http", "httptest", "internal/poll")
+	leaktest.Check(t, before, 5*time.Second, "net/http.(*persistConn)", "net/http.(*conn).serve", "net/http/httptest", "net/http.(*Server).Serve")
 }
 
 func stacksNow() string {
