@@ -286,7 +286,8 @@ func (c *Config) resolveZoneFiles(name string) {
 
 // CheckFiles loads what the configuration names but Parse does not read,
 // with the code serve loads it with: the certificate, key and CA files of
-// the tls sections in use, and the zone files. It reports every problem
+// the tls sections in use, the zone files, and the consul section's token
+// and TLS files. It reports every problem
 // with the line and column of the key naming the file (the zone file's
 // own line is in the message): what serve or a reload would refuse.
 // `dnsedge check` runs it, so that a unit's reload command can check
@@ -306,6 +307,7 @@ func (c *Config) CheckFiles() error {
 		}
 		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
 	}
+	errs = append(errs, field.Prefix("consul", c.Consul.CheckFiles()))
 	if !c.Zone.Empty() {
 		z, err := zone.New(c.Zone, nil, nil)
 		if err == nil {

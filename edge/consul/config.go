@@ -21,10 +21,12 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 
 	"github.com/dnsedge/dnsedge/internal/field"
@@ -229,4 +231,26 @@ func (c *Config) ResolveFiles(dir string) {
 			*f = filepath.Join(dir, *f)
 		}
 	}
+}
+
+// CheckFiles reads the token file and the TLS files the section names,
+// as building the client does, and reports what cannot be used, each a
+// *field.Error at its key.
+func (c Config) CheckFiles() error {
+	if !c.On() {
+		return nil
+	}
+	var errs []error
+	if c.TokenFile != "" {
+		if _, err := os.ReadFile(c.TokenFile); err != nil {
+			errs = append(errs, field.Wrap("token_file", err))
+		}
+	}
+	if c.TLS != (TLSConfig{}) {
+		tc := api.TLSConfig{Address: c.TLS.ServerName, CAFile: c.TLS.CAFile, CertFile: c.TLS.CertFile, KeyFile: c.TLS.KeyFile}
+		if _, err := api.SetupTLSConfig(&tc); err != nil {
+			errs = append(errs, field.Wrap("tls", err))
+		}
+	}
+	return errors.Join(errs...)
 }
