@@ -3,16 +3,23 @@ GO      ?= go
 BIN     ?= bin/dnsedge
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test unit e2e race vet fuzz bench clean
+.PHONY: build test unit e2e race vet fuzz bench clean consul-agent
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/dnsedge
 
 # Everything that proves dnsedge works: vet, each fuzz target for a short
 # run, and every test with the race detector.
-test: vet
+test: vet consul-agent
 	$(MAKE) fuzz FUZZTIME=5s
 	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The Consul tests run a real agent, built from Consul's module once per
+# machine into the Go build cache (a few minutes cold, nothing warm; see
+# internal/consultest): build it before the test packages that use it run
+# in parallel under their timeouts.
+consul-agent:
+	$(GO) test -count=1 -run '^TestAgentStopStart$$' ./internal/consultest/
 
 vet:
 	$(GO) vet ./...

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/consul"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
@@ -76,9 +77,13 @@ type Config struct {
 	PolicyFile string       `yaml:"policy_file"`
 	// TSIG holds the keys that authenticate queries, replies and
 	// upstream exchanges (RFC 8945), and the fudge window.
-	TSIG    tsig.Config `yaml:"tsig"`
-	Metrics MetricsSpec `yaml:"metrics"`
-	Log     LogSpec     `yaml:"log"`
+	TSIG tsig.Config `yaml:"tsig"`
+	// Consul answers names under its domain from Consul's health view,
+	// and with policy.enabled takes the policy from Consul KV; off
+	// unless it names an address.
+	Consul  consul.Config `yaml:"consul"`
+	Metrics MetricsSpec   `yaml:"metrics"`
+	Log     LogSpec       `yaml:"log"`
 
 	// Admin is the admin HTTP listener (the records API); off unless
 	// the section is present.
@@ -253,6 +258,7 @@ func parse(name string, data []byte, resolvConf string) (*Config, error) {
 	}
 	cfg.resolveZoneFiles(name)
 	cfg.DNSSEC.ResolveFiles(filepath.Dir(name))
+	cfg.Consul.ResolveFiles(filepath.Dir(name))
 	readErr, perr := cfg.loadPolicyFile(name)
 	var verr error
 	if err := cfg.complete(resolvConf); err != nil {
@@ -289,7 +295,8 @@ func (c *Config) resolveZoneFiles(name string) {
 
 // CheckFiles loads what the configuration names but Parse does not read,
 // with the code serve loads it with: the certificate, key and CA files of
-// the tls sections in use, and the zone files. It reports every problem
+// the tls sections in use, the zone files, and the consul section's token
+// and TLS files. It reports every problem
 // with the line and column of the key naming the file (the zone file's
 // own line is in the message): what serve or a reload would refuse.
 // `dnsedge check` runs it, so that a unit's reload command can check
@@ -310,6 +317,7 @@ func (c *Config) CheckFiles() error {
 		errs = append(errs, field.Prefix(at, spec.CheckFiles()))
 	}
 	errs = append(errs, c.checkAdminFiles())
+	errs = append(errs, field.Prefix("consul", c.Consul.CheckFiles()))
 	if !c.Zone.Empty() {
 		z, err := zone.New(c.Zone, nil, nil)
 		if err == nil {

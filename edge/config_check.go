@@ -61,6 +61,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.DNSSEC = c.DNSSEC.WithDefaults()
 	c.TSIG = c.TSIG.WithDefaults()
 	c.completeAdmin()
+	c.Consul = c.Consul.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -168,6 +169,10 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
+	errs = append(errs, field.Prefix("consul", c.Consul.Validate()))
+	if c.Consul.Policy.Enabled && (c.Policy != nil || c.PolicyFile != "") {
+		add("consul.policy.enabled", "the policy comes from consul: leave out policy and policy_file")
+	}
 	for i, t := range c.Zone.Tenants {
 		for j, k := range t.TSIGKeys {
 			if _, ok := dns.IsDomainName(k); ok && k != "" && !c.TSIG.Has(k) {

@@ -101,6 +101,13 @@ func summarize(c *Config) string {
 		}
 		out += "]"
 	}
+	if cc := c.Consul; cc.On() {
+		out += fmt.Sprintf(", consul %s domain %s only_passing %v stale_after %s idle_after %s first_wait %s ttl %s/%v",
+			cc.Address, cc.Domain, *cc.OnlyPassing, cc.StaleAfter, cc.IdleAfter, cc.FirstWait, cc.TTL.Default, cc.TTL.Services)
+		if cc.Policy.Enabled {
+			out += " policy from " + cc.Policy.Prefix
+		}
+	}
 	if d := c.Dnstap; d.On() {
 		out += fmt.Sprintf(", dnstap file %q socket %q identity %q queue %d", d.File, d.Socket, d.Identity, d.Queue)
 	}

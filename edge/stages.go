@@ -37,7 +37,9 @@ type stage struct {
 // comes right after the logs, before anything that may answer; queries
 // signed with a key dnsedge does not hold skip the NXDOMAIN and answer
 // caches (RFC 8945 §5.5: their answers are the key holder's, never
-// cached) and validation. Adding a middleware is a file of
+// cached) and validation. Consul's domain is answered right after the
+// local and tenant zones, in their place: never cached, and a zone
+// configured for the same names wins. Adding a middleware is a file of
 // its own and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
@@ -51,6 +53,7 @@ var stages = []stage{
 	{"ecs", buildECS},
 	{"fallback", buildFallback},
 	{"zones", buildZones},
+	{"consul", buildConsul},
 	{"any", buildANY},
 	{"nxdomain", buildNXDomain},
 	{"cache", buildCache},

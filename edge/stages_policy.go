@@ -8,8 +8,13 @@ import (
 
 // buildPolicy applies the configuration's policy, compiled once when the
 // configuration was parsed; none without one. The version in force and
-// its number of rules are metrics of the generation.
+// its number of rules are metrics of the generation. With consul's
+// policy.enabled the policy comes from Consul KV instead, and the
+// metrics follow the version in force there.
 func buildPolicy(b *chainBuild) (pipeline.Middleware, error) {
+	if mw, err := consulPolicy(b); mw != nil || err != nil {
+		return mw, err
+	}
 	p := b.g.cfg.policy
 	if p == nil {
 		return nil, nil

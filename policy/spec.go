@@ -2,8 +2,9 @@ package policy
 
 // Spec is a policy as written: the policy: section of the configuration
 // file, or a document of its own given to Load (the same schema, so that
-// it can come from a key-value store later). Decode it strictly (yaml.v3
-// with these tags, as internal/yamlcheck does); Compile checks it.
+// it can also come from a key-value store, see edge/consul). Decode it
+// strictly (yaml.v3 with these tags, as internal/yamlcheck does); Compile
+// checks it.
 type Spec struct {
 	// Version identifies the policy in metrics and query logs; free
 	// text, required when there are rules.

@@ -137,6 +137,18 @@ zones:
 			":12:32: zones[0].file: ", "corp.zone:3: ",
 			":13:32: zones[1].file: ", "gone.zone: no such file",
 		}},
+		{"consul token and TLS files", `listeners:
+  - {proto: udp, address: "127.0.0.1:8053"}
+upstreams:
+  - {name: a, url: "udp://192.0.2.1"}
+consul:
+  address: "127.0.0.1:8500"
+  token_file: missing-token
+  tls: {ca_file: missing-ca.pem}
+`, 1, []string{
+			":7:15: consul.token_file: open ", "missing-token: no such file",
+			":8:8: consul.tls: ", "missing-ca.pem",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
