@@ -152,8 +152,8 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 		return
 	}
 	if act != actServe {
-		out := getBuf()
-		r := inBuf(out, 2, reject(b, q, act, (*out)[2:]))
+		out := getBufFor(2 + len(b)) // a refusal is never longer than the query
+		out, r := inBuf(out, 2, reject(b, q, act, (*out)[2:]))
 		putBuf(buf)
 		l.write(s, r, out)
 		dc.wrote.Store(time.Now().UnixNano())

@@ -407,7 +407,8 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	if c.pad {
 		reply = padded(reply)
 	}
-	buf := getBuf()
+	// Most replies fit 4 KiB; a larger one moves to a buffer of its size.
+	buf := getBufFor(off + min(req.MaxSize, replyGuess))
 	b, err := packReply(req, reply, (*buf)[off:])
 	if err != nil {
 		c.log.Error("bad reply from handler", "err", err, "question", question(req))
@@ -420,15 +421,26 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 		}
 	}
 	c.m.response(reply.Rcode, reply.Truncated)
-	return inBuf(buf, off, b), buf
+	buf, b = inBuf(buf, off, b)
+	return b, buf
 }
 
+// replyGuess is the reply size answer packs into first.
+const replyGuess = 4096
+
 // inBuf returns b as (*buf)[off:off+len(b)], copying it there when the
-// packer had to allocate, so that a length prefix can go right before it.
-func inBuf(buf *[]byte, off int, b []byte) []byte {
+// packer had to allocate, so that a length prefix can go right before it;
+// when b does not fit there, buf is given back and b goes into a pooled
+// buffer that holds it, which is returned.
+func inBuf(buf *[]byte, off int, b []byte) (*[]byte, []byte) {
 	dst := (*buf)[off:]
 	if len(b) > 0 && &b[0] != &dst[0] {
+		if off+len(b) > len(*buf) {
+			putBuf(buf)
+			buf = getBufFor(off + len(b))
+			dst = (*buf)[off:]
+		}
 		b = dst[:copy(dst, b)]
 	}
-	return b
+	return buf, b
 }

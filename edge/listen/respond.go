@@ -211,15 +211,55 @@ func clientExtra(qopt *dns.OPT, extra []dns.RR, rb *replyBuf) []dns.RR {
 // maxFrame is the largest DNS message, plus the TCP length prefix.
 const maxFrame = 2 + dns.MaxMsgSize
 
-// bufPool holds buffers of maxFrame bytes for reading queries and packing
-// replies.
-var bufPool = sync.Pool{New: func() any {
-	b := make([]byte, maxFrame)
-	return &b
-}}
+// Pooled buffers for queries and replies come in three sizes, so that
+// what a query in flight holds follows its size: a 40-byte query or a
+// 200-byte reply does not pin 64 KiB while it waits for an upstream.
+// Readers read into a buffer of maxFrame bytes and keep it, handing on a
+// copy in the smallest buffer that holds the datagram (see getBufFor).
+var bufSizes = [...]int{1024, 4096 + 2, maxFrame}
 
-func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
-func putBuf(b *[]byte) { bufPool.Put(b) }
+var bufPools [len(bufSizes)]sync.Pool
+
+func init() {
+	for i, n := range bufSizes {
+		bufPools[i].New = func() any {
+			b := make([]byte, n)
+			return &b
+		}
+	}
+}
+
+// getBuf returns a buffer of maxFrame bytes.
+func getBuf() *[]byte { return bufPools[len(bufSizes)-1].Get().(*[]byte) }
+
+// getBufFor returns the smallest pooled buffer of at least n bytes.
+func getBufFor(n int) *[]byte {
+	for i, size := range bufSizes {
+		if n <= size {
+			return bufPools[i].Get().(*[]byte)
+		}
+	}
+	b := make([]byte, n)
+	return &b
+}
+
+// putBuf gives back a buffer from getBuf or getBufFor, to the pool of its
+// size.
+func putBuf(b *[]byte) {
+	for i, size := range bufSizes {
+		if len(*b) == size {
+			bufPools[i].Put(b)
+			return
+		}
+	}
+}
+
+// copyBuf returns a pooled copy of b, in the smallest buffer that holds it.
+func copyBuf(b []byte) *[]byte {
+	c := getBufFor(len(b))
+	copy(*c, b)
+	return c
+}
 
 // packReply packs the finished reply to req into buf, signed when the
 // query asked for it (req.Signer), and checks that it fits req.MaxSize.

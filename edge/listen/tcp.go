@@ -403,6 +403,12 @@ func (l *TCP) read(tc *tcpConn) {
 		if err == nil {
 			buf = getBuf()
 			n, started, err = readFrame(br, *buf, arm)
+			if err == nil && n < len(*buf)/2 {
+				// The query waits for its answer in a buffer of its size.
+				c := copyBuf((*buf)[:n])
+				putBuf(buf)
+				buf = c
+			}
 		}
 		received := time.Now()
 		if err == nil {
@@ -481,8 +487,8 @@ func (l *TCP) serve(j tcpJob) {
 		q, act = parseQuery(b)
 	}
 	if act != actServe {
-		out := getBuf()
-		r := inBuf(out, 2, reject(b, q, act, (*out)[2:]))
+		out := getBufFor(2 + len(b)) // a refusal is never longer than the query
+		out, r := inBuf(out, 2, reject(b, q, act, (*out)[2:]))
 		putBuf(buf)
 		l.write(tc, r, out)
 		l.m.response(rejectRcode(act), false)

@@ -206,18 +206,19 @@ func (l *UDP) Close() error {
 }
 
 // read is the loop of one socket that reads a datagram per syscall: it
-// reads into a pooled buffer and hands the datagram to accept.
+// reads into a buffer of its own and hands accept a copy of the datagram
+// in a buffer of its size.
 func (l *UDP) read(s *udpSocket) {
 	var oob []byte
 	if l.pktinfo {
 		oob = make([]byte, oobSize)
 	}
 	var backoff time.Duration
+	buf := getBuf()
+	defer putBuf(buf)
 	for {
-		buf := getBuf()
 		n, oobn, _, src, err := s.conn.ReadMsgUDPAddrPort((*buf)[:dns.MaxMsgSize], oob)
 		if err != nil {
-			putBuf(buf)
 			if l.isClosed() || errors.Is(err, net.ErrClosed) {
 				return
 			}
@@ -225,8 +226,9 @@ func (l *UDP) read(s *udpSocket) {
 			continue
 		}
 		backoff = 0
-		if !l.accept(s, buf, n, src, oob[:oobn], time.Now()) {
-			putBuf(buf)
+		c := copyBuf((*buf)[:n])
+		if !l.accept(s, c, n, src, oob[:oobn], time.Now()) {
+			putBuf(c)
 		}
 	}
 }
@@ -275,7 +277,7 @@ func (l *UDP) serve(j udpJob) {
 		q, act = parseQuery(b)
 	}
 	if act != actServe {
-		out := getBuf()
+		out := getBufFor(len(b)) // a refusal is never longer than the query
 		r := reject(b, q, act, *out)
 		l.m.response(rejectRcode(act), false)
 		putBuf(j.buf)

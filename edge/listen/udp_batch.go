@@ -80,8 +80,9 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 // readBatch is the loop of a socket that reads up to l.batch datagrams
 // per syscall, as many as are waiting (asking for as many as the traffic
 // suggests, see batch.Size), and hands each to accept like read
-// does. Every message of the batch has its own pooled buffer; a buffer
-// handed over is replaced by a fresh one.
+// does. Every message of the batch has its own buffer of the largest
+// size, kept by the loop; accept gets a copy in a buffer of the
+// datagram's size.
 func (l *UDP) readBatch(s *udpSocket) {
 	ms := make([]ipv4.Message, l.batch)
 	bufs := make([]*[]byte, l.batch)
@@ -117,9 +118,9 @@ func (l *UDP) readBatch(s *udpSocket) {
 			if a, ok := m.Addr.(*net.UDPAddr); ok {
 				src = a.AddrPort()
 			}
-			if l.accept(s, bufs[i], m.N, src, m.OOB[:m.NN], received) {
-				bufs[i] = getBuf()
-				m.Buffers[0] = (*bufs[i])[:dns.MaxMsgSize]
+			c := copyBuf((*bufs[i])[:m.N])
+			if !l.accept(s, c, m.N, src, m.OOB[:m.NN], received) {
+				putBuf(c)
 			}
 			m.Addr = nil
 		}
