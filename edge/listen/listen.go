@@ -410,6 +410,14 @@ func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	// Most replies fit 4 KiB; a larger one moves to a buffer of its size.
 	buf := getBufFor(off + min(req.MaxSize, replyGuess))
 	b, err := packReply(req, reply, (*buf)[off:])
+	if errors.Is(err, errTooLong) && !relayed(req, reply) {
+		// Too long for the client: the answer that sends it to TCP.
+		truncated(reply, req.Msg.IsEdns0(), rb)
+		if c.pad {
+			reply = padded(reply)
+		}
+		b, err = packReply(req, reply, (*buf)[off:])
+	}
 	if err != nil {
 		c.log.Error("bad reply from handler", "err", err, "question", question(req))
 		*rb = replyBuf{}

@@ -43,7 +43,21 @@ const EDNSSize = 1232
 // pipeline.Handler). Its OPT and additional section are its own, so it may
 // be packed. Nothing is logged when log is nil.
 func Finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger) (reply *dns.Msg, send bool) {
-	return finish(req, m, err, log, new(replyBuf))
+	rb := new(replyBuf)
+	reply, send = finish(req, m, err, log, rb)
+	if send && !relayed(req, reply) && reply.Len() > replyLimit(req) {
+		truncated(reply, req.Msg.IsEdns0(), rb)
+	}
+	return reply, send
+}
+
+// replyLimit is the largest reply to req that may be packed: its
+// MaxSize, less the TSIG record req.Signer will add.
+func replyLimit(req *pipeline.Request) int {
+	if req.Signer != nil {
+		return req.MaxSize - req.Signer.Overhead()
+	}
+	return req.MaxSize
 }
 
 // replyBuf holds what Finish builds for one reply, so that a listener can
@@ -66,7 +80,11 @@ func putReplyBuf(rb *replyBuf) {
 	replyBufs.Put(rb)
 }
 
-// finish is Finish building the reply in rb, which must be cleared.
+// finish is Finish building the reply in rb, which must be cleared, but
+// for the last step: a relayed answer is cut to fit here, any other is
+// left to the caller, which packs it and cuts it only when it does not
+// fit (see core.answer), so that the common reply is measured once, by
+// packing it.
 func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *replyBuf) (reply *dns.Msg, send bool) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -111,17 +129,12 @@ func finish(req *pipeline.Request, m *dns.Msg, err error, log *slog.Logger, rb *
 		// An extended RCODE needs an OPT the client cannot take.
 		r.Rcode = dns.RcodeServerFailure
 	}
-	limit := req.MaxSize
 	if req.Signer != nil {
 		// The reply is signed: a TSIG the reply carries (an upstream's)
-		// goes, the listener's takes its place and must fit too.
+		// goes, the listener's takes its place.
 		if n := len(r.Extra); n > 0 && r.Extra[n-1].Header().Rrtype == dns.TypeTSIG {
 			r.Extra = r.Extra[: n-1 : n-1]
 		}
-		limit -= req.Signer.Overhead()
-	}
-	if r.Len() > limit {
-		truncated(r, qopt, rb)
 	}
 	return r, true
 }
@@ -261,8 +274,12 @@ func copyBuf(b []byte) *[]byte {
 	return c
 }
 
+// errTooLong says a packed reply does not fit the client's size.
+var errTooLong = errors.New("reply exceeds the client's size")
+
 // packReply packs the finished reply to req into buf, signed when the
-// query asked for it (req.Signer), and checks that it fits req.MaxSize.
+// query asked for it (req.Signer), and checks that it fits req.MaxSize
+// (errTooLong when not).
 func packReply(req *pipeline.Request, m *dns.Msg, buf []byte) ([]byte, error) {
 	if req.Signer == nil {
 		return pack(m, buf, req.MaxSize)
@@ -272,7 +289,7 @@ func packReply(req *pipeline.Request, m *dns.Msg, buf []byte) ([]byte, error) {
 		return nil, fmt.Errorf("sign reply: %w", err)
 	}
 	if len(b) > req.MaxSize {
-		return nil, fmt.Errorf("signed reply of %d bytes exceeds the client's %d", len(b), req.MaxSize)
+		return nil, fmt.Errorf("signed reply of %d bytes: %w (%d)", len(b), errTooLong, req.MaxSize)
 	}
 	if len(b) <= len(buf) {
 		b = buf[:copy(buf, b)]
@@ -288,7 +305,7 @@ func pack(m *dns.Msg, buf []byte, limit int) ([]byte, error) {
 		return nil, fmt.Errorf("pack reply: %w", err)
 	}
 	if len(b) > limit {
-		return nil, fmt.Errorf("packed reply of %d bytes exceeds the client's %d", len(b), limit)
+		return nil, fmt.Errorf("packed reply of %d bytes: %w (%d)", len(b), errTooLong, limit)
 	}
 	return b, nil
 }
