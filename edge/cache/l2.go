@@ -30,6 +30,9 @@ type Shared interface {
 	Namespace() string
 }
 
+// Shared returns the shared cache the cache was built with, nil if none.
+func (c *Cache) Shared() Shared { return c.l2 }
+
 // maxSharedKeys bounds the keys one lookup reads: an ECS query asks for
 // its own prefix, the shorter scopes this instance has seen answers
 // scoped to, and the key without ECS.
