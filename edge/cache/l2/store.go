@@ -211,6 +211,14 @@ func (s *Store) lookup(question []byte, keys []string, budget time.Duration) Res
 	s.lookups.Add(1)
 	ctx, cancel := context.WithTimeout(s.base, s.timeout)
 	defer cancel()
+	// A lookup still running when the budget ends counts against the
+	// breaker at that moment, not when it times out: a hung Redis opens
+	// the breaker after Failures queries, each of which waited only the
+	// budget.
+	late := time.AfterFunc(budget, func() {
+		s.slow.Add(1)
+		s.br.failure()
+	})
 	start := time.Now()
 	raw := make([]any, len(keys))
 	var err error
@@ -225,20 +233,19 @@ func (s *Store) lookup(question []byte, keys []string, budget time.Duration) Res
 	} else {
 		raw, err = s.rdb.MGet(ctx, keys...).Result()
 	}
-	took := time.Since(start)
+	inTime := late.Stop()
 	if s.base.Err() != nil {
 		return Result{Err: ErrClosed}
 	}
-	s.budget.observe(took)
-	switch {
-	case err != nil:
+	s.budget.observe(time.Since(start))
+	if err != nil {
 		s.lookupErrors.Add(1)
-		s.br.failure()
+		if inTime {
+			s.br.failure()
+		}
 		return Result{Err: fmt.Errorf("l2: read %d keys: %w", len(keys), err)}
-	case took > budget:
-		s.slow.Add(1)
-		s.br.failure()
-	default:
+	}
+	if inTime {
 		s.br.success()
 	}
 	vals := make([]Value, len(keys))

@@ -1,0 +1,374 @@
+package edge_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/dnsedge/dnsedge/transport/transporttest"
+)
+
+// redisServer is Debian's redis-server run by a test on a loopback port,
+// with an ACL user for dnsedge and the default user off.
+type redisServer struct {
+	t        *testing.T
+	bin, dir string
+	port     int
+	cmd      *exec.Cmd
+}
+
+const (
+	redisUser     = "dnsedge"
+	redisPassword = "l2-test-password"
+)
+
+// startRedis starts redis-server, skipping the test when it is not
+// installed unless E2E_REQUIRED=1. Cleanup resumes and kills it.
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if _, serr := os.Stat("/usr/bin/redis-server"); serr == nil {
+			bin = "/usr/bin/redis-server"
+		} else if os.Getenv("E2E_REQUIRED") == "1" {
+			t.Fatal("redis-server is required (E2E_REQUIRED=1) but not installed")
+		} else {
+			t.Skip("redis-server not installed")
+		}
+	}
+	r := &redisServer{t: t, bin: bin, dir: t.TempDir()}
+	t.Cleanup(r.kill)
+	// redis-server cannot report a port it picked: take a free one, and
+	// take another if someone else got it first.
+	for attempt := 0; ; attempt++ {
+		r.port = freeTCPPort(t)
+		if err := r.start(); err == nil {
+			return r
+		} else if attempt == 2 {
+			t.Fatal(err)
+		}
+	}
+}
+
+func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+
+// start runs redis-server on r.port and waits until it answers PING.
+func (r *redisServer) start() error {
+	r.cmd = exec.Command(r.bin,
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port), "--dir", r.dir,
+		"--save", "", "--appendonly", "no", "--daemonize", "no",
+		"--user", "default", "off",
+		"--user", redisUser, "on", ">"+redisPassword, "~*", "&*", "+@all")
+	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
+	if err := r.cmd.Start(); err != nil {
+		return fmt.Errorf("start redis-server: %w", err)
+	}
+	c := r.client()
+	defer c.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || r.cmd.ProcessState != nil {
+			r.kill()
+			return fmt.Errorf("redis-server on %s: %w", r.addr(), err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (r *redisServer) client() *redis.Client {
+	return redis.NewClient(&redis.Options{Addr: r.addr(), Username: redisUser, Password: redisPassword, MaxRetries: -1, Protocol: 2})
+}
+
+func (r *redisServer) signal(sig syscall.Signal) {
+	r.t.Helper()
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatalf("signal redis-server: %v", err)
+	}
+}
+
+// kill resumes (a stopped process cannot die of SIGKILL until then on
+// every kernel) and kills redis-server, and reaps it.
+func (r *redisServer) kill() {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return
+	}
+	r.cmd.Process.Signal(syscall.SIGCONT)
+	r.cmd.Process.Kill()
+	r.cmd.Wait()
+	r.cmd = nil
+}
+
+// metric returns the value of the sample named by name and labels
+// (`name` or `name{k="v"}`) on e's metrics endpoint, 0 when absent.
+func metric(t *testing.T, e *testEdge, sample string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + e.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// l2Query asks e name A from src (127.0.0.2 is tenant team-a, 127.0.0.3
+// team-b), with DO and CD as given, and returns the answer and how long
+// it took. It fails the test on a timeout or a SERVFAIL.
+func l2Query(t *testing.T, e *testEdge, src, name string, do, cd bool) (*dns.Msg, time.Duration) {
+	t.Helper()
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(src)}}}
+	q := new(dns.Msg)
+	q.SetQuestion(name, dns.TypeA)
+	q.SetEdns0(1232, do)
+	q.CheckingDisabled = cd
+	start := time.Now()
+	m, _, err := c.Exchange(q, e.udp.String())
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("%s from %s: %v", name, src, err)
+	}
+	if m.Rcode == dns.RcodeServerFailure {
+		t.Fatalf("%s from %s: SERVFAIL", name, src)
+	}
+	return m, took
+}
+
+// TestL2SharedCache runs two dnsedge instances on one real redis-server:
+// an answer one resolved is the other's L2 hit, tenants and DO/CD never
+// share answers, a stopped Redis costs no query more than the budget, a
+// killed one opens the breaker, a restarted one is used again, and a
+// value tampered with in Redis is rejected and counted.
+func TestL2SharedCache(t *testing.T) {
+	rs := startRedis(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "fleet.key")
+	pwFile := filepath.Join(dir, "redis.password")
+	if err := os.WriteFile(keyFile, []byte("fleet-key-for-the-l2-test-0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pwFile, []byte(redisPassword+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const budget = 2 * time.Millisecond
+	config := func(up *transporttest.Server) string {
+		return fmt.Sprintf(`upstreams:
+  - {name: up, url: "udp://%s"}
+health:
+  probe_interval: -1s   # count client queries only
+metrics: {address: "127.0.0.1:0"}
+tenants:
+  - {name: team-a, networks: [127.0.0.2/32], zones: [{origin: a.internal., records: ["x 60 IN A 10.0.0.1"]}]}
+  - {name: team-b, networks: [127.0.0.3/32], zones: [{origin: b.internal., records: ["x 60 IN A 10.0.0.2"]}]}
+cache:
+  l2:
+    redis: {address: %q, username: %s, password_file: %q}
+    key_file: %q
+    budget: %s
+    timeout: 4s         # far above any query's wait: a query that waited for Redis would show
+    breaker: {failures: 3, cooldown: 100ms, max_cooldown: 200ms}
+`, up.AddrV4(), rs.addr(), redisUser, pwFile, keyFile, budget)
+	}
+	upA := transporttest.StartFault(t, upstreamZone)
+	upB := transporttest.StartFault(t, upstreamZone)
+	// B's upstream is slower than Redis, so that an answer in Redis wins
+	// the race even when it comes after the budget (a cold connection,
+	// a loaded machine): the race itself is tested on a fake clock in
+	// edge/cache.
+	const upstreamDelay = 30 * time.Millisecond
+	upB.Set(transporttest.Faults{Delay: upstreamDelay})
+	a := startEdge(t, config(upA))
+	b := startEdge(t, config(upB))
+	upstreamB := func() int64 { return upB.Count("ipv4", "udp") }
+	const teamA, teamB = "127.0.0.2", "127.0.0.3"
+
+	// written waits until A has written n answers to Redis.
+	written := func(n float64) {
+		t.Helper()
+		waitUntil(t, "A's writes to Redis", 5*time.Second, func() bool { return metric(t, a, "dnsedge_l2_writes_total") >= n })
+	}
+	writes := 0.0
+	// shared resolves name on A (as src, with do and cd), waits for the
+	// write, and reports whether B then answered it from L2: the same
+	// records and no query to B's upstream.
+	shared := func(srcA, srcB, name string, doA, cdA, doB, cdB bool) bool {
+		t.Helper()
+		ma, _ := l2Query(t, a, srcA, name, doA, cdA)
+		writes++
+		written(writes)
+		before, hits := upstreamB(), metric(t, b, "dnsedge_l2_hits_total")
+		mb, _ := l2Query(t, b, srcB, name, doB, cdB)
+		hit := upstreamB() == before
+		if hit != (metric(t, b, "dnsedge_l2_hits_total") == hits+1) {
+			t.Fatalf("%s: upstream count and dnsedge_l2_hits_total disagree", name)
+		}
+		if hit && (len(mb.Answer) != len(ma.Answer) || mb.Answer[0].String() != ma.Answer[0].String() && mb.Answer[0].Header().Ttl > ma.Answer[0].Header().Ttl) {
+			t.Fatalf("%s: B's L2 answer %v differs from A's %v", name, mb.Answer, ma.Answer)
+		}
+		return hit
+	}
+
+	t.Run("L2 hit", func(t *testing.T) {
+		if !shared(teamA, teamA, "h1.test.example.", false, false, false, false) {
+			t.Fatal("a name A resolved was not an L2 hit on B")
+		}
+		// B's own cache now has it: no lookup, no upstream.
+		lookups := metric(t, b, "dnsedge_l2_lookups_total")
+		l2Query(t, b, teamA, "h1.test.example.", false, false)
+		if metric(t, b, "dnsedge_l2_lookups_total") != lookups {
+			t.Error("an L1 hit on B asked Redis")
+		}
+	})
+	t.Run("tenants never cross", func(t *testing.T) {
+		if shared(teamA, teamB, "h2.test.example.", false, false, false, false) {
+			t.Error("team-b got team-a's answer from L2")
+		}
+		if shared(teamB, "127.0.0.1", "h3.test.example.", false, false, false, false) {
+			t.Error("a client of no tenant got team-b's answer from L2")
+		}
+	})
+	t.Run("DO and CD never cross", func(t *testing.T) {
+		for i, tc := range []struct{ doA, cdA, doB, cdB, hit bool }{
+			{true, false, false, false, false},
+			{false, false, true, false, false},
+			{false, true, false, false, false},
+			{false, false, false, true, false},
+			{true, true, true, true, true},
+		} {
+			name := fmt.Sprintf("h%d.test.example.", 4+i)
+			if got := shared(teamA, teamA, name, tc.doA, tc.cdA, tc.doB, tc.cdB); got != tc.hit {
+				t.Errorf("A DO=%v CD=%v, B DO=%v CD=%v: L2 hit %v, want %v", tc.doA, tc.cdA, tc.doB, tc.cdB, got, tc.hit)
+			}
+		}
+	})
+
+	t.Run("SIGSTOP", func(t *testing.T) {
+		rs.signal(syscall.SIGSTOP)
+		defer rs.signal(syscall.SIGCONT)
+		// Every query is answered, by the upstream, and none waits for
+		// Redis past the budget: the slack covers the upstream and a
+		// loaded test machine, not Redis, whose lookups time out only
+		// after 4s, in the background.
+		const n = 150
+		const slack = time.Second
+		var lat []time.Duration
+		for i := range n {
+			m, took := l2Query(t, b, teamA, fmt.Sprintf("stop%d.test.example.", i), false, false)
+			if m.Rcode != dns.RcodeNameError {
+				t.Fatalf("query %d: %v", i, m)
+			}
+			lat = append(lat, took)
+		}
+		slices.Sort(lat)
+		if lat[n-1] >= 3*time.Second {
+			t.Errorf("a query took %s with Redis stopped: it waited for Redis", lat[n-1])
+		}
+		if p99 := lat[n*99/100-1]; p99 > budget+upstreamDelay+slack {
+			t.Errorf("p99 %s with Redis stopped, want at most the budget %s + the upstream's %s + %s", p99, budget, upstreamDelay, slack)
+		}
+		if metric(t, b, "dnsedge_l2_budget_exceeded_total") < 1 {
+			t.Error("no lookup ran past the budget with Redis stopped")
+		}
+		// Open, or half-open while its probe waits on the stopped Redis.
+		waitUntil(t, "B's breaker to open", 5*time.Second, func() bool { return metric(t, b, "dnsedge_l2_breaker_state") != 0 })
+		if metric(t, b, "dnsedge_l2_skipped_total") < 1 {
+			t.Error("no lookup skipped Redis with the breaker open")
+		}
+	})
+	// probes counts the names asked only to give the breaker misses to
+	// start its probes from (a hit never asks Redis, nor probes it).
+	probes := 0
+	miss := func(e *testEdge) {
+		probes++
+		l2Query(t, e, teamA, fmt.Sprintf("probe%d.test.example.", probes), false, false)
+	}
+	// Resumed: the probe closes the breaker again.
+	waitUntil(t, "B's breaker to close after SIGCONT", 5*time.Second, func() bool {
+		miss(b)
+		return metric(t, b, "dnsedge_l2_breaker_state") == 0
+	})
+
+	t.Run("SIGKILL and restart", func(t *testing.T) {
+		opens := metric(t, a, "dnsedge_l2_breaker_opens_total")
+		rs.signal(syscall.SIGKILL)
+		rs.cmd.Wait()
+		for i := range 20 {
+			l2Query(t, a, teamA, fmt.Sprintf("dead%d.test.example.", i), false, false)
+		}
+		waitUntil(t, "A's breaker to open", 5*time.Second, func() bool {
+			return metric(t, a, "dnsedge_l2_breaker_opens_total") > opens && metric(t, a, "dnsedge_l2_breaker_state") != 0
+		})
+		if err := rs.start(); err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range []*testEdge{a, b} {
+			waitUntil(t, "the breaker to close after the restart", 5*time.Second, func() bool {
+				miss(e)
+				return metric(t, e, "dnsedge_l2_breaker_state") == 0
+			})
+		}
+		writes = metric(t, a, "dnsedge_l2_writes_total")
+		if !shared(teamA, teamA, "h10.test.example.", false, false, false, false) {
+			t.Error("no L2 hit after Redis restarted")
+		}
+	})
+
+	t.Run("tampered value", func(t *testing.T) {
+		l2Query(t, a, teamA, "h11.test.example.", false, false)
+		writes++
+		written(writes)
+		c := rs.client()
+		defer c.Close()
+		ctx := context.Background()
+		keys, err := c.Keys(ctx, "dnsedge:v1:*h11*").Result()
+		if err != nil || len(keys) != 1 {
+			t.Fatalf("keys of h11: %q, %v", keys, err)
+		}
+		v, err := c.Get(ctx, keys[0]).Bytes()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v[14] ^= 0x7f // the TTL
+		if err := c.Set(ctx, keys[0], v, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+		before := upstreamB()
+		l2Query(t, b, teamA, "h11.test.example.", false, false)
+		if upstreamB() != before+1 {
+			t.Error("B answered a tampered value from L2")
+		}
+		if got := metric(t, b, `dnsedge_l2_rejected_total{reason="mac"}`); got != 1 {
+			t.Errorf("dnsedge_l2_rejected_total{reason=\"mac\"} = %v, want 1", got)
+		}
+	})
+}
