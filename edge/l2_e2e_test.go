@@ -3,6 +3,9 @@ package edge_test
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +33,10 @@ type redisServer struct {
 	bin, dir string
 	port     int
 	cmd      *exec.Cmd
+	// args are added to the command line (TLS); tlsConf is then how the
+	// test's own client connects.
+	args    []string
+	tlsConf *tls.Config
 }
 
 const (
@@ -39,7 +46,11 @@ const (
 
 // startRedis starts redis-server, skipping the test when it is not
 // installed unless E2E_REQUIRED=1. Cleanup resumes and kills it.
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t *testing.T) *redisServer { return startRedisWith(t, nil, nil) }
+
+// startRedisWith starts redis-server with args added to its command
+// line; the test's client connects with tlsConf.
+func startRedisWith(t *testing.T, args []string, tlsConf *tls.Config) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -51,7 +62,7 @@ func startRedis(t *testing.T) *redisServer {
 			t.Skip("redis-server not installed")
 		}
 	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir()}
+	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), args: args, tlsConf: tlsConf}
 	t.Cleanup(r.kill)
 	// redis-server cannot report a port it picked: take a free one, and
 	// take another if someone else got it first.
@@ -69,11 +80,15 @@ func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port)
 
 // start runs redis-server on r.port and waits until it answers PING.
 func (r *redisServer) start() error {
-	r.cmd = exec.Command(r.bin,
-		"--bind", "127.0.0.1", "--port", strconv.Itoa(r.port), "--dir", r.dir,
+	port := []string{"--port", strconv.Itoa(r.port)}
+	if r.tlsConf != nil {
+		port = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port)}
+	}
+	args := append([]string{"--bind", "127.0.0.1", "--dir", r.dir,
 		"--save", "", "--appendonly", "no", "--daemonize", "no",
 		"--user", "default", "off",
-		"--user", redisUser, "on", ">"+redisPassword, "~*", "&*", "+@all")
+		"--user", redisUser, "on", ">" + redisPassword, "~*", "&*", "+@all"}, port...)
+	r.cmd = exec.Command(r.bin, append(args, r.args...)...)
 	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
 	if err := r.cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w", err)
@@ -97,7 +112,7 @@ func (r *redisServer) start() error {
 }
 
 func (r *redisServer) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: r.addr(), Username: redisUser, Password: redisPassword, MaxRetries: -1, Protocol: 2})
+	return redis.NewClient(&redis.Options{Addr: r.addr(), Username: redisUser, Password: redisPassword, MaxRetries: -1, Protocol: 2, TLSConfig: r.tlsConf})
 }
 
 func (r *redisServer) signal(sig syscall.Signal) {
@@ -371,4 +386,60 @@ cache:
 			t.Errorf("dnsedge_l2_rejected_total{reason=\"mac\"} = %v, want 1", got)
 		}
 	})
+}
+
+// TestL2RedisTLS runs the shared cache over TLS with a client certificate
+// (tls-auth-clients) and an ACL user: an answer one instance resolved is
+// the other's L2 hit.
+func TestL2RedisTLS(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, content []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	ca := transporttest.NewCA(t)
+	leafKey, err := x509.MarshalPKCS8PrivateKey(ca.Leaf.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := write("ca.pem", ca.PEM)
+	certFile := write("leaf.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Leaf.Certificate[0]}))
+	keyFile := write("leaf.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: leafKey}))
+	rs := startRedisWith(t, []string{
+		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes",
+	}, &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Leaf}, MinVersion: tls.VersionTLS12})
+	fleetKey := write("fleet.key", []byte("fleet-key-for-the-l2-tls-test-0123456789"))
+	pwFile := write("redis.password", []byte(redisPassword))
+	config := func(up *transporttest.Server) string {
+		return fmt.Sprintf(`upstreams:
+  - {name: up, url: "udp://%s"}
+health:
+  probe_interval: -1s
+metrics: {address: "127.0.0.1:0"}
+cache:
+  l2:
+    redis:
+      address: %q
+      username: %s
+      password_file: %q
+      tls: {ca_file: %q, cert_file: %q, key_file: %q}
+    key_file: %q
+`, up.AddrV4(), rs.addr(), redisUser, pwFile, caFile, certFile, keyFile, fleetKey)
+	}
+	upA := transporttest.StartFault(t, upstreamZone)
+	upB := transporttest.StartFault(t, upstreamZone)
+	upB.Set(transporttest.Faults{Delay: 30 * time.Millisecond}) // Redis wins the race (see TestL2SharedCache)
+	a := startEdge(t, config(upA))
+	b := startEdge(t, config(upB))
+	l2Query(t, a, "127.0.0.1", "h1.test.example.", false, false)
+	waitUntil(t, "A's write to Redis over TLS", 5*time.Second, func() bool { return metric(t, a, "dnsedge_l2_writes_total") >= 1 })
+	before := upB.Count("ipv4", "udp")
+	l2Query(t, b, "127.0.0.1", "h1.test.example.", false, false)
+	if upB.Count("ipv4", "udp") != before || metric(t, b, "dnsedge_l2_hits_total") != 1 {
+		t.Errorf("no L2 hit over TLS: %v lookups, %v errors, %v past the budget", metric(t, b, "dnsedge_l2_lookups_total"),
+			metric(t, b, "dnsedge_l2_lookup_errors_total"), metric(t, b, "dnsedge_l2_budget_exceeded_total"))
+	}
 }

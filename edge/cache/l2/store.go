@@ -136,6 +136,15 @@ func New(cfg Config) (*Store, error) {
 	s.base, s.stop = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.writer()
+	// Connect ahead of the first miss (dial, TLS and AUTH cost more than
+	// a budget); a Redis that is down is the breaker's business later.
+	s.spawn(func() {
+		ctx, cancel := context.WithTimeout(s.base, max(s.timeout, time.Second))
+		defer cancel()
+		if err := s.rdb.Ping(ctx).Err(); err != nil {
+			s.log.Warn("l2: Redis does not answer yet", "addr", cfg.Addr, "err", err)
+		}
+	})
 	return s, nil
 }
 
