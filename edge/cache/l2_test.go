@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -411,5 +412,33 @@ func TestL2LocalHitSkipsShared(t *testing.T) {
 	}
 	if shared.lookups.Load() != 1 {
 		t.Errorf("%d lookups for one miss and two local hits, want 1", shared.lookups.Load())
+	}
+}
+
+// TestL2RefreshKeepsTenant checks that a background refresh writes its
+// answer under the tenant of the query that started it.
+func TestL2RefreshKeepsTenant(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	shared := newFakeShared()
+	c := newCache(t, Config{L2: shared, Now: clk.Now, Clock: clockwork.NewFakeClock(), StaleWhileRevalidate: time.Hour})
+	h := c.Middleware()(&upstreamNext{})
+	q := l2query{tenant: "team-a"}
+	if _, err := h.ServeDNS(context.Background(), q.request(t)); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(301 * time.Second)
+	req := q.request(t)
+	if _, err := h.ServeDNS(context.Background(), req); err != nil || req.Outcome.Source != pipeline.SourceStale {
+		t.Fatalf("want a stale answer and a refresh behind it: %v, %v", req.Outcome.Source, err)
+	}
+	c.Close() // waits for the refresh
+	if shared.puts.Load() != 2 || len(shared.data) != 1 {
+		t.Fatalf("%d writes under %d keys, want 2 under the tenant's one key", shared.puts.Load(), len(shared.data))
+	}
+	for k := range shared.data {
+		if !strings.Contains(k, "team-a") {
+			t.Errorf("key %q lacks the tenant", k)
+		}
 	}
 }

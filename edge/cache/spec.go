@@ -76,6 +76,9 @@ func (s Spec) Validate() error {
 	if s.MaxTTL > 0 && s.MinTTL > s.MaxTTL {
 		errs = append(errs, field.Errorf("min_ttl", "min_ttl %s is above max_ttl %s", s.MinTTL, s.MaxTTL))
 	}
+	if !s.On() && s.L2.On() {
+		errs = append(errs, field.Errorf("l2", "the shared cache works under the cache, which enabled: false turns off"))
+	}
 	if err := s.L2.Validate(); err != nil {
 		errs = append(errs, field.Prefix("l2", err))
 	}
