@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -10,6 +12,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
 )
@@ -142,6 +145,7 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 				return nil, nil, field.Prefix("cache.l2", err)
 			}
 			lc.Log = b.d.log
+			lc.Validation = validationFingerprint(b.g.cfg.DNSSEC)
 			if store, err = l2.New(lc); err != nil {
 				return nil, nil, err
 			}
@@ -175,6 +179,19 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 		}
 	}
 	return skipForeignTSIG(c.Middleware()), nil
+}
+
+// validationFingerprint names the DNSSEC validation a configuration
+// applies, for the keys of the shared cache: "off", or a hash of the
+// dnssec section (the audit log aside), the same on every instance with
+// the same section.
+func validationFingerprint(cfg validate.Config) string {
+	if !cfg.On() {
+		return "off"
+	}
+	cfg.AuditLog = validate.AuditConfig{}
+	sum := sha256.Sum256([]byte(jsonKey(cfg)))
+	return hex.EncodeToString(sum[:6])
 }
 
 // l2FileStamps is the state of the files the shared cache reads.

@@ -26,8 +26,8 @@ type Shared interface {
 	// Put writes v under key, to expire after ex, in the background;
 	// it never blocks.
 	Put(key string, v l2.Value, ex time.Duration)
-	// Namespace starts every key (see l2.AppendKey).
-	Namespace() string
+	// KeyPrefix starts every key (see l2.KeyPrefix).
+	KeyPrefix() string
 }
 
 // Shared returns the shared cache the cache was built with, nil if none.
@@ -65,7 +65,7 @@ func (c *Cache) askShared(ctx context.Context, key []byte, nameLen int, next pip
 	cands := c.sharedKeys(key, nameLen)
 	rkeys := make([]string, len(cands))
 	for i, k := range cands {
-		rkeys[i] = string(l2.AppendKey(nil, c.l2.Namespace(), req.Outcome.Tenant, k))
+		rkeys[i] = string(l2.AppendKey(nil, c.l2.KeyPrefix(), req.Outcome.Tenant, k))
 	}
 	question := append([]byte(nil), key[:nameLen+4]...)
 	res := c.l2.Lookup(question, rkeys)
@@ -190,7 +190,7 @@ func (c *Cache) noteScope(key []byte, nameLen int) {
 // query of tenant, to the shared cache, to expire at the end of its
 // stale window.
 func (c *Cache) share(e *entry, tenant string) {
-	key := l2.AppendKey(nil, c.l2.Namespace(), tenant, []byte(e.key))
+	key := l2.AppendKey(nil, c.l2.KeyPrefix(), tenant, []byte(e.key))
 	ex := time.Duration(uint64(e.ttl)+uint64(e.stale)) * time.Second
 	c.l2.Put(string(key), l2.Value{
 		Msg: e.msg, Stored: e.stored, TTL: e.ttl, Stale: e.stale,

@@ -41,7 +41,7 @@ func newFakeShared() *fakeShared {
 }
 
 func (f *fakeShared) Budget() (time.Duration, bool) { return f.budget, !f.skip }
-func (f *fakeShared) Namespace() string             { return "test" }
+func (f *fakeShared) KeyPrefix() string             { return l2.KeyPrefix("test", "off") }
 
 func (f *fakeShared) Lookup(question []byte, keys []string) <-chan l2.Result {
 	f.lookups.Add(1)

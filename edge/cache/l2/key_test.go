@@ -23,14 +23,17 @@ func TestAppendKey(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			k1 := string(AppendKey(nil, tt.ns1, tt.t1, tt.ck1))
-			k2 := string(AppendKey(nil, tt.ns2, tt.t2, tt.ck2))
+			k1 := string(AppendKey(nil, KeyPrefix(tt.ns1, "off"), tt.t1, tt.ck1))
+			k2 := string(AppendKey(nil, KeyPrefix(tt.ns2, "off"), tt.t2, tt.ck2))
 			if (k1 == k2) != tt.wantSame {
 				t.Errorf("%q vs %q: same %v, want %v", k1, k2, k1 == k2, tt.wantSame)
 			}
 		})
 	}
-	if k := string(AppendKey(nil, "dnsedge", "", nil)); k != "dnsedge:"+SchemaVersion+":\x00\x00" {
-		t.Errorf("key %q does not start with the namespace and schema version", k)
+	if k := string(AppendKey(nil, KeyPrefix("dnsedge", "off"), "", nil)); k != "dnsedge:"+SchemaVersion+":off:\x00\x00" {
+		t.Errorf("key %q does not start with the namespace, schema version and validation", k)
+	}
+	if KeyPrefix("n", "off") == KeyPrefix("n", "0123abcd") {
+		t.Error("validating and non-validating instances share keys")
 	}
 }

@@ -7,6 +7,7 @@
 package l2
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -33,6 +34,9 @@ type Config struct {
 	Key        []byte
 	Namespace  string
 	WriteQueue int
+	// Validation names the DNSSEC validation in force (see KeyPrefix);
+	// "off" when empty.
+	Validation string
 
 	BreakerFailures                     int
 	BreakerCooldown, BreakerMaxCooldown time.Duration
@@ -70,7 +74,7 @@ var ErrClosed = errors.New("l2: closed")
 type Store struct {
 	rdb     *redis.Client
 	sealer  *Sealer
-	ns      string
+	prefix  string
 	timeout time.Duration
 	budget  *budget
 	br      *breaker
@@ -126,7 +130,7 @@ func New(cfg Config) (*Store, error) {
 			MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 		}),
 		sealer:  NewSealer(cfg.Key),
-		ns:      cfg.Namespace,
+		prefix:  KeyPrefix(cfg.Namespace, cmp.Or(cfg.Validation, "off")),
 		timeout: cfg.Timeout,
 		budget:  newBudget(cfg.Budget, cfg.MinBudget),
 		br:      newBreaker(max(1, cfg.BreakerFailures), cfg.BreakerCooldown, cfg.BreakerMaxCooldown, cfg.Now),
@@ -148,8 +152,8 @@ func New(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// Namespace returns the namespace keys start with.
-func (s *Store) Namespace() string { return s.ns }
+// KeyPrefix returns what every key starts with (see KeyPrefix).
+func (s *Store) KeyPrefix() string { return s.prefix }
 
 // Budget returns how long a miss should wait for a lookup before asking
 // the upstream, and false when Redis is to be skipped: the breaker is
