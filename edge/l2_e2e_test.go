@@ -7,132 +7,21 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/dnsedge/dnsedge/edge/cache/l2/redistest"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
-
-// redisServer is Debian's redis-server run by a test on a loopback port,
-// with an ACL user for dnsedge and the default user off.
-type redisServer struct {
-	t        *testing.T
-	bin, dir string
-	port     int
-	cmd      *exec.Cmd
-	// args are added to the command line (TLS); tlsConf is then how the
-	// test's own client connects.
-	args    []string
-	tlsConf *tls.Config
-}
-
-const (
-	redisUser     = "dnsedge"
-	redisPassword = "l2-test-password"
-)
-
-// startRedis starts redis-server, skipping the test when it is not
-// installed unless E2E_REQUIRED=1. Cleanup resumes and kills it.
-func startRedis(t *testing.T) *redisServer { return startRedisWith(t, nil, nil) }
-
-// startRedisWith starts redis-server with args added to its command
-// line; the test's client connects with tlsConf.
-func startRedisWith(t *testing.T, args []string, tlsConf *tls.Config) *redisServer {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/bin/redis-server"); serr == nil {
-			bin = "/usr/bin/redis-server"
-		} else if os.Getenv("E2E_REQUIRED") == "1" {
-			t.Fatal("redis-server is required (E2E_REQUIRED=1) but not installed")
-		} else {
-			t.Skip("redis-server not installed")
-		}
-	}
-	r := &redisServer{t: t, bin: bin, dir: t.TempDir(), args: args, tlsConf: tlsConf}
-	t.Cleanup(r.kill)
-	// redis-server cannot report a port it picked: take a free one, and
-	// take another if someone else got it first.
-	for attempt := 0; ; attempt++ {
-		r.port = freeTCPPort(t)
-		if err := r.start(); err == nil {
-			return r
-		} else if attempt == 2 {
-			t.Fatal(err)
-		}
-	}
-}
-
-func (r *redisServer) addr() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
-
-// start runs redis-server on r.port and waits until it answers PING.
-func (r *redisServer) start() error {
-	port := []string{"--port", strconv.Itoa(r.port)}
-	if r.tlsConf != nil {
-		port = []string{"--port", "0", "--tls-port", strconv.Itoa(r.port)}
-	}
-	args := append([]string{"--bind", "127.0.0.1", "--dir", r.dir,
-		"--save", "", "--appendonly", "no", "--daemonize", "no",
-		"--user", "default", "off",
-		"--user", redisUser, "on", ">" + redisPassword, "~*", "&*", "+@all"}, port...)
-	r.cmd = exec.Command(r.bin, append(args, r.args...)...)
-	r.cmd.Stdout, r.cmd.Stderr = io.Discard, io.Discard
-	if err := r.cmd.Start(); err != nil {
-		return fmt.Errorf("start redis-server: %w", err)
-	}
-	c := r.client()
-	defer c.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) || r.cmd.ProcessState != nil {
-			r.kill()
-			return fmt.Errorf("redis-server on %s: %w", r.addr(), err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (r *redisServer) client() *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: r.addr(), Username: redisUser, Password: redisPassword, MaxRetries: -1, Protocol: 2, TLSConfig: r.tlsConf})
-}
-
-func (r *redisServer) signal(sig syscall.Signal) {
-	r.t.Helper()
-	if err := r.cmd.Process.Signal(sig); err != nil {
-		r.t.Fatalf("signal redis-server: %v", err)
-	}
-}
-
-// kill resumes (a stopped process cannot die of SIGKILL until then on
-// every kernel) and kills redis-server, and reaps it.
-func (r *redisServer) kill() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	r.cmd.Process.Signal(syscall.SIGCONT)
-	r.cmd.Process.Kill()
-	r.cmd.Wait()
-	r.cmd = nil
-}
 
 // metric returns the value of the sample named by name and labels
 // (`name` or `name{k="v"}`) on e's metrics endpoint, 0 when absent.
@@ -185,14 +74,14 @@ func l2Query(t *testing.T, e *testEdge, src, name string, do, cd bool) (*dns.Msg
 // killed one opens the breaker, a restarted one is used again, and a
 // value tampered with in Redis is rejected and counted.
 func TestL2SharedCache(t *testing.T) {
-	rs := startRedis(t)
+	rs := redistest.Start(t, redistest.Options{})
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "fleet.key")
 	pwFile := filepath.Join(dir, "redis.password")
 	if err := os.WriteFile(keyFile, []byte("fleet-key-for-the-l2-test-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(pwFile, []byte(redisPassword+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(pwFile, []byte(redistest.Password+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	// A budget far above Redis's loopback round trip, so that an answer
@@ -220,7 +109,7 @@ cache:
     min_budget: %[6]s
     timeout: 4s         # far above any query's wait: a query that waited for Redis would show
     breaker: {failures: 3, cooldown: 100ms, max_cooldown: 200ms}
-`, up.AddrV4(), rs.addr(), redisUser, pwFile, keyFile, budget)
+`, up.AddrV4(), rs.Addr(), redistest.User, pwFile, keyFile, budget)
 	}
 	upA := transporttest.StartFault(t, upstreamZone)
 	upB := transporttest.StartFault(t, upstreamZone)
@@ -290,8 +179,8 @@ cache:
 	})
 
 	t.Run("SIGSTOP", func(t *testing.T) {
-		rs.signal(syscall.SIGSTOP)
-		defer rs.signal(syscall.SIGCONT)
+		rs.Stop()
+		defer rs.Resume()
 		// Every query is answered, by the upstream, and none waits for
 		// Redis past the budget: the slack covers the upstream and a
 		// loaded test machine, not Redis, whose lookups time out only
@@ -337,15 +226,14 @@ cache:
 
 	t.Run("SIGKILL and restart", func(t *testing.T) {
 		opens := metric(t, a, "dnsedge_l2_breaker_opens_total")
-		rs.signal(syscall.SIGKILL)
-		rs.cmd.Wait()
+		rs.Kill()
 		for i := range 20 {
 			l2Query(t, a, teamA, fmt.Sprintf("dead%d.test.example.", i), false, false)
 		}
 		waitUntil(t, "A's breaker to open", 5*time.Second, func() bool {
 			return metric(t, a, "dnsedge_l2_breaker_opens_total") > opens && metric(t, a, "dnsedge_l2_breaker_state") != 0
 		})
-		if err := rs.start(); err != nil {
+		if err := rs.Restart(); err != nil {
 			t.Fatal(err)
 		}
 		for _, e := range []*testEdge{a, b} {
@@ -364,7 +252,7 @@ cache:
 		l2Query(t, a, teamA, "h11.test.example.", false, false)
 		writes++
 		written(t, writes)
-		c := rs.client()
+		c := rs.Client()
 		defer c.Close()
 		ctx := context.Background()
 		keys, err := c.Keys(ctx, "dnsedge:v1:*h11*").Result()
@@ -410,11 +298,12 @@ func TestL2RedisTLS(t *testing.T) {
 	caFile := write("ca.pem", ca.PEM)
 	certFile := write("leaf.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.Leaf.Certificate[0]}))
 	keyFile := write("leaf.key", pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: leafKey}))
-	rs := startRedisWith(t, []string{
-		"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes",
-	}, &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Leaf}, MinVersion: tls.VersionTLS12})
+	rs := redistest.Start(t, redistest.Options{
+		Args: []string{"--tls-cert-file", certFile, "--tls-key-file", keyFile, "--tls-ca-cert-file", caFile, "--tls-auth-clients", "yes"},
+		TLS:  &tls.Config{RootCAs: ca.Pool, Certificates: []tls.Certificate{ca.Leaf}, MinVersion: tls.VersionTLS12},
+	})
 	fleetKey := write("fleet.key", []byte("fleet-key-for-the-l2-tls-test-0123456789"))
-	pwFile := write("redis.password", []byte(redisPassword))
+	pwFile := write("redis.password", []byte(redistest.Password))
 	config := func(up *transporttest.Server) string {
 		return fmt.Sprintf(`upstreams:
   - {name: up, url: "udp://%s"}
@@ -431,7 +320,7 @@ cache:
     key_file: %q
     budget: 200ms   # Redis wins even on a loaded machine (see TestL2SharedCache)
     timeout: 2s     # TLS handshakes under the race detector on a busy machine
-`, up.AddrV4(), rs.addr(), redisUser, pwFile, caFile, certFile, keyFile, fleetKey)
+`, up.AddrV4(), rs.Addr(), redistest.User, pwFile, caFile, certFile, keyFile, fleetKey)
 	}
 	upA := transporttest.StartFault(t, upstreamZone)
 	upB := transporttest.StartFault(t, upstreamZone)
