@@ -65,6 +65,19 @@ type write struct {
 // writeBatch bounds the writes sent in one pipeline.
 const writeBatch = 64
 
+// clientLog passes go-redis's own messages (a failed dial, say) to slog
+// at debug level: the breaker and the metrics already tell of a Redis
+// that is down, and the log stays JSON.
+type clientLog struct{ log *slog.Logger }
+
+func (l clientLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "l2: redis client: "+fmt.Sprintf(format, v...))
+}
+
+// setClientLog sets go-redis's logger, which is one for the whole
+// process, once: to the logger of the first Store.
+var setClientLog sync.Once
+
 // ErrClosed is the error of a lookup made after Close.
 var ErrClosed = errors.New("l2: closed")
 
@@ -112,6 +125,7 @@ func New(cfg Config) (*Store, error) {
 	if cfg.PoolSize == 0 {
 		cfg.PoolSize = 10 * runtime.GOMAXPROCS(0)
 	}
+	setClientLog.Do(func() { redis.SetLogger(clientLog{cfg.Log}) })
 	s := &Store{
 		rdb: redis.NewClient(&redis.Options{
 			Addr: cfg.Addr, Username: cfg.Username, Password: cfg.Password, DB: cfg.DB,
