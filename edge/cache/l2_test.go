@@ -442,3 +442,25 @@ func TestL2RefreshKeepsTenant(t *testing.T) {
 		}
 	}
 }
+
+// TestL2LocalHitAllocs checks that a shared cache costs a local hit
+// nothing: the same allocations as without one.
+func TestL2LocalHitAllocs(t *testing.T) {
+	allocs := func(cfg Config) float64 {
+		h := newCache(t, cfg).Middleware()(&upstreamNext{})
+		req := query{}.request(t)
+		if _, err := h.ServeDNS(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		return testing.AllocsPerRun(200, func() {
+			if _, err := h.ServeDNS(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	without := allocs(Config{})
+	with := allocs(Config{L2: newFakeShared(), Clock: clockwork.NewFakeClock()})
+	if with != without {
+		t.Errorf("a local hit allocates %v times with a shared cache, %v without", with, without)
+	}
+}
