@@ -181,6 +181,9 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	return skipForeignTSIG(c.Middleware()), nil
 }
 
+// The Redis store is the cache's shared cache.
+var _ cache.Shared = (*l2.Store)(nil)
+
 // validationFingerprint names the DNSSEC validation a configuration
 // applies, for the keys of the shared cache: "off", or a hash of the
 // dnssec section (the audit log aside), the same on every instance with
