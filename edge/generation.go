@@ -69,7 +69,7 @@ type (
 		// the secret), so that a changed secret builds it again.
 		tsig string
 	}
-	cacheKey  struct{ spec, trust string }
+	cacheKey  struct{ spec, trust, l2files string }
 	tracerKey struct{ spec string }
 )
 

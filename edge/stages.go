@@ -1,14 +1,20 @@
 package edge
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/cache/l2"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
+	"github.com/dnsedge/dnsedge/internal/field"
 )
 
 // A stage is one row of the chain: a middleware the configuration may
@@ -125,18 +131,44 @@ type nxdomainKey struct{ spec string }
 // buildCache takes the answer cache from the pool: a reload that keeps
 // the cache section and the DNSSEC trust (trustKey) keeps what was
 // cached (stale entries included: a reload while the upstreams are down
-// must not lose them).
+// must not lose them). A shared cache (cache.l2) is built with it and
+// closed with it; the pool key includes its key and password files, so a
+// rotated fleet key takes effect on reload.
 func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	spec := b.g.cfg.Cache
 	if !spec.On() {
 		return nil, nil
 	}
-	c, _, err := take(b.g.parts, cacheKey{spec: jsonKey(spec), trust: trustKey(b.g.cfg.DNSSEC)}, func() (*cache.Cache, func() error, error) {
-		c, err := cache.New(spec.Config(), nil)
+	var store *l2.Store
+	c, _, err := take(b.g.parts, cacheKey{spec: jsonKey(spec), trust: trustKey(b.g.cfg.DNSSEC), l2files: l2FileStamps(spec.L2)}, func() (*cache.Cache, func() error, error) {
+		cfg := spec.Config()
+		if spec.L2.On() {
+			lc, err := spec.L2.Config()
+			if err != nil {
+				return nil, nil, field.Prefix("cache.l2", err)
+			}
+			lc.Log = b.d.log
+			lc.Validation = validationFingerprint(b.g.cfg.DNSSEC)
+			if store, err = l2.New(lc); err != nil {
+				return nil, nil, err
+			}
+			cfg.L2 = store
+		}
+		c, err := cache.New(cfg, nil)
 		if err != nil {
+			if store != nil {
+				store.Close()
+			}
 			return nil, nil, err
 		}
-		return c, c.Close, nil
+		closeAll := func() error {
+			err := c.Close()
+			if store != nil {
+				err = errors.Join(err, store.Close())
+			}
+			return err
+		}
+		return c, closeAll, nil
 	})
 	if err != nil {
 		return nil, err
@@ -144,7 +176,37 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	if err := c.Register(b.g.metrics); err != nil {
 		return nil, err
 	}
+	if s, ok := c.Shared().(*l2.Store); ok {
+		if err := s.Register(b.g.metrics); err != nil {
+			return nil, err
+		}
+	}
 	return skipForeignTSIG(c.Middleware()), nil
+}
+
+// The Redis store is the cache's shared cache.
+var _ cache.Shared = (*l2.Store)(nil)
+
+// validationFingerprint names the DNSSEC validation a configuration
+// applies, for the keys of the shared cache: "off", or a hash of the
+// dnssec section (the audit log aside), the same on every instance with
+// the same section.
+func validationFingerprint(cfg validate.Config) string {
+	if !cfg.On() {
+		return "off"
+	}
+	cfg.AuditLog = validate.AuditConfig{}
+	sum := sha256.Sum256([]byte(jsonKey(cfg)))
+	return hex.EncodeToString(sum[:6])
+}
+
+// l2FileStamps is the state of the files the shared cache reads.
+func l2FileStamps(s l2.Spec) string {
+	st := fileStamp(s.KeyFile) + ";" + fileStamp(s.Redis.PasswordFile)
+	if t := s.Redis.TLS; t != nil {
+		st += ";" + fileStamp(t.CAFile) + ";" + fileStamp(t.CertFile) + ";" + fileStamp(t.KeyFile)
+	}
+	return st
 }
 
 // zones returns the generation's local, tenant and fallback zones, built

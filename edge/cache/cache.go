@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -81,8 +82,20 @@ type Config struct {
 	DisablePrefetch bool
 	PrefetchHits    int
 
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	// L2, when not nil, is a cache shared with other instances (package
+	// l2 keeps it in Redis). A miss asks it first and waits for it up to
+	// its budget, then asks next as well; the first valid answer wins and
+	// is stored here. Answers next got from an upstream are written to
+	// it in the background, unless they may not be cached (TC, TTL 0,
+	// SERVFAIL), so that zone, policy and other local answers, which
+	// never reach the cache, never reach it either. Its keys add the
+	// tenant (Request.Outcome.Tenant) to this cache's key.
+	L2 Shared
+
+	// Now is the clock; time.Now when nil. Clock gives the timers of the
+	// shared cache's budget; the real clock when nil.
+	Now   func() time.Time
+	Clock clockwork.Clock
 }
 
 // Defaults and limits of Config.
@@ -144,6 +157,12 @@ type Cache struct {
 
 	// scopes are the ECS prefix lengths entries were stored under.
 	scopes scopes
+
+	// l2 is the shared cache, nil when there is none; clock times its
+	// budget. The counters are of misses that asked it (see askShared).
+	l2                                                 Shared
+	clock                                              clockwork.Clock
+	l2hits, l2misses, l2late, l2lateWins, l2staleSeeds atomic.Uint64
 }
 
 // New returns an empty cache configured by cfg, or every problem with cfg
@@ -180,6 +199,8 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		refreshTimeout: cfg.RefreshTimeout,
 		prefetch:       !cfg.DisablePrefetch,
 		prefetchHits:   uint32(cfg.PrefetchHits),
+		l2:             cfg.L2,
+		clock:          cfg.Clock,
 	}
 	if !cfg.DisableStale {
 		c.maxStale = seconds(cfg.MaxStale)
@@ -232,6 +253,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
 	}
 	return cfg
 }
@@ -378,12 +402,13 @@ func addEDE(m *dns.Msg, code uint16, text string) {
 
 // insert caches a packed copy of reply under key if reply is cacheable
 // (see lifetime) and answers the question the key was built from, with
-// whether it is authentic and its DNSSEC verdict. Only positive and
-// negative answers may be served stale.
-func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authentic bool, verdict pipeline.DNSSECVerdict) {
+// whether it is authentic and its DNSSEC verdict, and returns the entry
+// it stored (nil if none). Only positive and negative answers may be
+// served stale.
+func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authentic bool, verdict pipeline.DNSSECVerdict) *entry {
 	ttl := c.lifetime(reply)
 	if ttl == 0 {
-		return
+		return nil
 	}
 	// Pack a shallow copy: it reads the records, except that it writes
 	// the extended RCODE into the OPT record, so that one is copied
@@ -400,11 +425,11 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 	}
 	b, err := m.Pack()
 	if err != nil || !sameQuestion(b, key, nameLen) {
-		return
+		return nil
 	}
 	offs, err := ttlOffsets(b, nil)
 	if err != nil {
-		return
+		return nil
 	}
 	c.clampTTLs(b, offs, ttl)
 	var staleFor uint32
@@ -414,7 +439,7 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 	var buf [keyStack]byte
 	sk, ok := c.storeKey(buf[:0], key, nameLen, reply)
 	if !ok {
-		return
+		return nil
 	}
 	if string(sk) != string(key) {
 		s = c.shardOf(sk)
@@ -422,4 +447,5 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 	e := newEntry(sk, b, offs, c.now(), ttl, staleFor)
 	e.authentic, e.dnssec = authentic, verdict
 	s.put(e)
+	return e
 }

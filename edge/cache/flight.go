@@ -81,7 +81,10 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 	cl.reply, cl.err = reply, err
 	switch {
 	case usable(reply, err):
-		c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
+		e := c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
+		if e != nil && c.l2 != nil && cl.out.Source == pipeline.SourceUpstream {
+			c.share(e, cl.out.Tenant)
+		}
 	case !judge:
 	default:
 		if _, old, _, _ := c.lookup(s, key, nameLen, c.now()); old != nil && old.stale > 0 {
@@ -93,6 +96,11 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 			c.insertFailure(s, key, err)
 		}
 	}
+	c.settle(s, key, cl)
+}
+
+// settle unregisters cl, whose outcome is set, and wakes its waiters.
+func (c *Cache) settle(s *shard, key []byte, cl *call) {
 	s.mu.Lock()
 	delete(s.calls, string(key))
 	waiters := cl.waiters
@@ -119,6 +127,9 @@ func usable(reply *dns.Msg, err error) bool {
 func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int, next pipeline.Handler, req *pipeline.Request) (*dns.Msg, error) {
 	for {
 		cl, leader := s.join(key)
+		if leader && c.l2 != nil {
+			return c.leadShared(ctx, s, key, nameLen, cl, next, req)
+		}
 		if leader {
 			reply, err := next.ServeDNS(ctx, req)
 			cl.out, cl.auth = req.Outcome, authenticity(req, reply)
@@ -134,6 +145,27 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 			return m, err
 		}
 	}
+}
+
+// leadShared is the leader's part of coalesced with a shared cache: it
+// asks the shared cache and next (see askShared) and finishes cl with the
+// answer. An answer from the shared cache is already stored here; it
+// settles cl without storing it again.
+func (c *Cache) leadShared(ctx context.Context, s *shard, key []byte, nameLen int, cl *call, next pipeline.Handler, req *pipeline.Request) (*dns.Msg, error) {
+	reply, e, err := c.askShared(ctx, key, nameLen, next, req)
+	if e != nil {
+		// A late answer may have cut next short: nothing next recorded
+		// describes this answer.
+		req.Outcome.Source, req.Outcome.DNSSEC, req.Outcome.Path = pipeline.SourceCache, e.dnssec, ""
+		req.Outcome.HasEDE, req.Outcome.EDE, req.Outcome.EDEText = false, 0, ""
+		cl.out, cl.auth = req.Outcome, e.authentic
+		cl.reply = reply
+		c.settle(s, key, cl)
+		return reply, nil
+	}
+	cl.out, cl.auth = req.Outcome, authenticity(req, reply)
+	c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
+	return reply, err
 }
 
 // result returns cl's outcome for req, a query that waited on it: a copy

@@ -24,7 +24,7 @@ func (c *Cache) collectors() []prometheus.Collector {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "dnsedge", Subsystem: "cache", Name: name, Help: help}
 	}
-	return []prometheus.Collector{
+	cs := []prometheus.Collector{
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("hits_total", "Queries answered from the cache.")),
 			sum(func(s *shard) *atomic.Uint64 { return &s.hits })),
 		prometheus.NewCounterFunc(prometheus.CounterOpts(opts("misses_total", "Cacheable queries passed on because no fresh entry was found.")),
@@ -50,6 +50,20 @@ func (c *Cache) collectors() []prometheus.Collector {
 				return float64(n)
 			}),
 	}
+	if c.l2 == nil {
+		return cs
+	}
+	l2opts := func(name, help string) prometheus.CounterOpts {
+		return prometheus.CounterOpts{Namespace: "dnsedge", Subsystem: "l2", Name: name, Help: help}
+	}
+	count := func(v *atomic.Uint64) func() float64 { return func() float64 { return float64(v.Load()) } }
+	return append(cs,
+		prometheus.NewCounterFunc(l2opts("hits_total", "Misses of the local cache answered from the shared cache."), count(&c.l2hits)),
+		prometheus.NewCounterFunc(l2opts("misses_total", "Misses of the local cache that asked the shared cache and were answered by the upstream."), count(&c.l2misses)),
+		prometheus.NewCounterFunc(l2opts("budget_exceeded_total", "Lookups in the shared cache not answered within the budget: the upstream was asked as well."), count(&c.l2late)),
+		prometheus.NewCounterFunc(l2opts("late_hits_total", "Lookups answered after the budget that still beat the upstream."), count(&c.l2lateWins)),
+		prometheus.NewCounterFunc(l2opts("stale_seeds_total", "Answers past their TTL read from the shared cache and kept locally for serve-stale."), count(&c.l2staleSeeds)),
+	)
 }
 
 // Register registers the cache's metrics with reg, as New does, for a

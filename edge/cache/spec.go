@@ -4,6 +4,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/cache/l2"
 	"github.com/dnsedge/dnsedge/internal/field"
 )
 
@@ -32,6 +33,9 @@ type Spec struct {
 	// Prefetch refreshes popular entries before they expire; on unless
 	// false.
 	Prefetch *bool `yaml:"prefetch"`
+	// L2 is the shared cache in Redis under this one; off unless its
+	// redis.address is set.
+	L2 l2.Spec `yaml:"l2"`
 }
 
 // DefaultServfailTTL is how long SERVFAIL answers are cached when the
@@ -71,6 +75,12 @@ func (s Spec) Validate() error {
 	errs := s.config().problems()
 	if s.MaxTTL > 0 && s.MinTTL > s.MaxTTL {
 		errs = append(errs, field.Errorf("min_ttl", "min_ttl %s is above max_ttl %s", s.MinTTL, s.MaxTTL))
+	}
+	if !s.On() && s.L2.On() {
+		errs = append(errs, field.Errorf("l2", "the shared cache works under the cache, which enabled: false turns off"))
+	}
+	if err := s.L2.Validate(); err != nil {
+		errs = append(errs, field.Prefix("l2", err))
 	}
 	return errors.Join(errs...)
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/cache/l2"
 	"github.com/dnsedge/dnsedge/internal/field"
 )
 
@@ -51,6 +52,9 @@ func TestSpecValidate(t *testing.T) {
 		{"servfail too long", Spec{ServfailTTL: &long}, []string{"servfail_ttl"}},
 		{"min above max", Spec{MinTTL: time.Hour, MaxTTL: time.Minute}, []string{"min_ttl"}},
 		{"min above the default max", Spec{MinTTL: 2 * time.Hour}, nil},
+		{"l2 without the cache", Spec{Enabled: new(false), L2: l2.Spec{Redis: l2.RedisSpec{Address: "127.0.0.1:6379"}, KeyEnv: "DNSEDGE_TEST_NO_SUCH_VARIABLE"}},
+			[]string{"l2", "l2.key_env"}},
+		{"l2 problems under l2", Spec{L2: l2.Spec{Namespace: "x"}}, []string{"l2.redis.address"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

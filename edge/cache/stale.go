@@ -172,6 +172,8 @@ func (c *Cache) lead(s *shard, key string, nameLen int, cl *call, next pipeline.
 	r := req.Detach() // Wire goes back to the listener with req
 	r.Msg = req.Msg.Copy()
 	r.Listener = pipeline.KindInternal
+	// The tenant picked for req keys the answer in the shared cache.
+	r.Outcome.Tenant = req.Outcome.Tenant
 	c.refreshes.Add(1)
 	ok := c.background(func(ctx context.Context) {
 		defer c.refreshes.Add(-1)
