@@ -79,7 +79,7 @@ func consulPolicy(b *chainBuild) (pipeline.Middleware, error) {
 	if err := pw.Register(b.g.metrics); err != nil {
 		return nil, err
 	}
-	return pw.Middleware, nil
+	return pw.Stage(b.g.cfg.defaultGroup()), nil
 }
 
 // policyStatusBody is what /status/policy answers.

@@ -32,5 +32,5 @@ func buildPolicy(b *chainBuild) (pipeline.Middleware, error) {
 			return nil, err
 		}
 	}
-	return middleware.NewPolicy(p).Middleware, nil
+	return middleware.NewPolicy(p, b.g.cfg.defaultGroup()).Middleware, nil
 }

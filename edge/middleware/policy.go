@@ -11,7 +11,8 @@ import (
 
 // Policy applies a compiled policy's decision to each query: the rule
 // that matched and the policy's version go to req.Outcome (and so to the
-// query log); a route or a split's side becomes req.Route; the rule's
+// query log); a route or a split's side becomes req.Route (but the
+// default group, see NewPolicy); the rule's
 // tags join req.Tags; its ECS decision becomes req.ECSAction, which the
 // ECS stage turns into the subnet sent upstream; allow_any lets a
 // forwarded ANY through; a local answer ends the query here; a rule with
@@ -20,10 +21,16 @@ import (
 type Policy struct {
 	p       *policy.Policy
 	version string
+	deflt   string
 }
 
-// NewPolicy returns the stage applying p.
-func NewPolicy(p *policy.Policy) *Policy { return &Policy{p: p, version: p.Version()} }
+// NewPolicy returns the stage applying p. A route to defaultGroup, the
+// group every query goes to unless routed, leaves req.Route empty: it is
+// the same group, and its answers share one cache partition with the
+// unrouted queries' instead of being cached twice.
+func NewPolicy(p *policy.Policy, defaultGroup string) *Policy {
+	return &Policy{p: p, version: p.Version(), deflt: defaultGroup}
+}
 
 // Middleware decides before next.
 func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
@@ -55,7 +62,7 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 			m.SetRcode(req.Msg, dns.RcodeRefused)
 			return m, nil
 		}
-		if group != "" {
+		if group != "" && group != s.deflt {
 			req.Route = group
 		}
 		if len(d.Tags) > 0 {

@@ -19,7 +19,7 @@ func TestPolicyRequireTSIG(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewPolicy(p).Middleware(pipeline.HandlerFunc(func(_ context.Context, req *pipeline.Request) (*dns.Msg, error) {
+	h := NewPolicy(p, "default").Middleware(pipeline.HandlerFunc(func(_ context.Context, req *pipeline.Request) (*dns.Msg, error) {
 		m := new(dns.Msg)
 		m.SetReply(req.Msg)
 		return m, nil
