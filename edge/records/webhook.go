@@ -2,6 +2,7 @@ package records
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -333,7 +334,11 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 				writeError(w, ie.Status, ie.Field, "zone "+o+": "+ie.Msg)
 				return
 			}
-			writeError(w, http.StatusInternalServerError, "", "zone "+o+": "+err.Error())
+			status := http.StatusInternalServerError
+			if errors.Is(err, ErrUnavailable) {
+				status = http.StatusServiceUnavailable
+			}
+			writeError(w, status, "", "zone "+o+": "+err.Error())
 			return
 		}
 	}
