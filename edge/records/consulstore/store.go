@@ -45,6 +45,10 @@ type Store struct {
 	known map[string]kvState
 	watch *consul.PrefixWatch
 
+	// seen is the ModifyIndex of each key the watch last handed on;
+	// only the watch's callback, whose calls never overlap, uses it.
+	seen map[string]uint64
+
 	// bad counts values under the prefix that could not be read.
 	bad atomic.Uint64
 }
@@ -80,7 +84,7 @@ func New(client *api.Client, prefix string, o Options) *Store {
 	}
 	return &Store{
 		kv: client.KV(), txn: client.Txn(), client: client, prefix: prefix,
-		log: o.Log, timeout: o.Timeout, clock: o.Clock, known: make(map[string]kvState),
+		log: o.Log, timeout: o.Timeout, clock: o.Clock, known: make(map[string]kvState), seen: make(map[string]uint64),
 	}
 }
 
@@ -206,11 +210,15 @@ func (s *Store) changed(m *records.Manager, pairs []consul.KVPair) {
 			continue
 		}
 		s.mu.Lock()
-		k, tracked := s.known[origin]
+		_, tracked := s.known[origin]
 		s.mu.Unlock()
-		if !tracked || (!k.absent && p.ModifyIndex <= k.index) {
-			continue // a zone not kept here, or nothing new
+		if !tracked || s.seen[p.Key] == p.ModifyIndex {
+			continue // a zone not kept here, or handed on already
 		}
+		s.seen[p.Key] = p.ModifyIndex
+		// Every kept zone is handed on, even at an index the store
+		// knows (its own commit, or one read by refresh): Replace
+		// takes only a zone newer than the Manager's.
 		snap, err := Decode(origin, p.Value)
 		if err != nil {
 			s.bad.Add(1)
