@@ -48,7 +48,7 @@ type Manager struct {
 	watchers map[int]func(*zone.Zone)
 	nextW    int
 
-	changes, commitErrors atomic.Uint64
+	changes, commitErrors, replaced atomic.Uint64
 }
 
 type zoneState struct {
@@ -257,6 +257,10 @@ func (m *Manager) commit(zs *zoneState, by string, match func(uint32) bool, chan
 	}
 	e := Entry{Seq: next.seq, Serial: next.serial, Time: m.now().UTC(), By: by, Changes: diff}
 	if err := m.store.Commit(cur.origin, e, next.snapshot); err != nil {
+		if errors.Is(err, ErrStale) {
+			// A shared store: another instance changed the zone first.
+			return Snapshot{}, err
+		}
 		m.commitErrors.Add(1)
 		m.log.Error("API zone change not committed", "zone", cur.origin, "by", by, "error", err.Error())
 		return Snapshot{}, fmt.Errorf("commit: %w", err)
@@ -290,6 +294,7 @@ func (m *Manager) Replace(snap Snapshot) error {
 		return err
 	}
 	zs.cur.Store(next)
+	m.replaced.Add(1)
 	m.log.Info("API zone replaced from the store", "zone", cur.origin, "serial_before", cur.serial, "serial", next.serial)
 	m.notify(next.zone)
 	return nil
