@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 
 	"github.com/dnsedge/dnsedge/edge/admin"
+	"github.com/dnsedge/dnsedge/edge/consul"
 	"github.com/dnsedge/dnsedge/edge/records"
+	"github.com/dnsedge/dnsedge/edge/records/consulstore"
 	"github.com/dnsedge/dnsedge/internal/field"
 	edgetls "github.com/dnsedge/dnsedge/tls"
 )
@@ -35,7 +37,8 @@ type adminGen struct {
 type (
 	// recordsKey identifies the records Manager by its directory: one
 	// Manager, and so one writer, per journal whatever a reload changes.
-	recordsKey struct{ dir string }
+	// With store: consul, also by the agent and prefix.
+	recordsKey struct{ dir, consul string }
 	adminKey   struct {
 		address string
 		tls     bool
@@ -73,6 +76,9 @@ func (c *Config) validateAdmin() []error {
 		if z.API && c.Admin == nil {
 			errs = append(errs, field.Errorf(field.Join(field.Index("zones", i), "api"), "API zones are changed through the admin listener: add an admin section"))
 		}
+	}
+	if c.Records.Store == records.StoreConsul && !c.Consul.On() {
+		errs = append(errs, field.Errorf("records.store", "store: consul keeps the zones in Consul KV: set consul.address"))
 	}
 	if w := c.Records.Webhook; w != nil {
 		switch {
@@ -122,7 +128,24 @@ func (c *Config) recordsDir() string { return filepath.Join(c.stateDir(), "recor
 // the configuration's API zones.
 func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	cfg := g.cfg
-	m, _, err := take(g.parts, recordsKey{dir: cfg.recordsDir()}, func() (*records.Manager, func() error, error) {
+	key := recordsKey{dir: cfg.recordsDir()}
+	if cfg.Records.Store == records.StoreConsul {
+		key.consul = recordsConsulSpec(cfg)
+	}
+	var kv *consulstore.Store
+	m, _, err := take(g.parts, key, func() (*records.Manager, func() error, error) {
+		if cfg.Records.Store == records.StoreConsul {
+			client, err := consul.NewClient(cfg.Consul)
+			if err != nil {
+				return nil, nil, err
+			}
+			kv = consulstore.New(client, cfg.Records.ConsulPrefix, consulstore.Options{Log: d.log})
+			m, err := records.OpenStore(cfg.recordsDir(), kv, d.log)
+			if err != nil {
+				return nil, nil, err
+			}
+			return m, m.Close, nil
+		}
 		m, err := records.Open(cfg.recordsDir(), cfg.Records.CompactAfter, d.log)
 		if err != nil {
 			return nil, nil, err
@@ -135,6 +158,11 @@ func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	if err := m.Ensure(cfg.Zone.APIOrigins()); err != nil {
 		return nil, fmt.Errorf("records: %w", err)
 	}
+	if kv != nil {
+		// Zones are loaded: from now on the changes of other instances
+		// are handed to m.
+		kv.Follow(m, cfg.Consul.WithDefaults().FirstWait)
+	}
 	if err := m.Register(g.metrics); err != nil {
 		return nil, err
 	}
@@ -143,6 +171,16 @@ func takeRecords(g *generation, d buildDeps) (*records.Manager, error) {
 	// are folded into snapshots, never what they hold.
 	m.SetCompactAfter(cfg.Records.CompactAfter)
 	return m, nil
+}
+
+// recordsConsulSpec is what a Consul records store is built from: how to
+// reach the agent and the prefix.
+func recordsConsulSpec(cfg *Config) string {
+	conn := struct {
+		Address, TokenFile, Prefix string
+		TLS                        consul.TLSConfig
+	}{cfg.Consul.Address, cfg.Consul.TokenFile, cfg.Records.ConsulPrefix, cfg.Consul.TLS}
+	return jsonKey(conn) + fileStamp(cfg.Consul.TokenFile)
 }
 
 // buildAdmin makes what the generation serves on the admin listener.

@@ -12,6 +12,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/edge/records"
 	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
@@ -228,6 +229,9 @@ func (b *chainBuild) zoneSet() (*zone.Zones, error) {
 			return nil, err
 		}
 		feed, key.records = m, b.g.cfg.recordsDir()
+		if b.g.cfg.Records.Store == records.StoreConsul {
+			key.records += " " + recordsConsulSpec(b.g.cfg)
+		}
 	}
 	z, _, err := take(b.g.parts, key, func() (*zone.Zones, func() error, error) {
 		z, err := zone.New(cfg, b.d.log, nil)

@@ -9,6 +9,7 @@ package records
 import (
 	"errors"
 	"net/netip"
+	"strings"
 
 	"github.com/dnsedge/dnsedge/internal/field"
 )
@@ -19,11 +20,25 @@ const (
 	DefaultMaxTTL       = 604800 // one week
 	DefaultWebhookTTL   = 300
 	DefaultCompactAfter = 1000
+	DefaultConsulPrefix = "dnsedge/records/"
+)
+
+// Stores of the records section.
+const (
+	StoreFile   = "file"   // FileStore under state_dir/records
+	StoreConsul = "consul" // Consul KV, shared by every instance
 )
 
 // Config is the `records:` section: how API zones are kept and what the
-// API accepts. Zones are kept by a FileStore under state_dir/records.
+// API accepts. Zones are kept by a FileStore under state_dir/records, or
+// with store: consul in Consul KV under ConsulPrefix.
 type Config struct {
+	// Store is where API zones are kept: file (the default) or consul
+	// (one key per zone under ConsulPrefix, through the top-level
+	// consul section's agent, shared by every instance).
+	Store string `yaml:"store"`
+	// ConsulPrefix is the KV prefix of store: consul.
+	ConsulPrefix string `yaml:"consul_prefix"`
 	// MaxBodyBytes bounds a request body; a larger one gets 413.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxTTL is the largest TTL accepted; TTLs run from 0 to it.
@@ -49,6 +64,12 @@ type WebhookConfig struct {
 
 // WithDefaults returns c with its defaults filled in.
 func (c Config) WithDefaults() Config {
+	if c.Store == "" {
+		c.Store = StoreFile
+	}
+	if c.ConsulPrefix == "" {
+		c.ConsulPrefix = DefaultConsulPrefix
+	}
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -70,6 +91,14 @@ func (c Config) WithDefaults() Config {
 // each a *field.Error relative to it.
 func (c *Config) Validate() error {
 	var errs []error
+	switch c.Store {
+	case StoreFile, StoreConsul:
+	default:
+		errs = append(errs, field.Errorf("store", "store %q must be file or consul", c.Store))
+	}
+	if p := c.ConsulPrefix; strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") {
+		errs = append(errs, field.Errorf("consul_prefix", "prefix %q must end in / and not start with one", p))
+	}
 	if c.MaxBodyBytes < 1024 {
 		errs = append(errs, field.Errorf("max_body_bytes", "must be at least 1024"))
 	}

@@ -172,6 +172,8 @@ func (h *Handler) result(w http.ResponseWriter, s Snapshot, err error) {
 		writeError(w, http.StatusPreconditionFailed, "If-Match", err.Error())
 	case errors.Is(err, ErrNoZone):
 		writeError(w, http.StatusNotFound, "zone", err.Error())
+	case errors.Is(err, ErrUnavailable):
+		writeError(w, http.StatusServiceUnavailable, "", "change not committed: "+err.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, "", "change not committed: "+err.Error())
 	}

@@ -21,6 +21,10 @@ import (
 // caller's If-Match names (412).
 var ErrStale = errors.New("the zone changed since that serial")
 
+// ErrUnavailable is returned by a Store that cannot reach where it keeps
+// zones (503): the change was not committed.
+var ErrUnavailable = errors.New("the records store is unavailable")
+
 // ErrNoZone is returned for a zone the API does not keep (404).
 var ErrNoZone = errors.New("no such API zone")
 
@@ -44,7 +48,7 @@ type Manager struct {
 	watchers map[int]func(*zone.Zone)
 	nextW    int
 
-	changes, commitErrors atomic.Uint64
+	changes, commitErrors, replaced atomic.Uint64
 }
 
 type zoneState struct {
@@ -74,6 +78,17 @@ func Open(dir string, compactAfter int, log *slog.Logger) (*Manager, error) {
 	st, err := NewFileStore(dir, compactAfter, log)
 	if err != nil {
 		return nil, err
+	}
+	return OpenStore(dir, st, log)
+}
+
+// OpenStore returns a Manager over st with the audit log (AuditFile)
+// under dir, keeping no zone yet (see Ensure). The Manager owns st: its
+// Close closes st, and so does a failed OpenStore.
+func OpenStore(dir string, st Store, log *slog.Logger) (*Manager, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("records audit log: %w", err)
 	}
 	af, err := os.OpenFile(filepath.Join(dir, AuditFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -242,6 +257,10 @@ func (m *Manager) commit(zs *zoneState, by string, match func(uint32) bool, chan
 	}
 	e := Entry{Seq: next.seq, Serial: next.serial, Time: m.now().UTC(), By: by, Changes: diff}
 	if err := m.store.Commit(cur.origin, e, next.snapshot); err != nil {
+		if errors.Is(err, ErrStale) {
+			// A shared store: another instance changed the zone first.
+			return Snapshot{}, err
+		}
 		m.commitErrors.Add(1)
 		m.log.Error("API zone change not committed", "zone", cur.origin, "by", by, "error", err.Error())
 		return Snapshot{}, fmt.Errorf("commit: %w", err)
@@ -251,6 +270,34 @@ func (m *Manager) commit(zs *zoneState, by string, match func(uint32) bool, chan
 	m.writeAudit(cur, e)
 	m.notify(next.zone)
 	return next.snapshot(), nil
+}
+
+// Replace makes snap the zone's state when it is newer (a higher Seq)
+// than the one kept, and publishes it as a change does: for a store
+// shared by several instances, whose other instances commit changes.
+// The audit log is not written (the instance that made the change did).
+// A snapshot not newer changes nothing. Safe for concurrent use with
+// Apply.
+func (m *Manager) Replace(snap Snapshot) error {
+	zs := m.state(snap.Origin)
+	if zs == nil {
+		return fmt.Errorf("%w: %s", ErrNoZone, snap.Origin)
+	}
+	zs.mu.Lock()
+	defer zs.mu.Unlock()
+	cur := zs.cur.Load()
+	if snap.Seq <= cur.seq {
+		return nil
+	}
+	next, err := fromSnapshot(cur.origin, snap, 1<<31-1)
+	if err != nil {
+		return err
+	}
+	zs.cur.Store(next)
+	m.replaced.Add(1)
+	m.log.Info("API zone replaced from the store", "zone", cur.origin, "serial_before", cur.serial, "serial", next.serial)
+	m.notify(next.zone)
+	return nil
 }
 
 // auditLine is one line of the audit log.

@@ -77,3 +77,56 @@ func TestCommitFailureChangesNothing(t *testing.T) {
 		t.Fatalf("after the store came back: serial %d, committed %+v, %d watcher calls", s.Serial, committed, len(seen))
 	}
 }
+
+// TestReplace: a newer snapshot replaces the zone and reaches the
+// watchers; an older or equal one, or one with bad records, changes
+// nothing; a zone not kept is ErrNoZone.
+func TestReplace(t *testing.T) {
+	st := &fakeStore{t: t, load: func(string) (records.Snapshot, []records.Entry, error) { return records.Snapshot{}, nil, nil }}
+	m := records.New(records.Deps{Store: st})
+	if err := m.Ensure([]string{"dyn.test."}); err != nil {
+		t.Fatal(err)
+	}
+	var seen []*zone.Zone
+	stop, err := m.Watch([]string{"dyn.test."}, func(z *zone.Zone) { seen = append(seen, z) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	snap := func(seq uint64, content string) records.Snapshot {
+		return records.Snapshot{Origin: "dyn.test.", Seq: seq, Serial: uint32(seq) + 1, RRsets: []records.RRset{
+			{Name: "www.dyn.test.", Type: "A", TTL: 60, Records: []records.Record{{Content: content}}},
+		}}
+	}
+	for _, tc := range []struct {
+		name       string
+		snap       records.Snapshot
+		wantErr    bool
+		wantSerial uint32
+		wantSeen   int
+	}{
+		{"newer", snap(2, "10.0.0.2"), false, 3, 2},
+		{"same seq", snap(2, "10.0.0.9"), false, 3, 2},
+		{"older", snap(1, "10.0.0.1"), false, 3, 2},
+		{"bad rdata", snap(3, "not-an-address"), true, 3, 2},
+		{"newer again", snap(5, "10.0.0.5"), false, 6, 3},
+		{"zone not kept", records.Snapshot{Origin: "other.test.", Seq: 9, Serial: 9}, true, 6, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := m.Replace(tc.snap)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Replace: %v, want error %v", err, tc.wantErr)
+			}
+			got, _ := m.Get("dyn.test.")
+			if got.Serial != tc.wantSerial || len(seen) != tc.wantSeen {
+				t.Fatalf("serial %d, %d zones seen; want %d, %d", got.Serial, len(seen), tc.wantSerial, tc.wantSeen)
+			}
+		})
+	}
+	if got, _ := m.Get("dyn.test."); got.RRsets[1].Records[0].Content != "10.0.0.5" {
+		t.Fatalf("zone after replaces: %+v", got)
+	}
+	if err := m.Replace(records.Snapshot{Origin: "other.test.", Seq: 1, Serial: 2}); !errors.Is(err, records.ErrNoZone) {
+		t.Fatalf("Replace of a zone not kept: %v, want ErrNoZone", err)
+	}
+}

@@ -20,6 +20,8 @@ func (m *Manager) Register(reg prometheus.Registerer) error {
 			func() float64 { return float64(m.changes.Load()) }),
 		prometheus.NewCounterFunc(opts("commit_errors_total", "Changes to API zones the store could not commit; nothing changed."),
 			func() float64 { return float64(m.commitErrors.Load()) }),
+		prometheus.NewCounterFunc(opts("replaced_total", "API zones replaced by a newer version another instance committed to the shared store (store: consul)."),
+			func() float64 { return float64(m.replaced.Load()) }),
 		&serialCollector{m: m, desc: prometheus.NewDesc("dnsedge_records_zone_serial",
 			"The SOA serial of each API zone kept.", []string{"zone"}, nil)},
 	}

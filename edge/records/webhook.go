@@ -2,6 +2,7 @@ package records
 
 import (
 	_ "embed"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -42,16 +43,22 @@ type ProviderProperty struct {
 	Value string `json:"value"`
 }
 
-// Changes is the body of POST /records.
+// Changes is the body of POST /records, with the keys of ExternalDNS's
+// published webhook schema (plan.Changes: create, updateOld, updateNew,
+// delete). encoding/json matches keys without regard to case, so the
+// Go field names very old releases sent (Create, ...) are read too.
 type Changes struct {
-	Create    []*Endpoint `json:"Create"`
-	UpdateOld []*Endpoint `json:"UpdateOld"`
-	UpdateNew []*Endpoint `json:"UpdateNew"`
-	Delete    []*Endpoint `json:"Delete"`
+	Create    []*Endpoint `json:"create"`
+	UpdateOld []*Endpoint `json:"updateOld"`
+	UpdateNew []*Endpoint `json:"updateNew"`
+	Delete    []*Endpoint `json:"delete"`
 }
 
 // DomainFilter is the answer of GET /: the zones the provider manages.
+// Filters is the list of the published webhook schema; Include is the
+// same list under the key ExternalDNS's DomainFilter reads.
 type DomainFilter struct {
+	Filters []string `json:"filters"`
 	Include []string `json:"include,omitempty"`
 	Exclude []string `json:"exclude,omitempty"`
 }
@@ -127,10 +134,11 @@ func (h *Webhook) negotiate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotAcceptable, "Accept", "this provider speaks "+WebhookMediaType)
 		return
 	}
-	df := DomainFilter{Include: []string{}}
+	df := DomainFilter{Filters: []string{}}
 	for _, o := range h.zones() {
-		df.Include = append(df.Include, strings.TrimSuffix(o, "."))
+		df.Filters = append(df.Filters, strings.TrimSuffix(o, "."))
 	}
+	df.Include = df.Filters
 	h.write(w, http.StatusOK, df)
 }
 
@@ -288,7 +296,7 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 			c.Records = append(c.Records, Record{Content: zoneTarget(t, tg)})
 		}
 		if zc.keys[k] {
-			// A delete of the same RRset (UpdateOld) gives way to it.
+			// A delete of the same RRset (updateOld) gives way to it.
 			i := slices.IndexFunc(zc.patch.RRsets, func(x Change) bool {
 				return x.Name == name && x.Type == c.Type && x.Changetype == ChangeDelete
 			})
@@ -306,7 +314,7 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 		name string
 		eps  []*Endpoint
 		del  bool
-	}{{"Delete", ch.Delete, true}, {"UpdateOld", ch.UpdateOld, true}, {"Create", ch.Create, false}, {"UpdateNew", ch.UpdateNew, false}}
+	}{{"delete", ch.Delete, true}, {"updateOld", ch.UpdateOld, true}, {"create", ch.Create, false}, {"updateNew", ch.UpdateNew, false}}
 	for _, l := range lists {
 		for i, e := range l.eps {
 			if ierr := add(l.name, i, e, l.del); ierr != nil {
@@ -326,7 +334,11 @@ func (h *Webhook) apply(w http.ResponseWriter, r *http.Request) {
 				writeError(w, ie.Status, ie.Field, "zone "+o+": "+ie.Msg)
 				return
 			}
-			writeError(w, http.StatusInternalServerError, "", "zone "+o+": "+err.Error())
+			status := http.StatusInternalServerError
+			if errors.Is(err, ErrUnavailable) {
+				status = http.StatusServiceUnavailable
+			}
+			writeError(w, status, "", "zone "+o+": "+err.Error())
 			return
 		}
 	}

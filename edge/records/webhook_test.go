@@ -30,7 +30,9 @@ func startWebhook(t *testing.T, a *apiServer) *recordstest.Client {
 
 // TestWebhook: ExternalDNS's calls, each checked against the webhook
 // provider schema: negotiation gives the domain filter and the media
-// type; POST /records applies Create, UpdateOld/UpdateNew and Delete, seen
+// type; POST /records with the change keys current ExternalDNS releases
+// send (create, updateOld/updateNew, delete) is applied and answered 204,
+// seen
 // by the records API and GET /records; adjustendpoints hands the
 // endpoints back; bad endpoints are refused and change nothing.
 func TestWebhook(t *testing.T) {
@@ -54,20 +56,20 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("negotiation: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
 	var df records.DomainFilter
-	if err := json.Unmarshal(r.Body, &df); err != nil || len(df.Include) != 1 || df.Include[0] != "dyn.test" {
-		t.Fatalf("domain filter %s, want include [dyn.test] (the writer's zones)", r.Body)
+	if err := json.Unmarshal(r.Body, &df); err != nil || len(df.Filters) != 1 || df.Filters[0] != "dyn.test" || len(df.Include) != 1 {
+		t.Fatalf("domain filter %s, want filters [dyn.test] (the writer's zones)", r.Body)
 	}
 	if r := wh(http.MethodGet, "/", map[string]string{"Accept": "text/html"}, ""); r.Status != http.StatusNotAcceptable {
 		t.Fatalf("negotiation for text/html: %d", r.Status)
 	}
 
 	changes := `{
- "Create":[{"dnsName":"app.dyn.test","targets":["192.0.2.7"],"recordType":"A","recordTTL":120,"labels":{},"providerSpecific":[]},
+ "create":[{"dnsName":"app.dyn.test","targets":["192.0.2.7"],"recordType":"A","recordTTL":120,"labels":{},"providerSpecific":[]},
            {"dnsName":"app.dyn.test","targets":["\"heritage=external-dns,external-dns/owner=k8s\""],"recordType":"TXT"},
            {"dnsName":"web.dyn.test","targets":["app.dyn.test"],"recordType":"CNAME","recordTTL":60}],
- "UpdateOld":[{"dnsName":"www.dyn.test","targets":["10.0.0.1","10.0.0.2"],"recordType":"A","recordTTL":60}],
- "UpdateNew":[{"dnsName":"www.dyn.test","targets":["10.0.0.3"],"recordType":"A","recordTTL":60}],
- "Delete":[{"dnsName":"alias.dyn.test","targets":["www.dyn.test"],"recordType":"CNAME"}]
+ "updateOld":[{"dnsName":"www.dyn.test","targets":["10.0.0.1","10.0.0.2"],"recordType":"A","recordTTL":60}],
+ "updateNew":[{"dnsName":"www.dyn.test","targets":["10.0.0.3"],"recordType":"A","recordTTL":60}],
+ "delete":[{"dnsName":"alias.dyn.test","targets":["www.dyn.test"],"recordType":"CNAME"}]
 }`
 	if r := wh(http.MethodPost, "/records", nil, changes); r.Status != http.StatusNoContent {
 		t.Fatalf("POST /records: %d %s", r.Status, r.Body)
@@ -110,12 +112,21 @@ func TestWebhook(t *testing.T) {
 		t.Fatalf("adjustendpoints: %d %s", r.Status, r.Body)
 	}
 
+	// Very old ExternalDNS releases sent Go field names; they still apply.
+	legacy := `{"Create":[{"dnsName":"old.dyn.test","targets":["192.0.2.9"],"recordType":"A","recordTTL":30}]}`
+	if r := wh(http.MethodPost, "/records", nil, legacy); r.Status != http.StatusNoContent {
+		t.Fatalf("POST /records with Go field names: %d %s", r.Status, r.Body)
+	}
+	if z := string(a.get(tokAll, "dyn.test.").Body); !strings.Contains(z, `{"name":"old.dyn.test.","type":"A","ttl":30,"records":[{"content":"192.0.2.9"}]}`) {
+		t.Errorf("change with Go field names not applied:\n%s", z)
+	}
+
 	before := a.get(tokAll, "dyn.test.")
 	for _, tc := range []struct{ name, body, field string }{
-		{"outside the domain filter", `{"Create":[{"dnsName":"a.other.test","targets":["192.0.2.1"],"recordType":"A"}]}`, "Create[0].dnsName"},
-		{"set identifier", `{"Create":[{"dnsName":"a.dyn.test","targets":["192.0.2.1"],"recordType":"A","setIdentifier":"eu"}]}`, "Create[0].setIdentifier"},
-		{"unknown type", `{"Create":[{"dnsName":"a.dyn.test","targets":["1"],"recordType":"BOGUS"}]}`, "Create[0].recordType"},
-		{"bad target in the second of two", `{"Create":[{"dnsName":"a.dyn.test","targets":["192.0.2.1"],"recordType":"A"},{"dnsName":"b.dyn.test","targets":["nope"],"recordType":"A"}]}`, "rrsets[1].records[0].content"},
+		{"outside the domain filter", `{"create":[{"dnsName":"a.other.test","targets":["192.0.2.1"],"recordType":"A"}]}`, "create[0].dnsName"},
+		{"set identifier", `{"create":[{"dnsName":"a.dyn.test","targets":["192.0.2.1"],"recordType":"A","setIdentifier":"eu"}]}`, "create[0].setIdentifier"},
+		{"unknown type", `{"create":[{"dnsName":"a.dyn.test","targets":["1"],"recordType":"BOGUS"}]}`, "create[0].recordType"},
+		{"bad target in the second of two", `{"create":[{"dnsName":"a.dyn.test","targets":["192.0.2.1"],"recordType":"A"},{"dnsName":"b.dyn.test","targets":["nope"],"recordType":"A"}]}`, "rrsets[1].records[0].content"},
 	} {
 		r := wh(http.MethodPost, "/records", nil, tc.body)
 		if r.Status != 400 || r.Field() != tc.field {
