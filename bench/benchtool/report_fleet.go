@@ -208,7 +208,7 @@ func writeFleet(w func(string, ...any), dir string, m map[string]string) error {
 
 	w("\n### Shared cache in Redis\n\nTwo dnsedge servers share one `redis-server`: the L1 hit is the first asked the 1,000 hot names it "+
 		"has cached (and written to Redis); the L2 hit is the second, with `cache.max_entries: 1`, so that its own cache misses "+
-		"nearly every query and the answer comes from Redis. The upstream miss is a third, without `l2`, asked names never asked "+
+		"nearly every query and the answer comes from Redis; both have a fixed budget of 2 ms (`min_budget: 2ms`). The upstream miss is a third, without `l2`, asked names never asked "+
 		"before (named's wildcard). Target: an L2 hit adds at most %.1f ms to an L1 hit's p50 (median of the per-round difference).\n\n", l2HitTarget)
 	w("| Case | rounds | CPU µs/query | p50 (ms) | p99 (ms) | p50 over L1 hit (ms): median | middle half | target met |\n")
 	w("|---|---:|---:|---:|---:|---:|---|---|\n")
@@ -268,28 +268,73 @@ func writeFleet(w func(string, ...any), dir string, m map[string]string) error {
 			col(c.side, cpu, "%.2f"), col(c.side, p50, "%.3f"), col(c.side, p99, "%.3f"),
 			medianOr("%.3f", added), spread("%.3f", added), c.target, metAtMost(added, c.target), failNote(c.sc))
 	}
-	writeL2Counters(w, dir, "redis-hung-udp-5k", "l1", "the server sharing Redis, after the hung rounds")
-	writeL2Counters(w, dir, "redis-dead-udp-5k", "l1", "the server sharing Redis, after the dead rounds")
+	writeL2Counters(w, dir, "redis-hung-udp-5k", "l1", "Redis hung, the server sharing it")
+	writeL2Counters(w, dir, "redis-dead-udp-5k", "l1", "Redis dead, the server sharing it")
 	return nil
 }
 
-// writeL2Counters writes one line of a server's l2 counters after a
-// scenario, from fleet-l2.tsv (scenario, side, counter, value), if there.
+// writeL2Counters writes one line of what a server's l2 counters did
+// during a scenario's rounds, from fleet-l2.tsv (scenario, side, before or
+// after, counter, value), if there: the growth of each counter, the
+// breaker's state before and after, and the share of the server's local
+// misses that Redis answered.
 func writeL2Counters(w func(string, ...any), dir, sc, side, who string) {
-	rows, err := readTSV(filepath.Join(dir, "fleet-l2.tsv"), 4)
+	rows, err := readTSV(filepath.Join(dir, "fleet-l2.tsv"), 5)
 	if err != nil {
 		return
 	}
-	var line string
+	vals := map[string]map[string]float64{"before": {}, "after": {}}
+	var names []string
 	for _, r := range rows {
-		if r[0] == sc && r[1] == side {
-			if line != "" {
-				line += ", "
-			}
-			line += "`" + r[2] + "` " + r[3]
+		if r[0] != sc || r[1] != side || vals[r[2]] == nil {
+			continue
 		}
+		v, err := strconv.ParseFloat(r[4], 64)
+		if err != nil {
+			continue
+		}
+		if _, seen := vals["before"][r[3]]; !seen {
+			if _, seen := vals["after"][r[3]]; !seen {
+				names = append(names, r[3])
+			}
+		}
+		vals[r[2]][r[3]] = v
 	}
-	if line != "" {
-		w("\nCounters of %s (`dnsedge_l2_*`, since its start): %s.\n", who, line)
+	delta := func(c string) (float64, bool) {
+		a, ok1 := vals["after"][c]
+		b, ok2 := vals["before"][c]
+		return a - b, ok1 && ok2
 	}
+	var line string
+	for _, c := range names {
+		var part string
+		if c == "breaker_state" {
+			b, ok1 := vals["before"][c]
+			a, ok2 := vals["after"][c]
+			if !ok1 || !ok2 {
+				continue
+			}
+			part = fmt.Sprintf("`breaker_state` %.0f before, %.0f after", b, a)
+		} else if d, ok := delta(c); ok {
+			part = fmt.Sprintf("`%s` +%.0f", c, d)
+		} else {
+			continue
+		}
+		if line != "" {
+			line += ", "
+		}
+		line += part
+	}
+	if line == "" {
+		return
+	}
+	w("\nDuring the rounds, %s (`dnsedge_l2_*`): %s.", who, line)
+	hits, ok1 := delta("hits_total")
+	misses, ok2 := delta("misses_total")
+	skipped, ok3 := delta("skipped_total")
+	if ok1 && ok2 && ok3 && hits+misses+skipped > 0 {
+		w(" Redis answered %.1f%% of its local misses (%.0f of %.0f; the others were asked of the upstream).",
+			100*hits/(hits+misses+skipped), hits, hits+misses+skipped)
+	}
+	w("\n")
 }

@@ -40,14 +40,23 @@ func TestWriteFleet(t *testing.T) {
 		want                []string
 		wantErr             string
 	}{
-		{"all ran", full.String(), "l2-udp-5k\tl2\thits_total\t15000\n", []string{
+		{"all ran", full.String(), "l2-udp-5k\tl2\tbefore\thits_total\t1000\n" +
+			"l2-udp-5k\tl2\tbefore\tmisses_total\t10\n" +
+			"l2-udp-5k\tl2\tbefore\tskipped_total\t0\n" +
+			"l2-udp-5k\tl2\tbefore\tbreaker_state\t0\n" +
+			"l2-udp-5k\tl2\tafter\thits_total\t15850\n" +
+			"l2-udp-5k\tl2\tafter\tmisses_total\t110\n" +
+			"l2-udp-5k\tl2\tafter\tskipped_total\t50\n" +
+			"l2-udp-5k\tl2\tafter\tbreaker_state\t1\n" +
+			"l2-udp-5k\tl1\tafter\thits_total\t7\n", []string{
 			"| consul-udp-max | 3 | 10.00 | 10.50 | 1.050 | 1.050–1.050 | 1000 | 950 | 0.950 | yes |",
 			"| L1 hit | 3 | 10.00 | 0.100 | 0.400 | - | - | - |",
 			"| L2 hit | 3 | 20.00 | 0.300 | 0.900 | 0.200 | 0.200–0.200 | yes |",
 			"| upstream miss, no l2 | 3 | 30.00 | 1.100 | 2.000 | 1.000 | 1.000–1.000 | - |",
 			"| Redis hung (SIGSTOP) | 3 | 30.00 | 1.000 | 2.000 | 30.00 | 1.000 | 4.500 | 2.500 | 2.500–2.500 | ≤ 2.0 ms | no |",
 			"| Redis dead (SIGKILL), breaker open | 3 | 30.00 | 1.000 | 2.000 | 30.00 | 1.000 | 2.050 | 0.050 | 0.050–0.050 | ≤ 0.1 ms | yes |",
-			"Counters of the L2 hit server (`dnsedge_l2_*`, since its start): `hits_total` 15000.",
+			"During the rounds, the L2 hit server (`dnsedge_l2_*`): `hits_total` +14850, `misses_total` +100, " +
+				"`skipped_total` +50, `breaker_state` 0 before, 1 after. Redis answered 99.0% of its local misses (14850 of 15000;",
 		}, ""},
 		{"consul did not start", "consul-udp-max\t0\tconsul\tconsul agent did not start\t-\t-\t-\t-\n", "", []string{
 			"| consul-udp-max | 0 | - | - | - | - | - | - | - | consul: consul agent did not start |",
