@@ -1238,7 +1238,8 @@ cache_phase() {
 # fleet_data SCENARIO SIDE ROUND: sets data (a query file in $RUN) and mode
 # for one side of a fleet round. A side that is asked misses gets names of
 # its own (the first PAIR_SECS worth of the 5,000 qps miss file, prefixed
-# with the round and the side), which the caller removes after the round.
+# with the scenario, the round and the side), which the caller removes
+# after the round.
 fleet_data() {
 	local sc=$1 side=$2 r=$3
 	case $sc in
@@ -1249,7 +1250,7 @@ fleet_data() {
 	*) die "fleet_data: unknown scenario $sc" ;;
 	esac
 	if [[ $data == miss-rate.txt || $side == miss ]]; then
-		head -n $((RATE * PAIR_SECS + RATE)) "$RUN/miss-rate.txt" | sed "s/^/f$r$side-/" >"$RUN/fleet-miss-$r-$side.txt"
+		head -n $((RATE * PAIR_SECS + RATE)) "$RUN/miss-rate.txt" | sed "s/^/$sc-$r-$side-/" >"$RUN/fleet-miss-$r-$side.txt"
 		data=fleet-miss-$r-$side.txt
 	fi
 }
@@ -1420,7 +1421,7 @@ fleet_consul() {
 # is asked names never asked before. Then Redis is stopped (SIGSTOP):
 # misses on "l1" (now "hung") against "miss" (now "off"); then killed
 # (SIGKILL) once "l1"'s breaker is open: "dead" against "off". Both with
-# l2 have a fixed budget of 2 ms. Rows go to fleet.tsv, the servers' l2
+# l2 have a fixed budget of 2 ms; the breaker of "l2" does not open. Rows go to fleet.tsv, the servers' l2
 # counters before and after each scenario to fleet-l2.tsv.
 fleet_redis() {
 	local p i redis state
@@ -1452,6 +1453,11 @@ fleet_redis() {
 			sed -i -e '/^cache:/,/^  max_entries:/d' "$conf"
 			if [[ $p == l1 ]]; then i=$MAIN_CACHE_ENTRIES; else i=1; fi
 			sed -e "s/@ENTRIES@/$i/" "$RUN/fleet/l2.yaml.in" >>"$conf"
+			# The L2 hit server's breaker does not open: a stall of Redis on
+			# the shared load core would otherwise send the rest of its
+			# rounds to the upstream. The breaker is measured on l1, with
+			# its defaults, in the hung and dead rounds.
+			[[ $p != l2 ]] || printf '    breaker: {failures: 1000000}\n' >>"$conf"
 		fi
 		fleet_server fleet "$p" "$conf" hot.txt || break
 		# "l1" has written the hot names to Redis in the background.

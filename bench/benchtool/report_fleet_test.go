@@ -58,6 +58,17 @@ func TestWriteFleet(t *testing.T) {
 			"During the rounds, the L2 hit server (`dnsedge_l2_*`): `hits_total` +14850, `misses_total` +100, " +
 				"`skipped_total` +50, `breaker_state` 0 before, 1 after. Redis answered 99.0% of its local misses (14850 of 15000;",
 		}, ""},
+		{"few L2 hits", line("l2-udp-5k", 1, "l1", 5000, 50_000_000, "0.100", "0.400") +
+			line("l2-udp-5k", 1, "l2", 5000, 100_000_000, "0.150", "0.900") +
+			line("l2-udp-5k", 1, "miss", 5000, 150_000_000, "1.100", "2.000"),
+			"l2-udp-5k\tl2\tbefore\thits_total\t0\n" +
+				"l2-udp-5k\tl2\tbefore\tmisses_total\t0\n" +
+				"l2-udp-5k\tl2\tbefore\tskipped_total\t0\n" +
+				"l2-udp-5k\tl2\tafter\thits_total\t500\n" +
+				"l2-udp-5k\tl2\tafter\tmisses_total\t100\n" +
+				"l2-udp-5k\tl2\tafter\tskipped_total\t4400\n", []string{
+				"| L2 hit | 1 | 20.00 | 0.150 | 0.900 | 0.050 | 0.050–0.050 | not measured: Redis answered 10% of the local misses |",
+			}, ""},
 		{"consul did not start", "consul-udp-max\t0\tconsul\tconsul agent did not start\t-\t-\t-\t-\n", "", []string{
 			"| consul-udp-max | 0 | - | - | - | - | - | - | - | consul: consul agent did not start |",
 		}, ""},
