@@ -67,7 +67,7 @@ func TestWriteFleet(t *testing.T) {
 				"l2-udp-5k\tl2\tafter\thits_total\t500\n" +
 				"l2-udp-5k\tl2\tafter\tmisses_total\t100\n" +
 				"l2-udp-5k\tl2\tafter\tskipped_total\t4400\n", []string{
-				"| L2 hit | 1 | 20.00 | 0.150 | 0.900 | 0.050 | 0.050–0.050 | not measured: Redis answered 10% of the local misses |",
+				"| L2 hit | 1 | 20.00 | 0.150 | 0.900 | 0.050 | 0.050–0.050 | not measured: Redis answered 10.0% of the local misses |",
 			}, ""},
 		{"consul did not start", "consul-udp-max\t0\tconsul\tconsul agent did not start\t-\t-\t-\t-\n", "", []string{
 			"| consul-udp-max | 0 | - | - | - | - | - | - | - | consul: consul agent did not start |",
