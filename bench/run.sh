@@ -1346,8 +1346,10 @@ fleet_conf() {
 # and keeps in the Go build cache (built once, by its test, if missing), or
 # CONSUL_STATUS to why not.
 consul_binary() {
+	local version
 	CONSUL_STATUS=ok
-	CONSUL_BIN=$(go env GOCACHE)/dnsedge-consul/v1.22.7/consul
+	version=$(sed -n 's/^[[:space:]]*Version[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$ROOT/internal/consultest/build.go")
+	CONSUL_BIN=$(go env GOCACHE)/dnsedge-consul/$version/consul
 	[[ -x $CONSUL_BIN ]] && return 0
 	log "building the consul agent (internal/consultest, about 4 minutes)"
 	(cd "$ROOT" && E2E_REQUIRED=1 timeout 900 go test -count=1 -run '^TestAgentStopStart$' ./internal/consultest) \
@@ -1491,7 +1493,7 @@ fleet_redis() {
 		fleet_rounds "$RUN/fleet.tsv" redis-hung-udp-5k off hung
 		fleet_counters redis-hung-udp-5k after
 		kill -KILL "$redis"
-		kill -CONT "$redis" 2>/dev/null || true
+		{ wait "$redis"; } 2>/dev/null || true
 		stop_pid "$redis"
 		# The breaker opens after a few failed lookups: misses until it has.
 		for ((i = 0; i < 50; i++)); do
@@ -1530,6 +1532,7 @@ fleet_counters() {
 # seven (10-16) and Redis (17).
 fleet_phase() {
 	local -A ports=() stats=() pids=()
+	local -a FPORTS=()
 	local i p
 	mapfile -t FPORTS < <("$OUT/benchtool" ports 18)
 	((${#FPORTS[@]} == 18)) || die "could not find free ports"
