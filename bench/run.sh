@@ -1409,6 +1409,8 @@ fleet_consul() {
 		fi
 		fleet_rounds "$RUN/fleet.tsv" consul-udp-max static consul
 		fleet_rounds "$RUN/fleet.tsv" consul-udp-5k static consul
+	else
+		printf 'consul-udp-max\t0\tconsul\tdnsedge did not start (see bench/out/run/fleet/)\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
 	fi
 	for p in static consul; do
 		[[ -z ${pids[$p]:-} ]] || stop_pid "${pids[$p]}"
@@ -1507,6 +1509,8 @@ fleet_redis() {
 		fleet_counters redis-dead-udp-5k before
 		fleet_rounds "$RUN/fleet.tsv" redis-dead-udp-5k off dead
 		fleet_counters redis-dead-udp-5k after
+	else
+		printf 'l2-udp-5k\t0\tl2\tdnsedge did not start (see bench/out/run/fleet/)\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
 	fi
 	for p in l1 l2 miss; do
 		[[ -z ${pids[$p]:-} ]] || stop_pid "${pids[$p]}"
