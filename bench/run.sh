@@ -7,7 +7,10 @@
 # only: dnsdist 1.7 and unbound 1.17 have neither) with bench/quicload. A
 # last phase starts
 # every server once more with a cache for a million entries, fills it, and
-# reports the growth of its RSS per cached entry.
+# reports the growth of its RSS per cached entry. A fleet phase (dnsedge
+# only) compares a Consul-backed answer with a static-zone one, and L1 hits,
+# L2 hits from a shared redis-server and upstream misses, and measures
+# misses with Redis hung (SIGSTOP) and dead (SIGKILL).
 #
 # Everything binds 127.0.0.1 on ports picked at run time; every load run is
 # bounded by its own duration flag and by timeout(1).
@@ -30,6 +33,10 @@
 #                          dnsedge/*.pprof and *.top.txt); default 0, since the
 #                          profiler costs CPU that the rows would count
 #   BENCH_CACHE_MEM        1 (default) adds the cache memory phase; 0 skips it
+#   BENCH_FLEET            1 (default) adds the fleet phase (dnsedge only): a
+#                          Consul-backed name against a static zone, L1 and L2
+#                          hits and misses against a shared redis-server, and
+#                          misses with Redis hung and dead; 0 skips it
 #   BENCH_CACHE_NAMES      unique names that phase asks each server (default
 #                          1000000; its caches are sized 10% above it)
 #   BENCH_CACHE_SECONDS    time bound of each server's fill (default 90)
@@ -47,7 +54,8 @@
 #                          0 skips them
 #   BENCH_MAIN             1 (default) runs every scenario on every server; 0
 #                          skips those rows and runs only the phases (policy,
-#                          validation, cache memory), for a quick look at them
+#                          validation, fleet, cache memory), for a quick look
+#                          at them
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -78,6 +86,7 @@ IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 DNSSEC=${BENCH_DNSSEC:-1}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
+FLEET=${BENCH_FLEET:-1}
 CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
 CACHE_SECS=${BENCH_CACHE_SECONDS:-90}
 # Set per server before bench_server; empty means no encrypted rows.
@@ -159,6 +168,7 @@ if ! [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || ((IDLE_CONNS < 1 || IDLE_CONNS > 10000)); 
 fi
 [[ $DNSSEC == [01] ]] || die "BENCH_DNSSEC must be 0 or 1, got '$DNSSEC'"
 [[ $CACHE_MEM == [01] ]] || die "BENCH_CACHE_MEM must be 0 or 1, got '$CACHE_MEM'"
+[[ $FLEET == [01] ]] || die "BENCH_FLEET must be 0 or 1, got '$FLEET'"
 if ! [[ $CACHE_NAMES =~ ^[0-9]+$ ]] || ((CACHE_NAMES < 1000 || CACHE_NAMES > 10000000)); then
 	die "BENCH_CACHE_NAMES must be 1000..10000000, got '$CACHE_NAMES'"
 fi
@@ -250,6 +260,7 @@ install_packages() {
 	local need=() pair cmd pkg sudo=""
 	local pairs="dnsperf:dnsperf named:bind9 dnsdist:dnsdist unbound:unbound kdig:knot-dnsutils taskset:util-linux ps:procps"
 	((ENCRYPTED == 0)) || pairs+=" h2load:nghttp2-client openssl:openssl"
+	((FLEET == 0)) || pairs+=" redis-server:redis-server curl:curl"
 	for pair in $pairs; do
 		cmd=${pair%%:*} pkg=${pair#*:}
 		command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
@@ -1222,6 +1233,325 @@ cache_phase() {
 	done
 }
 
+# ---------------------------------------------------------------- fleet
+
+# fleet_data SCENARIO SIDE ROUND: sets data (a query file in $RUN) and mode
+# for one side of a fleet round. A side that is asked misses gets names of
+# its own (the first PAIR_SECS worth of the 5,000 qps miss file, prefixed
+# with the scenario, the round and the side), which the caller removes
+# after the round.
+fleet_data() {
+	local sc=$1 side=$2 r=$3
+	case $sc in
+	consul-udp-max) data=consul.txt mode=max ;;
+	consul-udp-5k) data=consul.txt mode=rate ;;
+	l2-udp-5k) data=hot.txt mode=rate ;;
+	redis-*-udp-5k) data=miss-rate.txt mode=rate ;;
+	*) die "fleet_data: unknown scenario $sc" ;;
+	esac
+	if [[ $data == miss-rate.txt || $side == miss ]]; then
+		head -n $((RATE * PAIR_SECS + RATE)) "$RUN/miss-rate.txt" | sed "s/^/$sc-$r-$side-/" >"$RUN/fleet-miss-$r-$side.txt"
+		data=fleet-miss-$r-$side.txt
+	fi
+}
+
+# fleet_round TSV SCENARIO ROUND SIDE PORT PID DATA MODE: one round
+# (PAIR_SECS) of dnsperf against one side, like pair_round, appended to TSV
+# as scenario, round, side, status, queries completed, server CPU in
+# nanoseconds, and p50 and p99 in ms (from dnsperf -v, at a fixed rate;
+# "-" at maximum rate).
+fleet_round() {
+	local tsv=$1 sc=$2 r=$3 side=$4 port=$5 pid=$6 data=$7 mode=$8
+	local raw=$RUN/fleet/$sc-$r-$side.txt cmd=(dnsperf -s 127.0.0.1 -p "$port" -d "$data" -l "$PAIR_SECS")
+	local before after rc=0 done p50=- p99=-
+	case $mode in
+	max) cmd+=("${MAX_ARGS[@]}") ;;
+	rate) cmd+=("${RATE_ARGS[@]}" -v) ;;
+	esac
+	[[ $data != */fleet-miss-* ]] || cmd+=(-n 1)
+	before=$(cpu_ns "$pid")
+	timeout $((PAIR_SECS + 30)) taskset -c "$LOAD_CORE" nice -n "$NICE" "${cmd[@]}" >"$raw" 2>&1 || rc=$?
+	if ! kill -0 "$pid" 2>/dev/null; then
+		printf '%s\t%s\t%s\tserver exited\t-\t-\t-\t-\n' "$sc" "$r" "$side" >>"$tsv"
+		return 1
+	fi
+	after=$(cpu_ns "$pid")
+	done=$(awk '/Queries completed:/ { print $3 }' "$raw")
+	if ((rc != 0)) || [[ -z $done ]]; then
+		printf '%s\t%s\t%s\tdnsperf failed (exit %s)\t-\t-\t-\t-\n' "$sc" "$r" "$side" "$rc" >>"$tsv"
+		return 0
+	fi
+	[[ $mode != rate ]] || read -r p50 p99 _ <<<"$("$OUT/benchtool" latency "$raw")"
+	printf '%s\t%s\t%s\tok\t%s\t%s\t%s\t%s\n' "$sc" "$r" "$side" "$done" "$((after - before))" "$p50" "$p99" >>"$tsv"
+}
+
+# fleet_rounds TSV SCENARIO SIDE...: PAIR_ROUNDS rounds of SCENARIO on the
+# sides (keys of the caller's ports and pids arrays), as pair_rounds does
+# for two: each round measures every side, one right after the other, the
+# order rotated from round to round, so that the figures of a round see the
+# same machine.
+fleet_rounds() {
+	local tsv=$1 sc=$2 r i n side data mode
+	shift 2
+	local sides=("$@")
+	n=${#sides[@]}
+	mkdir -p "$RUN/fleet"
+	log "fleet rounds: $sc, $PAIR_ROUNDS x ${PAIR_SECS} s on ${sides[*]}"
+	for ((r = 1; r <= PAIR_ROUNDS; r++)); do
+		for ((i = 0; i < n; i++)); do
+			side=${sides[$(((i + r - 1) % n))]}
+			fleet_data "$sc" "$side" "$r"
+			fleet_round "$tsv" "$sc" "$r" "$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
+				log "fleet rounds: the $side server exited"
+			[[ $data != fleet-miss-* ]] || rm -f "$RUN/$data"
+		done
+	done
+}
+
+# fleet_server NAME SIDE CONF WARM: checks CONF, starts dnsedge on it on the
+# server core as side SIDE (ports[SIDE] of the caller), sets pids[SIDE] and
+# asks it WARM (a query file in $RUN) once. False, with the reason logged,
+# if it does not start.
+fleet_server() {
+	local name=$1 side=$2 conf=$3 warm=$4
+	if ! "$OUT/dnsedge" check "$conf" >"$RUN/fleet/$side.check" 2>&1; then
+		log "$name: $conf rejected, see $RUN/fleet/$side.check"
+		return 1
+	fi
+	start "fleet/$side" "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
+	pids[$side]=$STARTED_PID
+	if ! wait_ready "${ports[$side]}" "$STARTED_PID"; then
+		log "$name: the $side server did not start, see bench/out/run/fleet/$side.log"
+		return 1
+	fi
+	timeout 60 taskset -c "$LOAD_CORE" nice -n "$NICE" dnsperf -s 127.0.0.1 -p "${ports[$side]}" -d "$RUN/$warm" -n 1 -c 1 -q 10 -t 2 \
+		>"$RUN/fleet/$side-warm.txt" 2>&1 || true
+}
+
+# fleet_conf SIDE EXTRA [CACHE_ENTRIES]: a dnsedge configuration for one
+# side of the fleet phase, the main one with EXTRA (a file of top-level
+# sections, or empty) in place of the policy; prints its path.
+fleet_conf() {
+	local side=$1 extra=$2 entries=${3:-$MAIN_CACHE_ENTRIES} conf=$RUN/fleet/dnsedge-$1.yaml
+	render dnsedge.yaml.in "$conf" PORT="${ports[$side]}" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
+		PPROF=false CACHE_ENTRIES="$entries"
+	splice "$conf" CACHE_MAX_BYTES
+	splice "$conf" EXTRA_GROUPS
+	splice "$conf" ENCRYPTED
+	splice "$conf" POLICY "$extra"
+	printf '%s\n' "$conf"
+}
+
+# consul_binary: sets CONSUL_BIN, the consul agent internal/consultest builds
+# and keeps in the Go build cache (built once, by its test, if missing), or
+# CONSUL_STATUS to why not.
+consul_binary() {
+	local version
+	CONSUL_STATUS=ok
+	version=$(sed -n 's/^[[:space:]]*Version[[:space:]]*=[[:space:]]*"\(v[^"]*\)".*/\1/p' "$ROOT/internal/consultest/build.go")
+	CONSUL_BIN=$(go env GOCACHE)/dnsedge-consul/$version/consul
+	[[ -x $CONSUL_BIN ]] && return 0
+	log "building the consul agent (internal/consultest, about 4 minutes)"
+	(cd "$ROOT" && E2E_REQUIRED=1 timeout 900 go test -count=1 -run '^TestAgentStopStart$' ./internal/consultest) \
+		>"$OUT/consul-build.log" 2>&1 || true
+	[[ -x $CONSUL_BIN ]] || CONSUL_STATUS="consul agent not built, see bench/out/consul-build.log"
+}
+
+# fleet_consul: a Consul-backed answer against a static-zone one. A
+# `consul agent -dev` on the load core (every port moved) with the service
+# web, three instances, each with a passing TTL check; two dnsedge servers
+# side by side, "static" answering web.service.consul. from a zone of the
+# same three A records at TTL 0, "consul" from the agent. Rows go to
+# fleet.tsv.
+fleet_consul() {
+	local p i http leader=""
+	consul_binary
+	if [[ $CONSUL_STATUS != ok ]]; then
+		log "fleet: $CONSUL_STATUS"
+		printf 'consul-udp-max\t0\tconsul\t%s\t-\t-\t-\t-\n' "$CONSUL_STATUS" >>"$RUN/fleet.tsv"
+		return 0
+	fi
+	http=${FPORTS[10]}
+	start fleet/consul-agent "$LOAD_CORE" "$CONSUL_BIN" agent -dev -node dnsedge-bench -bind 127.0.0.1 -client 127.0.0.1 \
+		-data-dir "$RUN/fleet/consul-data" -log-level warn -http-port "$http" -dns-port "${FPORTS[11]}" \
+		-server-port "${FPORTS[12]}" -serf-lan-port "${FPORTS[13]}" -serf-wan-port "${FPORTS[14]}" \
+		-grpc-port "${FPORTS[15]}" -grpc-tls-port "${FPORTS[16]}"
+	local agent=$STARTED_PID
+	for ((i = 0; i < 150; i++)); do
+		leader=$(curl -s --max-time 1 "http://127.0.0.1:$http/v1/status/leader" 2>/dev/null || true)
+		[[ $leader != *:* ]] || break
+		sleep 0.2
+	done
+	if [[ $leader != *:* ]]; then
+		log "fleet: the consul agent has no leader, see bench/out/run/fleet/consul-agent.log"
+		printf 'consul-udp-max\t0\tconsul\tconsul agent did not start\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
+		stop_pid "$agent"
+		return 0
+	fi
+	for i in 1 2 3; do
+		curl -sf --max-time 5 -X PUT "http://127.0.0.1:$http/v1/agent/service/register" \
+			--data "{\"ID\":\"web-$i\",\"Name\":\"web\",\"Address\":\"127.3.0.$i\",\"Port\":80,\"Check\":{\"CheckID\":\"web-$i\",\"TTL\":\"24h\",\"Status\":\"passing\"}}" ||
+			log "fleet: registering web-$i failed"
+	done
+	printf 'web.service.consul A\n' >"$RUN/consul.txt"
+	printf 'zones:\n  - origin: consul.\n    records: ["web.service 0 IN A 127.3.0.1", "web.service 0 IN A 127.3.0.2", "web.service 0 IN A 127.3.0.3"]\n' \
+		>"$RUN/fleet/static.yaml"
+	printf 'consul:\n  address: "127.0.0.1:%s"\n' "$http" >"$RUN/fleet/consul.yaml"
+	local static_conf consul_conf
+	static_conf=$(fleet_conf static "$RUN/fleet/static.yaml")
+	consul_conf=$(fleet_conf consul "$RUN/fleet/consul.yaml")
+	if fleet_server fleet static "$static_conf" consul.txt && fleet_server fleet consul "$consul_conf" consul.txt; then
+		for p in static consul; do
+			kdig @127.0.0.1 -p "${ports[$p]}" +timeout=2 +retry=0 web.service.consul A >"$RUN/fleet/$p-answer.txt" 2>&1 || true
+		done
+		if [[ $(grep -c 'IN[[:space:]]*A[[:space:]]*127\.3\.0\.' "$RUN/fleet/consul-answer.txt") != 3 ]]; then
+			log "fleet: dnsedge does not answer web.service.consul with the three instances, see $RUN/fleet/consul-answer.txt"
+		fi
+		fleet_rounds "$RUN/fleet.tsv" consul-udp-max static consul
+		fleet_rounds "$RUN/fleet.tsv" consul-udp-5k static consul
+	else
+		printf 'consul-udp-max\t0\tconsul\tdnsedge did not start (see bench/out/run/fleet/)\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
+	fi
+	for p in static consul; do
+		[[ -z ${pids[$p]:-} ]] || stop_pid "${pids[$p]}"
+	done
+	stop_pid "$agent"
+}
+
+# fleet_redis: the shared cache. redis-server on the load core and three
+# dnsedge servers side by side: "l1" and "l2" share Redis ("l2" with
+# cache.max_entries 1, so that its own cache misses nearly every query and
+# the hot names come from Redis, where "l1" put them), "miss" has no l2 and
+# is asked names never asked before. Then Redis is stopped (SIGSTOP):
+# misses on "l1" (now "hung") against "miss" (now "off"); then killed
+# (SIGKILL) once "l1"'s breaker is open: "dead" against "off". Both with
+# l2 have a fixed budget of 2 ms; the breaker of "l2" does not open. Rows go to fleet.tsv, the servers' l2
+# counters before and after each scenario to fleet-l2.tsv.
+fleet_redis() {
+	local p i redis state
+	if ! command -v redis-server >/dev/null; then
+		log "fleet: redis-server not found"
+		printf 'l2-udp-5k\t0\tl2\tredis-server not found\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
+		return 0
+	fi
+	start fleet/redis "$LOAD_CORE" redis-server --port "${FPORTS[17]}" --bind 127.0.0.1 --save "" --appendonly no
+	redis=$STARTED_PID
+	for ((i = 0; i < 50; i++)); do
+		[[ $(redis-cli -p "${FPORTS[17]}" ping 2>/dev/null) != PONG ]] || break
+		sleep 0.1
+	done
+	head -c 48 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$RUN/fleet/fleet.key"
+	# min_budget at the budget: the budget stays at its default 2 ms instead
+	# of following Redis's p99 down to 250 µs, which on a shared machine
+	# lets scheduling hiccups open the breaker and turn L2 hits into
+	# upstream queries.
+	printf 'cache:\n  enabled: true\n  max_entries: %s\n  l2:\n    redis: {address: "127.0.0.1:%s"}\n    key_file: %s\n    budget: 2ms\n    min_budget: 2ms\n' \
+		"@ENTRIES@" "${FPORTS[17]}" "$RUN/fleet/fleet.key" >"$RUN/fleet/l2.yaml.in"
+	local conf
+	for p in l1 l2 miss; do
+		if [[ $p == miss ]]; then
+			conf=$(fleet_conf miss "")
+		else
+			conf=$(fleet_conf "$p" "")
+			# The cache section of the template gives way to the one with l2.
+			sed -i -e '/^cache:/,/^  max_entries:/d' "$conf"
+			if [[ $p == l1 ]]; then i=$MAIN_CACHE_ENTRIES; else i=1; fi
+			sed -e "s/@ENTRIES@/$i/" "$RUN/fleet/l2.yaml.in" >>"$conf"
+			# The L2 hit server's breaker does not open: a stall of Redis on
+			# the shared load core would otherwise send the rest of its
+			# rounds to the upstream. The breaker is measured on l1, with
+			# its defaults, in the hung and dead rounds.
+			[[ $p != l2 ]] || printf '    breaker: {failures: 1000000}\n' >>"$conf"
+		fi
+		fleet_server fleet "$p" "$conf" hot.txt || break
+		if [[ $p == l2 ]]; then
+			# "l1" wrote the hot names to Redis when warmed, unless its
+			# breaker opened meanwhile (writes are dropped while it is
+			# open): "l2", whose breaker stays closed, writes those it did
+			# not find, and a second pass finds them all.
+			sleep 1
+			timeout 60 taskset -c "$LOAD_CORE" nice -n "$NICE" dnsperf -s 127.0.0.1 -p "${ports[l2]}" -d "$RUN/hot.txt" \
+				-n 1 -c 1 -q 10 -t 2 >"$RUN/fleet/l2-warm2.txt" 2>&1 || true
+		fi
+		sleep 1
+	done
+	if [[ -n ${pids[miss]:-} ]] && kill -0 "${pids[miss]}" 2>/dev/null; then
+		fleet_counters l2-udp-5k before
+		fleet_rounds "$RUN/fleet.tsv" l2-udp-5k l1 l2 miss
+		fleet_counters l2-udp-5k after
+		# The hung rounds start from a closed breaker. It is probed once a
+		# miss finds it open past its cooldown: misses until it is closed.
+		for ((i = 0; i < 100; i++)); do
+			state=$(prom "${stats[l1]}" '^dnsedge_l2_breaker_state$')
+			[[ $state != 0 ]] || break
+			kdig @127.0.0.1 -p "${ports[l1]}" +timeout=1 +retry=0 +short "c$i.bench.test" A >/dev/null 2>&1 || true
+			sleep 0.2
+		done
+		[[ $state == 0 ]] || log "fleet: the breaker of the l1 server is not closed before Redis is stopped (state $state)"
+		fleet_counters redis-hung-udp-5k before
+		kill -STOP "$redis"
+		ports[hung]=${ports[l1]} pids[hung]=${pids[l1]} stats[hung]=${stats[l1]}
+		ports[off]=${ports[miss]} pids[off]=${pids[miss]}
+		fleet_rounds "$RUN/fleet.tsv" redis-hung-udp-5k off hung
+		fleet_counters redis-hung-udp-5k after
+		kill -KILL "$redis"
+		{ wait "$redis"; } 2>/dev/null || true
+		stop_pid "$redis"
+		# The breaker opens after a few failed lookups: misses until it has.
+		for ((i = 0; i < 50; i++)); do
+			state=$(prom "${stats[l1]}" '^dnsedge_l2_breaker_state$')
+			[[ $state != 1 ]] || break
+			kdig @127.0.0.1 -p "${ports[l1]}" +timeout=1 +retry=0 +short "b$i.bench.test" A >/dev/null 2>&1 || true
+			sleep 0.1
+		done
+		[[ $state == 1 ]] || log "fleet: the breaker did not open after Redis was killed (state $state)"
+		ports[dead]=${ports[l1]} pids[dead]=${pids[l1]}
+		fleet_counters redis-dead-udp-5k before
+		fleet_rounds "$RUN/fleet.tsv" redis-dead-udp-5k off dead
+		fleet_counters redis-dead-udp-5k after
+	else
+		printf 'l2-udp-5k\t0\tl2\tdnsedge did not start (see bench/out/run/fleet/)\t-\t-\t-\t-\n' >>"$RUN/fleet.tsv"
+	fi
+	for p in l1 l2 miss; do
+		[[ -z ${pids[$p]:-} ]] || stop_pid "${pids[$p]}"
+	done
+	kill -CONT "$redis" 2>/dev/null || true
+	stop_pid "$redis"
+}
+
+# fleet_counters SCENARIO WHEN: the l2 counters of the servers with l2
+# before or after SCENARIO's rounds (WHEN), so the report can tell which way
+# their misses went during the rounds.
+fleet_counters() {
+	local p c
+	for p in l1 l2; do
+		for c in hits_total misses_total budget_exceeded_total late_hits_total skipped_total breaker_opens_total breaker_state; do
+			printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$p" "$2" "$c" "$(prom "${stats[$p]}" "^dnsedge_l2_$c\$")" >>"$RUN/fleet-l2.tsv"
+		done
+	done
+}
+
+# fleet_phase: the fleet rows (fleet_consul, fleet_redis), on ports of
+# their own: DNS and metrics for five servers (0-9), the consul agent's
+# seven (10-16) and Redis (17).
+fleet_phase() {
+	local -A ports=() stats=() pids=()
+	local -a FPORTS=()
+	local i p
+	mapfile -t FPORTS < <("$OUT/benchtool" ports 18)
+	((${#FPORTS[@]} == 18)) || die "could not find free ports"
+	i=0
+	for p in static consul l1 l2 miss; do
+		ports[$p]=${FPORTS[$i]} stats[$p]=${FPORTS[$((i + 1))]}
+		i=$((i + 2))
+	done
+	rm -rf "$RUN/fleet" "$RUN/fleet.tsv" "$RUN/fleet-l2.tsv"
+	mkdir -p "$RUN/fleet"
+	fleet_consul
+	pids=()
+	fleet_redis
+}
+
 # ---------------------------------------------------------------- main
 
 install_packages
@@ -1395,6 +1725,11 @@ done
 if ((DNSSEC)); then
 	log "validation phase"
 	dnssec_phase
+fi
+
+if ((FLEET)) && [[ " $ONLY " == *" dnsedge "* && $DNSEDGE_STATUS == ok ]]; then
+	log "fleet phase"
+	fleet_phase
 fi
 
 CACHE_PHASE_SECS=-

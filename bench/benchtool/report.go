@@ -181,6 +181,9 @@ func writeReport(dir, out string) error {
 	if err := writePairs(w, dir, m, dnssecPairs); err != nil {
 		return err
 	}
+	if err := writeFleet(w, dir, m); err != nil {
+		return err
+	}
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
