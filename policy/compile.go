@@ -3,7 +3,6 @@ package policy
 import (
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"net/netip"
 	"slices"
@@ -114,9 +113,6 @@ func Compile(spec Spec) (*Policy, error) {
 	slices.Sort(p.groups)
 	slices.SortStableFunc(p.rules, func(a, b *rule) int { return comparePriority(a, b) })
 	p.m = buildMatcher(p.rules)
-	if p.m != nil && p.m.memo != nil {
-		p.recent = &recent{seed: maphash.MakeSeed()}
-	}
 	p.usesECS = p.sticky == StickyECS
 	for _, r := range p.rules {
 		p.usesECS = p.usesECS || len(r.m.ecs) > 0

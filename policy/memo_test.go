@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"hash/maphash"
 	"math/rand/v2"
 	"net/netip"
 	"sync"
@@ -109,56 +108,4 @@ func TestMemoConcurrent(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-}
-
-// TestRecentAgreesWithMatch checks that Match through the memo of recent
-// inputs gives what deciding afresh gives, the first time and once
-// remembered, over more inputs than the memo holds, and that inputs
-// differing in one field only are told apart.
-func TestRecentAgreesWithMatch(t *testing.T) {
-	p, _ := mixedPolicy(t, 1000)
-	if p.recent == nil {
-		t.Fatal("a policy of several rule shapes has no memo of recent inputs")
-	}
-	r := rand.New(rand.NewPCG(7, 7))
-	ins := make([]*Input, 10000)
-	for i := range ins {
-		in := randomInput(r, 1000)
-		if i%2 == 0 {
-			in.Tags, in.ECS = nil, netip.Prefix{}
-		}
-		ins[i] = in
-	}
-	for pass := range 2 {
-		for _, in := range ins {
-			wd, wg := p.match(in)
-			d, g := p.Match(in)
-			if d != wd || g != wg {
-				t.Fatalf("pass %d, %+v: Match gives %v %q, deciding afresh %v %q", pass, in, d, g, wd, wg)
-			}
-		}
-	}
-	base := Input{Source: netip.MustParseAddr("10.0.0.7"), ClientID: "c0", QName: "www.z2.example.com.", QType: 1, Listener: "udp"}
-	variants := []func(*Input){
-		func(in *Input) { in.Source = netip.MustParseAddr("10.0.0.8") },
-		func(in *Input) { in.ClientID = "" },
-		func(in *Input) { in.QName = "www.z8.example.com." },
-		func(in *Input) { in.QType = 28 },
-		func(in *Input) { in.Listener = "doh" },
-	}
-	// Each variant is looked up under the base's hash, as if their slots
-	// collided: none may take the base's outcome.
-	rc := &recent{seed: maphash.MakeSeed()}
-	h := rc.hash(&base)
-	rc.remember(&base, h, &Decision{Rule: "base"}, "g")
-	if d, _, ok := rc.lookup(&base, h); !ok || d.Rule != "base" {
-		t.Fatal("the base input is not found")
-	}
-	for i, change := range variants {
-		in := base
-		change(&in)
-		if _, _, ok := rc.lookup(&in, h); ok {
-			t.Errorf("variant %d (%+v) takes the base's outcome", i, in)
-		}
-	}
 }

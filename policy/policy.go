@@ -86,9 +86,6 @@ type Policy struct {
 	m       *matcher
 	groups  []string
 	usesECS bool // a rule matches on ECS, or splits stick by it
-	// recent remembers recent decisions; nil for a policy of one rule
-	// shape, which decides at once.
-	recent *recent
 }
 
 // Version returns the policy's version; empty for an empty policy.
@@ -127,20 +124,6 @@ func (p *Policy) Decide(in *Input) Decision {
 // split the client is on), whatever d.Group says; nil when no rule
 // matches.
 func (p *Policy) Match(in *Input) (d *Decision, group string) {
-	if p.recent == nil || !usable(in) {
-		return p.match(in)
-	}
-	h := p.recent.hash(in)
-	if d, group, ok := p.recent.lookup(in, h); ok {
-		return d, group
-	}
-	d, group = p.match(in)
-	p.recent.remember(in, h, d, group)
-	return d, group
-}
-
-// match is Match without the memo of recent inputs.
-func (p *Policy) match(in *Input) (d *Decision, group string) {
 	i := p.m.first(in)
 	if i < 0 {
 		return nil, ""
