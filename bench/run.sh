@@ -1715,7 +1715,7 @@ for server in $ONLY; do
 		render Corefile.in "$RUN/Corefile" PORT="$port" UPSTREAM_PORT="$NAMED_PORT" CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
 		splice "$RUN/Corefile" PROMETHEUS
 		version="CoreDNS $COREDNS_VERSION"
-		[[ $COREDNS_STATUS != ok ]] || version=$("$COREDNS_BIN" -version | head -n1)
+		[[ $COREDNS_STATUS != ok ]] || version=$("$COREDNS_BIN" -version | awk 'NR == 1')
 		bench_server coredns "$COREDNS_STATUS" "$version" "$port" \
 			"$COREDNS_BIN" -conf "$RUN/Corefile" -quiet
 		;;
