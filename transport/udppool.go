@@ -426,16 +426,30 @@ func (s *udpSock) deliver(pkt []byte) {
 // exchange sends q over a pooled socket and waits for its reply, ctx
 // bounding the wait. Errors are classed as UDP.Exchange documents.
 func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg) (*dns.Msg, error) {
-	s, last, err := pl.acquire()
-	if err != nil {
-		if errors.Is(err, errPoolClosed) {
-			return nil, p.fail(ClassCanceled, err)
+	var (
+		s   *udpSock
+		w   *udpWait
+		err error
+	)
+	// A socket handed out by acquire can be retired and closed by another
+	// query's acquire before this one registers on it (it had nothing in
+	// flight yet): then take another. Only a closed pool ends the query.
+	for range 4 {
+		var last bool
+		s, last, err = pl.acquire()
+		if err != nil {
+			if errors.Is(err, errPoolClosed) {
+				return nil, p.fail(ClassCanceled, err)
+			}
+			return nil, p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
 		}
-		return nil, p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
-	}
-	w, err := s.register(q, p)
-	if last {
-		s.retire()
+		w, err = s.register(q, p)
+		if last {
+			s.retire()
+		}
+		if err == nil || !errors.Is(err, errPoolClosed) {
+			break
+		}
 	}
 	if err != nil {
 		return nil, p.fail(ClassCanceled, err)

@@ -78,7 +78,9 @@ func TestUDPUnpredictability(t *testing.T) {
 		wg.Go(func() {
 			for i := range n / 8 {
 				if _, err := u.Exchange(wireCtx(t, 5*time.Second), wireQuery(fmt.Sprintf("q%d-%d.example.", g, i), dns.TypeA)); err != nil {
-					failed.Add(1)
+					if failed.Add(1) == 1 {
+						t.Logf("first failure: %v", err)
+					}
 				}
 			}
 		})
@@ -109,12 +111,22 @@ func TestUDPUnpredictability(t *testing.T) {
 			t.Errorf("ID bit %d set in %d of %d queries, want 45-55%%", b, c, n)
 		}
 	}
-	if min := n / DefaultUDPSocketQueries; len(rec.ports) < min {
+	// The kernel may give a new socket the port of one already retired
+	// (a few dozen sockets over the ephemeral range: a few percent of
+	// runs): such a port carries two sockets' share. So allow two ports
+	// less than one per share, and a port over one share only twice,
+	// none over two.
+	if min := n/DefaultUDPSocketQueries - 2; len(rec.ports) < min {
 		t.Errorf("%d source ports in %d queries, want at least %d", len(rec.ports), n, min)
 	}
+	share := DefaultUDPSocketQueries + 8 // a worn socket may carry the query that found it worn
+	over := 0
 	for p, c := range rec.ports {
-		if c > DefaultUDPSocketQueries+8 { // a worn socket may carry the query that found it worn
-			t.Errorf("port %d carried %d queries, more than %d", p, c, DefaultUDPSocketQueries)
+		if c > share {
+			over++
+		}
+		if c > 2*share || over > 2 {
+			t.Errorf("port %d carried %d queries (%d ports over one socket's share of %d)", p, c, over, DefaultUDPSocketQueries)
 		}
 	}
 	t.Logf("%d queries: %d distinct IDs, %d source ports", n, len(distinct), len(rec.ports))
