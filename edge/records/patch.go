@@ -138,6 +138,7 @@ var refusedTypes = map[uint16]string{
 	dns.TypeNone: "not zone data", dns.TypeMAILA: "not zone data", dns.TypeMAILB: "not zone data",
 	dns.TypeRRSIG: "API zones are not signed", dns.TypeNSEC: "API zones are not signed",
 	dns.TypeNSEC3: "API zones are not signed", dns.TypeNSEC3PARAM: "API zones are not signed",
+	dns.TypeNXT: "obsolete (RFC 3755): API zones are not signed",
 }
 
 // parse checks c against the zone of origin and returns the RRset it
