@@ -21,10 +21,11 @@ var (
 // Principal is an authenticated caller and what it may do. It is
 // immutable and safe for concurrent use.
 type Principal struct {
-	ID    string
-	zones []string // canonical origins
-	all   bool
-	write bool
+	ID      string
+	zones   []string // canonical origins
+	all     bool
+	write   bool
+	operate bool
 }
 
 // Allows reports whether p may read (write false) or change (write true)
@@ -43,11 +44,15 @@ func (p *Principal) Zones() []string { return slices.Clone(p.zones) }
 // All reports whether p may reach every zone.
 func (p *Principal) All() bool { return p.all }
 
-// CanWrite reports whether p's access is write.
+// CanWrite reports whether p's access is write (or admin).
 func (p *Principal) CanWrite() bool { return p.write }
 
+// CanOperate reports whether p's access is admin: it may operate the
+// server (canary, rollback, drills), whatever its zones.
+func (p *Principal) CanOperate() bool { return p.operate }
+
 func newPrincipal(g Grant) *Principal {
-	p := &Principal{ID: g.ID, write: g.Access == AccessWrite}
+	p := &Principal{ID: g.ID, write: g.Access == AccessWrite || g.Access == AccessAdmin, operate: g.Access == AccessAdmin}
 	for _, z := range g.Zones {
 		if z == AllZones {
 			p.all = true

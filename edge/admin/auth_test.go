@@ -31,6 +31,7 @@ func testConfig() admin.Config {
 		Tokens: []admin.Token{
 			{Grant: admin.Grant{ID: "ci", Zones: []string{"Dyn.Example"}, Access: admin.AccessWrite}, SHA256: hash("t-ci")},
 			{Grant: admin.Grant{ID: "viewer", Zones: []string{"*"}, Access: admin.AccessRead}, SHA256: hash("t-view")},
+			{Grant: admin.Grant{ID: "ops", Zones: []string{"dyn.example."}, Access: admin.AccessAdmin}, SHA256: hash("t-ops")},
 		},
 		Clients: []admin.Grant{{ID: "robot", Zones: []string{"dyn.example."}, Access: admin.AccessWrite}},
 	}
@@ -51,6 +52,8 @@ func TestGrants(t *testing.T) {
 		{"viewer", "any.example.", false, true},
 		{"viewer", "any.example.", true, false},
 		{"robot", "dyn.example.", true, true},
+		{"ops", "dyn.example.", true, true}, // admin includes write
+		{"ops", "other.example.", false, false},
 	}
 	for _, tc := range tests {
 		t.Run(fmt.Sprintf("%s %s write=%v", tc.id, tc.zone, tc.write), func(t *testing.T) {
@@ -58,6 +61,11 @@ func TestGrants(t *testing.T) {
 				t.Fatalf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+	for id, want := range map[string]bool{"ci": false, "viewer": false, "robot": false, "ops": true} {
+		if got := a.Grant(id).CanOperate(); got != want {
+			t.Errorf("%s: CanOperate %v, want %v", id, got, want)
+		}
 	}
 	if a.Grant("nobody") != nil {
 		t.Fatal("a grant for an unknown id")

@@ -26,6 +26,9 @@ const DefaultAddress = "127.0.0.1:9154"
 const (
 	AccessRead  = "read"
 	AccessWrite = "write" // write includes read
+	// AccessAdmin includes write, and may also operate the server: start,
+	// promote or abort a canary, roll back, run drills.
+	AccessAdmin = "admin"
 )
 
 // AllZones in a grant's zones is every zone.
@@ -122,11 +125,11 @@ func (g Grant) validate(at string, ids map[string]string) []error {
 		ids[g.ID] = at
 	}
 	switch g.Access {
-	case AccessRead, AccessWrite:
+	case AccessRead, AccessWrite, AccessAdmin:
 	case "":
-		errs = append(errs, field.Errorf(at, "needs access: %s or %s", AccessRead, AccessWrite))
+		errs = append(errs, field.Errorf(at, "needs access: %s, %s or %s", AccessRead, AccessWrite, AccessAdmin))
 	default:
-		errs = append(errs, field.Errorf(field.Join(at, "access"), "access %q must be %s or %s", g.Access, AccessRead, AccessWrite))
+		errs = append(errs, field.Errorf(field.Join(at, "access"), "access %q must be %s, %s or %s", g.Access, AccessRead, AccessWrite, AccessAdmin))
 	}
 	if len(g.Zones) == 0 {
 		errs = append(errs, field.Errorf(at, "needs zones: the zones it may reach, or [\"*\"] for every zone"))
