@@ -104,7 +104,7 @@ func (a *Android) Validate() error {
 	if strings.Contains(h, ":") {
 		return fmt.Errorf("%w %q: a host name alone, without port (Private DNS always uses 853)", ErrHost, h)
 	}
-	if _, ok := dns.IsDomainName(h); !ok || strings.Contains(h, "..") || strings.HasPrefix(h, ".") {
+	if !isHostName(h) {
 		return fmt.Errorf("%w %q: not a host name", ErrHost, h)
 	}
 	return nil

@@ -18,9 +18,10 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/miekg/dns"
 	"howett.net/plist"
 )
 
@@ -89,6 +90,7 @@ var (
 	ErrDomain      = errors.New("bad match domain")
 	ErrOnDemand    = errors.New("bad on-demand rule")
 	ErrCertificate = errors.New("bad root certificate")
+	ErrText        = errors.New("bad text")
 )
 
 // Validate reports the first problem with a, or nil.
@@ -118,6 +120,11 @@ func (a *Apple) Validate() error {
 			return err
 		}
 	}
+	for _, t := range []struct{ what, s string }{{"identifier", a.Identifier}, {"display name", a.DisplayName}, {"organization", a.Organization}} {
+		if err := checkText(t.what, t.s); err != nil {
+			return err
+		}
+	}
 	if len(a.RootCAs) > 0 {
 		if _, err := rootCerts(a.RootCAs); err != nil {
 			return err
@@ -131,6 +138,11 @@ func (a *Apple) Validate() error {
 // queries in the clear, and Apple refuses it), a host, and the path of the
 // endpoint. A trailing RFC 6570 "{?dns}" is allowed.
 func DoHHost(raw string) (string, error) {
+	for _, r := range raw {
+		if r <= ' ' || r >= 0x7f {
+			return "", fmt.Errorf("%w %q: only printable ASCII without spaces (a non-ASCII host name in its xn-- form)", ErrDoHURL, raw)
+		}
+	}
 	u, err := url.Parse(strings.TrimSuffix(raw, "{?dns}"))
 	if err != nil {
 		return "", fmt.Errorf("%w %q: %v", ErrDoHURL, raw, err)
@@ -165,7 +177,7 @@ func checkDoTName(name string) error {
 	if strings.Contains(name, ":") || strings.Contains(name, "/") {
 		return fmt.Errorf("%w %q: a host name alone, without scheme, port or path (DoT is port 853)", ErrDoTName, name)
 	}
-	if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "..") {
+	if !isHostName(name) {
 		return fmt.Errorf("%w %q: not a host name", ErrDoTName, name)
 	}
 	return nil
@@ -179,7 +191,7 @@ func matchDomain(d string) (string, error) {
 	if name == "" || strings.Contains(name, "*") {
 		return "", fmt.Errorf("%w %q: a domain name, optionally after one leading \"*.\"", ErrDomain, d)
 	}
-	if _, ok := dns.IsDomainName(name); !ok || strings.Contains(name, "..") || strings.HasPrefix(name, ".") {
+	if !isHostName(name) {
 		return "", fmt.Errorf("%w %q: not a domain name", ErrDomain, d)
 	}
 	if wild {
@@ -198,9 +210,48 @@ func (o *OnDemand) validate() error {
 		if s == "" || len(s) > 32 {
 			return fmt.Errorf("%w: SSID %q must be 1 to 32 bytes", ErrOnDemand, s)
 		}
+		if err := checkText("SSID", s); err != nil {
+			return fmt.Errorf("%w: %v", ErrOnDemand, err)
+		}
 	}
 	if len(o.Interfaces) == 0 && len(o.ExceptSSIDs) == 0 {
 		return fmt.Errorf("%w: no interface type and no SSID", ErrOnDemand)
+	}
+	return nil
+}
+
+// isHostName tells whether s is a host name in presentation form: labels
+// of 1 to 63 letters, digits, hyphens or underscores, joined by dots, at
+// most 253 characters, with an optional trailing dot. Non-ASCII names go
+// in their xn-- form.
+func isHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkText accepts what an XML property list can hold: UTF-8 without
+// control characters.
+func checkText(what, s string) error {
+	if !utf8.ValidString(s) {
+		return fmt.Errorf("%w: %s %q is not UTF-8", ErrText, what, s)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: %s %q holds a control character", ErrText, what, s)
+		}
 	}
 	return nil
 }
@@ -287,7 +338,7 @@ func (a *Apple) Build(random io.Reader) ([]byte, error) {
 		return nil, err
 	}
 	host, proto, kind := a.DoT, "TLS", "DNS over TLS"
-	settings := dnsSettings{DNSProtocol: proto, ServerName: a.DoT}
+	settings := dnsSettings{DNSProtocol: proto, ServerName: strings.TrimSuffix(a.DoT, ".")}
 	if a.DoH != "" {
 		host, _ = DoHHost(a.DoH)
 		proto, kind = "HTTPS", "DNS over HTTPS"
