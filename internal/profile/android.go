@@ -161,12 +161,13 @@ func (a *Android) random() io.Reader {
 
 // checkAddr runs the connect, TLS and probe steps against one address.
 func (a *Android) checkAddr(ctx context.Context, ap netip.AddrPort, report func(Step)) bool {
+	start := time.Now()
 	conn, err := a.dial(ctx, ap)
 	if err != nil {
 		report(Step{Name: StepConnect, Addr: ap, Detail: err.Error()})
 		return false
 	}
-	report(Step{Name: StepConnect, Addr: ap, OK: true, Detail: "tcp " + ap.String()})
+	report(Step{Name: StepConnect, Addr: ap, OK: true, Detail: fmt.Sprintf("TCP connected in %v", time.Since(start).Round(10*time.Microsecond))})
 	tconn, err := a.handshake(ctx, conn)
 	if err != nil {
 		report(Step{Name: StepTLS, Addr: ap, Detail: err.Error()})
