@@ -244,6 +244,33 @@ func TestProfileApple(t *testing.T) {
 		})
 	}
 
+	t.Run("README example", func(t *testing.T) {
+		readme, err := os.ReadFile("../../README.md")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, rest, ok := strings.Cut(string(readme), "\ndnsedge profile apple ")
+		block, _, ok2 := strings.Cut(rest, "\n```")
+		if !ok || !ok2 {
+			t.Fatal("no dnsedge profile apple example in README.md")
+		}
+		args := strings.Fields(strings.ReplaceAll(block, "\\\n", " "))
+		for i, a := range args {
+			switch a {
+			case "corp-root.pem":
+				args[i] = rootFile
+			case "dnsedge.mobileconfig":
+				args[i] = filepath.Join(dir, a)
+			}
+		}
+		if code, _, stderr := runDnsedge(t, nil, append([]string{"profile", "apple"}, args...)...); code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, stderr)
+		}
+		if res, err := exec.Command(python, "-c", "import plistlib, sys; plistlib.load(open(sys.argv[1], 'rb'))", filepath.Join(dir, "dnsedge.mobileconfig")).CombinedOutput(); err != nil {
+			t.Fatalf("plistlib: %v\n%s", err, res)
+		}
+	})
+
 	t.Run("signed", func(t *testing.T) {
 		signRoot, signRootKey := testCert(t, caTemplate("Profile Signing Root"), nil, nil)
 		inter, interKey := testCert(t, caTemplate("Profile Signing Intermediate"), signRoot, signRootKey)
@@ -525,4 +552,34 @@ func startRefusingDoT(t *testing.T, cert tls.Certificate, reply func(*dns.Msg) [
 	}()
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	return ln.Addr().(*net.TCPAddr)
+}
+
+// TestProfileUsage: usage mistakes exit 2 with a line that says what is
+// wrong, before anything is resolved or written.
+func TestProfileUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no platform", nil, "usage:"},
+		{"unknown platform", []string{"windows"}, `unknown platform "windows"`},
+		{"android without a host", []string{"android"}, "give one HOST"},
+		{"android with an address", []string{"android", "192.0.2.1"}, "an IP address"},
+		{"android with a port in the host", []string{"android", "dns.example:853"}, "without port"},
+		{"android with two hosts", []string{"android", "a.example", "b.example"}, "give one HOST"},
+		{"android with port 0", []string{"android", "a.example", "-port", "0"}, "is not a port"},
+		{"android with a missing ca file", []string{"android", "-ca", "/nonexistent/ca.pem", "a.example"}, "-ca: open /nonexistent/ca.pem"},
+		{"apple with an extra argument", []string{"apple", "--dot", "a.example", "extra"}, `unexpected argument "extra"`},
+		{"apple signing without a key", []string{"apple", "--dot", "a.example", "--sign-cert", "x.pem"}, "both -sign-cert and -sign-key"},
+		{"apple with a missing ca file", []string{"apple", "--dot", "a.example", "--ca", "/nonexistent/ca.pem"}, "-ca: open /nonexistent/ca.pem"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := profileCmd(tt.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) || stdout.Len() != 0 {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want 2 saying %q", code, stdout.String(), stderr.String(), tt.want)
+			}
+		})
+	}
 }

@@ -3,7 +3,11 @@ package profile
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"errors"
 	"strings"
 	"testing"
@@ -20,6 +24,22 @@ func TestSign(t *testing.T) {
 	signer, signerKey := interCA.leaf(t, "Profile Signer", nil, now.Add(-time.Hour), now.Add(time.Hour), false)
 	direct, directKey := root.leaf(t, "Direct Signer", nil, now.Add(-time.Hour), now.Add(time.Hour), false)
 	_, otherKey := root.leaf(t, "Other", nil, now.Add(-time.Hour), now.Add(time.Hour), false)
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaDER, err := x509.CreateCertificate(rand.Reader, &x509.Certificate{
+		SerialNumber: big.NewInt(77), Subject: pkix.Name{CommonName: "RSA Signer"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+	}, root.cert, &rsaKey.PublicKey, root.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaCert, err := x509.ParseCertificate(rsaDER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)})
 
 	a := Apple{DoT: "dns.example", UUIDSeed: "s"}
 	content, err := a.Build(rand.Reader)
@@ -32,6 +52,7 @@ func TestSign(t *testing.T) {
 		wantErr          string
 	}{
 		{"signed by the root", certPEM(direct), keyPEM(t, directKey), nil, ""},
+		{"rsa key in PKCS #1", certPEM(rsaCert), rsaPEM, nil, ""},
 		{"with an intermediate in the chain file", certPEM(signer), keyPEM(t, signerKey), certPEM(inter), ""},
 		{"with the intermediate after the certificate", append(certPEM(signer), certPEM(inter)...), keyPEM(t, signerKey), nil, ""},
 		{"key of another certificate", certPEM(direct), keyPEM(t, otherKey), nil, "does not belong to the certificate"},
