@@ -53,9 +53,8 @@ const probeTries = 3
 //     without a question, a closed connection (the query is sent again on
 //     a new connection, at most 3 times in all) or no reply fails.
 //
-// Android uses the addresses that pass; Run passes only when all do. An
-// Android value is not safe for concurrent use by Run calls that share
-// Rand.
+// Android uses the addresses that pass; Run passes only when all do. Run
+// may be called concurrently when Rand is nil or safe for concurrent use.
 type Android struct {
 	// Host is the name typed into Android's Private DNS setting.
 	Host string
