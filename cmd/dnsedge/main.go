@@ -15,6 +15,7 @@ commands:
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
+  profile apple|android ...             write an Apple DNS profile; check a DoT server as Android does
   version                               print the version
 `
 
@@ -34,6 +35,8 @@ func main() {
 		code = diagnose(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
+	case "profile":
+		code = profileCmd(args, os.Stdout, os.Stderr)
 	case "version":
 		fmt.Println("dnsedge", versionString())
 	case "help", "-h", "-help", "--help":

@@ -123,7 +123,23 @@ func (p *Pebble) Intermediates(t testing.TB) *x509.CertPool {
 	return p.pool(t, "/intermediates/0")
 }
 
+// RootPEM returns the PEM of the root pebble signs certificates with
+// (/roots/0), for a file of trusted roots. It fails the test on error.
+func (p *Pebble) RootPEM(t testing.TB) []byte {
+	t.Helper()
+	return p.get(t, "/roots/0")
+}
+
 func (p *Pebble) pool(t testing.TB, path string) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(p.get(t, path)) {
+		t.Fatalf("get %s from pebble: no PEM certificate in the answer", path)
+	}
+	return pool
+}
+
+func (p *Pebble) get(t testing.TB, path string) []byte {
 	t.Helper()
 	resp, err := p.client.Get(p.mgmtURL + path)
 	if err != nil {
@@ -134,11 +150,7 @@ func (p *Pebble) pool(t testing.TB, path string) *x509.CertPool {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("get %s from pebble: %v %s", path, err, resp.Status)
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(body) {
-		t.Fatalf("get %s from pebble: no PEM certificate in the answer", path)
-	}
-	return pool
+	return body
 }
 
 // binary returns the pebble executable, skipping or failing t when it is
