@@ -224,7 +224,9 @@ func (m *Manager) Start(spec Spec, by string) (Drill, error) {
 	}
 	r.timer = m.d.Clock.AfterFunc(spec.Duration, func() { m.end(id, EndExpired, "") })
 	m.audit.write(auditLine{Time: now, Action: "start", Drill: r.view})
-	return r.view, nil
+	d := r.view
+	d.Paths = slices.Clone(d.Paths) // Prune may shorten the drill's own
+	return d, nil
 }
 
 // End ends the active drill id early on behalf of the grant by.
