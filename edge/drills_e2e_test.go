@@ -195,9 +195,6 @@ func TestDrillPathFaults(t *testing.T) {
 				waitUntil(t, "IPv6 loss estimate up", 10*time.Second, func() bool {
 					return v6.Health.Snapshot().Loss >= 0.1
 				})
-				if l := v4.Health.Snapshot().Loss; l > 0.05 {
-					t.Fatalf("IPv4 loss estimate %.2f: the drill reached the other family", l)
-				}
 			},
 			byDelete: true,
 		},
