@@ -198,6 +198,7 @@ func buildAdmin(ctx context.Context, g *generation, d buildDeps) error {
 	ag := &adminGen{}
 	mux := http.NewServeMux()
 	records.NewHandler(m, origins, auth, cfg.Records).Register(mux)
+	registerDrills(mux, auth, cfg, d)
 	ag.api = mux
 	if w := cfg.Records.Webhook; w != nil {
 		wm := http.NewServeMux()

@@ -15,6 +15,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/consul"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
+	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/records"
@@ -91,6 +92,8 @@ type Config struct {
 	// Records is how the zones with api: true are kept and what the
 	// records API accepts.
 	Records records.Config `yaml:"records"`
+	// Drills bounds the drills run through the admin listener.
+	Drills drill.Config `yaml:"drills"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

@@ -61,6 +61,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.DNSSEC = c.DNSSEC.WithDefaults()
 	c.TSIG = c.TSIG.WithDefaults()
 	c.completeAdmin()
+	c.Drills = c.Drills.WithDefaults()
 	c.Consul = c.Consul.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -194,6 +195,7 @@ func (c *Config) Validate() error {
 		add("trace.option_code", "option code %d is the tags' option code too", c.Trace.OptionCode)
 	}
 	errs = append(errs, c.validateAdmin()...)
+	errs = append(errs, c.validateDrills()...)
 	if a := c.Metrics.Address; a != "" {
 		if _, err := netip.ParseAddrPort(a); err != nil {
 			add("metrics.address", "metrics address %q must be ip:port", a)

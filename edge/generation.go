@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
@@ -51,6 +52,7 @@ type buildDeps struct {
 	log      *slog.Logger
 	registry *transport.Registry
 	loop     *middleware.Loop
+	drills   *drill.Manager
 	// resolveTimeout bounds the first resolution of host-name upstreams.
 	resolveTimeout time.Duration
 }

@@ -12,10 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/transport"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -34,6 +36,7 @@ type Server struct {
 	limiter *listen.RateLimiter // the clients' buckets, kept across reloads
 	reloads *prometheus.CounterVec
 	pool    *pool
+	drills  *drill.Manager // kept across reloads, like the paths' health
 
 	// life ends when Close begins: a reload under way (resolving,
 	// issuing a certificate) gives up.
@@ -72,6 +75,8 @@ type Options struct {
 	// Out receives the human-readable summary printed at start; nil
 	// discards it.
 	Out io.Writer
+	// Clock runs the drills' deadlines; the real clock when nil.
+	Clock clockwork.Clock
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -102,6 +107,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("rate_limit: %w", err)
 	}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.drills = s.newDrills(opts)
 	s.reloads.WithLabelValues("ok")
 	s.reloads.WithLabelValues("failed")
 	prom.MustRegister(s.reloads, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -113,13 +119,14 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	}
 	s.gen.Store(gen)
 	s.setLevel(cfg)
+	s.commitDrills(gen)
 	return s, nil
 }
 
 // build makes a generation of cfg, taking what it can from the pool. On
 // error nothing of it is left.
 func (s *Server) build(cfg *Config) (*generation, error) {
-	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second}
+	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, drills: s.drills, resolveTimeout: 3 * time.Second}
 	return buildGeneration(s.life, cfg, s.pool.hold(), d)
 }
 
@@ -191,6 +198,7 @@ func (s *Server) Reload(cfg *Config) error {
 	old := s.gen.Swap(gen)
 	s.health.SetConfig(cfg.Health.HealthConfig())
 	s.setLevel(cfg)
+	s.commitDrills(gen)
 	if fp != nil {
 		s.commitFront(fp)
 	}
@@ -228,7 +236,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	var errs []error
+	errs := []error{s.drills.Close()}
 	var wg sync.WaitGroup
 	for _, ll := range s.listeners {
 		wg.Add(1)

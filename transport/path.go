@@ -40,6 +40,11 @@ type Path struct {
 	// for every other protocol.
 	Stream *Path
 
+	// fault is the path's cell in the registry for a drill's fault; nil
+	// when the path's health is not the registry's. An exchange on a
+	// path with no fault pays one atomic load for it.
+	fault *faultCell
+
 	name atomic.Pointer[string] // ID.String(), once asked (see Name)
 }
 
@@ -70,8 +75,9 @@ type Registry struct {
 }
 
 type held struct {
-	h    *Health
-	refs int
+	h     *Health
+	refs  int
+	fault faultCell // a drill's fault on the path; nil almost always
 }
 
 // NewRegistry returns an empty registry whose entries use cfg and log

@@ -438,7 +438,13 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 		actx, end = meta.Attempt(actx, p.Name())
 	}
 	begin := clock.Now()
-	m, err := p.Exchanger.Exchange(actx, q)
+	var m *dns.Msg
+	var err error
+	if f := p.Fault(); f != nil {
+		m, err = f.exchange(actx, p.Exchanger, q, clock)
+	} else {
+		m, err = p.Exchanger.Exchange(actx, q)
+	}
 	rtt := clock.Since(begin)
 	class := Classify(err)
 	if err == nil && (m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused) {

@@ -480,10 +480,12 @@ func (u *Upstream) newPath(id PathID, withHealth bool) (*Path, error) {
 		p.Stream = &Path{ID: sid, Family: p.Family, Exchanger: tcp}
 		if withHealth {
 			p.Stream.Health, p.Stream.reg = u.deps.Registry.Health(sid), u.deps.Registry
+			p.Stream.fault = u.deps.Registry.faultOf(sid)
 		}
 	}
 	if withHealth {
 		p.Health, p.reg = u.deps.Registry.Health(id), u.deps.Registry
+		p.fault = u.deps.Registry.faultOf(id)
 	}
 	return p, nil
 }
