@@ -34,6 +34,8 @@ type queryOpts struct {
 	dnssec   bool
 	pin      transport.Pin
 	resume   bool
+
+	verifyName string // the TLS server name, once known
 }
 
 // resolvConf is where the default server and the resolvers of host names
@@ -304,6 +306,7 @@ func runQuery(ctx context.Context, o queryOpts, boot []netip.AddrPort) (*queryRe
 			return nil, err
 		}
 		base.InsecureSkipVerify = o.insecure
+		o.verifyName = base.ServerName
 		base.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 		base.VerifyConnection = hs.verified
 	}

@@ -42,7 +42,7 @@ type tlsReport struct {
 	Version     string `json:"version"`
 	CipherSuite string `json:"cipher_suite"`
 	ALPN        string `json:"alpn"`
-	ServerName  string `json:"server_name"`
+	ServerName  string `json:"server_name"` // the name the certificate was verified for
 	Resumed     bool   `json:"resumed"`
 }
 
@@ -131,6 +131,7 @@ func newReport(o queryOpts, ex *exchange) *queryReport {
 	}
 	if h := ex.handshake; h != nil {
 		rep.TLS = tlsOf(h.state)
+		rep.TLS.ServerName = o.verifyName
 	}
 	if again := ex.resume; again != nil {
 		rep.Resume = &resumeReport{Rcode: rcodeString(again.reply.Rcode), Timing: timingOf(again)}
@@ -200,7 +201,8 @@ func writeJSON(w io.Writer, rep *queryReport) error {
 // session, the Extended DNS Errors and the timings.
 func writeText(w io.Writer, rep *queryReport) error {
 	var b strings.Builder
-	b.WriteString(rep.msg.String())
+	// dig's header line; miekg/dns leaves out its marker.
+	b.WriteString(strings.Replace(rep.msg.String(), ";; opcode:", ";; ->>HEADER<<- opcode:", 1))
 	fmt.Fprintf(&b, "\n;; SERVER: %s (%s, %s)", rep.Address, rep.Protocol, rep.Family)
 	if rep.RetriedTCP {
 		b.WriteString(", truncated over UDP and asked again over TCP")
