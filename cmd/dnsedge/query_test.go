@@ -98,22 +98,22 @@ func TestQuery(t *testing.T) {
 	p := startServe(t, writeFile(t, "dnsedge.yaml", sixListeners(up.AddrV4().String())))
 	udp, tcp, dot, doh, doq := p.addr("udp"), p.addr("tcp"), p.addr("dot"), p.addr("doh"), p.addr("doq")
 	schemes := []struct {
-		url, proto, listener string
-		flags                []string
-		kdig                 []string // nil: kdig does not speak it
+		name, url, proto, listener, alpn string
+		flags                            []string
+		kdig                             []string // nil: kdig does not speak it
 	}{
-		{"udp://" + udp, "udp", udp, nil, []string{}},
-		{"tcp://" + tcp, "tcp", tcp, nil, []string{"+tcp"}},
-		{"tls://" + dot, "tls", dot, []string{"-ca", p.ca}, []string{"+tls", "+tls-ca=" + p.ca, "+tls-hostname=dns.test"}},
-		{"tls://" + dot, "tls", dot, []string{"-ca", p.ca, "-tls-name", "dns.test"}, nil},
-		{"https://" + doh + "/dns-query", "https", doh, []string{"-ca", p.ca}, []string{"+https", "+tls-ca=" + p.ca}},
-		{"h3://" + doh, "h3", doh, []string{"-ca", p.ca}, nil},
-		{"quic://" + doq, "quic", doq, []string{"-ca", p.ca, "-tls-name", "dns.test"}, nil},
+		{"udp", "udp://" + udp, "udp", udp, "", nil, []string{}},
+		{"tcp", "tcp://" + tcp, "tcp", tcp, "", nil, []string{"+tcp"}},
+		{"tls", "tls://" + dot, "tls", dot, "dot", []string{"-ca", p.ca}, []string{"+tls", "+tls-ca=" + p.ca, "+tls-hostname=dns.test"}},
+		{"tls with a name", "tls://" + dot, "tls", dot, "dot", []string{"-ca", p.ca, "-tls-name", "dns.test"}, nil},
+		{"https", "https://" + doh + "/dns-query", "https", doh, "h2", []string{"-ca", p.ca}, []string{"+https", "+tls-ca=" + p.ca}},
+		{"h3", "h3://" + doh, "h3", doh, "h3", []string{"-ca", p.ca}, nil},
+		{"quic", "quic://" + doq, "quic", doq, "doq", []string{"-ca", p.ca, "-tls-name", "dns.test"}, nil},
 	}
 	questions := [][2]string{{"www.test.example", "A"}, {"multi.test.example", "A"}, {"multi.test.example", "TXT"}}
 	for _, s := range schemes {
 		for _, qn := range questions {
-			t.Run(s.url+" "+strings.Join(s.flags, " ")+" "+qn[0]+"/"+qn[1], func(t *testing.T) {
+			t.Run(s.name+" "+qn[0]+"/"+qn[1], func(t *testing.T) {
 				args := append(slices.Clone(s.flags), "-json", "@"+s.url, qn[0], qn[1])
 				code, out, errs := runQueryCmd(args...)
 				if code != 0 {
@@ -128,6 +128,8 @@ func TestQuery(t *testing.T) {
 				}
 				if encrypted := s.proto != "udp" && s.proto != "tcp"; encrypted != (rep.TLS != nil) || encrypted != (rep.Timing.HandshakeMS != nil) {
 					t.Errorf("tls %+v, handshake timing %v on %s", rep.TLS, rep.Timing.HandshakeMS, s.proto)
+				} else if rep.TLS != nil && rep.TLS.ALPN != s.alpn {
+					t.Errorf("ALPN %q over %s, want %q", rep.TLS.ALPN, s.proto, s.alpn)
 				}
 				var mine []string
 				for _, rr := range rep.Answer {
@@ -181,6 +183,17 @@ func TestQuery(t *testing.T) {
 		}
 		if code, _, errs := runQueryCmd("-insecure", "@tls://"+dot, "www.test.example"); code != 0 {
 			t.Fatalf("-insecure: exit %d: %s", code, errs)
+		}
+	})
+	t.Run("extended DNS error", func(t *testing.T) {
+		up.Stop()
+		code, out, errs := runQueryCmd("-json", "-timeout", "10s", "@udp://"+udp, "uncached.test.example")
+		var rep queryReport
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil {
+			t.Fatalf("exit %d: %s%s", code, errs, out)
+		}
+		if rep.Rcode != "SERVFAIL" || len(rep.EDE) == 0 || rep.EDE[0].Name == "" {
+			t.Fatalf("with the upstream stopped: rcode %s, EDE %+v", rep.Rcode, rep.EDE)
 		}
 	})
 	t.Run("nothing listening", func(t *testing.T) {
