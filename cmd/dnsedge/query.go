@@ -249,13 +249,33 @@ func resolvConfServers(path string) ([]netip.AddrPort, error) {
 	return out, nil
 }
 
-// handshakes records the TLS handshakes of one exchange: when each
-// completed, and its state. The exchangers call it from their dialing
-// goroutines, through the base configuration's VerifyConnection.
+// handshakes records the connections of one exchange: when a stream
+// socket connected and from which address (through transport's
+// DialTrace), when each TLS handshake completed and its state (through
+// the base configuration's VerifyConnection). The exchangers call it
+// from their dialing goroutines.
 type handshakes struct {
-	mu    sync.Mutex
-	start time.Time
-	done  []handshake
+	mu      sync.Mutex
+	start   time.Time
+	done    []handshake
+	connect *connect
+}
+
+type connect struct {
+	after time.Duration
+	local netip.AddrPort
+}
+
+func (h *handshakes) connected(local netip.AddrPort) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.connect = &connect{after: time.Since(h.start), local: local}
+}
+
+func (h *handshakes) lastConnect() *connect {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.connect
 }
 
 type handshake struct {
@@ -266,7 +286,7 @@ type handshake struct {
 func (h *handshakes) reset() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.start, h.done = time.Now(), nil
+	h.start, h.done, h.connect = time.Now(), nil, nil
 }
 
 func (h *handshakes) verified(cs tls.ConnectionState) error {
@@ -339,6 +359,7 @@ type exchange struct {
 	reply     *dns.Msg
 	total     time.Duration
 	handshake *handshake // nil when no TLS handshake was made
+	connect   *connect   // nil when no stream socket was connected
 	tcp       bool       // a truncated UDP answer was asked again over TCP
 	failed    []string   // earlier paths that gave no answer, and why
 	resume    *exchange  // the -resume query
@@ -374,6 +395,7 @@ func exchangeOnce(ctx context.Context, o queryOpts, ep transport.Endpoint, base 
 		// Each path left gets an equal share of the time left.
 		deadline, _ := ctx.Deadline()
 		actx, cancel := context.WithTimeout(ctx, time.Until(deadline)/time.Duration(len(paths)-i))
+		actx = transport.WithDialTrace(actx, &transport.DialTrace{Connected: hs.connected})
 		hs.reset()
 		start := time.Now()
 		r, err := p.Exchanger.Exchange(actx, q)
@@ -392,6 +414,7 @@ func exchangeOnce(ctx context.Context, o queryOpts, ep transport.Endpoint, base 
 		if h, ok := hs.last(); ok {
 			ex.handshake = &h
 		}
+		ex.connect = hs.lastConnect()
 		return ex, nil
 	}
 	return nil, errors.New(strings.Join(failed, "; "))

@@ -14,10 +14,11 @@ import (
 // queryReport is what dnsedge query prints: as JSON with -json, as
 // dig-style text otherwise.
 type queryReport struct {
-	Server     string         `json:"server"`   // @URL as given
-	Protocol   string         `json:"protocol"` // udp, tcp, tls, https, h3 or quic
-	Address    string         `json:"address"`  // the address that answered
-	Family     string         `json:"family"`   // IPv4 or IPv6
+	Server     string         `json:"server"`                  // @URL as given
+	Protocol   string         `json:"protocol"`                // udp, tcp, tls, https, h3 or quic
+	Address    string         `json:"address"`                 // the address that answered
+	Family     string         `json:"family"`                  // ipv4 or ipv6
+	Local      string         `json:"local_address,omitempty"` // the local end of a new TCP connection
 	RetriedTCP bool           `json:"retried_over_tcp,omitempty"`
 	Failed     []string       `json:"failed_addresses,omitempty"` // addresses tried first, and why they failed
 	TLS        *tlsReport     `json:"tls,omitempty"`
@@ -46,10 +47,12 @@ type tlsReport struct {
 	Resumed     bool   `json:"resumed"`
 }
 
-// timingReport: HandshakeMS is when the TLS (or QUIC) handshake of a new
-// connection completed, the connection set-up included, counted from the
-// start of the query; absent without one (udp, tcp).
+// timingReport: ConnectMS is when a new TCP connection (tcp, tls, https)
+// was established and HandshakeMS when the TLS or QUIC handshake of a new
+// connection completed, both counted from the start of the query; each is
+// absent when no such step was made.
 type timingReport struct {
+	ConnectMS   *float64 `json:"connect_ms,omitempty"`
 	HandshakeMS *float64 `json:"handshake_ms,omitempty"`
 	TotalMS     float64  `json:"total_ms"`
 }
@@ -96,6 +99,10 @@ func timingOf(ex *exchange) timingReport {
 		h := millis(ex.handshake.after)
 		t.HandshakeMS = &h
 	}
+	if ex.connect != nil {
+		c := millis(ex.connect.after)
+		t.ConnectMS = &c
+	}
 	return t
 }
 
@@ -107,6 +114,9 @@ func newReport(o queryOpts, ex *exchange) *queryReport {
 		ID: r.Id, Opcode: dns.OpcodeToString[r.Opcode], Rcode: rcodeString(r.Rcode), Flags: flagsOf(r),
 		Question: []questionJSON{}, Answer: rrsJSON(r.Answer), Authority: rrsJSON(r.Ns), Additional: []rrJSON{},
 		msg: r,
+	}
+	if ex.connect != nil {
+		rep.Local = hostPortOf(ex.connect.local)
 	}
 	if o.http3 && rep.Protocol == "https" {
 		rep.Protocol = "h3"
@@ -204,6 +214,9 @@ func writeText(w io.Writer, rep *queryReport) error {
 	// dig's header line; miekg/dns leaves out its marker.
 	b.WriteString(strings.Replace(rep.msg.String(), ";; opcode:", ";; ->>HEADER<<- opcode:", 1))
 	fmt.Fprintf(&b, "\n;; SERVER: %s (%s, %s)", rep.Address, rep.Protocol, rep.Family)
+	if rep.Local != "" {
+		fmt.Fprintf(&b, " from %s", rep.Local)
+	}
 	if rep.RetriedTCP {
 		b.WriteString(", truncated over UDP and asked again over TCP")
 	}
@@ -234,6 +247,9 @@ func timingText(t timingReport) string {
 	s := fmt.Sprintf("total %.3f ms", t.TotalMS)
 	if t.HandshakeMS != nil {
 		s = fmt.Sprintf("handshake done at %.3f ms, %s", *t.HandshakeMS, s)
+	}
+	if t.ConnectMS != nil {
+		s = fmt.Sprintf("connected at %.3f ms, %s", *t.ConnectMS, s)
 	}
 	return s
 }

@@ -131,6 +131,10 @@ func TestQuery(t *testing.T) {
 				} else if rep.TLS != nil && rep.TLS.ALPN != s.alpn {
 					t.Errorf("ALPN %q over %s, want %q", rep.TLS.ALPN, s.proto, s.alpn)
 				}
+				// A new TCP connection: its connect time and local end.
+				if stream := s.proto == "tcp" || s.proto == "tls" || s.proto == "https"; stream != (rep.Timing.ConnectMS != nil) || stream != strings.HasPrefix(rep.Local, "127.0.0.1:") {
+					t.Errorf("connect timing %v, local address %q over %s", rep.Timing.ConnectMS, rep.Local, s.proto)
+				}
 				var mine []string
 				for _, rr := range rep.Answer {
 					mine = append(mine, fmt.Sprintf("%s %d %s %s %s", rr.Name, rr.TTL, rr.Class, rr.Type, rr.Data))
@@ -153,7 +157,7 @@ func TestQuery(t *testing.T) {
 			t.Fatalf("exit %d: %s", code, errs)
 		}
 		for _, want := range []string{";; ->>HEADER<<-", "status: NOERROR", ";; flags: qr rd ra", ";; QUESTION SECTION:", ";; ANSWER SECTION:", "192.0.2.22",
-			";; SERVER: " + dot + " (tls, ipv4)", ";; TLS: TLS 1.3", `ALPN "dot"`, `server name "127.0.0.1"`, ";; TIMING: handshake done at"} {
+			";; SERVER: " + dot + " (tls, ipv4) from 127.0.0.1:", ";; TLS: TLS 1.3", `ALPN "dot"`, `server name "127.0.0.1"`, ";; TIMING: connected at", ", handshake done at"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("no %q in\n%s", want, out)
 			}
