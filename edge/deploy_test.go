@@ -25,6 +25,7 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 	}
 	type container struct {
 		Name           string   `yaml:"name"`
+		Image          string   `yaml:"image"`
 		Args           []string `yaml:"args"`
 		ReadinessProbe struct {
 			HTTPGet struct{ Path string } `yaml:"httpGet"`
@@ -86,9 +87,18 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 	if sidecar == nil {
 		t.Fatal("no dnsedge container in the Pod")
 	}
-	if len(sidecar.Args) != 3 || sidecar.Args[0] != "serve" || sidecar.Args[1] != "-config" ||
-		len(sidecar.VolumeMounts) == 0 || path.Dir(sidecar.Args[2]) != sidecar.VolumeMounts[0].MountPath {
+	// The image's entrypoint is "dnsedge serve" (internal/ociimage and
+	// the Dockerfile): the container gives its flags only.
+	if len(sidecar.Args) != 2 || sidecar.Args[0] != "-config" ||
+		len(sidecar.VolumeMounts) == 0 || path.Dir(sidecar.Args[1]) != sidecar.VolumeMounts[0].MountPath {
 		t.Fatalf("dnsedge container args %v do not serve the mounted config %v", sidecar.Args, sidecar.VolumeMounts)
+	}
+	// The image is named by version: a tag that is not "latest", or a
+	// digest.
+	if _, tag, ok := strings.Cut(path.Base(sidecar.Image), ":"); !ok || tag == "" || tag == "latest" {
+		if !strings.Contains(sidecar.Image, "@sha256:") {
+			t.Errorf("dnsedge image %q is not named by version", sidecar.Image)
+		}
 	}
 	if sidecar.ReadinessProbe.HTTPGet.Path != "/readyz" || sidecar.LivenessProbe.HTTPGet.Path != "/healthz" {
 		t.Fatalf("probes: %+v %+v", sidecar.ReadinessProbe, sidecar.LivenessProbe)

@@ -84,6 +84,7 @@ func (p pinnedAddr) dialStream(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
+	connected(ctx, nc)
 	return nc, nil
 }
 

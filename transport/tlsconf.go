@@ -139,6 +139,8 @@ func verifyPinned(certs []*x509.Certificate, name string, pins map[SPKIPin]bool)
 // §3.2 "dot", RFC 9250 §4.1.1 "doq", "h2" or "h3" for DoH), TLS 1.2 at
 // least (TLS 1.3 for QUIC, which quic-go enforces) and a session cache of
 // its own, so a reconnect resumes the session (RFC 8446 §2.2, RFC 7858 §3.4).
+// A session cache set on base is kept instead: its owner shares it between
+// exchangers on purpose.
 func exchangerTLS(base *tls.Config, alpn string) (*tls.Config, error) {
 	if base == nil || base.ServerName == "" {
 		return nil, errors.New("build tls config: a server name is required (see ClientTLSConfig)")
@@ -146,6 +148,8 @@ func exchangerTLS(base *tls.Config, alpn string) (*tls.Config, error) {
 	c := base.Clone()
 	c.NextProtos = []string{alpn}
 	c.MinVersion = max(c.MinVersion, tls.VersionTLS12)
-	c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	if c.ClientSessionCache == nil {
+		c.ClientSessionCache = tls.NewLRUClientSessionCache(8)
+	}
 	return c, nil
 }

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"net/netip"
@@ -99,6 +100,33 @@ func TestClientTLSConfigServerName(t *testing.T) {
 			}
 			if err != nil || conf.ServerName != tc.want || conf.MinVersion < 0x0303 {
 				t.Fatalf("got %+v, %v", conf, err)
+			}
+		})
+	}
+}
+
+// TestExchangerTLSSessionCache: each exchanger gets a session cache of its
+// own, unless the base configuration carries one to share.
+func TestExchangerTLSSessionCache(t *testing.T) {
+	t.Parallel()
+	shared := tls.NewLRUClientSessionCache(1)
+	cases := []struct {
+		name  string
+		base  *tls.Config
+		share bool
+	}{
+		{"own cache", &tls.Config{ServerName: "dns.test"}, false},
+		{"shared cache", &tls.Config{ServerName: "dns.test", ClientSessionCache: shared}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, err := exchangerTLS(tc.base, "dot")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := exchangerTLS(tc.base, "dot")
+			if a.ClientSessionCache == nil || (a.ClientSessionCache == b.ClientSessionCache) != tc.share {
+				t.Fatalf("caches %p %p, want shared %v", a.ClientSessionCache, b.ClientSessionCache, tc.share)
 			}
 		})
 	}

@@ -141,6 +141,13 @@ type UpstreamConfig struct {
 	// HTTP3 sends an https endpoint's queries over HTTP/3 instead of
 	// HTTP/2.
 	HTTP3 bool
+	// TLSBase, when not nil, is the base client configuration of an
+	// encrypted endpoint instead of ClientTLSConfig(TLS, Endpoint), for
+	// callers that need more than TLSOptions says (dnsedge query: a
+	// handshake callback, a session cache shared by the exchangers it
+	// builds one after another, no verification on request). It must
+	// carry a ServerName; it is cloned, not kept.
+	TLSBase *tls.Config
 	// Signer, when not nil, signs every query to the upstream and
 	// verifies every reply (TSIG); a reply that does not verify is a
 	// malformed reply of its path (ErrBadSignature).
@@ -250,9 +257,12 @@ func NewUpstream(cfg UpstreamConfig, deps UpstreamDeps) (*Upstream, error) {
 	u.life, u.endLife = context.WithCancel(context.Background())
 	u.paths.Store(&[]*Path{})
 	if cfg.Endpoint.Encrypted() {
-		conf, err := ClientTLSConfig(cfg.TLS, cfg.Endpoint)
-		if err != nil {
-			return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
+		conf := cfg.TLSBase
+		if conf == nil {
+			var err error
+			if conf, err = ClientTLSConfig(cfg.TLS, cfg.Endpoint); err != nil {
+				return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
+			}
 		}
 		u.tls = conf
 		// Build one path's exchanger now, so a bad configuration fails

@@ -13,6 +13,7 @@ commands:
   serve [-config FILE]                  run the resolver (embedded default config without -config)
   check FILE                            validate a configuration file; print every problem
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
+  query [flags] [@URL] NAME [TYPE]      ask one server over udp, tcp, tls, https, h3 or quic; dig-style or -json
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
   profile apple|android ...             write an Apple DNS profile; check a DoT server as Android does
@@ -33,6 +34,8 @@ func main() {
 		code = check(args, os.Stdout, os.Stderr)
 	case "diagnose":
 		code = diagnose(args, os.Stdout, os.Stderr)
+	case "query":
+		code = query(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
 	case "profile":
