@@ -199,6 +199,43 @@ type Health struct {
 	outcomes    [numClasses]atomic.Uint64
 	transitions [3]atomic.Uint64 // entries into each State
 	events      [numEvents]atomic.Uint64
+	// exchanges observes each attempt's duration; set once by the
+	// registry before the health is shared, nil for none.
+	exchanges Observer
+	lastErr   atomic.Pointer[PathError]
+}
+
+// PathError is the last failed exchange of a path, for status pages.
+type PathError struct {
+	Class Class
+	Err   string
+	At    time.Time
+}
+
+// LastError returns the path's last failed exchange attempt (any class
+// but ok and canceled), nil when none failed yet. Safe for concurrent
+// use.
+func (h *Health) LastError() *PathError { return h.lastErr.Load() }
+
+// noteError keeps err as the path's last error, unless class says the
+// attempt succeeded or was canceled by its caller.
+func (h *Health) noteError(class Class, err error, at time.Time) {
+	if class == ClassOK || class == ClassCanceled {
+		return
+	}
+	msg := class.String()
+	if err != nil {
+		msg = err.Error()
+	}
+	h.lastErr.Store(&PathError{Class: class, Err: msg, At: at})
+}
+
+// observeExchange reports one attempt's duration to the path's exchange
+// observer, if it has one.
+func (h *Health) observeExchange(rtt time.Duration) {
+	if h.exchanges != nil {
+		h.exchanges.Observe(rtt.Seconds())
+	}
 }
 
 // Event is something that happened on a path other than an exchange's

@@ -67,6 +67,26 @@ type Registry struct {
 	mu  sync.Mutex
 	cfg HealthConfig
 	m   map[PathID]*held
+	// exchanges returns the observer of a path's exchange times; nil
+	// records none. See ObserveExchanges.
+	exchanges func(PathID) Observer
+}
+
+// Observer takes one measurement, in seconds, such as a Prometheus
+// histogram's Observe. Implementations are safe for concurrent use.
+type Observer interface {
+	Observe(float64)
+}
+
+// ObserveExchanges makes every path whose health the registry creates
+// from now on report the duration of each exchange attempt (whatever its
+// outcome) to the observer f returns for the path; f is called once per
+// path, not per exchange. Call it before the first path is made: health
+// made before keeps no observer.
+func (r *Registry) ObserveExchanges(f func(PathID) Observer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exchanges = f
 }
 
 type held struct {
@@ -109,6 +129,9 @@ func (r *Registry) Health(id PathID) *Health {
 	e, ok := r.m[id]
 	if !ok {
 		e = &held{h: NewHealth(r.configFor(id))}
+		if r.exchanges != nil {
+			e.h.exchanges = r.exchanges(id)
+		}
 		r.m[id] = e
 	}
 	e.refs++
