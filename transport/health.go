@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Class is the outcome of one exchange on a path, as health sees it.
@@ -217,15 +219,19 @@ type PathError struct {
 // use.
 func (h *Health) LastError() *PathError { return h.lastErr.Load() }
 
-// noteError keeps err as the path's last error, unless class says the
-// attempt succeeded or was canceled by its caller.
-func (h *Health) noteError(class Class, err error, at time.Time) {
+// noteError keeps err, or the RCODE of reply for ClassRcode, as the
+// path's last error, unless class says the attempt succeeded or was
+// canceled by its caller.
+func (h *Health) noteError(class Class, err error, reply *dns.Msg, at time.Time) {
 	if class == ClassOK || class == ClassCanceled {
 		return
 	}
 	msg := class.String()
-	if err != nil {
+	switch {
+	case err != nil:
 		msg = err.Error()
+	case reply != nil:
+		msg = "answered " + dns.RcodeToString[reply.Rcode]
 	}
 	h.lastErr.Store(&PathError{Class: class, Err: msg, At: at})
 }
