@@ -28,15 +28,24 @@ func exchangeVec() *prometheus.HistogramVec {
 
 // observeExchanges makes every path the server's health registry creates
 // report its exchange times to vec. Each path's observer is bound once,
-// when its health is made, so an exchange costs one Observe.
+// when its health is made, so an exchange costs one Observe; a path the
+// registry forgets (a reload dropped it, a host name now resolves to
+// other addresses) takes its series with it.
 func (s *Server) observeExchanges(vec *prometheus.HistogramVec) {
 	s.health.ObserveExchanges(func(id transport.PathID) transport.Observer {
-		fam := transport.IPv4
-		if id.Addr.Addr().Unmap().Is6() {
-			fam = transport.IPv6
-		}
-		return vec.WithLabelValues(id.Upstream, id.Proto, fam.String(), id.Addr.String())
+		return vec.WithLabelValues(exchangeLabels(id)...)
+	}, func(id transport.PathID) {
+		vec.DeleteLabelValues(exchangeLabels(id)...)
 	})
+}
+
+// exchangeLabels are the path labels of id, as pathCollector's.
+func exchangeLabels(id transport.PathID) []string {
+	fam := transport.IPv4
+	if id.Addr.Addr().Unmap().Is6() {
+		fam = transport.IPv6
+	}
+	return []string{id.Upstream, id.Proto, fam.String(), id.Addr.String()}
 }
 
 // stamp is what a generation is known by once it is committed: its

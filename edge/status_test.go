@@ -122,6 +122,30 @@ func TestStatusAndHistograms(t *testing.T) {
 		})
 	}
 
+	// A reload: the next generation, another configuration hash.
+	hash := st.Generation.Hash
+	if len(hash) != 12 {
+		t.Errorf("config hash %q, want 12 hex digits", hash)
+	}
+	cfg, err := edge.Parse("test.yaml", []byte(testListeners+literalConfig(up, "metrics:\n  address: \"127.0.0.1:0\"\nlog:\n  queries: true\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Reload(cfg); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get("/status.json")
+	st = edge.StatusBody{}
+	if err := json.Unmarshal([]byte(body), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Generation.Seq != 2 || st.Generation.Hash == hash || len(st.Generation.Hash) != 12 {
+		t.Errorf("after a reload: generation %+v, want number 2 and a hash other than %s", st.Generation, hash)
+	}
+	if _, metrics := get("/metrics"); !strings.Contains(metrics, `",generation="2"} 1`) {
+		t.Error("/metrics does not show generation 2 after the reload")
+	}
+
 	// A stopped upstream: its path's breaker opens and its last error shows.
 	up.Stop()
 	for i := range 6 {

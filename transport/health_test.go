@@ -232,13 +232,14 @@ func TestRegistryObserveExchanges(t *testing.T) {
 	r := NewRegistry(HealthConfig{}, nil)
 	plain := r.Health(PathID{Upstream: "before", Proto: "udp"})
 	asked := map[PathID]*fakeObserver{}
+	var forgot []PathID
 	r.ObserveExchanges(func(id PathID) Observer {
 		if asked[id] != nil {
 			t.Errorf("observer of %s asked for twice", id)
 		}
 		asked[id] = new(fakeObserver)
 		return asked[id]
-	})
+	}, func(id PathID) { forgot = append(forgot, id) })
 	id := PathID{Upstream: "up", Proto: "udp"}
 	h := r.Health(id)
 	if r.Health(id) != h {
@@ -251,5 +252,16 @@ func TestRegistryObserveExchanges(t *testing.T) {
 	}
 	if len(asked) != 1 {
 		t.Errorf("observers made for %d paths, want 1", len(asked))
+	}
+	// Forgotten when the last holder lets go, and only then; a path made
+	// without an observer is not.
+	r.Release(id)
+	if len(forgot) != 0 {
+		t.Errorf("forgotten while still held: %v", forgot)
+	}
+	r.Release(id)
+	r.Release(PathID{Upstream: "before", Proto: "udp"})
+	if len(forgot) != 1 || forgot[0] != id {
+		t.Errorf("forgot %v, want [%v]", forgot, id)
 	}
 }

@@ -67,9 +67,10 @@ type Registry struct {
 	mu  sync.Mutex
 	cfg HealthConfig
 	m   map[PathID]*held
-	// exchanges returns the observer of a path's exchange times; nil
-	// records none. See ObserveExchanges.
+	// exchanges returns the observer of a path's exchange times, and
+	// forget lets go of it; nil records none. See ObserveExchanges.
 	exchanges func(PathID) Observer
+	forget    func(PathID)
 }
 
 // Observer takes one measurement, in seconds, such as a Prometheus
@@ -80,13 +81,15 @@ type Observer interface {
 
 // ObserveExchanges makes every path whose health the registry creates
 // from now on report the duration of each exchange attempt (whatever its
-// outcome) to the observer f returns for the path; f is called once per
-// path, not per exchange. Call it before the first path is made: health
-// made before keeps no observer.
-func (r *Registry) ObserveExchanges(f func(PathID) Observer) {
+// outcome) to the observer observe returns for the path; observe is
+// called once per path, not per exchange, and forget (if not nil) once
+// the registry forgets the path, so that its series can go. Call it
+// before the first path is made: health made before keeps no observer.
+// Both are called with the registry's lock held.
+func (r *Registry) ObserveExchanges(observe func(PathID) Observer, forget func(PathID)) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.exchanges = f
+	r.exchanges, r.forget = observe, forget
 }
 
 type held struct {
@@ -146,6 +149,9 @@ func (r *Registry) Release(id PathID) {
 	if e, ok := r.m[id]; ok {
 		if e.refs--; e.refs <= 0 {
 			delete(r.m, id)
+			if e.h.exchanges != nil && r.forget != nil {
+				r.forget(id)
+			}
 		}
 	}
 }
