@@ -27,8 +27,11 @@ type statusState struct {
 	version string
 	started time.Time // when the server was made: the counters' origin
 	// canary, rollback and drills return the state of the canary, of
-	// the rollback watch and of the drills, as JSON-able values; a nil
-	// func shows as "none". Set once, before Start.
+	// the rollback watch and of the drills, as JSON-able values, for the
+	// sections of the same names; a nil func, or a nil result, shows as
+	// "none". Set them once in New, before the server is shared, e.g.
+	// s.status.canary = func() any { return s.CanaryStatus() }. They are
+	// called once per /status.json request, concurrently.
 	canary, rollback, drills func() any
 	window                   window
 }

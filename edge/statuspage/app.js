@@ -26,7 +26,8 @@ function fill(id, rows, render) {
 }
 
 function section(id, v) {
-  document.getElementById(id).textContent = typeof v === "string" ? v : JSON.stringify(v, null, 2);
+  const text = v == null ? "none" : typeof v === "string" ? v : JSON.stringify(v, null, 2);
+  document.getElementById(id).textContent = text;
 }
 
 function render(s) {
