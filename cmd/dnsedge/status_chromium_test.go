@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,17 +87,19 @@ metrics:
 	type row struct{ Path, Breaker string }
 	var rows []row
 	var refreshes int
+	// read takes the rows and the refresh count in one evaluation, so
+	// that no refresh falls between them.
 	read := func() {
 		t.Helper()
-		var err error
-		rows, err = chromedp.Run(bctx, chromedp.Evaluate[[]row](
-			`[...document.querySelectorAll("#paths tbody tr")].map(r => ({Path: r.dataset.path, Breaker: r.dataset.breaker}))`))
-		if err == nil {
-			refreshes, err = chromedp.Run(bctx, chromedp.Evaluate[int](`Number(document.getElementById("refreshed").dataset.refreshes)`))
-		}
+		v, err := chromedp.Run(bctx, chromedp.Evaluate[struct {
+			Rows      []row
+			Refreshes int
+		}](`({Rows: [...document.querySelectorAll("#paths tbody tr")].map(r => ({Path: r.dataset.path, Breaker: r.dataset.breaker})),
+		     Refreshes: Number(document.getElementById("refreshed").dataset.refreshes)})`))
 		if err != nil {
 			t.Fatalf("read the page: %v", err)
 		}
+		rows, refreshes = v.Rows, v.Refreshes
 	}
 	breakerOf := func(path string) string {
 		for _, r := range rows {
@@ -132,9 +135,25 @@ metrics:
 		q.SetQuestion(fmt.Sprintf("down%d.test.example.", i), dns.TypeA)
 		c.Exchange(q, p.addr("udp"))
 	}
+	pollFor(t, 10*time.Second, "b's path open in dnsedge", func() bool {
+		resp, err := http.Get(status + ".json")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var st struct {
+			Paths []struct{ Name, Breaker string }
+		}
+		json.NewDecoder(resp.Body).Decode(&st)
+		return slices.ContainsFunc(st.Paths, func(p struct{ Name, Breaker string }) bool {
+			return p.Name == paths[0] && p.Breaker == "open"
+		})
+	}, &strings.Builder{})
 	read()
 	before := refreshes
-	poll("b's path shown open", 2*statusRefresh+time.Second, func() bool { return breakerOf(paths[0]) == "open" })
+	// Two refreshes take 2×statusRefresh and the fetches; the bound on
+	// the count below is the assertion, the time is only a backstop.
+	poll("b's path shown open", 5*statusRefresh, func() bool { return breakerOf(paths[0]) == "open" })
 	if refreshes-before > 2 {
 		t.Errorf("b's path shown open after %d refreshes, want at most 2", refreshes-before)
 	}
