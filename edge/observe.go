@@ -20,7 +20,7 @@ import (
 func exchangeVec() *prometheus.HistogramVec {
 	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dnsedge_path_exchange_duration_seconds",
-		Help: "Duration of exchange attempts on a path, by upstream, protocol, family and address, whatever their outcome (a timeout counts its timeout).",
+		Help: "Duration of the exchange attempts queries made on a path, by upstream, protocol, family and address, whatever their outcome (a timeout counts its timeout).",
 		// From loopback (tens of microseconds) to the longest timeout.
 		Buckets: listen.LatencyBuckets,
 	}, pathLabels)
