@@ -76,7 +76,7 @@ func configHash(cfg *Config) string {
 }
 
 // policyInForce returns where the policy of gen comes from (consul,
-// config or none) and the version in force ("" for none).
+// config or none) and the version in force ("" for none), for /status.
 func (s *Server) policyInForce(g *generation) (source, version string) {
 	switch cfg := g.cfg; {
 	case cfg.Consul.On() && cfg.Consul.Policy.Enabled:
@@ -93,7 +93,8 @@ func (s *Server) policyInForce(g *generation) (source, version string) {
 }
 
 // infoCollector exports, at scrape time, what the running server is:
-// its build, the generation in force and the policy version in force.
+// its build and the generation in force. (The policy version in force is
+// dnsedge_policy_info, exported by the generation's policy stage.)
 type infoCollector struct {
 	s       *Server
 	version string
@@ -108,13 +109,10 @@ var (
 		[]string{"generation", "config_hash"}, nil)
 	descGenLoaded = prometheus.NewDesc("dnsedge_generation_loaded_timestamp_seconds",
 		"When the configuration generation in force was committed, in seconds since the Unix epoch.", nil, nil)
-	descPolicyInfo = prometheus.NewDesc("dnsedge_policy_info",
-		"Always 1; the labels tell where the policy comes from (config, consul or none) and the version in force (empty for none).",
-		[]string{"source", "version"}, nil)
 )
 
 func (c *infoCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descBuildInfo, descGenInfo, descGenLoaded, descPolicyInfo} {
+	for _, d := range []*prometheus.Desc{descBuildInfo, descGenInfo, descGenLoaded} {
 		ch <- d
 	}
 }
@@ -127,6 +125,4 @@ func (c *infoCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descGenInfo, prometheus.GaugeValue, 1, strconv.FormatUint(g.stamp.Seq, 10), g.stamp.Hash)
 	ch <- prometheus.MustNewConstMetric(descGenLoaded, prometheus.GaugeValue, float64(g.stamp.Loaded.UnixNano())/1e9)
-	src, v := c.s.policyInForce(g)
-	ch <- prometheus.MustNewConstMetric(descPolicyInfo, prometheus.GaugeValue, 1, src, v)
 }

@@ -54,7 +54,6 @@ func TestStatusAndHistograms(t *testing.T) {
 		`dnsedge_generation_info{config_hash="`,
 		`",generation="1"} 1`,
 		`dnsedge_generation_loaded_timestamp_seconds `,
-		`dnsedge_policy_info{source="none",version=""} 1`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
