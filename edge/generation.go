@@ -45,6 +45,8 @@ type generation struct {
 	tsigKeys *tsig.Keyring
 	// admin is what the admin listener serves; nil without one.
 	admin *adminGen
+	// stamp is set when the generation is committed (see stampGen).
+	stamp stamp
 }
 
 // buildDeps are what a generation takes from the running server.

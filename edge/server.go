@@ -56,6 +56,11 @@ type Server struct {
 	retiring  map[*generation]*time.Timer // old generations waiting to close
 	started   atomic.Bool
 	closed    bool
+
+	// genSeq numbers committed generations (see stampGen); guarded by mu.
+	genSeq uint64
+	// status holds what /status shows beyond the server's own state.
+	status statusState
 }
 
 // listener is what the server needs of every listener kind.
@@ -77,6 +82,9 @@ type Options struct {
 	Out io.Writer
 	// Clock runs the drills' deadlines; the real clock when nil.
 	Clock clockwork.Clock
+	// Version is the version of the binary, exported as
+	// dnsedge_build_info and shown on /status; empty means "dev".
+	Version string
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -110,13 +118,21 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	s.drills = s.newDrills(opts)
 	s.reloads.WithLabelValues("ok")
 	s.reloads.WithLabelValues("failed")
+	version := opts.Version
+	if version == "" {
+		version = "dev"
+	}
+	exchanges := exchangeVec()
 	prom.MustRegister(s.reloads, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&pathCollector{s: s})
+		&pathCollector{s: s}, exchanges, &infoCollector{s: s, version: version})
+	s.observeExchanges(exchanges)
+	s.status.version, s.status.started = version, time.Now()
 	gen, err := s.build(cfg)
 	if err != nil {
 		s.endLife()
 		return nil, err
 	}
+	s.stampGen(gen)
 	s.gen.Store(gen)
 	s.setLevel(cfg)
 	s.commitDrills(gen)
@@ -195,6 +211,7 @@ func (s *Server) Reload(cfg *Config) error {
 		gen.close()
 		return errors.New("server closed")
 	}
+	s.stampGen(gen)
 	old := s.gen.Swap(gen)
 	s.health.SetConfig(cfg.Health.HealthConfig())
 	s.setLevel(cfg)

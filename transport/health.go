@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // Class is the outcome of one exchange on a path, as health sees it.
@@ -199,6 +201,47 @@ type Health struct {
 	outcomes    [numClasses]atomic.Uint64
 	transitions [3]atomic.Uint64 // entries into each State
 	events      [numEvents]atomic.Uint64
+	// exchanges observes each attempt's duration; set once by the
+	// registry before the health is shared, nil for none.
+	exchanges Observer
+	lastErr   atomic.Pointer[PathError]
+}
+
+// PathError is the last failed exchange of a path, for status pages.
+type PathError struct {
+	Class Class
+	Err   string
+	At    time.Time
+}
+
+// LastError returns the path's last failed exchange attempt (any class
+// but ok and canceled), nil when none failed yet. Safe for concurrent
+// use.
+func (h *Health) LastError() *PathError { return h.lastErr.Load() }
+
+// noteError keeps err, or the RCODE of reply for ClassRcode, as the
+// path's last error, unless class says the attempt succeeded or was
+// canceled by its caller.
+func (h *Health) noteError(class Class, err error, reply *dns.Msg, at time.Time) {
+	if class == ClassOK || class == ClassCanceled {
+		return
+	}
+	msg := class.String()
+	switch {
+	case err != nil:
+		msg = err.Error()
+	case reply != nil:
+		msg = "answered " + dns.RcodeToString[reply.Rcode]
+	}
+	h.lastErr.Store(&PathError{Class: class, Err: msg, At: at})
+}
+
+// observeExchange reports one attempt's duration to the path's exchange
+// observer, if it has one.
+func (h *Health) observeExchange(rtt time.Duration) {
+	if h.exchanges != nil {
+		h.exchanges.Observe(rtt.Seconds())
+	}
 }
 
 // Event is something that happened on a path other than an exchange's

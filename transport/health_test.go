@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 type fakeClock struct{ t time.Time }
@@ -180,5 +182,86 @@ func TestStaleSamples(t *testing.T) {
 	h.Observe(5*time.Millisecond, ClassOK)
 	if s := h.Snapshot(); s.Stale || s.SRTT != 5*time.Millisecond {
 		t.Fatalf("after a stale estimate: stale=%v srtt=%v, want a fresh 5ms", s.Stale, s.SRTT)
+	}
+}
+
+// TestHealthLastError: the last failed attempt is kept, with its error or
+// the RCODE the upstream answered; successes and canceled attempts leave
+// it alone.
+func TestHealthLastError(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	servfail := new(dns.Msg)
+	servfail.Rcode = dns.RcodeServerFailure
+	tests := []struct {
+		name  string
+		class Class
+		err   error
+		reply *dns.Msg
+		want  string // "" for no last error
+	}{
+		{"ok", ClassOK, nil, new(dns.Msg), ""},
+		{"canceled", ClassCanceled, context.Canceled, nil, ""},
+		{"timeout", ClassTimeout, errors.New("read udp: i/o timeout"), nil, "read udp: i/o timeout"},
+		{"servfail", ClassRcode, nil, servfail, "answered SERVFAIL"},
+		{"class only", ClassMalformed, nil, nil, "malformed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := NewHealth(HealthConfig{})
+			h.noteError(tt.class, tt.err, tt.reply, at)
+			e := h.LastError()
+			switch {
+			case tt.want == "" && e != nil:
+				t.Errorf("last error %+v, want none", e)
+			case tt.want != "" && (e == nil || e.Err != tt.want || e.Class != tt.class || !e.At.Equal(at)):
+				t.Errorf("last error %+v, want %q", e, tt.want)
+			}
+		})
+	}
+}
+
+// fakeObserver records what it is given.
+type fakeObserver struct{ got []float64 }
+
+func (o *fakeObserver) Observe(v float64) { o.got = append(o.got, v) }
+
+// TestRegistryObserveExchanges: the observer of a path is asked for once,
+// when its health is made, and takes each attempt's duration in seconds;
+// health made without one records nothing.
+func TestRegistryObserveExchanges(t *testing.T) {
+	r := NewRegistry(HealthConfig{}, nil)
+	plain := r.Health(PathID{Upstream: "before", Proto: "udp"})
+	asked := map[PathID]*fakeObserver{}
+	var forgot []PathID
+	r.ObserveExchanges(func(id PathID) Observer {
+		if asked[id] != nil {
+			t.Errorf("observer of %s asked for twice", id)
+		}
+		asked[id] = new(fakeObserver)
+		return asked[id]
+	}, func(id PathID) { forgot = append(forgot, id) })
+	id := PathID{Upstream: "up", Proto: "udp"}
+	h := r.Health(id)
+	if r.Health(id) != h {
+		t.Fatal("the same path got another health")
+	}
+	h.observeExchange(1500 * time.Microsecond)
+	plain.observeExchange(time.Second) // no observer: nothing happens
+	if o := asked[id]; o == nil || len(o.got) != 1 || o.got[0] != 0.0015 {
+		t.Errorf("observed %+v, want [0.0015]", asked[id])
+	}
+	if len(asked) != 1 {
+		t.Errorf("observers made for %d paths, want 1", len(asked))
+	}
+	// Forgotten when the last holder lets go, and only then; a path made
+	// without an observer is not.
+	r.Release(id)
+	if len(forgot) != 0 {
+		t.Errorf("forgotten while still held: %v", forgot)
+	}
+	r.Release(id)
+	r.Release(PathID{Upstream: "before", Proto: "udp"})
+	if len(forgot) != 1 || forgot[0] != id {
+		t.Errorf("forgot %v, want [%v]", forgot, id)
 	}
 }

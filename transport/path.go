@@ -72,6 +72,29 @@ type Registry struct {
 	mu  sync.Mutex
 	cfg HealthConfig
 	m   map[PathID]*held
+	// exchanges returns the observer of a path's exchange times, and
+	// forget lets go of it; nil records none. See ObserveExchanges.
+	exchanges func(PathID) Observer
+	forget    func(PathID)
+}
+
+// Observer takes one measurement, in seconds, such as a Prometheus
+// histogram's Observe. Implementations are safe for concurrent use.
+type Observer interface {
+	Observe(float64)
+}
+
+// ObserveExchanges makes every path whose health the registry creates
+// from now on report the duration of each exchange attempt (whatever its
+// outcome) to the observer observe returns for the path; observe is
+// called once per path, not per exchange, and forget (if not nil) once
+// the registry forgets the path, so that its series can go. Call it
+// before the first path is made: health made before keeps no observer.
+// Both are called with the registry's lock held.
+func (r *Registry) ObserveExchanges(observe func(PathID) Observer, forget func(PathID)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.exchanges, r.forget = observe, forget
 }
 
 type held struct {
@@ -115,6 +138,9 @@ func (r *Registry) Health(id PathID) *Health {
 	e, ok := r.m[id]
 	if !ok {
 		e = &held{h: NewHealth(r.configFor(id))}
+		if r.exchanges != nil {
+			e.h.exchanges = r.exchanges(id)
+		}
 		r.m[id] = e
 	}
 	e.refs++
@@ -129,6 +155,9 @@ func (r *Registry) Release(id PathID) {
 	if e, ok := r.m[id]; ok {
 		if e.refs--; e.refs <= 0 {
 			delete(r.m, id)
+			if e.h.exchanges != nil && r.forget != nil {
+				r.forget(id)
+			}
 		}
 	}
 }

@@ -459,6 +459,8 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 		end(class, err)
 	}
 	p.Health.ObserveAttempt(rtt, class, ticket)
+	p.Health.observeExchange(rtt)
+	p.Health.noteError(class, err, m, begin.Add(rtt))
 	a.msg, a.err, a.class = m, err, class
 	results <- a
 }

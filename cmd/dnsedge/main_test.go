@@ -198,6 +198,8 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 var (
 	listenLine = regexp.MustCompile(`^listening on (udp|tcp|dot|doh|doq) (\S+)$`)
 	caLine     = regexp.MustCompile(`^self-signed certificate authority: (\S+) `)
+	// metricsLine gives the metrics endpoint's address as p.addr("metrics").
+	metricsLine = regexp.MustCompile(`^metrics on http://(\S+)/metrics$`)
 )
 
 // startServe runs "dnsedge serve -config path" and waits for its start-up
@@ -233,6 +235,9 @@ func startServe(t *testing.T, path string) *proc {
 			}
 			if m := caLine.FindStringSubmatch(line); m != nil {
 				p.ca = m[1]
+			}
+			if m := metricsLine.FindStringSubmatch(line); m != nil {
+				p.addrs["metrics"] = m[1]
 			}
 			p.mu.Unlock()
 			if strings.HasPrefix(line, "upstream ") {

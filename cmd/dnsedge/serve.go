@@ -45,7 +45,7 @@ func serve(args []string) int {
 	}
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
 	logWarnings(log, cfg)
-	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout})
+	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString()})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		return 1

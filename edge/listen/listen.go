@@ -389,6 +389,7 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	}()
 	m, err = c.cfg.Handler().ServeDNS(ctx, req)
 	req.Outcome.Latency = time.Since(req.Received)
+	c.m.served(req, err)
 	return m, err
 }
 

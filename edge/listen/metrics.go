@@ -78,6 +78,9 @@ type kindMetrics struct {
 	panics    prometheus.Counter
 	conns     prometheus.Gauge
 	guards    [numGuardActions]prometheus.Counter
+	// latency has one observer per answer source and one for errors
+	// (see served); nil observers record nothing.
+	latency [numSources + 1]prometheus.Observer
 }
 
 // NewMetrics builds the listener metrics and registers them with reg
@@ -85,7 +88,11 @@ type kindMetrics struct {
 // registry that already holds them reuses the registered collectors, so a
 // server may build its Metrics more than once against one registry. It
 // panics when reg holds other collectors under the same names.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+func NewMetrics(reg prometheus.Registerer) *Metrics { return newMetrics(reg, true) }
+
+// newMetrics is NewMetrics, without the latency histograms when
+// histograms is false (to measure what they cost).
+func newMetrics(reg prometheus.Registerer, histograms bool) *Metrics {
 	const ns, sub = "dnsedge", "listener"
 	queries := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: ns, Subsystem: sub, Name: "queries_total",
@@ -117,6 +124,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Help: "Queries turned away before the pipeline, by listener kind and action: acl_refused (client outside the listener's acl), rate_tc and rate_refused (client over its rate limit or queries in flight).",
 	}, []string{"listener", "action"}))
 
+	var latency *prometheus.HistogramVec
+	if histograms {
+		latency = register(reg, latencyVec())
+	}
+
 	m := &Metrics{panics: panics}
 	for k := pipeline.KindUDP; int(k) < numKinds; k++ {
 		name := k.String()
@@ -138,6 +150,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		for a := range numGuardActions {
 			km.guards[a] = guarded.WithLabelValues(name, guardNames[a])
+		}
+		if latency != nil {
+			km.bindLatency(latency, name)
 		}
 		m.kinds[k] = km
 	}
