@@ -127,6 +127,12 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		&pathCollector{s: s}, exchanges, &infoCollector{s: s, version: version})
 	s.observeExchanges(exchanges)
 	s.status.version, s.status.started = version, time.Now()
+	s.status.drills = func() any {
+		if st := s.DrillStatus(); len(st.Active)+len(st.Recent) > 0 {
+			return st
+		}
+		return nil
+	}
 	gen, err := s.build(cfg)
 	if err != nil {
 		s.endLife()
