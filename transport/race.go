@@ -313,12 +313,23 @@ func (r *racer) start(a attempt, leading, inline bool) {
 	}
 	// A client's attempts outlive the client: letting a loser run to
 	// its own timeout is what tells its health whether the path works.
+	// They keep the client's deadline, though: past it nobody waits for
+	// the answer, and exchangeOn counts an attempt it cut short as
+	// canceled, not as the path's timeout.
 	if inline {
-		exchangeOn(context.WithoutCancel(r.ctx), r.q, a, ticket, timeout, r.cfg.Clock, r.results)
+		exchangeOn(budget{r.ctx}, r.q, a, ticket, timeout, r.cfg.Clock, r.results)
 		return
 	}
-	go exchangeOn(context.WithoutCancel(r.ctx), r.q, a, ticket, timeout, r.cfg.Clock, r.results)
+	go exchangeOn(budget{r.ctx}, r.q, a, ticket, timeout, r.cfg.Clock, r.results)
 }
+
+// budget is a client's context without its cancellation: its deadline
+// and values, but a client that goes away cancels none of its attempts
+// (context.WithoutCancel would drop the deadline too).
+type budget struct{ context.Context }
+
+func (budget) Done() <-chan struct{} { return nil }
+func (budget) Err() error            { return nil }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
 // Stream. It takes over u's place: if the timer was waiting on u it now

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"runtime"
 	"strings"
@@ -183,6 +184,43 @@ func TestRace(t *testing.T) {
 				if got := calls(p); got != tt.wantCalls[i] {
 					t.Errorf("path %s: %d calls, want %d", p, got, tt.wantCalls[i])
 				}
+			}
+		})
+	}
+}
+
+// TestRaceKeepsTheClientDeadline: one silent path with a timeout longer
+// than the client's budget (the attempt runs on the caller's goroutine):
+// the race ends at the client's deadline, and the cut-short attempt does
+// not count against the path. A client that goes away early cancels
+// nothing: its attempt still runs to that deadline.
+func TestRaceKeepsTheClientDeadline(t *testing.T) {
+	for _, cancelEarly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cancel=%v", cancelEarly), func(t *testing.T) {
+			fc := clockwork.NewFakeClock()
+			rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond, Clock: fc}.withDefaults()
+			var ended atomic.Int64
+			p := testPath(t, fc, "silent", IPv4, func(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+				defer func() { ended.Store(fc.Now().UnixNano()) }()
+				return blackhole(ctx, q)
+			})
+			start := fc.Now()
+			ctx, cancel := clockwork.WithTimeout(context.Background(), fc, 30*time.Millisecond)
+			defer cancel()
+			if cancelEarly {
+				cancel()
+			}
+			var err error
+			drive(t, fc, func() { _, err = race(ctx, query(), cands(p), false, rc) })
+			if err == nil {
+				t.Fatal("a silent path answered")
+			}
+			waitForClock(t, fc, func() bool { return ended.Load() != 0 })
+			if took := time.Duration(ended.Load() - start.UnixNano()); took > 35*time.Millisecond {
+				t.Errorf("the attempt ran %v, past the client's 30ms deadline (path timeout %v)", took, testHealth.InitialTimeout)
+			}
+			if c := p.Health.Snapshot().Consecutive; c != 0 {
+				t.Errorf("the attempt cut short by the client's deadline counted as %d failures of the path", c)
 			}
 		})
 	}
