@@ -198,6 +198,9 @@ func buildAdmin(ctx context.Context, g *generation, d buildDeps) error {
 	ag := &adminGen{}
 	mux := http.NewServeMux()
 	records.NewHandler(m, origins, auth, cfg.Records).Register(mux)
+	if d.ops != nil {
+		d.ops(mux, auth)
+	}
 	ag.api = mux
 	if w := cfg.Records.Webhook; w != nil {
 		wm := http.NewServeMux()

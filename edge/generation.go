@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
@@ -44,6 +46,12 @@ type generation struct {
 	tsigKeys *tsig.Keyring
 	// admin is what the admin listener serves; nil without one.
 	admin *adminGen
+	// policy is the chain's policy stage, nil without one: the canary
+	// runs it alone to compare decisions.
+	policy pipeline.Middleware
+	// stats counts what the generation answered while live, for the
+	// rollback watch; nil for shadows (see buildCanaryTap).
+	stats *genStats
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -53,6 +61,11 @@ type buildDeps struct {
 	loop     *middleware.Loop
 	// resolveTimeout bounds the first resolution of host-name upstreams.
 	resolveTimeout time.Duration
+	// hook is the server's canary hook the canary stage reads; nil for
+	// the canary's own shadow generations.
+	hook *canaryHook
+	// ops adds the operating endpoints to the admin API; nil for none.
+	ops func(mux *http.ServeMux, auth *admin.Auth)
 }
 
 // Keys of the parts a generation takes from the pool. Each holds all a

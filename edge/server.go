@@ -16,6 +16,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/transport"
+	"github.com/jonboulle/clockwork"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -53,6 +54,21 @@ type Server struct {
 	retiring  map[*generation]*time.Timer // old generations waiting to close
 	started   atomic.Bool
 	closed    bool
+
+	// clock runs the canary's verdicts and the rollback watch; load
+	// re-reads the configuration file (nil without one).
+	clock clockwork.Clock
+	load  func() (*Config, error)
+	// The canary under way or the last one (canaryRun, guarded by
+	// canaryMu), and the hook the live generation's tap reads.
+	canaryHook    *canaryHook
+	canaryMu      sync.Mutex
+	canaryRun     *canaryRun
+	canaryMetrics *canaryMetrics
+	// watch is the rollback watch under way; lastRollback the last
+	// rollback. Both guarded by mu.
+	watch        *watch
+	lastRollback *rollbackEvent
 }
 
 // listener is what the server needs of every listener kind.
@@ -72,6 +88,12 @@ type Options struct {
 	// Out receives the human-readable summary printed at start; nil
 	// discards it.
 	Out io.Writer
+	// Load re-reads the configuration file, for a canary or a reload
+	// asked for through the admin API; nil when there is no file.
+	Load func() (*Config, error)
+	// Clock runs the canary's verdicts and the rollback watch; the real
+	// clock when nil.
+	Clock clockwork.Clock
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -91,6 +113,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
 		pool:      newPool(),
+		clock:     opts.Clock, load: opts.Load, canaryHook: new(canaryHook),
 		listeners: make(map[listenerKey]*liveListener),
 		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -101,7 +124,11 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.limiter, err = listen.NewRateLimiter(cfg.RateLimit, nil); err != nil {
 		return nil, fmt.Errorf("rate_limit: %w", err)
 	}
+	if s.clock == nil {
+		s.clock = clockwork.NewRealClock()
+	}
 	s.life, s.endLife = context.WithCancel(context.Background())
+	s.canaryMetrics = newCanaryMetrics(prom)
 	s.reloads.WithLabelValues("ok")
 	s.reloads.WithLabelValues("failed")
 	prom.MustRegister(s.reloads, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -119,7 +146,8 @@ func New(cfg *Config, opts Options) (*Server, error) {
 // build makes a generation of cfg, taking what it can from the pool. On
 // error nothing of it is left.
 func (s *Server) build(cfg *Config) (*generation, error) {
-	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second}
+	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second,
+		hook: s.canaryHook, ops: s.registerOps}
 	return buildGeneration(s.life, cfg, s.pool.hold(), d)
 }
 
@@ -172,11 +200,37 @@ func (s *Server) Reload(cfg *Config) error {
 	if err != nil {
 		return s.reloadFailed(err)
 	}
+	if err := s.install(gen); err != nil {
+		gen.close()
+		if errors.Is(err, errServerClosed) {
+			return err
+		}
+		return s.reloadFailed(err)
+	}
+	s.reloads.WithLabelValues("ok").Inc()
+	s.mu.Lock()
+	s.log.Info("configuration reloaded", "listeners", len(s.listeners), "paths", len(gen.paths()))
+	s.mu.Unlock()
+	// A canary tried against the configuration replaced has no live
+	// configuration to be compared with any more.
+	if err := s.AbortCanary("a reload replaced the live configuration"); err != nil && !errors.Is(err, ErrNoCanary) {
+		s.log.Warn("canary aborted with errors", "error", err.Error())
+	}
+	return nil
+}
+
+var errServerClosed = errors.New("server closed")
+
+// install commits gen: the listeners its configuration needs are planned
+// (bound, or kept), then the generation swapped in and the front
+// committed; the generation replaced is retired (see retire). The caller
+// holds s.reloadMu; on error nothing changed and gen is the caller's.
+func (s *Server) install(gen *generation) error {
 	var fp *frontPlan
 	if s.started.Load() {
-		if fp, err = s.planFront(s.life, cfg); err != nil {
-			gen.close()
-			return s.reloadFailed(err)
+		var err error
+		if fp, err = s.planFront(s.life, gen.cfg); err != nil {
+			return err
 		}
 	}
 	s.mu.Lock()
@@ -185,27 +239,16 @@ func (s *Server) Reload(cfg *Config) error {
 		if fp != nil {
 			fp.parts.release()
 		}
-		gen.close()
-		return errors.New("server closed")
+		return errServerClosed
 	}
 	old := s.gen.Swap(gen)
-	s.health.SetConfig(cfg.Health.HealthConfig())
-	s.setLevel(cfg)
+	s.health.SetConfig(gen.cfg.Health.HealthConfig())
+	s.setLevel(gen.cfg)
 	if fp != nil {
 		s.commitFront(fp)
 	}
-	// Let queries in flight on the old generation finish, then release it.
-	s.retiring[old] = time.AfterFunc(old.cfg.Server.QueryTimeout+time.Second, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if _, ok := s.retiring[old]; !ok {
-			return // Close got there first
-		}
-		delete(s.retiring, old)
-		old.close()
-	})
-	s.reloads.WithLabelValues("ok").Inc()
-	s.log.Info("configuration reloaded", "listeners", len(s.listeners), "paths", len(gen.paths()))
+	// Queries in flight on the old generation finish on it.
+	s.retire(old, gen)
 	return nil
 }
 
@@ -222,6 +265,9 @@ func (s *Server) reloadFailed(err error) error {
 // reload under way gives up rather than hold Close up.
 func (s *Server) Close() error {
 	s.endLife()
+	if err := s.AbortCanary("server closed"); err != nil && !errors.Is(err, ErrNoCanary) {
+		s.log.Warn("canary aborted with errors", "error", err.Error())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -237,6 +283,11 @@ func (s *Server) Close() error {
 	wg.Wait()
 	errs = append(errs, s.front.release())
 	s.listeners, s.httpEnd = nil, nil
+	if w := s.watch; w != nil {
+		s.watch = nil
+		close(w.stop)
+		errs = append(errs, w.old.close())
+	}
 	for old, t := range s.retiring {
 		t.Stop()
 		errs = append(errs, old.close())
