@@ -109,7 +109,10 @@ func (s *Server) opCanaryStart(w http.ResponseWriter, r *http.Request, p *admin.
 	}
 	req.By = p.ID
 	st, err := s.StartCanary(req)
-	details := map[string]any{"source": st.Source, "share": st.Share, "answer_share": st.AnswerShare, "control_share": st.ControlShare}
+	var details map[string]any
+	if err == nil {
+		details = map[string]any{"source": st.Source, "share": st.Share, "answer_share": st.AnswerShare, "control_share": st.ControlShare}
+	}
 	s.audit(p, "canary.start", details, err)
 	var fe *field.Error
 	switch {
