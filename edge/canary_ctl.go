@@ -243,4 +243,3 @@ func (s *Server) AbortCanary(why string) error {
 	s.log.Info("canary aborted", "why", why)
 	return err
 }
-

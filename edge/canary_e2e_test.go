@@ -258,7 +258,7 @@ func TestCanary(t *testing.T) {
 		// all: every sample is compared before check (a candidate that
 		// fails is slower to compare than the clients are to ask).
 		all   bool
-		check     func(t *testing.T, e *canaryEdge, st CanaryStatus)
+		check func(t *testing.T, e *canaryEdge, st CanaryStatus)
 	}{
 		{name: "unchanged", all: true, check: func(t *testing.T, e *canaryEdge, st CanaryStatus) {
 			if st.DecisionDiffs != 0 {
@@ -554,7 +554,6 @@ func readAudit(t *testing.T, cfg *Config) string {
 	}
 	return b
 }
-
 
 func readFileIn(dir, name string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, name))

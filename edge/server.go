@@ -109,11 +109,11 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, level: opts.Level, out: out, prom: prom,
-		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
-		loop:      middleware.NewLoop(log),
-		lmet:      listen.NewMetrics(prom),
-		pool:      newPool(),
-		clock:     opts.Clock, load: opts.Load, canaryHook: new(canaryHook),
+		health: transport.NewRegistry(cfg.Health.HealthConfig(), log),
+		loop:   middleware.NewLoop(log),
+		lmet:   listen.NewMetrics(prom),
+		pool:   newPool(),
+		clock:  opts.Clock, load: opts.Load, canaryHook: new(canaryHook),
 		listeners: make(map[listenerKey]*liveListener),
 		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
