@@ -109,11 +109,10 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, level: opts.Level, out: out, prom: prom,
-		health: transport.NewRegistry(cfg.Health.HealthConfig(), log),
-		loop:   middleware.NewLoop(log),
-		lmet:   listen.NewMetrics(prom),
-		pool:   newPool(),
-		clock:  opts.Clock, load: opts.Load, canaryHook: new(canaryHook),
+		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
+		loop:      middleware.NewLoop(log),
+		lmet:      listen.NewMetrics(prom),
+		pool:      newPool(),
 		listeners: make(map[listenerKey]*liveListener),
 		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -124,6 +123,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.limiter, err = listen.NewRateLimiter(cfg.RateLimit, nil); err != nil {
 		return nil, fmt.Errorf("rate_limit: %w", err)
 	}
+	s.clock, s.load, s.canaryHook = opts.Clock, opts.Load, new(canaryHook)
 	if s.clock == nil {
 		s.clock = clockwork.NewRealClock()
 	}
