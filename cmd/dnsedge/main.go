@@ -13,6 +13,7 @@ commands:
   serve [-config FILE]                  run the resolver (embedded default config without -config)
   check FILE                            validate a configuration file; print every problem
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
+  reload [-canary SHARE | -status | -promote | -abort | -rollback]  reload a running dnsedge through its admin API
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
   version                               print the version
@@ -32,6 +33,8 @@ func main() {
 		code = check(args, os.Stdout, os.Stderr)
 	case "diagnose":
 		code = diagnose(args, os.Stdout, os.Stderr)
+	case "reload":
+		code = reloadCmd(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
 	case "version":
