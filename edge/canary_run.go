@@ -114,9 +114,10 @@ func buildCanaryTap(b *chainBuild) (pipeline.Middleware, error) {
 				g.stats.record(req, m, err)
 				return m, err
 			}
+			// req.Msg and the reply are read-only (pipeline.Handler):
+			// the sample keeps them, not copies.
 			j := shadowJob{req: *req, draw: draw}
 			j.req.Wire, j.req.Signer, j.req.Outcome = nil, nil, pipeline.Outcome{}
-			j.req.Msg = req.Msg.Copy() // the listener may reuse its query
 			m, err := next.ServeDNS(ctx, req)
 			g.stats.record(req, m, err)
 			switch {
@@ -124,9 +125,8 @@ func buildCanaryTap(b *chainBuild) (pipeline.Middleware, error) {
 				return m, err
 			case err != nil:
 				j.live = pipeline.ErrorReply(req.Msg, err)
-			case m != nil:
-				c := *m // the header as answered; the listener may set its own
-				j.live = &c
+			default:
+				j.live = m
 			}
 			select {
 			case run.jobs <- j:
