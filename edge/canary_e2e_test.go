@@ -578,3 +578,37 @@ func readFileIn(dir, name string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	return string(b), err
 }
+
+// TestCanaryConfigErrors: bad canary and rollback settings are refused
+// with their place in the file.
+func TestCanaryConfigErrors(t *testing.T) {
+	base := "listeners: [{proto: udp, address: \"127.0.0.1:0\"}]\nupstreams: [{name: up, url: \"udp://127.0.0.1:53\"}]\nbootstrap: [\"127.0.0.1:53\"]\n"
+	tests := []struct{ name, text, want string }{
+		{"share above 1", "canary: {share: 1.5}\n", "4:17: canary.share"},
+		{"answer share above share", "canary: {share: 0.01, answer_share: 0.5}\n", "canary.answer_share"},
+		{"no workers", "canary: {workers: -1}\n", "canary.workers"},
+		{"threshold", "canary:\n  thresholds: {max_p99_ratio: 0.5}\n", "5:31: canary.thresholds.max_p99_ratio"},
+		{"negative watch", "rollback: {watch: -1s}\n", "rollback.watch"},
+		{"interval above watch", "rollback: {watch: 5s, interval: 10s}\n", "rollback.interval"},
+		{"unknown key", "rollback: {wach: 5s}\n", "wach"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(base+tt.text))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Parse = %v, want an error at %s", err, tt.want)
+			}
+		})
+	}
+	cfg, err := Parse("c.yaml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Rollback.On() || cfg.Rollback.Watch != 60*time.Second {
+		t.Fatalf("rollback defaults: %+v", cfg.Rollback)
+	}
+	off, err := Parse("c.yaml", []byte(base+"rollback: {enabled: false}\n"))
+	if err != nil || off.Rollback.On() {
+		t.Fatalf("enabled: false: %v %+v", err, off)
+	}
+}

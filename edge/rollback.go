@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"errors"
 	"strings"
 	"time"
 
@@ -130,8 +131,8 @@ func (s *Server) rollback(w *watch, reason, why string) bool {
 		}
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.watch != w || s.closed {
+		s.mu.Unlock()
 		if fp != nil {
 			fp.parts.release()
 		}
@@ -148,8 +149,14 @@ func (s *Server) rollback(w *watch, reason, why string) bool {
 	s.retireLater(bad)
 	s.canaryMetrics.rollbacks.WithLabelValues(reason).Inc()
 	s.lastRollback = &rollbackEvent{Time: s.clock.Now(), Reason: reason, Why: why}
+	s.mu.Unlock()
 	s.log.Warn("rolled back to the previous configuration", "reason", reason, "why", why,
 		"after", s.clock.Since(w.started).Truncate(time.Millisecond).String())
+	// A canary tried against the configuration rolled back from has no
+	// live configuration to be compared with any more.
+	if err := s.AbortCanary("the live configuration was rolled back"); err != nil && !errors.Is(err, ErrNoCanary) {
+		s.log.Warn("canary aborted with errors", "error", err.Error())
+	}
 	return true
 }
 
