@@ -163,7 +163,7 @@ func parseShare(s string) (float64, error) {
 	if pct {
 		v /= 100
 	}
-	if v <= 0 || v > 1 {
+	if !(v > 0 && v <= 1) { // NaN too
 		return 0, fmt.Errorf("%q is not a share between 0 and 100%%", s)
 	}
 	return v, nil

@@ -18,7 +18,7 @@ func TestParseShare(t *testing.T) {
 		err  bool
 	}{
 		{"5%", 0.05, false}, {"0.05", 0.05, false}, {"100%", 1, false}, {"1", 1, false}, {" 2.5 %", 0.025, false},
-		{"5", 0, true}, {"0", 0, true}, {"-1%", 0, true}, {"half", 0, true}, {"", 0, true},
+		{"5", 0, true}, {"0", 0, true}, {"NaN", 0, true}, {"NaN%", 0, true}, {"-1%", 0, true}, {"half", 0, true}, {"", 0, true},
 	}
 	for _, tt := range tests {
 		got, err := parseShare(tt.in)
@@ -87,4 +87,17 @@ func TestReloadCommand(t *testing.T) {
 	if !strings.Contains(p.stderr.String(), `"action":"canary.start"`) {
 		t.Fatalf("no audit log line for the canary:\n%s", p.stderr.String())
 	}
+}
+
+// FuzzParseShare: any input is a share in (0, 1] or an error.
+func FuzzParseShare(f *testing.F) {
+	for _, s := range []string{"5%", "0.05", "1", "100%", "1e-3", "NaN", "+Inf%", "-0"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		v, err := parseShare(s)
+		if err == nil && !(v > 0 && v <= 1) {
+			t.Fatalf("parseShare(%q) = %v without an error", s, v)
+		}
+	})
 }

@@ -143,7 +143,7 @@ func (t Thresholds) WithDefaults() Thresholds {
 func (c Config) Validate() error {
 	var errs []error
 	share := func(path string, v float64) {
-		if v < 0 || v > 1 {
+		if !(v >= 0 && v <= 1) { // NaN too
 			errs = append(errs, field.Errorf(path, "%v must be a fraction from 0 to 1 (0.05 is 5 %%)", v))
 		}
 	}
@@ -165,7 +165,7 @@ func (c Config) Validate() error {
 	if c.Queue < 1 || c.Queue > 1<<16 {
 		errs = append(errs, field.Errorf("queue", "queue of %d: want 1 to 65536", c.Queue))
 	}
-	if c.UpstreamQPS <= 0 {
+	if !(c.UpstreamQPS > 0) {
 		errs = append(errs, field.Errorf("upstream_qps", "%v: the canary needs a positive rate of upstream exchanges", c.UpstreamQPS))
 	}
 	if c.UpstreamBurst < 1 {
@@ -188,11 +188,11 @@ func (t Thresholds) Validate() error {
 		path string
 		v    float64
 	}{{"max_servfail_increase", t.MaxServfailIncrease}, {"max_diff_increase", t.MaxDiffIncrease}} {
-		if f.v < 0 || f.v > 1 {
+		if !(f.v >= 0 && f.v <= 1) {
 			errs = append(errs, field.Errorf(f.path, "%v must be a fraction from 0 to 1", f.v))
 		}
 	}
-	if t.MaxP99Ratio < 1 {
+	if !(t.MaxP99Ratio >= 1) {
 		errs = append(errs, field.Errorf("max_p99_ratio", "%v: a ratio below 1 would fail a candidate as fast as the live configuration", t.MaxP99Ratio))
 	}
 	if t.P99Floor < 0 {
@@ -285,11 +285,11 @@ func (c RollbackConfig) Validate() error {
 		path string
 		v    float64
 	}{{"max_servfail_increase", c.MaxServfailIncrease}, {"max_fallback_increase", c.MaxFallbackIncrease}} {
-		if f.v < 0 || f.v > 1 {
+		if !(f.v >= 0 && f.v <= 1) {
 			errs = append(errs, field.Errorf(f.path, "%v must be a fraction from 0 to 1", f.v))
 		}
 	}
-	if c.MaxP99Ratio < 1 {
+	if !(c.MaxP99Ratio >= 1) {
 		errs = append(errs, field.Errorf("max_p99_ratio", "%v: want at least 1", c.MaxP99Ratio))
 	}
 	if c.P99Floor < 0 {

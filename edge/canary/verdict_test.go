@@ -1,6 +1,7 @@
 package canary
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,9 @@ func TestConfigValidate(t *testing.T) {
 		{"control above answer", Config{Share: 0.1, AnswerShare: 0.01, ControlShare: 0.05}, "control_share"},
 		{"negative rate", Config{UpstreamQPS: -1}, "upstream_qps"},
 		{"ratio below 1", Config{Thresholds: Thresholds{MaxP99Ratio: 0.5}}, "thresholds.max_p99_ratio"},
+		{"NaN share", Config{Share: math.NaN()}, "share"},
+		{"NaN ratio", Config{Thresholds: Thresholds{MaxP99Ratio: math.NaN()}}, "thresholds.max_p99_ratio"},
+		{"infinite rate", Config{UpstreamQPS: math.Inf(1)}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
