@@ -156,6 +156,7 @@ func (s *Server) StartCanary(r CanaryRequest) (CanaryStatus, error) {
 	run := &canaryRun{
 		s: s, cfg: settings, live: live, cand: cand, shadow: sh, control: ctl, source: source, by: r.By,
 		started: s.clock.Now(), timeout: live.cfg.Server.QueryTimeout, state: CanaryRunning,
+		verdict: canary.Verdict{State: canary.Pending, Reasons: []string{"no verdict taken yet"}},
 		jobs:    make(chan shadowJob, settings.Queue),
 		limiter: rate.NewLimiter(rate.Limit(settings.UpstreamQPS), settings.UpstreamBurst),
 		byRule:  make(map[string]int64), byRoute: make(map[string]int64), byRcode: make(map[string]int64), byKind: make(map[string]int64),
