@@ -482,3 +482,40 @@ func TestRollbackKeepsGoodReload(t *testing.T) {
 		t.Fatalf("a good reload was rolled back: %+v", e.srv.RollbackStatus().Last)
 	}
 }
+
+// TestRollbackAfterPromotion: a candidate routed to a dead group that an
+// operator promotes anyway is rolled back like a bad reload.
+func TestRollbackAfterPromotion(t *testing.T) {
+	cdn, v2, dead := cdnUpstream(t), cdnUpstream(t), deadUpstream(t)
+	extra := "rollback: {watch: 60s, interval: 1s, min_samples: 20}\n"
+	e := startCanaryEdge(t, canaryConfig(t, cdn, v2, dead, extra), nil)
+	for i := range 30 {
+		e.ask(t, fmt.Sprintf("warm%d.cdn.test.", i))
+	}
+	live := e.srv.gen.Load()
+	bad := canaryConfig(t, cdn, v2, dead, extra+"policy:\n  version: dead\n  rules:\n    - {name: all-dead, match: {qname_suffix: [cdn.test]}, route: dead}\n")
+	if _, err := e.srv.StartCanary(CanaryRequest{Config: bad}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.PromoteCanary("operator"); err != nil {
+		t.Fatal(err)
+	}
+	if e.srv.gen.Load() == live {
+		t.Fatal("not promoted")
+	}
+	var wg sync.WaitGroup
+	for i := range 30 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := new(dns.Msg)
+			q.SetQuestion(fmt.Sprintf("p%d.cdn.test.", i), dns.TypeA)
+			(&dns.Client{Net: "udp", Timeout: 3 * time.Second}).Exchange(q, e.udp.String())
+		}()
+	}
+	wg.Wait()
+	e.waitFor(t, "rolled back", 10*time.Second, time.Second, func() bool { return e.srv.gen.Load() == live })
+	if m := e.ask(t, "back.cdn.test."); m.Rcode != dns.RcodeSuccess {
+		t.Fatalf("after the rollback: %s", dns.RcodeToString[m.Rcode])
+	}
+}
