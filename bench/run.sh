@@ -140,6 +140,8 @@ CACHE_ARGS=(-T 1 -c "$CLIENTS" -q "$OUTSTANDING" -t 2 -Q "$CACHE_RATE")
 PATH=$PATH:/usr/sbin:/sbin
 
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+# shellcheck source=bench/canary.sh
+. "$BENCH_DIR/canary.sh"
 die() {
 	log "error: $*"
 	exit 1
@@ -1668,6 +1670,7 @@ for server in $ONLY; do
 		if [[ $DNSEDGE_STATUS == ok ]] && ((POLICY_RULES > 0)); then
 			log "policy phase"
 			policy_phase
+			canary_phase
 			carry_cost
 		fi
 		;;

@@ -199,6 +199,9 @@ func buildAdmin(ctx context.Context, g *generation, d buildDeps) error {
 	mux := http.NewServeMux()
 	records.NewHandler(m, origins, auth, cfg.Records).Register(mux)
 	registerDrills(mux, auth, cfg, d)
+	if d.ops != nil {
+		d.ops(mux, auth)
+	}
 	ag.api = mux
 	if w := cfg.Records.Webhook; w != nil {
 		wm := http.NewServeMux()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/canary"
 	"github.com/dnsedge/dnsedge/edge/consul"
 	"github.com/dnsedge/dnsedge/edge/dnstap"
 	"github.com/dnsedge/dnsedge/edge/drill"
@@ -94,6 +95,11 @@ type Config struct {
 	Records records.Config `yaml:"records"`
 	// Drills bounds the drills run through the admin listener.
 	Drills drill.Config `yaml:"drills"`
+	// Canary is how a candidate configuration is tried on live queries
+	// before it is committed; Rollback how long the configuration before
+	// a reload is kept, and when dnsedge swaps back to it.
+	Canary   canary.Config         `yaml:"canary"`
+	Rollback canary.RollbackConfig `yaml:"rollback"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

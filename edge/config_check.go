@@ -62,6 +62,7 @@ func (c *Config) complete(resolvConf string) error {
 	c.TSIG = c.TSIG.WithDefaults()
 	c.completeAdmin()
 	c.Drills = c.Drills.WithDefaults()
+	c.Rollback = c.Rollback.WithDefaults()
 	c.Consul = c.Consul.WithDefaults()
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
@@ -144,6 +145,7 @@ func (c *Config) Validate() error {
 		add("groups", "no upstream groups: nothing to forward to")
 	}
 	errs = append(errs, c.loops()...)
+	errs = append(errs, field.Prefix("canary", c.Canary.WithDefaults().Validate()), field.Prefix("rollback", c.Rollback.Validate()))
 	errs = append(errs, c.validatePolicy()...)
 	if len(c.Bootstrap) == 0 {
 		for i, u := range c.Upstreams {

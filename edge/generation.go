@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/drill"
+	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
@@ -47,6 +49,12 @@ type generation struct {
 	admin *adminGen
 	// stamp is set when the generation is committed (see stampGen).
 	stamp stamp
+	// policy is the chain's policy stage, nil without one: the canary
+	// runs it alone to compare decisions.
+	policy pipeline.Middleware
+	// stats counts what the generation answered while live, for the
+	// rollback watch; nil for shadows (see buildCanaryTap).
+	stats *genStats
 }
 
 // buildDeps are what a generation takes from the running server.
@@ -57,6 +65,11 @@ type buildDeps struct {
 	drills   *drill.Manager
 	// resolveTimeout bounds the first resolution of host-name upstreams.
 	resolveTimeout time.Duration
+	// hook is the server's canary hook the canary stage reads; nil for
+	// the canary's own shadow generations.
+	hook *canaryHook
+	// ops adds the operating endpoints to the admin API; nil for none.
+	ops func(mux *http.ServeMux, auth *admin.Auth)
 }
 
 // Keys of the parts a generation takes from the pool. Each holds all a

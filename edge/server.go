@@ -61,6 +61,20 @@ type Server struct {
 	genSeq uint64
 	// status holds what /status shows beyond the server's own state.
 	status statusState
+	// clock runs the canary's verdicts and the rollback watch; load
+	// re-reads the configuration file (nil without one).
+	clock clockwork.Clock
+	load  func() (*Config, error)
+	// The canary under way or the last one (canaryRun, guarded by
+	// canaryMu), and the hook the live generation's tap reads.
+	canaryHook    *canaryHook
+	canaryMu      sync.Mutex
+	canaryRun     *canaryRun
+	canaryMetrics *canaryMetrics
+	// watch is the rollback watch under way; lastRollback the last
+	// rollback. Both guarded by mu.
+	watch        *watch
+	lastRollback *rollbackEvent
 }
 
 // listener is what the server needs of every listener kind.
@@ -80,11 +94,15 @@ type Options struct {
 	// Out receives the human-readable summary printed at start; nil
 	// discards it.
 	Out io.Writer
-	// Clock runs the drills' deadlines; the real clock when nil.
-	Clock clockwork.Clock
 	// Version is the version of the binary, exported as
 	// dnsedge_build_info and shown on /status; empty means "dev".
 	Version string
+	// Load re-reads the configuration file, for a canary or a reload
+	// asked for through the admin API; nil when there is no file.
+	Load func() (*Config, error)
+	// Clock runs the drills' deadlines, the canary's verdicts and the
+	// rollback watch; the real clock when nil.
+	Clock clockwork.Clock
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -114,8 +132,13 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	if s.limiter, err = listen.NewRateLimiter(cfg.RateLimit, nil); err != nil {
 		return nil, fmt.Errorf("rate_limit: %w", err)
 	}
+	s.clock, s.load, s.canaryHook = opts.Clock, opts.Load, new(canaryHook)
+	if s.clock == nil {
+		s.clock = clockwork.NewRealClock()
+	}
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.drills = s.newDrills(opts)
+	s.canaryMetrics = newCanaryMetrics(prom)
 	s.reloads.WithLabelValues("ok")
 	s.reloads.WithLabelValues("failed")
 	version := opts.Version
@@ -148,7 +171,8 @@ func New(cfg *Config, opts Options) (*Server, error) {
 // build makes a generation of cfg, taking what it can from the pool. On
 // error nothing of it is left.
 func (s *Server) build(cfg *Config) (*generation, error) {
-	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, drills: s.drills, resolveTimeout: 3 * time.Second}
+	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, drills: s.drills, resolveTimeout: 3 * time.Second,
+		hook: s.canaryHook, ops: s.registerOps}
 	return buildGeneration(s.life, cfg, s.pool.hold(), d)
 }
 
@@ -201,11 +225,37 @@ func (s *Server) Reload(cfg *Config) error {
 	if err != nil {
 		return s.reloadFailed(err)
 	}
+	if err := s.install(gen); err != nil {
+		gen.close()
+		if errors.Is(err, errServerClosed) {
+			return err
+		}
+		return s.reloadFailed(err)
+	}
+	s.reloads.WithLabelValues("ok").Inc()
+	s.mu.Lock()
+	s.log.Info("configuration reloaded", "listeners", len(s.listeners), "paths", len(gen.paths()))
+	s.mu.Unlock()
+	// A canary tried against the configuration replaced has no live
+	// configuration to be compared with any more.
+	if err := s.AbortCanary("a reload replaced the live configuration"); err != nil && !errors.Is(err, ErrNoCanary) {
+		s.log.Warn("canary aborted with errors", "error", err.Error())
+	}
+	return nil
+}
+
+var errServerClosed = errors.New("server closed")
+
+// install commits gen: the listeners its configuration needs are planned
+// (bound, or kept), then the generation swapped in and the front
+// committed; the generation replaced is retired (see retire). The caller
+// holds s.reloadMu; on error nothing changed and gen is the caller's.
+func (s *Server) install(gen *generation) error {
 	var fp *frontPlan
 	if s.started.Load() {
-		if fp, err = s.planFront(s.life, cfg); err != nil {
-			gen.close()
-			return s.reloadFailed(err)
+		var err error
+		if fp, err = s.planFront(s.life, gen.cfg); err != nil {
+			return err
 		}
 	}
 	s.mu.Lock()
@@ -214,29 +264,18 @@ func (s *Server) Reload(cfg *Config) error {
 		if fp != nil {
 			fp.parts.release()
 		}
-		gen.close()
-		return errors.New("server closed")
+		return errServerClosed
 	}
 	s.stampGen(gen)
 	old := s.gen.Swap(gen)
-	s.health.SetConfig(cfg.Health.HealthConfig())
-	s.setLevel(cfg)
+	s.health.SetConfig(gen.cfg.Health.HealthConfig())
+	s.setLevel(gen.cfg)
 	s.commitDrills(gen)
 	if fp != nil {
 		s.commitFront(fp)
 	}
-	// Let queries in flight on the old generation finish, then release it.
-	s.retiring[old] = time.AfterFunc(old.cfg.Server.QueryTimeout+time.Second, func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if _, ok := s.retiring[old]; !ok {
-			return // Close got there first
-		}
-		delete(s.retiring, old)
-		old.close()
-	})
-	s.reloads.WithLabelValues("ok").Inc()
-	s.log.Info("configuration reloaded", "listeners", len(s.listeners), "paths", len(gen.paths()))
+	// Queries in flight on the old generation finish on it.
+	s.retire(old, gen)
 	return nil
 }
 
@@ -253,6 +292,9 @@ func (s *Server) reloadFailed(err error) error {
 // reload under way gives up rather than hold Close up.
 func (s *Server) Close() error {
 	s.endLife()
+	if err := s.AbortCanary("server closed"); err != nil && !errors.Is(err, ErrNoCanary) {
+		s.log.Warn("canary aborted with errors", "error", err.Error())
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -268,6 +310,11 @@ func (s *Server) Close() error {
 	wg.Wait()
 	errs = append(errs, s.front.release())
 	s.listeners, s.httpEnd = nil, nil
+	if w := s.watch; w != nil {
+		s.watch = nil
+		close(w.stop)
+		errs = append(errs, w.old.close())
+	}
 	for old, t := range s.retiring {
 		t.Stop()
 		errs = append(errs, old.close())

@@ -46,8 +46,10 @@ type stage struct {
 // caches (RFC 8945 §5.5: their answers are the key holder's, never
 // cached) and validation. Consul's domain is answered right after the
 // local and tenant zones, in their place: never cached, and a zone
-// configured for the same names wins. Adding a middleware is a file of
-// its own and one row here.
+// configured for the same names wins. The canary's tap sits just before
+// policy, where it sees the query as policy is to see it and the answer
+// of everything policy decides. Adding a middleware is a file of its own
+// and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
@@ -56,6 +58,7 @@ var stages = []stage{
 	{"trace", buildTrace},
 	{"loop", buildLoop},
 	{"tags", buildTags},
+	{"canary", buildCanaryTap},
 	{"policy", buildPolicy},
 	{"ecs", buildECS},
 	{"fallback", buildFallback},
@@ -90,6 +93,9 @@ func (g *generation) chain(fwd pipeline.Handler, d buildDeps) (pipeline.Handler,
 		}
 		if mw != nil {
 			mws = append(mws, mw)
+		}
+		if s.name == "policy" {
+			g.policy = mw
 		}
 	}
 	return pipeline.Chain(fwd, mws...), nil

@@ -14,6 +14,7 @@ commands:
   check FILE                            validate a configuration file; print every problem
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
   query [flags] [@URL] NAME [TYPE]      ask one server over udp, tcp, tls, https, h3 or quic; dig-style or -json
+  reload [-canary SHARE | -status | -promote | -abort | -rollback]  reload a running dnsedge through its admin API
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
   profile apple|android ...             write an Apple DNS profile; check a DoT server as Android does
@@ -36,6 +37,8 @@ func main() {
 		code = diagnose(args, os.Stdout, os.Stderr)
 	case "query":
 		code = query(args, os.Stdout, os.Stderr)
+	case "reload":
+		code = reloadCmd(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
 	case "profile":

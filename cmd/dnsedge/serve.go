@@ -45,7 +45,8 @@ func serve(args []string) int {
 	}
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
 	logWarnings(log, cfg)
-	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString()})
+	reread := func() (*edge.Config, error) { return loadConfig(*path) }
+	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString(), Load: reread})
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		return 1
