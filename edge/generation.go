@@ -11,8 +11,8 @@ import (
 	"os"
 	"time"
 
-	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/admin"
+	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
