@@ -446,6 +446,10 @@ func TestRollback(t *testing.T) {
 	if rs.Last == nil || rs.Watching {
 		t.Fatalf("rollback status %+v", rs)
 	}
+	// Generations 1 (start), 2 (the reload), 3 (the first one again).
+	if st := e.srv.Status(e.clock.Now()); st.Rollback == "none" || st.Generation.Seq != 3 {
+		t.Fatalf("/status after the rollback: rollback %v, generation %+v (want 3)", st.Rollback, st.Generation)
+	}
 	var m dto.Metric
 	if err := e.srv.canaryMetrics.rollbacks.WithLabelValues(rs.Last.Reason).Write(&m); err != nil {
 		t.Fatal(err)

@@ -150,6 +150,18 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		&pathCollector{s: s}, exchanges, &infoCollector{s: s, version: version})
 	s.observeExchanges(exchanges)
 	s.status.version, s.status.started = version, time.Now()
+	s.status.canary = func() any {
+		if st := s.CanaryStatus(); st.State != CanaryNone {
+			return st
+		}
+		return nil
+	}
+	s.status.rollback = func() any {
+		if st := s.RollbackStatus(); st.Watching || st.Last != nil {
+			return st
+		}
+		return nil
+	}
 	s.status.drills = func() any {
 		if st := s.DrillStatus(); len(st.Active)+len(st.Recent) > 0 {
 			return st
