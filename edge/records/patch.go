@@ -238,6 +238,11 @@ func parseRData(origin string, k setKey, ttl uint32, content string) (dns.RR, er
 	if rr.Header().Rrtype != k.typ {
 		return nil, fmt.Errorf("is not %s data", dns.TypeToString[k.typ])
 	}
+	if strings.TrimSpace(strings.TrimPrefix(rr.String(), rr.Header().String())) == "" {
+		// A TXT of ";" (a comment) parses as a record with no strings,
+		// which no zone can hold and the API could not print back.
+		return nil, errors.New("no data (a ';' starts a comment)")
+	}
 	return rr, nil
 }
 
