@@ -264,11 +264,12 @@ func TestStateTakeOver(t *testing.T) {
 	})
 
 	t.Run("other config", func(t *testing.T) {
-		// v6 is gone, v4b is new, the cache holds 8 entries.
+		// v6 is gone, v4b is new, the cache holds 8 entries (and no
+		// failures, which would push entries out as the misses come).
 		ups := fmt.Sprintf(`  - {name: v4, url: "udp://%s"}
   - {name: v4b, url: "udp://%s"}
 `, up.AddrV4(), up.AddrV4())
-		srv := newServer(t, stateConfig(up, certFile, keyFile, ups, "cache: {max_entries: 8}\n"))
+		srv := newServer(t, stateConfig(up, certFile, keyFile, ups, "cache: {max_entries: 8, servfail_ttl: 0s}\n"))
 		if err := srv.ReadState(bytes.NewReader(stream)); err != nil {
 			t.Fatal(err)
 		}
