@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
@@ -35,7 +36,8 @@ type Record struct {
 // Records returns up to max entries that are fresh or may still be
 // served stale, the most valuable first: the shards' most recently used
 // entries, taken in turn from every shard (entries spread over shards by
-// hash, so this approximates the cache-wide order). Cached failures are
+// hash, so this approximates the cache-wide order). The records share
+// the entries' memory: they are read-only. Cached failures are
 // left out: their error belongs to this process. Each shard's lock is held
 // only to list its entries; a max of 0 or less means none.
 func (c *Cache) Records(max int) []Record {
@@ -73,7 +75,7 @@ func (c *Cache) Records(max int) []Record {
 				failed = time.Duration(max64(now.UnixNano()-f, 0))
 			}
 			out = append(out, Record{
-				Key: []byte(e.key), Msg: e.msg,
+				Key: unsafe.Slice(unsafe.StringData(e.key), len(e.key)), Msg: e.msg,
 				Age: time.Duration(max64(now.UnixNano()-e.stored, 0)),
 				TTL: e.ttl, Stale: e.stale,
 				Authentic: e.authentic, DNSSEC: e.dnssec,
