@@ -89,10 +89,14 @@ func (s *Server) ReadState(r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("read state: %w", err)
 	}
+	// Start and Reload hold reloadMu while they build listeners from the
+	// keys and generations from the cache; Close sets closed under mu.
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.started.Load() || s.closed {
-		return errors.New("read state: the server has started")
+		return errors.New("read state: the server has started or closed")
 	}
 	now := s.now()
 	elapsed := max(now.Sub(st.written), 0)
