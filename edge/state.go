@@ -19,8 +19,9 @@ import (
 // and the keys of its QUIC transports. The format is in state_format.go.
 
 // DefaultStateEntries is the number of cache entries WriteState writes
-// when StateOptions.MaxEntries is 0: about 150 MB of state for typical
-// answers, written and read in a few seconds.
+// when StateOptions.MaxEntries is 0: about 130 MB of state for typical
+// answers (a CNAME and an A record), which take about 2.5 s of CPU time
+// to write and as much to read (BenchmarkState1M).
 const DefaultStateEntries = 1 << 20
 
 // StateOptions bound what WriteState writes.
