@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -208,6 +209,7 @@ func checkKey(key []byte) (int, error) {
 func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 	now := c.now()
 	elapsed = max(elapsed, 0)
+	c.presize(rs)
 	n := 0
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := &rs[i]
@@ -243,6 +245,24 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		n++
 	}
 	return n
+}
+
+// presize gives every empty shard a map with room for the records of rs
+// it will hold, so that restoring a large cache does not grow the maps
+// step by step.
+func (c *Cache) presize(rs []Record) {
+	counts := make([]int, len(c.shards))
+	for i := range rs {
+		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++
+	}
+	for i, n := range counts {
+		s := &c.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 && n > 8 {
+			s.m = make(map[string]*entry, min(n, s.max))
+		}
+		s.mu.Unlock()
+	}
 }
 
 // recordCap is the longest lifetime this cache gives the packed answer
