@@ -59,7 +59,11 @@ func (c *Cache) Records(max int) []Record {
 		s.mu.Unlock()
 		lists[i] = l
 	}
-	var out []Record
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	out := make([]Record, 0, min(total, max))
 	for round := 0; len(out) < max; round++ {
 		took := false
 		for _, l := range lists {
