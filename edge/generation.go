@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/admin"
+	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
@@ -55,6 +56,8 @@ type generation struct {
 	// stats counts what the generation answered while live, for the
 	// rollback watch; nil for shadows (see buildCanaryTap).
 	stats *genStats
+	// cache is the answer cache of the chain; nil without one.
+	cache *cache.Cache
 }
 
 // buildDeps are what a generation takes from the running server.

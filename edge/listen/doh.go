@@ -227,7 +227,7 @@ func (l *DoH) setupHTTP3() error {
 		// Only the control and QPACK streams of the client.
 		MaxIncomingUniStreams: 8,
 	}
-	l.qtr = &quic.Transport{Conn: l.udp}
+	l.qtr = cfg.QUIC.transport(&quic.Transport{Conn: l.udp})
 	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()
