@@ -202,6 +202,17 @@ func TestPairTables(t *testing.T) {
 			t.Errorf("missing %q in\n%s", want, out)
 		}
 	}
+	canary := row("hit-udp-5k", "1", "off", "ok", "1000", "20000000") + row("hit-udp-5k", "1", "on", "ok", "1000", "20600000")
+	if err := os.WriteFile(filepath.Join(dir, "canary.tsv"), []byte(canary), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := writePairs(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir, nil, canaryPairs); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "## Canary cost") || !strings.Contains(out, "| hit-udp-5k | 1 | 20.00 | 20.60 | 1.030 | 1.030–1.030 | yes |") {
+		t.Errorf("canary table:\n%s", out)
+	}
 	if err := writePairs(func(string, ...any) { t.Error("wrote the validation table without its file") }, dir, nil, dnssecPairs); err != nil {
 		t.Fatal(err)
 	}

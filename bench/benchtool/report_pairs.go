@@ -33,6 +33,15 @@ var (
 		scenarios: []string{"hit-udp-max", "hit-tcp-max", "miss-udp-max", "hit-udp-5k", "miss-udp-5k"},
 		target:    1.05,
 	}
+	canaryPairs = pairTable{
+		file:  "canary.tsv",
+		title: "Canary cost",
+		about: "dnsedge running a canary of its own configuration (decision diff on 5% of the queries, answer diff and control on 1%) " +
+			"against the same dnsedge without one. The candidate is unchanged, so the samples cost what they cost, not what they find.",
+		a: "off", b: "on", aName: "without canary", bName: "canary at 5%",
+		scenarios: []string{"hit-udp-max", "hit-udp-5k", "miss-udp-5k"},
+		target:    1.05,
+	}
 	dnssecPairs = pairTable{
 		file:  "dnssec-pairs.tsv",
 		title: "Validated cache hits",
