@@ -140,6 +140,11 @@ type ListenerSpec struct {
 	// "optional" (the default): signed queries are verified, unsigned
 	// ones served.
 	TSIG string `yaml:"tsig"`
+	// Sockets is the number of UDP sockets bound to the address with
+	// SO_REUSEPORT, each with its own reader (udp only); default the
+	// number of CPUs. A running listener keeps its count across reloads;
+	// an upgrade binds the sockets a larger count adds.
+	Sockets int `yaml:"sockets"`
 }
 
 // Values of ListenerSpec.TSIG.
@@ -199,6 +204,7 @@ func (l ListenerSpec) options() []struct {
 	}{
 		{listen.OptTLS, l.TLS != nil}, {listen.OptServerName, l.ServerName != ""}, {listen.OptPadding, l.Padding != nil},
 		{listen.OptPath, l.Path != ""}, {listen.OptHTTP3, l.HTTP3}, {listen.OptH2C, l.H2C},
+		{listen.OptSockets, l.Sockets != 0},
 	}
 }
 

@@ -282,6 +282,9 @@ func (l ListenerSpec) validate(at string) []error {
 	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#{} ")) {
 		add("path", "path %q must start with / and hold no query, braces or spaces", l.Path)
 	}
+	if l.Sockets < 0 || l.Sockets > 1024 {
+		add("sockets", "sockets %d must be between 1 and 1024 (leave it out for one per CPU)", l.Sockets)
+	}
 	if l.ACL != nil && len(l.ACL) == 0 {
 		add("acl", "an empty acl refuses every client: leave it out for the default, or write [0.0.0.0/0, \"::/0\"] to serve everybody")
 	}

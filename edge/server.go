@@ -53,6 +53,15 @@ type Server struct {
 	retiring  map[*generation]*time.Timer // old generations waiting to close
 	started   atomic.Bool
 	closed    bool
+
+	// inherit are the sockets handed over by the process this one
+	// replaces, or kept for taking back (upgrade.go); quicGate holds
+	// back the reading of inherited QUIC sockets. Both are set before
+	// Start and by Resume, under reloadMu.
+	inherit  *listen.Inherited
+	quicGate <-chan struct{}
+	// drained are the listeners Drain stopped, until they are done.
+	drained sync.WaitGroup
 }
 
 // listener is what the server needs of every listener kind.
@@ -72,6 +81,13 @@ type Options struct {
 	// Out receives the human-readable summary printed at start; nil
 	// discards it.
 	Out io.Writer
+	// Inherited are the sockets handed over by the process this one
+	// replaces (a binary upgrade): Start takes its listeners' sockets
+	// from them and binds only the rest. nil binds everything.
+	Inherited *listen.Inherited
+	// QUICGate, with Inherited, holds back the reading of the inherited
+	// QUIC sockets until it is closed.
+	QUICGate <-chan struct{}
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -87,6 +103,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, level: opts.Level, out: out, prom: prom,
+		inherit: opts.Inherited, quicGate: opts.QUICGate,
 		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
