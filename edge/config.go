@@ -20,6 +20,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/records"
 	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/tsig"
+	"github.com/dnsedge/dnsedge/edge/upgrade"
 	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
@@ -91,6 +92,10 @@ type Config struct {
 	// Records is how the zones with api: true are kept and what the
 	// records API accepts.
 	Records records.Config `yaml:"records"`
+
+	// Upgrade bounds a binary upgrade (drain, watch window, readiness)
+	// and names the control socket `dnsedge upgrade` talks to.
+	Upgrade upgrade.Config `yaml:"upgrade"`
 
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.

@@ -167,6 +167,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
+	errs = append(errs, field.Prefix("upgrade", c.Upgrade.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
 	errs = append(errs, field.Prefix("consul", c.Consul.Validate()))

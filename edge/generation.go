@@ -53,6 +53,8 @@ type buildDeps struct {
 	loop     *middleware.Loop
 	// resolveTimeout bounds the first resolution of host-name upstreams.
 	resolveTimeout time.Duration
+	// version answers version.bind; empty answers nothing.
+	version string
 }
 
 // Keys of the parts a generation takes from the pool. Each holds all a

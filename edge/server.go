@@ -62,6 +62,7 @@ type Server struct {
 	quicGate <-chan struct{}
 	// drained are the listeners Drain stopped, until they are done.
 	drained sync.WaitGroup
+	version string // answered to version.bind
 }
 
 // listener is what the server needs of every listener kind.
@@ -88,6 +89,9 @@ type Options struct {
 	// QUICGate, with Inherited, holds back the reading of the inherited
 	// QUIC sockets until it is closed.
 	QUICGate <-chan struct{}
+	// Version is what version.bind (CH TXT) answers; empty answers
+	// nothing there.
+	Version string
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -103,7 +107,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, level: opts.Level, out: out, prom: prom,
-		inherit: opts.Inherited, quicGate: opts.QUICGate,
+		inherit: opts.Inherited, quicGate: opts.QUICGate, version: opts.Version,
 		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
@@ -136,7 +140,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 // build makes a generation of cfg, taking what it can from the pool. On
 // error nothing of it is left.
 func (s *Server) build(cfg *Config) (*generation, error) {
-	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second}
+	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, resolveTimeout: 3 * time.Second, version: s.version}
 	return buildGeneration(s.life, cfg, s.pool.hold(), d)
 }
 

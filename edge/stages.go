@@ -51,6 +51,7 @@ type stage struct {
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
+	{"version", buildVersion},
 	{"tsig", buildTSIG},
 	{"tracing", buildTracing},
 	{"trace", buildTrace},

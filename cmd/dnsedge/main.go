@@ -15,6 +15,7 @@ commands:
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
+  upgrade [-config FILE | -control SOCK] upgrade the running server to the binary on disk, losing no query
   version                               print the version
 `
 
@@ -32,6 +33,8 @@ func main() {
 		code = check(args, os.Stdout, os.Stderr)
 	case "diagnose":
 		code = diagnose(args, os.Stdout, os.Stderr)
+	case "upgrade":
+		code = upgradeCmd(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
 	case "version":
