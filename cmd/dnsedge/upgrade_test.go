@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dnsedge/dnsedge/transport/transporttest"
+)
+
+var upgradedLine = regexp.MustCompile(`upgraded: new process (\d+) serves`)
+
+// TestFailedUpgrades: an upgrade to a configuration that does not load
+// fails, is reported by dnsedge upgrade, and changes nothing; a new
+// process killed within the watch window makes the old one take its
+// sockets back and serve on. Under a bounded load no query is lost but
+// those the killed process held.
+func TestFailedUpgrades(t *testing.T) {
+	up := transporttest.StartFault(t, zone)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dnsedge")
+	buildVersioned(t, bin, "upgrade-test-1")
+	port := freePortBoth(t)
+	sock := tempSocket(t)
+	good := upgradeConfig(port, 2, up.AddrV4().String(), sock, "")
+	path := writeFile(t, "dnsedge.yaml", good)
+	p := startBin(t, bin, path)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	if v := versionBind(addr, "udp"); v != "upgrade-test-1" {
+		t.Fatalf("version.bind %q before the upgrade", v)
+	}
+	const udpWorkers, tcpWorkers = 4, 2
+	l := startLoad(addr, udpWorkers, tcpWorkers, 100, []string{"www.test.example.", "new.test.example."})
+	defer func() {
+		if l != nil {
+			l.finish()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond)
+
+	// A configuration that does not load.
+	if err := os.WriteFile(path, []byte(good+"bogus: 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := runUpgrade(t, bin, sock)
+	if code != 1 || !strings.Contains(out, `unknown key "bogus"`) {
+		t.Fatalf("upgrade to a bad configuration: exit %d, output:\n%s", code, out)
+	}
+	if err := os.WriteFile(path, []byte(good), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		if v := versionBind(addr, network); v != "upgrade-test-1" {
+			t.Fatalf("version.bind over %s %q after a failed upgrade", network, v)
+		}
+	}
+
+	// A new process that dies within the watch window.
+	buildVersioned(t, bin, "upgrade-test-2")
+	code, out = runUpgrade(t, bin, sock)
+	m := upgradedLine.FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("upgrade: exit %d, output:\n%s\nlog:\n%s", code, out, p.stderr.String())
+	}
+	pid, _ := strconv.Atoi(m[1])
+	start := time.Now()
+	for versionBind(addr, "tcp") != "upgrade-test-2" {
+		if time.Since(start) > time.Second {
+			t.Fatalf("new connections not on the new process within 1s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond)
+	lostBefore := l.lost.Load()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	for versionBind(addr, "tcp") != "upgrade-test-1" || versionBind(addr, "udp") != "upgrade-test-1" {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("the old process did not take its sockets back within 3s; log:\n%s", p.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(p.stderr.String(), "taking the sockets back") {
+		t.Errorf("take-back not logged:\n%s", p.stderr.String())
+	}
+	time.Sleep(time.Second)
+	l.finish()
+	t.Log(l)
+	// At most one query per worker was in flight on the killed process;
+	// nothing else may be lost.
+	if lostBefore != 0 || l.lost.Load() > udpWorkers+tcpWorkers {
+		t.Fatalf("lost %d before the kill, %d in all (at most %d in flight on the killed process): %s",
+			lostBefore, l.lost.Load(), udpWorkers+tcpWorkers, l)
+	}
+	if l.answered.Load() < 500 {
+		t.Fatalf("too little load to tell: %s", l)
+	}
+	l = nil
+	if err := p.cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("old process gone: %v", err)
+	}
+}
