@@ -249,6 +249,8 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 			return nil, errors.New("no certificate configured")
 		}
 		lc.TLS = serverTLS(certs)
+		s.tickets.Apply(lc.TLS)
+		lc.QUIC = s.quicKeys
 	}
 	k, _ := spec.kind()
 	switch k.Kind {

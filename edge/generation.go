@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/cache"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/edge/tracing"
@@ -44,6 +45,8 @@ type generation struct {
 	tsigKeys *tsig.Keyring
 	// admin is what the admin listener serves; nil without one.
 	admin *adminGen
+	// cache is the answer cache of the chain; nil without one.
+	cache *cache.Cache
 }
 
 // buildDeps are what a generation takes from the running server.

@@ -15,6 +15,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/listen"
 	"github.com/dnsedge/dnsedge/edge/middleware"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	edgetls "github.com/dnsedge/dnsedge/tls"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,6 +35,12 @@ type Server struct {
 	limiter *listen.RateLimiter // the clients' buckets, kept across reloads
 	reloads *prometheus.CounterVec
 	pool    *pool
+	// tickets and quicKeys are the session ticket keys of the TLS
+	// listeners and the keys of the QUIC transports: the server's, not a
+	// listener's, so a new process can take them over (state.go).
+	tickets  *edgetls.TicketKeys
+	quicKeys *listen.QUICKeys
+	now      func() time.Time // the wall clock of state hand-over
 
 	// life ends when Close begins: a reload under way (resolving,
 	// issuing a certificate) gives up.
@@ -112,6 +119,9 @@ func New(cfg *Config, opts Options) (*Server, error) {
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
 		pool:      newPool(),
+		tickets:   edgetls.NewTicketKeys(nil),
+		quicKeys:  newQUICKeys(),
+		now:       time.Now,
 		listeners: make(map[listenerKey]*liveListener),
 		retiring:  make(map[*generation]*time.Timer),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{

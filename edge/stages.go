@@ -178,6 +178,7 @@ func buildCache(b *chainBuild) (pipeline.Middleware, error) {
 	if err := c.Register(b.g.metrics); err != nil {
 		return nil, err
 	}
+	b.g.cache = c
 	if s, ok := c.Shared().(*l2.Store); ok {
 		if err := s.Register(b.g.metrics); err != nil {
 			return nil, err

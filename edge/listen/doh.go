@@ -245,7 +245,7 @@ func (l *DoH) setupHTTP3(pc net.PacketConn) error {
 		// Only the control and QPACK streams of the client.
 		MaxIncomingUniStreams: 8,
 	}
-	l.qtr = &quic.Transport{Conn: pc}
+	l.qtr = cfg.QUIC.transport(&quic.Transport{Conn: pc})
 	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()

@@ -123,7 +123,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		perClient: make(map[netip.Addr]int),
 	}
 	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
-	l.tr = &quic.Transport{Conn: quicConn(pc, inherited, cfg.QUICGate), VerifySourceAddress: l.busyClient}
+	l.tr = cfg.QUIC.transport(&quic.Transport{Conn: quicConn(pc, inherited, cfg.QUICGate), VerifySourceAddress: l.busyClient})
 	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), l.quicLimits(&quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,

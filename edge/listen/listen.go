@@ -58,6 +58,10 @@ type Config struct {
 	// TLS SNI of the form {id}.ServerName gives the query the client id
 	// {id} (DoT, DoQ); empty means SNI gives no client id.
 	ServerName string
+	// QUIC holds the keys of the QUIC transports of DoQ and DoH over
+	// HTTP/3; nil gives each transport keys of its own (and no stateless
+	// resets). See QUICKeys.
+	QUIC *QUICKeys
 	// HandshakeTimeout bounds a TLS (or QUIC) handshake, so clients that
 	// open connections and stall cannot pile up. Default 5s.
 	HandshakeTimeout time.Duration
