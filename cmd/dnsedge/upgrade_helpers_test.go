@@ -2,9 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,31 +61,40 @@ func freePortBoth(t *testing.T) int {
 // startBin runs "bin serve -config path" and waits for its start-up
 // summary, like startServe. The process, and every process an upgrade
 // started from it, is stopped at the end of the test.
-func startBin(t *testing.T, bin, path string) *proc {
+func startBin(t *testing.T, bin, path string) (*proc, <-chan struct{}) {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin, "serve", "-config", path), addrs: make(map[string]string)}
 	p.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "STATE_DIRECTORY=")
-	p.cmd.Stderr = &p.stderr
 	// Its own process group, so that the processes upgrades start are
 	// stopped with it.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := p.cmd.StdoutPipe()
+	// Pipes of our own: the processes upgrades start write to them too,
+	// and Wait must not wait for them to close.
+	out, outw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	errr, errw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = outw, errw
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	outw.Close()
+	errw.Close()
+	go io.Copy(&p.stderr, errr)
 	pgid := p.cmd.Process.Pid
+	exited := make(chan struct{})
+	go func() { p.cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		syscall.Kill(-pgid, syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { p.cmd.Wait(); close(done) }()
 		select {
-		case <-done:
+		case <-exited:
 		case <-time.After(10 * time.Second):
 			syscall.Kill(-pgid, syscall.SIGKILL)
-			<-done
+			<-exited
 		}
 		// The processes of later upgrades are not our children.
 		deadline := time.Now().Add(10 * time.Second)
@@ -117,7 +130,7 @@ func startBin(t *testing.T, bin, path string) *proc {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("dnsedge did not start:\n%s", p.stderr.String())
 	}
-	return p
+	return p, exited
 }
 
 // runUpgrade runs "bin upgrade -control sock" and returns its exit code
@@ -259,4 +272,53 @@ func tempSocket(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return filepath.Join(dir, "ctl.sock")
+}
+
+// dohLoad sends DoH POST queries over HTTP/2 from workers sharing one Go
+// HTTP client (dnsperf's DoH mode loses queries on its own, see
+// bench/README.md), at most rate per second per worker, for d; a query
+// without a 200 and a DNS answer is lost. Go's HTTP/2 client retries on a
+// new connection the requests a GOAWAY says were not processed, as RFC
+// 9113 §6.8 lets clients do.
+func dohLoad(url string, tlsConf *tls.Config, workers, rate int, d time.Duration, names []string) *load {
+	l := &load{stop: make(chan struct{})}
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
+	}
+	deadline := time.Now().Add(d)
+	for w := range workers {
+		l.wg.Go(func() {
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			for i := w * 7919; time.Now().Before(deadline); i++ {
+				select {
+				case <-l.stop:
+					return
+				case <-tick.C:
+				}
+				q := new(dns.Msg)
+				q.SetQuestion(names[i%len(names)], dns.TypeA)
+				q.Id = 0
+				b, _ := q.Pack()
+				l.sent.Add(1)
+				resp, err := client.Post(url, "application/dns-message", bytes.NewReader(b))
+				if err != nil {
+					l.lost.Add(1)
+					l.fail(err.Error())
+					continue
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				m := new(dns.Msg)
+				if err != nil || resp.StatusCode != http.StatusOK || m.Unpack(body) != nil {
+					l.lost.Add(1)
+					l.fail(fmt.Sprintf("status %d, err %v", resp.StatusCode, err))
+					continue
+				}
+				l.answered.Add(1)
+			}
+		})
+	}
+	return l
 }

@@ -30,7 +30,7 @@ func TestFailedUpgrades(t *testing.T) {
 	sock := tempSocket(t)
 	good := upgradeConfig(port, 2, up.AddrV4().String(), sock, "")
 	path := writeFile(t, "dnsedge.yaml", good)
-	p := startBin(t, bin, path)
+	p, _ := startBin(t, bin, path)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if v := versionBind(addr, "udp"); v != "upgrade-test-1" {
 		t.Fatalf("version.bind %q before the upgrade", v)
