@@ -33,7 +33,9 @@ const upgradeNames = 20000
 const (
 	upgradeLoad  = 22 * time.Second // length of the load
 	upgradeAt    = 10 * time.Second // the upgrade, from the start of the load
-	upgradeWatch = 12 * time.Second
+	// The old process serves its QUIC connections until it exits, at
+	// the end of the watch window: after the load ends here.
+	upgradeWatch = 14 * time.Second
 	upgradeDrain = 15 * time.Second
 )
 
@@ -180,8 +182,8 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 	// A DoT client that will resume its session with the new process.
 	sessions := tls.NewLRUClientSessionCache(8)
 	dotAddr := fmt.Sprintf("127.0.0.1:%d", r.ports["dot"])
-	if _, err := dotQuery(dotAddr, r.ca, sessions); err != nil {
-		t.Fatalf("dot before the upgrade: %v", err)
+	if _, v, err := dotQuery(dotAddr, r.ca, sessions); err != nil || v == r.version {
+		t.Fatalf("dot before the upgrade: version %q, %v", v, err)
 	}
 	sleepUntil(start.Add(upgradeAt - 5*time.Second))
 	h1, m1 := cacheCounts(t, r.metrics)
@@ -213,10 +215,13 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 	if after < 0.9*before {
 		t.Errorf("hit ratio %.3f after the upgrade, under 90%% of %.3f before", after, before)
 	}
-	st, err := dotQuery(dotAddr, r.ca, sessions)
-	if err != nil {
+	st, v, err := dotQuery(dotAddr, r.ca, sessions)
+	switch {
+	case err != nil:
 		t.Errorf("dot after the upgrade: %v", err)
-	} else if !st.DidResume {
+	case v != r.version:
+		t.Errorf("dot after the upgrade answered by version %q, not the new process", v)
+	case !st.DidResume:
 		t.Errorf("dot session not resumed with the new process")
 	}
 
@@ -307,19 +312,19 @@ func cacheCounts(t *testing.T, url string) (hits, misses float64) {
 }
 
 // dotQuery asks version.bind over a new DoT connection with the session
-// cache sessions and returns the connection's TLS state.
-func dotQuery(addr, caFile string, sessions tls.ClientSessionCache) (tls.ConnectionState, error) {
+// cache sessions and returns the connection's TLS state and the answer.
+func dotQuery(addr, caFile string, sessions tls.ClientSessionCache) (tls.ConnectionState, string, error) {
+	var st tls.ConnectionState
 	pem, err := os.ReadFile(caFile)
 	if err != nil {
-		return tls.ConnectionState{}, err
+		return st, "", err
 	}
-	conf := &tls.Config{ServerName: "dns.test", ClientSessionCache: sessions, NextProtos: []string{"dot"}}
-	conf.RootCAs = poolOf(pem)
+	conf := &tls.Config{ServerName: "dns.test", ClientSessionCache: sessions, NextProtos: []string{"dot"}, RootCAs: poolOf(pem)}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	raw, err := (&net.Dialer{}).DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return tls.ConnectionState{}, err
+		return st, "", err
 	}
 	conn := &dns.Conn{Conn: tls.Client(raw, conf)}
 	defer conn.Close()
@@ -328,12 +333,19 @@ func dotQuery(addr, caFile string, sessions tls.ClientSessionCache) (tls.Connect
 	q.SetQuestion("version.bind.", dns.TypeTXT)
 	q.Question[0].Qclass = dns.ClassCHAOS
 	if err := conn.WriteMsg(q); err != nil {
-		return tls.ConnectionState{}, err
+		return st, "", err
 	}
-	if _, err := conn.ReadMsg(); err != nil {
-		return tls.ConnectionState{}, err
+	m, err := conn.ReadMsg()
+	if err != nil {
+		return st, "", err
 	}
-	return conn.Conn.(*tls.Conn).ConnectionState(), nil
+	v := ""
+	if len(m.Answer) == 1 {
+		if txt, ok := m.Answer[0].(*dns.TXT); ok && len(txt.Txt) == 1 {
+			v = txt.Txt[0]
+		}
+	}
+	return conn.Conn.(*tls.Conn).ConnectionState(), v, nil
 }
 
 func poolOf(pem []byte) *x509.CertPool {
