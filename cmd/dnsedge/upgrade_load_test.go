@@ -31,8 +31,8 @@ const upgradeNames = 20000
 
 // Timeline of each round of TestUpgradeUnderLoad.
 const (
-	upgradeLoad  = 22 * time.Second // length of the load
-	upgradeAt    = 10 * time.Second // the upgrade, from the start of the load
+	upgradeLoad = 22 * time.Second // length of the load
+	upgradeAt   = 10 * time.Second // the upgrade, from the start of the load
 	// The old process serves its QUIC connections until it exits, at
 	// the end of the watch window: after the load ends here.
 	upgradeWatch = 14 * time.Second
