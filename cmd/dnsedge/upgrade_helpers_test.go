@@ -61,10 +61,10 @@ func freePortBoth(t *testing.T) int {
 // startBin runs "bin serve -config path" and waits for its start-up
 // summary, like startServe. The process, and every process an upgrade
 // started from it, is stopped at the end of the test.
-func startBin(t *testing.T, bin, path string) (*proc, <-chan struct{}) {
+func startBin(t *testing.T, bin, path string, env ...string) (*proc, <-chan struct{}) {
 	t.Helper()
 	p := &proc{cmd: exec.Command(bin, "serve", "-config", path), addrs: make(map[string]string)}
-	p.cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "STATE_DIRECTORY=")
+	p.cmd.Env = append(append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "STATE_DIRECTORY="), env...)
 	// Its own process group, so that the processes upgrades start are
 	// stopped with it.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -321,4 +321,59 @@ func dohLoad(url string, tlsConf *tls.Config, workers, rate int, d time.Duration
 		})
 	}
 	return l
+}
+
+// notifySocket listens where a service manager would (NOTIFY_SOCKET) and
+// collects the MAINPID= values and READY=1 messages it receives.
+type notifySocket struct {
+	path string
+	mu   sync.Mutex
+	msgs []string
+}
+
+func listenNotify(t *testing.T) *notifySocket {
+	t.Helper()
+	n := &notifySocket{path: filepath.Join(filepath.Dir(tempSocket(t)), "notify")}
+	c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: n.path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			k, err := c.Read(buf)
+			if err != nil {
+				return
+			}
+			n.mu.Lock()
+			n.msgs = append(n.msgs, strings.Fields(string(buf[:k]))...)
+			n.mu.Unlock()
+		}
+	}()
+	return n
+}
+
+// has reports whether msg ("READY=1", "MAINPID=42") was received.
+func (n *notifySocket) has(msg string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, m := range n.msgs {
+		if m == msg {
+			return true
+		}
+	}
+	return false
+}
+
+// last returns the last MAINPID= value received.
+func (n *notifySocket) last() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for i := len(n.msgs) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(n.msgs[i], "MAINPID="); ok {
+			return v
+		}
+	}
+	return ""
 }

@@ -20,7 +20,8 @@ var upgradedLine = regexp.MustCompile(`upgraded: new process (\d+) serves`)
 // fails, is reported by dnsedge upgrade, and changes nothing; a new
 // process killed within the watch window makes the old one take its
 // sockets back and serve on. Under a bounded load no query is lost but
-// those the killed process held.
+// those the killed process held. The service manager (NOTIFY_SOCKET) is
+// told the serving process's pid each time.
 func TestFailedUpgrades(t *testing.T) {
 	up := transporttest.StartFault(t, zone)
 	dir := t.TempDir()
@@ -30,7 +31,11 @@ func TestFailedUpgrades(t *testing.T) {
 	sock := tempSocket(t)
 	good := upgradeConfig(port, 2, up.AddrV4().String(), sock, "")
 	path := writeFile(t, "dnsedge.yaml", good)
-	p, _ := startBin(t, bin, path)
+	// A service manager's notification socket, as systemd gives.
+	notify := listenNotify(t)
+	p, _ := startBin(t, bin, path, "NOTIFY_SOCKET="+notify.path)
+	oldPid := strconv.Itoa(p.cmd.Process.Pid)
+	waitFor(t, "READY=1 and the main pid notified", func() bool { return notify.has("READY=1") && notify.last() == oldPid })
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	if v := versionBind(addr, "udp"); v != "upgrade-test-1" {
 		t.Fatalf("version.bind %q before the upgrade", v)
@@ -69,6 +74,7 @@ func TestFailedUpgrades(t *testing.T) {
 		t.Fatalf("upgrade: exit %d, output:\n%s\nlog:\n%s", code, out, p.stderr.String())
 	}
 	pid, _ := strconv.Atoi(m[1])
+	waitFor(t, "the new process notified as the main one", func() bool { return notify.last() == m[1] })
 	start := time.Now()
 	for versionBind(addr, "tcp") != "upgrade-test-2" {
 		if time.Since(start) > time.Second {
@@ -88,6 +94,7 @@ func TestFailedUpgrades(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	waitFor(t, "the old process notified as the main one again", func() bool { return notify.last() == oldPid })
 	if !strings.Contains(p.stderr.String(), "taking the sockets back") {
 		t.Errorf("take-back not logged:\n%s", p.stderr.String())
 	}
