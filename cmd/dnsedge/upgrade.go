@@ -138,6 +138,7 @@ func (u *upgrader) loop(sigs <-chan os.Signal, hup chan<- struct{}) int {
 				u.start(nil)
 			default:
 				u.log.Info("shutting down", "signal", sig.String())
+				u.settle()
 				return 0
 			}
 		case reply := <-reqs:
@@ -202,10 +203,45 @@ func (u *upgrader) loop(sigs <-chan os.Signal, hup chan<- struct{}) int {
 	}
 }
 
+// settle waits for an upgrade being started to end, so that nothing is
+// left half done: a new process that came up serves on (finish lets it
+// read the QUIC sockets), one that failed is gone.
+func (u *upgrader) settle() {
+	if !u.running {
+		return
+	}
+	d := <-u.done
+	u.running = false
+	if d.err != nil {
+		for _, s := range d.extra {
+			s.File.Close()
+		}
+		if d.reply != nil {
+			d.reply <- d.err
+		}
+		return
+	}
+	u.h = d.h
+	if len(d.extra) > 0 {
+		u.ctlDup = &d.extra[0]
+	}
+	u.pid.Store(int64(d.h.Pid))
+	if d.reply != nil {
+		d.reply <- nil
+	}
+	u.log.Info("upgrade: the new process serves on", "pid", d.h.Pid)
+	if err := upgrade.NotifyMainPID(d.h.Pid); err != nil {
+		u.log.Warn("notify the service manager", "error", err.Error())
+	}
+}
+
 // finish lets go of what the upgrade held, once the server is closed:
 // the new process, if any, reads the QUIC sockets from then on.
 func (u *upgrader) finish() {
 	if u.h != nil {
+		if u.ctl != nil {
+			u.ctl.Close() // the socket file is the new process's now
+		}
 		u.h.Commit()
 		if u.ctlDup != nil {
 			u.ctlDup.File.Close()
