@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -113,5 +115,94 @@ func TestFailedUpgrades(t *testing.T) {
 	l = nil
 	if err := p.cmd.Process.Signal(syscall.Signal(0)); err != nil {
 		t.Fatalf("old process gone: %v", err)
+	}
+}
+
+// TestUpgradeAsPID1: as PID 1 of its own PID namespace (a container's
+// entrypoint), dnsedge serve stays a thin parent: an upgrade replaces the
+// server under it, the old server's exit does not end the namespace, and
+// SIGTERM to PID 1 reaches the serving process and ends both with its
+// status.
+func TestUpgradeAsPID1(t *testing.T) {
+	unshare := tool(t, "unshare")
+	if err := exec.Command(unshare, "-Urpf", "--mount-proc", "true").Run(); err != nil {
+		if os.Getenv("E2E_REQUIRED") == "1" {
+			t.Fatalf("unshare -Urpf: %v", err)
+		}
+		t.Skipf("no PID namespace here: %v", err)
+	}
+	up := transporttest.StartFault(t, zone)
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "dnsedge")
+	buildVersioned(t, bin, "pid1-test-1")
+	port := freePortBoth(t)
+	sock := tempSocket(t)
+	config := strings.Replace(upgradeConfig(port, 1, up.AddrV4().String(), sock, ""), "watch: 20s", "watch: 2s", 1)
+	config = strings.Replace(config, "drain: 5s", "drain: 1s", 1)
+	path := writeFile(t, "dnsedge.yaml", config)
+	cmd := exec.Command(unshare, "-Urpf", "--mount-proc", bin, "serve", "-config", path)
+	cmd.Env = append(os.Environ(), "XDG_STATE_HOME="+t.TempDir(), "STATE_DIRECTORY=")
+	// A pipe of our own: Wait must not wait for the processes in the
+	// namespace to close it.
+	var stderr syncBuf
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = w
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	go io.Copy(&stderr, r)
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
+	init := 0
+	t.Cleanup(func() {
+		if init > 0 {
+			syscall.Kill(init, syscall.SIGKILL) // ends the namespace
+		}
+		cmd.Process.Kill()
+		<-exited
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	waitFor(t, "dnsedge serving as PID 1's child", func() bool { return versionBind(addr, "udp") == "pid1-test-1" })
+	// PID 1 of the namespace is unshare's child.
+	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	init, err = strconv.Atoi(strings.TrimSpace(string(children)))
+	if err != nil {
+		t.Fatalf("unshare's children: %q", children)
+	}
+	buildVersioned(t, bin, "pid1-test-2")
+	if code, out := runUpgrade(t, bin, sock); code != 0 {
+		t.Fatalf("upgrade: exit %d\n%s\nlog:\n%s", code, out, stderr.String())
+	}
+	if v := versionBind(addr, "tcp"); v != "pid1-test-2" {
+		t.Fatalf("version.bind %q after the upgrade", v)
+	}
+	waitFor(t, "the old server gone", func() bool {
+		return strings.Contains(stderr.String(), "watch window over")
+	})
+	time.Sleep(time.Second)
+	if err := syscall.Kill(init, 0); err != nil {
+		t.Fatalf("PID 1 gone after the old server exited: %v", err)
+	}
+	if v := versionBind(addr, "udp"); v != "pid1-test-2" {
+		t.Fatalf("version.bind %q after the old server exited", v)
+	}
+	if err := syscall.Kill(init, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+		if waitErr != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", waitErr, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("PID 1 did not exit after SIGTERM:\n%s", stderr.String())
 	}
 }
