@@ -46,8 +46,9 @@ type stage struct {
 // caches (RFC 8945 §5.5: their answers are the key holder's, never
 // cached) and validation. Consul's domain is answered right after the
 // local and tenant zones, in their place: never cached, and a zone
-// configured for the same names wins. Adding a middleware is a file of
-// its own and one row here.
+// configured for the same names wins. version.bind (CH TXT) is answered
+// right after the logs, before anything else may see it. Adding a
+// middleware is a file of its own and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
