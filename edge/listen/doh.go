@@ -340,7 +340,7 @@ func (l *DoH) Drain(timeout time.Duration) error {
 		shut.Go(func() { l.h3.Shutdown(ctx) })
 	}
 	if l.h2 != nil {
-		l.h2.Shutdown()
+		l.h2.ShutdownGraceful()
 		shut.Go(l.h2wg.Wait)
 	}
 	done := make(chan struct{})
