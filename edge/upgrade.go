@@ -17,8 +17,10 @@ import (
 // (Sockets); once the new process serves, this one stops reading and
 // accepting and lets its connections finish (Drain), and takes its
 // sockets back if the new process dies before it is committed (Resume).
-// The QUIC listeners (DoQ, DoH over HTTP/3) keep serving until Close:
-// the new process reads their sockets only once this one has exited.
+// The DoQ listeners keep serving until Close: the new process reads the
+// QUIC sockets only once this one has exited. A DoH listener drains its
+// HTTP/3 side with the rest (GOAWAY), so new HTTP/3 connections wait for
+// this process to exit.
 
 // socketer is what a listener that can hand its sockets over implements.
 type socketer interface {
@@ -100,7 +102,7 @@ func (s *Server) listenAdmin(addr string, conf *tls.Config, h http.Handler) (*ad
 
 // Drain stops reading and accepting on every listener that can drain,
 // letting their connections finish within timeout, and closes the
-// metrics and admin endpoints; the QUIC listeners serve on until Close.
+// metrics and admin endpoints; the DoQ listeners serve on until Close.
 // It returns at once; Drained reports the end. Call Resume to serve
 // again, or Close.
 func (s *Server) Drain(timeout time.Duration) {
