@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -90,6 +91,10 @@ type udpRelay struct {
 	front, back *net.UDPConn
 	target      atomic.Pointer[netip.AddrPort]
 	client      atomic.Pointer[netip.AddrPort]
+	// retries counts the QUIC v1 Retry packets (RFC 9000 §17.2.5) the
+	// servers sent: a client whose address the server wants validated,
+	// and that brings no token the server accepts, gets one.
+	retries atomic.Int64
 }
 
 func startRelay(t *testing.T, target netip.AddrPort) *udpRelay {
@@ -124,6 +129,9 @@ func startRelay(t *testing.T, target netip.AddrPort) *udpRelay {
 			if err != nil {
 				return
 			}
+			if n > 5 && b[0]&0xf0 == 0xf0 && binary.BigEndian.Uint32(b[1:5]) == 1 {
+				r.retries.Add(1)
+			}
 			if c := r.client.Load(); c != nil {
 				r.front.WriteToUDPAddrPort(b[:n], *c)
 			}
@@ -157,10 +165,10 @@ func doqAsk(c *doqclient.Client, d time.Duration) error {
 
 // TestStateTakeOver: a server that reads another's state answers that
 // one's cached names as hits with the TTL they had left, has its paths'
-// health, resumes the TLS sessions of its DoT clients, and sends the QUIC
-// clients of the other one stateless resets they accept. A server of
-// another configuration takes what fits it; one that read nothing has
-// none of it.
+// health, resumes the TLS sessions of its DoT and DoQ clients, sends the
+// QUIC clients of the other one stateless resets they accept, and takes
+// the other one's address-validation tokens. A server of another
+// configuration takes what fits it; one that read nothing has none of it.
 func TestStateTakeOver(t *testing.T) {
 	up := transporttest.StartFault(t, upstreamZone)
 	ca := transporttest.NewCA(t)
@@ -204,6 +212,21 @@ func TestStateTakeOver(t *testing.T) {
 	defer doq.Close()
 	if err := doqAsk(doq, 3*time.Second); err != nil {
 		t.Fatal(err)
+	}
+
+	// Address-validation tokens (NEW_TOKEN) of the old server, one
+	// store each for the new server and the cold one.
+	tokenStores := [2]quic.TokenStore{quic.NewLRUTokenStore(4, 4), quic.NewLRUTokenStore(4, 4)}
+	for _, ts := range tokenStores {
+		c, err := doqclient.Dial(context.Background(), relay.addr(), doqclient.Config{TLS: tlsConf(nil, "doq"),
+			QUIC: &quic.Config{TokenStore: ts}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := doqAsk(c, 3*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
 	}
 
 	var state bytes.Buffer
@@ -260,6 +283,19 @@ func TestStateTakeOver(t *testing.T) {
 		defer again.Close()
 		if !again.Conn().ConnectionState().TLS.DidResume {
 			t.Fatal("DoQ session of the old server not resumed")
+		}
+		// The relay's address holds a connection now, so the listener
+		// wants a new one from it validated: the old server's token
+		// does that, with no Retry.
+		retries := relay.retries.Load()
+		third, err := doqclient.Dial(context.Background(), relay.addr(), doqclient.Config{TLS: tlsConf(nil, "doq"),
+			QUIC: &quic.Config{TokenStore: tokenStores[0]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer third.Close()
+		if n := relay.retries.Load() - retries; n != 0 {
+			t.Fatalf("%d Retry packets for a client with the old server's token, want none", n)
 		}
 	})
 
@@ -320,6 +356,21 @@ func TestStateTakeOver(t *testing.T) {
 		var reset *quic.StatelessResetError
 		if err == nil || errors.As(err, &reset) {
 			t.Fatalf("old DoQ connection on a server with other keys: %v, want no reset it accepts", err)
+		}
+		held, err := doqclient.Dial(context.Background(), relay2.addr(), doqclient.Config{TLS: tlsConf(nil, "doq")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer held.Close()
+		retries := relay2.retries.Load()
+		tokened, err := doqclient.Dial(context.Background(), relay2.addr(), doqclient.Config{TLS: tlsConf(nil, "doq"),
+			QUIC: &quic.Config{TokenStore: tokenStores[1]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tokened.Close()
+		if n := relay2.retries.Load() - retries; n == 0 {
+			t.Fatal("the old server's token was accepted by a server with another token key")
 		}
 	})
 }

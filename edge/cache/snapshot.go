@@ -4,8 +4,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
@@ -35,7 +37,8 @@ type Record struct {
 // Records returns up to max entries that are fresh or may still be
 // served stale, the most valuable first: the shards' most recently used
 // entries, taken in turn from every shard (entries spread over shards by
-// hash, so this approximates the cache-wide order). Cached failures are
+// hash, so this approximates the cache-wide order). The records share
+// the entries' memory: they are read-only. Cached failures are
 // left out: their error belongs to this process. Each shard's lock is held
 // only to list its entries; a max of 0 or less means none.
 func (c *Cache) Records(max int) []Record {
@@ -56,7 +59,11 @@ func (c *Cache) Records(max int) []Record {
 		s.mu.Unlock()
 		lists[i] = l
 	}
-	var out []Record
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	out := make([]Record, 0, min(total, max))
 	for round := 0; len(out) < max; round++ {
 		took := false
 		for _, l := range lists {
@@ -73,7 +80,7 @@ func (c *Cache) Records(max int) []Record {
 				failed = time.Duration(max64(now.UnixNano()-f, 0))
 			}
 			out = append(out, Record{
-				Key: []byte(e.key), Msg: e.msg,
+				Key: unsafe.Slice(unsafe.StringData(e.key), len(e.key)), Msg: e.msg,
 				Age: time.Duration(max64(now.UnixNano()-e.stored, 0)),
 				TTL: e.ttl, Stale: e.stale,
 				Authentic: e.authentic, DNSSEC: e.dnssec,
@@ -206,6 +213,7 @@ func checkKey(key []byte) (int, error) {
 func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 	now := c.now()
 	elapsed = max(elapsed, 0)
+	c.presize(rs)
 	n := 0
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := &rs[i]
@@ -241,6 +249,24 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		n++
 	}
 	return n
+}
+
+// presize gives every empty shard a map with room for the records of rs
+// it will hold, so that restoring a large cache does not grow the maps
+// step by step.
+func (c *Cache) presize(rs []Record) {
+	counts := make([]int, len(c.shards))
+	for i := range rs {
+		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++
+	}
+	for i, n := range counts {
+		s := &c.shards[i]
+		s.mu.Lock()
+		if len(s.m) == 0 && n > 8 {
+			s.m = make(map[string]*entry, min(n, s.max))
+		}
+		s.mu.Unlock()
+	}
 }
 
 // recordCap is the longest lifetime this cache gives the packed answer
