@@ -1744,6 +1744,7 @@ if ((CACHE_MEM)); then
 	log "cache memory phase took $CACHE_PHASE_SECS s"
 fi
 
+[[ " $ONLY " != *" dnsedge "* ]] || source "$BENCH_DIR/upgrade.sh" # upgrade time: $RUN/upgrade.tsv
 printf '%s\t%s\t%s\t%s\t%s\n' named-direct "$NAMED_VERSION" ok "$(peak_rss_kib "$NAMED_PID")" \
 	"upstream, on core $LOAD_CORE; peak RSS after serving every server's misses" >>"$SERVERS"
 stop_pid "$NAMED_PID"

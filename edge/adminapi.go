@@ -245,7 +245,7 @@ func (s *Server) planAdmin(fp *frontPlan, cfg *Config) error {
 				return nil, errors.New("admin listener has no certificate")
 			}}
 		}
-		srv, err := admin.Listen(a.Address, conf, http.HandlerFunc(s.serveAdmin), s.log)
+		srv, err := s.listenAdmin(a.Address, conf, http.HandlerFunc(s.serveAdmin))
 		if err != nil {
 			return adminEndpoint{}, nil, err
 		}
@@ -255,7 +255,7 @@ func (s *Server) planAdmin(fp *frontPlan, cfg *Config) error {
 	}
 	if w := cfg.Records.Webhook; w != nil {
 		if _, _, err := take(fp.parts, webhookKey{w.Address}, func() (webhookEndpoint, func() error, error) {
-			srv, err := admin.Listen(w.Address, nil, http.HandlerFunc(s.serveWebhook), s.log)
+			srv, err := s.listenAdmin(w.Address, nil, http.HandlerFunc(s.serveWebhook))
 			if err != nil {
 				return webhookEndpoint{}, nil, err
 			}

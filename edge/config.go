@@ -22,6 +22,7 @@ import (
 	"github.com/dnsedge/dnsedge/edge/records"
 	"github.com/dnsedge/dnsedge/edge/tracing"
 	"github.com/dnsedge/dnsedge/edge/tsig"
+	"github.com/dnsedge/dnsedge/edge/upgrade"
 	"github.com/dnsedge/dnsedge/edge/validate"
 	"github.com/dnsedge/dnsedge/edge/zone"
 	"github.com/dnsedge/dnsedge/internal/field"
@@ -101,6 +102,10 @@ type Config struct {
 	Canary   canary.Config         `yaml:"canary"`
 	Rollback canary.RollbackConfig `yaml:"rollback"`
 
+	// Upgrade bounds a binary upgrade (drain, watch window, readiness)
+	// and names the control socket `dnsedge upgrade` talks to.
+	Upgrade upgrade.Config `yaml:"upgrade"`
+
 	// SystemUpstreams is set when the upstreams were taken from
 	// /etc/resolv.conf because the file named none.
 	SystemUpstreams bool `yaml:"-"`
@@ -149,6 +154,11 @@ type ListenerSpec struct {
 	// "optional" (the default): signed queries are verified, unsigned
 	// ones served.
 	TSIG string `yaml:"tsig"`
+	// Sockets is the number of UDP sockets bound to the address with
+	// SO_REUSEPORT, each with its own reader (udp only); default the
+	// number of CPUs. A running listener keeps its count across reloads;
+	// an upgrade binds the sockets a larger count adds.
+	Sockets int `yaml:"sockets"`
 }
 
 // Values of ListenerSpec.TSIG.
@@ -208,6 +218,7 @@ func (l ListenerSpec) options() []struct {
 	}{
 		{listen.OptTLS, l.TLS != nil}, {listen.OptServerName, l.ServerName != ""}, {listen.OptPadding, l.Padding != nil},
 		{listen.OptPath, l.Path != ""}, {listen.OptHTTP3, l.HTTP3}, {listen.OptH2C, l.H2C},
+		{listen.OptSockets, l.Sockets != 0},
 	}
 }
 

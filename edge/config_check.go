@@ -170,6 +170,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, field.Prefix("tags", c.Tags.Validate()))
 	errs = append(errs, field.Prefix("trace", c.Trace.Validate()))
 	errs = append(errs, field.Prefix("dnstap", c.Dnstap.Validate()))
+	errs = append(errs, field.Prefix("upgrade", c.Upgrade.Validate()))
 	errs = append(errs, field.Prefix("tracing", c.Tracing.Validate()))
 	errs = append(errs, field.Prefix("tsig", c.TSIG.Validate()))
 	errs = append(errs, field.Prefix("consul", c.Consul.Validate()))
@@ -285,6 +286,9 @@ func (l ListenerSpec) validate(at string) []error {
 	}
 	if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.ContainsAny(l.Path, "?#{} ")) {
 		add("path", "path %q must start with / and hold no query, braces or spaces", l.Path)
+	}
+	if l.Sockets < 0 || l.Sockets > 1024 {
+		add("sockets", "sockets %d must be between 1 and 1024 (leave it out for one per CPU)", l.Sockets)
 	}
 	if l.ACL != nil && len(l.ACL) == 0 {
 		add("acl", "an empty acl refuses every client: leave it out for the default, or write [0.0.0.0/0, \"::/0\"] to serve everybody")

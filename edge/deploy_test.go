@@ -143,6 +143,11 @@ func TestDeploySystemdUnit(t *testing.T) {
 	if r := keys["ExecReload"]; len(r) != 2 || !strings.Contains(r[1], "-HUP $MAINPID") {
 		t.Fatalf("ExecReload = %v, want a check and then SIGHUP", r)
 	}
+	// An upgrade hands the main process over to the new one (MAINPID=,
+	// sent by the old process) and readiness is notified.
+	if first(keys["Type"]) != "notify" || first(keys["NotifyAccess"]) != "all" {
+		t.Errorf("Type = %v, NotifyAccess = %v, want notify and all (upgrades move MAINPID)", keys["Type"], keys["NotifyAccess"])
+	}
 	// With DynamicUser and ProtectSystem=strict nothing is writable but
 	// the state directory, where certificates are made.
 	if first(keys["StateDirectory"]) != "dnsedge" {

@@ -242,6 +242,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 		ServerName: spec.ServerName, NoPadding: spec.Padding != nil && !*spec.Padding,
 		HTTPPath: spec.Path, H2C: spec.H2C, HTTP3: spec.HTTP3,
 		RequireTSIG: spec.TSIG == TSIGRequired,
+		Inherited:   s.inherit, QUICGate: s.quicGate, Sockets: spec.Sockets,
 	}
 	if spec.encrypted() {
 		if certs == nil {

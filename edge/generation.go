@@ -73,6 +73,8 @@ type buildDeps struct {
 	hook *canaryHook
 	// ops adds the operating endpoints to the admin API; nil for none.
 	ops func(mux *http.ServeMux, auth *admin.Auth)
+	// version answers version.bind; empty answers nothing.
+	version string
 }
 
 // Keys of the parts a generation takes from the pool. Each holds all a

@@ -20,11 +20,16 @@ import (
 type httpEndpoint struct {
 	srv  *http.Server
 	addr net.Addr
+	ln   net.Listener // for handing the socket over
+	spec string       // the address as configured
 }
 
 // startHTTP binds the HTTP endpoint on addr and starts serving.
 func (s *Server) startHTTP(addr string) (*httpEndpoint, error) {
-	ln, err := net.Listen("tcp", addr)
+	ln, err := s.inherit.TakeListener("tcp", addr)
+	if err == nil && ln == nil {
+		ln, err = net.Listen("tcp", addr)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("listen metrics %s: %w", addr, err)
 	}
@@ -49,7 +54,7 @@ func (s *Server) startHTTP(addr string) (*httpEndpoint, error) {
 			h(w, r)
 		})
 	}
-	e := &httpEndpoint{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr()}
+	e := &httpEndpoint{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}, addr: ln.Addr(), ln: ln, spec: addr}
 	go e.srv.Serve(ln)
 	return e, nil
 }

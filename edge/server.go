@@ -82,6 +82,15 @@ type Server struct {
 	// rollback. Both guarded by mu.
 	watch        *watch
 	lastRollback *rollbackEvent
+	// inherit are the sockets handed over by the process this one
+	// replaces, or kept for taking back (upgrade.go); quicGate holds
+	// back the reading of inherited QUIC sockets. Both are set before
+	// Start and by Resume, under reloadMu.
+	inherit  *listen.Inherited
+	quicGate <-chan struct{}
+	// drained are the listeners Drain stopped, until they are done.
+	drained sync.WaitGroup
+	version string // answered to version.bind
 }
 
 // listener is what the server needs of every listener kind.
@@ -101,8 +110,9 @@ type Options struct {
 	// Out receives the human-readable summary printed at start; nil
 	// discards it.
 	Out io.Writer
-	// Version is the version of the binary, exported as
-	// dnsedge_build_info and shown on /status; empty means "dev".
+	// Version is the version of the binary: exported as
+	// dnsedge_build_info ("dev" when empty), shown on /status, and
+	// answered to version.bind (CH TXT; nothing when empty).
 	Version string
 	// Load re-reads the configuration file, for a canary or a reload
 	// asked for through the admin API; nil when there is no file.
@@ -110,6 +120,13 @@ type Options struct {
 	// Clock runs the drills' deadlines, the canary's verdicts and the
 	// rollback watch; the real clock when nil.
 	Clock clockwork.Clock
+	// Inherited are the sockets handed over by the process this one
+	// replaces (a binary upgrade): Start takes its listeners' sockets
+	// from them and binds only the rest. nil binds everything.
+	Inherited *listen.Inherited
+	// QUICGate, with Inherited, holds back the reading of the inherited
+	// QUIC sockets until it is closed.
+	QUICGate <-chan struct{}
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -125,6 +142,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 	prom := prometheus.NewRegistry()
 	s := &Server{
 		log: log, level: opts.Level, out: out, prom: prom,
+		inherit: opts.Inherited, quicGate: opts.QUICGate, version: opts.Version,
 		health:    transport.NewRegistry(cfg.Health.HealthConfig(), log),
 		loop:      middleware.NewLoop(log),
 		lmet:      listen.NewMetrics(prom),
@@ -194,7 +212,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 // error nothing of it is left.
 func (s *Server) build(cfg *Config) (*generation, error) {
 	d := buildDeps{log: s.log, registry: s.health, loop: s.loop, drills: s.drills, resolveTimeout: 3 * time.Second,
-		hook: s.canaryHook, ops: s.registerOps}
+		hook: s.canaryHook, ops: s.registerOps, version: s.version}
 	return buildGeneration(s.life, cfg, s.pool.hold(), d)
 }
 

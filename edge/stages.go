@@ -46,13 +46,15 @@ type stage struct {
 // caches (RFC 8945 §5.5: their answers are the key holder's, never
 // cached) and validation. Consul's domain is answered right after the
 // local and tenant zones, in their place: never cached, and a zone
-// configured for the same names wins. The canary's tap sits just before
-// policy, where it sees the query as policy is to see it and the answer
-// of everything policy decides. Adding a middleware is a file of its own
-// and one row here.
+// configured for the same names wins. version.bind (CH TXT) is answered
+// right after the logs, before anything else may see it. The canary's tap
+// sits just before policy, where it sees the query as policy is to see it
+// and the answer of everything policy decides. Adding a middleware is a
+// file of its own and one row here.
 var stages = []stage{
 	{"dnstap", buildDnstap},
 	{"querylog", buildQueryLog},
+	{"version", buildVersion},
 	{"tsig", buildTSIG},
 	{"tracing", buildTracing},
 	{"trace", buildTrace},

@@ -18,6 +18,7 @@ commands:
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one
   profile apple|android ...             write an Apple DNS profile; check a DoT server as Android does
+  upgrade [-config FILE | -control SOCK] upgrade the running server to the binary on disk, losing no query
   version                               print the version
 `
 
@@ -39,6 +40,8 @@ func main() {
 		code = query(args, os.Stdout, os.Stderr)
 	case "reload":
 		code = reloadCmd(args, os.Stdout, os.Stderr)
+	case "upgrade":
+		code = upgradeCmd(args, os.Stdout, os.Stderr)
 	case "policy":
 		code = policyCmd(args, os.Stdout, os.Stderr)
 	case "profile":

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/dnsedge/dnsedge/edge"
+	"github.com/dnsedge/dnsedge/edge/upgrade"
 )
 
 func loadConfig(path string) (*edge.Config, error) {
@@ -24,17 +25,35 @@ func loadConfig(path string) (*edge.Config, error) {
 }
 
 // serve runs the server until SIGINT or SIGTERM; SIGHUP reloads the
-// configuration file (a bad file changes nothing and is logged).
+// configuration file (a bad file changes nothing and is logged); SIGUSR2,
+// or `dnsedge upgrade` on the control socket, upgrades to the binary on
+// disk (see upgrade.go).
 func serve(args []string) int {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	path := fs.String("config", "", "configuration file (embedded default when empty)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	cfg, err := loadConfig(*path)
+	if os.Getpid() == 1 && os.Getenv(upgrade.EnvCtl) == "" {
+		// PID 1 must outlive every upgrade: it stays a thin parent.
+		return initProcess()
+	}
+	// The new process of an upgrade: the old one handed over its sockets.
+	child, err := upgrade.Inherit()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		return 1
+	}
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
+		if child != nil {
+			child.Fail(err)
+		}
+		return 1
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return fail(err)
 	}
 	if os.Getenv("GOGC") == "" {
 		// Fewer, larger collections while the heap is small (see
@@ -46,20 +65,43 @@ func serve(args []string) int {
 	log, level := edge.NewLogger(os.Stderr, cfg.Log)
 	logWarnings(log, cfg)
 	reread := func() (*edge.Config, error) { return loadConfig(*path) }
-	srv, err := edge.New(cfg, edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString(), Load: reread})
+	opts := edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString(), Load: reread}
+	if child != nil {
+		opts.Inherited, opts.QUICGate = child.Inherited, child.QUICGate()
+	}
+	srv, err := edge.New(cfg, opts)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
-		return 1
+		return fail(err)
+	}
+	if child != nil {
+		if err := child.State(stateReader(srv)); err != nil {
+			log.Info("starting without the old process's state", "reason", err.Error())
+		}
 	}
 	// Signals are caught before the start-up summary is printed: a
 	// supervisor that reloads as soon as it sees dnsedge listening must
 	// not kill it with SIGHUP's default action.
 	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
 	if err := srv.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "dnsedge: %v\n", err)
 		srv.Close()
-		return 1
+		return fail(err)
+	}
+	u := &upgrader{srv: srv, log: log, done: make(chan upgradeDone, 1)}
+	u.cfg.Store(cfg)
+	if p := cfg.Upgrade.Control; p != "" {
+		if u.ctl, err = upgrade.ListenControl(p, opts.Inherited, u.newPid); err != nil {
+			srv.Close()
+			return fail(err)
+		}
+	}
+	if child != nil {
+		child.Inherited.Close() // what the new configuration does not use
+		if err := child.Ready(); err != nil {
+			log.Error("upgrade: the old process is gone", "error", err.Error())
+		}
+	} else if err := upgrade.NotifyReady(); err != nil {
+		log.Warn("notify the service manager", "error", err.Error())
 	}
 	// Reloads run beside the signal loop, one at a time, so that SIGTERM
 	// during a slow reload (a certificate being issued) is seen at once:
@@ -78,25 +120,18 @@ func serve(args []string) int {
 				log.Error("reload failed; the running configuration is unchanged", "error", err.Error())
 				continue
 			}
+			u.cfg.Store(next)
 			logWarnings(log, next)
 		}
 	}()
-	for sig := range sigs {
-		if sig != syscall.SIGHUP {
-			log.Info("shutting down", "signal", sig.String())
-			break
-		}
-		select {
-		case hup <- struct{}{}:
-		default: // one is pending already
-		}
-	}
+	code := u.loop(sigs, hup)
 	close(hup)
 	if err := srv.Close(); err != nil {
 		log.Warn("close", "error", err.Error())
 	}
+	u.finish()
 	<-reloaded
-	return 0
+	return code
 }
 
 // check validates a configuration file and the files it names, and prints

@@ -17,6 +17,7 @@ import (
 type Server struct {
 	srv  *http.Server
 	addr net.Addr
+	raw  net.Listener
 	done chan struct{}
 }
 
@@ -39,6 +40,16 @@ func Listen(addr string, conf *tls.Config, h http.Handler, log *slog.Logger) (*S
 	if err != nil {
 		return nil, fmt.Errorf("listen admin %s: %w", addr, err)
 	}
+	return Serve(ln, conf, h, log), nil
+}
+
+// Serve is Listen on a listener already bound (one inherited from the
+// process this one replaces); it owns ln from then on.
+func Serve(ln net.Listener, conf *tls.Config, h http.Handler, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	raw := ln
 	if conf != nil {
 		ln = tls.NewListener(ln, conf)
 	}
@@ -49,16 +60,21 @@ func Listen(addr string, conf *tls.Config, h http.Handler, log *slog.Logger) (*S
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		},
 		addr: ln.Addr(),
+		raw:  raw,
 		done: make(chan struct{}),
 	}
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin listener stopped", "address", addr, "error", err.Error())
+			log.Error("admin listener stopped", "address", raw.Addr().String(), "error", err.Error())
 		}
 	}()
-	return s, nil
+	return s
 }
+
+// Listener returns the bound listener, below TLS, for handing its socket
+// over to the process that replaces this one.
+func (s *Server) Listener() net.Listener { return s.raw }
 
 // Addr returns the bound address.
 func (s *Server) Addr() net.Addr { return s.addr }

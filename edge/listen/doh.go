@@ -102,7 +102,25 @@ func ListenDoH(cfg Config) (*DoH, error) {
 	if err != nil {
 		return nil, fmt.Errorf("doh listener: %w", err)
 	}
-	tcp, udp, err := bindDoH(cfg.Addr, cfg.HTTP3)
+	var (
+		tcp       *net.TCPListener
+		udp       *net.UDPConn
+		inherited bool
+	)
+	if tcp, err = cfg.Inherited.inheritTCP(network("tcp", cfg.Addr.Addr()), cfg.Addr.String()); err == nil && tcp != nil && cfg.HTTP3 {
+		at := unmap(tcp.Addr().(*net.TCPAddr).AddrPort())
+		if udp, inherited, err = bindUDP(cfg.Inherited, cfg.Addr); err == nil && !inherited {
+			// The UDP twin of an inherited port 0 is the TCP port.
+			udp.Close()
+			udp, err = net.ListenUDP(network("udp", at.Addr()), net.UDPAddrFromAddrPort(at))
+		}
+		if err != nil {
+			tcp.Close()
+			return nil, fmt.Errorf("listen on udp %s for http/3: %w", at, err)
+		}
+	} else if err == nil && tcp == nil {
+		tcp, udp, err = bindDoH(cfg.Addr, cfg.HTTP3)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +143,7 @@ func ListenDoH(cfg Config) (*DoH, error) {
 	}
 	if udp != nil {
 		l.addr3 = unmap(udp.LocalAddr().(*net.UDPAddr).AddrPort())
-		if err := l.setupHTTP3(); err != nil {
+		if err := l.setupHTTP3(quicConn(udp, inherited, cfg.QUICGate)); err != nil {
 			tcp.Close()
 			udp.Close()
 			return nil, err
@@ -215,7 +233,7 @@ func (l *DoH) setupHTTP(tcp *net.TCPListener) error {
 
 // setupHTTP3 builds the HTTP/3 server over l.udp. Only handshaken
 // connections are served: no 0-RTT, so nothing can be replayed.
-func (l *DoH) setupHTTP3() error {
+func (l *DoH) setupHTTP3(pc net.PacketConn) error {
 	cfg := l.cfg
 	tlsConf := cfg.TLS.Clone()
 	tlsConf.MinVersion = tls.VersionTLS13
@@ -227,7 +245,7 @@ func (l *DoH) setupHTTP3() error {
 		// Only the control and QPACK streams of the client.
 		MaxIncomingUniStreams: 8,
 	}
-	l.qtr = cfg.QUIC.transport(&quic.Transport{Conn: l.udp})
+	l.qtr = cfg.QUIC.transport(&quic.Transport{Conn: pc})
 	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()
@@ -295,6 +313,43 @@ func (l *DoH) keep(err error, expected ...error) {
 	l.errMu.Lock()
 	l.serveErrs = append(l.serveErrs, err)
 	l.errMu.Unlock()
+}
+
+// Sockets returns duplicates of the listener's TCP socket and, with
+// HTTP/3, its UDP socket, for the process that replaces this one.
+func (l *DoH) Sockets() ([]Socket, error) {
+	a := l.cfg.Addr.String()
+	fs := []func() (Socket, error){func() (Socket, error) { return fileOf(l.ln.tcp, network("tcp", l.cfg.Addr.Addr()), a, 0) }}
+	if l.udp != nil {
+		fs = append(fs, func() (Socket, error) { return fileOf(l.udp, network("udp", l.cfg.Addr.Addr()), a, 0) })
+	}
+	return collect(fs...)
+}
+
+// Drain stops accepting connections (the sockets stay open in the
+// processes that hold them), sends GOAWAY on HTTP/2 and HTTP/3, and lets
+// the open connections finish their streams and close, within timeout;
+// then it closes like Close.
+func (l *DoH) Drain(timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	l.ln.Close()
+	var shut sync.WaitGroup
+	shut.Go(func() { l.srv.Shutdown(ctx) })
+	if l.h3 != nil {
+		shut.Go(func() { l.h3.Shutdown(ctx) })
+	}
+	if l.h2 != nil {
+		l.h2.ShutdownGraceful()
+		shut.Go(l.h2wg.Wait)
+	}
+	done := make(chan struct{})
+	go func() { shut.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	return l.Close()
 }
 
 // Close stops accepting connections and tells clients to go away (HTTP/2

@@ -107,7 +107,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("doq listener: %w", err)
 	}
-	pc, err := net.ListenUDP(network("udp", cfg.Addr.Addr()), net.UDPAddrFromAddrPort(cfg.Addr))
+	pc, inherited, err := bindUDP(cfg.Inherited, cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
 	}
@@ -123,7 +123,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		perClient: make(map[netip.Addr]int),
 	}
 	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
-	l.tr = cfg.QUIC.transport(&quic.Transport{Conn: pc, VerifySourceAddress: l.busyClient})
+	l.tr = cfg.QUIC.transport(&quic.Transport{Conn: quicConn(pc, inherited, cfg.QUICGate), VerifySourceAddress: l.busyClient})
 	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), l.quicLimits(&quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,
@@ -178,6 +178,14 @@ func doqTLS(base *tls.Config) *tls.Config {
 // Addr returns the address the listener is bound to, with the port the
 // system picked when Config.Addr had port 0.
 func (l *DoQ) Addr() netip.AddrPort { return l.addr }
+
+// Sockets returns a duplicate of the listener's UDP socket, for the
+// process that replaces this one.
+func (l *DoQ) Sockets() ([]Socket, error) {
+	return collect(func() (Socket, error) {
+		return fileOf(l.pc, network("udp", l.cfg.Addr.Addr()), l.cfg.Addr.String(), 0)
+	})
+}
 
 // Serve accepts connections until Close, then returns nil. It returns
 // ErrClosed at once when the listener is already closed.

@@ -32,10 +32,11 @@ const (
 	OptPath       = "path"
 	OptHTTP3      = "http3"
 	OptH2C        = "h2c"
+	OptSockets    = "sockets"
 )
 
 var listenerKinds = []ListenerKind{
-	{Proto: "udp", Kind: pipeline.KindUDP, Network: "udp"},
+	{Proto: "udp", Kind: pipeline.KindUDP, Network: "udp", Options: []string{OptSockets}},
 	{Proto: "tcp", Kind: pipeline.KindTCP, Network: "tcp"},
 	{Proto: "dot", Kind: pipeline.KindDoT, Encrypted: true, Network: "tcp",
 		Options: []string{OptTLS, OptServerName, OptPadding}},

@@ -101,6 +101,15 @@ type Config struct {
 	// Sockets is the number of UDP sockets bound to Addr with SO_REUSEPORT,
 	// each with its own reader. Default runtime.NumCPU(). Ignored by TCP.
 	Sockets int
+
+	// Inherited are the sockets handed over by the process this one
+	// replaces; the listener takes those of Addr instead of binding, and
+	// binds only what they lack. nil binds everything.
+	Inherited *Inherited
+	// QUICGate, when set, holds back the reading of inherited QUIC
+	// sockets (DoQ, DoH over HTTP/3) until it is closed: until the
+	// process that handed them over has stopped reading them.
+	QUICGate <-chan struct{}
 }
 
 // Defaults of Config.

@@ -34,6 +34,7 @@ type TCP struct {
 	slots *limiter // MaxConcurrent query slots; a reader waits for one
 
 	accepting sync.WaitGroup // the accept loop
+	draining  atomic.Bool    // Drain has stopped the accept loop
 	reading   sync.WaitGroup // connection read loops
 	serving   sync.WaitGroup // connection goroutines, until the connection is closed
 
@@ -128,12 +129,10 @@ func serverTLS(c *tls.Config, alpn ...string) *tls.Config {
 }
 
 func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) {
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), network("tcp", cfg.Addr.Addr()), cfg.Addr.String())
+	tl, err := bindTCP(cfg.Inherited, cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s %s: %w", kind, cfg.Addr, err)
 	}
-	tl := ln.(*net.TCPListener)
 	l := &TCP{
 		core:  newCore(cfg, kind),
 		ln:    tl,
@@ -151,6 +150,47 @@ func listenStream(cfg Config, kind pipeline.Kind, tc *tls.Config) (*TCP, error) 
 // Addr returns the address the listener is bound to, with the port the
 // system picked when Config.Addr had port 0.
 func (l *TCP) Addr() netip.AddrPort { return l.addr }
+
+// bindTCP returns the TCP listener of addr inherited in in, or binds one.
+func bindTCP(in *Inherited, addr netip.AddrPort) (*net.TCPListener, error) {
+	netw := network("tcp", addr.Addr())
+	if tl, err := in.inheritTCP(netw, addr.String()); tl != nil || err != nil {
+		return tl, err
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(context.Background(), netw, addr.String())
+	if err != nil {
+		return nil, err
+	}
+	return ln.(*net.TCPListener), nil
+}
+
+// Sockets returns a duplicate of the listening socket, for the process
+// that replaces this one.
+func (l *TCP) Sockets() ([]Socket, error) {
+	return collect(func() (Socket, error) {
+		return fileOf(l.ln, network("tcp", l.cfg.Addr.Addr()), l.cfg.Addr.String(), 0)
+	})
+}
+
+// Drain stops accepting connections (the listening socket stays open in
+// the processes that hold it) and lets the open ones run on until their
+// clients close them, they idle out, or timeout passes; then it closes
+// like Close, answering the queries in flight first.
+func (l *TCP) Drain(timeout time.Duration) error {
+	l.draining.Store(true)
+	l.ln.Close()
+	l.accepting.Wait()
+	done := make(chan struct{})
+	go func() { l.reading.Wait(); close(done) }()
+	t := time.NewTimer(timeout)
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	t.Stop()
+	return l.Close()
+}
 
 // Serve accepts connections until Close, then returns nil. It returns
 // ErrClosed at once when the listener is already closed.
@@ -200,7 +240,7 @@ func (l *TCP) accept() {
 	for {
 		conn, err := l.ln.AcceptTCP()
 		if err != nil {
-			if l.isClosed() || errors.Is(err, net.ErrClosed) {
+			if l.isClosed() || l.draining.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)

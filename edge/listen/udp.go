@@ -104,19 +104,40 @@ func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
 	return l, nil
 }
 
-// bind opens the sockets. Several sockets share the address through
-// SO_REUSEPORT, which would also let them join a group another listener of
-// this user already bound, hiding a configuration mistake; so the address
-// is first bound once without the option, which fails when it is taken and
-// turns port 0 into a free port. Another process may take the port between
-// that probe and the real bind: that race is accepted.
+// bind opens the sockets, taking those the process inherited first.
+// Several sockets share the address through SO_REUSEPORT, which would also
+// let them join a group another listener of this user already bound,
+// hiding a configuration mistake; so the address is first bound once
+// without the option, which fails when it is taken and turns port 0 into
+// a free port. Another process may take the port between that probe and
+// the real bind: that race is accepted. The option is set even on a lone
+// socket, so that a later process can add sockets to its group.
 func (l *UDP) bind() error {
 	ctx := context.Background()
 	netw := network("udp", l.cfg.Addr.Addr())
 	addr := l.cfg.Addr
 	var lc net.ListenConfig
-	if l.cfg.Sockets > 1 {
-		probe, err := lc.ListenPacket(ctx, netw, addr.String())
+	if reusePortSupported {
+		lc.Control = setReusePort
+	}
+	inherited := l.cfg.Inherited.count(netw, addr.String())
+	for i := range inherited {
+		c, err := l.cfg.Inherited.inheritUDP(netw, addr.String(), i)
+		if err != nil {
+			return err
+		}
+		l.socks = append(l.socks, newUDPSocket(c, netw == "udp6", l.batch))
+	}
+	if inherited > 0 {
+		addr = unmap(l.socks[0].conn.LocalAddr().(*net.UDPAddr).AddrPort())
+		if inherited > l.cfg.Sockets {
+			// Closing the difference would lose what the kernel queued
+			// on those sockets: they are all read.
+			l.cfg.Logger.Info("udp listener keeps every inherited socket", "addr", addr.String(),
+				"inherited", inherited, "configured", l.cfg.Sockets)
+		}
+	} else if reusePortSupported {
+		probe, err := (&net.ListenConfig{}).ListenPacket(ctx, netw, addr.String())
 		if err != nil {
 			return err
 		}
@@ -124,9 +145,8 @@ func (l *UDP) bind() error {
 		if err := probe.Close(); err != nil {
 			return err
 		}
-		lc.Control = setReusePort
 	}
-	for range l.cfg.Sockets {
+	for range max(l.cfg.Sockets-inherited, 0) {
 		pc, err := lc.ListenPacket(ctx, netw, addr.String())
 		if err != nil {
 			return err
@@ -136,8 +156,10 @@ func (l *UDP) bind() error {
 		if addr.Port() == 0 {
 			addr = unmap(c.LocalAddr().(*net.UDPAddr).AddrPort())
 		}
-		if l.pktinfo {
-			rc, err := c.SyscallConn()
+	}
+	if l.pktinfo {
+		for _, s := range l.socks {
+			rc, err := s.conn.SyscallConn()
 			if err == nil {
 				err = setPktinfo(rc, netw == "udp6")
 			}
@@ -149,6 +171,20 @@ func (l *UDP) bind() error {
 	l.addr = addr
 	return nil
 }
+
+// Sockets returns duplicates of the listener's sockets, for the process
+// that replaces this one.
+func (l *UDP) Sockets() ([]Socket, error) {
+	netw := network("udp", l.cfg.Addr.Addr())
+	fs := make([]func() (Socket, error), len(l.socks))
+	for i, s := range l.socks {
+		fs[i] = func() (Socket, error) { return fileOf(s.conn, netw, l.cfg.Addr.String(), i) }
+	}
+	return collect(fs...)
+}
+
+// Drain is Close: a UDP listener has no connections to let finish.
+func (l *UDP) Drain(time.Duration) error { return l.Close() }
 
 // SetLimits makes lim the limits of the running listener: QueryTimeout
 // and MaxConcurrent apply from the next query; UDP has no use for the

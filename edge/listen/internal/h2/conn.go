@@ -61,6 +61,7 @@ type conn struct {
 	running   int    // streams whose request is being processed
 	receiving int    // streams whose request is still arriving
 	goingAway bool   // GOAWAY sent: close once the streams are done
+	announced bool   // the first GOAWAY of a graceful shutdown sent
 	henc      *hpack.Encoder
 	hbuf      bytes.Buffer
 	sendConn  int64 // connection send window

@@ -135,6 +135,23 @@ func (s *Server) Shutdown() {
 	}
 }
 
+// ShutdownGraceful is Shutdown in two steps (RFC 9113 §6.8): a first
+// GOAWAY tells clients to open no more streams, and the final one, a
+// second later, names the last stream served, so that no stream a client
+// sent meanwhile is refused.
+func (s *Server) ShutdownGraceful() {
+	s.mu.Lock()
+	s.closed = true
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.announceGoAway()
+	}
+}
+
 // Request is the request of a stream, complete when dispatched. It is
 // read-only for the handler.
 type Request struct {

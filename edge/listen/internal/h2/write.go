@@ -269,6 +269,29 @@ func (c *conn) stop(goaway bool, code http2.ErrCode) {
 	c.flushers.Wait()
 }
 
+// goAwayGrace is how long a graceful shutdown lets streams the client
+// sent before it saw the first GOAWAY arrive, before the final one.
+const goAwayGrace = time.Second
+
+// announceGoAway starts a graceful shutdown (RFC 9113 §6.8): a GOAWAY
+// with the largest stream id tells the client to open no more streams
+// while those already on their way are still served; goAwayGrace later
+// goAway sends the final GOAWAY. A client that opened a stream after the
+// final GOAWAY's id knows it was not processed and retries it elsewhere.
+// It is safe to call from any goroutine, more than once.
+func (c *conn) announceGoAway() {
+	c.mu.Lock()
+	if c.goingAway || c.announced || c.w.BrokenLocked() {
+		c.mu.Unlock()
+		return
+	}
+	c.announced = true
+	c.fr.WriteGoAway(1<<31-1, http2.ErrCodeNo, nil)
+	c.kickLocked()
+	c.mu.Unlock()
+	time.AfterFunc(goAwayGrace, c.goAway)
+}
+
 // goAway tells the client that no new stream will be served (RFC 9113
 // §6.8), and closes the connection once the streams it has are answered.
 // It is safe to call from any goroutine, more than once.
