@@ -3,9 +3,8 @@
 # BENCH_UPGRADE_ROUNDS times (default 5). Its wall time is the upgrade
 # time: from the command to the new process serving (the command returns
 # once the new process has taken the state and its listeners serve).
-# Writes $RUN/upgrade.tsv: one "upgrade_ms<TAB>MEDIAN<TAB>ALL..." line and
-# BENCH_UPGRADE=0 skips it. (The state's share at a million cache entries
-# is the snapshot size and time figure.)
+# Writes $RUN/upgrade.tsv: one "upgrade_ms<TAB>MEDIAN<TAB>ALL..." line,
+# and $RUN/state.tsv (state_bench below). BENCH_UPGRADE=0 skips both.
 #
 # Needs: $OUT/dnsedge, $RUN, log and die from run.sh; kdig and python3.
 
@@ -58,6 +57,21 @@ EOT
 	rm -rf "$dir"
 }
 
+# state_bench: the state an upgrade carries, at a million cache entries
+# (edge's BenchmarkState1M, one run): its size, and the wall and CPU time
+# to write it and to read it. Writes $RUN/state.tsv.
+state_bench() {
+	local line
+	if ! line=$(cd "$ROOT" && go test -run '^$' -bench '^BenchmarkState1M$' -benchtime 1x ./edge/ 2>&1 | grep '^BenchmarkState1M'); then
+		log "state benchmark failed; no state row"
+		return 0
+	fi
+	awk '{ for (i = 2; i <= NF; i++) v[$i] = $(i - 1) }
+		END { printf "1000000\t%s\t%s\t%s\t%s\t%s\n", v["bytes/state"], v["write-ms"], v["read-ms"], v["write-cpu-ms"], v["read-cpu-ms"] }' <<<"$line" >"$RUN/state.tsv"
+	log "state at 1M entries: $line"
+}
+
 if [[ ${BENCH_UPGRADE:-1} != 0 ]]; then
 	upgrade_bench
+	state_bench
 fi

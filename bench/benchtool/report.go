@@ -187,6 +187,9 @@ func writeReport(dir, out string) error {
 	if err := writeFleet(w, dir, m); err != nil {
 		return err
 	}
+	if err := writeUpgrade(w, dir); err != nil {
+		return err
+	}
 	if err := writeIdle(w, dir); err != nil {
 		return err
 	}
