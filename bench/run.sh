@@ -56,6 +56,9 @@
 #                          skips those rows and runs only the phases (policy,
 #                          validation, fleet, cache memory), for a quick look
 #                          at them
+#   BENCH_BASE             a git ref: adds paired rounds of dnsedge built from
+#                          it against dnsedge built from the tree, on the
+#                          same configuration (bench/base.sh); unset skips
 #   BENCH_REPORT           the report to write (default BENCHMARKS.md at the
 #                          repository root; point partial runs elsewhere)
 #
@@ -142,6 +145,8 @@ PATH=$PATH:/usr/sbin:/sbin
 log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 # shellcheck source=bench/canary.sh
 . "$BENCH_DIR/canary.sh"
+# shellcheck source=bench/base.sh
+. "$BENCH_DIR/base.sh"
 die() {
 	log "error: $*"
 	exit 1
@@ -973,20 +978,21 @@ pair_rounds() {
 }
 
 # pair_servers NAME A B CONF_A CONF_B: starts dnsedge twice on the server
-# core, on CONF_A and CONF_B (ports[A] and ports[B] of the caller), checks
+# core (the binaries PAIR_BIN_A and PAIR_BIN_B, $OUT/dnsedge by default),
+# on CONF_A and CONF_B (ports[A] and ports[B] of the caller), checks
 # each configuration first and warms both with WARM (a query file in $RUN);
 # sets pids. False, with the reason logged, if either does not start.
 pair_servers() {
 	local name=$1 a=$2 b=$3 side conf
-	local -A confs=([$a]=$4 [$b]=$5)
+	local -A confs=([$a]=$4 [$b]=$5) bins=([$a]=${PAIR_BIN_A:-$OUT/dnsedge} [$b]=${PAIR_BIN_B:-$OUT/dnsedge})
 	for side in "$a" "$b"; do
 		conf=${confs[$side]}
-		if ! "$OUT/dnsedge" check "$conf" >"$RUN/$name-$side.check" 2>&1; then
+		if ! "${bins[$side]}" check "$conf" >"$RUN/$name-$side.check" 2>&1; then
 			log "$name: $conf rejected, see $RUN/$name-$side.check"
 			return 1
 		fi
 		mkdir -p "$RUN/$name-$side"
-		start "$name-$side" "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
+		start "$name-$side" "$SERVER_CORE" "${bins[$side]}" serve -config "$conf"
 		pids[$side]=$STARTED_PID
 		if ! wait_ready "${ports[$side]}" "$STARTED_PID"; then
 			log "$name: the $side server did not start, see bench/out/run/$name-$side.log"
@@ -1733,6 +1739,11 @@ fi
 if ((FLEET)) && [[ " $ONLY " == *" dnsedge "* && $DNSEDGE_STATUS == ok ]]; then
 	log "fleet phase"
 	fleet_phase
+fi
+
+if [[ -n ${BENCH_BASE:-} && " $ONLY " == *" dnsedge "* && $DNSEDGE_STATUS == ok ]]; then
+	log "base phase: against $BENCH_BASE"
+	base_phase
 fi
 
 CACHE_PHASE_SECS=-

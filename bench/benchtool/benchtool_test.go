@@ -213,6 +213,20 @@ func TestPairTables(t *testing.T) {
 	if out := b.String(); !strings.Contains(out, "## Canary cost") || !strings.Contains(out, "| hit-udp-5k | 1 | 20.00 | 20.60 | 1.030 | 1.030–1.030 | yes |") {
 		t.Errorf("canary table:\n%s", out)
 	}
+	base := row("miss-udp-max", "1", "base", "ok", "1000", "20000000") + row("miss-udp-max", "1", "head", "ok", "1000", "20200000")
+	if err := os.WriteFile(filepath.Join(dir, "base.tsv"), []byte(base), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "base-ref.txt"), []byte("v1 (abc1234)\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := writePairs(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir, nil, basePairs); err != nil {
+		t.Fatal(err)
+	}
+	if out := b.String(); !strings.Contains(out, "The earlier commit: v1 (abc1234).") || !strings.Contains(out, "| miss-udp-max | 1 | 20.00 | 20.20 | 1.010 | 1.010–1.010 | yes |") {
+		t.Errorf("base table:\n%s", out)
+	}
 	if err := writePairs(func(string, ...any) { t.Error("wrote the validation table without its file") }, dir, nil, dnssecPairs); err != nil {
 		t.Fatal(err)
 	}

@@ -177,6 +177,9 @@ func writeReport(dir, out string) error {
 	if err := writePairs(w, dir, m, canaryPairs); err != nil {
 		return err
 	}
+	if err := writePairs(w, dir, m, basePairs); err != nil {
+		return err
+	}
 	if err := writeCarryCost(w, dir); err != nil {
 		return err
 	}

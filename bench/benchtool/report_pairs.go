@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 )
 
 // pairTable describes one comparison measured in paired rounds (pair_rounds
@@ -41,6 +42,15 @@ var (
 		a: "off", b: "on", aName: "without canary", bName: "canary at 5%",
 		scenarios: []string{"hit-udp-max", "hit-udp-5k", "miss-udp-5k"},
 		target:    1.05,
+	}
+	basePairs = pairTable{
+		file:  "base.tsv",
+		title: "Against an earlier dnsedge",
+		about: "dnsedge built from the tree against dnsedge built from an earlier commit (`BENCH_BASE`, bench/base.sh), " +
+			"both on the configuration of the main rows (no policy): what the changes since that commit cost per query.",
+		a: "base", b: "head", aName: "earlier commit", bName: "this tree",
+		scenarios: []string{"hit-udp-max", "hit-tcp-max", "miss-udp-max", "hit-udp-5k", "miss-udp-5k"},
+		target:    1.02,
 	}
 	dnssecPairs = pairTable{
 		file:  "dnssec-pairs.tsv",
@@ -125,6 +135,11 @@ func writePairs(w func(string, ...any), dir string, m map[string]string, t pairT
 		return err
 	}
 	w("\n## %s\n\n%s\n\n", t.title, t.about)
+	if t.file == basePairs.file {
+		if ref, err := os.ReadFile(filepath.Join(dir, "base-ref.txt")); err == nil {
+			w("The earlier commit: %s.\n\n", strings.TrimSpace(string(ref)))
+		}
+	}
 	w("The two servers run side by side on core 0. Each scenario runs %s rounds of %s s on each, one right after the other, "+
 		"in alternating order; the ratio is taken per round, so that both figures of a ratio see the same machine, "+
 		"and the table gives the median of those ratios and their middle half. CPU is the servers' time on a CPU "+
