@@ -253,9 +253,13 @@ func ParseAnchor(s string) (dns.RR, error) {
 	return rr, nil
 }
 
+// maxAnchors bounds the records of a trust anchor file: a real one holds
+// a few DS or DNSKEY records per zone.
+const maxAnchors = 1000
+
 // ParseAnchors parses the records of a trust anchor file (zone file
 // syntax, comments allowed), each a DS or DNSKEY record of class IN;
-// there must be at least one.
+// there must be at least one, and at most maxAnchors.
 func ParseAnchors(text string) ([]dns.RR, error) {
 	zp := dns.NewZoneParser(strings.NewReader(text), ".", "")
 	zp.SetIncludeAllowed(false)
@@ -263,6 +267,10 @@ func ParseAnchors(text string) ([]dns.RR, error) {
 	for rr, ok := zp.Next(); ok; rr, ok = zp.Next() {
 		if err := checkAnchor(rr); err != nil {
 			return nil, err
+		}
+		if len(out) == maxAnchors {
+			// A $GENERATE line makes up to 65,535 records of one line.
+			return nil, fmt.Errorf("more than %d trust anchors", maxAnchors)
 		}
 		out = append(out, rr)
 	}

@@ -76,6 +76,32 @@ func FuzzParseSize(f *testing.F) {
 	})
 }
 
+// TestParseAnchorsBound: a $GENERATE line cannot make a file of tens of
+// thousands of anchors (the fuzzer's slow inputs); a real file parses.
+func TestParseAnchorsBound(t *testing.T) {
+	tests := []struct {
+		name, text, wantErr string
+		want                int
+	}{
+		{name: "two anchors", text: dsAnchor + "\n" + dnskeyAnchor + "\n", want: 2},
+		{name: "generated", text: "$GENERATE 1-65535 x$ DS 1 13 2 00\n", wantErr: "more than 1000 trust anchors"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rrs, err := ParseAnchors(tt.text)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || rrs != nil {
+					t.Fatalf("%d records, err %v; want %q", len(rrs), err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || len(rrs) != tt.want {
+				t.Fatalf("%d records, err %v; want %d", len(rrs), err, tt.want)
+			}
+		})
+	}
+}
+
 func FuzzParseAnchors(f *testing.F) {
 	for _, s := range []string{dsAnchor, dnskeyAnchor, dsAnchor + "\n" + dnskeyAnchor, "example. IN A 192.0.2.1",
 		"; comment only\n", "$INCLUDE /etc/passwd\n", "example. CH DS 1 13 2 00"} {
