@@ -316,20 +316,19 @@ func (r *racer) start(a attempt, leading, inline bool) {
 	// They keep the client's deadline, though: past it nobody waits for
 	// the answer, and exchangeOn counts an attempt it cut short as
 	// canceled, not as the path's timeout.
+	cut := false
+	if dl, ok := r.ctx.Deadline(); ok {
+		if left := r.cfg.Clock.Until(dl); left < timeout {
+			timeout, cut = left, true
+		}
+	}
+	ctx := context.WithoutCancel(r.ctx)
 	if inline {
-		exchangeOn(budget{r.ctx}, r.q, a, ticket, timeout, r.cfg.Clock, r.results)
+		exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 		return
 	}
-	go exchangeOn(budget{r.ctx}, r.q, a, ticket, timeout, r.cfg.Clock, r.results)
+	go exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 }
-
-// budget is a client's context without its cancellation: its deadline
-// and values, but a client that goes away cancels none of its attempts
-// (context.WithoutCancel would drop the deadline too).
-type budget struct{ context.Context }
-
-func (budget) Done() <-chan struct{} { return nil }
-func (budget) Err() error            { return nil }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
 // Stream. It takes over u's place: if the timer was waiting on u it now
@@ -432,11 +431,11 @@ func retryBudget(c candidate) time.Duration {
 }
 
 // exchangeOn runs one attempt and reports it to health and to results.
-// The attempt ends at timeout, at ctx's deadline if sooner (a timeout cut
-// short that way says nothing about the path), or when ctx is canceled.
-func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeout time.Duration, clock clockwork.Clock, results chan<- attempt) {
+// The attempt ends at timeout, at ctx's deadline if sooner, or when ctx is
+// canceled. A timeout cut short by a client's deadline (cutShort, or ctx's
+// deadline) says nothing about the path.
+func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
 	p := a.cand.p
-	cutShort := false
 	if dl, ok := ctx.Deadline(); ok {
 		if left := clock.Until(dl); left < timeout {
 			timeout, cutShort = left, true

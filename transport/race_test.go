@@ -226,6 +226,34 @@ func TestRaceKeepsTheClientDeadline(t *testing.T) {
 	}
 }
 
+// TestRaceDeadlineRealClock: the same on the real clock, whose timeout
+// contexts are the standard library's: a child deadline later than its
+// parent's relies on the parent to end it, so an attempt's context must
+// not claim the client's deadline without its cancellation.
+func TestRaceDeadlineRealClock(t *testing.T) {
+	rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond, Clock: clockwork.NewRealClock()}.withDefaults()
+	hc := testHealth
+	hc.InitialTimeout, hc.MinTimeout, hc.MaxTimeout = 5*time.Second, 5*time.Second, 5*time.Second
+	p := &Path{ID: PathID{Upstream: "silent", Proto: "udp", Addr: netip.MustParseAddrPort("127.0.0.1:53")}, Family: IPv4,
+		Exchanger: &fakeExchanger{t: t, exchange: blackhole}, Health: NewHealth(hc)}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() { _, err := race(ctx, query(), cands(p), false, rc); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a silent path answered")
+		}
+		if took := time.Since(start); took > 2*time.Second {
+			t.Fatalf("the race took %v for a 50ms client budget", took)
+		}
+	case <-time.After(4 * time.Second):
+		t.Fatal("the race did not end at the client's deadline (the path's timeout is 5s)")
+	}
+}
+
 // TestRaceTrialDoesNotDelayTheClient: a half-open path's trial runs beside
 // the best healthy path, so a still-broken path costs the client nothing.
 func TestRaceTrialDoesNotDelayTheClient(t *testing.T) {
