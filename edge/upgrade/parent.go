@@ -50,6 +50,9 @@ type Options struct {
 	// Extra are sockets to hand over beside the server's (the control
 	// socket); the caller keeps them.
 	Extra []listen.Socket
+	// Env are environment entries ("KEY=value") for the new process
+	// beside this one's.
+	Env []string
 }
 
 // A Handover is an upgrade whose new process serves: the old server is
@@ -123,6 +126,7 @@ func Start(srv Server, o Options) (*Handover, error) {
 	}
 	files = append(files, theirs)
 	env := append(os.Environ(), EnvFDs+"="+encodeFDs(all), EnvCtl+"="+strconv.Itoa(firstFD+len(all)))
+	env = append(env, o.Env...)
 	pid, err := spawn(o.Path, append([]string{os.Args[0]}, o.Args...), env, files)
 	if err != nil {
 		h.ctl.Close()
@@ -248,7 +252,17 @@ func (h *Handover) ExitErr() error { return h.err }
 // TakeBack serves srv again on the kept sockets, after the new process
 // died within the watch window. The handover is over.
 func (h *Handover) TakeBack(srv Server) error {
-	in := listen.NewInherited(h.kept)
+	// The QUIC forwarding pairs were the new process's ends; this
+	// process reads its QUIC sockets itself again.
+	var kept []listen.Socket
+	for _, s := range h.kept {
+		if s.Network == "unixpacket" {
+			s.File.Close()
+			continue
+		}
+		kept = append(kept, s)
+	}
+	in := listen.NewInherited(kept)
 	h.kept = nil
 	err := srv.Resume(in)
 	in.Close()
