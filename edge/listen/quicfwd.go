@@ -9,10 +9,12 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 )
 
@@ -202,13 +204,13 @@ const fwdQueue = 256
 // the socket), only the packets the old process forwards (in), and the
 // socket itself from then on. When this process hands its sockets over,
 // it forwards what belongs to the new process (out). Writes always go to
-// the socket. Only the net.PacketConn methods are exposed, so quic-go
-// reads through ReadFrom rather than the socket itself.
+// the socket.
 type quicSock struct {
 	c      *net.UDPConn
-	r      *QUICRouting    // nil: no forwarding out
-	gate   <-chan struct{} // nil: the socket is this process's
-	in     chan fwdPacket  // nil: nothing forwarded in; closed at the pair's end
+	batch  *ipv4.PacketConn // c, read in batches
+	r      *QUICRouting     // nil: no forwarding out
+	gate   <-chan struct{}  // nil: the socket is this process's
+	in     chan fwdPacket   // nil: nothing forwarded in; closed at the pair's end
 	closed chan struct{}
 	kick   chan struct{} // capacity 1: a read deadline was set
 	dl     atomic.Int64  // read deadline, UnixNano; 0: none
@@ -222,12 +224,12 @@ type quicSock struct {
 	out     atomic.Pointer[fwdOut]
 }
 
-var _ net.PacketConn = (*quicSock)(nil)
+var _ quic.OOBCapablePacketConn = (*quicSock)(nil)
 
 // newQUICSock wraps c; in, when not nil, is the pair the old process
 // forwards on, read until its end.
 func newQUICSock(c *net.UDPConn, r *QUICRouting, gate <-chan struct{}, in *net.UnixConn) *quicSock {
-	s := &quicSock{c: c, r: r, gate: gate, closed: make(chan struct{}), kick: make(chan struct{}, 1)}
+	s := &quicSock{c: c, batch: ipv4.NewPacketConn(c), r: r, gate: gate, closed: make(chan struct{}), kick: make(chan struct{}, 1)}
 	if in != nil {
 		s.in = make(chan fwdPacket, fwdQueue)
 		go s.readPair(in)
@@ -261,14 +263,14 @@ func (s *quicSock) readPair(in *net.UnixConn) {
 	}
 }
 
-// ReadFrom returns the next packet for this process: forwarded ones
-// first, then, once the gate is open, the socket's, forwarding what is
-// the new process's when this one hands over. A read deadline in the
-// past (quic-go's way of stopping its reader) ends a wait with a timeout.
-func (s *quicSock) ReadFrom(b []byte) (int, net.Addr, error) {
+// next waits for what ReadFrom, ReadMsgUDP or ReadBatch returns next: a
+// forwarded packet (ok), else, once the gate is open, nothing (read the
+// socket). A read deadline in the past (quic-go's way of stopping its
+// reader) ends a wait with a timeout.
+func (s *quicSock) next() (p fwdPacket, ok bool, err error) {
 	for {
 		if d := s.dl.Load(); d != 0 && time.Now().UnixNano() >= d {
-			return 0, nil, os.ErrDeadlineExceeded
+			return p, false, os.ErrDeadlineExceeded
 		}
 		in := s.in
 		if s.inDone.Load() {
@@ -278,39 +280,125 @@ func (s *quicSock) ReadFrom(b []byte) (int, net.Addr, error) {
 			select {
 			case p, ok := <-in:
 				if ok {
-					return copy(b, p.b), p.addr, nil
+					return p, true, nil
 				}
 				s.inDone.Store(true)
 				continue
 			default:
 			}
 		}
-		if s.gate != nil && !s.gateOpen.Load() {
-			select {
-			case p, ok := <-in:
-				if ok {
-					return copy(b, p.b), p.addr, nil
-				}
-				s.inDone.Store(true)
-			case <-s.gate:
-				s.gateOpen.Store(true)
-			case <-s.closed:
-				return 0, nil, net.ErrClosed
-			case <-s.kick:
+		if s.gate == nil || s.gateOpen.Load() {
+			return p, false, nil
+		}
+		select {
+		case p, ok := <-in:
+			if ok {
+				return p, true, nil
 			}
-			continue
+			s.inDone.Store(true)
+		case <-s.gate:
+			s.gateOpen.Store(true)
+		case <-s.closed:
+			return p, false, net.ErrClosed
+		case <-s.kick:
 		}
-		n, a, err := s.c.ReadFrom(b)
-		if err != nil {
-			return n, a, err
-		}
-		if o := s.out.Load(); o != nil && (o.all.Load() || forwardsTo(b[:n], s.r.gen, o.next)) {
-			o.send(a, b[:n])
-			continue
-		}
-		return n, a, nil
 	}
 }
+
+// forward sends the packet p from a to the new process when it is its,
+// and reports whether it did.
+func (s *quicSock) forward(a net.Addr, p []byte) bool {
+	o := s.out.Load()
+	if o == nil || !(o.all.Load() || forwardsTo(p, s.r.gen, o.next)) {
+		return false
+	}
+	o.send(a, p)
+	return true
+}
+
+// ReadFrom returns the next packet for this process: forwarded ones
+// first, then, once the gate is open, the socket's, forwarding what is
+// the new process's when this one hands over.
+func (s *quicSock) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			return copy(b, p.b), p.addr, nil
+		}
+		n, a, err := s.c.ReadFrom(b)
+		if err != nil || !s.forward(a, b[:n]) {
+			return n, a, err
+		}
+	}
+}
+
+// ReadMsgUDP is ReadFrom with the control messages of the socket's
+// packets (none for forwarded ones).
+func (s *quicSock) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		if ok {
+			return copy(b, p.b), 0, 0, p.addr, nil
+		}
+		n, oobn, flags, addr, err = s.c.ReadMsgUDP(b, oob)
+		if err != nil || !s.forward(addr, b[:n]) {
+			return n, oobn, flags, addr, err
+		}
+	}
+}
+
+// ReadBatch is ReadFrom for many packets at once, as quic-go reads a
+// UDP socket: with it and the other methods of quic.OOBCapablePacketConn
+// the transport keeps its optimisations (batched reads, GSO, ECN, the
+// packet info a wildcard address needs to answer from the address asked).
+// A forwarded packet comes alone, without control messages.
+func (s *quicSock) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			m := &ms[0]
+			m.N, m.NN, m.Flags, m.Addr = copy(m.Buffers[0], p.b), 0, 0, p.addr
+			return 1, nil
+		}
+		n, err := s.batch.ReadBatch(ms, flags)
+		if err != nil || s.out.Load() == nil {
+			return n, err
+		}
+		// Keep what stays here at the front, copied: quic-go ties each
+		// message's buffer to its index.
+		k := 0
+		for i := range n {
+			m := &ms[i]
+			if s.forward(m.Addr, m.Buffers[0][:m.N]) {
+				continue
+			}
+			if k != i {
+				d := &ms[k]
+				d.N, d.NN = copy(d.Buffers[0], m.Buffers[0][:m.N]), copy(d.OOB, m.OOB[:m.NN])
+				d.Flags, d.Addr = m.Flags, m.Addr
+			}
+			k++
+		}
+		if k > 0 {
+			return k, nil
+		}
+	}
+}
+
+func (s *quicSock) WriteMsgUDP(b, oob []byte, a *net.UDPAddr) (int, int, error) {
+	return s.c.WriteMsgUDP(b, oob, a)
+}
+func (s *quicSock) SyscallConn() (syscall.RawConn, error) { return s.c.SyscallConn() }
+func (s *quicSock) SetReadBuffer(n int) error             { return s.c.SetReadBuffer(n) }
 
 func (s *quicSock) WriteTo(b []byte, a net.Addr) (int, error) { return s.c.WriteTo(b, a) }
 func (s *quicSock) LocalAddr() net.Addr                       { return s.c.LocalAddr() }
