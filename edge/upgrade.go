@@ -106,8 +106,8 @@ func (s *Server) listenAdmin(addr string, conf *tls.Config, h http.Handler) (*ad
 // Drain stops reading and accepting on every listener that can drain,
 // letting their connections finish within timeout, and closes the
 // metrics and admin endpoints; the DoQ listeners serve the connections
-// they have on until Close, and the QUIC sockets forward what is the new
-// process's to it (Resume and Close end that). It returns at once; Drained reports the end. Call Resume to serve
+// they have on until Close (ForwardQUIC hands the new connections to the
+// new process). It returns at once; Drained reports the end. Call Resume to serve
 // again, or Close.
 func (s *Server) Drain(timeout time.Duration) {
 	s.reloadMu.Lock()
@@ -117,7 +117,6 @@ func (s *Server) Drain(timeout time.Duration) {
 	if s.closed {
 		return
 	}
-	s.quicRouting.Start()
 	keep := s.pool.hold()
 	kept := make(map[listenerKey]*liveListener)
 	for k, ll := range s.listeners {
@@ -140,6 +139,12 @@ func (s *Server) Drain(timeout time.Duration) {
 	s.started.Store(false)
 	go old.release() // the endpoints' shutdown takes up to two seconds
 }
+
+// ForwardQUIC makes the QUIC sockets forward, from now on, the packets of
+// new connections and those of the new process's connections to the new
+// process, until Resume or Close. Call it before Drain, once the new
+// process serves and has said it reads what is forwarded.
+func (s *Server) ForwardQUIC() { s.quicRouting.Start() }
 
 // QUICNextMarker returns the QUIC connection ID marker of the process
 // that replaces this one (Options.QUICMarker).

@@ -16,9 +16,9 @@ import (
 // beside it, so that nothing the kernel queued on it is lost.
 type Socket struct {
 	// Network is "udp4", "udp6", "tcp4", "tcp6", "tcp" (the metrics and
-	// admin endpoints, bound with either family), "unix" (the control
-	// socket) or "unixpacket" (the pair a QUIC socket's packets are
-	// forwarded on, see QUICRouting).
+	// admin endpoints, bound with either family) or "unix" (the control
+	// socket, and the pair a QUIC socket's packets are forwarded on, see
+	// IsQUICPair).
 	Network string
 	// Addr is the address as configured (a port 0 stays 0), which is
 	// what the new process's listener asks for.
@@ -51,7 +51,7 @@ func ParseSocketKey(key string) (network, addr string, index int, err error) {
 		return "", "", 0, fmt.Errorf("socket key %q: bad index", key)
 	}
 	switch f[0] {
-	case "udp4", "udp6", "tcp", "tcp4", "tcp6", "unix", "unixpacket":
+	case "udp4", "udp6", "tcp", "tcp4", "tcp6", "unix":
 	default:
 		return "", "", 0, fmt.Errorf("socket key %q: unknown network %q", key, f[0])
 	}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -22,7 +23,7 @@ import (
 // upgrades: the connection IDs they issue (marked as this process's),
 // and the forwarding of packets to the new process while this one still
 // reads the QUIC sockets. Each QUIC socket handed over comes with a
-// SOCK_SEQPACKET socketpair (network "unixpacket" in the socket list);
+// SOCK_SEQPACKET socketpair (IsQUICPair);
 // once the new process serves (Start), this process sends on it the
 // packets that open connections and those of the new process's
 // connections, each as the client's address and the packet. The new
@@ -39,9 +40,14 @@ type QUICRouting struct {
 	forwarded prometheus.Counter
 	dropped   prometheus.Counter
 
+	// Counts of the forwarding under way, for the log line that ends it:
+	// the metrics endpoint of the old process is closed by then.
+	nForwarded, nDropped atomic.Int64
+
 	mu     sync.Mutex
 	socks  map[*quicSock]struct{}
 	warned bool // a drop was logged since Start
+	active bool // between Start and Stop
 }
 
 // NewQUICRouting returns the routing of a process whose connection IDs
@@ -80,7 +86,9 @@ func (r *QUICRouting) Start() {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.warned = false
+	r.warned, r.active = false, true
+	r.nForwarded.Store(0)
+	r.nDropped.Store(0)
 	for s := range r.socks {
 		s.mu.Lock()
 		if s.pending != nil {
@@ -102,6 +110,11 @@ func (r *QUICRouting) Stop() {
 	for s := range r.socks {
 		s.stopForwarding()
 	}
+	if r.active {
+		r.active = false
+		r.log.Info("upgrade: QUIC forwarding to the new process ended",
+			"forwarded", r.nForwarded.Load(), "dropped", r.nDropped.Load())
+	}
 }
 
 func (r *QUICRouting) add(s *quicSock) {
@@ -118,6 +131,7 @@ func (r *QUICRouting) forget(s *quicSock) {
 
 func (r *QUICRouting) drop(err error) {
 	r.dropped.Inc()
+	r.nDropped.Add(1)
 	r.mu.Lock()
 	first := !r.warned
 	r.warned = true
@@ -160,6 +174,7 @@ func (o *fwdOut) send(a net.Addr, p []byte) {
 		return
 	}
 	o.r.forwarded.Inc()
+	o.r.nForwarded.Add(1)
 }
 
 // encodeForwarded returns the datagram forwarding p from a: the length
@@ -435,7 +450,7 @@ func (s *quicSock) Close() error {
 }
 
 // pair makes the forwarding pair of a handover of this socket and
-// returns the new process's end, keyed "unixpacket addr 0".
+// returns the new process's end (see IsQUICPair).
 func (s *quicSock) pair(addr string) (Socket, error) {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -457,7 +472,7 @@ func (s *quicSock) pair(addr string) (Socket, error) {
 	}
 	s.pending = c.(*net.UnixConn)
 	s.mu.Unlock()
-	return Socket{Network: "unixpacket", Addr: addr, File: theirs}, nil
+	return Socket{Network: "unix", Addr: quicPairPrefix + addr, File: theirs}, nil
 }
 
 // stopForwarding closes the pair, pending or in use; a socket that
@@ -503,10 +518,20 @@ func (s *quicSock) handOver() bool {
 	return true
 }
 
+// quicPairPrefix starts the Addr of a QUIC socket's forwarding pair in
+// the socket list: "unix quic:ADDR 0" goes with "udp4 ADDR 0". A process
+// that does not know it leaves it unused.
+const quicPairPrefix = "quic:"
+
+// IsQUICPair reports whether s is the forwarding pair of a QUIC socket.
+func IsQUICPair(s Socket) bool {
+	return s.Network == "unix" && strings.HasPrefix(s.Addr, quicPairPrefix)
+}
+
 // inheritPair returns the forwarding pair handed over with the QUIC
 // socket of addr, nil when there is none.
 func (in *Inherited) inheritPair(addr string) (*net.UnixConn, error) {
-	f := in.take("unixpacket", addr, 0)
+	f := in.take("unix", quicPairPrefix+addr, 0)
 	if f == nil {
 		return nil, nil
 	}

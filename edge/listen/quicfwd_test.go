@@ -229,7 +229,7 @@ func TestDoQHandOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(socks) != 2 || socks[1].Network != "unixpacket" {
+	if len(socks) != 2 || !IsQUICPair(socks[1]) {
 		t.Fatalf("sockets %v, want the UDP socket and its pair", socks)
 	}
 	gate := make(chan struct{})

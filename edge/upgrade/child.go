@@ -93,7 +93,10 @@ func (c *Child) State(read func(io.Reader) error) error {
 // stops reading and accepting. From then on QUICGate closes when the old
 // process lets go of its sockets (exits or commits).
 func (c *Child) Ready() error {
-	if _, err := io.WriteString(c.ctl, "ready\n"); err != nil {
+	// "quic-forward": this process reads the QUIC packets the old one
+	// forwards (listen.QUICRouting); an old process that does not know
+	// the word ignores it.
+	if _, err := io.WriteString(c.ctl, "ready quic-forward\n"); err != nil {
 		return fmt.Errorf("tell the old process: %w", err)
 	}
 	go func() {

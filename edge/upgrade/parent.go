@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,6 +69,16 @@ type Handover struct {
 	exited chan struct{}
 	err    error // the new process's exit, once exited is closed
 	once   sync.Once
+	// quicForward: the new process reads the QUIC packets this one
+	// forwards to it.
+	quicForward bool
+}
+
+// QUICForwarder is what a Server that can forward the packets of new
+// QUIC connections to the new process (listen.QUICRouting) implements.
+type QUICForwarder interface {
+	// ForwardQUIC starts forwarding, before Drain.
+	ForwardQUIC()
 }
 
 // ErrFailed is the class of errors of an upgrade that did not happen:
@@ -167,6 +178,9 @@ func Start(srv Server, o Options) (*Handover, error) {
 		return nil, fail("%v", why)
 	}
 	ok = true
+	if f, can := srv.(QUICForwarder); can && h.quicForward {
+		f.ForwardQUIC()
+	}
 	srv.Drain(o.Config.Drain)
 	o.Log.Info("upgrade: new process serves; this one drains", "pid", h.Pid, "drain", o.Config.Drain.String(), "watch", o.Config.Watch.String())
 	return h, nil
@@ -211,6 +225,7 @@ func (h *Handover) converse(o Options, ready chan<- error) {
 				o.Log.Warn("upgrade: state not sent", "error", err.Error())
 			}
 		case "ready":
+			h.quicForward = slices.Contains(strings.Fields(arg), "quic-forward")
 			ready <- nil
 			return
 		case "failed":
@@ -256,7 +271,7 @@ func (h *Handover) TakeBack(srv Server) error {
 	// process reads its QUIC sockets itself again.
 	var kept []listen.Socket
 	for _, s := range h.kept {
-		if s.Network == "unixpacket" {
+		if listen.IsQUICPair(s) {
 			s.File.Close()
 			continue
 		}
