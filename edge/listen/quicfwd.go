@@ -23,10 +23,10 @@ import (
 // upgrades: the connection IDs they issue (marked as this process's),
 // and the forwarding of packets to the new process while this one still
 // reads the QUIC sockets. Each QUIC socket handed over comes with a
-// SOCK_SEQPACKET socketpair (IsQUICPair);
-// once the new process serves (Start), this process sends on it the
-// packets that open connections and those of the new process's
-// connections, each as the client's address and the packet. The new
+// SOCK_SEQPACKET socketpair (IsQUICPair); once the new process serves
+// (Start), this process sends on it the packets that open connections
+// and those of the new process's connections, each as the client's
+// address and the packet. The new
 // process reads them as if from the socket, and writes its replies on
 // the socket itself, so clients see one server address. It reads the
 // socket only when this process has let go of it.
