@@ -93,8 +93,8 @@ log: {level: info}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	loadDone := make(chan error, 1)
-	go func() { loadDone <- cmd.Wait() }()
+	loadDone := make(chan struct{})
+	go func() { cmd.Wait(); close(loadDone) }()
 	defer func() {
 		cmd.Process.Kill()
 		<-loadDone
