@@ -251,6 +251,7 @@ func (s *Server) open(spec ListenerSpec, cfg *Config, certs *atomic.Pointer[edge
 		lc.TLS = serverTLS(certs)
 		s.tickets.Apply(lc.TLS)
 		lc.QUIC = s.quicKeys
+		lc.QUICRouting = s.quicRouting
 	}
 	k, _ := spec.kind()
 	switch k.Kind {

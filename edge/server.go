@@ -88,6 +88,9 @@ type Server struct {
 	// Start and by Resume, under reloadMu.
 	inherit  *listen.Inherited
 	quicGate <-chan struct{}
+	// quicRouting marks the QUIC connection IDs of this process and
+	// forwards packets to the process replacing it (upgrade.go).
+	quicRouting *listen.QUICRouting
 	// drained are the listeners Drain stopped, until they are done.
 	drained sync.WaitGroup
 	version string // answered to version.bind
@@ -127,6 +130,10 @@ type Options struct {
 	// QUICGate, with Inherited, holds back the reading of the inherited
 	// QUIC sockets until it is closed.
 	QUICGate <-chan struct{}
+	// QUICMarker is the first byte of the QUIC connection IDs this
+	// process issues: 0 when started afresh, the old process's plus one
+	// after an upgrade (see listen.QUICRouting).
+	QUICMarker byte
 }
 
 // New returns a server for cfg; nothing is bound until Start.
@@ -156,6 +163,7 @@ func New(cfg *Config, opts Options) (*Server, error) {
 			Name: "dnsedge_config_reloads_total", Help: "Configuration reloads by result.",
 		}, []string{"result"}),
 	}
+	s.quicRouting = listen.NewQUICRouting(opts.QUICMarker, prom, log)
 	var err error
 	if s.limiter, err = listen.NewRateLimiter(cfg.RateLimit, nil); err != nil {
 		return nil, fmt.Errorf("rate_limit: %w", err)
@@ -348,6 +356,9 @@ func (s *Server) Close() error {
 		go func() { defer wg.Done(); ll.close() }()
 	}
 	wg.Wait()
+	// Only now: a DoQ listener closing still forwards what is the new
+	// process's, which this one would answer with stateless resets.
+	s.quicRouting.Stop()
 	errs = append(errs, s.front.release())
 	s.listeners, s.httpEnd = nil, nil
 	if w := s.watch; w != nil {

@@ -17,10 +17,13 @@ import (
 // (Sockets); once the new process serves, this one stops reading and
 // accepting and lets its connections finish (Drain), and takes its
 // sockets back if the new process dies before it is committed (Resume).
-// The DoQ listeners keep serving until Close: the new process reads the
-// QUIC sockets only once this one has exited. A DoH listener drains its
-// HTTP/3 side with the rest (GOAWAY), so new HTTP/3 connections wait for
-// this process to exit.
+// The DoQ listeners keep serving the connections they have until Close:
+// the new process reads the QUIC sockets only once this one has exited.
+// Meanwhile this one forwards it the packets that open connections and
+// those of its connections (listen.QUICRouting), so new DoQ and HTTP/3
+// connections are the new process's from Drain on. A DoH listener drains
+// its HTTP/3 side with the rest (GOAWAY); once closed, its socket
+// forwards every packet to the new process.
 
 // socketer is what a listener that can hand its sockets over implements.
 type socketer interface {
@@ -102,8 +105,9 @@ func (s *Server) listenAdmin(addr string, conf *tls.Config, h http.Handler) (*ad
 
 // Drain stops reading and accepting on every listener that can drain,
 // letting their connections finish within timeout, and closes the
-// metrics and admin endpoints; the DoQ listeners serve on until Close.
-// It returns at once; Drained reports the end. Call Resume to serve
+// metrics and admin endpoints; the DoQ listeners serve the connections
+// they have on until Close (ForwardQUIC hands the new connections to the
+// new process). It returns at once; Drained reports the end. Call Resume to serve
 // again, or Close.
 func (s *Server) Drain(timeout time.Duration) {
 	s.reloadMu.Lock()
@@ -136,6 +140,16 @@ func (s *Server) Drain(timeout time.Duration) {
 	go old.release() // the endpoints' shutdown takes up to two seconds
 }
 
+// ForwardQUIC makes the QUIC sockets forward, from now on, the packets of
+// new connections and those of the new process's connections to the new
+// process, until Resume or Close. Call it before Drain, once the new
+// process serves and has said it reads what is forwarded.
+func (s *Server) ForwardQUIC() { s.quicRouting.Start() }
+
+// QUICNextMarker returns the QUIC connection ID marker of the process
+// that replaces this one (Options.QUICMarker).
+func (s *Server) QUICNextMarker() byte { return s.quicRouting.Next() }
+
 // Drained returns a channel closed once the listeners Drain stopped are
 // done.
 func (s *Server) Drained() <-chan struct{} {
@@ -150,6 +164,7 @@ func (s *Server) Drained() <-chan struct{} {
 func (s *Server) Resume(in *listen.Inherited) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	s.quicRouting.Stop()
 	s.inherit = in
 	defer func() { s.inherit = nil }()
 	gen := s.gen.Load()

@@ -7,7 +7,7 @@
 //
 //	quicload -mode doq|doh3 -addr IP:PORT -ca CA.pem -names FILE
 //	         [-c CONNS] [-q OUTSTANDING] [-d DURATION] [-n PASSES]
-//	         [-rate QPS] [-t TIMEOUT] [-v]
+//	         [-rate QPS] [-t TIMEOUT] [-reconnect] [-v]
 //	quicload -mode dot-idle -addr IP:PORT -ca CA.pem -names FILE
 //	         -conns N [-per-source N] [-hold DURATION]
 //
@@ -18,7 +18,10 @@
 // lost counts queries that timed out or failed; they count as infinitely
 // slow in the percentiles (as bench/benchtool does for dnsperf), so p99
 // reads "timeout" when more than 1% were lost. Queries still in flight when
-// the run ends are waited for, up to -t.
+// the run ends are waited for, up to -t. With -reconnect a DoQ connection
+// the server closes is opened again, and a query that failed with it is
+// asked once more on the new one (within -t); the line then ends with
+// reconnects=N.
 //
 // dot-idle opens -conns DoT connections, asks one query on each, prints
 // "ready established=N failed=N" and holds them until -hold passes or the
@@ -38,6 +41,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -58,7 +62,7 @@ type options struct {
 	passes, rate          int
 	idleConns, perSource  int
 	hold                  time.Duration
-	verbose               bool
+	verbose, reconnect    bool
 }
 
 func run(args []string) error {
@@ -77,6 +81,7 @@ func run(args []string) error {
 	fs.IntVar(&o.idleConns, "conns", 1000, "dot-idle: connections to open")
 	fs.IntVar(&o.perSource, "per-source", 0, "dot-idle: connections per source address, spread over 127.1.1.1, 127.1.2.1, ... (0: all from the default address)")
 	fs.DurationVar(&o.hold, "hold", time.Minute, "dot-idle: how long to hold the connections (at most 10m)")
+	fs.BoolVar(&o.reconnect, "reconnect", false, "doq: open a connection again when the server closes it, and ask its failed queries again")
 	fs.BoolVar(&o.verbose, "v", false, "print the first few errors on standard error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -111,13 +116,24 @@ func run(args []string) error {
 		if o.mode == "doh3" {
 			dial = dialDoH3
 		}
+		var redials atomic.Int64
 		s, err := load(ctx, o, queries, func(ctx context.Context) (exchanger, error) {
-			return dial(ctx, o.addr, tlsConf)
+			c, err := dial(ctx, o.addr, tlsConf)
+			if err != nil || !o.reconnect {
+				return c, err
+			}
+			return &redialer{cur: c, redials: &redials, dial: func(ctx context.Context) (exchanger, error) {
+				return dial(ctx, o.addr, tlsConf)
+			}}, nil
 		})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("quicload mode=%s %s\n", o.mode, s)
+		if o.reconnect {
+			fmt.Printf("quicload mode=%s %s reconnects=%d\n", o.mode, s, redials.Load())
+		} else {
+			fmt.Printf("quicload mode=%s %s\n", o.mode, s)
+		}
 		return nil
 	case "dot-idle":
 		return holdIdle(ctx, o, queries[0], tlsConf)

@@ -67,7 +67,7 @@ func serve(args []string) int {
 	reread := func() (*edge.Config, error) { return loadConfig(*path) }
 	opts := edge.Options{Logger: log, Level: level, Out: os.Stdout, Version: versionString(), Load: reread}
 	if child != nil {
-		opts.Inherited, opts.QUICGate = child.Inherited, child.QUICGate()
+		opts.Inherited, opts.QUICGate, opts.QUICMarker = child.Inherited, child.QUICGate(), child.QUICMarker
 	}
 	srv, err := edge.New(cfg, opts)
 	if err != nil {

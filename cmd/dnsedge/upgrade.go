@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -110,6 +111,7 @@ func (u *upgrader) start(reply chan<- error) {
 	go func() {
 		h, err := upgrade.Start(u.srv, upgrade.Options{
 			Config: cfg.Upgrade, Log: u.log, State: stateWriter(u.srv), Extra: extra,
+			Env: []string{upgrade.EnvQUICMarker + "=" + strconv.Itoa(int(u.srv.QUICNextMarker()))},
 		})
 		u.done <- upgradeDone{h: h, err: err, reply: reply, extra: extra}
 	}()

@@ -53,6 +53,7 @@ type DoH struct {
 	// HTTP/3; all nil without Config.HTTP3.
 	h3    *http3.Server
 	udp   *net.UDPConn
+	qs    *quicSock // nil: the HTTP/3 transport reads udp itself
 	qtr   *quic.Transport
 	qln   *dohQUICListener
 	addr3 netip.AddrPort
@@ -143,9 +144,14 @@ func ListenDoH(cfg Config) (*DoH, error) {
 	}
 	if udp != nil {
 		l.addr3 = unmap(udp.LocalAddr().(*net.UDPAddr).AddrPort())
-		if err := l.setupHTTP3(quicConn(udp, inherited, cfg.QUICGate)); err != nil {
+		qpc, qs, err := cfg.quicConn(udp, inherited)
+		if err == nil {
+			l.qs = qs
+			err = l.setupHTTP3(qpc)
+		}
+		if err != nil {
 			tcp.Close()
-			udp.Close()
+			l.closeUDP()
 			return nil, err
 		}
 	}
@@ -245,7 +251,7 @@ func (l *DoH) setupHTTP3(pc net.PacketConn) error {
 		// Only the control and QPACK streams of the client.
 		MaxIncomingUniStreams: 8,
 	}
-	l.qtr = cfg.QUIC.transport(&quic.Transport{Conn: pc})
+	l.qtr = cfg.QUICRouting.transport(cfg.QUIC.transport(&quic.Transport{Conn: pc}))
 	qln, err := l.qtr.Listen(tlsConf, l.quicLimits(qconf))
 	if err != nil {
 		l.qtr.Close()
@@ -320,10 +326,26 @@ func (l *DoH) keep(err error, expected ...error) {
 func (l *DoH) Sockets() ([]Socket, error) {
 	a := l.cfg.Addr.String()
 	fs := []func() (Socket, error){func() (Socket, error) { return fileOf(l.ln.tcp, network("tcp", l.cfg.Addr.Addr()), a, 0) }}
-	if l.udp != nil {
-		fs = append(fs, func() (Socket, error) { return fileOf(l.udp, network("udp", l.cfg.Addr.Addr()), a, 0) })
+	socks, err := collect(fs...)
+	if err != nil || l.udp == nil {
+		return socks, err
 	}
-	return collect(fs...)
+	q, err := quicSockets(l.udp, l.qs, network("udp", l.cfg.Addr.Addr()), a)
+	if err != nil {
+		for _, s := range socks {
+			s.File.Close()
+		}
+		return nil, err
+	}
+	return append(socks, q...), nil
+}
+
+// closeUDP closes the HTTP/3 socket, with the wrapper quic-go reads.
+func (l *DoH) closeUDP() error {
+	if l.qs != nil {
+		return l.qs.Close()
+	}
+	return l.udp.Close()
 }
 
 // Drain stops accepting connections (the sockets stay open in the
@@ -396,7 +418,12 @@ func (l *DoH) Close() error {
 	}
 	if l.h3 != nil {
 		l.h3.Close()
-		errs = append(errs, l.qln.Close(), l.qtr.Close(), l.udp.Close())
+		errs = append(errs, l.qln.Close(), l.qtr.Close())
+		// While this process hands its sockets over, the new process's
+		// packets keep reaching it through this one until it exits.
+		if l.qs == nil || !l.qs.handOver() {
+			errs = append(errs, l.closeUDP())
+		}
 	}
 	l.serving.Wait()
 	for i, err := range errs {

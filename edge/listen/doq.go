@@ -58,6 +58,7 @@ const maxRefusing = 256
 type DoQ struct {
 	*core
 	pc   *net.UDPConn
+	qs   *quicSock // nil: the transport reads pc itself
 	tr   *quic.Transport
 	ln   *quic.EarlyListener
 	addr netip.AddrPort
@@ -111,10 +112,16 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen on udp %s: %w", cfg.Addr, err)
 	}
+	qpc, qs, err := cfg.quicConn(pc, inherited)
+	if err != nil {
+		pc.Close()
+		return nil, fmt.Errorf("doq listener on %s: %w", cfg.Addr, err)
+	}
 	stop, cancel := context.WithCancel(context.Background())
 	l := &DoQ{
 		core:      newCore(cfg, pipeline.KindDoQ),
 		pc:        pc,
+		qs:        qs,
 		addr:      unmap(pc.LocalAddr().(*net.UDPAddr).AddrPort()),
 		stop:      stop,
 		cancel:    cancel,
@@ -123,7 +130,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		perClient: make(map[netip.Addr]int),
 	}
 	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
-	l.tr = cfg.QUIC.transport(&quic.Transport{Conn: quicConn(pc, inherited, cfg.QUICGate), VerifySourceAddress: l.busyClient})
+	l.tr = cfg.QUICRouting.transport(cfg.QUIC.transport(&quic.Transport{Conn: qpc, VerifySourceAddress: l.busyClient}))
 	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), l.quicLimits(&quic.Config{
 		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
 		MaxIdleTimeout:                 cfg.IdleTimeout,
@@ -138,7 +145,7 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 	if err != nil {
 		cancel()
 		l.tr.Close()
-		pc.Close()
+		l.closeSocket()
 		return nil, fmt.Errorf("listen quic on %s: %w", cfg.Addr, err)
 	}
 	l.log = l.log.With("addr", l.addr.String())
@@ -179,12 +186,19 @@ func doqTLS(base *tls.Config) *tls.Config {
 // system picked when Config.Addr had port 0.
 func (l *DoQ) Addr() netip.AddrPort { return l.addr }
 
-// Sockets returns a duplicate of the listener's UDP socket, for the
-// process that replaces this one.
+// Sockets returns a duplicate of the listener's UDP socket, and the pair
+// its packets are forwarded on (see QUICRouting), for the process that
+// replaces this one.
 func (l *DoQ) Sockets() ([]Socket, error) {
-	return collect(func() (Socket, error) {
-		return fileOf(l.pc, network("udp", l.cfg.Addr.Addr()), l.cfg.Addr.String(), 0)
-	})
+	return quicSockets(l.pc, l.qs, network("udp", l.cfg.Addr.Addr()), l.cfg.Addr.String())
+}
+
+// closeSocket closes the UDP socket, with the wrapper quic-go reads.
+func (l *DoQ) closeSocket() error {
+	if l.qs != nil {
+		return l.qs.Close()
+	}
+	return l.pc.Close()
 }
 
 // Serve accepts connections until Close, then returns nil. It returns
@@ -219,7 +233,7 @@ func (l *DoQ) Close() error {
 	}
 	l.serving.Wait()
 	l.workers.wait()
-	err = errors.Join(err, l.tr.Close(), l.pc.Close())
+	err = errors.Join(err, l.tr.Close(), l.closeSocket())
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}

@@ -9,8 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"time"
 )
 
 // A Socket is one socket of a listener, as handed to the process that
@@ -18,7 +16,9 @@ import (
 // beside it, so that nothing the kernel queued on it is lost.
 type Socket struct {
 	// Network is "udp4", "udp6", "tcp4", "tcp6", "tcp" (the metrics and
-	// admin endpoints, bound with either family) or "unix".
+	// admin endpoints, bound with either family) or "unix" (the control
+	// socket, and the pair a QUIC socket's packets are forwarded on, see
+	// IsQUICPair).
 	Network string
 	// Addr is the address as configured (a port 0 stays 0), which is
 	// what the new process's listener asks for.
@@ -206,79 +206,6 @@ func collect(fs ...func() (Socket, error)) ([]Socket, error) {
 		out = append(out, s)
 	}
 	return out, nil
-}
-
-// gatedConn is an inherited QUIC socket whose reads wait until open is
-// closed: the process handing it over still serves the QUIC connections
-// it knows on it, and two processes reading one QUIC socket would each
-// take the other's packets. Only the net.PacketConn methods are exposed,
-// so quic-go reads through ReadFrom rather than the socket itself.
-type gatedConn struct {
-	c      *net.UDPConn
-	open   <-chan struct{}
-	closed chan struct{}
-	kick   chan struct{} // capacity 1: a read deadline was set
-	dl     atomic.Int64  // read deadline, UnixNano; 0: none
-	once   sync.Once
-}
-
-var _ net.PacketConn = (*gatedConn)(nil)
-
-func newGatedConn(c *net.UDPConn, open <-chan struct{}) *gatedConn {
-	return &gatedConn{c: c, open: open, closed: make(chan struct{}), kick: make(chan struct{}, 1)}
-}
-
-// ReadFrom waits for the gate, then reads. A read deadline in the past
-// (quic-go's way of stopping its reader) ends the wait with a timeout.
-func (g *gatedConn) ReadFrom(b []byte) (int, net.Addr, error) {
-	for {
-		if d := g.dl.Load(); d != 0 && time.Now().UnixNano() >= d {
-			return 0, nil, os.ErrDeadlineExceeded
-		}
-		select {
-		case <-g.open:
-			return g.c.ReadFrom(b)
-		case <-g.closed:
-			return 0, nil, net.ErrClosed
-		case <-g.kick:
-		}
-	}
-}
-
-func (g *gatedConn) WriteTo(b []byte, a net.Addr) (int, error) { return g.c.WriteTo(b, a) }
-func (g *gatedConn) LocalAddr() net.Addr                       { return g.c.LocalAddr() }
-func (g *gatedConn) SetWriteDeadline(t time.Time) error        { return g.c.SetWriteDeadline(t) }
-
-func (g *gatedConn) SetDeadline(t time.Time) error {
-	g.SetReadDeadline(t)
-	return g.c.SetDeadline(t)
-}
-
-func (g *gatedConn) SetReadDeadline(t time.Time) error {
-	var d int64
-	if !t.IsZero() {
-		d = t.UnixNano()
-	}
-	g.dl.Store(d)
-	select {
-	case g.kick <- struct{}{}:
-	default:
-	}
-	return g.c.SetReadDeadline(t)
-}
-
-func (g *gatedConn) Close() error {
-	g.once.Do(func() { close(g.closed) })
-	return g.c.Close()
-}
-
-// quicConn returns what a quic.Transport on c is to read: c itself, or,
-// when c was inherited and gate is set, c behind the gate.
-func quicConn(c *net.UDPConn, inherited bool, gate <-chan struct{}) net.PacketConn {
-	if !inherited || gate == nil {
-		return c
-	}
-	return newGatedConn(c, gate)
 }
 
 // bindUDP returns the UDP socket of addr inherited in in, or binds one;

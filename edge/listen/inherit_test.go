@@ -172,15 +172,15 @@ func TestTCPDrain(t *testing.T) {
 	}
 }
 
-// TestGatedConn: reads wait for the gate; a read deadline in the past (how
+// TestQUICSockGate: reads wait for the gate; a read deadline in the past (how
 // quic-go stops its reader) and Close end the wait.
-func TestGatedConn(t *testing.T) {
+func TestQUICSockGate(t *testing.T) {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	open := make(chan struct{})
-	g := newGatedConn(pc, open)
+	g := newQUICSock(pc, nil, open, nil)
 	defer g.Close()
 	c, err := net.Dial("udp4", pc.LocalAddr().String())
 	if err != nil {

@@ -108,8 +108,13 @@ type Config struct {
 	Inherited *Inherited
 	// QUICGate, when set, holds back the reading of inherited QUIC
 	// sockets (DoQ, DoH over HTTP/3) until it is closed: until the
-	// process that handed them over has stopped reading them.
+	// process that handed them over has stopped reading them; until
+	// then they read what that process forwards (see QUICRouting).
 	QUICGate <-chan struct{}
+	// QUICRouting, when set, gives the QUIC listeners this process's
+	// connection IDs and forwards packets to the process replacing this
+	// one. nil forwards nothing.
+	QUICRouting *QUICRouting
 }
 
 // Defaults of Config.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,9 @@ import (
 type Child struct {
 	// Inherited are the sockets the old process handed over.
 	Inherited *listen.Inherited
+	// QUICMarker is the marker of this process's QUIC connection IDs
+	// the old process chose (edge.Options.QUICMarker).
+	QUICMarker byte
 
 	ctl  net.Conn
 	rd   *bufio.Reader
@@ -30,9 +34,15 @@ type Child struct {
 // environment variables, so that a process started from this one does
 // not read them.
 func Inherit() (*Child, error) {
+	marker, merr := strconv.ParseUint(os.Getenv(EnvQUICMarker), 10, 8)
+	os.Unsetenv(EnvQUICMarker)
 	socks, f, ok, err := fromEnv()
 	if !ok || err != nil {
 		return nil, err
+	}
+	if merr != nil {
+		// An old process that forwards nothing: any marker will do.
+		marker = 1
 	}
 	ctl, err := net.FileConn(f)
 	f.Close()
@@ -42,7 +52,7 @@ func Inherit() (*Child, error) {
 		}
 		return nil, fmt.Errorf("upgrade control socket: %w", err)
 	}
-	return &Child{Inherited: listen.NewInherited(socks), ctl: ctl, rd: bufio.NewReader(ctl), gate: make(chan struct{})}, nil
+	return &Child{Inherited: listen.NewInherited(socks), QUICMarker: byte(marker), ctl: ctl, rd: bufio.NewReader(ctl), gate: make(chan struct{})}, nil
 }
 
 // ErrNoState is returned by State when the old process sent no state.
@@ -83,7 +93,10 @@ func (c *Child) State(read func(io.Reader) error) error {
 // stops reading and accepting. From then on QUICGate closes when the old
 // process lets go of its sockets (exits or commits).
 func (c *Child) Ready() error {
-	if _, err := io.WriteString(c.ctl, "ready\n"); err != nil {
+	// "quic-forward": this process reads the QUIC packets the old one
+	// forwards (listen.QUICRouting); an old process that does not know
+	// the word ignores it.
+	if _, err := io.WriteString(c.ctl, "ready quic-forward\n"); err != nil {
 		return fmt.Errorf("tell the old process: %w", err)
 	}
 	go func() {

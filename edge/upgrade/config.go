@@ -9,7 +9,9 @@
 // DNSEDGE_UPGRADE_FDS lists its inherited descriptors as
 // "fd=network address index" entries separated by ";" (listen.Socket
 // keys), and DNSEDGE_UPGRADE_CTL names the descriptor of the control
-// socket (a stream socketpair) it talks to the old process on.
+// socket (a stream socketpair) it talks to the old process on;
+// DNSEDGE_UPGRADE_QUIC_MARKER is the first byte of its QUIC connection
+// IDs, which tells the old process which packets to forward to it.
 package upgrade
 
 import (

@@ -14,6 +14,9 @@ import (
 const (
 	EnvFDs = "DNSEDGE_UPGRADE_FDS"
 	EnvCtl = "DNSEDGE_UPGRADE_CTL"
+	// EnvQUICMarker is the QUIC connection ID marker of the new
+	// process (listen.QUICRouting), a decimal byte.
+	EnvQUICMarker = "DNSEDGE_UPGRADE_QUIC_MARKER"
 )
 
 // firstFD is the descriptor of os/exec's first ExtraFiles entry.

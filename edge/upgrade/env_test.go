@@ -12,6 +12,8 @@ func TestFDsRoundTrip(t *testing.T) {
 		{Network: "udp4", Addr: "127.0.0.1:53", Index: 1},
 		{Network: "tcp6", Addr: "[::1]:853", Index: 0},
 		{Network: "tcp", Addr: "127.0.0.1:9153", Index: 0},
+		{Network: "udp4", Addr: "127.0.0.1:853", Index: 0},
+		{Network: "unix", Addr: "quic:127.0.0.1:853", Index: 0}, // its forwarding pair
 	}
 	got, err := decodeFDs(encodeFDs(socks))
 	if err != nil {
@@ -19,6 +21,9 @@ func TestFDsRoundTrip(t *testing.T) {
 	}
 	if len(got) != len(socks) {
 		t.Fatalf("got %d sockets, want %d", len(got), len(socks))
+	}
+	if !listen.IsQUICPair(got[len(got)-1].sock) || listen.IsQUICPair(got[len(got)-2].sock) {
+		t.Errorf("the QUIC forwarding pair is not told apart")
 	}
 	for i, e := range got {
 		if e.sock.Key() != socks[i].Key() || e.fd != firstFD+i {

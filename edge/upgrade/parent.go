@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,9 @@ type Options struct {
 	// Extra are sockets to hand over beside the server's (the control
 	// socket); the caller keeps them.
 	Extra []listen.Socket
+	// Env are environment entries ("KEY=value") for the new process
+	// beside this one's.
+	Env []string
 }
 
 // A Handover is an upgrade whose new process serves: the old server is
@@ -65,6 +69,16 @@ type Handover struct {
 	exited chan struct{}
 	err    error // the new process's exit, once exited is closed
 	once   sync.Once
+	// quicForward: the new process reads the QUIC packets this one
+	// forwards to it.
+	quicForward bool
+}
+
+// QUICForwarder is what a Server that can forward the packets of new
+// QUIC connections to the new process (listen.QUICRouting) implements.
+type QUICForwarder interface {
+	// ForwardQUIC starts forwarding, before Drain.
+	ForwardQUIC()
 }
 
 // ErrFailed is the class of errors of an upgrade that did not happen:
@@ -123,6 +137,7 @@ func Start(srv Server, o Options) (*Handover, error) {
 	}
 	files = append(files, theirs)
 	env := append(os.Environ(), EnvFDs+"="+encodeFDs(all), EnvCtl+"="+strconv.Itoa(firstFD+len(all)))
+	env = append(env, o.Env...)
 	pid, err := spawn(o.Path, append([]string{os.Args[0]}, o.Args...), env, files)
 	if err != nil {
 		h.ctl.Close()
@@ -163,6 +178,9 @@ func Start(srv Server, o Options) (*Handover, error) {
 		return nil, fail("%v", why)
 	}
 	ok = true
+	if f, can := srv.(QUICForwarder); can && h.quicForward {
+		f.ForwardQUIC()
+	}
 	srv.Drain(o.Config.Drain)
 	o.Log.Info("upgrade: new process serves; this one drains", "pid", h.Pid, "drain", o.Config.Drain.String(), "watch", o.Config.Watch.String())
 	return h, nil
@@ -207,6 +225,7 @@ func (h *Handover) converse(o Options, ready chan<- error) {
 				o.Log.Warn("upgrade: state not sent", "error", err.Error())
 			}
 		case "ready":
+			h.quicForward = slices.Contains(strings.Fields(arg), "quic-forward")
 			ready <- nil
 			return
 		case "failed":
@@ -248,7 +267,17 @@ func (h *Handover) ExitErr() error { return h.err }
 // TakeBack serves srv again on the kept sockets, after the new process
 // died within the watch window. The handover is over.
 func (h *Handover) TakeBack(srv Server) error {
-	in := listen.NewInherited(h.kept)
+	// The QUIC forwarding pairs were the new process's ends; this
+	// process reads its QUIC sockets itself again.
+	var kept []listen.Socket
+	for _, s := range h.kept {
+		if listen.IsQUICPair(s) {
+			s.File.Close()
+			continue
+		}
+		kept = append(kept, s)
+	}
+	in := listen.NewInherited(kept)
 	h.kept = nil
 	err := srv.Resume(in)
 	in.Close()

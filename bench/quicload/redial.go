@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+
+	"github.com/quic-go/quic-go"
+)
+
+// closer is an exchanger that can tell its connection has ended.
+type closer interface{ ended() bool }
+
+func (d *doq) ended() bool { return d.conn.Context().Err() != nil }
+
+// redialer is one connection that is opened again when the server closes
+// it, as a stub resolver does: a server going away (dnsedge handing over
+// to a new binary) closes its DoQ connections with DOQ_NO_ERROR. A query
+// that fails because its connection ended is asked once more on the new
+// connection, within its own timeout, as is one whose stream the server
+// reset; it is lost only when that fails too.
+type redialer struct {
+	dial    func(context.Context) (exchanger, error)
+	redials *atomic.Int64
+
+	mu  sync.Mutex
+	cur exchanger
+}
+
+func (r *redialer) get() exchanger {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cur
+}
+
+func (r *redialer) exchange(ctx context.Context, q []byte) ([]byte, error) {
+	c := r.get()
+	for attempt := 0; ; attempt++ {
+		b, err := c.exchange(ctx, q)
+		if err == nil || attempt == 2 || ctx.Err() != nil {
+			return b, err
+		}
+		var se *quic.StreamError
+		switch e, ok := c.(closer); {
+		case ok && e.ended():
+			nc, derr := r.replace(ctx, c)
+			if derr != nil {
+				return nil, errors.Join(err, derr)
+			}
+			c = nc
+		case errors.As(err, &se) && se.Remote:
+			// The server reset the stream (it is closing): again.
+		default:
+			return nil, err
+		}
+	}
+}
+
+// replace dials a connection in place of old, unless another query did
+// already.
+func (r *redialer) replace(ctx context.Context, old exchanger) (exchanger, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur != old {
+		return r.cur, nil
+	}
+	nc, err := r.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	old.close()
+	r.cur = nc
+	r.redials.Add(1)
+	return nc, nil
+}
+
+func (r *redialer) close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cur.close()
+}

@@ -1,0 +1,590 @@
+package listen
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/sys/unix"
+)
+
+// QUICRouting is what the QUIC listeners of one process share for binary
+// upgrades: the connection IDs they issue (marked as this process's),
+// and the forwarding of packets to the new process while this one still
+// reads the QUIC sockets. Each QUIC socket handed over comes with a
+// SOCK_SEQPACKET socketpair (IsQUICPair); once the new process serves
+// (Start), this process sends on it the packets that open connections
+// and those of the new process's connections, each as the client's
+// address and the packet. The new
+// process reads them as if from the socket, and writes its replies on
+// the socket itself, so clients see one server address. It reads the
+// socket only when this process has let go of it.
+//
+// The queue of a pair is the kernel's socket buffer: a packet that does
+// not fit is dropped (QUIC retransmits it) and counted. A nil
+// *QUICRouting issues random connection IDs and forwards nothing.
+type QUICRouting struct {
+	gen       *cidGen
+	log       *slog.Logger
+	forwarded prometheus.Counter
+	dropped   prometheus.Counter
+
+	// Counts of the forwarding under way, for the log line that ends it:
+	// the metrics endpoint of the old process is closed by then.
+	nForwarded, nDropped atomic.Int64
+
+	mu     sync.Mutex
+	socks  map[*quicSock]struct{}
+	warned bool // a drop was logged since Start
+	active bool // between Start and Stop
+}
+
+// NewQUICRouting returns the routing of a process whose connection IDs
+// start with marker (0 for a process started afresh, the old process's
+// plus one after an upgrade), with its metrics registered in reg.
+func NewQUICRouting(marker byte, reg prometheus.Registerer, log *slog.Logger) *QUICRouting {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &QUICRouting{
+		gen: newCIDGen(marker),
+		log: log,
+		forwarded: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dnsedge_upgrade_quic_forwarded_total",
+			Help: "QUIC packets this process forwarded to the process that replaces it.",
+		})),
+		dropped: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dnsedge_upgrade_quic_forward_dropped_total",
+			Help: "QUIC packets not forwarded to the process that replaces it: its queue was full or it was gone.",
+		})),
+		socks: make(map[*quicSock]struct{}),
+	}
+}
+
+// Marker returns the first byte of this process's connection IDs.
+func (r *QUICRouting) Marker() byte { return r.gen.marker }
+
+// Next returns the marker of the process that replaces this one.
+func (r *QUICRouting) Next() byte { return r.gen.marker + 1 }
+
+// Start forwards, on every socket handed over since the last Start or
+// Stop, what belongs to the new process.
+func (r *QUICRouting) Start() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.warned, r.active = false, true
+	r.nForwarded.Store(0)
+	r.nDropped.Store(0)
+	for s := range r.socks {
+		s.mu.Lock()
+		if s.pending != nil {
+			s.out.Store(&fwdOut{r: r, c: s.pending, next: r.Next()})
+			s.pending = nil
+		}
+		s.mu.Unlock()
+	}
+}
+
+// Stop ends every forwarding: the new process is gone (this one serves
+// again) or this one is closing.
+func (r *QUICRouting) Stop() {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for s := range r.socks {
+		s.stopForwarding()
+	}
+	if r.active {
+		r.active = false
+		r.log.Info("upgrade: QUIC forwarding to the new process ended",
+			"forwarded", r.nForwarded.Load(), "dropped", r.nDropped.Load())
+	}
+}
+
+func (r *QUICRouting) add(s *quicSock) {
+	r.mu.Lock()
+	r.socks[s] = struct{}{}
+	r.mu.Unlock()
+}
+
+func (r *QUICRouting) forget(s *quicSock) {
+	r.mu.Lock()
+	delete(r.socks, s)
+	r.mu.Unlock()
+}
+
+func (r *QUICRouting) drop(err error) {
+	r.dropped.Inc()
+	r.nDropped.Add(1)
+	r.mu.Lock()
+	first := !r.warned
+	r.warned = true
+	r.mu.Unlock()
+	if first {
+		r.log.Warn("upgrade: a QUIC packet for the new process was dropped (see dnsedge_upgrade_quic_forward_dropped_total)", "error", err.Error())
+	}
+}
+
+// fwdOut is the sending end of a forwarding pair.
+type fwdOut struct {
+	r    *QUICRouting
+	c    *net.UnixConn
+	next byte
+	all  atomic.Bool // forward every packet: this process's listener is closed
+}
+
+// send forwards the packet p from a, without waiting: a full queue drops
+// it.
+func (o *fwdOut) send(a net.Addr, p []byte) {
+	buf, err := encodeForwarded(a, p)
+	if err != nil {
+		o.r.drop(err)
+		return
+	}
+	rc, err := o.c.SyscallConn()
+	if err != nil {
+		o.r.drop(err)
+		return
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Send(int(fd), buf, unix.MSG_DONTWAIT|unix.MSG_NOSIGNAL)
+		return true
+	}); err != nil {
+		serr = err
+	}
+	if serr != nil {
+		o.r.drop(serr)
+		return
+	}
+	o.r.forwarded.Inc()
+	o.r.nForwarded.Add(1)
+}
+
+// encodeForwarded returns the datagram forwarding p from a: the length
+// of a's binary form, that form (netip.AddrPort's), then p.
+func encodeForwarded(a net.Addr, p []byte) ([]byte, error) {
+	ap := addrPortOf(a)
+	if !ap.IsValid() {
+		return nil, fmt.Errorf("forward a packet from %v: not an IP address", a)
+	}
+	ab, _ := ap.MarshalBinary()
+	buf := make([]byte, 0, 1+len(ab)+len(p))
+	buf = append(buf, byte(len(ab)))
+	buf = append(buf, ab...)
+	return append(buf, p...), nil
+}
+
+// decodeForwarded splits a datagram made by encodeForwarded.
+func decodeForwarded(d []byte) (*net.UDPAddr, []byte, error) {
+	if len(d) == 0 || len(d) < 1+int(d[0]) {
+		return nil, nil, errors.New("forwarded packet cut short")
+	}
+	var ap netip.AddrPort
+	if err := ap.UnmarshalBinary(d[1 : 1+int(d[0])]); err != nil || !ap.IsValid() {
+		return nil, nil, fmt.Errorf("forwarded packet: bad address: %v", err)
+	}
+	return net.UDPAddrFromAddrPort(ap), d[1+int(d[0]):], nil
+}
+
+// fwdPacket is a packet the old process forwarded.
+type fwdPacket struct {
+	addr *net.UDPAddr
+	b    []byte
+}
+
+// fwdQueue bounds the forwarded packets read from the pair and not yet
+// taken by quic-go; beyond, they wait in the pair, then the old process
+// drops them.
+const fwdQueue = 256
+
+// quicSock is the net.PacketConn a QUIC transport reads. On an inherited
+// socket it reads, until gate is closed (the old process has let go of
+// the socket), only the packets the old process forwards (in), and the
+// socket itself from then on. When this process hands its sockets over,
+// it forwards what belongs to the new process (out). Writes always go to
+// the socket.
+type quicSock struct {
+	c      *net.UDPConn
+	batch  *ipv4.PacketConn // c, read in batches
+	r      *QUICRouting     // nil: no forwarding out
+	gate   <-chan struct{}  // nil: the socket is this process's
+	in     chan fwdPacket   // nil: nothing forwarded in; closed at the pair's end
+	closed chan struct{}
+	kick   chan struct{} // capacity 1: a read deadline was set
+	dl     atomic.Int64  // read deadline, UnixNano; 0: none
+	once   sync.Once
+
+	gateOpen atomic.Bool
+	inDone   atomic.Bool
+
+	mu      sync.Mutex
+	pending *net.UnixConn // our end of the pair handed over, until Start
+	out     atomic.Pointer[fwdOut]
+}
+
+var _ quic.OOBCapablePacketConn = (*quicSock)(nil)
+
+// newQUICSock wraps c; in, when not nil, is the pair the old process
+// forwards on, read until its end.
+func newQUICSock(c *net.UDPConn, r *QUICRouting, gate <-chan struct{}, in *net.UnixConn) *quicSock {
+	s := &quicSock{c: c, batch: ipv4.NewPacketConn(c), r: r, gate: gate, closed: make(chan struct{}), kick: make(chan struct{}, 1)}
+	if in != nil {
+		s.in = make(chan fwdPacket, fwdQueue)
+		go s.readPair(in)
+	}
+	if r != nil {
+		r.add(s)
+	}
+	return s
+}
+
+// readPair queues the packets forwarded on in until the old process
+// closes its end (it has exited) or s is closed.
+func (s *quicSock) readPair(in *net.UnixConn) {
+	defer close(s.in)
+	go func() { <-s.closed; in.Close() }()
+	buf := make([]byte, 1<<16+32)
+	for {
+		n, err := in.Read(buf)
+		if err != nil {
+			return
+		}
+		a, p, err := decodeForwarded(buf[:n])
+		if err != nil {
+			continue
+		}
+		select {
+		case s.in <- fwdPacket{addr: a, b: append([]byte(nil), p...)}:
+		case <-s.closed:
+			return
+		}
+	}
+}
+
+// next waits for what ReadFrom, ReadMsgUDP or ReadBatch returns next: a
+// forwarded packet (ok), else, once the gate is open, nothing (read the
+// socket). A read deadline in the past (quic-go's way of stopping its
+// reader) ends a wait with a timeout.
+func (s *quicSock) next() (p fwdPacket, ok bool, err error) {
+	for {
+		if d := s.dl.Load(); d != 0 && time.Now().UnixNano() >= d {
+			return p, false, os.ErrDeadlineExceeded
+		}
+		in := s.in
+		if s.inDone.Load() {
+			in = nil
+		}
+		if in != nil {
+			select {
+			case p, ok := <-in:
+				if ok {
+					return p, true, nil
+				}
+				s.inDone.Store(true)
+				continue
+			default:
+			}
+		}
+		if s.gate == nil || s.gateOpen.Load() {
+			return p, false, nil
+		}
+		select {
+		case p, ok := <-in:
+			if ok {
+				return p, true, nil
+			}
+			s.inDone.Store(true)
+		case <-s.gate:
+			s.gateOpen.Store(true)
+		case <-s.closed:
+			return p, false, net.ErrClosed
+		case <-s.kick:
+		}
+	}
+}
+
+// forward sends the packet p from a to the new process when it is its,
+// and reports whether it did.
+func (s *quicSock) forward(a net.Addr, p []byte) bool {
+	o := s.out.Load()
+	if o == nil || !(o.all.Load() || forwardsTo(p, s.r.gen, o.next)) {
+		return false
+	}
+	o.send(a, p)
+	return true
+}
+
+// ReadFrom returns the next packet for this process: forwarded ones
+// first, then, once the gate is open, the socket's, forwarding what is
+// the new process's when this one hands over.
+func (s *quicSock) ReadFrom(b []byte) (int, net.Addr, error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, nil, err
+		}
+		if ok {
+			return copy(b, p.b), p.addr, nil
+		}
+		n, a, err := s.c.ReadFrom(b)
+		if err != nil || !s.forward(a, b[:n]) {
+			return n, a, err
+		}
+	}
+}
+
+// ReadMsgUDP is ReadFrom with the control messages of the socket's
+// packets (none for forwarded ones).
+func (s *quicSock) ReadMsgUDP(b, oob []byte) (n, oobn, flags int, addr *net.UDPAddr, err error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, 0, 0, nil, err
+		}
+		if ok {
+			return copy(b, p.b), 0, 0, p.addr, nil
+		}
+		n, oobn, flags, addr, err = s.c.ReadMsgUDP(b, oob)
+		if err != nil || !s.forward(addr, b[:n]) {
+			return n, oobn, flags, addr, err
+		}
+	}
+}
+
+// ReadBatch is ReadFrom for many packets at once, as quic-go reads a
+// UDP socket: with it and the other methods of quic.OOBCapablePacketConn
+// the transport keeps its optimisations (batched reads, GSO, ECN, the
+// packet info a wildcard address needs to answer from the address asked).
+// A forwarded packet comes alone, without control messages.
+func (s *quicSock) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
+	for {
+		p, ok, err := s.next()
+		if err != nil {
+			return 0, err
+		}
+		if ok {
+			m := &ms[0]
+			m.N, m.NN, m.Flags, m.Addr = copy(m.Buffers[0], p.b), 0, 0, p.addr
+			return 1, nil
+		}
+		n, err := s.batch.ReadBatch(ms, flags)
+		if err != nil || s.out.Load() == nil {
+			return n, err
+		}
+		// Keep what stays here at the front, copied: quic-go ties each
+		// message's buffer to its index.
+		k := 0
+		for i := range n {
+			m := &ms[i]
+			if s.forward(m.Addr, m.Buffers[0][:m.N]) {
+				continue
+			}
+			if k != i {
+				d := &ms[k]
+				d.N, d.NN = copy(d.Buffers[0], m.Buffers[0][:m.N]), copy(d.OOB, m.OOB[:m.NN])
+				d.Flags, d.Addr = m.Flags, m.Addr
+			}
+			k++
+		}
+		if k > 0 {
+			return k, nil
+		}
+	}
+}
+
+func (s *quicSock) WriteMsgUDP(b, oob []byte, a *net.UDPAddr) (int, int, error) {
+	return s.c.WriteMsgUDP(b, oob, a)
+}
+func (s *quicSock) SyscallConn() (syscall.RawConn, error) { return s.c.SyscallConn() }
+func (s *quicSock) SetReadBuffer(n int) error             { return s.c.SetReadBuffer(n) }
+
+func (s *quicSock) WriteTo(b []byte, a net.Addr) (int, error) { return s.c.WriteTo(b, a) }
+func (s *quicSock) LocalAddr() net.Addr                       { return s.c.LocalAddr() }
+func (s *quicSock) SetWriteDeadline(t time.Time) error        { return s.c.SetWriteDeadline(t) }
+
+func (s *quicSock) SetDeadline(t time.Time) error {
+	s.SetReadDeadline(t)
+	return s.c.SetDeadline(t)
+}
+
+func (s *quicSock) SetReadDeadline(t time.Time) error {
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+	}
+	s.dl.Store(d)
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	return s.c.SetReadDeadline(t)
+}
+
+// Close closes the socket and ends any forwarding.
+func (s *quicSock) Close() error {
+	s.once.Do(func() {
+		close(s.closed)
+		if s.r != nil {
+			s.r.forget(s)
+		}
+		s.stopForwarding()
+	})
+	return s.c.Close()
+}
+
+// pair makes the forwarding pair of a handover of this socket and
+// returns the new process's end (see IsQUICPair).
+func (s *quicSock) pair(addr string) (Socket, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return Socket{}, fmt.Errorf("quic forwarding pair for %s: %w", addr, err)
+	}
+	// Room for bursts of Initials; the kernel caps it at wmem_max.
+	unix.SetsockoptInt(fds[0], unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+	unix.SetsockoptInt(fds[1], unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+	mine, theirs := os.NewFile(uintptr(fds[0]), "quic forward"), os.NewFile(uintptr(fds[1]), "quic forward")
+	c, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		theirs.Close()
+		return Socket{}, fmt.Errorf("quic forwarding pair for %s: %w", addr, err)
+	}
+	s.mu.Lock()
+	if s.pending != nil {
+		s.pending.Close() // an earlier handover that did not happen
+	}
+	s.pending = c.(*net.UnixConn)
+	s.mu.Unlock()
+	return Socket{Network: "unix", Addr: quicPairPrefix + addr, File: theirs}, nil
+}
+
+// stopForwarding closes the pair, pending or in use; a socket that
+// forwarded all its packets (handOver) is closed.
+func (s *quicSock) stopForwarding() {
+	s.mu.Lock()
+	if s.pending != nil {
+		s.pending.Close()
+		s.pending = nil
+	}
+	s.mu.Unlock()
+	if o := s.out.Swap(nil); o != nil {
+		o.c.Close()
+		if o.all.Load() {
+			s.c.SetReadDeadline(time.Now()) // wakes handOver's reader
+		}
+	}
+}
+
+// handOver is for a listener that closes while this process forwards:
+// from then on every packet of the socket goes to the new process, until
+// the forwarding stops, when the socket is closed. It returns false,
+// doing nothing, when the socket does not forward; the caller closes it.
+func (s *quicSock) handOver() bool {
+	o := s.out.Load()
+	if o == nil {
+		return false
+	}
+	o.all.Store(true)
+	s.SetReadDeadline(time.Time{})
+	go func() {
+		defer s.Close()
+		b := make([]byte, 1<<16)
+		for s.out.Load() != nil {
+			if _, _, err := s.ReadFrom(b); err != nil {
+				var ne net.Error
+				if !errors.As(err, &ne) || !ne.Timeout() {
+					return
+				}
+			}
+		}
+	}()
+	return true
+}
+
+// quicPairPrefix starts the Addr of a QUIC socket's forwarding pair in
+// the socket list: "unix quic:ADDR 0" goes with "udp4 ADDR 0". A process
+// that does not know it leaves it unused.
+const quicPairPrefix = "quic:"
+
+// IsQUICPair reports whether s is the forwarding pair of a QUIC socket.
+func IsQUICPair(s Socket) bool {
+	return s.Network == "unix" && strings.HasPrefix(s.Addr, quicPairPrefix)
+}
+
+// inheritPair returns the forwarding pair handed over with the QUIC
+// socket of addr, nil when there is none.
+func (in *Inherited) inheritPair(addr string) (*net.UnixConn, error) {
+	f := in.take("unix", quicPairPrefix+addr, 0)
+	if f == nil {
+		return nil, nil
+	}
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("inherited quic forwarding pair %s: %w", addr, err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("inherited quic forwarding pair %s: not a unix socket", addr)
+	}
+	return uc, nil
+}
+
+// quicConn returns what a quic.Transport on c is to read: c itself when
+// there is nothing to route (no QUICRouting, not inherited behind a
+// gate), else c wrapped, reading what the old process forwards until the
+// gate opens.
+func (cfg Config) quicConn(c *net.UDPConn, inherited bool) (net.PacketConn, *quicSock, error) {
+	gate := cfg.QUICGate
+	if !inherited {
+		gate = nil
+	}
+	if cfg.QUICRouting == nil && gate == nil {
+		return c, nil, nil
+	}
+	var pair *net.UnixConn
+	if gate != nil {
+		var err error
+		if pair, err = cfg.Inherited.inheritPair(cfg.Addr.String()); err != nil {
+			return nil, nil, err
+		}
+	}
+	s := newQUICSock(c, cfg.QUICRouting, gate, pair)
+	return s, s, nil
+}
+
+// transport gives t the connection IDs of r; a nil r leaves quic-go's.
+func (r *QUICRouting) transport(t *quic.Transport) *quic.Transport {
+	if r != nil {
+		t.ConnectionIDGenerator = r.gen
+	}
+	return t
+}
+
+// quicSockets returns the socket of a QUIC listener (its duplicate) and,
+// when s routes, the forwarding pair for the new process.
+func quicSockets(c *net.UDPConn, s *quicSock, network, addr string) ([]Socket, error) {
+	fs := []func() (Socket, error){func() (Socket, error) { return fileOf(c, network, addr, 0) }}
+	if s != nil && s.r != nil {
+		fs = append(fs, func() (Socket, error) { return s.pair(addr) })
+	}
+	return collect(fs...)
+}
