@@ -415,6 +415,16 @@ func (s *quicSock) WriteMsgUDP(b, oob []byte, a *net.UDPAddr) (int, int, error) 
 func (s *quicSock) SyscallConn() (syscall.RawConn, error) { return s.c.SyscallConn() }
 func (s *quicSock) SetReadBuffer(n int) error             { return s.c.SetReadBuffer(n) }
 
+// SetWriteBuffer lets quic-go size the send buffer as on a bare socket
+// (without it, quic-go logs that it cannot at every start).
+func (s *quicSock) SetWriteBuffer(n int) error { return s.c.SetWriteBuffer(n) }
+
+// quic-go sizes both buffers of a socket that has these.
+var _ interface {
+	SetReadBuffer(int) error
+	SetWriteBuffer(int) error
+} = (*quicSock)(nil)
+
 func (s *quicSock) WriteTo(b []byte, a net.Addr) (int, error) { return s.c.WriteTo(b, a) }
 func (s *quicSock) LocalAddr() net.Addr                       { return s.c.LocalAddr() }
 func (s *quicSock) SetWriteDeadline(t time.Time) error        { return s.c.SetWriteDeadline(t) }
