@@ -183,17 +183,8 @@ func (s *Server) StartCanary(r CanaryRequest) (CanaryStatus, error) {
 func (s *Server) PromoteCanary(by string) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
-	s.canaryMu.Lock()
-	run := s.canaryRun
-	s.canaryMu.Unlock()
+	run := s.openCanary()
 	if run == nil {
-		return ErrNoCanary
-	}
-	run.mu.Lock()
-	switch run.state {
-	case CanaryRunning, CanaryPassed, CanaryPaused:
-	default:
-		run.mu.Unlock()
 		return ErrNoCanary
 	}
 	run.state = canaryPromoting
@@ -221,20 +212,29 @@ func (s *Server) PromoteCanary(by string) error {
 	return nil
 }
 
-// AbortCanary discards the candidate; live queries were never served by
-// it.
-func (s *Server) AbortCanary(why string) error {
+// openCanary returns the canary that can still be promoted or aborted
+// (running, passed or paused), locked; nil when there is none.
+func (s *Server) openCanary() *canaryRun {
 	s.canaryMu.Lock()
 	run := s.canaryRun
 	s.canaryMu.Unlock()
 	if run == nil {
-		return ErrNoCanary
+		return nil
 	}
 	run.mu.Lock()
 	switch run.state {
 	case CanaryRunning, CanaryPassed, CanaryPaused:
-	default:
-		run.mu.Unlock()
+		return run
+	}
+	run.mu.Unlock()
+	return nil
+}
+
+// AbortCanary discards the candidate; live queries were never served by
+// it.
+func (s *Server) AbortCanary(why string) error {
+	run := s.openCanary()
+	if run == nil {
 		return ErrNoCanary
 	}
 	run.state, run.note, run.ended = CanaryAborted, why, s.clock.Now()

@@ -239,6 +239,13 @@ func (s *Server) handler() pipeline.Handler { return s.gen.Load().handler }
 func (s *Server) Start() error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	return s.serveFront(true)
+}
+
+// serveFront binds the listeners of the generation in force and serves
+// them, printing the summary when summary is set; the caller holds
+// reloadMu.
+func (s *Server) serveFront(summary bool) error {
 	gen := s.gen.Load()
 	fp, err := s.planFront(s.life, gen.cfg)
 	if err != nil {
@@ -248,11 +255,13 @@ func (s *Server) Start() error {
 	defer s.mu.Unlock()
 	if s.closed {
 		fp.parts.release()
-		return errors.New("server closed")
+		return errServerClosed
 	}
 	s.commitFront(fp)
 	s.started.Store(true)
-	s.summary(gen)
+	if summary {
+		s.summary(gen)
+	}
 	return nil
 }
 

@@ -167,18 +167,5 @@ func (s *Server) Resume(in *listen.Inherited) error {
 	s.quicRouting.Stop()
 	s.inherit = in
 	defer func() { s.inherit = nil }()
-	gen := s.gen.Load()
-	fp, err := s.planFront(s.life, gen.cfg)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		fp.parts.release()
-		return errors.New("server closed")
-	}
-	s.commitFront(fp)
-	s.started.Store(true)
-	return nil
+	return s.serveFront(false)
 }
