@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/admin"
+	"github.com/dnsedge/dnsedge/edge/drill"
 	"github.com/dnsedge/dnsedge/internal/field"
 )
 
@@ -217,21 +218,41 @@ func (s *Server) audit(p *admin.Principal, action string, details map[string]any
 		l.Result, l.Error = "failed", err.Error()
 	}
 	s.log.Info("admin operation", "by", p.ID, "action", action, "result", l.Result, "error", l.Error)
-	b, jerr := json.Marshal(l)
-	if jerr != nil {
+	s.writeAudit(l)
+}
+
+// auditDrill writes the line of a drill's start or end ("drill.start",
+// "drill.end"); the drill manager has logged it.
+func (s *Server) auditDrill(e drill.AuditEvent) {
+	s.writeAudit(auditLine{Time: e.Time.UTC(), By: e.By, Action: "drill." + e.Action, Result: "ok",
+		Details: map[string]any{"drill": e.Drill}})
+}
+
+// writeAudit appends l to OperationsAuditFile under the state directory
+// of the configuration in force; a line it cannot write is logged.
+func (s *Server) writeAudit(l auditLine) {
+	b, err := json.Marshal(l)
+	if err != nil {
+		s.log.Error("audit line not written", "action", l.Action, "by", l.By, "error", err.Error())
 		return
 	}
-	dir := s.gen.Load().cfg.stateDir()
-	werr := os.MkdirAll(dir, 0o700)
-	if werr == nil {
+	gen := s.gen.Load()
+	if gen == nil {
+		return
+	}
+	dir := gen.cfg.stateDir()
+	s.auditMu.Lock()
+	defer s.auditMu.Unlock()
+	err = os.MkdirAll(dir, 0o700)
+	if err == nil {
 		var f *os.File
-		if f, werr = os.OpenFile(filepath.Join(dir, OperationsAuditFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); werr == nil {
-			_, werr = f.Write(append(b, '\n'))
-			werr = errors.Join(werr, f.Close())
+		if f, err = os.OpenFile(filepath.Join(dir, OperationsAuditFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+			_, err = f.Write(append(b, '\n'))
+			err = errors.Join(err, f.Close())
 		}
 	}
-	if werr != nil {
-		s.log.Error("audit line not written", "action", action, "by", p.ID, "error", werr.Error())
+	if err != nil {
+		s.log.Error("audit line not written", "action", l.Action, "by", l.By, "error", err.Error())
 	}
 }
 

@@ -460,6 +460,10 @@ func TestRollback(t *testing.T) {
 	if !strings.Contains(e.logs.String(), `"msg":"rolled back to the previous configuration","reason":"`+rs.Last.Reason) {
 		t.Fatalf("no log line for the rollback:\n%s", tailLines(e.logs.String(), 10))
 	}
+	audit, err := readFileIn(e.srv.gen.Load().cfg.stateDir(), OperationsAuditFile)
+	if err != nil || !strings.Contains(audit, `"action":"rollback.auto","result":"ok","details":{"reason":"`+rs.Last.Reason) {
+		t.Fatalf("no audit line for the rollback (%v):\n%s", err, audit)
+	}
 	if m := e.ask(t, "after.cdn.test."); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 4 {
 		t.Fatalf("after the rollback: %s with %d answers", dns.RcodeToString[m.Rcode], len(m.Answer))
 	}

@@ -2,7 +2,6 @@ package edge
 
 import (
 	"net/http"
-	"path/filepath"
 
 	"github.com/dnsedge/dnsedge/edge/admin"
 	"github.com/dnsedge/dnsedge/edge/drill"
@@ -25,6 +24,7 @@ func (s *Server) newDrills(opts Options) *drill.Manager {
 		Paths:  func() []*transport.Path { return s.gen.Load().paths() },
 		Clock:  opts.Clock,
 		Log:    s.log,
+		Audit:  s.auditDrill,
 	})
 	s.prom.MustRegister(m.Collectors()...)
 	return m
@@ -40,9 +40,6 @@ func (c *Config) validateDrills() []error {
 	return errs
 }
 
-// drillsDir is where the drills' audit log is kept.
-func (c *Config) drillsDir() string { return filepath.Join(c.stateDir(), "drills") }
-
 // registerDrills adds the drills API to the admin mux of a generation.
 func registerDrills(mux *http.ServeMux, auth *admin.Auth, cfg *Config, d buildDeps) {
 	if d.drills != nil {
@@ -50,13 +47,9 @@ func registerDrills(mux *http.ServeMux, auth *admin.Auth, cfg *Config, d buildDe
 	}
 }
 
-// commitDrills follows the generation gen just put in force: the audit
-// log goes under its state directory, and drills on paths it no longer
-// has end.
-func (s *Server) commitDrills(gen *generation) {
-	if gen.cfg.Admin != nil {
-		s.drills.SetAuditDir(gen.cfg.drillsDir())
-	}
+// commitDrills follows the generation gen just put in force: drills on
+// paths it no longer has end.
+func (s *Server) commitDrills(*generation) {
 	s.drills.Prune()
 }
 

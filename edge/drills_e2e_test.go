@@ -314,7 +314,7 @@ func TestDrillPathFaults(t *testing.T) {
 // checkDrillAudit checks the audit log holds the drill's start and end.
 func checkDrillAudit(t *testing.T, e *drillEdge, id, end string) {
 	t.Helper()
-	f, err := os.Open(filepath.Join(e.stateDir, "drills", drill.AuditFile))
+	f, err := os.Open(filepath.Join(e.stateDir, edge.OperationsAuditFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,17 +323,18 @@ func checkDrillAudit(t *testing.T, e *drillEdge, id, end string) {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var l struct {
-			Action string
-			Drill  drill.Drill
+			Action  string
+			Result  string
+			Details struct{ Drill drill.Drill }
 		}
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatalf("audit line %q: %v", sc.Text(), err)
 		}
-		if l.Drill.ID == id {
-			actions = append(actions, l.Action+":"+l.Drill.End)
+		if l.Details.Drill.ID == id {
+			actions = append(actions, l.Action+":"+l.Result+":"+l.Details.Drill.End)
 		}
 	}
-	if want := "start: end:" + end; strings.Join(actions, " ") != want {
+	if want := "drill.start:ok: drill.end:ok:" + end; strings.Join(actions, " ") != want {
 		t.Fatalf("audit of drill %s: %q, want %q", id, actions, want)
 	}
 }

@@ -154,6 +154,10 @@ func (s *Server) rollback(w *watch, reason, why string) bool {
 	s.mu.Unlock()
 	s.log.Warn("rolled back to the previous configuration", "reason", reason, "why", why,
 		"after", s.clock.Since(w.started).Truncate(time.Millisecond).String())
+	if reason != "manual" { // a manual rollback is audited by its endpoint
+		s.writeAudit(auditLine{Time: s.clock.Now().UTC(), Action: "rollback.auto", Result: "ok",
+			Details: map[string]any{"reason": reason, "why": why}})
+	}
 	// A canary tried against the configuration rolled back from has no
 	// live configuration to be compared with any more.
 	if err := s.AbortCanary("the live configuration was rolled back"); err != nil && !errors.Is(err, ErrNoCanary) {

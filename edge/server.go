@@ -28,6 +28,7 @@ import (
 // them), and the HTTP endpoint for metrics and probes.
 type Server struct {
 	log     *slog.Logger
+	auditMu sync.Mutex // one operations audit line at a time (writeAudit)
 	level   *slog.LevelVar
 	out     io.Writer // human-readable start-up summary
 	health  *transport.Registry

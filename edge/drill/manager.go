@@ -93,6 +93,10 @@ type Deps struct {
 	// Clock runs the drills' deadlines; the real clock when nil.
 	Clock clockwork.Clock
 	Log   *slog.Logger
+	// Audit records each drill's start and end (with a copy of the
+	// drill); nil records nothing beyond the log lines. It is called
+	// with the manager's lock held and must not call back into it.
+	Audit func(AuditEvent)
 }
 
 // keepRecent is how many ended drills Status shows.
@@ -101,8 +105,7 @@ const keepRecent = 16
 // Manager runs the drills of a server: it outlives configuration
 // generations, as the paths' health does. It is safe for concurrent use.
 type Manager struct {
-	d     Deps
-	audit *auditLog
+	d Deps
 
 	active  *prometheus.GaugeVec
 	total   *prometheus.CounterVec
@@ -129,7 +132,7 @@ func NewManager(d Deps) *Manager {
 		d.Log = slog.New(slog.DiscardHandler)
 	}
 	m := &Manager{
-		d: d, audit: &auditLog{log: d.Log}, drills: make(map[string]*running),
+		d: d, drills: make(map[string]*running),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "dnsedge_drill_active", Help: "1 for each path a drill's fault acts on, by upstream, path and fault.",
 		}, []string{"upstream", "path", "fault"}),
@@ -149,10 +152,6 @@ func NewManager(d Deps) *Manager {
 func (m *Manager) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.active, m.total}
 }
-
-// SetAuditDir makes the audit log AuditFile under dir, from the next line
-// on.
-func (m *Manager) SetAuditDir(dir string) { m.audit.setDir(dir) }
 
 // Start starts the drill spec on behalf of the grant by: it puts the fault
 // on every path of the configuration in force that the target matches
@@ -223,10 +222,15 @@ func (m *Manager) Start(spec Spec, by string) (Drill, error) {
 		m.active.WithLabelValues(pid.Upstream, names[i], f.Kind.String()).Set(1)
 	}
 	r.timer = m.d.Clock.AfterFunc(spec.Duration, func() { m.end(id, EndExpired, "") })
-	m.audit.write(auditLine{Time: now, Action: "start", Drill: r.view})
-	d := r.view
-	d.Paths = slices.Clone(d.Paths) // Prune may shorten the drill's own
-	return d, nil
+	m.audit(AuditEvent{Time: now, Action: "start", By: by, Drill: cloneDrill(r.view)})
+	return cloneDrill(r.view), nil
+}
+
+// cloneDrill returns a copy of d that shares no slice with it: Prune may
+// shorten an active drill's paths.
+func cloneDrill(d Drill) Drill {
+	d.Paths = slices.Clone(d.Paths)
+	return d
 }
 
 // End ends the active drill id early on behalf of the grant by.
@@ -262,7 +266,7 @@ func (m *Manager) finish(r *running, reason, by string) {
 	now := m.d.Clock.Now()
 	r.view.Ended, r.view.End = &now, reason
 	m.recent = append([]Drill{r.view}, m.recent[:min(len(m.recent), keepRecent-1)]...)
-	m.audit.write(auditLine{Time: now, Action: "end", By: by, Drill: r.view})
+	m.audit(AuditEvent{Time: now, Action: "end", By: by, Drill: cloneDrill(r.view)})
 }
 
 // Prune lets go of the paths of active drills that the configuration in
@@ -307,9 +311,7 @@ func (m *Manager) List() []Drill {
 func (m *Manager) listLocked() []Drill {
 	out := make([]Drill, 0, len(m.drills))
 	for _, r := range m.drills {
-		d := r.view
-		d.Paths = slices.Clone(d.Paths)
-		out = append(out, d)
+		out = append(out, cloneDrill(r.view))
 	}
 	slices.SortFunc(out, func(a, b Drill) int {
 		if c := a.Started.Compare(b.Started); c != 0 {
@@ -336,7 +338,7 @@ func (m *Manager) Close() error {
 		m.finish(r, EndShutdown, "")
 	}
 	m.mu.Unlock()
-	return m.audit.close()
+	return nil
 }
 
 func newID() (string, error) {

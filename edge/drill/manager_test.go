@@ -1,12 +1,8 @@
 package drill
 
 import (
-	"bufio"
-	"encoding/json"
 	"errors"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -55,7 +51,7 @@ type bed struct {
 	m      *Manager
 	faults *fakeFaults
 	clock  *clockwork.FakeClock
-	dir    string
+	audit  []AuditEvent // under mu
 	mu     sync.Mutex
 	paths  []*transport.Path
 }
@@ -66,7 +62,7 @@ func path(up, proto, addr string) *transport.Path {
 }
 
 func newBed(t *testing.T) *bed {
-	b := &bed{faults: &fakeFaults{m: make(map[transport.PathID]*transport.Fault)}, clock: clockwork.NewFakeClock(), dir: t.TempDir()}
+	b := &bed{faults: &fakeFaults{m: make(map[transport.PathID]*transport.Fault)}, clock: clockwork.NewFakeClock()}
 	b.paths = []*transport.Path{
 		path("up", "udp", "192.0.2.1:53"), path("up", "tcp", "192.0.2.1:53"),
 		path("up", "udp", "[2001:db8::1]:53"), path("up", "tcp", "[2001:db8::1]:53"),
@@ -79,8 +75,11 @@ func newBed(t *testing.T) *bed {
 		b.mu.Lock()
 		defer b.mu.Unlock()
 		return b.paths
+	}, Audit: func(e AuditEvent) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.audit = append(b.audit, e)
 	}})
-	b.m.SetAuditDir(b.dir)
 	t.Cleanup(func() { b.m.Close() })
 	return b
 }
@@ -202,23 +201,15 @@ func TestManagerLifecycle(t *testing.T) {
 
 	// The audit log: every start and end, in order, with who.
 	b.m.Close()
-	f, err := os.Open(filepath.Join(b.dir, AuditFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	b.mu.Lock()
 	var lines []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		var l auditLine
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			t.Fatal(err)
-		}
-		lines = append(lines, l.Drill.ID+" "+l.Action+" "+l.Drill.End+" "+l.Drill.By+" "+l.By)
+	for _, e := range b.audit {
+		lines = append(lines, e.Drill.ID+" "+e.Action+" "+e.Drill.End+" "+e.Drill.By+" "+e.By)
 	}
+	b.mu.Unlock()
 	want := []string{
-		d.ID + " start  ops ", v4.ID + " start  ops ", d.ID + " end expired ops ", v4.ID + " end gone ops ",
-		d2.ID + " start  ops ", d2.ID + " end deleted ops root",
+		d.ID + " start  ops ops", v4.ID + " start  ops ops", d.ID + " end expired ops ", v4.ID + " end gone ops ",
+		d2.ID + " start  ops ops", d2.ID + " end deleted ops root",
 	}
 	if strings.Join(lines, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("audit:\n%s\nwant:\n%s", strings.Join(lines, "\n"), strings.Join(want, "\n"))
