@@ -178,27 +178,49 @@ func (c Config) Validate() error {
 // Validate reports every problem of thresholds with defaults filled in.
 func (t Thresholds) Validate() error {
 	var errs []error
-	if t.MinSamples < 1 {
-		errs = append(errs, field.Errorf("min_samples", "%d: want at least 1", t.MinSamples))
-	}
 	if t.Window < 0 {
 		errs = append(errs, field.Errorf("window", "%v is negative", t.Window))
 	}
-	for _, f := range []struct {
-		path string
-		v    float64
-	}{{"max_servfail_increase", t.MaxServfailIncrease}, {"max_diff_increase", t.MaxDiffIncrease}} {
+	errs = append(errs, judged{
+		minSamples: t.MinSamples, p99Ratio: t.MaxP99Ratio, p99Floor: t.P99Floor,
+		ratioBelow1: "a ratio below 1 would fail a candidate as fast as the live configuration",
+		fractions:   []fraction{{"max_servfail_increase", t.MaxServfailIncrease}, {"max_diff_increase", t.MaxDiffIncrease}},
+	}.check()...)
+	return errors.Join(errs...)
+}
+
+// judged is what the canary's thresholds and the rollback watch share:
+// a sample floor, a p99 bound and rates that may rise by a fraction.
+type judged struct {
+	minSamples  int
+	p99Ratio    float64
+	p99Floor    time.Duration
+	ratioBelow1 string // why max_p99_ratio must be at least 1
+	fractions   []fraction
+}
+
+type fraction struct {
+	path string
+	v    float64
+}
+
+func (j judged) check() []error {
+	var errs []error
+	if j.minSamples < 1 {
+		errs = append(errs, field.Errorf("min_samples", "%d: want at least 1", j.minSamples))
+	}
+	for _, f := range j.fractions {
 		if !(f.v >= 0 && f.v <= 1) {
 			errs = append(errs, field.Errorf(f.path, "%v must be a fraction from 0 to 1", f.v))
 		}
 	}
-	if !(t.MaxP99Ratio >= 1) {
-		errs = append(errs, field.Errorf("max_p99_ratio", "%v: a ratio below 1 would fail a candidate as fast as the live configuration", t.MaxP99Ratio))
+	if !(j.p99Ratio >= 1) {
+		errs = append(errs, field.Errorf("max_p99_ratio", "%v: %s", j.p99Ratio, j.ratioBelow1))
 	}
-	if t.P99Floor < 0 {
-		errs = append(errs, field.Errorf("p99_floor", "%v is negative", t.P99Floor))
+	if j.p99Floor < 0 {
+		errs = append(errs, field.Errorf("p99_floor", "%v is negative", j.p99Floor))
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // RollbackConfig is the `rollback:` section: after every reload and every
@@ -278,22 +300,10 @@ func (c RollbackConfig) Validate() error {
 	if c.Interval <= 0 || c.Interval > c.Watch {
 		errs = append(errs, field.Errorf("interval", "%v: want a positive interval no longer than watch", c.Interval))
 	}
-	if c.MinSamples < 1 {
-		errs = append(errs, field.Errorf("min_samples", "%d: want at least 1", c.MinSamples))
-	}
-	for _, f := range []struct {
-		path string
-		v    float64
-	}{{"max_servfail_increase", c.MaxServfailIncrease}, {"max_fallback_increase", c.MaxFallbackIncrease}} {
-		if !(f.v >= 0 && f.v <= 1) {
-			errs = append(errs, field.Errorf(f.path, "%v must be a fraction from 0 to 1", f.v))
-		}
-	}
-	if !(c.MaxP99Ratio >= 1) {
-		errs = append(errs, field.Errorf("max_p99_ratio", "%v: want at least 1", c.MaxP99Ratio))
-	}
-	if c.P99Floor < 0 {
-		errs = append(errs, field.Errorf("p99_floor", "%v is negative", c.P99Floor))
-	}
+	errs = append(errs, judged{
+		minSamples: c.MinSamples, p99Ratio: c.MaxP99Ratio, p99Floor: c.P99Floor,
+		ratioBelow1: "want at least 1",
+		fractions:   []fraction{{"max_servfail_increase", c.MaxServfailIncrease}, {"max_fallback_increase", c.MaxFallbackIncrease}},
+	}.check()...)
 	return errors.Join(errs...)
 }
