@@ -112,10 +112,36 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	if err := (RollbackConfig{Watch: -time.Second}).WithDefaults().Validate(); err == nil || !strings.Contains(err.Error(), "watch") {
-		t.Fatalf("negative watch: %v", err)
+}
+
+func TestRollbackConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		c    RollbackConfig
+		want string // a field path in the error, "" for none
+	}{
+		{"defaults", RollbackConfig{}, ""},
+		{"negative watch", RollbackConfig{Watch: -time.Second}, "watch"},
+		{"watch above a day", RollbackConfig{Watch: 25 * time.Hour}, "watch"},
+		{"interval above watch", RollbackConfig{Watch: time.Second, Interval: 2 * time.Second}, "interval"},
+		{"negative samples", RollbackConfig{MinSamples: -1}, "min_samples"},
+		{"servfail above 1", RollbackConfig{MaxServfailIncrease: 2}, "max_servfail_increase"},
+		{"NaN fallback", RollbackConfig{MaxFallbackIncrease: math.NaN()}, "max_fallback_increase"},
+		{"ratio below 1", RollbackConfig{MaxP99Ratio: 0.9}, "max_p99_ratio"},
+		{"negative floor", RollbackConfig{P99Floor: -time.Millisecond}, "p99_floor"},
 	}
-	if err := (RollbackConfig{}).WithDefaults().Validate(); err != nil {
-		t.Fatalf("rollback defaults: %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c.WithDefaults().Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want an error at %s", err, tt.want)
+			}
+		})
 	}
 }
