@@ -652,7 +652,9 @@ warm() {
 		>"$RUN/$1/warm.txt" 2>&1 || true
 }
 
-SCENARIOS="hit-udp-100 miss-udp-100 hit-udp-5k miss-udp-5k hit-udp-max hit-tcp-max miss-udp-max"
+# The cache-hit scenarios run first, so that the peak RSS after them
+# (hit-rss.tsv) is a server's peak with the hot set alone cached.
+SCENARIOS="hit-udp-100 hit-udp-5k hit-udp-max hit-tcp-max miss-udp-100 miss-udp-5k miss-udp-max"
 ENC_SCENARIOS="hit-dot-5k miss-dot-5k hit-dot-max hit-doh-5k miss-doh-5k hit-doh-max"
 QUIC_SCENARIOS="hit-doh3-5k miss-doh3-5k hit-doh3-max hit-doq-5k miss-doq-5k hit-doq-max"
 
@@ -752,6 +754,9 @@ bench_server() {
 		*-5k) mode=${sc#*-} mode=${mode%-5k}-rate ;;
 		esac
 		measure "$sc" "$name" "$p" "$pid" "$RUN/$data" "$mode" || note="exited during the runs"
+		if [[ $sc == hit-tcp-max && -z $note ]]; then
+			printf '%s\t%s\n' "$name" "$(peak_rss_kib "$pid" 2>/dev/null || echo -)" >>"$RUN/hit-rss.tsv"
+		fi
 	done
 	local rss=-
 	kill -0 "$pid" 2>/dev/null && rss=$(peak_rss_kib "$pid")

@@ -110,7 +110,9 @@ func TestWriteReport(t *testing.T) {
 	files := map[string]string{
 		"meta.tsv": "date\t2026-01-01\nseconds\t10\n",
 		"servers.tsv": "dnsdist\t1.7.3\tok\t20480\t\n" +
-			"dnsedge\t-\tnot built\t-\tsee bench/out/dnsedge-build.log\n",
+			"dnsedge\t-\tnot built\t-\tsee bench/out/dnsedge-build.log\n" +
+			"unbound\t1.17.1\tok\t30720\t\n",
+		"hit-rss.tsv": "dnsdist\t10240\nunbound\t15360\n",
 		"results.tsv": "hit-udp-max\tdnsdist\tok\t100000\t1000000\t1000000\t0.00\t5.0\t-\t-\t50\t100\tother processes used 40% of core 0\n" +
 			"hit-udp-max\tdnsedge\tnot built\t-\t-\t-\t-\t-\t-\t-\t-\t-\t-\n" +
 			"miss-udp-5k\tnamed-direct\tok\t5000\t50000\t50000\t0.00\t20.0\t0.050\t0.200\t10\t20\t\n" +
@@ -133,7 +135,9 @@ func TestWriteReport(t *testing.T) {
 		"| dnsdist | 100000 | 0.00% | 5.0 | 1.00 | 1.00 | 50% | 100% |",
 		"| dnsedge | - | - | - | - | - | - | - | not built |",
 		"| dnsdist | 5000 | 0.00% | 0.150 | 0.900 | +0.100 | 10.0 | 1.00 |",
-		"| dnsdist | 1.7.3 | ok | 20.0 |",
+		"| dnsdist | 1.7.3 | ok | 10.0 | 1.00 | 20.0 | 1.00 |  |",
+		"| dnsedge | - | not built | - | - | - | - | see bench/out/dnsedge-build.log |",
+		"| unbound | 1.17.1 | ok | 15.0 | 1.50 | 30.0 | 1.50 |  |",
 		"in 1 of 3 runs other processes took more than 10% of core 0",
 	} {
 		if !strings.Contains(string(b), want) {
