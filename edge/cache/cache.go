@@ -349,10 +349,10 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	es, e, age, st := c.lookup(s, key, len(qname), now)
 	switch st {
 	case fresh:
-		if e.fail != nil {
+		if err := e.failure(); err != nil {
 			es.hits.Add(1)
 			req.Outcome.Source = pipeline.SourceCache
-			return nil, e.fail
+			return nil, err
 		}
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
@@ -378,7 +378,10 @@ func (c *Cache) insertFailure(s *shard, key []byte, err error) {
 		return
 	}
 	e := newEntry(key, nil, nil, c.now(), c.servfailTTL, 0)
-	e.fail = err
+	if e == nil {
+		return
+	}
+	e.tmpl.Store(&template{fail: err})
 	s.put(e)
 }
 
@@ -445,6 +448,9 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 		s = c.shardOf(sk)
 	}
 	e := newEntry(sk, b, offs, c.now(), ttl, staleFor)
+	if e == nil {
+		return nil
+	}
 	e.authentic, e.dnssec = authentic, verdict
 	s.put(e)
 	return e

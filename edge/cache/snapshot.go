@@ -52,7 +52,7 @@ func (c *Cache) Records(max int) []Record {
 		s.mu.Lock()
 		l := make([]*entry, 0, min(len(s.m), max))
 		for e := s.lru.next; e != &s.lru && len(l) < max; e = e.next {
-			if e.fail == nil {
+			if e.failure() == nil {
 				l = append(l, e)
 			}
 		}
@@ -80,7 +80,7 @@ func (c *Cache) Records(max int) []Record {
 				failed = time.Duration(max64(now.UnixNano()-f, 0))
 			}
 			out = append(out, Record{
-				Key: unsafe.Slice(unsafe.StringData(e.key), len(e.key)), Msg: e.msg,
+				Key: unsafe.Slice(unsafe.StringData(e.key()), e.klen), Msg: e.msg(),
 				Age: time.Duration(max64(now.UnixNano()-e.stored, 0)),
 				TTL: e.ttl, Stale: e.stale,
 				Authentic: e.authentic, DNSSEC: e.dnssec,
@@ -233,8 +233,11 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		}
 		age := r.Age + elapsed
 		e := newEntry(r.Key, r.Msg, offs, now.Add(-age), ttl, staleFor)
+		if e == nil {
+			continue
+		}
 		if ttl < r.TTL {
-			c.clampTTLs(e.msg, e.ttls, ttl) // e's own copy, not yet shared
+			c.clampTTLs(e.msg(), e.ttls(), ttl) // e's own copy, not yet shared
 		}
 		e.authentic, e.dnssec = r.Authentic, r.DNSSEC
 		e.hits.Store(r.Hits)

@@ -146,7 +146,7 @@ func TestTemplateBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := s.bytes.Load(), entryOnly+templateSize(e.msg); got != want {
+	if got, want := s.bytes.Load(), entryOnly+templateSize(e.msg()); got != want {
 		t.Errorf("bytes with a template = %d, want %d", got, want)
 	}
 	s.remove(e)
