@@ -163,7 +163,7 @@ func (c *Cache) fromShared(r l2.Result, cands [][]byte, qname []byte, q *dns.Msg
 		}
 		e.authentic, e.dnssec = v.Authentic, pipeline.DNSSECVerdict(v.DNSSEC)
 		age, st := e.age(now)
-		es := c.shardOf(cands[i])
+		es, _ := c.locate(cands[i])
 		switch st {
 		case fresh:
 			es.put(e)
@@ -205,7 +205,7 @@ func (c *Cache) share(e *entry, tenant string) {
 // reports whether it did.
 func (s *shard) putIfAbsent(e *entry) bool {
 	s.mu.Lock()
-	_, ok := s.m[e.key()]
+	ok := s.storedUnder(e.key()) != nil
 	s.mu.Unlock()
 	if ok {
 		return false

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,14 +55,16 @@ type entry struct {
 	// start and is never replaced (see failure).
 	tmpl atomic.Pointer[template]
 
+	// hash is the key's hash (see Cache.locate); set by shard.put.
+	hash uint64
 	// prev and next link the shard's LRU list; guarded by the shard lock.
 	prev, next *entry
 }
 
 // entryOverhead estimates what an entry costs beyond its key, message and
-// offsets: the struct itself and its slot in the shard's map (a key
-// string header, a pointer, and the map's per-slot bookkeeping).
-const entryOverhead = int64(unsafe.Sizeof(entry{})) + 16 + 8 + 8
+// offsets: the struct itself and its share of the shard's index (see
+// index: 9 bytes a slot at a load of 7/16 to 7/8).
+const entryOverhead = int64(unsafe.Sizeof(entry{})) + 16
 
 // maxKeyLen is the longest key an entry holds; longer ones (a route or
 // tags of many kilobytes) are not cached.
@@ -130,6 +133,14 @@ func (e *entry) key() string {
 	return unsafe.String((*byte)(unsafe.Add(e.data, 2*int(e.nttl))), e.klen)
 }
 
+// keyBytes returns the key as bytes; they must not be modified.
+func (e *entry) keyBytes() []byte {
+	if e.klen == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(e.data, 2*int(e.nttl))), e.klen)
+}
+
 // msg returns the packed reply with ID 0, question as first asked, TTLs
 // as stored at time stored (clamped to at most ttl); nil for a cached
 // failure. It has no spare capacity.
@@ -180,10 +191,11 @@ func (e *entry) age(now time.Time) (uint32, state) {
 // live here rather than in one global counter so that cores serving
 // different shards never write the same cache line.
 type shard struct {
-	mu  sync.Mutex
-	m   map[string]*entry
-	lru entry // sentinel: lru.next is the most recently used entry
-	max int
+	mu   sync.Mutex
+	idx  index
+	seed maphash.Seed // the cache's: keys hash the same in every shard
+	lru  entry        // sentinel: lru.next is the most recently used entry
+	max  int
 	// maxBytes bounds bytes, the sum of the entries' sizes.
 	maxBytes int64
 
@@ -197,20 +209,20 @@ type shard struct {
 	_ [64]byte // keep neighbouring shards' locks off this cache line
 }
 
-func (s *shard) init(max int, maxBytes int64) {
-	s.m = make(map[string]*entry)
+func (s *shard) init(max int, maxBytes int64, seed maphash.Seed) {
+	s.seed = seed
 	s.calls = make(map[string]*call)
 	s.lru.next, s.lru.prev = &s.lru, &s.lru
 	s.max = max
 	s.maxBytes = maxBytes
 }
 
-// get returns the entry stored under key, its age and its state, and
-// marks it recently used. An entry past its stale window is removed; get
-// then returns nil.
-func (s *shard) get(key []byte, now time.Time) (*entry, uint32, state) {
+// get returns the entry stored under key, whose hash is h (see
+// Cache.locate), its age and its state, and marks it recently used. An
+// entry past its stale window is removed; get then returns nil.
+func (s *shard) get(h uint64, key []byte, now time.Time) (*entry, uint32, state) {
 	s.mu.Lock()
-	e := s.m[string(key)]
+	e := s.idx.get(h, key)
 	if e == nil {
 		s.mu.Unlock()
 		return nil, 0, 0
@@ -239,15 +251,15 @@ func (s *shard) put(e *entry) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	key := e.key()
-	if old := s.m[key]; old != nil {
+	e.hash = maphash.String(s.seed, e.key())
+	if old := s.idx.get(e.hash, e.keyBytes()); old != nil {
 		s.removeLocked(old)
 	}
-	for (len(s.m) >= s.max || s.bytes.Load()+size > s.maxBytes) && s.lru.prev != &s.lru {
+	for (s.idx.len() >= s.max || s.bytes.Load()+size > s.maxBytes) && s.lru.prev != &s.lru {
 		s.removeLocked(s.lru.prev)
 		s.evictions.Add(1)
 	}
-	s.m[key] = e
+	s.idx.add(e)
 	s.bytes.Add(size)
 	s.pushFront(e)
 }
@@ -255,7 +267,7 @@ func (s *shard) put(e *entry) {
 // remove deletes e if it is still the entry stored under its key.
 func (s *shard) remove(e *entry) {
 	s.mu.Lock()
-	if s.m[e.key()] == e {
+	if s.holds(e) {
 		s.removeLocked(e)
 	}
 	s.mu.Unlock()
@@ -264,12 +276,25 @@ func (s *shard) remove(e *entry) {
 func (s *shard) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.m)
+	return s.idx.len()
+}
+
+// holds reports whether e is stored in s; s.mu must be held. e may
+// belong to another shard (an ECS-scoped entry answers a query whose
+// calls are kept in the shard of its key).
+func (s *shard) holds(e *entry) bool {
+	return s.idx.get(e.hash, e.keyBytes()) == e
+}
+
+// storedUnder returns the entry stored under key in s, nil if none; s.mu
+// must be held.
+func (s *shard) storedUnder(key string) *entry {
+	return s.idx.get(maphash.String(s.seed, key), unsafe.Slice(unsafe.StringData(key), len(key)))
 }
 
 func (s *shard) removeLocked(e *entry) {
 	s.unlink(e)
-	delete(s.m, e.key())
+	s.idx.remove(e)
 	s.bytes.Add(-e.size() - int64(e.tmplSize))
 }
 

@@ -50,7 +50,7 @@ func (c *Cache) Records(max int) []Record {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		l := make([]*entry, 0, min(len(s.m), max))
+		l := make([]*entry, 0, min(s.idx.len(), max))
 		for e := s.lru.next; e != &s.lru && len(l) < max; e = e.next {
 			if e.failure() == nil {
 				l = append(l, e)
@@ -247,7 +247,7 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		if off := ecsOff(r.Key, nameLen); off >= 0 {
 			c.scopes.add(r.Key[nameLen+4]&keyV4 != 0, int(r.Key[off]))
 		}
-		s := c.shardOf(r.Key)
+		s, _ := c.locate(r.Key)
 		s.put(e)
 		n++
 	}
@@ -260,13 +260,13 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 func (c *Cache) presize(rs []Record) {
 	counts := make([]int, len(c.shards))
 	for i := range rs {
-		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++
+		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++ // see locate
 	}
 	for i, n := range counts {
 		s := &c.shards[i]
 		s.mu.Lock()
-		if len(s.m) == 0 && n > 8 {
-			s.m = make(map[string]*entry, min(n, s.max))
+		if s.idx.len() == 0 && n > 8 {
+			s.idx.reserve(min(n, s.max))
 		}
 		s.mu.Unlock()
 	}

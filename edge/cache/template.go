@@ -148,7 +148,7 @@ func (s *shard) keepTemplate(e *entry, t *template) {
 	size := templateSize(e.msg())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[e.key()] != e {
+	if !s.holds(e) {
 		return
 	}
 	if e.tmplSize == 0 {
