@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"math"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
@@ -93,7 +94,12 @@ func tuneGC(ctx context.Context) {
 	for i, name := range gcSamples {
 		s[i].Name = name
 	}
-	envLimit := debug.SetMemoryLimit(-1) // GOMEMLIMIT, or MaxInt64
+	envLimit := int64(math.MaxInt64)
+	if os.Getenv("GOMEMLIMIT") != "" {
+		// The runtime parsed it at start; a limit the tuner set
+		// itself is never read back as the user's.
+		envLimit = debug.SetMemoryLimit(-1)
+	}
 	cur := targetFor(0, 0, math.MaxInt64).percent
 	debug.SetGCPercent(cur)
 	t := time.NewTicker(gcTuneEvery)
