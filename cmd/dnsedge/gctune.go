@@ -2,40 +2,105 @@ package main
 
 import (
 	"context"
+	"math"
+	"os"
 	"runtime/debug"
 	"runtime/metrics"
 	"time"
 )
 
-// The collector's target when GOGC is not set. A small heap gets
-// defaultGCPercent: the heap may grow to five times what is live between
-// collections, so a collection's marking (which delays the queries that
-// arrive during it, one core being all a sidecar has) comes rarely. A
-// large heap, which is almost all cache, cannot afford five times itself:
-// the target falls as the live heap grows, so that the headroom stays
-// about gcHeadroom, down to minGCPercent (twice what is live). One
-// million cached entries then cost about 0.8 GiB of RSS rather than 1.3.
+// The collector's target when GOGC is not set: the heap may grow past
+// what is live by a bounded headroom, not by a multiple of it. The
+// headroom is half the live heap, at least minHeadroom (so that a small
+// heap is not collected after every few hundred queries: on one core a
+// collection's marking delays the queries that arrive during it) and at
+// most maxHeadroom. It is set two ways:
+//
+//   - GOGC, as the headroom's share of the live heap (at most
+//     maxGCPercent), so that the heap goal is about live + headroom;
+//   - a soft memory limit (debug.SetMemoryLimit) of what the runtime
+//     holds besides the heap, plus live, plus twice the headroom. It
+//     caps the heap when the live heap grew faster than the tuner looked
+//     (a restored cache), and makes the scavenger give back to the OS
+//     what a burst left above it. A GOMEMLIMIT set in the environment
+//     stays the upper bound.
+//
+// Peak RSS then follows the live heap plus a bounded headroom: about 1.5
+// times a million-entry cache, and a few tens of MiB for a small one,
+// where a fixed GOGC of 400 made it five times what is live.
 const (
-	defaultGCPercent = 400
-	minGCPercent     = 100
-	gcHeadroom       = 256 << 20
-	gcTuneEvery      = 2 * time.Second
+	minHeadroom  = 16 << 20
+	maxHeadroom  = 256 << 20
+	maxGCPercent = 400
+	gcTuneEvery  = 2 * time.Second
 )
 
-// gcPercent returns the collector's target for a live heap of live bytes.
-func gcPercent(live uint64) int {
-	if live == 0 {
-		return defaultGCPercent
-	}
-	return int(min(max(100*gcHeadroom/live, minGCPercent), defaultGCPercent))
+// A gcTarget is what the tuner sets: GOGC and the soft memory limit.
+type gcTarget struct {
+	percent int
+	limit   int64
 }
 
-// tuneGC sets the collector's target from the live heap every gcTuneEvery
-// until ctx ends. It changes the target only when it moved by a tenth, so
-// a heap hovering at a boundary does not flip it every tick.
+// targetFor returns the collector's target for a live heap of live bytes
+// while the runtime holds other bytes outside the heap (stacks, GC
+// metadata, spans), capped by the limit set in the environment, envLimit
+// (math.MaxInt64 when none).
+func targetFor(live, other uint64, envLimit int64) gcTarget {
+	headroom := min(max(live/2, minHeadroom), maxHeadroom)
+	percent := maxGCPercent
+	if live > 0 {
+		percent = int(min(100*headroom/live, maxGCPercent))
+	}
+	limit := other + live + 2*headroom
+	if limit > uint64(envLimit) {
+		return gcTarget{percent: percent, limit: envLimit}
+	}
+	return gcTarget{percent: percent, limit: int64(limit)}
+}
+
+// Runtime metrics the tuner reads.
+var gcSamples = []string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/unused:bytes",
+}
+
+// readGC returns the live heap and what the runtime holds outside the
+// heap, mapped and not given back to the OS; ok is false when the
+// runtime does not report them.
+func readGC(s []metrics.Sample) (live, other uint64, ok bool) {
+	metrics.Read(s)
+	for _, x := range s {
+		if x.Value.Kind() != metrics.KindUint64 {
+			return 0, 0, false
+		}
+	}
+	v := func(i int) uint64 { return s[i].Value.Uint64() }
+	heap := v(2) + v(3) + v(4) + v(5)
+	if v(1) < heap {
+		return v(0), 0, true
+	}
+	return v(0), v(1) - heap, true
+}
+
+// tuneGC sets the collector's target from the live heap every
+// gcTuneEvery until ctx ends. It changes GOGC only when it moved by a
+// tenth, so a heap hovering at a boundary does not flip it every tick.
 func tuneGC(ctx context.Context) {
-	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	cur := defaultGCPercent
+	s := make([]metrics.Sample, len(gcSamples))
+	for i, name := range gcSamples {
+		s[i].Name = name
+	}
+	envLimit := int64(math.MaxInt64)
+	if os.Getenv("GOMEMLIMIT") != "" {
+		// The runtime parsed it at start; a limit the tuner set
+		// itself is never read back as the user's.
+		envLimit = debug.SetMemoryLimit(-1)
+	}
+	cur := targetFor(0, 0, math.MaxInt64).percent
 	debug.SetGCPercent(cur)
 	t := time.NewTicker(gcTuneEvery)
 	defer t.Stop()
@@ -45,14 +110,19 @@ func tuneGC(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		metrics.Read(sample)
-		if sample[0].Value.Kind() != metrics.KindUint64 {
+		live, other, ok := readGC(s)
+		if !ok {
 			return
 		}
-		if want := gcPercent(sample[0].Value.Uint64()); abs(want-cur)*10 >= cur {
-			debug.SetGCPercent(want)
-			cur = want
+		if live == 0 {
+			continue // no collection yet
 		}
+		want := targetFor(live, other, envLimit)
+		if abs(want.percent-cur)*10 >= cur {
+			debug.SetGCPercent(want.percent)
+			cur = want.percent
+		}
+		debug.SetMemoryLimit(want.limit)
 	}
 }
 

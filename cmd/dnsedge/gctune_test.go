@@ -1,25 +1,52 @@
 package main
 
-import "testing"
+import (
+	"math"
+	"runtime/metrics"
+	"testing"
+)
 
-func TestGCPercent(t *testing.T) {
+func TestTargetFor(t *testing.T) {
+	const mib = 1 << 20
 	tests := []struct {
-		name string
-		live uint64
-		want int
+		name        string
+		live, other uint64
+		env         int64
+		percent     int
+		limit       int64
 	}{
-		{"nothing measured yet", 0, 400},
-		{"small heap", 20 << 20, 400},
-		{"64 MiB: headroom 256 MiB at 400", 64 << 20, 400},
-		{"128 MiB", 128 << 20, 200},
-		{"256 MiB", 256 << 20, 100},
-		{"a million-entry cache", 600 << 20, 100},
+		{"nothing measured yet", 0, 0, math.MaxInt64, 400, 32 * mib},
+		{"tiny heap: GOGC caps the goal", 2 * mib, 4 * mib, math.MaxInt64, 400, (2 + 4 + 32) * mib},
+		{"small heap: 16 MiB headroom", 8 * mib, 4 * mib, math.MaxInt64, 200, (8 + 4 + 32) * mib},
+		{"32 MiB: half of it", 32 * mib, 4 * mib, math.MaxInt64, 50, (32 + 4 + 32) * mib},
+		{"a million-entry cache", 240 * mib, 12 * mib, math.MaxInt64, 50, (240 + 12 + 240) * mib},
+		{"a huge heap: 256 MiB at most", 1024 * mib, 20 * mib, math.MaxInt64, 25, (1024 + 20 + 512) * mib},
+		{"GOMEMLIMIT bounds the limit", 240 * mib, 12 * mib, 300 * mib, 50, 300 * mib},
+		{"GOMEMLIMIT above the limit", 8 * mib, 4 * mib, 1024 * mib, 200, (8 + 4 + 32) * mib},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := gcPercent(tt.live); got != tt.want {
-				t.Errorf("gcPercent(%d MiB) = %d, want %d", tt.live>>20, got, tt.want)
+			got := targetFor(tt.live, tt.other, tt.env)
+			if got.percent != tt.percent || got.limit != tt.limit {
+				t.Errorf("targetFor(%d MiB, %d MiB) = GOGC %d, limit %d MiB; want %d, %d MiB",
+					tt.live>>20, tt.other>>20, got.percent, got.limit>>20, tt.percent, tt.limit>>20)
 			}
 		})
+	}
+}
+
+// TestReadGC checks that the runtime reports every metric the tuner
+// reads, so that it does not stop at its first tick.
+func TestReadGC(t *testing.T) {
+	s := make([]metrics.Sample, len(gcSamples))
+	for i, name := range gcSamples {
+		s[i].Name = name
+	}
+	live, other, ok := readGC(s)
+	if !ok {
+		t.Fatal("the runtime does not report the metrics the tuner reads")
+	}
+	if other == 0 {
+		t.Errorf("no memory outside the heap reported (live %d)", live)
 	}
 }

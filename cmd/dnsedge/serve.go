@@ -56,8 +56,8 @@ func serve(args []string) int {
 		return fail(err)
 	}
 	if os.Getenv("GOGC") == "" {
-		// Fewer, larger collections while the heap is small (see
-		// gctune.go). GOGC overrides it.
+		// A bounded headroom over the live heap (see gctune.go).
+		// GOGC overrides it.
 		ctx, stop := context.WithCancel(context.Background())
 		defer stop()
 		go tuneGC(ctx)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -117,7 +118,7 @@ func BenchmarkAppendAnswer(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &entry{msg: msg, ttls: offs, ttl: 300}
+	e := newEntry(nil, msg, offs, time.Unix(0, 0), 300, 0)
 	qname := msg[headerLen : headerLen+len("www.example.org.")+1]
 	buf := make([]byte, 0, 512)
 	b.ReportAllocs()

@@ -217,7 +217,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		if int64(i) < cfg.MaxBytes%int64(n) {
 			perBytes++
 		}
-		c.shards[i].init(per, perBytes)
+		c.shards[i].init(per, perBytes, c.seed)
 	}
 	if reg != nil {
 		if err := c.Register(reg); err != nil {
@@ -345,14 +345,14 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	c := h.c
 	now := c.now()
-	s := c.shardOf(key) // calls for the key are kept here, whatever the entry's scope
-	es, e, age, st := c.lookup(s, key, len(qname), now)
+	s, kh := c.locate(key) // calls for the key are kept here, whatever the entry's scope
+	es, e, age, st := c.lookup(s, kh, key, len(qname), now)
 	switch st {
 	case fresh:
-		if e.fail != nil {
+		if err := e.failure(); err != nil {
 			es.hits.Add(1)
 			req.Outcome.Source = pipeline.SourceCache
-			return nil, e.fail
+			return nil, err
 		}
 		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
@@ -378,13 +378,18 @@ func (c *Cache) insertFailure(s *shard, key []byte, err error) {
 		return
 	}
 	e := newEntry(key, nil, nil, c.now(), c.servfailTTL, 0)
-	e.fail = err
+	if e == nil {
+		return
+	}
+	e.tmpl.Store(&template{fail: err})
 	s.put(e)
 }
 
-// shardOf returns the shard that holds key.
-func (c *Cache) shardOf(key []byte) *shard {
-	return &c.shards[maphash.Bytes(c.seed, key)&c.mask]
+// locate returns the shard that holds key and the key's hash. The low
+// bits of the hash pick the shard; the shard's index uses the others.
+func (c *Cache) locate(key []byte) (*shard, uint64) {
+	h := maphash.Bytes(c.seed, key)
+	return &c.shards[h&c.mask], h
 }
 
 // addEDE adds an Extended DNS Error option (RFC 8914) to m's OPT record,
@@ -442,9 +447,12 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 		return nil
 	}
 	if string(sk) != string(key) {
-		s = c.shardOf(sk)
+		s, _ = c.locate(sk)
 	}
 	e := newEntry(sk, b, offs, c.now(), ttl, staleFor)
+	if e == nil {
+		return nil
+	}
 	e.authentic, e.dnssec = authentic, verdict
 	s.put(e)
 	return e

@@ -110,10 +110,10 @@ func (c *Cache) storeKey(dst, key []byte, nameLen int, reply *dns.Msg) ([]byte, 
 // s: the key itself when it has no ECS part, otherwise the most specific
 // scoped entry that covers the query's subnet (see above). It returns the
 // entry's shard with it.
-func (c *Cache) lookup(s *shard, key []byte, nameLen int, now time.Time) (*shard, *entry, uint32, state) {
+func (c *Cache) lookup(s *shard, h uint64, key []byte, nameLen int, now time.Time) (*shard, *entry, uint32, state) {
 	off := ecsOff(key, nameLen)
 	if off < 0 {
-		e, age, st := s.get(key, now)
+		e, age, st := s.get(h, key, now)
 		return s, e, age, st
 	}
 	v4 := key[nameLen+4]&keyV4 != 0
@@ -123,13 +123,13 @@ func (c *Cache) lookup(s *shard, key []byte, nameLen int, now time.Time) (*shard
 			continue
 		}
 		k := rescope(buf[:0], key, nameLen, bits)
-		ks := c.shardOf(k)
-		if e, age, st := ks.get(k, now); e != nil {
+		ks, kh := c.locate(k)
+		if e, age, st := ks.get(kh, k, now); e != nil {
 			return ks, e, age, st
 		}
 	}
 	k := rescope(buf[:0], key, nameLen, 0)
-	ks := c.shardOf(k)
-	e, age, st := ks.get(k, now)
+	ks, kh := c.locate(k)
+	e, age, st := ks.get(kh, k, now)
 	return ks, e, age, st
 }

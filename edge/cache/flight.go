@@ -87,7 +87,8 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 		}
 	case !judge:
 	default:
-		if _, old, _, _ := c.lookup(s, key, nameLen, c.now()); old != nil && old.stale > 0 {
+		ks, h := c.locate(key) // s, the shard of key
+		if _, old, _, _ := c.lookup(ks, h, key, nameLen, c.now()); old != nil && old.stale > 0 {
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {

@@ -158,9 +158,12 @@ func (c *Cache) fromShared(r l2.Result, cands [][]byte, qname []byte, q *dns.Msg
 		}
 		stored := time.Unix(0, min(v.Stored, now.UnixNano()))
 		e := newEntry(cands[i], v.Msg, offs, stored, v.TTL, min(v.Stale, c.maxStale))
+		if e == nil {
+			continue
+		}
 		e.authentic, e.dnssec = v.Authentic, pipeline.DNSSECVerdict(v.DNSSEC)
 		age, st := e.age(now)
-		es := c.shardOf(cands[i])
+		es, _ := c.locate(cands[i])
 		switch st {
 		case fresh:
 			es.put(e)
@@ -190,10 +193,10 @@ func (c *Cache) noteScope(key []byte, nameLen int) {
 // query of tenant, to the shared cache, to expire at the end of its
 // stale window.
 func (c *Cache) share(e *entry, tenant string) {
-	key := l2.AppendKey(nil, c.l2.KeyPrefix(), tenant, []byte(e.key))
+	key := l2.AppendKey(nil, c.l2.KeyPrefix(), tenant, []byte(e.key()))
 	ex := time.Duration(uint64(e.ttl)+uint64(e.stale)) * time.Second
 	c.l2.Put(string(key), l2.Value{
-		Msg: e.msg, Stored: e.stored, TTL: e.ttl, Stale: e.stale,
+		Msg: e.msg(), Stored: e.stored, TTL: e.ttl, Stale: e.stale,
 		Authentic: e.authentic, DNSSEC: uint8(e.dnssec),
 	}, ex)
 }
@@ -202,7 +205,7 @@ func (c *Cache) share(e *entry, tenant string) {
 // reports whether it did.
 func (s *shard) putIfAbsent(e *entry) bool {
 	s.mu.Lock()
-	_, ok := s.m[e.key]
+	ok := s.storedUnder(e.key()) != nil
 	s.mu.Unlock()
 	if ok {
 		return false

@@ -50,9 +50,9 @@ func (c *Cache) Records(max int) []Record {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		l := make([]*entry, 0, min(len(s.m), max))
+		l := make([]*entry, 0, min(s.idx.len(), max))
 		for e := s.lru.next; e != &s.lru && len(l) < max; e = e.next {
-			if e.fail == nil {
+			if e.failure() == nil {
 				l = append(l, e)
 			}
 		}
@@ -80,7 +80,7 @@ func (c *Cache) Records(max int) []Record {
 				failed = time.Duration(max64(now.UnixNano()-f, 0))
 			}
 			out = append(out, Record{
-				Key: unsafe.Slice(unsafe.StringData(e.key), len(e.key)), Msg: e.msg,
+				Key: unsafe.Slice(unsafe.StringData(e.key()), e.klen), Msg: e.msg(),
 				Age: time.Duration(max64(now.UnixNano()-e.stored, 0)),
 				TTL: e.ttl, Stale: e.stale,
 				Authentic: e.authentic, DNSSEC: e.dnssec,
@@ -233,8 +233,11 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		}
 		age := r.Age + elapsed
 		e := newEntry(r.Key, r.Msg, offs, now.Add(-age), ttl, staleFor)
+		if e == nil {
+			continue
+		}
 		if ttl < r.TTL {
-			c.clampTTLs(e.msg, e.ttls, ttl) // e's own copy, not yet shared
+			c.clampTTLs(e.msg(), e.ttls(), ttl) // e's own copy, not yet shared
 		}
 		e.authentic, e.dnssec = r.Authentic, r.DNSSEC
 		e.hits.Store(r.Hits)
@@ -244,7 +247,7 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 		if off := ecsOff(r.Key, nameLen); off >= 0 {
 			c.scopes.add(r.Key[nameLen+4]&keyV4 != 0, int(r.Key[off]))
 		}
-		s := c.shardOf(r.Key)
+		s, _ := c.locate(r.Key)
 		s.put(e)
 		n++
 	}
@@ -257,13 +260,13 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 func (c *Cache) presize(rs []Record) {
 	counts := make([]int, len(c.shards))
 	for i := range rs {
-		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++
+		counts[maphash.Bytes(c.seed, rs[i].Key)&c.mask]++ // see locate
 	}
 	for i, n := range counts {
 		s := &c.shards[i]
 		s.mu.Lock()
-		if len(s.m) == 0 && n > 8 {
-			s.m = make(map[string]*entry, min(n, s.max))
+		if s.idx.len() == 0 && n > 8 {
+			s.idx.reserve(min(n, s.max))
 		}
 		s.mu.Unlock()
 	}

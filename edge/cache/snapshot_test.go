@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"testing"
 	"time"
 
@@ -75,7 +76,8 @@ func TestRecordsRestore(t *testing.T) {
 	// once its TTL is.
 	newClk.Advance(time.Second)
 	k := keyOf(t, query{name: "www.example.org."})
-	if e, _, st := dst.shardOf(k).get(k, newClk.Now()); e != nil {
+	s, h := dst.locate(k)
+	if e, _, st := s.get(h, k, newClk.Now()); e != nil {
 		t.Fatalf("expired entry still there: state %d", st)
 	}
 }
@@ -145,7 +147,7 @@ func TestRecordsBound(t *testing.T) {
 		t.Fatalf("%d entries, want 8", dst.Len())
 	}
 	for _, r := range recs[:8] {
-		if e, _, _ := dst.shards[0].get(r.Key, clk.Now()); e == nil {
+		if e, _, _ := dst.shards[0].get(maphash.Bytes(dst.seed, r.Key), r.Key, clk.Now()); e == nil {
 			t.Fatalf("%q not kept; the first records should be", r.Key)
 		}
 	}

@@ -18,6 +18,9 @@ type template struct {
 	age   uint32
 	qname string // the question name in wire format, as spelled
 	msg   *dns.Msg
+	// fail, when not nil, is the failure a cached failure answers with
+	// (see Cache.insertFailure); the template has no message then.
+	fail error
 }
 
 // staleAge is the age of the template of stale answers: every TTL is
@@ -108,7 +111,7 @@ func (c *Cache) unpackAnswer(e *entry, age uint32, qname []byte) (*dns.Msg, erro
 	var b []byte
 	if age == staleAge {
 		b = e.appendAnswer((*bp)[:0], 0, 0, false, qname)
-		setTTLs(b, e.ttls, c.staleTTL)
+		setTTLs(b, e.ttls(), c.staleTTL)
 	} else {
 		b = e.appendAnswer((*bp)[:0], age, 0, false, qname)
 	}
@@ -142,10 +145,10 @@ func (s *shard) keepTemplate(e *entry, t *template) {
 		e.tmpl.Store(t)
 		return
 	}
-	size := templateSize(e.msg)
+	size := templateSize(e.msg())
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.m[e.key] != e {
+	if !s.holds(e) {
 		return
 	}
 	if e.tmplSize == 0 {
@@ -156,7 +159,7 @@ func (s *shard) keepTemplate(e *entry, t *template) {
 		if s.bytes.Load()+size > s.maxBytes {
 			return
 		}
-		e.tmplSize = size
+		e.tmplSize = int32(size)
 		s.bytes.Add(size)
 	}
 	e.tmpl.Store(t)

@@ -106,10 +106,10 @@ func TestTemplateStale(t *testing.T) {
 	var nameBuf [maxWireName]byte
 	var keyBuf [keyStack]byte
 	key, qname, _ := appendKey(keyBuf[:0], nameBuf[:], req)
-	s := c.shardOf(key)
+	s, kh := c.locate(key)
 	var stale []*dns.Msg
 	for _, age := range []uint32{300, 301, 5000} {
-		e, _, _ := s.get(key, clk.Now())
+		e, _, _ := s.get(kh, key, clk.Now())
 		m := c.answer(s, e, age, qname, req.Msg, true)
 		if m == nil || m.Answer[0].Header().Ttl != 7 || len(ede(m)) != 1 || ede(m)[0] != dns.ExtendedErrorCodeStaleAnswer {
 			t.Fatalf("stale answer at age %d: %v", age, m)
@@ -146,7 +146,7 @@ func TestTemplateBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got, want := s.bytes.Load(), entryOnly+templateSize(e.msg); got != want {
+	if got, want := s.bytes.Load(), entryOnly+templateSize(e.msg()); got != want {
 		t.Errorf("bytes with a template = %d, want %d", got, want)
 	}
 	s.remove(e)

@@ -102,7 +102,7 @@ func skipName(msg []byte, off int) (int, error) {
 // length of the stored one because both lower-case to the same key.
 func (e *entry) appendAnswer(dst []byte, age uint32, id uint16, rd bool, qname []byte) []byte {
 	start := len(dst)
-	dst = append(dst, e.msg...)
+	dst = append(dst, e.msg()...)
 	b := dst[start:]
 	binary.BigEndian.PutUint16(b, id)
 	if rd {
@@ -111,7 +111,7 @@ func (e *entry) appendAnswer(dst []byte, age uint32, id uint16, rd bool, qname [
 		b[2] &^= rdBit
 	}
 	copy(b[headerLen:], qname)
-	for _, off := range e.ttls {
+	for _, off := range e.ttls() {
 		p := b[off : off+4]
 		t := binary.BigEndian.Uint32(p)
 		if t > age {
