@@ -62,6 +62,10 @@ type Result struct {
 	// Attempts is how many exchanges were started, TC retries over TCP
 	// included.
 	Attempts int
+	// Wire is Msg as the upstream sent it, with Msg's ID, when the
+	// exchanger kept it (a whole, untruncated UDP reply); nil otherwise.
+	// It belongs to the caller.
+	Wire []byte
 }
 
 // candidate is a path in a race's order with the estimate it borrows
@@ -106,6 +110,7 @@ type attempt struct {
 	retry bool // a TC retry over the path's Stream
 
 	msg   *dns.Msg
+	wire  []byte // msg's wire form, when the exchanger kept it
 	err   error
 	class Class
 }
@@ -140,6 +145,7 @@ func plan(order []candidate) (trials, allowed, denied []candidate) {
 type racer struct {
 	ctx     context.Context
 	q       *dns.Msg
+	wire    []byte // q packed, nil when each attempt packs its own
 	cfg     RaceConfig
 	results chan attempt
 
@@ -174,7 +180,10 @@ type racer struct {
 // its own timeout is what tells the loser's health whether it works. Each
 // attempt is bounded by its path's RTO and by ctx's deadline; attempts not
 // yet started when a winner arrives are never started.
-func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
+//
+// wire, when not nil, is q packed (see packPrepared), for the exchangers
+// that send it as it is.
+func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
 	trials, allowed, denied := plan(order)
 	queue := append(trials, allowed...)
 	if len(allowed) == 0 && len(trials) == 0 && len(denied) > 0 {
@@ -187,7 +196,7 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 		return Result{}, errNoPaths
 	}
 	r := &racer{
-		ctx: ctx, q: q, cfg: cfg, queue: queue, denied: denied,
+		ctx: ctx, q: q, wire: wire, cfg: cfg, queue: queue, denied: denied,
 		// Every candidate runs at most once plus its TC retry, so no
 		// attempt ever blocks on reporting after the race returned.
 		results: make(chan attempt, 2*len(order)),
@@ -245,7 +254,7 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 			if a.hedge {
 				a.cand.p.Health.Count(EventHedgeWon)
 			}
-			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started}, nil
+			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started, Wire: a.wire}, nil
 		case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
 			if fallback == nil || fallback.msg.Truncated {
 				fallback = &a
@@ -324,10 +333,10 @@ func (r *racer) start(a attempt, leading, inline bool) {
 	}
 	ctx := context.WithoutCancel(r.ctx)
 	if inline {
-		exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+		exchangeOn(ctx, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 		return
 	}
-	go exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+	go exchangeOn(ctx, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
@@ -433,8 +442,10 @@ func retryBudget(c candidate) time.Duration {
 // exchangeOn runs one attempt and reports it to health and to results.
 // The attempt ends at timeout, at ctx's deadline if sooner, or when ctx is
 // canceled. A timeout cut short by a client's deadline (cutShort, or ctx's
-// deadline) says nothing about the path.
-func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
+// deadline) says nothing about the path. An exchanger that takes wire,
+// q packed (nil if not), is given it and hands back the reply's wire
+// form; a path with a fault injected never is.
+func exchangeOn(ctx context.Context, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
 	p := a.cand.p
 	if dl, ok := ctx.Deadline(); ok {
 		if left := clock.Until(dl); left < timeout {
@@ -452,6 +463,8 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 	var err error
 	if f := p.Fault(); f != nil {
 		m, err = f.exchange(actx, p.Exchanger, q, clock)
+	} else if we, ok := p.Exchanger.(wireExchanger); ok {
+		m, a.wire, err = we.exchangeWire(actx, q, wire)
 	} else {
 		m, err = p.Exchanger.Exchange(actx, q)
 	}
