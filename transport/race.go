@@ -185,7 +185,10 @@ type racer struct {
 // that send it as it is.
 func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
 	trials, allowed, denied := plan(order)
-	queue := append(trials, allowed...)
+	queue := allowed
+	if len(trials) > 0 {
+		queue = append(trials, allowed...)
+	}
 	if len(allowed) == 0 && len(trials) == 0 && len(denied) > 0 {
 		// Every breaker is open: never fail fast, try the one that opened
 		// longest ago.
@@ -227,7 +230,11 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 	}
 	r.arm()
 
-	var fallback *attempt // a SERVFAIL/REFUSED or truncated answer, used if nothing better comes
+	// fallback is a SERVFAIL/REFUSED or truncated answer, used if
+	// nothing better comes. It is a copy, not a pointer to a, so that a
+	// stays on the stack.
+	var fallback attempt
+	var hasFallback bool
 	var errs []error
 	for {
 		a, ev := r.wait(ctx)
@@ -236,7 +243,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 			r.startNext(true)
 			continue
 		case ended:
-			if fallback != nil {
+			if hasFallback {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			errs = append(errs, ctx.Err())
@@ -246,8 +253,8 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 		switch {
 		case a.err == nil && a.class == ClassOK && a.msg.Truncated && !a.retry && a.cand.p.Stream != nil:
 			r.launchRetry(a)
-			if fallback == nil {
-				fallback = &a
+			if !hasFallback {
+				fallback, hasFallback = a, true
 			}
 			continue
 		case a.err == nil && a.class == ClassOK:
@@ -256,8 +263,8 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 			}
 			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started, Wire: a.wire}, nil
 		case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
-			if fallback == nil || fallback.msg.Truncated {
-				fallback = &a
+			if !hasFallback || fallback.msg.Truncated {
+				fallback, hasFallback = a, true
 			}
 		default:
 			errs = append(errs, fmt.Errorf("%s: %w", a.cand.p, a.err))
@@ -266,7 +273,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 			r.startNext(false)
 		}
 		if r.pending == 0 && !r.startNext(false) {
-			if fallback != nil {
+			if hasFallback {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			return Result{Attempts: r.started}, &RaceError{Errs: errs}
@@ -331,12 +338,11 @@ func (r *racer) start(a attempt, leading, inline bool) {
 			timeout, cut = left, true
 		}
 	}
-	ctx := context.WithoutCancel(r.ctx)
 	if inline {
-		exchangeOn(ctx, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+		exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 		return
 	}
-	go exchangeOn(ctx, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+	go exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
@@ -445,15 +451,27 @@ func retryBudget(c candidate) time.Duration {
 // deadline) says nothing about the path. An exchanger that takes wire,
 // q packed (nil if not), is given it and hands back the reply's wire
 // form; a path with a fault injected never is.
-func exchangeOn(ctx context.Context, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
+//
+// With detach the attempt keeps ctx's values but neither its
+// cancellation nor its deadline (the caller cut timeout to it already):
+// a race's attempts outlive the client (see racer.start).
+func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
 	p := a.cand.p
-	if dl, ok := ctx.Deadline(); ok {
-		if left := clock.Until(dl); left < timeout {
-			timeout, cutShort = left, true
+	var actx context.Context
+	if detach {
+		c := newAttemptCtx(ctx, clock, timeout)
+		defer c.stop()
+		actx = c
+	} else {
+		if dl, ok := ctx.Deadline(); ok {
+			if left := clock.Until(dl); left < timeout {
+				timeout, cutShort = left, true
+			}
 		}
+		var cancel context.CancelFunc
+		actx, cancel = clockwork.WithTimeout(ctx, clock, timeout)
+		defer cancel()
 	}
-	actx, cancel := clockwork.WithTimeout(ctx, clock, timeout)
-	defer cancel()
 	var end func(Class, error)
 	if meta := QueryMeta(actx); meta != nil && meta.Attempt != nil {
 		actx, end = meta.Attempt(actx, p.Name())

@@ -97,9 +97,10 @@ type udpWait struct {
 }
 
 type udpResult struct {
-	r    *dns.Msg
-	wire []byte // r as it came, with r's ID; only when the wait keeps it
-	err  error
+	r       *dns.Msg
+	wire    []byte // r as it came, with r's ID; only when the wait keeps it
+	err     error
+	expired bool // the attempt's deadline passed first (see expire)
 }
 
 func newUDPPool(p pinnedAddr) *udpPool {
@@ -497,8 +498,23 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		}
 		return nil, nil, p.failIO(ctx, fmt.Errorf("write query: %w", err))
 	}
-	select {
-	case res := <-w.ch:
+	var res udpResult
+	if ac, ok := ctx.(*attemptCtx); ok {
+		// A race's attempt ends only at its deadline: a timer on the
+		// wait itself ends it then, and the query waits on its one
+		// channel, without a select and without ctx's Done channel and
+		// timer.
+		t := ac.clock.AfterFunc(ac.clock.Until(ac.deadline), func() { s.expire(w) })
+		res = <-w.ch
+		t.Stop()
+	} else {
+		select {
+		case res = <-w.ch:
+		case <-ctx.Done():
+			res.expired = true
+		}
+	}
+	if !res.expired {
 		s.done(w)
 		switch {
 		case res.err == nil:
@@ -510,11 +526,24 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		default:
 			return nil, nil, p.fail(ClassNetwork, fmt.Errorf("read reply: %w", res.err))
 		}
-	case <-ctx.Done():
-		bad := s.done(w)
-		if bad != nil && !errors.Is(ctx.Err(), context.Canceled) {
-			return nil, nil, p.fail(ClassMalformed, fmt.Errorf("read reply: only unusable packets before the deadline, last: %w", bad))
-		}
-		return nil, nil, p.failCtx(ctx, fmt.Errorf("read reply: %w", ctx.Err()))
+	}
+	bad := s.done(w)
+	err = ctx.Err()
+	if err == nil {
+		err = context.DeadlineExceeded // the wait's timer fired a little early
+	}
+	if bad != nil && !errors.Is(err, context.Canceled) {
+		return nil, nil, p.fail(ClassMalformed, fmt.Errorf("read reply: only unusable packets before the deadline, last: %w", bad))
+	}
+	return nil, nil, p.failCtx(ctx, fmt.Errorf("read reply: %w", err))
+}
+
+// expire ends w, if still in flight, as timed out.
+func (s *udpSock) expire(w *udpWait) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting[w.id] == w {
+		delete(s.waiting, w.id)
+		w.ch <- udpResult{expired: true}
 	}
 }
