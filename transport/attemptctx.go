@@ -37,7 +37,7 @@ func newAttemptCtx(parent context.Context, clock clockwork.Clock, timeout time.D
 }
 
 func (c *attemptCtx) Deadline() (time.Time, bool) { return c.deadline, true }
-func (c *attemptCtx) Value(key any) any          { return c.parent.Value(key) }
+func (c *attemptCtx) Value(key any) any           { return c.parent.Value(key) }
 
 // Done returns a channel closed at the deadline, arming a timer for it
 // the first time.
