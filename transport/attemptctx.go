@@ -46,10 +46,18 @@ func (c *attemptCtx) Done() <-chan struct{} {
 	defer c.mu.Unlock()
 	if c.done == nil {
 		c.done = make(chan struct{})
+		left := c.clock.Until(c.deadline)
+		if left <= 0 {
+			// Past the deadline already: closed now, as
+			// context.WithDeadline does, not by a timer a moment later
+			// (a caller choosing between Done and other work must see
+			// it).
+			c.ended = true
+		}
 		if c.ended {
 			close(c.done)
 		} else {
-			c.timer = c.clock.AfterFunc(c.clock.Until(c.deadline), c.end)
+			c.timer = c.clock.AfterFunc(left, c.end)
 		}
 	}
 	return c.done

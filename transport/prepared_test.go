@@ -263,6 +263,14 @@ func TestAttemptCtx(t *testing.T) {
 		t.Errorf("Err %v after the deadline", c.Err())
 	}
 
+	// Done asked for past the deadline is closed at once.
+	c3 := newAttemptCtx(t.Context(), fc, -time.Millisecond)
+	select {
+	case <-c3.Done():
+	default:
+		t.Error("Done of an attempt past its deadline is not closed")
+	}
+
 	// Err notices the deadline without a timer, and Done asked for
 	// afterwards is closed.
 	c2 := newAttemptCtx(t.Context(), fc, time.Second)
