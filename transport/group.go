@@ -133,6 +133,15 @@ func (g *Group) order() []candidate {
 		}
 		familyOrder(rs[first:], g.Race)
 	}
+	if len(rs) == 1 {
+		// One path (a group of one upstream at one address): nothing to
+		// order, one allocation.
+		out := []candidate{{p: rs[0].p}}
+		if rs[0].Estimate.Samples < settled {
+			out[0].prior = prior(rs[0].p, rs)
+		}
+		return out
+	}
 	paths := make([]*Path, len(rs))
 	for i, r := range rs {
 		paths[i] = r.p

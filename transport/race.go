@@ -119,13 +119,17 @@ type attempt struct {
 // once: trial paths are started at once beside the first (a trial costs the
 // client nothing), allowed paths follow the order, denied paths are kept
 // back, longest-open first, for when nothing else is left.
+//
+// allowed is built in order's own array (order is the race's to consume),
+// so that the common case, every path allowed, allocates nothing.
 func plan(order []candidate) (trials, allowed, denied []candidate) {
+	allowed = order[:0]
 	for _, c := range order {
 		switch c.p.Health.Acquire() {
 		case Trial:
 			trials = append(trials, c)
 		case Allowed:
-			allowed = append(allowed, c)
+			allowed = append(allowed, c) // never past the candidate read
 		default:
 			denied = append(denied, c)
 		}
