@@ -423,11 +423,17 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire [
 	if !sameQuestion(b, key, nameLen) {
 		return nil
 	}
-	offs, end, err := walkTTLs(b, nil)
+	offs, err := ttlOffsets(b, nil)
 	if err != nil {
 		return nil
 	}
-	b = b[:end] // bytes past the last record are not the message's
+	// An upstream's bytes are kept whole: a name may point past the
+	// last record, so nothing after it can be cut off. They are the
+	// message the forward stage unpacked; only a message whose names
+	// point into its own TTL fields (no server packs one) could read
+	// otherwise once TTLs are lowered, and that is the upstream's own
+	// answer to this question, or an entry that fails to unpack on a
+	// hit and is dropped.
 	binary.BigEndian.PutUint16(b, 0)
 	c.clampTTLs(b, offs, ttl)
 	var staleFor uint32

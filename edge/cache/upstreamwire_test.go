@@ -15,7 +15,7 @@ import (
 // wireNext answers like an upstream behind the forward stage: reply
 // builds the answer, and with keep the stage hands its wire form on in
 // req.Upstream, packed without compression (as some upstreams send it),
-// with another ID and with junk past the last record.
+// with another ID and with bytes past the last record.
 type wireNext struct {
 	t     *testing.T
 	reply func(req *pipeline.Request) *dns.Msg
@@ -107,9 +107,9 @@ func TestUpstreamWireStored(t *testing.T) {
 					t.Fatal("the miss did not return the forward stage's answer")
 				}
 				if keep && tt.cached {
-					// The entry holds the upstream's bytes: ID 0, up to
-					// the last record.
-					want := req.Upstream.Wire[:len(req.Upstream.Wire)-2]
+					// The entry holds the upstream's bytes, all of them
+					// (a name may point past the last record), ID 0.
+					want := req.Upstream.Wire
 					e := onlyEntry(t, c)
 					if len(e.msg) != len(want) || binary.BigEndian.Uint16(e.msg) != 0 {
 						t.Errorf("entry has %d bytes with id %d, want the upstream's %d with id 0",

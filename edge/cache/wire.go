@@ -31,47 +31,41 @@ const (
 // longer than a DNS message can be. Bytes after the last record are
 // ignored.
 func ttlOffsets(msg []byte, dst []uint16) ([]uint16, error) {
-	dst, _, err := walkTTLs(msg, dst)
-	return dst, err
-}
-
-// walkTTLs is ttlOffsets that also returns the offset just past the last
-// record: the end of the message.
-func walkTTLs(msg []byte, dst []uint16) (_ []uint16, end int, err error) {
 	if len(msg) > 0xFFFF {
-		return dst, 0, errTooLong
+		return dst, errTooLong
 	}
 	if len(msg) < headerLen {
-		return dst, 0, errTruncated
+		return dst, errTruncated
 	}
 	qd := int(binary.BigEndian.Uint16(msg[4:]))
 	rrs := int(binary.BigEndian.Uint16(msg[6:])) +
 		int(binary.BigEndian.Uint16(msg[8:])) +
 		int(binary.BigEndian.Uint16(msg[10:]))
 	off := headerLen
+	var err error
 	for range qd {
 		if off, err = skipName(msg, off); err != nil {
-			return dst, 0, err
+			return dst, err
 		}
 		if off += 4; off > len(msg) { // QTYPE, QCLASS
-			return dst, 0, errTruncated
+			return dst, errTruncated
 		}
 	}
 	for range rrs {
 		if off, err = skipName(msg, off); err != nil {
-			return dst, 0, err
+			return dst, err
 		}
 		if off+10 > len(msg) { // TYPE, CLASS, TTL, RDLENGTH
-			return dst, 0, errTruncated
+			return dst, errTruncated
 		}
 		if binary.BigEndian.Uint16(msg[off:]) != dns.TypeOPT {
 			dst = append(dst, uint16(off+4))
 		}
 		if off += 10 + int(binary.BigEndian.Uint16(msg[off+8:])); off > len(msg) {
-			return dst, 0, errTruncated
+			return dst, errTruncated
 		}
 	}
-	return dst, off, nil
+	return dst, nil
 }
 
 // skipName returns the offset just past the name starting at off: past its
