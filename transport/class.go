@@ -60,10 +60,11 @@ func Classes() []Class {
 
 // Classify maps an exchange error to its class. A nil error is ClassOK.
 func Classify(err error) Class {
+	if err == nil {
+		return ClassOK // before ee, which errors.As moves to the heap
+	}
 	var ee *ExchangeError
 	switch {
-	case err == nil:
-		return ClassOK
 	case errors.As(err, &ee):
 		return ee.Class
 	case errors.Is(err, ErrTruncated):

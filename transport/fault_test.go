@@ -39,7 +39,7 @@ func TestFaultExchange(t *testing.T) {
 			p.fault.Store(tt.fault)
 			results := make(chan attempt, 1)
 			ticket, timeout := p.Health.Begin(Estimate{})
-			go exchangeOn(context.Background(), query(), attempt{cand: candidate{p: p}}, ticket, timeout, false, fc, results)
+			go exchangeOn(context.Background(), false, query(), nil, attempt{cand: candidate{p: p}}, ticket, timeout, false, fc, results)
 			var a attempt
 			if tt.advance > 0 {
 				// The attempt's timeout timer, and the delay's, must be
@@ -84,7 +84,7 @@ func TestFaultTruncateRetriesOverStream(t *testing.T) {
 	p.Stream.ID.Proto = "tcp"
 	p.fault = new(faultCell)
 	p.fault.Store(&Fault{Kind: FaultTruncate})
-	res, err := race(t.Context(), query(), cands(p), false, RaceConfig{Clock: fc}.withDefaults())
+	res, err := race(t.Context(), query(), nil, cands(p), false, RaceConfig{Clock: fc}.withDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,8 +61,12 @@ const (
 // TCP (the Stream of UDP paths), which rate limiting does not drop and
 // which settles a lossy path. A round that fails at once waits a little
 // before the next. It returns a *RaceError when no path answered.
+//
+// A query that every attempt would send as it is (see packPrepared) is
+// packed once here; then q must not be packed concurrently elsewhere.
 func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 	var attempts int
+	wire := packPrepared(q)
 	wait := minRoundWait
 	for round := 1; ; round++ {
 		order := g.order()
@@ -70,7 +74,7 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 			order = streams(order)
 		}
 		began := g.Race.Clock.Now()
-		res, err := race(ctx, q, order, g.Strategy.Parallel(), g.Race)
+		res, err := race(ctx, q, wire, order, g.Strategy.Parallel(), g.Race)
 		res.Attempts += attempts
 		attempts = res.Attempts
 		var re *RaceError
@@ -128,6 +132,15 @@ func (g *Group) order() []candidate {
 			rs = append(rs, ranked{p, p.Health.Rank()})
 		}
 		familyOrder(rs[first:], g.Race)
+	}
+	if len(rs) == 1 {
+		// One path (a group of one upstream at one address): nothing to
+		// order, one allocation.
+		out := []candidate{{p: rs[0].p}}
+		if rs[0].Estimate.Samples < settled {
+			out[0].prior = prior(rs[0].p, rs)
+		}
+		return out
 	}
 	paths := make([]*Path, len(rs))
 	for i, r := range rs {

@@ -58,7 +58,7 @@ func TestTruncatedRetry(t *testing.T) {
 			if tt.wantFrom == "tcp" {
 				b.Exchanger.(*fakeExchanger).exchange = nil // never reached
 			}
-			res, err := race(context.Background(), query(), cands(a, b), false, RaceConfig{Clock: fc}.withDefaults())
+			res, err := race(context.Background(), query(), nil, cands(a, b), false, RaceConfig{Clock: fc}.withDefaults())
 			if err != nil || res.Msg.Truncated || len(res.Msg.Answer) != 1 {
 				t.Fatalf("race = %v, %v; want the whole answer", res.Msg, err)
 			}

@@ -121,7 +121,7 @@ func TestHedgeTrigger(t *testing.T) {
 			}
 			done := make(chan out, 1)
 			go func() {
-				res, err := race(context.Background(), query(), cands(a.Path, b.Path, c.Path), false, rc)
+				res, err := race(context.Background(), query(), nil, cands(a.Path, b.Path, c.Path), false, rc)
 				done <- out{res, err}
 			}()
 			a.waitStarted(t)
@@ -171,7 +171,7 @@ func TestHedgeTrialFailureStartsNothing(t *testing.T) {
 	fc.Advance(time.Second)
 	done := make(chan error, 1)
 	go func() {
-		_, err := race(context.Background(), query(), cands(trial.Path, b.Path, c.Path), false, RaceConfig{MaxAttemptDelay: time.Second, Clock: fc}.withDefaults())
+		_, err := race(context.Background(), query(), nil, cands(trial.Path, b.Path, c.Path), false, RaceConfig{MaxAttemptDelay: time.Second, Clock: fc}.withDefaults())
 		done <- err
 	}()
 	trial.waitStarted(t)

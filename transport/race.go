@@ -62,6 +62,10 @@ type Result struct {
 	// Attempts is how many exchanges were started, TC retries over TCP
 	// included.
 	Attempts int
+	// Wire is Msg as the upstream sent it, with Msg's ID, when the
+	// exchanger kept it (a whole, untruncated UDP reply); nil otherwise.
+	// It belongs to the caller.
+	Wire []byte
 }
 
 // candidate is a path in a race's order with the estimate it borrows
@@ -106,6 +110,7 @@ type attempt struct {
 	retry bool // a TC retry over the path's Stream
 
 	msg   *dns.Msg
+	wire  []byte // msg's wire form, when the exchanger kept it
 	err   error
 	class Class
 }
@@ -114,13 +119,17 @@ type attempt struct {
 // once: trial paths are started at once beside the first (a trial costs the
 // client nothing), allowed paths follow the order, denied paths are kept
 // back, longest-open first, for when nothing else is left.
+//
+// allowed is built in order's own array (order is the race's to consume),
+// so that the common case, every path allowed, allocates nothing.
 func plan(order []candidate) (trials, allowed, denied []candidate) {
+	allowed = order[:0]
 	for _, c := range order {
 		switch c.p.Health.Acquire() {
 		case Trial:
 			trials = append(trials, c)
 		case Allowed:
-			allowed = append(allowed, c)
+			allowed = append(allowed, c) // never past the candidate read
 		default:
 			denied = append(denied, c)
 		}
@@ -140,6 +149,7 @@ func plan(order []candidate) (trials, allowed, denied []candidate) {
 type racer struct {
 	ctx     context.Context
 	q       *dns.Msg
+	wire    []byte // q packed, nil when each attempt packs its own
 	cfg     RaceConfig
 	results chan attempt
 
@@ -174,9 +184,15 @@ type racer struct {
 // its own timeout is what tells the loser's health whether it works. Each
 // attempt is bounded by its path's RTO and by ctx's deadline; attempts not
 // yet started when a winner arrives are never started.
-func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
+//
+// wire, when not nil, is q packed (see packPrepared), for the exchangers
+// that send it as it is.
+func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, parallel bool, cfg RaceConfig) (Result, error) {
 	trials, allowed, denied := plan(order)
-	queue := append(trials, allowed...)
+	queue := allowed
+	if len(trials) > 0 {
+		queue = append(trials, allowed...)
+	}
 	if len(allowed) == 0 && len(trials) == 0 && len(denied) > 0 {
 		// Every breaker is open: never fail fast, try the one that opened
 		// longest ago.
@@ -187,7 +203,7 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 		return Result{}, errNoPaths
 	}
 	r := &racer{
-		ctx: ctx, q: q, cfg: cfg, queue: queue, denied: denied,
+		ctx: ctx, q: q, wire: wire, cfg: cfg, queue: queue, denied: denied,
 		// Every candidate runs at most once plus its TC retry, so no
 		// attempt ever blocks on reporting after the race returned.
 		results: make(chan attempt, 2*len(order)),
@@ -218,7 +234,11 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 	}
 	r.arm()
 
-	var fallback *attempt // a SERVFAIL/REFUSED or truncated answer, used if nothing better comes
+	// fallback is a SERVFAIL/REFUSED or truncated answer, used if
+	// nothing better comes. It is a copy, not a pointer to a, so that a
+	// stays on the stack.
+	var fallback attempt
+	var hasFallback bool
 	var errs []error
 	for {
 		a, ev := r.wait(ctx)
@@ -227,7 +247,7 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 			r.startNext(true)
 			continue
 		case ended:
-			if fallback != nil {
+			if hasFallback {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			errs = append(errs, ctx.Err())
@@ -237,18 +257,18 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 		switch {
 		case a.err == nil && a.class == ClassOK && a.msg.Truncated && !a.retry && a.cand.p.Stream != nil:
 			r.launchRetry(a)
-			if fallback == nil {
-				fallback = &a
+			if !hasFallback {
+				fallback, hasFallback = a, true
 			}
 			continue
 		case a.err == nil && a.class == ClassOK:
 			if a.hedge {
 				a.cand.p.Health.Count(EventHedgeWon)
 			}
-			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started}, nil
+			return Result{Msg: a.msg, Path: a.cand.p, Attempts: r.started, Wire: a.wire}, nil
 		case a.err == nil: // SERVFAIL or REFUSED: an answer, maybe not the last word
-			if fallback == nil || fallback.msg.Truncated {
-				fallback = &a
+			if !hasFallback || fallback.msg.Truncated {
+				fallback, hasFallback = a, true
 			}
 		default:
 			errs = append(errs, fmt.Errorf("%s: %w", a.cand.p, a.err))
@@ -257,7 +277,7 @@ func race(ctx context.Context, q *dns.Msg, order []candidate, parallel bool, cfg
 			r.startNext(false)
 		}
 		if r.pending == 0 && !r.startNext(false) {
-			if fallback != nil {
+			if hasFallback {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			return Result{Attempts: r.started}, &RaceError{Errs: errs}
@@ -322,12 +342,11 @@ func (r *racer) start(a attempt, leading, inline bool) {
 			timeout, cut = left, true
 		}
 	}
-	ctx := context.WithoutCancel(r.ctx)
 	if inline {
-		exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+		exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 		return
 	}
-	go exchangeOn(ctx, r.q, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+	go exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's
@@ -433,16 +452,30 @@ func retryBudget(c candidate) time.Duration {
 // exchangeOn runs one attempt and reports it to health and to results.
 // The attempt ends at timeout, at ctx's deadline if sooner, or when ctx is
 // canceled. A timeout cut short by a client's deadline (cutShort, or ctx's
-// deadline) says nothing about the path.
-func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
+// deadline) says nothing about the path. An exchanger that takes wire,
+// q packed (nil if not), is given it and hands back the reply's wire
+// form; a path with a fault injected never is.
+//
+// With detach the attempt keeps ctx's values but neither its
+// cancellation nor its deadline (the caller cut timeout to it already):
+// a race's attempts outlive the client (see racer.start).
+func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
 	p := a.cand.p
-	if dl, ok := ctx.Deadline(); ok {
-		if left := clock.Until(dl); left < timeout {
-			timeout, cutShort = left, true
+	var actx context.Context
+	if detach {
+		c := newAttemptCtx(ctx, clock, timeout)
+		defer c.stop()
+		actx = c
+	} else {
+		if dl, ok := ctx.Deadline(); ok {
+			if left := clock.Until(dl); left < timeout {
+				timeout, cutShort = left, true
+			}
 		}
+		var cancel context.CancelFunc
+		actx, cancel = clockwork.WithTimeout(ctx, clock, timeout)
+		defer cancel()
 	}
-	actx, cancel := clockwork.WithTimeout(ctx, clock, timeout)
-	defer cancel()
 	var end func(Class, error)
 	if meta := QueryMeta(actx); meta != nil && meta.Attempt != nil {
 		actx, end = meta.Attempt(actx, p.Name())
@@ -452,6 +485,8 @@ func exchangeOn(ctx context.Context, q *dns.Msg, a attempt, ticket Ticket, timeo
 	var err error
 	if f := p.Fault(); f != nil {
 		m, err = f.exchange(actx, p.Exchanger, q, clock)
+	} else if we, ok := p.Exchanger.(wireExchanger); ok {
+		m, a.wire, err = we.exchangeWire(actx, q, wire)
 	} else {
 		m, err = p.Exchanger.Exchange(actx, q)
 	}

@@ -158,7 +158,7 @@ func TestRace(t *testing.T) {
 			defer cancel()
 			var res Result
 			var err error
-			drive(t, fc, func() { res, err = race(ctx, query(), cands(paths...), tt.parallel, rc) })
+			drive(t, fc, func() { res, err = race(ctx, query(), nil, cands(paths...), tt.parallel, rc) })
 			if tt.wantFrom == "" {
 				var re *RaceError
 				if !errors.As(err, &re) || len(re.Errs) != len(paths) {
@@ -211,7 +211,7 @@ func TestRaceKeepsTheClientDeadline(t *testing.T) {
 				cancel()
 			}
 			var err error
-			drive(t, fc, func() { _, err = race(ctx, query(), cands(p), false, rc) })
+			drive(t, fc, func() { _, err = race(ctx, query(), nil, cands(p), false, rc) })
 			if err == nil {
 				t.Fatal("a silent path answered")
 			}
@@ -240,7 +240,7 @@ func TestRaceDeadlineRealClock(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	start := time.Now()
-	go func() { _, err := race(ctx, query(), cands(p), false, rc); done <- err }()
+	go func() { _, err := race(ctx, query(), nil, cands(p), false, rc); done <- err }()
 	select {
 	case err := <-done:
 		if err == nil {
@@ -269,7 +269,7 @@ func TestRaceTrialDoesNotDelayTheClient(t *testing.T) {
 	start := fc.Now()
 	// The clock does not move while the race runs: the client's answer
 	// must come without waiting for the trial at all.
-	res, err := race(context.Background(), query(), cands(broken, good), false, RaceConfig{MaxAttemptDelay: time.Second, Clock: fc}.withDefaults())
+	res, err := race(context.Background(), query(), nil, cands(broken, good), false, RaceConfig{MaxAttemptDelay: time.Second, Clock: fc}.withDefaults())
 	if err != nil || res.Path != good {
 		t.Fatalf("race: %v, path %v", err, res.Path)
 	}

@@ -10,7 +10,10 @@ import (
 	"github.com/miekg/dns"
 )
 
-var _ Exchanger = (*UDP)(nil)
+var (
+	_ Exchanger     = (*UDP)(nil)
+	_ wireExchanger = (*UDP)(nil)
+)
 
 // UDP exchanges queries with one upstream address over UDP (RFC 1035
 // §4.2.1), over a small pool of connected sockets that queries share and
@@ -51,28 +54,35 @@ func NewUDP(addr netip.AddrPort, tcp Exchanger) *UDP {
 // ClassTruncated, wrapping ErrTruncated and the TCP error; a retry that the
 // caller canceled is ClassCanceled.
 func (u *UDP) Exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
+	r, _, err := u.exchange(ctx, q, nil, false)
+	return r, err
+}
+
+// exchangeWire is Exchange with q packed as wire, when not nil (see
+// wireExchanger). A reply that came over TCP has no wire.
+func (u *UDP) exchangeWire(ctx context.Context, q *dns.Msg, wire []byte) (*dns.Msg, []byte, error) {
+	return u.exchange(ctx, q, wire, true)
+}
+
+func (u *UDP) exchange(ctx context.Context, q *dns.Msg, wire []byte, keep bool) (*dns.Msg, []byte, error) {
 	if u.closed.Load() {
-		return nil, u.p.fail(ClassCanceled, net.ErrClosed)
+		return nil, nil, u.p.fail(ClassCanceled, net.ErrClosed)
 	}
 	if ctx.Err() != nil {
-		return nil, u.p.failCtx(ctx, nil)
+		return nil, nil, u.p.failCtx(ctx, nil)
 	}
-	r, err := u.exchange(ctx, q)
+	r, rw, err := u.pool.exchange(ctx, u.p, q, wire, keep)
 	if err != nil || !r.Truncated || u.tcp == nil {
-		return r, err
+		return r, rw, err
 	}
 	tr, err := u.tcp.Exchange(ctx, q)
 	if err != nil {
 		if Classify(err) == ClassCanceled {
-			return nil, u.p.fail(ClassCanceled, fmt.Errorf("retry over tcp: %w", err))
+			return nil, nil, u.p.fail(ClassCanceled, fmt.Errorf("retry over tcp: %w", err))
 		}
-		return nil, u.p.fail(ClassTruncated, fmt.Errorf("%w: retry over tcp: %w", ErrTruncated, err))
+		return nil, nil, u.p.fail(ClassTruncated, fmt.Errorf("%w: retry over tcp: %w", ErrTruncated, err))
 	}
-	return tr, nil
-}
-
-func (u *UDP) exchange(ctx context.Context, q *dns.Msg) (*dns.Msg, error) {
-	return u.pool.exchange(ctx, u.p, q)
+	return tr, nil, nil
 }
 
 // Close makes later calls to Exchange fail with net.ErrClosed (as

@@ -87,17 +87,20 @@ type udpSock struct {
 
 // udpWait is one query in flight on a socket.
 type udpWait struct {
-	id  uint16
-	q   *dns.Msg
-	p   pinnedAddr
-	mac string
-	ch  chan udpResult // one result, then the wait leaves waiting
-	bad error          // why the last datagram with this ID was dropped; under sock.mu
+	id   uint16
+	q    *dns.Msg
+	p    pinnedAddr
+	mac  string
+	keep bool           // hand the reply's wire form over too
+	ch   chan udpResult // one result, then the wait leaves waiting
+	bad  error          // why the last datagram with this ID was dropped; under sock.mu
 }
 
 type udpResult struct {
-	r   *dns.Msg
-	err error
+	r       *dns.Msg
+	wire    []byte // r as it came, with r's ID; only when the wait keeps it
+	err     error
+	expired bool // the attempt's deadline passed first (see expire)
 }
 
 func newUDPPool(p pinnedAddr) *udpPool {
@@ -259,7 +262,7 @@ func (pl *udpPool) close() {
 }
 
 // register adds a wait for q under a random ID free on s.
-func (s *udpSock) register(q *dns.Msg, p pinnedAddr) (*udpWait, error) {
+func (s *udpSock) register(q *dns.Msg, p pinnedAddr, keep bool) (*udpWait, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.dead {
@@ -268,7 +271,7 @@ func (s *udpSock) register(q *dns.Msg, p pinnedAddr) (*udpWait, error) {
 	if len(s.waiting) >= 1<<15 {
 		return nil, errors.New("too many queries in flight on one socket")
 	}
-	w := &udpWait{q: q, p: p, ch: make(chan udpResult, 1)}
+	w := &udpWait{q: q, p: p, keep: keep, ch: make(chan udpResult, 1)}
 	for {
 		w.id = uint16(rand.Uint32())
 		if _, taken := s.waiting[w.id]; !taken {
@@ -414,6 +417,11 @@ func (s *udpSock) deliver(pkt []byte) {
 	res := udpResult{r: r}
 	if err := w.p.checkReply(pkt, r, mac); err != nil {
 		res = udpResult{err: err}
+	} else if w.keep && !r.Truncated {
+		// Not truncated, so it unpacked whole (see matchReply): the
+		// bytes are the message r is.
+		res.wire = append([]byte(nil), pkt...)
+		binary.BigEndian.PutUint16(res.wire, r.Id)
 	}
 	s.mu.Lock()
 	if s.waiting[id] == w {
@@ -424,8 +432,15 @@ func (s *udpSock) deliver(pkt []byte) {
 }
 
 // exchange sends q over a pooled socket and waits for its reply, ctx
-// bounding the wait. Errors are classed as UDP.Exchange documents.
-func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg) (*dns.Msg, error) {
+// bounding the wait. Errors are classed as UDP.Exchange documents. When
+// wire is not nil it is q packed (see packPrepared), and is sent with
+// the socket's ID in place of packing q. With keep, the reply's wire form
+// comes back too when it is whole (see wireExchanger). A signing path
+// always packs and signs q itself.
+func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire []byte, keep bool) (*dns.Msg, []byte, error) {
+	if p.signer != nil {
+		wire = nil
+	}
 	var (
 		s   *udpSock
 		w   *udpWait
@@ -439,11 +454,11 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg) (*dns
 		s, last, err = pl.acquire()
 		if err != nil {
 			if errors.Is(err, errPoolClosed) {
-				return nil, p.fail(ClassCanceled, err)
+				return nil, nil, p.fail(ClassCanceled, err)
 			}
-			return nil, p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
+			return nil, nil, p.fail(ClassNetwork, fmt.Errorf("dial: %w", err))
 		}
-		w, err = s.register(q, p)
+		w, err = s.register(q, p, keep)
 		if last {
 			s.retire()
 		}
@@ -452,47 +467,83 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg) (*dns
 		}
 	}
 	if err != nil {
-		return nil, p.fail(ClassCanceled, err)
+		return nil, nil, p.fail(ClassCanceled, err)
 	}
-	m := upstreamQuery(q, w.id)
 	bp := getMsgBuf()
-	wire, mac, err := p.packQuery(m, *bp)
-	if err != nil {
-		putMsgBuf(bp)
-		s.done(w)
-		// The query never left: not the path's fault.
-		return nil, p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
+	var out []byte
+	if wire != nil {
+		out = append((*bp)[:0], wire...)
+		binary.BigEndian.PutUint16(out, w.id)
+	} else {
+		var mac string
+		out, mac, err = p.packQuery(upstreamQuery(q, w.id), *bp)
+		if err != nil {
+			putMsgBuf(bp)
+			s.done(w)
+			// The query never left: not the path's fault.
+			return nil, nil, p.fail(ClassCanceled, fmt.Errorf("pack query: %w", err))
+		}
+		if mac != "" {
+			s.mu.Lock()
+			w.mac = mac
+			s.mu.Unlock()
+		}
 	}
-	s.mu.Lock()
-	w.mac = mac
-	s.mu.Unlock()
-	_, err = s.conn.Write(wire)
+	_, err = s.conn.Write(out)
 	putMsgBuf(bp)
 	if err != nil {
 		s.done(w)
 		if errors.Is(err, net.ErrClosed) {
-			return nil, p.fail(ClassCanceled, err)
+			return nil, nil, p.fail(ClassCanceled, err)
 		}
-		return nil, p.failIO(ctx, fmt.Errorf("write query: %w", err))
+		return nil, nil, p.failIO(ctx, fmt.Errorf("write query: %w", err))
 	}
-	select {
-	case res := <-w.ch:
+	var res udpResult
+	if ac, ok := ctx.(*attemptCtx); ok {
+		// A race's attempt ends only at its deadline: a timer on the
+		// wait itself ends it then, and the query waits on its one
+		// channel, without a select and without ctx's Done channel and
+		// timer.
+		t := ac.clock.AfterFunc(ac.clock.Until(ac.deadline), func() { s.expire(w) })
+		res = <-w.ch
+		t.Stop()
+	} else {
+		select {
+		case res = <-w.ch:
+		case <-ctx.Done():
+			res.expired = true
+		}
+	}
+	if !res.expired {
 		s.done(w)
 		switch {
 		case res.err == nil:
-			return res.r, nil
+			return res.r, res.wire, nil
 		case errors.Is(res.err, ErrBadSignature):
-			return nil, p.fail(ClassMalformed, fmt.Errorf("read reply: %w", res.err))
+			return nil, nil, p.fail(ClassMalformed, fmt.Errorf("read reply: %w", res.err))
 		case errors.Is(res.err, errPoolClosed):
-			return nil, p.fail(ClassCanceled, res.err)
+			return nil, nil, p.fail(ClassCanceled, res.err)
 		default:
-			return nil, p.fail(ClassNetwork, fmt.Errorf("read reply: %w", res.err))
+			return nil, nil, p.fail(ClassNetwork, fmt.Errorf("read reply: %w", res.err))
 		}
-	case <-ctx.Done():
-		bad := s.done(w)
-		if bad != nil && !errors.Is(ctx.Err(), context.Canceled) {
-			return nil, p.fail(ClassMalformed, fmt.Errorf("read reply: only unusable packets before the deadline, last: %w", bad))
-		}
-		return nil, p.failCtx(ctx, fmt.Errorf("read reply: %w", ctx.Err()))
+	}
+	bad := s.done(w)
+	err = ctx.Err()
+	if err == nil {
+		err = context.DeadlineExceeded // the wait's timer fired a little early
+	}
+	if bad != nil && !errors.Is(err, context.Canceled) {
+		return nil, nil, p.fail(ClassMalformed, fmt.Errorf("read reply: only unusable packets before the deadline, last: %w", bad))
+	}
+	return nil, nil, p.failCtx(ctx, fmt.Errorf("read reply: %w", err))
+}
+
+// expire ends w, if still in flight, as timed out.
+func (s *udpSock) expire(w *udpWait) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.waiting[w.id] == w {
+		delete(s.waiting, w.id)
+		w.ch <- udpResult{expired: true}
 	}
 }

@@ -15,6 +15,7 @@ package cache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"hash/maphash"
 	"math/bits"
@@ -409,33 +410,36 @@ func addEDE(m *dns.Msg, code uint16, text string) {
 // (see lifetime) and answers the question the key was built from, with
 // whether it is authentic and its DNSSEC verdict, and returns the entry
 // it stored (nil if none). Only positive and negative answers may be
-// served stale.
-func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authentic bool, verdict pipeline.DNSSECVerdict) *entry {
+// served stale. wire, when not nil, is reply as the upstream sent it
+// (see pipeline.UpstreamReply): it is stored, ID cleared, instead of
+// packing reply, and insert takes it over.
+func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire []byte, authentic bool, verdict pipeline.DNSSECVerdict) *entry {
 	ttl := c.lifetime(reply)
 	if ttl == 0 {
 		return nil
 	}
-	// Pack a shallow copy: it reads the records, except that it writes
-	// the extended RCODE into the OPT record, so that one is copied
-	// (replies are read-only, see pipeline.Handler).
-	m := *reply
-	m.Id = 0
-	m.Compress = true
-	for i, rr := range m.Extra {
-		if opt, ok := rr.(*dns.OPT); ok {
-			m.Extra = slices.Clone(m.Extra)
-			m.Extra[i] = dns.Copy(opt)
-			break
+	b := wire
+	if b == nil {
+		var err error
+		if b, err = packStored(reply); err != nil {
+			return nil
 		}
 	}
-	b, err := m.Pack()
-	if err != nil || !sameQuestion(b, key, nameLen) {
+	if !sameQuestion(b, key, nameLen) {
 		return nil
 	}
 	offs, err := ttlOffsets(b, nil)
 	if err != nil {
 		return nil
 	}
+	// An upstream's bytes are kept whole: a name may point past the
+	// last record, so nothing after it can be cut off. They are the
+	// message the forward stage unpacked; only a message whose names
+	// point into its own TTL fields (no server packs one) could read
+	// otherwise once TTLs are lowered, and that is the upstream's own
+	// answer to this question, or an entry that fails to unpack on a
+	// hit and is dropped.
+	binary.BigEndian.PutUint16(b, 0)
 	c.clampTTLs(b, offs, ttl)
 	var staleFor uint32
 	if reply.Rcode != dns.RcodeServerFailure {
@@ -456,4 +460,22 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, authen
 	e.authentic, e.dnssec = authentic, verdict
 	s.put(e)
 	return e
+}
+
+// packStored packs reply, compressed, for storing. It packs a shallow
+// copy: packing reads the records, except that it writes the extended
+// RCODE into the OPT record, so that one is copied (replies are
+// read-only, see pipeline.Handler).
+func packStored(reply *dns.Msg) ([]byte, error) {
+	m := *reply
+	m.Id = 0
+	m.Compress = true
+	for i, rr := range m.Extra {
+		if opt, ok := rr.(*dns.OPT); ok {
+			m.Extra = slices.Clone(m.Extra)
+			m.Extra[i] = dns.Copy(opt)
+			break
+		}
+	}
+	return m.Pack()
 }

@@ -24,6 +24,10 @@ type call struct {
 	// auth is whether reply is authentic (see authenticity); set with
 	// out.
 	auth bool
+	// wire is reply's wire form as the upstream sent it, when the
+	// forward stage kept it (see pipeline.UpstreamReply); set with out.
+	// The cache stores it instead of packing reply.
+	wire []byte
 	// waiters counts the queries sharing this call besides the first.
 	waiters int
 }
@@ -81,7 +85,7 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 	cl.reply, cl.err = reply, err
 	switch {
 	case usable(reply, err):
-		e := c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
+		e := c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC)
 		if e != nil && c.l2 != nil && cl.out.Source == pipeline.SourceUpstream {
 			c.share(e, cl.out.Tenant)
 		}
@@ -92,7 +96,7 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {
-			c.insert(s, key, nameLen, reply, cl.auth, cl.out.DNSSEC)
+			c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC)
 		} else if errors.Is(err, pipeline.ErrUpstreamFailed) {
 			c.insertFailure(s, key, err)
 		}
@@ -133,7 +137,7 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 		}
 		if leader {
 			reply, err := next.ServeDNS(ctx, req)
-			cl.out, cl.auth = req.Outcome, authenticity(req, reply)
+			cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
 			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 			return reply, err
 		}
@@ -164,7 +168,7 @@ func (c *Cache) leadShared(ctx context.Context, s *shard, key []byte, nameLen in
 		c.settle(s, key, cl)
 		return reply, nil
 	}
-	cl.out, cl.auth = req.Outcome, authenticity(req, reply)
+	cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
 	c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 	return reply, err
 }

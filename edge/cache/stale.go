@@ -44,7 +44,7 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 	if leader && !c.lead(s, string(key), nameLen, cl, next, req) {
 		// Closed: nobody will refresh; ask in the foreground.
 		reply, err := next.ServeDNS(ctx, req)
-		cl.out = req.Outcome
+		cl.out, cl.wire = req.Outcome, req.Upstream.WireOf(reply)
 		c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
 		if usable(reply, err) {
 			return reply, nil
@@ -178,7 +178,7 @@ func (c *Cache) lead(s *shard, key string, nameLen int, cl *call, next pipeline.
 	ok := c.background(func(ctx context.Context) {
 		defer c.refreshes.Add(-1)
 		reply, err := next.ServeDNS(ctx, &r)
-		cl.out, cl.auth = r.Outcome, authenticity(&r, reply)
+		cl.out, cl.auth, cl.wire = r.Outcome, authenticity(&r, reply), r.Upstream.WireOf(reply)
 		// Running out of RefreshTimeout is the upstream's failure;
 		// being closed is not.
 		c.finish(c.base.Err() == nil, s, []byte(key), nameLen, cl, reply, err)

@@ -91,6 +91,11 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	if !relay {
 		res.Msg.Authoritative = false
 		res.Msg.RecursionAvailable = true
+		if w := res.Wire; len(w) >= 12 {
+			w[2] &^= 0x04 // AA
+			w[3] |= 0x80  // RA
+			req.Upstream = pipeline.UpstreamReply{Msg: res.Msg, Wire: w}
+		}
 	}
 	req.Outcome.Source = pipeline.SourceUpstream
 	if res.Path != nil {

@@ -99,7 +99,8 @@ func (k Kind) String() string {
 // given, since a Request belongs to exactly one query and is never shared
 // between goroutines serving it concurrently. A stage that serves a query
 // of its own from a request (a background refresh) copies the Request,
-// and must then drop Wire and Signer and reset Outcome (see Detach).
+// and must then drop Wire, Upstream and Signer and reset Outcome (see
+// Detach).
 type Request struct {
 	// Msg is the query as received (ID included). Read-only.
 	Msg *dns.Msg
@@ -166,6 +167,30 @@ type Request struct {
 	// MaxSize is the largest answer the client accepts on this transport:
 	// its EDNS buffer size (or 512) on UDP, 65535 on stream transports.
 	MaxSize int
+	// Upstream is set by the forward handler when the transport kept
+	// the answer's wire form; see UpstreamReply.
+	Upstream UpstreamReply
+}
+
+// UpstreamReply is an answer the forward handler returned together with
+// its wire form: Wire is Msg packed, as the upstream sent it with the
+// header bits forward changed (ID, AA, RA) changed in it too. A stage
+// that gets Msg itself back from next (the same pointer: replies are
+// read-only, so it is still that message) may use Wire instead of
+// packing Msg; the cache stores it. Wire may be kept and modified by
+// the one stage that takes it (the cache); nobody else reads it after.
+type UpstreamReply struct {
+	Msg  *dns.Msg
+	Wire []byte
+}
+
+// WireOf returns the wire form of m if m is the forward handler's answer
+// and its wire form was kept, else nil.
+func (u UpstreamReply) WireOf(m *dns.Msg) []byte {
+	if m == nil || u.Msg != m {
+		return nil
+	}
+	return u.Wire
 }
 
 // ReplySigner signs the reply to a TSIG-signed query (RFC 8945 §5.3).
@@ -190,6 +215,7 @@ func (r *Request) Detach() Request {
 	r.Trace() // the copy logs under the query's trace id
 	c := *r
 	c.Wire = nil
+	c.Upstream = UpstreamReply{}
 	c.Signer = nil
 	c.Outcome = Outcome{}
 	return c

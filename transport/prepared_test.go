@@ -1,0 +1,282 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/miekg/dns"
+)
+
+// prepared is a query as the forward stage builds it: one question and
+// one OPT advertising EDNSBufferSize.
+func prepared(name string, qtype uint16, opts ...dns.EDNS0) *dns.Msg {
+	q := wireQuery(name, qtype)
+	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}, Option: opts}
+	opt.SetUDPSize(EDNSBufferSize)
+	q.Extra = []dns.RR{opt}
+	return q
+}
+
+func TestPackPrepared(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		q    func() *dns.Msg
+		want bool
+	}{
+		{"forward's query", func() *dns.Msg { return prepared("a.example.", dns.TypeA) }, true},
+		{"with ECS and a local option", func() *dns.Msg {
+			return prepared("a.example.", dns.TypeAAAA,
+				&dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: []byte{0, 1, 24, 0, 192, 0, 2}},
+				&dns.EDNS0_LOCAL{Code: 65001, Data: []byte("team=a")})
+		}, true},
+		{"no OPT", func() *dns.Msg { return wireQuery("a.example.", dns.TypeA) }, false},
+		{"client's buffer size", func() *dns.Msg {
+			q := prepared("a.example.", dns.TypeA)
+			q.Extra[0].(*dns.OPT).SetUDPSize(4096)
+			return q
+		}, false},
+		{"TSIG", func() *dns.Msg {
+			q := prepared("a.example.", dns.TypeA)
+			q.Extra = append(q.Extra, &dns.TSIG{Hdr: dns.RR_Header{Name: "k.", Rrtype: dns.TypeTSIG, Class: dns.ClassANY}, Algorithm: dns.HmacSHA256})
+			return q
+		}, false},
+		{"two questions", func() *dns.Msg {
+			q := prepared("a.example.", dns.TypeA)
+			q.Question = append(q.Question, q.Question[0])
+			return q
+		}, false},
+		{"extended rcode", func() *dns.Msg {
+			q := prepared("a.example.", dns.TypeA)
+			q.Rcode = dns.RcodeBadCookie
+			return q
+		}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			q := tt.q()
+			wire := packPrepared(q)
+			if (wire != nil) != tt.want {
+				t.Fatalf("packPrepared gave %d bytes, want packed=%t", len(wire), tt.want)
+			}
+			if wire == nil {
+				return
+			}
+			// It is what an attempt packed on its own sent, but for the ID.
+			own, err := upstreamQuery(q, q.Id).Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(wire, own) {
+				t.Errorf("packed once:\n%x\nper attempt:\n%x", wire, own)
+			}
+		})
+	}
+}
+
+// TestUDPWireExchange runs queries packed once (what a race sends)
+// through the UDP exchanger under an attempt's context: the query on the
+// wire is the packed one with the socket's ID, a spoofed or mismatched
+// datagram is ignored as on the message path, and the reply comes back
+// with its wire form only when it is whole.
+func TestUDPWireExchange(t *testing.T) {
+	t.Parallel()
+	type edit func(r *dns.Msg) []byte
+	bad := []struct {
+		name string
+		edit edit
+	}{
+		{"wrong id", func(r *dns.Msg) []byte { r.Id++; return wirePack(r) }},
+		{"wrong name", func(r *dns.Msg) []byte { r.Question[0].Name = "evil.example."; return wirePack(r) }},
+		{"wrong type", func(r *dns.Msg) []byte { r.Question[0].Qtype = dns.TypeMX; return wirePack(r) }},
+		{"not a response", func(r *dns.Msg) []byte { r.Response = false; return wirePack(r) }},
+	}
+	for _, fam := range wireFamilies {
+		for _, b := range bad {
+			for _, thenAnswer := range []bool{true, false} {
+				t.Run(fmt.Sprintf("%s/%s/answer=%t", fam.name, b.name, thenAnswer), func(t *testing.T) {
+					t.Parallel()
+					q := prepared("SPOOF.example.", dns.TypeA)
+					wire := packPrepared(q)
+					sent := make(chan []byte, 1)
+					pc := wireListenUDP(t, fam.ip)
+					udpScript(t, pc, func(got *dns.Msg, send func([]byte)) {
+						b2, _ := got.Pack()
+						sent <- b2
+						r := new(dns.Msg).SetReply(got)
+						r.Answer = []dns.RR{wireRR("spoof.example. 60 IN A 192.0.2.66")}
+						send(b.edit(r))
+						if thenAnswer {
+							r := new(dns.Msg).SetReply(got)
+							r.Answer = []dns.RR{wireRR("spoof.example. 60 IN A 192.0.2.1")}
+							send(wirePack(r))
+						}
+					})
+					u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+					t.Cleanup(func() { u.Close() })
+					budget := 300 * time.Millisecond
+					if thenAnswer {
+						budget = 30 * time.Second
+					}
+					ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), budget)
+					defer ctx.stop()
+					r, rw, err := u.exchangeWire(ctx, q, wire)
+					onWire := <-sent
+					if !bytes.Equal(onWire[2:], wire[2:]) {
+						t.Errorf("sent\n%x\nwant, but for the ID,\n%x", onWire, wire)
+					}
+					if !thenAnswer {
+						want := ClassMalformed
+						if b.name == "wrong id" {
+							want = ClassTimeout
+						}
+						wantClass(t, err, want)
+						return
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got := r.Answer[0].(*dns.A).A.String(); got != "192.0.2.1" || r.Id != q.Id {
+						t.Errorf("accepted %s with id %d, want 192.0.2.1 with id %d", got, r.Id, q.Id)
+					}
+					checkWire(t, r, rw)
+				})
+			}
+		}
+	}
+}
+
+// checkWire fails unless wire is r packed as the upstream sent it: same
+// ID and the same message when unpacked.
+func checkWire(t *testing.T, r *dns.Msg, wire []byte) {
+	t.Helper()
+	if wire == nil {
+		t.Fatal("no wire form of a whole reply")
+	}
+	if id := binary.BigEndian.Uint16(wire); id != r.Id {
+		t.Errorf("wire has id %d, reply %d", id, r.Id)
+	}
+	u := new(dns.Msg)
+	if err := u.Unpack(wire); err != nil {
+		t.Fatal(err)
+	}
+	if u.String() != r.String() {
+		t.Errorf("wire unpacks to\n%v\nreply is\n%v", u, r)
+	}
+}
+
+// TestUDPWireTruncated: a truncated reply, or one cut by the read buffer,
+// comes back without a wire form, so nobody stores it.
+func TestUDPWireTruncated(t *testing.T) {
+	t.Parallel()
+	for _, big := range []bool{false, true} {
+		t.Run(fmt.Sprintf("cut=%t", big), func(t *testing.T) {
+			t.Parallel()
+			pc := wireListenUDP(t, "127.0.0.1")
+			udpScript(t, pc, func(q *dns.Msg, send func([]byte)) {
+				if big {
+					send(wirePack(txtAnswer(q, 60))) // cut at udpReadBuf
+					return
+				}
+				r := new(dns.Msg).SetReply(q)
+				r.Truncated = true
+				send(wirePack(r))
+			})
+			u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+			t.Cleanup(func() { u.Close() })
+			q := prepared("tc.example.", dns.TypeTXT)
+			ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), 30*time.Second)
+			defer ctx.stop()
+			r, rw, err := u.exchangeWire(ctx, q, packPrepared(q))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.Truncated || rw != nil {
+				t.Errorf("TC=%t, wire %d bytes; want TC and no wire", r.Truncated, len(rw))
+			}
+		})
+	}
+}
+
+// TestUDPWireTimeout: an attempt's deadline ends its wait by the wait's
+// own timer, on the attempt's clock, as a timeout.
+func TestUDPWireTimeout(t *testing.T) {
+	t.Parallel()
+	pc := wireListenUDP(t, "127.0.0.1")
+	got := make(chan struct{}, 1)
+	udpScript(t, pc, func(*dns.Msg, func([]byte)) { got <- struct{}{} })
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	t.Cleanup(func() { u.Close() })
+	fc := clockwork.NewFakeClock()
+	q := prepared("slow.example.", dns.TypeA)
+	ctx := newAttemptCtx(t.Context(), fc, 2*time.Second)
+	defer ctx.stop()
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := u.exchangeWire(ctx, q, packPrepared(q))
+		done <- err
+	}()
+	<-got
+	if err := fc.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	fc.Advance(time.Second)
+	select {
+	case err := <-done:
+		t.Fatalf("ended before its deadline: %v", err)
+	default:
+	}
+	fc.Advance(time.Second)
+	wantClass(t, <-done, ClassTimeout)
+}
+
+type ctxKey struct{}
+
+func TestAttemptCtx(t *testing.T) {
+	t.Parallel()
+	fc := clockwork.NewFakeClock()
+	parent, cancel := context.WithCancel(context.WithValue(t.Context(), ctxKey{}, "v"))
+	c := newAttemptCtx(parent, fc, time.Second)
+	defer c.stop()
+	cancel() // the client going away does not end the attempt
+	if c.Err() != nil || c.Value(ctxKey{}) != "v" {
+		t.Fatalf("Err %v, value %v; want nil and the parent's", c.Err(), c.Value(ctxKey{}))
+	}
+	if dl, ok := c.Deadline(); !ok || !dl.Equal(fc.Now().Add(time.Second)) {
+		t.Errorf("deadline %v %t", dl, ok)
+	}
+	done := c.Done()
+	select {
+	case <-done:
+		t.Fatal("done before the deadline")
+	default:
+	}
+	fc.Advance(time.Second)
+	<-done
+	if c.Err() != context.DeadlineExceeded {
+		t.Errorf("Err %v after the deadline", c.Err())
+	}
+
+	// Done asked for past the deadline is closed at once.
+	c3 := newAttemptCtx(t.Context(), fc, -time.Millisecond)
+	select {
+	case <-c3.Done():
+	default:
+		t.Error("Done of an attempt past its deadline is not closed")
+	}
+
+	// Err notices the deadline without a timer, and Done asked for
+	// afterwards is closed.
+	c2 := newAttemptCtx(t.Context(), fc, time.Second)
+	fc.Advance(time.Second)
+	if c2.Err() != context.DeadlineExceeded {
+		t.Errorf("Err %v past the deadline", c2.Err())
+	}
+	<-c2.Done()
+}
