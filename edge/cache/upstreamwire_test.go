@@ -111,9 +111,9 @@ func TestUpstreamWireStored(t *testing.T) {
 					// (a name may point past the last record), ID 0.
 					want := req.Upstream.Wire
 					e := onlyEntry(t, c)
-					if len(e.msg) != len(want) || binary.BigEndian.Uint16(e.msg) != 0 {
+					if m := e.msg(); len(m) != len(want) || binary.BigEndian.Uint16(m) != 0 {
 						t.Errorf("entry has %d bytes with id %d, want the upstream's %d with id 0",
-							len(e.msg), binary.BigEndian.Uint16(e.msg), len(want))
+							len(m), binary.BigEndian.Uint16(m), len(want))
 					}
 				}
 				clk.Advance(10 * time.Second)
@@ -177,7 +177,7 @@ func onlyEntry(t *testing.T, c *Cache) *entry {
 	for i := range c.shards {
 		s := &c.shards[i]
 		s.mu.Lock()
-		for _, e := range s.m {
+		for e := s.lru.next; e != &s.lru; e = e.next {
 			found = append(found, e)
 		}
 		s.mu.Unlock()
