@@ -80,12 +80,16 @@ var dimCost = [nDimsAll]int{dimClientID: 0, dimECS: 1, dimListener: 2, dimQType:
 // none. A matcher of several mask groups looks up every dimension its
 // rules use and asks its memo (see memo) for the rule that signature
 // chose before; on a miss, and for a matcher of one group, it walks the
-// groups (see walk).
-func (m *matcher) first(in *Input) int {
+// groups (see walk). pre, when not nil, holds the lookups of in's
+// connection (see Conn), which are not made again.
+func (m *matcher) first(in *Input, pre *connLookups) int {
 	if m == nil || m.words == 0 {
 		return -1
 	}
 	var q lookups
+	if pre != nil {
+		q.looked, q.wild, q.sets = pre.looked, pre.wild, pre.sets
+	}
 	if m.memo == nil {
 		return q.walk(m, in)
 	}

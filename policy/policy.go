@@ -124,7 +124,7 @@ func (p *Policy) Decide(in *Input) Decision {
 // split the client is on), whatever d.Group says; nil when no rule
 // matches.
 func (p *Policy) Match(in *Input) (d *Decision, group string) {
-	i := p.m.first(in)
+	i := p.m.first(in, nil)
 	if i < 0 {
 		return nil, ""
 	}

@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
@@ -37,18 +38,31 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 		req.Outcome.Policy = s.version
 		q := req.Question()
-		in := policy.Input{
-			Source:   req.Client.Addr().Unmap().WithZone(""),
-			ClientID: req.ClientID,
-			QName:    dnsname.Lower(q.Name),
-			QType:    q.Qtype,
-			Listener: req.Listener.String(),
-			Tags:     req.Tags,
+		var (
+			d     *policy.Decision
+			group string
+		)
+		if c := s.conn(req); c != nil {
+			in := c.Input()
+			in.QName, in.QType, in.Tags = dnsname.Lower(q.Name), q.Qtype, req.Tags
+			if s.p.UsesECS() {
+				in.ECS = clientSubnet(req.Msg)
+			}
+			d, group = c.Match(&in)
+		} else {
+			in := policy.Input{
+				Source:   req.Client.Addr().Unmap().WithZone(""),
+				ClientID: req.ClientID,
+				QName:    dnsname.Lower(q.Name),
+				QType:    q.Qtype,
+				Listener: req.Listener.String(),
+				Tags:     req.Tags,
+			}
+			if s.p.UsesECS() {
+				in.ECS = clientSubnet(req.Msg)
+			}
+			d, group = s.p.Match(&in)
 		}
-		if s.p.UsesECS() {
-			in.ECS = clientSubnet(req.Msg)
-		}
-		d, group := s.p.Match(&in)
 		if d == nil {
 			return next.ServeDNS(ctx, req)
 		}
@@ -81,6 +95,34 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 		}
 		return next.ServeDNS(ctx, req)
 	})
+}
+
+// policyConn is what the stage keeps in a connection's memo: the
+// policy's view of the connection (see policy.Conn) and the request
+// fields it was made from, as the listener gave them.
+type policyConn struct {
+	c        *policy.Conn
+	addr     netip.Addr
+	clientID string
+	kind     pipeline.Kind
+}
+
+// conn returns the policy's view of req's connection, made at its first
+// query and kept in its memo, made again when the request's client,
+// client id or listener kind is not the one it was made from or the
+// policy was reloaded; nil for a request without a connection memo.
+func (s *Policy) conn(req *pipeline.Request) *policy.Conn {
+	if req.Conn == nil {
+		return nil
+	}
+	addr := req.Client.Addr()
+	if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.c.Policy() == s.p &&
+		pc.addr == addr && pc.kind == req.Listener && pc.clientID == req.ClientID {
+		return pc.c
+	}
+	c := s.p.Conn(addr.Unmap().WithZone(""), req.ClientID, req.Listener.String())
+	req.Conn.SetPolicy(&policyConn{c: c, addr: addr, clientID: req.ClientID, kind: req.Listener})
+	return c
 }
 
 // ecsAction translates policy's ECS decision into the pipeline's.
