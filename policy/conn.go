@@ -22,6 +22,16 @@ type Conn struct {
 	clientID string
 	listener string
 	pre      connLookups
+	// winner is the first rule the connection's values alone make
+	// match (a rule that constrains none of a query's own values), -1
+	// for none. groups are the mask groups before it that constrain a
+	// query's own values and that the connection's values do not rule
+	// out: the only rules a query of the connection may match instead.
+	// many is set when there are more than maxConnGroups of them; a
+	// decision then asks the matcher's memo.
+	winner int
+	groups []int32
+	many   bool
 	// split is the split decision last made on the connection: a
 	// client's side depends on nothing else of a query unless splits
 	// stick by ECS and the query has an ECS option.
@@ -46,7 +56,7 @@ type connSplit struct {
 // none) on a listener of kind listener. It makes the connection's
 // lookups.
 func (p *Policy) Conn(source netip.Addr, clientID, listener string) *Conn {
-	c := &Conn{p: p, source: source, clientID: clientID, listener: listener}
+	c := &Conn{p: p, source: source, clientID: clientID, listener: listener, winner: -1}
 	m := p.m
 	if m == nil || m.words == 0 {
 		return c
@@ -62,24 +72,72 @@ func (p *Policy) Conn(source netip.Addr, clientID, listener string) *Conn {
 		q.looked |= 1 << d
 	}
 	c.pre = connLookups{looked: q.looked, wild: q.wild, sets: q.sets}
+	for gi := range m.groups {
+		g := &m.groups[gi]
+		if g.need&q.wild != 0 {
+			continue // the connection's values rule the group out
+		}
+		if g.need&^q.looked == 0 {
+			// Only the connection's dimensions, all named.
+			if r := q.firstIn(m, g); r >= 0 {
+				c.winner = r
+				break
+			}
+			continue
+		}
+		if len(c.groups) == maxConnGroups {
+			c.groups, c.many = nil, true
+			break
+		}
+		c.groups = append(c.groups, int32(gi))
+	}
 	return c
+}
+
+// maxConnGroups bounds the mask groups a query of a connection walks
+// before its lookups of its own values (see Conn.first); a connection
+// with more asks the matcher's memo.
+const maxConnGroups = 16
+
+// first returns the priority index of the first rule matching in, a
+// query of c's connection, -1 for none. It walks c's groups, looking up
+// the query's values each needs, cheapest first and each at most once;
+// a group whose every dimension the query's values are named on goes to
+// the matcher (its memo, else its walk), which the lookups made so far
+// spare. A query none of the groups can take gets c's winner.
+func (c *Conn) first(in *Input) int {
+	m := c.p.m
+	if c.many {
+		return m.first(in, &c.pre)
+	}
+	if len(c.groups) == 0 {
+		return c.winner
+	}
+	var q lookups
+	q.looked, q.wild, q.sets = c.pre.looked, c.pre.wild, c.pre.sets
+	for _, gi := range c.groups {
+		g := &m.groups[gi]
+		if g.need&q.wild != 0 {
+			continue
+		}
+		if g.need&^q.looked != 0 && !q.namedAll(m, in, g) {
+			continue
+		}
+		return m.decide(&q, in)
+	}
+	return c.winner
 }
 
 // Policy returns the policy c belongs to.
 func (c *Conn) Policy() *Policy { return c.p }
 
-// Input returns an Input with c's source, client id and listener kind,
-// for the caller to fill with a query's own values.
-func (c *Conn) Input() Input {
-	return Input{Source: c.source, ClientID: c.clientID, Listener: c.listener}
-}
-
-// Match is Policy.Match for a query over c's connection. in's Source,
-// ClientID and Listener must be c's (see Input); they are not looked up
-// again.
+// Match is Policy.Match for a query over c's connection: the caller
+// fills in with the query's own values (QName, QType, Tags, ECS), and
+// Match sets its Source, ClientID and Listener to c's.
 func (c *Conn) Match(in *Input) (d *Decision, group string) {
+	in.Source, in.ClientID, in.Listener = c.source, c.clientID, c.listener
 	p := c.p
-	i := p.m.first(in, &c.pre)
+	i := c.first(in)
 	if i < 0 {
 		return nil, ""
 	}

@@ -2,14 +2,16 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
+	"strings"
+	"sync"
 	"testing"
 )
 
 // connMatch decides in over a Conn made from in's connection values.
 func connMatch(c *Conn, in *Input) (string, string) {
-	q := c.Input()
-	q.QName, q.QType, q.Tags, q.ECS = in.QName, in.QType, in.Tags, in.ECS
+	q := Input{QName: in.QName, QType: in.QType, Tags: in.Tags, ECS: in.ECS}
 	d, g := c.Match(&q)
 	if d == nil {
 		return "", ""
@@ -142,8 +144,7 @@ func TestConnDoesNotAllocate(t *testing.T) {
 	p, _ := mixedPolicy(t, 1000)
 	in := &Input{Source: netip.MustParseAddr("127.0.0.1"), QName: "www.example.org.", QType: 1, Listener: "tcp"}
 	c := p.Conn(in.Source, "", "tcp")
-	q := c.Input()
-	q.QName, q.QType = in.QName, in.QType
+	q := Input{QName: in.QName, QType: in.QType}
 	c.Match(&q)
 	if a := testing.AllocsPerRun(1000, func() { c.Match(&q) }); a != 0 {
 		t.Errorf("Conn.Match allocates %v times per call", a)
@@ -174,8 +175,7 @@ func BenchmarkConnMatch(b *testing.B) {
 		c := p.Conn(src, "", "tcp")
 		i := 0
 		for b.Loop() {
-			in := c.Input()
-			in.QName, in.QType = names[i%len(names)], 1
+			in := Input{QName: names[i%len(names)], QType: 1}
 			c.Match(&in)
 			i++
 		}
@@ -202,4 +202,125 @@ func benchTail(n int) string {
 		}
 	}
 	return s + "  - {name: loopback-half, match: {source: [127.0.0.0/8]}, split: {percent: 50, canary: canary, base: default}}\n"
+}
+
+// TestConnAgreesWithWalk: over connections drawn at random from the mixed
+// policy's vocabulary, each asked many queries of its own values (name,
+// type, tags, ECS) drawn the same way, a decision over the connection's
+// Conn is the rule the walk over every group finds and the group
+// Policy.Match gives, whether the query is decided by the connection's
+// winner, its groups or the matcher's memo.
+func TestConnAgreesWithWalk(t *testing.T) {
+	for _, n := range []int{10, 100, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			p, _ := mixedPolicy(t, n)
+			r := rand.New(rand.NewPCG(3, uint64(n)))
+			var fewGroups, winners int
+			for range 200 {
+				ci := randomInput(r, n)
+				c := p.Conn(ci.Source, ci.ClientID, ci.Listener)
+				if !c.many {
+					fewGroups++
+				}
+				if c.winner >= 0 {
+					winners++
+				}
+				for range 30 {
+					in := randomInput(r, n)
+					in.Source, in.ClientID, in.Listener = ci.Source, ci.ClientID, ci.Listener
+					var q lookups
+					want := q.walk(p.m, in)
+					if got := c.first(in); got != want {
+						t.Fatalf("%+v: the connection gives rule %d, the walk %d", in, got, want)
+					}
+					_, wg := p.Match(in)
+					if _, g := connMatch(c, in); g != wg {
+						t.Fatalf("%+v: the connection gives group %q, the policy %q", in, g, wg)
+					}
+				}
+			}
+			if fewGroups == 0 || winners == 0 {
+				t.Fatalf("of 200 connections %d walk their own groups and %d have a winner: the test misses a path", fewGroups, winners)
+			}
+		})
+	}
+}
+
+// TestConnConcurrent decides a connection's queries from several
+// goroutines at once, as a stream listener's workers do, so that the
+// race detector sees its split memo written while read.
+func TestConnConcurrent(t *testing.T) {
+	p, err := Load("p.yaml", []byte(benchTail(100)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("127.0.0.1")
+	c := p.Conn(src, "", "tcp")
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 500 {
+				in := &Input{Source: src, Listener: "tcp", QName: fmt.Sprintf("svc-%d.zone-%d.example.", (i+g)%100, i%100), QType: 1}
+				wd, wg := p.Match(in)
+				d, g := c.Match(&Input{QName: in.QName, QType: in.QType})
+				if d != wd || g != wg {
+					t.Errorf("%+v: the connection gives %v %q, the policy %v %q", in, d, g, wd, wg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestConnManyGroups: a connection whose queries may match rules of more
+// than maxConnGroups mask groups decides through the matcher's memo, and
+// agrees with the walk.
+func TestConnManyGroups(t *testing.T) {
+	s := "version: v1\nrules:\n"
+	vals := []string{"tags: [t]", "ecs: [192.0.2.0/24]", "qname_prefix: [api.]", "qname_suffix: [example.com]", "qtype: [A]"}
+	for mask := 1; mask < 1<<len(vals); mask++ {
+		var parts []string
+		for d, v := range vals {
+			if mask&(1<<d) != 0 {
+				parts = append(parts, v)
+			}
+		}
+		s += fmt.Sprintf("  - {name: m%d, match: {%s}, route: g%d}\n", mask, strings.Join(parts, ", "), mask)
+	}
+	s += "  - {name: local, match: {source: [127.0.0.0/8]}, route: l}\n"
+	p, err := Load("p.yaml", []byte(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("127.0.0.1")
+	c := p.Conn(src, "", "tcp")
+	if !c.many {
+		t.Fatalf("a connection whose queries may match %d groups walks them", len(c.groups))
+	}
+	for i := range 64 {
+		in := &Input{Source: src, Listener: "tcp", QName: "www.example.org.", QType: 28}
+		if i&1 != 0 {
+			in.Tags = []string{"t"}
+		}
+		if i&2 != 0 {
+			in.ECS = netip.MustParsePrefix("192.0.2.0/24")
+		}
+		if i&4 != 0 {
+			in.QName = "api.example.org."
+		}
+		if i&8 != 0 {
+			in.QName = "www.example.com."
+		}
+		if i&16 != 0 {
+			in.QType = 1
+		}
+		var q lookups
+		want := q.walk(p.m, in)
+		if got := c.first(in); got != want {
+			t.Errorf("query %d: the connection gives rule %d, the walk %d", i, got, want)
+		}
+	}
 }

@@ -16,7 +16,8 @@ type Input struct {
 	ECS netip.Prefix
 	// ClientID is the DoH path or DoT/DoQ SNI label; empty when none.
 	ClientID string
-	// QName is the query name, a lower-case FQDN ("www.example.com.").
+	// QName is the query name, an FQDN ("www.example.com."), in any
+	// case: ASCII letters match without regard to it.
 	QName string
 	// QType is the query type.
 	QType uint16

@@ -42,25 +42,14 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 			d     *policy.Decision
 			group string
 		)
+		in := policy.Input{QName: q.Name, QType: q.Qtype, Tags: req.Tags}
+		if s.p.UsesECS() {
+			in.ECS = clientSubnet(req.Msg)
+		}
 		if c := s.conn(req); c != nil {
-			in := c.Input()
-			in.QName, in.QType, in.Tags = dnsname.Lower(q.Name), q.Qtype, req.Tags
-			if s.p.UsesECS() {
-				in.ECS = clientSubnet(req.Msg)
-			}
 			d, group = c.Match(&in)
 		} else {
-			in := policy.Input{
-				Source:   req.Client.Addr().Unmap().WithZone(""),
-				ClientID: req.ClientID,
-				QName:    dnsname.Lower(q.Name),
-				QType:    q.Qtype,
-				Listener: req.Listener.String(),
-				Tags:     req.Tags,
-			}
-			if s.p.UsesECS() {
-				in.ECS = clientSubnet(req.Msg)
-			}
+			in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
 			d, group = s.p.Match(&in)
 		}
 		if d == nil {
@@ -101,6 +90,7 @@ func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 // policy's view of the connection (see policy.Conn) and the request
 // fields it was made from, as the listener gave them.
 type policyConn struct {
+	p        *policy.Policy
 	c        *policy.Conn
 	addr     netip.Addr
 	clientID string
@@ -115,13 +105,19 @@ func (s *Policy) conn(req *pipeline.Request) *policy.Conn {
 	if req.Conn == nil {
 		return nil
 	}
-	addr := req.Client.Addr()
-	if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.c.Policy() == s.p &&
-		pc.addr == addr && pc.kind == req.Listener && pc.clientID == req.ClientID {
+	if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.p == s.p &&
+		pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID {
 		return pc.c
 	}
+	return s.bind(req)
+}
+
+// bind makes the policy's view of req's connection and keeps it in the
+// connection's memo.
+func (s *Policy) bind(req *pipeline.Request) *policy.Conn {
+	addr := req.Client.Addr()
 	c := s.p.Conn(addr.Unmap().WithZone(""), req.ClientID, req.Listener.String())
-	req.Conn.SetPolicy(&policyConn{c: c, addr: addr, clientID: req.ClientID, kind: req.Listener})
+	req.Conn.SetPolicy(&policyConn{p: s.p, c: c, addr: addr, clientID: req.ClientID, kind: req.Listener})
 	return c
 }
 
