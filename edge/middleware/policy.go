@@ -23,6 +23,7 @@ type Policy struct {
 	p       *policy.Policy
 	version string
 	deflt   string
+	usesECS bool
 }
 
 // NewPolicy returns the stage applying p. A route to defaultGroup, the
@@ -30,60 +31,78 @@ type Policy struct {
 // the same group, and its answers share one cache partition with the
 // unrouted queries' instead of being cached twice.
 func NewPolicy(p *policy.Policy, defaultGroup string) *Policy {
-	return &Policy{p: p, version: p.Version(), deflt: defaultGroup}
+	return &Policy{p: p, version: p.Version(), deflt: defaultGroup, usesECS: p.UsesECS()}
 }
 
 // Middleware decides before next.
 func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
-		req.Outcome.Policy = s.version
-		q := req.Question()
-		var (
-			d     *policy.Decision
-			group string
-		)
-		in := policy.Input{QName: q.Name, QType: q.Qtype, Tags: req.Tags}
-		if s.p.UsesECS() {
-			in.ECS = clientSubnet(req.Msg)
-		}
-		if c := s.conn(req); c != nil {
-			d, group = c.Match(&in)
-		} else {
-			in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
-			d, group = s.p.Match(&in)
-		}
-		if d == nil {
-			return next.ServeDNS(ctx, req)
-		}
-		req.Outcome.Rule = d.Rule
-		if d.RequireTSIG && req.TSIG != pipeline.TSIGVerified {
-			if req.TSIG == pipeline.TSIGNone {
-				req.TSIG = pipeline.TSIGRequired
-			}
-			req.Outcome.Source = pipeline.SourcePolicy
-			m := new(dns.Msg)
-			m.SetRcode(req.Msg, dns.RcodeRefused)
+		if m := s.apply(req); m != nil {
 			return m, nil
-		}
-		if group != "" && group != s.deflt {
-			req.Route = group
-		}
-		if len(d.Tags) > 0 {
-			// d.Tags belongs to the policy: never append into it, and
-			// never into a slice another stage may share.
-			tags := make([]string, 0, len(req.Tags)+len(d.Tags))
-			req.Tags = append(append(tags, req.Tags...), d.Tags...)
-		}
-		if d.ECS.Mode != "" {
-			req.ECSAction = ecsAction(d.ECS)
-		}
-		req.AllowANY = d.AllowANY
-		if d.Answer != nil {
-			req.Outcome.Source = pipeline.SourcePolicy
-			return localAnswer(req, d.Answer), nil
 		}
 		return next.ServeDNS(ctx, req)
 	})
+}
+
+// apply decides req and applies the decision to it; it returns the
+// answer when the policy answers the query itself, nil to go on. It is
+// kept out of the closure that calls the next stage, so that its frame
+// and those of the decision are off the stack while the rest of the
+// chain runs: the chain's stages nest, and every byte a stage keeps on
+// the stack makes a query's goroutine grow its stack sooner.
+//
+//go:noinline
+func (s *Policy) apply(req *pipeline.Request) *dns.Msg {
+	req.Outcome.Policy = s.version
+	var (
+		in    policy.Input // filled field by field: a literal is built, then copied
+		d     *policy.Decision
+		group string
+	)
+	if qs := req.Msg.Question; len(qs) > 0 {
+		in.QName, in.QType = qs[0].Name, qs[0].Qtype
+	}
+	in.Tags = req.Tags
+	if s.usesECS {
+		in.ECS = clientSubnet(req.Msg)
+	}
+	if c := s.conn(req); c != nil {
+		d, group = c.Match(&in)
+	} else {
+		in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
+		d, group = s.p.Match(&in)
+	}
+	if d == nil {
+		return nil
+	}
+	req.Outcome.Rule = d.Rule
+	if d.RequireTSIG && req.TSIG != pipeline.TSIGVerified {
+		if req.TSIG == pipeline.TSIGNone {
+			req.TSIG = pipeline.TSIGRequired
+		}
+		req.Outcome.Source = pipeline.SourcePolicy
+		m := new(dns.Msg)
+		m.SetRcode(req.Msg, dns.RcodeRefused)
+		return m
+	}
+	if group != "" && group != s.deflt {
+		req.Route = group
+	}
+	if len(d.Tags) > 0 {
+		// d.Tags belongs to the policy: never append into it, and
+		// never into a slice another stage may share.
+		tags := make([]string, 0, len(req.Tags)+len(d.Tags))
+		req.Tags = append(append(tags, req.Tags...), d.Tags...)
+	}
+	if d.ECS.Mode != "" {
+		req.ECSAction = ecsAction(d.ECS)
+	}
+	req.AllowANY = d.AllowANY
+	if d.Answer != nil {
+		req.Outcome.Source = pipeline.SourcePolicy
+		return localAnswer(req, d.Answer)
+	}
+	return nil
 }
 
 // policyConn is what the stage keeps in a connection's memo: the
