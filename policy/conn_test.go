@@ -324,3 +324,39 @@ func TestConnManyGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestQNameCase: a query name matches prefixes and suffixes whatever the
+// case of its ASCII letters (RFC 4343), as the caller passes it, over a
+// connection and without one.
+func TestQNameCase(t *testing.T) {
+	p, err := Load("p.yaml", []byte(`version: v1
+rules:
+  - {name: api, match: {qname_prefix: ["api-"]}, route: a}
+  - {name: zone, match: {qname_suffix: [Zone.Example]}, route: z}
+  - {name: deep, match: {qname_suffix: [in.deep.example]}, route: d}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := netip.MustParseAddr("192.0.2.1")
+	c := p.Conn(src, "", "udp")
+	for _, tt := range []struct{ name, rule string }{
+		{"api-1.example.", "api"},
+		{"API-1.example.", "api"},
+		{"Api-1.Example.", "api"},
+		{"www.zone.example.", "zone"},
+		{"WWW.ZONE.EXAMPLE.", "zone"},
+		{"zOnE.eXaMpLe.", "zone"},
+		{"x.In.Deep.Example.", "deep"},
+		{"x.deep.EXAMPLE.", ""},
+		{"ap.example.", ""},
+	} {
+		in := &Input{Source: src, Listener: "udp", QName: tt.name, QType: 1}
+		if got := p.Decide(in).Rule; got != tt.rule {
+			t.Errorf("%s: rule %q, want %q", tt.name, got, tt.rule)
+		}
+		if got, _ := connMatch(c, in); got != tt.rule {
+			t.Errorf("%s over a connection: rule %q, want %q", tt.name, got, tt.rule)
+		}
+	}
+}

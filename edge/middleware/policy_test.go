@@ -13,8 +13,8 @@ import (
 
 // TestPolicyStageDoesNotAllocate: deciding a query that matches a split
 // costs the stage no allocation (the decision's input stays on the
-// stack), so that a policy's cost per query is the decision alone. A
-// name in mixed case costs one: its lower-case copy.
+// stack, a name in mixed case is matched as it is), so that a policy's
+// cost per query is the decision alone.
 func TestPolicyStageDoesNotAllocate(t *testing.T) {
 	p, err := policy.Load("p.yaml", []byte(`version: v1
 rules:
@@ -27,7 +27,7 @@ rules:
 	ans := new(dns.Msg)
 	h := NewPolicy(p, "default").Middleware(pipeline.HandlerFunc(func(context.Context, *pipeline.Request) (*dns.Msg, error) { return ans, nil }))
 	q := new(dns.Msg)
-	q.SetQuestion("www.example.org.", dns.TypeA)
+	q.SetQuestion("www.Example.org.", dns.TypeA)
 	// Without a connection memo (UDP), and with one after the
 	// connection's first query (TCP, DoT).
 	for _, memo := range []*pipeline.ConnMemo{nil, new(pipeline.ConnMemo)} {
