@@ -135,6 +135,8 @@ func (c *Conn) Policy() *Policy { return c.p }
 // fills in with the query's own values (QName, QType, Tags, ECS), and
 // Match sets its Source, ClientID and Listener to c's.
 func (c *Conn) Match(in *Input) (d *Decision, group string) {
+	// The decision looks up none of them (see Conn): they are set for
+	// the split and for the caller.
 	in.Source, in.ClientID, in.Listener = c.source, c.clientID, c.listener
 	p := c.p
 	i := c.first(in)
@@ -146,13 +148,13 @@ func (c *Conn) Match(in *Input) (d *Decision, group string) {
 	if s == nil {
 		return &r.decision, r.decision.Group
 	}
-	if s.mode != splitWhitelist && p.sticky == StickyECS && in.ECS.IsValid() {
-		return &r.decision, s.group(in, p.sticky) // sticks by the query's ECS
-	}
-	if e := c.split.Load(); e != nil && e.rule == i {
+	if e := c.split.Load(); e != nil && e.rule == i && (p.sticky != StickyECS || !in.ECS.IsValid() || s.mode == splitWhitelist) {
 		return &r.decision, e.group
 	}
 	g := s.group(in, p.sticky)
+	if s.mode != splitWhitelist && p.sticky == StickyECS && in.ECS.IsValid() {
+		return &r.decision, g // sticks by the query's ECS
+	}
 	c.split.Store(&connSplit{rule: i, group: g})
 	return &r.decision, g
 }

@@ -313,8 +313,7 @@ func (m *matcher) lookupSuffix(name string) int32 {
 			ok bool
 		)
 		if upper {
-			var buf [255]byte
-			s, ok = m.suffix[string(lowerInto(buf[:0], name[i:]))]
+			s, ok = m.suffixFolded(name[i:])
 		} else {
 			s, ok = m.suffix[name[i:]]
 		}
@@ -326,6 +325,15 @@ func (m *matcher) lookupSuffix(name string) int32 {
 		}
 	}
 	return best
+}
+
+// suffixFolded looks up domain, which has upper-case letters, in the
+// suffix map in lower case. It is apart from lookupSuffix so that the
+// buffer is on the stack only for such names.
+func (m *matcher) suffixFolded(domain string) (int32, bool) {
+	var buf [255]byte
+	s, ok := m.suffix[string(lowerInto(buf[:0], domain))]
+	return s, ok
 }
 
 // lowerInto appends s to b with ASCII upper case folded to lower case,

@@ -66,8 +66,17 @@ func (s *Policy) apply(req *pipeline.Request) *dns.Msg {
 	if s.usesECS {
 		in.ECS = clientSubnet(req.Msg)
 	}
-	if c := s.conn(req); c != nil {
-		d, group = c.Match(&in)
+	if req.Conn != nil {
+		// The policy's view of the connection, made at its first query
+		// and kept in its memo; made again for a query whose client,
+		// client id or listener kind is not the one it was made from,
+		// or after a reload.
+		if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.p == s.p &&
+			pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID {
+			d, group = pc.c.Match(&in)
+		} else {
+			d, group = s.bind(req).Match(&in)
+		}
 	} else {
 		in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
 		d, group = s.p.Match(&in)
@@ -114,21 +123,6 @@ type policyConn struct {
 	addr     netip.Addr
 	clientID string
 	kind     pipeline.Kind
-}
-
-// conn returns the policy's view of req's connection, made at its first
-// query and kept in its memo, made again when the request's client,
-// client id or listener kind is not the one it was made from or the
-// policy was reloaded; nil for a request without a connection memo.
-func (s *Policy) conn(req *pipeline.Request) *policy.Conn {
-	if req.Conn == nil {
-		return nil
-	}
-	if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.p == s.p &&
-		pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID {
-		return pc.c
-	}
-	return s.bind(req)
 }
 
 // bind makes the policy's view of req's connection and keeps it in the
