@@ -80,16 +80,25 @@ var dimCost = [nDimsAll]int{dimClientID: 0, dimECS: 1, dimListener: 2, dimQType:
 // none. A matcher of several mask groups looks up every dimension its
 // rules use and asks its memo (see memo) for the rule that signature
 // chose before; on a miss, and for a matcher of one group, it walks the
-// groups (see walk).
-func (m *matcher) first(in *Input) int {
+// groups (see walk). pre, when not nil, holds the lookups of in's
+// connection (see Conn), which are not made again.
+func (m *matcher) first(in *Input, pre *connLookups) int {
 	if m == nil || m.words == 0 {
 		return -1
 	}
 	var q lookups
+	if pre != nil {
+		q.looked, q.wild, q.sets = pre.looked, pre.wild, pre.sets
+	}
+	return m.decide(&q, in)
+}
+
+// decide is first for a query whose lookups so far q holds.
+func (m *matcher) decide(q *lookups, in *Input) int {
 	if m.memo == nil {
 		return q.walk(m, in)
 	}
-	m.signature(&q, in)
+	m.signature(q, in)
 	if q.nTags > 1 {
 		// The signature holds one tag set: a query with several walks.
 		return q.walk(m, in)
@@ -165,11 +174,13 @@ func (q *lookups) namedAll(m *matcher, in *Input, g *maskGroup) bool {
 		}
 		q.looked |= 1 << d
 		set, ok := m.lookup(q, in, int(d))
+		if int(d) == dimTags {
+			set = q.tagSets[0] // as signature has it
+		}
+		q.put(int(d), set, ok)
 		if !ok {
-			q.wild |= 1 << d
 			return false
 		}
-		q.sets[d] = set
 	}
 	return true
 }
@@ -267,7 +278,8 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 // neither listed nor above a listed domain, so that a name below no rule
 // costs one lookup. The domains' hashes, taken from the last byte
 // backwards, grow with the walk; the filter turns away most domains not
-// in the map before the map is asked.
+// in the map before the map is asked. ASCII letters compare without
+// regard to case.
 func (m *matcher) lookupSuffix(name string) int32 {
 	best := int32(-1)
 	if len(m.suffix) == 0 || name == "" {
@@ -282,15 +294,29 @@ func (m *matcher) lookupSuffix(name string) int32 {
 		end--
 		h = fnvByte(h, '.')
 	}
+	upper := false // name[i:] has an upper-case letter
 	for i := end - 1; i >= 0; i-- {
-		h = fnvByte(h, name[i])
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+			upper = true
+		}
+		h = fnvByte(h, c)
 		if i > 0 && name[i-1] != '.' {
 			continue
 		}
 		if !m.suffixFilter.has(h) {
 			break
 		}
-		s, ok := m.suffix[name[i:]]
+		var (
+			s  int32
+			ok bool
+		)
+		if upper {
+			s, ok = m.suffixFolded(name[i:])
+		} else {
+			s, ok = m.suffix[name[i:]]
+		}
 		if !ok {
 			break
 		}
@@ -299,6 +325,28 @@ func (m *matcher) lookupSuffix(name string) int32 {
 		}
 	}
 	return best
+}
+
+// suffixFolded looks up domain, which has upper-case letters, in the
+// suffix map in lower case. It is apart from lookupSuffix so that the
+// buffer is on the stack only for such names.
+func (m *matcher) suffixFolded(domain string) (int32, bool) {
+	var buf [255]byte
+	s, ok := m.suffix[string(lowerInto(buf[:0], domain))]
+	return s, ok
+}
+
+// lowerInto appends s to b with ASCII upper case folded to lower case,
+// as DNS compares names (RFC 4343 §3).
+func lowerInto(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
 }
 
 // suffixHash is the hash lookupSuffix has for domain: FNV-1a over its
@@ -359,7 +407,7 @@ func (t *trie) insert(prefix string) int32 {
 }
 
 // lookup returns the set of the longest prefix of name in the trie, or
-// wild.
+// wild, comparing ASCII letters without regard to case.
 func (t *trie) lookup(name string, wild int32) int32 {
 	best := wild
 	if len(t.nodes) == 0 {
@@ -367,7 +415,11 @@ func (t *trie) lookup(name string, wild int32) int32 {
 	}
 	n := int32(0)
 	for i := 0; i < len(name); i++ {
-		if n = t.child(n, name[i]); n < 0 {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if n = t.child(n, c); n < 0 {
 			break
 		}
 		if s := t.nodes[n].set; s >= 0 {

@@ -44,10 +44,11 @@ func (s *signature) hash() uint64 {
 // signature looks up every dimension some rule of m names, so that the
 // walk looks up none: q.sets holds each one's set, -1 where no rule names
 // the query's value, and, for tags, the one tag set when a single tag of
-// the query is named.
+// the query is named. Dimensions q has looked up already (a connection's,
+// see Conn) are not looked up again.
 func (m *matcher) signature(q *lookups, in *Input) {
-	u := m.used
-	q.looked = u
+	u := m.used &^ q.looked
+	q.looked |= u
 	if u&(1<<dimClientID) != 0 {
 		s, ok := int32(0), false
 		if in.ClientID != "" {

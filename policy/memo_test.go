@@ -72,7 +72,7 @@ func TestMemoAgreesWithWalk(t *testing.T) {
 				for _, in := range ins {
 					var q lookups
 					want := q.walk(p.m, in)
-					if got := p.m.first(in); got != want {
+					if got := p.m.first(in, nil); got != want {
 						t.Fatalf("pass %d, %+v: memo gives rule %d, the walk %d", pass, in, got, want)
 					}
 					if want >= 0 && p.rules[want].decision.Rule != "default" {
@@ -100,7 +100,7 @@ func TestMemoConcurrent(t *testing.T) {
 			for range 2000 {
 				in := randomInput(r, 100)
 				var q lookups
-				if want, got := q.walk(p.m, in), p.m.first(in); got != want {
+				if want, got := q.walk(p.m, in), p.m.first(in, nil); got != want {
 					t.Errorf("%+v: memo gives rule %d, the walk %d", in, got, want)
 					return
 				}

@@ -16,7 +16,8 @@ type Input struct {
 	ECS netip.Prefix
 	// ClientID is the DoH path or DoT/DoQ SNI label; empty when none.
 	ClientID string
-	// QName is the query name, a lower-case FQDN ("www.example.com.").
+	// QName is the query name, an FQDN ("www.example.com."), in any
+	// case: ASCII letters match without regard to it.
 	QName string
 	// QType is the query type.
 	QType uint16
@@ -124,7 +125,7 @@ func (p *Policy) Decide(in *Input) Decision {
 // split the client is on), whatever d.Group says; nil when no rule
 // matches.
 func (p *Policy) Match(in *Input) (d *Decision, group string) {
-	i := p.m.first(in)
+	i := p.m.first(in, nil)
 	if i < 0 {
 		return nil, ""
 	}

@@ -56,6 +56,7 @@ type tcpConn struct {
 	slots         chan struct{}        // MaxQueriesPerConn query slots
 	flight        flight               // queries in flight on this connection
 	evicted       atomic.Bool          // closed to make room for another client
+	memo          pipeline.ConnMemo    // what stages keep for the connection's queries
 
 	wmu sync.Mutex      // guards w
 	w   coalesce.Writer // replies, set up once the connection is ready for them
@@ -542,6 +543,7 @@ func (l *TCP) serve(j tcpJob) {
 		Listener: l.kind,
 		ClientID: tc.clientID,
 		TLS:      tc.state,
+		Conn:     &tc.memo,
 		Received: received,
 		MaxSize:  dns.MaxMsgSize,
 	}

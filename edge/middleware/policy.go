@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
@@ -22,6 +23,7 @@ type Policy struct {
 	p       *policy.Policy
 	version string
 	deflt   string
+	usesECS bool
 }
 
 // NewPolicy returns the stage applying p. A route to defaultGroup, the
@@ -29,58 +31,107 @@ type Policy struct {
 // the same group, and its answers share one cache partition with the
 // unrouted queries' instead of being cached twice.
 func NewPolicy(p *policy.Policy, defaultGroup string) *Policy {
-	return &Policy{p: p, version: p.Version(), deflt: defaultGroup}
+	return &Policy{p: p, version: p.Version(), deflt: defaultGroup, usesECS: p.UsesECS()}
 }
 
 // Middleware decides before next.
 func (s *Policy) Middleware(next pipeline.Handler) pipeline.Handler {
 	return pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
-		req.Outcome.Policy = s.version
-		q := req.Question()
-		in := policy.Input{
-			Source:   req.Client.Addr().Unmap().WithZone(""),
-			ClientID: req.ClientID,
-			QName:    dnsname.Lower(q.Name),
-			QType:    q.Qtype,
-			Listener: req.Listener.String(),
-			Tags:     req.Tags,
-		}
-		if s.p.UsesECS() {
-			in.ECS = clientSubnet(req.Msg)
-		}
-		d, group := s.p.Match(&in)
-		if d == nil {
-			return next.ServeDNS(ctx, req)
-		}
-		req.Outcome.Rule = d.Rule
-		if d.RequireTSIG && req.TSIG != pipeline.TSIGVerified {
-			if req.TSIG == pipeline.TSIGNone {
-				req.TSIG = pipeline.TSIGRequired
-			}
-			req.Outcome.Source = pipeline.SourcePolicy
-			m := new(dns.Msg)
-			m.SetRcode(req.Msg, dns.RcodeRefused)
+		if m := s.apply(req); m != nil {
 			return m, nil
-		}
-		if group != "" && group != s.deflt {
-			req.Route = group
-		}
-		if len(d.Tags) > 0 {
-			// d.Tags belongs to the policy: never append into it, and
-			// never into a slice another stage may share.
-			tags := make([]string, 0, len(req.Tags)+len(d.Tags))
-			req.Tags = append(append(tags, req.Tags...), d.Tags...)
-		}
-		if d.ECS.Mode != "" {
-			req.ECSAction = ecsAction(d.ECS)
-		}
-		req.AllowANY = d.AllowANY
-		if d.Answer != nil {
-			req.Outcome.Source = pipeline.SourcePolicy
-			return localAnswer(req, d.Answer), nil
 		}
 		return next.ServeDNS(ctx, req)
 	})
+}
+
+// apply decides req and applies the decision to it; it returns the
+// answer when the policy answers the query itself, nil to go on. It is
+// kept out of the closure that calls the next stage, so that its frame
+// and those of the decision are off the stack while the rest of the
+// chain runs: the chain's stages nest, and every byte a stage keeps on
+// the stack makes a query's goroutine grow its stack sooner.
+//
+//go:noinline
+func (s *Policy) apply(req *pipeline.Request) *dns.Msg {
+	req.Outcome.Policy = s.version
+	var (
+		in    policy.Input // filled field by field: a literal is built, then copied
+		d     *policy.Decision
+		group string
+	)
+	if qs := req.Msg.Question; len(qs) > 0 {
+		in.QName, in.QType = qs[0].Name, qs[0].Qtype
+	}
+	in.Tags = req.Tags
+	if s.usesECS {
+		in.ECS = clientSubnet(req.Msg)
+	}
+	if req.Conn != nil {
+		// The policy's view of the connection, made at its first query
+		// and kept in its memo; made again for a query whose client,
+		// client id or listener kind is not the one it was made from,
+		// or after a reload.
+		if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.p == s.p &&
+			pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID {
+			d, group = pc.c.Match(&in)
+		} else {
+			d, group = s.bind(req).Match(&in)
+		}
+	} else {
+		in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
+		d, group = s.p.Match(&in)
+	}
+	if d == nil {
+		return nil
+	}
+	req.Outcome.Rule = d.Rule
+	if d.RequireTSIG && req.TSIG != pipeline.TSIGVerified {
+		if req.TSIG == pipeline.TSIGNone {
+			req.TSIG = pipeline.TSIGRequired
+		}
+		req.Outcome.Source = pipeline.SourcePolicy
+		m := new(dns.Msg)
+		m.SetRcode(req.Msg, dns.RcodeRefused)
+		return m
+	}
+	if group != "" && group != s.deflt {
+		req.Route = group
+	}
+	if len(d.Tags) > 0 {
+		// d.Tags belongs to the policy: never append into it, and
+		// never into a slice another stage may share.
+		tags := make([]string, 0, len(req.Tags)+len(d.Tags))
+		req.Tags = append(append(tags, req.Tags...), d.Tags...)
+	}
+	if d.ECS.Mode != "" {
+		req.ECSAction = ecsAction(d.ECS)
+	}
+	req.AllowANY = d.AllowANY
+	if d.Answer != nil {
+		req.Outcome.Source = pipeline.SourcePolicy
+		return localAnswer(req, d.Answer)
+	}
+	return nil
+}
+
+// policyConn is what the stage keeps in a connection's memo: the
+// policy's view of the connection (see policy.Conn) and the request
+// fields it was made from, as the listener gave them.
+type policyConn struct {
+	p        *policy.Policy
+	c        *policy.Conn
+	addr     netip.Addr
+	clientID string
+	kind     pipeline.Kind
+}
+
+// bind makes the policy's view of req's connection and keeps it in the
+// connection's memo.
+func (s *Policy) bind(req *pipeline.Request) *policy.Conn {
+	addr := req.Client.Addr()
+	c := s.p.Conn(addr.Unmap().WithZone(""), req.ClientID, req.Listener.String())
+	req.Conn.SetPolicy(&policyConn{p: s.p, c: c, addr: addr, clientID: req.ClientID, kind: req.Listener})
+	return c
 }
 
 // ecsAction translates policy's ECS decision into the pipeline's.

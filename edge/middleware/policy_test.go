@@ -13,8 +13,8 @@ import (
 
 // TestPolicyStageDoesNotAllocate: deciding a query that matches a split
 // costs the stage no allocation (the decision's input stays on the
-// stack), so that a policy's cost per query is the decision alone. A
-// name in mixed case costs one: its lower-case copy.
+// stack, a name in mixed case is matched as it is), so that a policy's
+// cost per query is the decision alone.
 func TestPolicyStageDoesNotAllocate(t *testing.T) {
 	p, err := policy.Load("p.yaml", []byte(`version: v1
 rules:
@@ -27,21 +27,29 @@ rules:
 	ans := new(dns.Msg)
 	h := NewPolicy(p, "default").Middleware(pipeline.HandlerFunc(func(context.Context, *pipeline.Request) (*dns.Msg, error) { return ans, nil }))
 	q := new(dns.Msg)
-	q.SetQuestion("www.example.org.", dns.TypeA)
-	base := pipeline.Request{Msg: q, Client: netip.MustParseAddrPort("127.0.0.1:5353"), Listener: pipeline.KindTCP}
-	req := new(pipeline.Request)
-	ctx := context.Background()
-	allocs := testing.AllocsPerRun(200, func() {
+	q.SetQuestion("www.Example.org.", dns.TypeA)
+	// Without a connection memo (UDP), and with one after the
+	// connection's first query (TCP, DoT).
+	for _, memo := range []*pipeline.ConnMemo{nil, new(pipeline.ConnMemo)} {
+		base := pipeline.Request{Msg: q, Client: netip.MustParseAddrPort("127.0.0.1:5353"), Listener: pipeline.KindTCP, Conn: memo}
+		req := new(pipeline.Request)
+		ctx := context.Background()
 		*req = base
 		if _, err := h.ServeDNS(ctx, req); err != nil {
 			t.Fatal(err)
 		}
-	})
-	if req.Outcome.Rule != "half" {
-		t.Fatalf("rule %q route %q: the query missed the split", req.Outcome.Rule, req.Route)
-	}
-	if allocs != 0 {
-		t.Errorf("the policy stage allocates %v times per query", allocs)
+		allocs := testing.AllocsPerRun(200, func() {
+			*req = base
+			if _, err := h.ServeDNS(ctx, req); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if req.Outcome.Rule != "half" {
+			t.Fatalf("rule %q route %q: the query missed the split", req.Outcome.Rule, req.Route)
+		}
+		if allocs != 0 {
+			t.Errorf("memo %v: the policy stage allocates %v times per query", memo != nil, allocs)
+		}
 	}
 }
 
@@ -71,6 +79,73 @@ rules:
 		}
 		if req.Outcome.Rule != tt.rule || req.Route != tt.route {
 			t.Errorf("%s: rule %q route %q, want %q %q", tt.name, req.Outcome.Rule, req.Route, tt.rule, tt.route)
+		}
+	}
+}
+
+// TestPolicyConnMemo: over a connection with a memo, the stage decides
+// each query on the query's own tags, ECS and name, never on the
+// decision of the connection's previous query; a stage of a reloaded
+// policy decides on its own rules, not on the memo the old policy left
+// in the connection; and a request from another client over the same
+// memo is decided on its own client.
+func TestPolicyConnMemo(t *testing.T) {
+	load := func(doc string) *policy.Policy {
+		t.Helper()
+		p, err := policy.Load("p.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	old := load(`version: v1
+rules:
+  - {name: tagged, match: {tags: [team=a], source: [127.0.0.0/8]}, route: a}
+  - {name: ecs-net, match: {ecs: [192.0.2.0/24], source: [127.0.0.0/8]}, route: e}
+  - {name: local, match: {source: [127.0.0.0/8], listener: [tcp]}, route: l}
+`)
+	reloaded := load(`version: v2
+rules:
+  - {name: new-local, match: {source: [127.0.0.0/8]}, route: n}
+`)
+	next := pipeline.HandlerFunc(func(context.Context, *pipeline.Request) (*dns.Msg, error) { return new(dns.Msg), nil })
+	hOld := NewPolicy(old, "default").Middleware(next)
+	hNew := NewPolicy(reloaded, "default").Middleware(next)
+	var memo pipeline.ConnMemo
+	local := netip.MustParseAddrPort("127.0.0.1:5353")
+	for i, tt := range []struct {
+		h           pipeline.Handler
+		client      netip.AddrPort
+		kind        pipeline.Kind
+		tags        []string
+		ecs         string
+		rule, route string
+	}{
+		{h: hOld, client: local, kind: pipeline.KindTCP, rule: "local", route: "l"},
+		{h: hOld, client: local, kind: pipeline.KindTCP, tags: []string{"team=a"}, rule: "tagged", route: "a"},
+		{h: hOld, client: local, kind: pipeline.KindTCP, ecs: "192.0.2.0/24", rule: "ecs-net", route: "e"},
+		{h: hOld, client: local, kind: pipeline.KindTCP, rule: "local", route: "l"},
+		{h: hOld, client: local, kind: pipeline.KindDoT, rule: "", route: ""},
+		{h: hOld, client: netip.MustParseAddrPort("192.0.2.7:53"), kind: pipeline.KindTCP, rule: "", route: ""},
+		{h: hOld, client: local, kind: pipeline.KindTCP, rule: "local", route: "l"},
+		{h: hNew, client: local, kind: pipeline.KindTCP, rule: "new-local", route: "n"},
+		{h: hNew, client: local, kind: pipeline.KindTCP, tags: []string{"team=a"}, rule: "new-local", route: "n"},
+		{h: hOld, client: local, kind: pipeline.KindTCP, rule: "local", route: "l"},
+	} {
+		q := new(dns.Msg)
+		q.SetQuestion("www.example.org.", dns.TypeA)
+		if tt.ecs != "" {
+			o := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+			p := netip.MustParsePrefix(tt.ecs)
+			o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()})
+			q.Extra = append(q.Extra, o)
+		}
+		req := &pipeline.Request{Msg: q, Client: tt.client, Listener: tt.kind, Tags: tt.tags, Conn: &memo}
+		if _, err := tt.h.ServeDNS(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		if req.Outcome.Rule != tt.rule || req.Route != tt.route {
+			t.Errorf("query %d: rule %q route %q, want %q %q", i, req.Outcome.Rule, req.Route, tt.rule, tt.route)
 		}
 	}
 }

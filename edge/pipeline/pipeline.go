@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -139,6 +140,10 @@ type Request struct {
 	ClientID string
 	// TLS is the connection state on encrypted listeners, nil otherwise.
 	TLS *tls.ConnectionState
+	// Conn is the memo of the connection the query came over, shared by
+	// its queries; nil where there is no connection (UDP) or the
+	// listener keeps none.
+	Conn *ConnMemo
 	// TraceID correlates logs of this query across hops: taken from the
 	// client (DoH traceparent or X-DNS-TraceID) or from the query's span.
 	// Read it with Trace, which makes one when none came and the trace
@@ -192,6 +197,23 @@ func (u UpstreamReply) WireOf(m *dns.Msg) []byte {
 	}
 	return u.Wire
 }
+
+// ConnMemo is where the policy stage keeps, for a connection's next
+// queries, what it worked out from the fields of a Request that are the
+// same for every query of the connection (Client's address, Listener,
+// ClientID). It checks before using it that it was made from the
+// request's own fields and by the stage's own generation, so a stale or
+// foreign value costs a lookup, never a wrong decision. The listener
+// makes one per connection; its zero value is empty. Safe for concurrent
+// use.
+type ConnMemo struct{ policy atomic.Value }
+
+// Policy returns what the policy stage stored, nil for nothing.
+func (c *ConnMemo) Policy() any { return c.policy.Load() }
+
+// SetPolicy stores v for the policy stage, which always stores values
+// of one type.
+func (c *ConnMemo) SetPolicy(v any) { c.policy.Store(v) }
 
 // ReplySigner signs the reply to a TSIG-signed query (RFC 8945 §5.3).
 // Implementations are safe for concurrent use.
