@@ -12,7 +12,7 @@ import (
 	"golang.org/x/net/ipv4"
 
 	"github.com/dnsedge/dnsedge/internal/batch"
-	"github.com/dnsedge/dnsedge/internal/mmsg"
+	"github.com/dnsedge/dnsedge/internal/rawio"
 )
 
 // udpSocket is one socket of a UDP listener and the replies waiting to be
@@ -20,7 +20,7 @@ import (
 type udpSocket struct {
 	conn *net.UDPConn
 	v6   bool
-	bc   mmsg.Batcher // nil: one datagram per syscall
+	bc   rawio.Batcher // nil: one datagram per syscall
 
 	mu       sync.Mutex
 	pending  []udpReply // under mu; at most cap(pending)
@@ -53,7 +53,7 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 	if batch <= 1 {
 		return s
 	}
-	bc, err := mmsg.New(c, v6)
+	bc, err := rawio.NewBatcher(c, v6)
 	if err != nil {
 		return s // one datagram per syscall then
 	}

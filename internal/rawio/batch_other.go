@@ -1,6 +1,6 @@
 //go:build !linux
 
-package mmsg
+package rawio
 
 import (
 	"net"

@@ -1,4 +1,4 @@
-package mmsg
+package rawio
 
 import (
 	"bytes"
@@ -39,7 +39,7 @@ func TestReadWriteBatch(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := listen(t, tt.network, tt.addr)
-			b, err := New(srv, tt.network != "udp4")
+			b, err := NewBatcher(srv, tt.network != "udp4")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -125,7 +125,7 @@ func TestReadWriteBatch(t *testing.T) {
 // the socket's deadline, as closing a listener relies on.
 func TestReadDeadline(t *testing.T) {
 	srv := listen(t, "udp4", "127.0.0.1:0")
-	b, err := New(srv, false)
+	b, err := NewBatcher(srv, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestReadDeadline(t *testing.T) {
 func TestWriteBadAddress(t *testing.T) {
 	srv := listen(t, "udp4", "127.0.0.1:0")
 	cl := listen(t, "udp4", "127.0.0.1:0")
-	b, err := New(srv, false)
+	b, err := NewBatcher(srv, false)
 	if err != nil {
 		t.Fatal(err)
 	}
