@@ -19,6 +19,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/internal/rawio"
 )
 
 // TCP serves DNS over TCP (RFC 7766): length-prefixed messages, several
@@ -252,7 +253,7 @@ func (l *TCP) accept() {
 		backoff = 0
 		lim := l.limits()
 		tc := &tcpConn{
-			conn:   conn,
+			conn:   rawio.Stream(conn),
 			client: unmap(conn.RemoteAddr().(*net.TCPAddr).AddrPort()),
 			local:  unmap(conn.LocalAddr().(*net.TCPAddr).AddrPort()),
 			slots:  make(chan struct{}, lim.MaxQueriesPerConn),

@@ -8,26 +8,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
-)
 
-// batchConn reads and writes several datagrams per syscall (recvmmsg and
-// sendmmsg on Linux): ipv4.PacketConn and ipv6.PacketConn, whose Message
-// types are one type.
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
-}
+	"github.com/dnsedge/dnsedge/internal/batch"
+	"github.com/dnsedge/dnsedge/internal/rawio"
+)
 
 // udpSocket is one socket of a UDP listener and the replies waiting to be
 // written on it. Safe for concurrent use.
 type udpSocket struct {
 	conn *net.UDPConn
 	v6   bool
-	bc   batchConn // nil: one datagram per syscall
+	bc   rawio.Batcher // nil: one datagram per syscall
 
 	mu       sync.Mutex
 	pending  []udpReply // under mu; at most cap(pending)
@@ -60,11 +53,11 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 	if batch <= 1 {
 		return s
 	}
-	if v6 {
-		s.bc = ipv6.NewPacketConn(c)
-	} else {
-		s.bc = ipv4.NewPacketConn(c)
+	bc, err := rawio.NewBatcher(c, v6)
+	if err != nil {
+		return s // one datagram per syscall then
 	}
+	s.bc = bc
 	// Replies finish in bursts larger than a read batch when many
 	// queries wait.
 	n := writeBatches * batch

@@ -1,0 +1,8 @@
+package rawio
+
+import "net"
+
+// Stream returns c, whose Read and Write make raw system calls on Linux
+// (see the package documentation); its other methods are c's. Elsewhere
+// it returns c.
+func Stream(c *net.TCPConn) net.Conn { return newStream(c) }

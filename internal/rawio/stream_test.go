@@ -1,0 +1,118 @@
+package rawio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+)
+
+// pair returns a connected TCP pair on loopback: the accepted side
+// wrapped by Stream, and the dialled side.
+func pair(t *testing.T) (net.Conn, *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp4", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	cl, err := net.DialTCP("tcp4", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.AcceptTCP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Stream(srv)
+	t.Cleanup(func() { s.Close(); cl.Close() })
+	return s, cl
+}
+
+func TestStream(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s net.Conn, peer *net.TCPConn)
+	}{
+		{"read what the peer wrote, then EOF", func(t *testing.T, s net.Conn, peer *net.TCPConn) {
+			peer.Write([]byte("hello"))
+			peer.CloseWrite()
+			got, err := io.ReadAll(s)
+			if err != nil || string(got) != "hello" {
+				t.Errorf("ReadAll = %q, %v; want hello, nil", got, err)
+			}
+		}},
+		{"a write larger than the socket buffers", func(t *testing.T, s net.Conn, peer *net.TCPConn) {
+			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(peer)
+				got <- b
+			}()
+			s.SetWriteDeadline(time.Now().Add(20 * time.Second))
+			n, err := s.Write(big)
+			if n != len(big) || err != nil {
+				t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+			}
+			s.(interface{ CloseWrite() error }).CloseWrite()
+			if b := <-got; !bytes.Equal(b, big) {
+				t.Errorf("peer read %d bytes, not what was written", len(b))
+			}
+		}},
+		{"a read deadline is a timeout", func(t *testing.T, s net.Conn, _ *net.TCPConn) {
+			s.SetReadDeadline(time.Unix(1, 0))
+			_, err := s.Read(make([]byte, 10))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Errorf("Read = %v, want a timeout", err)
+			}
+		}},
+		{"a write deadline is a timeout", func(t *testing.T, s net.Conn, _ *net.TCPConn) {
+			s.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+			big := make([]byte, 64<<20) // the peer reads nothing
+			n, err := s.Write(big)
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || n >= len(big) {
+				t.Errorf("Write = %d, %v; want a timeout before all is written", n, err)
+			}
+		}},
+		{"close ends a waiting read", func(t *testing.T, s net.Conn, _ *net.TCPConn) {
+			done := make(chan error, 1)
+			go func() {
+				_, err := s.Read(make([]byte, 10))
+				done <- err
+			}()
+			time.Sleep(10 * time.Millisecond) // let the read wait; it ends either way
+			s.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Read = %v, want net.ErrClosed", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("Read still waiting after Close")
+			}
+		}},
+		{"write to a peer that reset", func(t *testing.T, s net.Conn, peer *net.TCPConn) {
+			peer.SetLinger(0)
+			peer.Close()
+			var err error
+			deadline := time.Now().Add(10 * time.Second)
+			for err == nil && time.Now().Before(deadline) {
+				_, err = s.Write([]byte("x"))
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "write" {
+				t.Errorf("Write = %v, want a write error", err)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, peer := pair(t)
+			tt.run(t, s, peer)
+		})
+	}
+}
