@@ -23,7 +23,9 @@ import (
 // connections (listen.QUICRouting), so new DoQ and HTTP/3 connections
 // are the new process's from Drain on, and the DoQ listeners close their
 // own connections as they go idle, the rest at the drain deadline
-// (connDrainer), so that their clients move to the new process too. A
+// (connDrainer), so that their clients move to the new process too (a
+// new process that does not read what is forwarded gets the DoQ clients
+// once this one exits, as it gets the new connections). A
 // DoH listener drains its HTTP/3 side with the rest (GOAWAY); once
 // closed, its socket forwards every packet to the new process.
 
@@ -118,9 +120,10 @@ func (s *Server) listenAdmin(addr string, conf *tls.Config, h http.Handler) (*ad
 // letting their connections finish within timeout, and closes the
 // metrics and admin endpoints; the DoQ listeners keep their sockets
 // until Close (ForwardQUIC hands the new connections to the new process)
-// and close their connections as they go idle, at the latest at timeout
-// once their queries are answered. It returns at once; Drained reports
-// the end. Call Resume to serve again, or Close.
+// and, when ForwardQUIC was called, close their connections as they go
+// idle, at the latest at timeout once their queries are answered (else
+// they serve them until Close). It returns at once; Drained reports the
+// end. Call Resume to serve again, or Close.
 func (s *Server) Drain(timeout time.Duration) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -136,7 +139,9 @@ func (s *Server) Drain(timeout time.Duration) {
 		if !ok {
 			take(keep, k, func() (*liveListener, func() error, error) { return ll, ll.close, nil })
 			kept[k] = ll
-			if cd, ok := ll.l.(connDrainer); ok {
+			// Only while new QUIC connections go to the new process:
+			// otherwise the clients would come back here.
+			if cd, ok := ll.l.(connDrainer); ok && s.quicRouting.Forwarding() {
 				s.drained.Go(func() {
 					if err := cd.DrainConns(timeout); err != nil {
 						s.log.Warn("drain", "proto", ll.spec.Proto, "address", ll.spec.Address, "error", err.Error())
