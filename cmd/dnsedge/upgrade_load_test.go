@@ -31,21 +31,25 @@ const upgradeNames = 20000
 
 // Timeline of each round of TestUpgradeUnderLoad.
 const (
-	upgradeLoad = 22 * time.Second // length of the load
+	upgradeLoad = 30 * time.Second // length of the load
 	upgradeAt   = 10 * time.Second // the upgrade, from the start of the load
-	// The old process exits at the end of the watch window, after the
-	// load; the drain deadline also falls after the load, which ends
-	// before the TCP and DoT connections of dnsperf are idle (see
-	// TestUpgradeUnderLoad). Its DoQ connections move to the new process
-	// long before either, as they go idle.
+	// The drain deadline falls after the load, as the default (30s)
+	// would: dnsperf keeps its TCP and DoT connections busy until it
+	// ends. The old process's DoQ connections move to the new process
+	// long before, as they go idle; it exits once its connections are
+	// done, the watch window having passed.
+	upgradeDrain = 25 * time.Second
 	upgradeWatch = 14 * time.Second
-	upgradeDrain = 15 * time.Second
+	// upgradeQPS is the rate of each of UDP, TCP, DoT and DoH;
+	// upgradeDoQ that of DoQ.
+	upgradeQPS = 5000
+	upgradeDoQ = 500
 )
 
 // TestUpgradeUnderLoad upgrades dnsedge to a binary that answers another
-// version.bind while dnsperf sends UDP, TCP and DoT queries, Go's HTTP/2
-// client DoH queries and quicload DoQ queries, about 5,000 a second in
-// all: no query is lost on
+// version.bind while dnsperf sends UDP, TCP and DoT queries and Go's
+// HTTP/2 client DoH queries, upgradeQPS a second each, and quicload DoQ
+// queries: no query is lost on
 // any protocol (the DoQ client opens a connection the old process closes
 // again, and asks again what it had sent on it, as stub resolvers do),
 // the old process's DoQ connections move to the new process within the
@@ -157,11 +161,11 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		return &run{name: mode, cmd: exec.Command(r.dnsperf, args...)}
 	}
 	runs := []*run{
-		perf("udp", r.ports["plain"], 2000, 4),
-		perf("tcp", r.ports["plain"], 1000, 2),
-		perf("dot", r.ports["dot"], 1000, 2),
+		perf("udp", r.ports["plain"], upgradeQPS, 4),
+		perf("tcp", r.ports["plain"], upgradeQPS, 4),
+		perf("dot", r.ports["dot"], upgradeQPS, 4),
 		{name: "doq", cmd: exec.Command(r.quicload, "-mode", "doq", "-addr", fmt.Sprintf("127.0.0.1:%d", r.ports["doq"]),
-			"-ca", r.ca, "-names", r.qfile, "-c", "2", "-q", "20", "-rate", "500", "-d", upgradeLoad.String(), "-t", "5s", "-reconnect", "-v")},
+			"-ca", r.ca, "-names", r.qfile, "-c", "2", "-q", "20", "-rate", strconv.Itoa(upgradeDoQ), "-d", upgradeLoad.String(), "-t", "5s", "-reconnect", "-v")},
 	}
 	pem, err := os.ReadFile(r.ca)
 	if err != nil {
@@ -173,7 +177,7 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 	}
 	start := time.Now()
 	doh := dohLoad(fmt.Sprintf("https://127.0.0.1:%d/dns-query", r.ports["doh"]),
-		&tls.Config{ServerName: "dns.test", RootCAs: poolOf(pem)}, 20, 50, upgradeLoad, names)
+		&tls.Config{ServerName: "dns.test", RootCAs: poolOf(pem)}, 50, upgradeQPS/50, upgradeLoad, names)
 	defer doh.finish()
 	var wg sync.WaitGroup
 	for _, rn := range runs {
