@@ -176,6 +176,11 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		names[i] = fmt.Sprintf("h%d.test.example.", i)
 	}
 	start := time.Now()
+	// 50 workers: the client in this process (under the race detector)
+	// sends 1-2k a second of the upgradeQPS asked. With 250 it sends no
+	// more, and when the GOAWAY of the old process makes them all dial at
+	// once, the new process resets the connections past the 64 one client
+	// address may hold (max_tcp_connections_per_client).
 	doh := dohLoad(fmt.Sprintf("https://127.0.0.1:%d/dns-query", r.ports["doh"]),
 		&tls.Config{ServerName: "dns.test", RootCAs: poolOf(pem)}, 50, upgradeQPS/50, upgradeLoad, names)
 	defer doh.finish()
