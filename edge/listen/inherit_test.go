@@ -173,8 +173,8 @@ func TestTCPDrain(t *testing.T) {
 }
 
 // TestDoHDrainHTTP3: an HTTP/3 connection that is idle when Drain sends
-// GOAWAY is closed then (by its client, as RFC 9114 §5.2 expects), so
-// Drain returns long before its timeout.
+// GOAWAY is closed then (by its client, quic-go's), so Drain returns long
+// before its timeout.
 func TestDoHDrainHTTP3(t *testing.T) {
 	pki := testTLS(t)
 	cfg := dohTestConfig(t, fam4, &fakeHandler{t: t, serve: answerA}, pki)
