@@ -17,13 +17,17 @@ import (
 // (Sockets); once the new process serves, this one stops reading and
 // accepting and lets its connections finish (Drain), and takes its
 // sockets back if the new process dies before it is committed (Resume).
-// The DoQ listeners keep serving the connections they have until Close:
-// the new process reads the QUIC sockets only once this one has exited.
-// Meanwhile this one forwards it the packets that open connections and
-// those of its connections (listen.QUICRouting), so new DoQ and HTTP/3
-// connections are the new process's from Drain on. A DoH listener drains
-// its HTTP/3 side with the rest (GOAWAY); once closed, its socket
-// forwards every packet to the new process.
+// The DoQ listeners keep their sockets until Close: the new process
+// reads the QUIC sockets only once this one has exited. Meanwhile this
+// one forwards it the packets that open connections and those of its
+// connections (listen.QUICRouting), so new DoQ and HTTP/3 connections
+// are the new process's from Drain on, and the DoQ listeners close their
+// own connections as they go idle, the rest at the drain deadline
+// (connDrainer), so that their clients move to the new process too (a
+// new process that does not read what is forwarded gets the DoQ clients
+// once this one exits, as it gets the new connections). A
+// DoH listener drains its HTTP/3 side with the rest (GOAWAY); once
+// closed, its socket forwards every packet to the new process.
 
 // socketer is what a listener that can hand its sockets over implements.
 type socketer interface {
@@ -34,6 +38,15 @@ type socketer interface {
 // finishes the old implements. Listeners without it keep serving.
 type drainer interface {
 	Drain(timeout time.Duration) error
+}
+
+// connDrainer is what a listener that serves on through Drain (its
+// sockets stay this process's until Close) implements to close its
+// connections as they go idle, within timeout, and to keep them again
+// on Resume.
+type connDrainer interface {
+	DrainConns(timeout time.Duration) error
+	StopDrainConns()
 }
 
 // Sockets returns duplicates of every socket of the front: listeners,
@@ -105,10 +118,12 @@ func (s *Server) listenAdmin(addr string, conf *tls.Config, h http.Handler) (*ad
 
 // Drain stops reading and accepting on every listener that can drain,
 // letting their connections finish within timeout, and closes the
-// metrics and admin endpoints; the DoQ listeners serve the connections
-// they have on until Close (ForwardQUIC hands the new connections to the
-// new process). It returns at once; Drained reports the end. Call Resume to serve
-// again, or Close.
+// metrics and admin endpoints; the DoQ listeners keep their sockets
+// until Close (ForwardQUIC hands the new connections to the new process)
+// and, when ForwardQUIC was called, close their connections as they go
+// idle, at the latest at timeout once their queries are answered (else
+// they serve them until Close). It returns at once; Drained reports the
+// end. Call Resume to serve again, or Close.
 func (s *Server) Drain(timeout time.Duration) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -124,6 +139,15 @@ func (s *Server) Drain(timeout time.Duration) {
 		if !ok {
 			take(keep, k, func() (*liveListener, func() error, error) { return ll, ll.close, nil })
 			kept[k] = ll
+			// Only while new QUIC connections go to the new process:
+			// otherwise the clients would come back here.
+			if cd, ok := ll.l.(connDrainer); ok && s.quicRouting.Forwarding() {
+				s.drained.Go(func() {
+					if err := cd.DrainConns(timeout); err != nil {
+						s.log.Warn("drain", "proto", ll.spec.Proto, "address", ll.spec.Address, "error", err.Error())
+					}
+				})
+			}
 			continue
 		}
 		ll.once.Do(func() {
@@ -151,7 +175,7 @@ func (s *Server) ForwardQUIC() { s.quicRouting.Start() }
 func (s *Server) QUICNextMarker() byte { return s.quicRouting.Next() }
 
 // Drained returns a channel closed once the listeners Drain stopped are
-// done.
+// done, and the connections of those it left (DoQ) closed.
 func (s *Server) Drained() <-chan struct{} {
 	c := make(chan struct{})
 	go func() { s.drained.Wait(); close(c) }()
@@ -165,6 +189,13 @@ func (s *Server) Resume(in *listen.Inherited) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
 	s.quicRouting.Stop()
+	s.mu.Lock()
+	for _, ll := range s.listeners {
+		if cd, ok := ll.l.(connDrainer); ok {
+			cd.StopDrainConns()
+		}
+	}
+	s.mu.Unlock()
 	s.inherit = in
 	defer func() { s.inherit = nil }()
 	return s.serveFront(false)

@@ -21,7 +21,7 @@
 // the run ends are waited for, up to -t. With -reconnect a DoQ connection
 // the server closes is opened again, and a query that failed with it is
 // asked once more on the new one (within -t); the line then ends with
-// reconnects=N.
+// reconnects=N retried=N (queries asked again).
 //
 // dot-idle opens -conns DoT connections, asks one query on each, prints
 // "ready established=N failed=N" and holds them until -hold passes or the
@@ -116,13 +116,13 @@ func run(args []string) error {
 		if o.mode == "doh3" {
 			dial = dialDoH3
 		}
-		var redials atomic.Int64
+		var redials, retried atomic.Int64
 		s, err := load(ctx, o, queries, func(ctx context.Context) (exchanger, error) {
 			c, err := dial(ctx, o.addr, tlsConf)
 			if err != nil || !o.reconnect {
 				return c, err
 			}
-			return &redialer{cur: c, redials: &redials, dial: func(ctx context.Context) (exchanger, error) {
+			return &redialer{cur: c, redials: &redials, retried: &retried, dial: func(ctx context.Context) (exchanger, error) {
 				return dial(ctx, o.addr, tlsConf)
 			}}, nil
 		})
@@ -130,7 +130,7 @@ func run(args []string) error {
 			return err
 		}
 		if o.reconnect {
-			fmt.Printf("quicload mode=%s %s reconnects=%d\n", o.mode, s, redials.Load())
+			fmt.Printf("quicload mode=%s %s reconnects=%d retried=%d\n", o.mode, s, redials.Load(), retried.Load())
 		} else {
 			fmt.Printf("quicload mode=%s %s\n", o.mode, s)
 		}

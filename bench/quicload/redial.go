@@ -23,6 +23,7 @@ func (d *doq) ended() bool { return d.conn.Context().Err() != nil }
 type redialer struct {
 	dial    func(context.Context) (exchanger, error)
 	redials *atomic.Int64
+	retried *atomic.Int64 // queries sent and asked again, each counted once
 
 	mu  sync.Mutex
 	cur exchanger
@@ -36,7 +37,18 @@ func (r *redialer) get() exchanger {
 
 func (r *redialer) exchange(ctx context.Context, q []byte) ([]byte, error) {
 	c := r.get()
+	if e, ok := c.(closer); ok && e.ended() {
+		// Closed before this query was sent: not a query asked again.
+		nc, err := r.replace(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		c = nc
+	}
 	for attempt := 0; ; attempt++ {
+		if attempt == 1 {
+			r.retried.Add(1)
+		}
 		b, err := c.exchange(ctx, q)
 		if err == nil || attempt == 2 || ctx.Err() != nil {
 			return b, err

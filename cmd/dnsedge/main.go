@@ -13,7 +13,7 @@ commands:
   serve [-config FILE]                  run the resolver (embedded default config without -config)
   check FILE                            validate a configuration file; print every problem
   diagnose [-config FILE | UPSTREAM...] probe every path of every upstream over UDP and TCP
-  query [flags] [@URL] NAME [TYPE]      ask one server over udp, tcp, tls, https, h3 or quic; dig-style or -json
+  query [flags] [@URL] NAME [TYPE] [CLASS]  ask one server over udp, tcp, tls, https, h3 or quic; dig-style or -json
   reload [-canary SHARE | -status | -promote | -abort | -rollback]  reload a running dnsedge through its admin API
   policy push DIR --version V           write a policy version to Consul KV and make it active
   policy activate V                     make a policy version in Consul KV the active one

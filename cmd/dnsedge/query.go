@@ -26,6 +26,7 @@ type queryOpts struct {
 	http3    bool // h3://: DoH over HTTP/3
 	name     string
 	qtype    uint16
+	qclass   uint16
 	json     bool
 	timeout  time.Duration
 	insecure bool
@@ -49,7 +50,7 @@ var errUsage = errors.New("usage")
 // schemes of transport, and h3 for DoH over HTTP/3.
 var querySchemes = map[string]bool{"udp": true, "tcp": true, "tls": true, "https": true, "h3": true, "quic": true}
 
-// query runs dnsedge query [@URL] NAME [TYPE]: one query through the
+// query runs dnsedge query [@URL] NAME [TYPE] [CLASS]: one query through the
 // transport package's exchanger for the URL's scheme, printed dig-style
 // (or as JSON) with the address and family used, the timings, the TLS
 // session and any Extended DNS Errors. Exit 2 for a bad command line, 1
@@ -101,11 +102,12 @@ func parseQueryArgs(args []string, stderr io.Writer) (queryOpts, error) {
 	fs := flag.NewFlagSet("query", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: dnsedge query [flags] [@URL] NAME [TYPE]")
+		fmt.Fprintln(stderr, "usage: dnsedge query [flags] [@URL] NAME [TYPE] [CLASS]")
 		fs.PrintDefaults()
 	}
 	fs.BoolVar(&o.json, "json", false, "print one JSON object instead of dig-style text")
 	typ := fs.String("type", "", "query type (default A; a TYPE argument also sets it)")
+	class := fs.String("class", "", "query class: IN (default), CH or CHAOS, HS or HESIOD, or CLASSnnn; a CLASS argument also sets it")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Second, "time for the whole query, resolving a host name in URL included")
 	fs.BoolVar(&o.insecure, "insecure", false, "tls, https, h3, quic: do not verify the server certificate")
 	fs.StringVar(&o.caFile, "ca", "", "tls, https, h3, quic: PEM file of roots to verify the server with instead of the system's")
@@ -136,22 +138,45 @@ func parseQueryArgs(args []string, stderr io.Writer) (queryOpts, error) {
 			return o, err
 		}
 	}
-	switch {
-	case len(pos) == 0:
-		return o, errors.New("no name to query: dnsedge query [@URL] NAME [TYPE]")
-	case len(pos) > 2:
-		return o, fmt.Errorf("unexpected argument %q: dnsedge query [@URL] NAME [TYPE]", pos[2])
-	case len(pos) == 2:
-		if *typ != "" && !strings.EqualFold(*typ, pos[1]) {
-			return o, fmt.Errorf("type given twice: -type %s and %s", *typ, pos[1])
+	if len(pos) == 0 {
+		return o, errors.New("no name to query: dnsedge query [@URL] NAME [TYPE] [CLASS]")
+	}
+	// After the name, a TYPE and a CLASS in either order, as dig takes
+	// them: what reads as a class is one.
+	var typeArg, classArg string
+	for _, a := range pos[1:] {
+		switch _, cerr := parseClass(a); {
+		case cerr == nil && classArg == "":
+			classArg = a
+		case cerr != nil && typeArg == "":
+			typeArg = a
+		default:
+			return o, fmt.Errorf("unexpected argument %q: dnsedge query [@URL] NAME [TYPE] [CLASS]", a)
 		}
-		*typ = pos[1]
+	}
+	if typeArg != "" {
+		if *typ != "" && !strings.EqualFold(*typ, typeArg) {
+			return o, fmt.Errorf("type given twice: -type %s and %s", *typ, typeArg)
+		}
+		*typ = typeArg
+	}
+	if classArg != "" {
+		if *class != "" && !strings.EqualFold(*class, classArg) {
+			return o, fmt.Errorf("class given twice: -class %s and %s", *class, classArg)
+		}
+		*class = classArg
 	}
 	if *typ == "" {
 		*typ = "A"
 	}
+	if *class == "" {
+		*class = "IN"
+	}
 	var err error
 	if o.qtype, err = parseType(*typ); err != nil {
+		return o, err
+	}
+	if o.qclass, err = parseClass(*class); err != nil {
 		return o, err
 	}
 	if o.name, err = parseName(pos[0]); err != nil {
@@ -220,6 +245,27 @@ func parseType(s string) (uint16, error) {
 		}
 	}
 	return 0, fmt.Errorf("unknown type %q (a mnemonic such as AAAA, or TYPEnnn)", s)
+}
+
+// parseClass parses a query class as dig takes it: IN, CH or CHAOS, HS
+// or HESIOD, or RFC 3597's CLASSnnn. ANY and NONE are left out: ANY
+// reads as the type, as with dig, and NONE is for updates.
+func parseClass(s string) (uint16, error) {
+	switch u := strings.ToUpper(s); u {
+	case "IN":
+		return dns.ClassINET, nil
+	case "CH", "CHAOS":
+		return dns.ClassCHAOS, nil
+	case "HS", "HESIOD":
+		return dns.ClassHESIOD, nil
+	default:
+		if n, ok := strings.CutPrefix(u, "CLASS"); ok {
+			if v, err := strconv.ParseUint(n, 10, 16); err == nil {
+				return uint16(v), nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("unknown class %q (IN, CH, HS, or CLASSnnn)", s)
 }
 
 // parseName checks that s is a domain name and makes it fully qualified.
@@ -332,6 +378,7 @@ func runQuery(ctx context.Context, o queryOpts, boot []netip.AddrPort) (*queryRe
 	}
 	q := new(dns.Msg)
 	q.SetQuestion(o.name, o.qtype)
+	q.Question[0].Qclass = o.qclass
 	q.SetEdns0(dns.DefaultMsgSize, o.dnssec)
 
 	first, err := exchangeOnce(ctx, o, o.ep, base, boot, q, &hs)

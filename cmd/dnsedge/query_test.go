@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/edge"
 	"github.com/dnsedge/dnsedge/transport"
 	"github.com/dnsedge/dnsedge/transport/transporttest"
 )
@@ -214,7 +216,7 @@ func TestQueryArgs(t *testing.T) {
 	tests := []struct {
 		name string
 		args []string
-		want string // the error's text, or for a good line "scheme host/addr port type name"
+		want string // the error's text, or for a good line "scheme host/addr port type name class"
 	}{
 		{"udp", []string{"@udp://192.0.2.1", "example.org"}, "udp 192.0.2.1 53 A example.org."},
 		{"bare address is udp", []string{"@192.0.2.1:5353", "example.org", "aaaa"}, "udp 192.0.2.1 5353 AAAA example.org."},
@@ -237,6 +239,18 @@ func TestQueryArgs(t *testing.T) {
 		{"-4 and -6", []string{"-4", "-6", "x"}, "exclude each other"},
 		{"-6 on an IPv4 address", []string{"-6", "@udp://192.0.2.1", "x"}, "is an ipv4 address"},
 		{"timeout", []string{"-timeout", "0s", "x"}, "must be positive"},
+		{"class IN by default", []string{"x", "TXT"}, "TXT x. IN"},
+		{"class after type", []string{"version.bind", "TXT", "CH"}, "TXT version.bind. CH"},
+		{"class before type", []string{"version.bind", "chaos", "txt"}, "TXT version.bind. CH"},
+		{"class alone", []string{"version.bind", "CH"}, "A version.bind. CH"},
+		{"class flag", []string{"-class", "CHAOS", "version.bind", "TXT"}, "TXT version.bind. CH"},
+		{"class number", []string{"x", "CLASS254"}, "A x. NONE"},
+		{"hesiod", []string{"x", "TXT", "hs"}, "TXT x. HS"},
+		{"ANY is the type", []string{"x", "ANY"}, "ANY x. IN"},
+		{"bad class", []string{"-class", "XX", "x"}, `unknown class "XX"`},
+		{"class twice", []string{"-class", "IN", "x", "CH"}, "class given twice"},
+		{"two classes", []string{"x", "CH", "IN"}, `unexpected argument "IN"`},
+		{"two types", []string{"x", "A", "TXT"}, `unexpected argument "TXT"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -256,7 +270,7 @@ func TestQueryArgs(t *testing.T) {
 				if host == "" && o.ep.Addr.IsValid() {
 					host = o.ep.Addr.String()
 				}
-				got = fmt.Sprintf("%s %s %d %s %s", o.ep.Scheme, host, o.ep.Port, dns.Type(o.qtype), o.name)
+				got = fmt.Sprintf("%s %s %d %s %s %s", o.ep.Scheme, host, o.ep.Port, dns.Type(o.qtype), o.name, dns.Class(o.qclass))
 			}
 			if !strings.Contains(got, tt.want) {
 				t.Fatalf("got %q, want %q", got, tt.want)
@@ -312,4 +326,65 @@ func netipAddrPort(t *testing.T, s string) netip.AddrPort {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestQueryClass asks a dnsedge running in this process for version.bind
+// in class CH, as the CLASS argument and as -class: it answers its
+// version, where the same question in class IN is forwarded and gets
+// none.
+func TestQueryClass(t *testing.T) {
+	up := transporttest.StartFault(t, queryZone)
+	cfg, err := edge.Parse("dnsedge.yaml", []byte(fmt.Sprintf(`listeners:
+  - {proto: udp, address: "127.0.0.1:0"}
+upstreams:
+  - {name: up, url: "udp://%s"}
+`, up.AddrV4())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.New(cfg, edge.Options{Logger: slog.New(slog.DiscardHandler), Version: "query-class-test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	addr := srv.Addrs()["udp"][0].String()
+	for _, tt := range []struct {
+		name    string
+		args    []string
+		version string // the TXT answered; "" for none
+	}{
+		{"CH argument", []string{"version.bind", "TXT", "CH"}, "query-class-test"},
+		{"CHAOS before the type", []string{"version.bind", "CHAOS", "TXT"}, "query-class-test"},
+		{"-class flag", []string{"-class", "ch", "version.bind", "TXT"}, "query-class-test"},
+		{"class IN", []string{"version.bind", "TXT"}, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out, errs := runQueryCmd(append([]string{"-json", "@udp://" + addr}, tt.args...)...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errs)
+			}
+			var rep queryReport
+			if err := json.Unmarshal([]byte(out), &rep); err != nil {
+				t.Fatalf("-json output does not parse: %v\n%s", err, out)
+			}
+			var got string
+			for _, rr := range rep.Answer {
+				if rr.Type == "TXT" {
+					got = rr.Data
+				}
+			}
+			if tt.version == "" {
+				if got != "" || rep.Rcode == "NOERROR" && len(rep.Answer) > 0 {
+					t.Fatalf("class IN answered %s %q", rep.Rcode, got)
+				}
+				return
+			}
+			if len(rep.Question) != 1 || rep.Question[0].Class != "CH" || rep.Rcode != "NOERROR" || got != `"`+tt.version+`"` {
+				t.Fatalf("question %+v: %s, TXT %s", rep.Question, rep.Rcode, got)
+			}
+		})
+	}
 }

@@ -31,19 +31,29 @@ const upgradeNames = 20000
 
 // Timeline of each round of TestUpgradeUnderLoad.
 const (
-	upgradeLoad = 22 * time.Second // length of the load
+	upgradeLoad = 30 * time.Second // length of the load
 	upgradeAt   = 10 * time.Second // the upgrade, from the start of the load
-	// The old process serves its QUIC connections until it exits, at
-	// the end of the watch window: after the load ends here.
+	// The drain deadline falls after the load, as the default (30s)
+	// would: dnsperf keeps its TCP and DoT connections busy until it
+	// ends. The old process's DoQ connections move to the new process
+	// long before, as they go idle; it exits once its connections are
+	// done, the watch window having passed.
+	upgradeDrain = 25 * time.Second
 	upgradeWatch = 14 * time.Second
-	upgradeDrain = 15 * time.Second
+	// upgradeQPS is the rate of each of UDP, TCP, DoT and DoH;
+	// upgradeDoQ that of DoQ.
+	upgradeQPS = 5000
+	upgradeDoQ = 500
 )
 
 // TestUpgradeUnderLoad upgrades dnsedge to a binary that answers another
-// version.bind while dnsperf sends UDP, TCP and DoT queries, Go's HTTP/2
-// client DoH queries and quicload DoQ queries, about 5,000 a second in
-// all: no query is lost on
-// any protocol, new connections reach the new process within a second,
+// version.bind while dnsperf sends UDP, TCP and DoT queries and Go's
+// HTTP/2 client DoH queries, upgradeQPS a second each, and quicload DoQ
+// queries: no query is lost on
+// any protocol (the DoQ client opens a connection the old process closes
+// again, and asks again what it had sent on it, as stub resolvers do),
+// the old process's DoQ connections move to the new process within the
+// drain time, new connections reach the new process within a second,
 // the old process is gone by its deadline, the cache hit ratio of the new
 // process's first 10 s is at least 90% of the old one's, and a DoT client
 // resumes its TLS session with the new process. A second round upgrades
@@ -129,6 +139,10 @@ var (
 	perfLost  = regexp.MustCompile(`Queries lost:\s+(\d+)`)
 	perfSent  = regexp.MustCompile(`Queries sent:\s+(\d+)`)
 	quicLoadL = regexp.MustCompile(`sent=(\d+) answered=(\d+) lost=(\d+)`)
+	quicLoadR = regexp.MustCompile(`reconnects=(\d+) retried=(\d+)`)
+	// doqDrained is the old process's log line once its DoQ connections
+	// are closed.
+	doqDrained = regexp.MustCompile(`"msg":"doq connections drained".*"after":"([^"]+)"`)
 )
 
 // upgradeRound runs the load, upgrades at upgradeAt and checks the
@@ -147,11 +161,11 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		return &run{name: mode, cmd: exec.Command(r.dnsperf, args...)}
 	}
 	runs := []*run{
-		perf("udp", r.ports["plain"], 2000, 4),
-		perf("tcp", r.ports["plain"], 1000, 2),
-		perf("dot", r.ports["dot"], 1000, 2),
+		perf("udp", r.ports["plain"], upgradeQPS, 4),
+		perf("tcp", r.ports["plain"], upgradeQPS, 4),
+		perf("dot", r.ports["dot"], upgradeQPS, 4),
 		{name: "doq", cmd: exec.Command(r.quicload, "-mode", "doq", "-addr", fmt.Sprintf("127.0.0.1:%d", r.ports["doq"]),
-			"-ca", r.ca, "-names", r.qfile, "-c", "2", "-q", "20", "-rate", "500", "-d", upgradeLoad.String(), "-t", "5s", "-v")},
+			"-ca", r.ca, "-names", r.qfile, "-c", "2", "-q", "20", "-rate", strconv.Itoa(upgradeDoQ), "-d", upgradeLoad.String(), "-t", "5s", "-reconnect", "-v")},
 	}
 	pem, err := os.ReadFile(r.ca)
 	if err != nil {
@@ -162,8 +176,13 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		names[i] = fmt.Sprintf("h%d.test.example.", i)
 	}
 	start := time.Now()
+	// 50 workers: the client in this process (under the race detector)
+	// sends 1-2k a second of the upgradeQPS asked. With 250 it sends no
+	// more, and when the GOAWAY of the old process makes them all dial at
+	// once, the new process resets the connections past the 64 one client
+	// address may hold (max_tcp_connections_per_client).
 	doh := dohLoad(fmt.Sprintf("https://127.0.0.1:%d/dns-query", r.ports["doh"]),
-		&tls.Config{ServerName: "dns.test", RootCAs: poolOf(pem)}, 20, 50, upgradeLoad, names)
+		&tls.Config{ServerName: "dns.test", RootCAs: poolOf(pem)}, 50, upgradeQPS/50, upgradeLoad, names)
 	defer doh.finish()
 	var wg sync.WaitGroup
 	for _, rn := range runs {
@@ -191,6 +210,7 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 	h2, m2 := cacheCounts(t, r.metrics)
 	before := ratio(h2-h1, m2-m1)
 	oldExited := r.exited
+	drainedBefore := len(doqDrained.FindAllString(r.log.String(), -1))
 
 	code, out := runUpgrade(t, r.bin, r.sock)
 	upgraded := time.Now()
@@ -242,6 +262,14 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 			}
 			sent, _ = strconv.Atoi(mm[1])
 			lost, _ = strconv.Atoi(mm[3])
+			if mr := quicLoadR.FindStringSubmatch(text); mr == nil {
+				t.Errorf("doq: no reconnect count:\n%s", text)
+			} else if n, _ := strconv.Atoi(mr[1]); n < 2 {
+				// Both connections were the old process's.
+				t.Errorf("doq: %s reconnects, want one for each of the 2 connections at least", mr[1])
+			} else {
+				t.Logf("doq: %s reconnects, %s queries asked again on a new connection", mr[1], mr[2])
+			}
 		} else {
 			ml, ms := perfLost.FindStringSubmatch(text), perfSent.FindStringSubmatch(text)
 			if ml == nil || ms == nil {
@@ -255,6 +283,23 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		if lost != 0 || sent < 1000 {
 			t.Errorf("%s: %d sent, %d lost:\n%s", rn.name, sent, lost, text)
 		}
+	}
+	// The old process's DoQ connections closed within the drain time (and
+	// the time its last queries take), well before it exits.
+	var drainedAfter string
+	for drainedAfter == "" {
+		if all := doqDrained.FindAllStringSubmatch(r.log.String(), -1); len(all) > drainedBefore {
+			drainedAfter = all[drainedBefore][1]
+		} else if time.Since(upgraded) > upgradeDrain+5*time.Second {
+			t.Fatalf("old process's DoQ connections not closed %v after the upgrade\nlog:\n%s", time.Since(upgraded).Round(time.Second), r.log)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if d, err := time.ParseDuration(drainedAfter); err != nil || d > upgradeDrain+2*time.Second {
+		t.Errorf("old process's DoQ connections closed %s after the drain began, want within %v", drainedAfter, upgradeDrain)
+	} else {
+		t.Logf("old process's DoQ connections closed %v after the drain began (drain %v, watch %v)", d, upgradeDrain, upgradeWatch)
 	}
 	deadline := upgraded.Add(max(upgradeWatch, upgradeDrain) + 5*time.Second)
 	select {

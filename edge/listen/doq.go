@@ -75,6 +75,9 @@ type DoQ struct {
 	connMu    sync.Mutex
 	conns     map[*doqConn]struct{}
 	perClient map[netip.Addr]int // open connections per client address
+	connsGone chan struct{}      // capacity 1: the last open connection was forgotten
+
+	phase atomic.Pointer[doqPhase] // serving or draining, see doq_drain.go
 }
 
 // doqConn is one client connection.
@@ -87,6 +90,11 @@ type doqConn struct {
 
 	mu      sync.Mutex
 	reading map[*quic.Stream]struct{} // streams whose query is being read
+	// Streams accepted and not yet done, when the last one ended, and
+	// what to call when none is left any more (see doq_drain.go).
+	streams  int
+	lastDone time.Time
+	wake     context.CancelFunc
 }
 
 var _ interface {
@@ -128,7 +136,9 @@ func ListenDoQ(cfg Config) (*DoQ, error) {
 		refusing:  make(chan struct{}, maxRefusing),
 		conns:     make(map[*doqConn]struct{}),
 		perClient: make(map[netip.Addr]int),
+		connsGone: make(chan struct{}, 1),
 	}
+	l.setPhase(false, time.Time{})
 	l.workers = newWorkers(func(j doqJob) { l.serveStream(j.dc, j.s) }, workerIdle, 0, l.done)
 	l.tr = cfg.QUICRouting.transport(cfg.QUIC.transport(&quic.Transport{Conn: qpc, VerifySourceAddress: l.busyClient}))
 	l.ln, err = l.tr.ListenEarly(doqTLS(cfg.TLS), l.quicLimits(&quic.Config{
@@ -310,11 +320,12 @@ func (l *DoQ) busyClient(a net.Addr) bool {
 // the limits either.
 func (l *DoQ) admit(qc *quic.Conn) {
 	dc := &doqConn{
-		qc:      qc,
-		client:  unmap(addrPortOf(qc.RemoteAddr())),
-		local:   l.addr,
-		id:      clientIDFromSNI(qc.ConnectionState().TLS.ServerName, l.cfg.ServerName),
-		reading: make(map[*quic.Stream]struct{}),
+		qc:       qc,
+		client:   unmap(addrPortOf(qc.RemoteAddr())),
+		local:    l.addr,
+		id:       clientIDFromSNI(qc.ConnectionState().TLS.ServerName, l.cfg.ServerName),
+		reading:  make(map[*quic.Stream]struct{}),
+		lastDone: time.Now(),
 	}
 	refused, why := true, reasonConnLimit
 	l.connMu.Lock()
@@ -374,29 +385,45 @@ func (l *DoQ) refuse(qc *quic.Conn) {
 
 // serveConn accepts the streams of one connection, each served by its own
 // goroutine once it holds one of the listener's MaxConcurrent slots, and
-// returns when the connection is closed.
+// returns when the connection is closed. While the listener drains, the
+// connection is served by drainConn.
 func (l *DoQ) serveConn(dc *doqConn) {
 	defer l.forget(dc)
-	for {
-		s, err := dc.qc.AcceptStream(l.stop)
-		if err != nil {
-			break
-		}
-		if !l.tryAcquire() {
-			// Resetting costs nothing, where reading the query to answer
-			// SERVFAIL would take the goroutine the limit is there to
-			// save; the client may retry elsewhere at once.
-			l.m.drop(reasonOverload)
-			s.CancelRead(doqExcessiveLoad)
-			s.CancelWrite(doqExcessiveLoad)
+	for dc.qc.Context().Err() == nil && !l.isClosed() {
+		ph := l.phase.Load()
+		if ph.draining {
+			l.drainConn(dc, ph)
 			continue
 		}
-		s.SetReadDeadline(time.Now().Add(l.limits().ReadTimeout))
-		l.workers.submit(doqJob{dc, s})
+		s, err := dc.qc.AcceptStream(ph.ctx)
+		if err != nil {
+			if ph.ctx.Err() != nil {
+				continue // the phase changed
+			}
+			break
+		}
+		l.take(dc, s)
 	}
 	// On Close the connection stays open until the queries in flight are
 	// answered; Close then closes it.
 	<-dc.qc.Context().Done()
+}
+
+// take serves the stream s of dc on a worker, or resets it when
+// MaxConcurrent queries are in flight.
+func (l *DoQ) take(dc *doqConn, s *quic.Stream) {
+	if !l.tryAcquire() {
+		// Resetting costs nothing, where reading the query to answer
+		// SERVFAIL would take the goroutine the limit is there to
+		// save; the client may retry elsewhere at once.
+		l.m.drop(reasonOverload)
+		s.CancelRead(doqExcessiveLoad)
+		s.CancelWrite(doqExcessiveLoad)
+		return
+	}
+	s.SetReadDeadline(time.Now().Add(l.limits().ReadTimeout))
+	dc.begin()
+	l.workers.submit(doqJob{dc, s})
 }
 
 // doqJob is one stream for a worker to serve.
@@ -413,6 +440,12 @@ func (l *DoQ) forget(dc *doqConn) {
 		delete(l.perClient, dc.client.Addr())
 	} else {
 		l.perClient[dc.client.Addr()] = n - 1
+	}
+	if len(l.conns) == 0 {
+		select {
+		case l.connsGone <- struct{}{}:
+		default:
+		}
 	}
 	l.connMu.Unlock()
 	l.m.connClosed()

@@ -143,13 +143,6 @@ func eventually(d time.Duration, cond func() bool) bool {
 	return true
 }
 
-// openConns returns the connections the listener holds.
-func (l *DoQ) openConnCount() int {
-	l.connMu.Lock()
-	defer l.connMu.Unlock()
-	return len(l.conns)
-}
-
 // udpProxy relays the datagrams of one client to a server, and can delay
 // or drop them, to show what a client does to the listener at the packet
 // level.

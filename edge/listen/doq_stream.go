@@ -118,6 +118,7 @@ func hasKeepalive(q *dns.Msg) bool {
 // with DOQ_REQUEST_CANCELLED.
 func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 	defer l.release()
+	defer dc.end()
 	dc.track(s)
 	if l.isClosed() {
 		s.SetReadDeadline(time.Unix(1, 0)) // Close may have missed it

@@ -172,6 +172,28 @@ func TestTCPDrain(t *testing.T) {
 	}
 }
 
+// TestDoHDrainHTTP3: an HTTP/3 connection that is idle when Drain sends
+// GOAWAY is closed then (by its client, quic-go's), so Drain returns long
+// before its timeout.
+func TestDoHDrainHTTP3(t *testing.T) {
+	pki := testTLS(t)
+	cfg := dohTestConfig(t, fam4, &fakeHandler{t: t, serve: answerA}, pki)
+	cfg.HTTP3 = true
+	l := startDoH(t, cfg)
+	c := newDoHClient(t, "h3", l, pki.roots)
+	dohDNSReply(t, c.get(t, "/dns-query", query("example.org.", dns.TypeA)))
+	drained := make(chan error, 1)
+	go func() { drained <- l.Drain(time.Hour) }()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("drain still waiting for an idle HTTP/3 connection")
+	}
+}
+
 // TestQUICSockGate: reads wait for the gate; a read deadline in the past (how
 // quic-go stops its reader) and Close end the wait.
 func TestQUICSockGate(t *testing.T) {

@@ -117,6 +117,17 @@ func (r *QUICRouting) Stop() {
 	}
 }
 
+// Forwarding reports whether this process forwards to a new process:
+// between Start and Stop.
+func (r *QUICRouting) Forwarding() bool {
+	if r == nil {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.active
+}
+
 func (r *QUICRouting) add(s *quicSock) {
 	r.mu.Lock()
 	r.socks[s] = struct{}{}

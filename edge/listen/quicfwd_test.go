@@ -159,7 +159,13 @@ func TestQUICSockTakeBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	pair.File.Close() // the new process died
+	if r.Forwarding() {
+		t.Fatal("forwarding before Start")
+	}
 	r.Start()
+	if !r.Forwarding() {
+		t.Fatal("not forwarding after Start")
+	}
 	client, err := net.DialUDP("udp4", nil, pc.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
@@ -175,6 +181,9 @@ func TestQUICSockTakeBack(t *testing.T) {
 		t.Fatalf("dropped %v, want 1", n)
 	}
 	r.Stop()
+	if r.Forwarding() || (*QUICRouting)(nil).Forwarding() {
+		t.Fatal("forwarding after Stop, or without routing")
+	}
 	client.Write(initial)
 	if b, _ := readWithin(t, s, 2*time.Second); string(b) != string(initial) {
 		t.Fatalf("after Stop: read %x, want the Initial", b)
