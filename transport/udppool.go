@@ -13,9 +13,9 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/internal/batch"
+	"github.com/dnsedge/dnsedge/internal/rawio"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // Defaults of a UDP exchanger's socket pool.
@@ -75,8 +75,13 @@ type udpPool struct {
 }
 
 type udpSock struct {
-	pool    *udpPool
-	conn    *net.UDPConn
+	pool *udpPool
+	conn *net.UDPConn
+	// bc reads conn in batches and w writes it, with system calls the
+	// scheduler is not told of (internal/rawio): at a low rate a call
+	// it is told of wakes its monitor thread.
+	bc      rawio.Batcher
+	w       net.Conn
 	born    time.Time
 	uses    int // under pool.mu
 	mu      sync.Mutex
@@ -229,7 +234,12 @@ func (pl *udpPool) dial() (*udpSock, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &udpSock{pool: pl, conn: c, born: pl.now(), waiting: make(map[uint16]*udpWait)}
+	bc, err := rawio.NewBatcher(c, pl.addr.Addr().Is6())
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	s := &udpSock{pool: pl, conn: c, bc: bc, w: rawio.Datagram(c), born: pl.now(), waiting: make(map[uint16]*udpWait)}
 	pl.openMu.Lock()
 	pl.open[s] = struct{}{}
 	pl.openMu.Unlock()
@@ -331,19 +341,13 @@ func (s *udpSock) failAll(err error) {
 // s: they all went to the same address.
 func (s *udpSock) read() {
 	defer s.pool.wg.Done()
-	var pc interface {
-		ReadBatch([]ipv4.Message, int) (int, error)
-	} = ipv4.NewPacketConn(s.conn)
-	if s.pool.addr.Addr().Is6() {
-		pc = ipv6.NewPacketConn(s.conn)
-	}
 	msgs := make([]ipv4.Message, udpBatch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
 	}
 	size := batch.Size{Max: len(msgs)}
 	for {
-		n, err := pc.ReadBatch(msgs[:size.Next()], 0)
+		n, err := s.bc.ReadBatch(msgs[:size.Next()], 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -489,7 +493,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 			s.mu.Unlock()
 		}
 	}
-	_, err = s.conn.Write(out)
+	_, err = s.w.Write(out)
 	putMsgBuf(bp)
 	if err != nil {
 		s.done(w)

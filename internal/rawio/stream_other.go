@@ -2,6 +2,9 @@
 
 package rawio
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
-func newStream(c *net.TCPConn) net.Conn { return c }
+func newStream(c net.Conn, _ syscall.Conn, _ string) net.Conn { return c }

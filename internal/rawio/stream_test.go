@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -113,6 +115,83 @@ func TestStream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, peer := pair(t)
 			tt.run(t, s, peer)
+		})
+	}
+}
+
+// TestDatagram: a connected UDP socket's writes are datagrams, reads one
+// datagram each (an empty one too, not EOF), a refused port is
+// ECONNREFUSED, a deadline and Close end a waiting read, and the socket's
+// own methods stay.
+func TestDatagram(t *testing.T) {
+	for _, network := range []string{"udp4", "udp6"} {
+		t.Run(network, func(t *testing.T) {
+			ip := net.IPv4(127, 0, 0, 1)
+			if network == "udp6" {
+				ip = net.IPv6loopback
+			}
+			peer, err := net.ListenUDP(network, &net.UDPAddr{IP: ip})
+			if err != nil {
+				t.Skipf("no %s loopback: %v", network, err)
+			}
+			defer peer.Close()
+			c, err := net.DialUDP(network, nil, peer.LocalAddr().(*net.UDPAddr))
+			if err != nil {
+				t.Fatal(err)
+			}
+			d := Datagram(c)
+			defer d.Close()
+			if _, ok := d.(interface{ SetReadBuffer(int) error }); !ok {
+				t.Fatal("Datagram hides the socket's own methods")
+			}
+			for _, msg := range []string{"one", "two"} {
+				if n, err := d.Write([]byte(msg)); err != nil || n != len(msg) {
+					t.Fatalf("Write(%q) = %d, %v", msg, n, err)
+				}
+			}
+			buf := make([]byte, 16)
+			for _, want := range []string{"one", "two"} {
+				n, from, err := peer.ReadFromUDP(buf)
+				if err != nil || string(buf[:n]) != want {
+					t.Fatalf("peer read %q, %v; want %q", buf[:n], err, want)
+				}
+				if _, err := peer.WriteToUDP([]byte(want+"!"), from); err != nil {
+					t.Fatal(err)
+				}
+			}
+			peer.WriteToUDP(nil, c.LocalAddr().(*net.UDPAddr))
+			for _, want := range []string{"one!", "two!", ""} {
+				d.SetReadDeadline(time.Now().Add(5 * time.Second))
+				n, err := d.Read(buf)
+				if err != nil || string(buf[:n]) != want {
+					t.Fatalf("Read = %q, %v; want %q", buf[:n], err, want)
+				}
+			}
+			d.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+			if _, err := d.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read past its deadline: %v", err)
+			}
+			// The peer goes: the next write draws an ICMP port
+			// unreachable, which a read (or a later write) reports.
+			peer.Close()
+			d.SetReadDeadline(time.Now().Add(5 * time.Second))
+			d.Write([]byte("anyone?"))
+			if _, err := d.Read(buf); !errors.Is(err, syscall.ECONNREFUSED) {
+				t.Fatalf("Read after the peer closed: %v, want ECONNREFUSED", err)
+			}
+			done := make(chan error, 1)
+			d.SetReadDeadline(time.Time{})
+			go func() { _, err := d.Read(buf); done <- err }()
+			time.Sleep(10 * time.Millisecond)
+			d.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Read ended by Close: %v", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Close did not end a waiting Read")
+			}
 		})
 	}
 }
