@@ -140,7 +140,7 @@ func load(ctx context.Context, o options, queries [][]byte, dial func(context.Co
 					s.errors++
 					s.lat = append(s.lat, math.Inf(1))
 					if o.verbose && reported.Add(1) <= 5 {
-						fmt.Fprintf(os.Stderr, "quicload: %v\n", err)
+						fmt.Fprintf(os.Stderr, "quicload: after %.3fs: %v\n", time.Since(start).Seconds(), err)
 					}
 					continue
 				}

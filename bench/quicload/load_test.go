@@ -1,7 +1,14 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -55,5 +62,64 @@ func TestReadQueries(t *testing.T) {
 	var s summary
 	if err := check(qs[0], qs[1], &s); err == nil {
 		t.Error("check accepted an answer to another question")
+	}
+}
+
+// TestDoH2 exchanges a query over HTTP/2 POST with a DoH server, and
+// refuses a server that speaks only HTTP/1.1.
+func TestDoH2(t *testing.T) {
+	t.Parallel()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var q dns.Msg
+		if r.Method == http.MethodPost {
+			body, _ := io.ReadAll(r.Body)
+			if q.Unpack(body) != nil || r.Header.Get("Content-Type") != "application/dns-message" {
+				http.Error(w, "bad query", http.StatusBadRequest)
+				return
+			}
+		} else {
+			q.SetQuestion("h0.bench.test.", dns.TypeA)
+		}
+		m := new(dns.Msg)
+		m.SetReply(&q)
+		b, _ := m.Pack()
+		w.Header().Set("Content-Type", "application/dns-message")
+		w.Write(b)
+	})
+	for _, h2 := range []bool{true, false} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewUnstartedServer(handler)
+			srv.EnableHTTP2 = h2
+			srv.StartTLS()
+			defer srv.Close()
+			conf := &tls.Config{RootCAs: x509.NewCertPool()}
+			conf.RootCAs.AddCert(srv.Certificate())
+			ctx := context.Background()
+			c, err := dialDoH2(ctx, srv.Listener.Addr().String(), conf)
+			if !h2 {
+				if err == nil {
+					c.close()
+					t.Fatal("dialled an HTTP/1.1 server")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.close()
+			q := new(dns.Msg)
+			q.SetQuestion("h1.bench.test.", dns.TypeAAAA)
+			q.Id = 0
+			qb, _ := q.Pack()
+			b, err := c.exchange(ctx, qb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var s summary
+			if err := check(qb, b, &s); err != nil || s.noerror != 1 {
+				t.Errorf("answer: %v (noerror %d)", err, s.noerror)
+			}
+		})
 	}
 }

@@ -1,11 +1,13 @@
 // Command quicload is the load generator bench/run.sh uses for the
 // transports no Debian load tool speaks: DNS over QUIC (RFC 9250) and DNS
-// over HTTP/3 (RFC 8484 over RFC 9114). It also holds idle DNS-over-TLS
-// connections open for the memory-per-connection measurement.
+// over HTTP/3 (RFC 8484 over RFC 9114). It also speaks DNS over HTTP/2
+// (mode doh: dnsperf's DoH mode loses queries of its own under load), and
+// holds idle DNS-over-TLS connections open for the memory-per-connection
+// measurement.
 //
 // Usage:
 //
-//	quicload -mode doq|doh3 -addr IP:PORT -ca CA.pem -names FILE
+//	quicload -mode doq|doh3|doh -addr IP:PORT -ca CA.pem -names FILE
 //	         [-c CONNS] [-q OUTSTANDING] [-d DURATION] [-n PASSES]
 //	         [-rate QPS] [-t TIMEOUT] [-reconnect] [-v]
 //	quicload -mode dot-idle -addr IP:PORT -ca CA.pem -names FILE
@@ -68,7 +70,7 @@ type options struct {
 func run(args []string) error {
 	var o options
 	fs := flag.NewFlagSet("quicload", flag.ContinueOnError)
-	fs.StringVar(&o.mode, "mode", "", "doq, doh3 or dot-idle")
+	fs.StringVar(&o.mode, "mode", "", "doq, doh3, doh (HTTP/2) or dot-idle")
 	fs.StringVar(&o.addr, "addr", "", "server ip:port")
 	fs.StringVar(&o.ca, "ca", "", "PEM file of the CA that signed the server's certificate")
 	fs.StringVar(&o.names, "names", "", "query file in dnsperf format: one 'NAME TYPE' a line")
@@ -111,11 +113,10 @@ func run(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	switch o.mode {
-	case "doq", "doh3":
-		dial := dialDoQ
-		if o.mode == "doh3" {
-			dial = dialDoH3
-		}
+	case "doq", "doh3", "doh":
+		dial := map[string]func(context.Context, string, *tls.Config) (exchanger, error){
+			"doq": dialDoQ, "doh3": dialDoH3, "doh": dialDoH2,
+		}[o.mode]
 		var redials, retried atomic.Int64
 		s, err := load(ctx, o, queries, func(ctx context.Context) (exchanger, error) {
 			c, err := dial(ctx, o.addr, tlsConf)
@@ -138,7 +139,7 @@ func run(args []string) error {
 	case "dot-idle":
 		return holdIdle(ctx, o, queries[0], tlsConf)
 	default:
-		return fmt.Errorf("unknown -mode %q (want doq, doh3 or dot-idle)", o.mode)
+		return fmt.Errorf("unknown -mode %q (want doq, doh3, doh or dot-idle)", o.mode)
 	}
 }
 

@@ -2,13 +2,10 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -272,55 +269,6 @@ func tempSocket(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return filepath.Join(dir, "ctl.sock")
-}
-
-// dohLoad sends DoH POST queries over HTTP/2 from workers sharing one Go
-// HTTP client (dnsperf's DoH mode loses queries on its own, see
-// bench/README.md), at most rate per second per worker, for d; a query
-// without a 200 and a DNS answer is lost. Go's HTTP/2 client retries on a
-// new connection the requests a GOAWAY says were not processed, as RFC
-// 9113 §6.8 lets clients do.
-func dohLoad(url string, tlsConf *tls.Config, workers, rate int, d time.Duration, names []string) *load {
-	l := &load{stop: make(chan struct{})}
-	client := &http.Client{
-		Timeout:   5 * time.Second,
-		Transport: &http.Transport{TLSClientConfig: tlsConf, ForceAttemptHTTP2: true},
-	}
-	deadline := time.Now().Add(d)
-	for w := range workers {
-		l.wg.Go(func() {
-			tick := time.NewTicker(time.Second / time.Duration(rate))
-			defer tick.Stop()
-			for i := w * 7919; time.Now().Before(deadline); i++ {
-				select {
-				case <-l.stop:
-					return
-				case <-tick.C:
-				}
-				q := new(dns.Msg)
-				q.SetQuestion(names[i%len(names)], dns.TypeA)
-				q.Id = 0
-				b, _ := q.Pack()
-				l.sent.Add(1)
-				resp, err := client.Post(url, "application/dns-message", bytes.NewReader(b))
-				if err != nil {
-					l.lost.Add(1)
-					l.fail(err.Error())
-					continue
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				m := new(dns.Msg)
-				if err != nil || resp.StatusCode != http.StatusOK || m.Unpack(body) != nil {
-					l.lost.Add(1)
-					l.fail(fmt.Sprintf("status %d, err %v", resp.StatusCode, err))
-					continue
-				}
-				l.answered.Add(1)
-			}
-		})
-	}
-	return l
 }
 
 // notifySocket listens where a service manager would (NOTIFY_SOCKET) and
