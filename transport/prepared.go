@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/binary"
 
 	"github.com/miekg/dns"
 )
@@ -37,9 +38,85 @@ func packPrepared(q *dns.Msg) []byte {
 	if !ok || opt.UDPSize() != EDNSBufferSize || opt.ExtendedRcode() != 0 {
 		return nil
 	}
-	wire, err := q.Pack()
+	wire, err := PackQuery(q, nil)
 	if err != nil {
 		return nil
 	}
 	return wire
+}
+
+// PackQuery packs the query m into buf (or a new buffer when buf is too
+// small), as the exchangers send it. When the last additional record is
+// an OPT whose options are all local ones (dns.EDNS0_LOCAL: the ECS, tag,
+// trace and loop options the forward stage carries) or padding, the
+// options are written here, after miekg/dns packs the rest: it copies
+// every such option's data twice per pack, once to measure the message
+// and once to write it. The bytes are the same either way.
+//
+// m's OPT is changed while it is packed and restored before PackQuery
+// returns (miekg/dns's own pack writes its extended RCODE too), so m
+// must not be used concurrently.
+func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
+	opt := lastOPT(m)
+	if opt == nil || len(opt.Option) == 0 {
+		return m.PackBuffer(buf)
+	}
+	size := 0
+	for _, o := range opt.Option {
+		switch o := o.(type) {
+		case *dns.EDNS0_LOCAL:
+			size += 4 + len(o.Data)
+		case *dns.EDNS0_PADDING:
+			size += 4 + len(o.Padding)
+		default:
+			return m.PackBuffer(buf)
+		}
+	}
+	if size > 0xffff {
+		return m.PackBuffer(buf) // and its error
+	}
+	if len(buf) < maxQuestionQuery {
+		// Room for the query and the options, so that appending them
+		// does not copy what miekg/dns packed (it would size a buffer
+		// of its own to the message).
+		buf = make([]byte, maxQuestionQuery+size)
+	}
+	options := opt.Option
+	opt.Option = nil
+	wire, err := m.PackBuffer(buf)
+	opt.Option = options
+	if err != nil {
+		return nil, err
+	}
+	// The OPT was packed last with no options: its RDLENGTH is the
+	// message's last two bytes.
+	binary.BigEndian.PutUint16(wire[len(wire)-2:], uint16(size))
+	for _, o := range options {
+		var code uint16
+		var data []byte
+		switch o := o.(type) {
+		case *dns.EDNS0_LOCAL:
+			code, data = o.Code, o.Data
+		case *dns.EDNS0_PADDING:
+			code, data = dns.EDNS0PADDING, o.Padding
+		}
+		wire = binary.BigEndian.AppendUint16(wire, code)
+		wire = binary.BigEndian.AppendUint16(wire, uint16(len(data)))
+		wire = append(wire, data...)
+	}
+	return wire, nil
+}
+
+// maxQuestionQuery is the most a query of one question and an OPT with no
+// options packs to, with the byte miekg/dns's PackBuffer wants spare: a
+// header (12), a name (255), type and class (4), the OPT (11).
+const maxQuestionQuery = 12 + 255 + 4 + 11 + 1
+
+// lastOPT returns m's last additional record when it is an OPT.
+func lastOPT(m *dns.Msg) *dns.OPT {
+	if len(m.Extra) == 0 {
+		return nil
+	}
+	opt, _ := m.Extra[len(m.Extra)-1].(*dns.OPT)
+	return opt
 }

@@ -280,3 +280,105 @@ func TestAttemptCtx(t *testing.T) {
 	}
 	<-c2.Done()
 }
+
+// TestPackQuery: PackQuery gives the bytes miekg/dns's Pack gives, for
+// OPTs with local options, padding, other options, none, and messages
+// with no OPT or a TSIG after it; the message is as it was.
+func TestPackQuery(t *testing.T) {
+	t.Parallel()
+	local := func(code uint16, n int) *dns.EDNS0_LOCAL {
+		return &dns.EDNS0_LOCAL{Code: code, Data: bytes.Repeat([]byte{byte(n)}, n)}
+	}
+	tsig := func() *dns.Msg {
+		q := prepared("example.org.", dns.TypeA, local(65001, 3))
+		q.Id = 0x1234 // the TSIG's original ID
+		q.SetTsig("key.", dns.HmacSHA256, 300, 0)
+		return q
+	}
+	tests := []struct {
+		name string
+		q    func() *dns.Msg
+	}{
+		{"no opt", func() *dns.Msg { return wireQuery("example.org.", dns.TypeA) }},
+		{"no options", func() *dns.Msg { return prepared("example.org.", dns.TypeA) }},
+		{"ecs, tags, trace", func() *dns.Msg {
+			return prepared("example.org.", dns.TypeAAAA, local(dns.EDNS0SUBNET, 7), local(65001, 21), local(65002, 32))
+		}},
+		{"empty data", func() *dns.Msg { return prepared("example.org.", dns.TypeA, local(65001, 0)) }},
+		{"padding", func() *dns.Msg {
+			return prepared("example.org.", dns.TypeA, local(65001, 5), &dns.EDNS0_PADDING{Padding: make([]byte, 80)})
+		}},
+		{"another option", func() *dns.Msg {
+			return prepared("example.org.", dns.TypeA, local(65001, 5), &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0123456789abcdef"})
+		}},
+		{"do bit and rcode", func() *dns.Msg {
+			q := prepared("example.org.", dns.TypeDS, local(65001, 9))
+			q.IsEdns0().SetDo()
+			return q
+		}},
+		{"tsig last", tsig},
+		{"compressed names", func() *dns.Msg {
+			q := prepared("a.example.org.", dns.TypeA, local(65001, 4))
+			q.Ns = []dns.RR{&dns.NS{Hdr: dns.RR_Header{Name: "example.org.", Rrtype: dns.TypeNS, Class: dns.ClassINET}, Ns: "ns.example.org."}}
+			q.Compress = true
+			return q
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			build := func() *dns.Msg {
+				q := tt.q()
+				q.Id = 0x1234
+				return q
+			}
+			want, err := build().Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, buf := range [][]byte{nil, make([]byte, 0, 16), make([]byte, 4096)} {
+				q := build()
+				before := q.String()
+				got, err := PackQuery(q, buf)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got, want) {
+					t.Errorf("buffer of %d: PackQuery\n%x\nPack\n%x", cap(buf), got, want)
+				}
+				if after := q.String(); after != before {
+					t.Errorf("message changed:\n%s\nnow\n%s", before, after)
+				}
+			}
+		})
+	}
+	// Options too long for an OPT fail as they do in miekg/dns.
+	q := prepared("example.org.", dns.TypeA, local(65001, 40000), local(65002, 40000))
+	if _, err := PackQuery(q, nil); err == nil {
+		if _, perr := q.Pack(); perr == nil {
+			t.Log("miekg/dns packs an OPT over 65535 bytes of options too")
+		} else {
+			t.Errorf("PackQuery packed what Pack refuses: %v", perr)
+		}
+	}
+}
+
+// BenchmarkPackQuery is PackQuery against miekg/dns's Pack for a query
+// that carries ECS and tags.
+func BenchmarkPackQuery(b *testing.B) {
+	q := prepared("example.org.", dns.TypeA, &dns.EDNS0_LOCAL{Code: dns.EDNS0SUBNET, Data: make([]byte, 7)},
+		&dns.EDNS0_LOCAL{Code: 65001, Data: []byte("env=prod stage=canary")})
+	buf := make([]byte, 512)
+	b.Run("miekg", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			q.PackBuffer(buf)
+		}
+	})
+	b.Run("PackQuery", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			PackQuery(q, buf)
+		}
+	})
+}

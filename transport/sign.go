@@ -51,7 +51,7 @@ func SetSigner(ex Exchanger, s Signer) bool {
 // new buffer) and its MAC.
 func (p pinnedAddr) packQuery(m *dns.Msg, buf []byte) (wire []byte, mac string, err error) {
 	if p.signer == nil {
-		wire, err = m.PackBuffer(buf)
+		wire, err = PackQuery(m, buf)
 		return wire, "", err
 	}
 	return p.signer.SignQuery(m)

@@ -51,7 +51,7 @@ type nopExchanger struct{ reply *dns.Msg }
 
 func (n *nopExchanger) Exchange(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
 	var buf [512]byte
-	if _, err := q.PackBuffer(buf[:]); err != nil {
+	if _, err := transport.PackQuery(q, buf[:]); err != nil {
 		return nil, err
 	}
 	m := *n.reply
