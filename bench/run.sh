@@ -47,7 +47,7 @@
 #                          dnsedge servers side by side (policy off and on,
 #                          validation off and on; default 20)
 #   BENCH_PAIR_SECONDS     length of one side of a paired round (default 2)
-#   BENCH_CARRY_COUNT      runs of each case of the forward option benchmark
+#   BENCH_MICRO_ROUNDS     runs of the forward option and histogram benchmarks
 #                          (default 10)
 #   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
 #                          unbound validating a signed zone (misses, hits);
@@ -83,7 +83,7 @@ POLICY_RULES=${BENCH_POLICY_RULES:-1000}
 PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-20}
 PAIR_SECS=${BENCH_PAIR_SECONDS:-2}
 MAIN=${BENCH_MAIN:-1}
-CARRY_COUNT=${BENCH_CARRY_COUNT:-10}
+MICRO_ROUNDS=${BENCH_MICRO_ROUNDS:-20}
 POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 DNSSEC=${BENCH_DNSSEC:-1}
@@ -1156,21 +1156,75 @@ dnssec_phase() {
 	fi
 }
 
-# carry_cost: what the options a forwarded query carries upstream (ECS,
-# tags, trace id) add to the forward path, from the Go benchmark of it
-# (BenchmarkForwardCarry: the upstream query built, the group raced, the
-# answer returned, against an exchanger that answers at once), run
-# CARRY_COUNT times interleaved on the server core; carry.txt keeps the
-# output for the report.
-carry_cost() {
-	log "forward option cost: BenchmarkForwardCarry x $CARRY_COUNT"
-	(cd "$ROOT" && go test -c -o "$OUT/middleware.test" ./edge/middleware) || {
-		log "carry cost: the benchmark did not build"
+# micro_rounds NAME PKG BENCH: builds PKG's test binary and runs benchmark
+# BENCH (a -test.bench pattern) MICRO_ROUNDS times on the server core,
+# every case of a run right after the others, writing "round N" before
+# each run to NAME.txt, so that the report takes each cost within a run.
+micro_rounds() {
+	local name=$1 pkg=$2 bench=$3 i
+	(cd "$ROOT" && go test -c -o "$OUT/$name.test" "$pkg") || {
+		log "$name: the benchmark did not build"
 		return 0
 	}
-	taskset -c "$SERVER_CORE" nice -n "$NICE" "$OUT/middleware.test" -test.run '^$' -test.bench 'ForwardCarry' \
-		-test.benchtime 300ms -test.count "$CARRY_COUNT" -test.cpu 1 >"$RUN/carry.txt" 2>&1 ||
-		log "carry cost: the benchmark failed, see $RUN/carry.txt"
+	: >"$RUN/$name.txt"
+	for ((i = 1; i <= MICRO_ROUNDS; i++)); do
+		echo "round $i" >>"$RUN/$name.txt"
+		taskset -c "$SERVER_CORE" nice -n "$NICE" "$OUT/$name.test" -test.run '^$' -test.bench "$bench" \
+			-test.benchtime 300ms -test.count 1 -test.cpu 1 -test.benchmem >>"$RUN/$name.txt" 2>&1 || {
+			log "$name: the benchmark failed, see $RUN/$name.txt"
+			return 0
+		}
+	done
+}
+
+# carry_cost: what the options a forwarded query carries upstream (ECS,
+# tags, trace id) add to the forward path (BenchmarkForwardCarry: the
+# upstream query built, the group raced, the answer returned, against an
+# exchanger that answers at once).
+carry_cost() {
+	log "forward option cost: BenchmarkForwardCarry x $MICRO_ROUNDS"
+	micro_rounds carry ./edge/middleware '^BenchmarkForwardCarry$'
+}
+
+# histogram_cost: what the latency histograms add to a cache hit and a
+# miss served through a listener core (BenchmarkHistograms).
+histogram_cost() {
+	log "latency histogram cost: BenchmarkHistograms x $MICRO_ROUNDS"
+	micro_rounds histograms ./edge/listen '^BenchmarkHistograms$'
+	micro_instructions histograms '^BenchmarkHistograms$' \
+		hit/histograms=false hit/histograms=true miss/histograms=false miss/histograms=true
+}
+
+# micro_instructions NAME PATTERN CASE...: instructions per operation of
+# each CASE (A/B, a sub-benchmark's path) of NAME.test's benchmark
+# PATTERN, counted by cachegrind (the
+# machine's noise is not in them): two runs of each case, of 20,000 and
+# 60,000 operations, so that what the benchmark sets up cancels out. One
+# line per case, "CASE<TAB>instructions per op", to NAME-instr.tsv.
+micro_instructions() {
+	local name=$1 pattern=$2 c n a b
+	shift 2
+	command -v valgrind >/dev/null || {
+		log "$name: no valgrind, so no instruction counts"
+		return 0
+	}
+	: >"$RUN/$name-instr.tsv"
+	for c in "$@"; do
+		a="" b=""
+		for n in 20000 60000; do
+			local refs
+			refs=$(GOMAXPROCS=1 GOGC=off GODEBUG=asyncpreemptoff=1 taskset -c "$SERVER_CORE" \
+				valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
+				"$OUT/$name.test" -test.run '^$' -test.bench "$pattern/^${c%%/*}\$/^${c#*/}\$" -test.benchtime "${n}x" 2>&1 |
+				awk '/I *refs/ { gsub(",", "", $4); print $4 }')
+			[[ -n $refs ]] || {
+				log "$name: cachegrind gave no count for $c"
+				return 0
+			}
+			if [[ -z $a ]]; then a=$refs; else b=$refs; fi
+		done
+		printf '%s\t%s\n' "$c" "$(((b - a) / 40000))" >>"$RUN/$name-instr.tsv"
+	done
 }
 
 # cache_phase: the cache memory rows. Each server is started once more, after
@@ -1683,6 +1737,9 @@ for server in $ONLY; do
 			policy_phase
 			canary_phase
 			carry_cost
+		fi
+		if [[ $DNSEDGE_STATUS == ok ]] && ((MAIN)); then
+			histogram_cost
 		fi
 		;;
 	dnsdist)

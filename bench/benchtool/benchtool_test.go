@@ -242,27 +242,84 @@ func TestPairTables(t *testing.T) {
 	}
 }
 
-// TestCarryCost: the forward option table reads go test -bench output,
-// medians and minimums per case, and the difference from plain.
+// TestCarryCost: the forward option table reads go test -bench output
+// run by run (with or without "round" lines), takes each run's difference
+// from its own plain case, and judges the median.
 func TestCarryCost(t *testing.T) {
-	dir := t.TempDir()
-	out := `goos: linux
+	for _, tt := range []struct{ name, out string }{
+		{"rounds", `round 1
+goos: linux
 BenchmarkForwardCarry/plain         	  300000	      4000 ns/op	    1800 B/op	      20 allocs/op
-BenchmarkForwardCarry/ecs+tags      	  300000	      4300 ns/op	    2152 B/op	      25 allocs/op
-BenchmarkForwardCarry/plain         	  300000	      3500 ns/op	    1800 B/op	      20 allocs/op
-BenchmarkForwardCarry/ecs+tags      	  300000	      3900 ns/op	    2152 B/op	      25 allocs/op
-BenchmarkForwardCarry/plain-2       	  300000	      3700 ns/op	    1800 B/op	      20 allocs/op
-BenchmarkForwardCarry/ecs+tags-2    	  300000	      4100 ns/op	    2152 B/op	      25 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      4300 ns/op	    2152 B/op	      21 allocs/op
 PASS
-`
-	if err := os.WriteFile(filepath.Join(dir, "carry.txt"), []byte(out), 0o644); err != nil {
+round 2
+BenchmarkForwardCarry/plain         	  300000	      3500 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      4200 ns/op	    2152 B/op	      21 allocs/op
+round 3
+BenchmarkForwardCarry/plain-2       	  300000	      3700 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags-2    	  300000	      4100 ns/op	    2152 B/op	      21 allocs/op
+`},
+		{"repeats", `BenchmarkForwardCarry/plain         	  300000	      4000 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      4300 ns/op	    2152 B/op	      21 allocs/op
+BenchmarkForwardCarry/plain         	  300000	      3500 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags      	  300000	      4200 ns/op	    2152 B/op	      21 allocs/op
+BenchmarkForwardCarry/plain-2       	  300000	      3700 ns/op	    1800 B/op	      20 allocs/op
+BenchmarkForwardCarry/ecs+tags-2    	  300000	      4100 ns/op	    2152 B/op	      21 allocs/op
+`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "carry.txt"), []byte(tt.out), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			if err := writeCarryCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+				t.Fatal(err)
+			}
+			// Differences 300, 700, 400: median 400, met.
+			for _, want := range []string{"| plain | 3 | 3700 | 20 | +0 ns |", "| ecs+tags | 3 | 4200 | 21 | +400 ns | +350 – +550 ns | yes |"} {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("missing %q in\n%s", want, b.String())
+				}
+			}
+		})
+	}
+}
+
+// TestHistogramCost: the histogram table takes each run's on/off ratio,
+// reads cpu-ns/op before ns/op, and judges the median against 1.02.
+func TestHistogramCost(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	for i, on := range []struct{ hit, miss int }{{1010, 1500}, {1020, 1600}, {1030, 1700}} {
+		fmt.Fprintf(&out, "round %d\n", i+1)
+		fmt.Fprintf(&out, "BenchmarkHistograms/hit/histograms=false-2 100 9999 ns/op 1000 cpu-ns/op 0 B/op 0 allocs/op\n")
+		fmt.Fprintf(&out, "BenchmarkHistograms/hit/histograms=true-2 100 9999 ns/op %d cpu-ns/op 0 B/op 0 allocs/op\n", on.hit)
+		fmt.Fprintf(&out, "BenchmarkHistograms/miss/histograms=false-2 100 9999 ns/op 1500 cpu-ns/op 0 B/op 0 allocs/op\n")
+		fmt.Fprintf(&out, "BenchmarkHistograms/miss/histograms=true-2 100 9999 ns/op %d cpu-ns/op 0 B/op 0 allocs/op\n", on.miss)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "histograms.txt"), []byte(out.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	if err := writeCarryCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+	if err := writeHistogramCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"| plain | 3700 | 3500 | +0 ns | +0 ns |", "| ecs+tags | 4100 | 3900 | +400 ns | +400 ns |"} {
+	for _, want := range []string{"| hit | 3 | 1000 | 1020 | 1.020 | 1.015–1.025 | - | - | - | yes |", "| miss | 3 | 1500 | 1600 | 1.067 | 1.033–1.100 | - | - | - | no |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("missing %q in\n%s", want, b.String())
+		}
+	}
+	// With instruction counts, they decide.
+	instr := "hit/histograms=false\t8000\nhit/histograms=true\t8240\nmiss/histograms=false\t18000\nmiss/histograms=true\t18180\n"
+	if err := os.WriteFile(filepath.Join(dir, "histograms-instr.tsv"), []byte(instr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.Reset()
+	if err := writeHistogramCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"| 1.015–1.025 | 8000 | 8240 | 1.030 | no |", "| 1.033–1.100 | 18000 | 18180 | 1.010 | yes |"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("missing %q in\n%s", want, b.String())
 		}

@@ -209,6 +209,9 @@ func writeReport(dir, out string) error {
 	if err := writeCarryCost(w, dir); err != nil {
 		return err
 	}
+	if err := writeHistogramCost(w, dir); err != nil {
+		return err
+	}
 	writeDNSSEC(w, byKey)
 	if err := writePairs(w, dir, m, dnssecPairs); err != nil {
 		return err
@@ -408,56 +411,4 @@ func median(v []float64) float64 {
 		return s[n/2]
 	}
 	return (s[n/2-1] + s[n/2]) / 2
-}
-
-// writeCarryCost reports, from carry.txt (go test -bench output of
-// BenchmarkForwardCarry, several counts), what the ECS, tag and trace
-// options add to a forwarded query: the median and the minimum ns/op of
-// each case, and their difference from the plain one. Target: ECS and
-// tags add at most 0.5 µs.
-func writeCarryCost(w func(string, ...any), dir string) error {
-	b, err := os.ReadFile(filepath.Join(dir, "carry.txt"))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	runs := map[string][]float64{}
-	var order []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 4 || !strings.HasPrefix(f[0], "BenchmarkForwardCarry/") || f[3] != "ns/op" {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[2], 64)
-		if err != nil {
-			continue
-		}
-		name := strings.TrimPrefix(f[0], "BenchmarkForwardCarry/")
-		if i := strings.LastIndex(name, "-"); i > 0 {
-			name = name[:i] // a -GOMAXPROCS suffix
-		}
-		if _, ok := runs[name]; !ok {
-			order = append(order, name)
-		}
-		runs[name] = append(runs[name], v)
-	}
-	plain := runs["plain"]
-	if len(plain) == 0 {
-		w("\n## Forward option cost\n\nBenchmarkForwardCarry gave no result (see bench/out/run/carry.txt).\n")
-		return nil
-	}
-	w("\n## Forward option cost\n\n")
-	w("What the options a forwarded query carries upstream add to dnsedge's forward path (upstream query built and packed, group raced, answer returned, "+
-		"against an exchanger that answers at once): `BenchmarkForwardCarry` in `edge/middleware`, %d runs of each case pinned to core 0. "+
-		"Target: ECS and tags add at most 0.5 µs per forwarded query.\n\n", len(plain))
-	w("| Case | median ns/op | min ns/op | added over plain (median) | added over plain (min) |\n|---|---:|---:|---:|---:|\n")
-	mp, np := median(plain), slices.Min(plain)
-	for _, name := range order {
-		v := runs[name]
-		m, n := median(v), slices.Min(v)
-		w("| %s | %.0f | %.0f | %+.0f ns | %+.0f ns |\n", name, m, n, m-mp, n-np)
-	}
-	return nil
 }
