@@ -1262,7 +1262,7 @@ cache_phase() {
 				fi
 			fi
 			# GOGC from the environment is dropped, so that this row has
-			# dnsedge serve's own default (400); the next has Go's (100).
+			# dnsedge serve's own GC target; the next has Go's default (GOGC=100).
 			cache_server dnsedge "$status" "$port" "$stats" "$note" \
 				env -u GOGC "$OUT/dnsedge" serve -config "$conf"
 			cache_server dnsedge-gogc100 "$status" "$port" "$stats" "$note" \
@@ -1721,9 +1721,10 @@ for server in $ONLY; do
 		bench_server dnsedge "$DNSEDGE_STATUS" "$version" "$port" \
 			"$OUT/dnsedge" serve -config "$RUN/dnsedge.yaml"
 		if ((MAIN && ENCRYPTED)) && [[ $DNSEDGE_STATUS == ok ]]; then
-			# dnsedge serve sets GOGC=400, so the RSS of the row above
-			# carries four times the live heap of GC headroom; this row shows
-			# what GOGC=100 (the Go default) gives for the same connections.
+			# dnsedge serve sets its own GC target (headroom of half the
+			# live heap, 16-256 MiB); this row shows what GOGC=100 (the Go
+			# default, which turns that target off) gives for the same
+			# connections.
 			mkdir -p "$RUN/dnsedge-gogc100"
 			start dnsedge-gogc100 "$SERVER_CORE" env GOGC=100 "$OUT/dnsedge" serve -config "$RUN/dnsedge.yaml"
 			if wait_ready "$port" "$STARTED_PID"; then
