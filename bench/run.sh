@@ -47,6 +47,9 @@
 #                          dnsedge servers side by side (policy off and on,
 #                          validation off and on; default 20)
 #   BENCH_PAIR_SECONDS     length of one side of a paired round (default 2)
+#   BENCH_PAIR_TOGETHER    1 (default) runs both sides of a fixed-rate
+#                          paired round at the same time; 0 one after the other
+#   BENCH_POLICY_SCENARIOS the policy phase's scenarios (default all five)
 #   BENCH_MICRO_ROUNDS     runs of the forward option and histogram benchmarks
 #                          (default 10)
 #   BENCH_DNSSEC           1 (default) adds the validation rows: dnsedge and
@@ -84,7 +87,8 @@ PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-20}
 PAIR_SECS=${BENCH_PAIR_SECONDS:-2}
 MAIN=${BENCH_MAIN:-1}
 MICRO_ROUNDS=${BENCH_MICRO_ROUNDS:-20}
-POLICY_SCENARIOS="hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"
+POLICY_SCENARIOS=${BENCH_POLICY_SCENARIOS:-"hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"}
+PAIR_TOGETHER=${BENCH_PAIR_TOGETHER:-1}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-1000}
 DNSSEC=${BENCH_DNSSEC:-1}
 PROFILE=${BENCH_PROFILE:-0}
@@ -164,6 +168,7 @@ fi
 if ! [[ $PAIR_SECS =~ ^[0-9]+$ ]] || ((PAIR_SECS < 1 || PAIR_SECS > 60)); then
 	die "BENCH_PAIR_SECONDS must be 1..60, got '$PAIR_SECS'"
 fi
+[[ $PAIR_TOGETHER == [01] ]] || die "BENCH_PAIR_TOGETHER must be 0 or 1, got '$PAIR_TOGETHER'"
 [[ $MAIN == [01] ]] || die "BENCH_MAIN must be 0 or 1, got '$MAIN'"
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
 	die "BENCH_NICE must be -20..19, got '$NICE'"
@@ -973,10 +978,24 @@ pair_rounds() {
 			pair_data "$sc" "$r"
 			first=$a second=$b
 			((r % 2)) || first=$b second=$a
-			for side in $first $second; do
-				pair_round "$tsv" "$sc" "$r" "$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
-					log "paired rounds: the $side server exited"
-			done
+			if [[ $mode == rate ]] && ((PAIR_TOGETHER)); then
+				# A fixed rate leaves the core idle most of the time, and
+				# what a query costs there moves with the machine from one
+				# second to the next: both sides run at once, so that both
+				# figures of the round see the same seconds.
+				local pa pb
+				pair_round "$tsv" "$sc" "$r" "$a" "${ports[$a]}" "${pids[$a]}" "$RUN/$data" "$mode" &
+				pa=$!
+				pair_round "$tsv" "$sc" "$r" "$b" "${ports[$b]}" "${pids[$b]}" "$RUN/$data" "$mode" &
+				pb=$!
+				wait "$pa" || log "paired rounds: the $a server exited"
+				wait "$pb" || log "paired rounds: the $b server exited"
+			else
+				for side in $first $second; do
+					pair_round "$tsv" "$sc" "$r" "$side" "${ports[$side]}" "${pids[$side]}" "$RUN/$data" "$mode" ||
+						log "paired rounds: the $side server exited"
+				done
+			fi
 			[[ $sc != miss-* ]] || rm -f "$RUN/$data"
 		done
 	done
@@ -1184,6 +1203,7 @@ micro_rounds() {
 carry_cost() {
 	log "forward option cost: BenchmarkForwardCarry x $MICRO_ROUNDS"
 	micro_rounds carry ./edge/middleware '^BenchmarkForwardCarry$'
+	micro_instructions carry '^BenchmarkForwardCarry$' plain ecs+tags ecs+tags+trace
 }
 
 # histogram_cost: what the latency histograms add to a cache hit and a
@@ -1202,7 +1222,7 @@ histogram_cost() {
 # 60,000 operations, so that what the benchmark sets up cancels out. One
 # line per case, "CASE<TAB>instructions per op", to NAME-instr.tsv.
 micro_instructions() {
-	local name=$1 pattern=$2 c n a b
+	local name=$1 pattern=$2 c n a b sub
 	shift 2
 	command -v valgrind >/dev/null || {
 		log "$name: no valgrind, so no instruction counts"
@@ -1211,11 +1231,14 @@ micro_instructions() {
 	: >"$RUN/$name-instr.tsv"
 	for c in "$@"; do
 		a="" b=""
+		# Each level of the case's path matched whole, its regular
+		# expression characters quoted: "ecs+tags" is a name, not a pattern.
+		sub=$(sed -E 's/[][+.*?(){}|^$\\]/\\&/g; s|[^/]+|^&$|g' <<<"$c")
 		for n in 20000 60000; do
 			local refs
 			refs=$(GOMAXPROCS=1 GOGC=off GODEBUG=asyncpreemptoff=1 taskset -c "$SERVER_CORE" \
 				valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
-				"$OUT/$name.test" -test.run '^$' -test.bench "$pattern/^${c%%/*}\$/^${c#*/}\$" -test.benchtime "${n}x" 2>&1 |
+				"$OUT/$name.test" -test.run '^$' -test.bench "$pattern/$sub" -test.benchtime "${n}x" 2>&1 |
 				awk '/I *refs/ { gsub(",", "", $4); print $4 }')
 			[[ -n $refs ]] || {
 				log "$name: cachegrind gave no count for $c"
@@ -1836,6 +1859,7 @@ stop_pid "$NAMED_PID"
 	printf 'seconds\t%s\n' "$SECS"
 	printf 'pair_rounds\t%s\n' "$PAIR_ROUNDS"
 	printf 'pair_seconds\t%s\n' "$PAIR_SECS"
+	printf 'pair_together\t%s\n' "$PAIR_TOGETHER"
 	printf 'nice\t%s\n' "$NICE"
 	printf 'max_args\t%s\n' "${MAX_ARGS[*]}"
 	printf 'rate_args\t%s\n' "${RATE_ARGS[*]}"

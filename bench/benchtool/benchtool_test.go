@@ -277,10 +277,21 @@ BenchmarkForwardCarry/ecs+tags-2    	  300000	      4100 ns/op	    2152 B/op	   
 				t.Fatal(err)
 			}
 			// Differences 300, 700, 400: median 400, met.
-			for _, want := range []string{"| plain | 3 | 3700 | 20 | +0 ns |", "| ecs+tags | 3 | 4200 | 21 | +400 ns | +350 – +550 ns | yes |"} {
+			for _, want := range []string{"| plain | 3 | 3700 | 20 | +0 ns |", "| ecs+tags | 3 | 4200 | 21 | +400 ns | +350 – +550 ns | - | - | yes |"} {
 				if !strings.Contains(b.String(), want) {
 					t.Errorf("missing %q in\n%s", want, b.String())
 				}
+			}
+			// Instruction counts, when there are some, go beside.
+			if err := os.WriteFile(filepath.Join(dir, "carry-instr.tsv"), []byte("plain\t30000\necs+tags\t30900\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			b.Reset()
+			if err := writeCarryCost(func(f string, a ...any) { fmt.Fprintf(&b, f, a...) }, dir); err != nil {
+				t.Fatal(err)
+			}
+			if want := "| +350 – +550 ns | 30900 | +900 | yes |"; !strings.Contains(b.String(), want) {
+				t.Errorf("missing %q in\n%s", want, b.String())
 			}
 		})
 	}

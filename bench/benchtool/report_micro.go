@@ -116,7 +116,12 @@ func writeCarryCost(w func(string, ...any), dir string) error {
 		"against an exchanger that packs the query as the real ones do and answers at once): `BenchmarkForwardCarry` in `edge/middleware`, "+
 		"run %d times on core 0, every case of a run right after the others; the cost is each run's difference from its own plain case. "+
 		"Target: ECS and tags add at most 0.5 µs per forwarded query (median over the runs).\n\n", len(rounds))
-	w("| Case | runs | ns/op (median) | allocs/op | added over plain: median | middle half | target met |\n|---|---:|---:|---:|---:|---|---|\n")
+	instr, err := readInstructions(filepath.Join(dir, "carry-instr.tsv"))
+	if err != nil {
+		return err
+	}
+	w("| Case | runs | ns/op (median) | allocs/op | added over plain: median | middle half | instructions/op (cachegrind) | added | target met |\n")
+	w("|---|---:|---:|---:|---:|---|---:|---:|---|\n")
 	for _, name := range order {
 		d, _, own, allocs := perRound(rounds, "plain", name, func(x, y float64) float64 { return y - x })
 		if len(d) == 0 {
@@ -126,8 +131,12 @@ func writeCarryCost(w func(string, ...any), dir string) error {
 		if name == "ecs+tags" {
 			met = yesNo(median(d) <= 500)
 		}
-		w("| %s | %d | %.0f | %.0f | %+.0f ns | %+.0f – %+.0f ns | %s |\n", name, len(d), median(own), median(allocs),
-			median(d), quantile(d, 0.25), quantile(d, 0.75), met)
+		counts := "- | -"
+		if in, ip := instr[name], instr["plain"]; in > 0 && ip > 0 {
+			counts = fmt.Sprintf("%.0f | %+.0f", in, in-ip)
+		}
+		w("| %s | %d | %.0f | %.0f | %+.0f ns | %+.0f – %+.0f ns | %s | %s |\n", name, len(d), median(own), median(allocs),
+			median(d), quantile(d, 0.25), quantile(d, 0.75), counts, met)
 	}
 	return nil
 }
@@ -144,15 +153,9 @@ func writeHistogramCost(w func(string, ...any), dir string) error {
 	if err != nil || rounds == nil {
 		return err
 	}
-	instr := map[string]float64{}
-	rows, err := readOptionalTSV(filepath.Join(dir, "histograms-instr.tsv"), 2)
+	instr, err := readInstructions(filepath.Join(dir, "histograms-instr.tsv"))
 	if err != nil {
 		return err
-	}
-	for _, r := range rows {
-		if v, err := strconv.ParseFloat(r[1], 64); err == nil && v > 0 {
-			instr[r[0]] = v
-		}
 	}
 	w("\n## Latency histogram cost\n\n")
 	w("What the latency histograms (per listener and answer source) cost a query: `BenchmarkHistograms` in `edge/listen` serves the same cache hit, "+
@@ -187,4 +190,20 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
+}
+
+// readInstructions reads a file of "case<TAB>instructions per op" lines
+// (micro_instructions in run.sh); a missing file gives none.
+func readInstructions(path string) (map[string]float64, error) {
+	rows, err := readOptionalTSV(path, 2)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, r := range rows {
+		if v, err := strconv.ParseFloat(r[1], 64); err == nil && v > 0 {
+			out[r[0]] = v
+		}
+	}
+	return out, nil
 }

@@ -141,10 +141,10 @@ func writePairs(w func(string, ...any), dir string, m map[string]string, t pairT
 		}
 	}
 	w("The two servers run side by side on core 0. Each scenario runs %s rounds of %s s on each, one right after the other, "+
-		"in alternating order; the ratio is taken per round, so that both figures of a ratio see the same machine, "+
+		"in alternating order, but for the fixed-rate scenarios (5k), which run on both at the same time%s; the ratio is taken per round, so that both figures of a ratio see the same machine, "+
 		"and the table gives the median of those ratios and their middle half. CPU is the servers' time on a CPU "+
 		"(schedstat, in nanoseconds), over the queries answered. Target: a median ratio of at most %.2f.\n\n",
-		orDash(m["pair_rounds"]), orDash(m["pair_seconds"]), t.target)
+		orDash(m["pair_rounds"]), orDash(m["pair_seconds"]), togetherNote(m["pair_together"]), t.target)
 	w("| Scenario | rounds | %s, CPU µs/query (median) | %s | ratio per round: median | middle half | target met |\n|---|---:|---:|---:|---:|---|---|\n", t.aName, t.bName)
 	for _, sc := range t.scenarios {
 		rs := rounds[sc]
@@ -195,4 +195,13 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// togetherNote says when the fixed-rate rounds were not run together
+// (BENCH_PAIR_TOGETHER=0).
+func togetherNote(v string) string {
+	if v == "0" {
+		return " (not in this run: BENCH_PAIR_TOGETHER=0)"
+	}
+	return ""
 }
