@@ -355,10 +355,13 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 			req.Outcome.Source = pipeline.SourceCache
 			return nil, err
 		}
-		if m := c.answer(es, e, age, qname, req.Msg, false); m != nil {
+		if m, wire := c.answer(es, e, age, qname, req.Msg, false); m != nil {
 			es.hits.Add(1)
 			req.Outcome.Source = pipeline.SourceCache
 			req.Outcome.DNSSEC = e.dnssec
+			if wire != nil {
+				req.Cached = pipeline.CachedReply{Msg: m, Wire: wire}
+			}
 			c.maybePrefetch(s, e, age, key, len(qname), h.next, req)
 			return m, nil
 		}

@@ -168,7 +168,7 @@ func (c *Cache) fromShared(r l2.Result, cands [][]byte, qname []byte, q *dns.Msg
 		case fresh:
 			es.put(e)
 			c.noteScope(cands[i], len(qname))
-			if m := c.answer(es, e, age, qname, q, false); m != nil {
+			if m, _ := c.answer(es, e, age, qname, q, false); m != nil {
 				return m, e
 			}
 		case stale:

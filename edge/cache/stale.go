@@ -82,7 +82,7 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 // staleAnswer answers req from e, stale, counts it and records in
 // req.Outcome the source and EDE 3 (Stale Answer) with why, the reason.
 func (c *Cache) staleAnswer(s *shard, e *entry, age uint32, qname []byte, req *pipeline.Request, why string) *dns.Msg {
-	m := c.answer(s, e, age, qname, req.Msg, true)
+	m, _ := c.answer(s, e, age, qname, req.Msg, true) // EDE 3: no client wire
 	if m != nil {
 		s.staleServed.Add(1)
 		req.Outcome.Source = pipeline.SourceStale

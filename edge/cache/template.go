@@ -18,6 +18,10 @@ type template struct {
 	age   uint32
 	qname string // the question name in wire format, as spelled
 	msg   *dns.Msg
+	// wire is msg as a client gets it, ready to send but for the ID,
+	// the header bits of the query and the client's OPT (see
+	// pipeline.CachedReply); nil when msg cannot go that way.
+	wire []byte
 	// fail, when not nil, is the failure a cached failure answers with
 	// (see Cache.insertFailure); the template has no message then.
 	fail error
@@ -38,18 +42,57 @@ const (
 )
 
 // templateSize estimates the bytes a template of the packed message msg
-// holds.
+// holds: the records unpacked, and the message packed once more for
+// clients.
 func templateSize(msg []byte) int64 {
 	records := 0
 	if len(msg) >= headerLen {
 		records = int(binary.BigEndian.Uint16(msg[6:])) + int(binary.BigEndian.Uint16(msg[8:])) +
 			int(binary.BigEndian.Uint16(msg[10:]))
 	}
-	return templateOverhead + int64(len(msg)) + templateRecordLen*int64(records)
+	return templateOverhead + 2*int64(len(msg)) + templateRecordLen*int64(records)
+}
+
+// clientWire packs m, a template's message, as every client gets it but
+// for the header bits of its query and its OPT: names compressed, ID 0,
+// no OPT record (see pipeline.CachedReply). It returns nil when m cannot
+// go that way: its OPT carries an Extended DNS Error (clients get those,
+// in an OPT of the listener's), it has more than one OPT or a TSIG, or
+// its RCODE needs an OPT.
+func clientWire(m *dns.Msg) []byte {
+	if m.Rcode > 0xF {
+		return nil
+	}
+	extra, opts := m.Extra, 0
+	for i, rr := range m.Extra {
+		switch rr := rr.(type) {
+		case *dns.OPT:
+			for _, o := range rr.Option {
+				if o.Option() == dns.EDNS0EDE {
+					return nil
+				}
+			}
+			if opts++; opts > 1 {
+				return nil
+			}
+			extra = slices.Delete(slices.Clone(m.Extra), i, i+1)
+		case *dns.TSIG:
+			return nil
+		}
+	}
+	c := *m
+	c.Id, c.Extra, c.Compress = 0, extra, true
+	b, err := c.Pack()
+	if err != nil {
+		return nil
+	}
+	return b
 }
 
 // answer returns the answer to q from e, aged by age seconds, or nil when
-// the stored bytes do not unpack (then e is dropped). A stale answer has
+// the stored bytes do not unpack (then e is dropped); with it, when the
+// answer is its entry's template, the template's wire form for clients
+// (see clientWire; nil otherwise). A stale answer has
 // every TTL set to StaleTTL and carries EDE 3 (RFC 8767 §4, RFC 8914).
 //
 // The answer is read-only: it shares its sections and records with the
@@ -60,7 +103,7 @@ func templateSize(msg []byte) int64 {
 // spelling of the name (then the answer is unpacked for this query only,
 // so that a client that randomises case cannot push out the template of
 // the others).
-func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg, stale bool) *dns.Msg {
+func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg, stale bool) (*dns.Msg, []byte) {
 	if stale {
 		age = staleAge
 	}
@@ -73,23 +116,23 @@ func (c *Cache) answer(s *shard, e *entry, age uint32, qname []byte, q *dns.Msg,
 			// Only a bug in packing or patching gets here: drop the
 			// entry rather than serve it again.
 			s.remove(e)
-			return nil
+			return nil, nil
 		}
-		t = &template{age: age, qname: string(qname), msg: m}
+		t = &template{age: age, qname: string(qname), msg: m, wire: clientWire(m)}
 		s.keepTemplate(e, t)
 	default:
 		m, err := c.unpackAnswer(e, age, qname)
 		if err != nil {
 			s.remove(e)
-			return nil
+			return nil, nil
 		}
 		setHeader(m, e, q)
-		return m
+		return m, nil
 	}
 	m := new(dns.Msg)
 	*m = *t.msg
 	setHeader(m, e, q)
-	return m
+	return m, t.wire
 }
 
 // setHeader gives m, an answer from e to the query q, the header bits
@@ -125,6 +168,10 @@ func (c *Cache) unpackAnswer(e *entry, age uint32, qname []byte) (*dns.Msg, erro
 	if age == staleAge {
 		addEDE(m, dns.ExtendedErrorCodeStaleAnswer, "")
 	}
+	// Packed for a client with its names compressed, as they were
+	// stored: unpacking does not say so, and an answer packed without
+	// would be longer, and truncated sooner, than the upstream's.
+	m.Compress = true
 	m.Question = slices.Clip(m.Question)
 	m.Answer = slices.Clip(m.Answer)
 	m.Ns = slices.Clip(m.Ns)

@@ -110,7 +110,7 @@ func TestTemplateStale(t *testing.T) {
 	var stale []*dns.Msg
 	for _, age := range []uint32{300, 301, 5000} {
 		e, _, _ := s.get(kh, key, clk.Now())
-		m := c.answer(s, e, age, qname, req.Msg, true)
+		m, _ := c.answer(s, e, age, qname, req.Msg, true)
 		if m == nil || m.Answer[0].Header().Ttl != 7 || len(ede(m)) != 1 || ede(m)[0] != dns.ExtendedErrorCodeStaleAnswer {
 			t.Fatalf("stale answer at age %d: %v", age, m)
 		}

@@ -416,6 +416,11 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 // to putBuf, or nil when nothing is to be sent.
 func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
 	m, err := c.call(req)
+	if err == nil {
+		if b, buf := c.answerCached(req, m, off); b != nil {
+			return b, buf
+		}
+	}
 	rb := getReplyBuf()
 	defer putReplyBuf(rb)
 	reply, send := finish(req, m, err, c.log, rb)

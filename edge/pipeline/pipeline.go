@@ -100,8 +100,8 @@ func (k Kind) String() string {
 // given, since a Request belongs to exactly one query and is never shared
 // between goroutines serving it concurrently. A stage that serves a query
 // of its own from a request (a background refresh) copies the Request,
-// and must then drop Wire, Upstream and Signer and reset Outcome (see
-// Detach).
+// and must then drop Wire, Upstream, Cached and Signer and reset Outcome
+// (see Detach).
 type Request struct {
 	// Msg is the query as received (ID included). Read-only.
 	Msg *dns.Msg
@@ -175,6 +175,9 @@ type Request struct {
 	// Upstream is set by the forward handler when the transport kept
 	// the answer's wire form; see UpstreamReply.
 	Upstream UpstreamReply
+	// Cached is set by the cache when it answers with a wire form the
+	// listener may send; see CachedReply.
+	Cached CachedReply
 }
 
 // UpstreamReply is an answer the forward handler returned together with
@@ -196,6 +199,28 @@ func (u UpstreamReply) WireOf(m *dns.Msg) []byte {
 		return nil
 	}
 	return u.Wire
+}
+
+// CachedReply is a cache hit returned with a wire form of it ready for a
+// client: Wire is Msg packed (names compressed) with ID 0, the header as
+// stored, and no OPT record; Msg has no EDNS option a client would get
+// and an RCODE that needs no OPT. A listener that gets Msg itself back
+// from the pipeline (the same pointer: no stage replaced the answer) may
+// send Wire with the query's ID, Msg's header bits and its own OPT,
+// instead of packing Msg. Wire is shared by every hit on the entry: it
+// is read-only.
+type CachedReply struct {
+	Msg  *dns.Msg
+	Wire []byte
+}
+
+// WireOf returns the wire form of m if m is the cache's answer and it
+// came with one, else nil.
+func (c CachedReply) WireOf(m *dns.Msg) []byte {
+	if m == nil || c.Msg != m {
+		return nil
+	}
+	return c.Wire
 }
 
 // ConnMemo is where the policy stage keeps, for a connection's next
@@ -238,6 +263,7 @@ func (r *Request) Detach() Request {
 	c := *r
 	c.Wire = nil
 	c.Upstream = UpstreamReply{}
+	c.Cached = CachedReply{}
 	c.Signer = nil
 	c.Outcome = Outcome{}
 	return c
