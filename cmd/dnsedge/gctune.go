@@ -28,11 +28,21 @@ import (
 // Peak RSS then follows the live heap plus a bounded headroom: about 1.5
 // times a million-entry cache, and a few tens of MiB for a small one,
 // where a fixed GOGC of 400 made it five times what is live.
+//
+// The collector runs only as the heap grows, so what a burst left behind
+// (a thousand TLS handshakes, then as many idle connections) would stay
+// mapped until traffic resumes. When a tick finds the process quiet (less
+// than quietAlloc allocated since the tick before) holding at least
+// quietGarbage of heap beyond what is live, free or not yet collected, it
+// collects and gives the memory back to the OS (debug.FreeOSMemory): once
+// per quiet stretch, since after that nothing is left to give.
 const (
 	minHeadroom  = 16 << 20
 	maxHeadroom  = 256 << 20
 	maxGCPercent = 400
-	gcTuneEvery  = 2 * time.Second
+	gcTuneEvery  = time.Second
+	quietAlloc   = 512 << 10
+	quietGarbage = 4 << 20
 )
 
 // A gcTarget is what the tuner sets: GOGC and the soft memory limit.
@@ -66,6 +76,19 @@ var gcSamples = []string{
 	"/memory/classes/heap/free:bytes",
 	"/memory/classes/heap/objects:bytes",
 	"/memory/classes/heap/unused:bytes",
+	"/gc/heap/allocs:bytes",
+}
+
+// quiet reports whether a tick that found allocated bytes allocated in
+// all (and before at the tick before), a live heap of live bytes, and
+// objects bytes in heap objects (live or not yet collected) and free
+// bytes in free heap spans not given back, should collect and give back
+// memory (see quietAlloc).
+func quiet(allocated, before, live, objects, free uint64) bool {
+	if before == 0 || allocated-before >= quietAlloc || objects < live {
+		return false
+	}
+	return objects-live+free >= quietGarbage
 }
 
 // readGC returns the live heap and what the runtime holds outside the
@@ -104,6 +127,7 @@ func tuneGC(ctx context.Context) {
 	debug.SetGCPercent(cur)
 	t := time.NewTicker(gcTuneEvery)
 	defer t.Stop()
+	var allocated uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -114,8 +138,15 @@ func tuneGC(ctx context.Context) {
 		if !ok {
 			return
 		}
+		before := allocated
+		allocated = s[6].Value.Uint64()
 		if live == 0 {
 			continue // no collection yet
+		}
+		if quiet(allocated, before, live, s[4].Value.Uint64(), s[3].Value.Uint64()) {
+			debug.FreeOSMemory()
+			live, other, _ = readGC(s)
+			allocated = s[6].Value.Uint64()
 		}
 		want := targetFor(live, other, envLimit)
 		if abs(want.percent-cur)*10 >= cur {

@@ -50,3 +50,27 @@ func TestReadGC(t *testing.T) {
 		t.Errorf("no memory outside the heap reported (live %d)", live)
 	}
 }
+
+// TestQuiet: memory is given back only when the process allocated little
+// since the last tick and holds enough beyond its live heap.
+func TestQuiet(t *testing.T) {
+	t.Parallel()
+	const mib = 1 << 20
+	tests := []struct {
+		name                                   string
+		allocated, before, live, objects, free uint64
+		want                                   bool
+	}{
+		{"first tick", 100 * mib, 0, 10 * mib, 20 * mib, 0, false},
+		{"busy", 100 * mib, 90 * mib, 10 * mib, 20 * mib, 0, false},
+		{"quiet with garbage", 100 * mib, 100*mib - 1000, 10 * mib, 15 * mib, 0, true},
+		{"quiet with free spans", 100 * mib, 100 * mib, 10 * mib, 11 * mib, 3 * mib, true},
+		{"quiet, little to give", 100 * mib, 100 * mib, 10 * mib, 12 * mib, 1 * mib, false},
+		{"objects under live", 100 * mib, 100 * mib, 10 * mib, 9 * mib, 10 * mib, false},
+	}
+	for _, tt := range tests {
+		if got := quiet(tt.allocated, tt.before, tt.live, tt.objects, tt.free); got != tt.want {
+			t.Errorf("%s: quiet = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
