@@ -41,6 +41,15 @@ type mmsghdr struct {
 // sides holds the arrays one call of one side fills in, grown to the
 // largest batch seen.
 type sides struct {
+	// The call in progress: the system call, its count of messages and
+	// flags, and what it gave. fn, handed to the RawConn, is bound once
+	// (newBatcher), so that a call allocates no closure and no result on
+	// the heap.
+	op, count, flags uintptr
+	n                int
+	errno            syscall.Errno
+	fn               func(fd uintptr) bool
+
 	hs    []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // large enough for a sockaddr_in too
@@ -65,7 +74,22 @@ func newBatcher(c *net.UDPConn, v6 bool) (Batcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &conn{rc: rc, v6: v6}, nil
+	b := &conn{rc: rc, v6: v6}
+	b.r.op, b.r.fn = unix.SYS_RECVMMSG, b.r.call
+	b.w.op, b.w.fn = unix.SYS_SENDMMSG, b.w.call
+	return b, nil
+}
+
+// call runs the side's system call on fd, retried on EINTR; false (wait
+// for readiness) on EAGAIN.
+func (s *sides) call(fd uintptr) bool {
+	for {
+		r, _, e := unix.RawSyscall6(s.op, fd, uintptr(unsafe.Pointer(&s.hs[0])), s.count, s.flags, 0, 0)
+		s.n, s.errno = int(r), e
+		if e != unix.EINTR {
+			return e != unix.EAGAIN
+		}
+	}
 }
 
 // headers points s.hs[:len(ms)] at the buffers of ms.
@@ -116,17 +140,9 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		h.Namelen = unix.SizeofSockaddrInet6
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
-			n, errno = int(r), e
-			if e != unix.EINTR {
-				return e != unix.EAGAIN
-			}
-		}
-	})
+	s.count, s.flags = uintptr(len(ms)), uintptr(flags)
+	err := c.rc.Read(s.fn)
+	n, errno := s.n, s.errno
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("recvmmsg", errno)
 	}
@@ -204,17 +220,9 @@ func (c *conn) WriteBatch(ms []ipv4.Message, flags int) (int, error) {
 		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
 		h.Namelen = nl
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&s.hs[0])), uintptr(len(ms)), uintptr(flags), 0, 0)
-			n, errno = int(r), e
-			if e != unix.EINTR {
-				return e != unix.EAGAIN
-			}
-		}
-	})
+	s.count, s.flags = uintptr(len(ms)), uintptr(flags)
+	err := c.rc.Write(s.fn)
+	n, errno := s.n, s.errno
 	clear(s.hs[:len(ms)]) // drop the references to the caller's buffers
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("sendmmsg", errno)

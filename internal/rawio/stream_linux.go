@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 
@@ -14,11 +15,65 @@ import (
 
 // stream is the raw read(2) and write(2) calls of a TCP connection or a
 // connected UDP socket. Safe for concurrent use as a net.Conn is: one
-// Read and one Write may run at the same time.
+// Read and one Write may run at the same time (Reads wait for each other,
+// as Writes do).
 type stream struct {
 	c       net.Conn // for its addresses in errors
 	rc      syscall.RawConn
 	network string // of errors: tcp or udp
+	rmu     sync.Mutex
+	r       streamCall
+	wmu     sync.Mutex
+	w       streamCall
+}
+
+// streamCall is one side's call in progress: its buffer and what the
+// system call gave. Its fn, handed to the RawConn, is bound once (see
+// bind), so that a call allocates no closure and no result on the heap.
+type streamCall struct {
+	b     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+// bind makes the functions the RawConn calls; s must be at its final
+// address.
+func (s *stream) bind() {
+	s.r.fn = s.r.read
+	s.w.fn = s.w.write
+}
+
+// read is read(2) of c.b into c.n and c.errno, retried on EINTR; false
+// (wait for readiness) on EAGAIN.
+func (c *streamCall) read(fd uintptr) bool {
+	for {
+		r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&c.b[0])), uintptr(len(c.b)))
+		c.n, c.errno = int(r), e
+		if e != unix.EINTR {
+			return e != unix.EAGAIN
+		}
+	}
+}
+
+// write is write(2) of c.b past the c.n bytes written, until all of it
+// is or an error other than EINTR and EAGAIN (in c.errno); false (wait
+// for room) on EAGAIN.
+func (c *streamCall) write(fd uintptr) bool {
+	for c.n < len(c.b) {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&c.b[c.n])), uintptr(len(c.b)-c.n))
+		switch e {
+		case 0:
+			c.n += int(r)
+		case unix.EINTR:
+		case unix.EAGAIN:
+			return false
+		default:
+			c.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // tcpStream and udpStream keep every method of their connection
@@ -45,12 +100,15 @@ func newStream(c net.Conn, sc syscall.Conn, network string) net.Conn {
 	if err != nil {
 		return c
 	}
-	s := stream{c: c, rc: rc, network: network}
 	switch c := c.(type) {
 	case *net.TCPConn:
-		return &tcpStream{TCPConn: c, s: s}
+		t := &tcpStream{TCPConn: c, s: stream{c: c, rc: rc, network: network}}
+		t.s.bind()
+		return t
 	case *net.UDPConn:
-		return &udpStream{UDPConn: c, s: s}
+		u := &udpStream{UDPConn: c, s: stream{c: c, rc: rc, network: network}}
+		u.s.bind()
+		return u
 	}
 	return c
 }
@@ -62,17 +120,12 @@ func (s *stream) Read(b []byte) (int, error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-			n, errno = int(r), e
-			if e != unix.EINTR {
-				return e != unix.EAGAIN
-			}
-		}
-	})
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	s.r.b, s.r.n, s.r.errno = b, 0, 0
+	err := s.rc.Read(s.r.fn)
+	n, errno := s.r.n, s.r.errno
+	s.r.b = nil
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("read", errno)
 	}
@@ -88,24 +141,12 @@ func (s *stream) Read(b []byte) (int, error) {
 // Write writes all of b, waiting for room as needed, or fails; on UDP b
 // is one datagram.
 func (s *stream) Write(b []byte) (int, error) {
-	done := 0
-	var errno syscall.Errno
-	err := s.rc.Write(func(fd uintptr) bool {
-		for done < len(b) {
-			r, _, e := unix.RawSyscall(unix.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[done])), uintptr(len(b)-done))
-			switch e {
-			case 0:
-				done += int(r)
-			case unix.EINTR:
-			case unix.EAGAIN:
-				return false
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.w.b, s.w.n, s.w.errno = b, 0, 0
+	err := s.rc.Write(s.w.fn)
+	done, errno := s.w.n, s.w.errno
+	s.w.b = nil
 	if err == nil && errno != 0 {
 		err = os.NewSyscallError("write", errno)
 	}
