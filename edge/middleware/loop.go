@@ -24,6 +24,7 @@ const LoopOptionCode = 65073
 // logged instead of circling until every hop times out.
 type Loop struct {
 	nonce []byte
+	mark  *dns.EDNS0_LOCAL // the option, shared by every query: read-only
 	log   *slog.Logger
 }
 
@@ -31,12 +32,11 @@ type Loop struct {
 func NewLoop(log *slog.Logger) *Loop {
 	n := make([]byte, 8)
 	rand.Read(n)
-	return &Loop{nonce: n, log: log}
+	return &Loop{nonce: n, mark: &dns.EDNS0_LOCAL{Code: LoopOptionCode, Data: n}, log: log}
 }
 
-func (l *Loop) option() dns.EDNS0 {
-	return &dns.EDNS0_LOCAL{Code: LoopOptionCode, Data: l.nonce}
-}
+// option returns this instance's mark, for a forwarded query's OPT.
+func (l *Loop) option() dns.EDNS0 { return l.mark }
 
 // maxLoopMarks bounds how many other instances' marks a query carries on.
 const maxLoopMarks = 8
