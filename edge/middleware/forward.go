@@ -113,14 +113,18 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 // (req.TraceID in ASCII) when the request has them.
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
-	q := &dns.Msg{
+	// One allocation for the message, its OPT, its additional section
+	// and the options it carries.
+	u := new(upstreamMsg)
+	q, opt, c := &u.msg, &u.opt, &u.carried
+	*q = dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Id: in.Id, Opcode: in.Opcode, RecursionDesired: in.RecursionDesired,
 			CheckingDisabled: in.CheckingDisabled, AuthenticatedData: in.AuthenticatedData,
 		},
 		Question: in.Question[:1:1],
 	}
-	opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+	*opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
 	opt.SetUDPSize(transport.EDNSBufferSize)
 	tags := len(req.Tags) > 0 && f.carry.TagCode != 0
 	trace := f.carry.TraceCode != 0 && req.Trace() != ""
@@ -132,9 +136,6 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 		}
 	}
 	if req.ECS.IsValid() || tags || trace {
-		// One allocation for the options the query carries and, when
-		// they fit, their data and the option list.
-		c := new(carried)
 		if len(opt.Option) == 0 { // no other instance's loop mark
 			opt.Option = c.opts[:0]
 		}
@@ -158,12 +159,21 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	if f.loop != nil {
 		opt.Option = append(opt.Option, f.loop.option())
 	}
-	q.Extra = []dns.RR{opt}
+	u.extra[0] = opt
+	q.Extra = u.extra[:]
 	return q
 }
 
-// carried holds the options a forwarded query carries upstream, so that
-// they take one allocation.
+// upstreamMsg is a query to forward, with what it is made of.
+type upstreamMsg struct {
+	msg     dns.Msg
+	opt     dns.OPT
+	extra   [1]dns.RR
+	carried carried
+}
+
+// carried holds the options a forwarded query carries upstream and,
+// when they fit, their data and the option list.
 type carried struct {
 	subnet, tag, trace dns.EDNS0_LOCAL
 	opts               [4]dns.EDNS0 // ours and the loop mark
