@@ -270,7 +270,7 @@ wait_encrypted_ready() {
 
 install_packages() {
 	local need=() pair cmd pkg sudo=""
-	local pairs="dnsperf:dnsperf named:bind9 dnsdist:dnsdist unbound:unbound kdig:knot-dnsutils taskset:util-linux ps:procps"
+	local pairs="dnsperf:dnsperf named:bind9 dnsdist:dnsdist unbound:unbound kdig:knot-dnsutils taskset:util-linux ps:procps valgrind:valgrind"
 	((ENCRYPTED == 0)) || pairs+=" h2load:nghttp2-client openssl:openssl"
 	((FLEET == 0)) || pairs+=" redis-server:redis-server curl:curl"
 	for pair in $pairs; do
