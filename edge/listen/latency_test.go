@@ -2,12 +2,14 @@ package listen
 
 import (
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
@@ -112,5 +114,57 @@ func TestLatencyNoAlloc(t *testing.T) {
 	req.Outcome.Source, req.Outcome.Latency = pipeline.SourceCache, time.Millisecond
 	if n := testing.AllocsPerRun(100, func() { km.served(req, nil) }); n != 0 {
 		t.Errorf("%v allocations per observation, want 0", n)
+	}
+}
+
+// TestLatencyBucketsAgree: a series counts each duration in the bucket a
+// prometheus.Histogram with the same bounds puts it in (a bound is
+// inclusive), and its sum and count agree with it.
+func TestLatencyBucketsAgree(t *testing.T) {
+	durations := []time.Duration{
+		0, 1, 50 * time.Microsecond, 50*time.Microsecond + 1, 99 * time.Microsecond,
+		time.Millisecond, 2500 * time.Microsecond, 300 * time.Millisecond,
+		time.Second, 5 * time.Second, 5*time.Second + 1, time.Minute,
+	}
+	c := newLatencyCollector()
+	h := &c.series[pipeline.KindUDP][pipeline.SourceCache]
+	oracle := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "oracle", Buckets: LatencyBuckets})
+	for _, d := range durations {
+		h.observe(d)
+		oracle.Observe(d.Seconds())
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, oracle)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want *dto.Histogram
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "oracle":
+			want = mf.GetMetric()[0].GetHistogram()
+		case "dnsedge_query_duration_seconds":
+			for _, s := range mf.GetMetric() {
+				if s.GetHistogram().GetSampleCount() > 0 {
+					got = s.GetHistogram()
+				}
+			}
+		}
+	}
+	if got == nil || want == nil {
+		t.Fatalf("series missing: got %v, oracle %v", got, want)
+	}
+	if got.GetSampleCount() != want.GetSampleCount() || math.Abs(got.GetSampleSum()-want.GetSampleSum()) > 1e-9 {
+		t.Errorf("count %d sum %g, oracle %d %g", got.GetSampleCount(), got.GetSampleSum(), want.GetSampleCount(), want.GetSampleSum())
+	}
+	if len(got.GetBucket()) != len(want.GetBucket()) {
+		t.Fatalf("%d buckets, oracle %d", len(got.GetBucket()), len(want.GetBucket()))
+	}
+	for i, b := range got.GetBucket() {
+		w := want.GetBucket()[i]
+		if b.GetUpperBound() != w.GetUpperBound() || b.GetCumulativeCount() != w.GetCumulativeCount() {
+			t.Errorf("bucket le=%g: %d, oracle le=%g: %d", b.GetUpperBound(), b.GetCumulativeCount(), w.GetUpperBound(), w.GetCumulativeCount())
+		}
 	}
 }

@@ -79,8 +79,8 @@ type kindMetrics struct {
 	conns     prometheus.Gauge
 	guards    [numGuardActions]prometheus.Counter
 	// latency has one observer per answer source and one for errors
-	// (see served); nil observers record nothing.
-	latency [numSources + 1]prometheus.Observer
+	// (see served); nil ones record nothing.
+	latency [numSources + 1]*latencyHist
 }
 
 // NewMetrics builds the listener metrics and registers them with reg
@@ -124,9 +124,9 @@ func newMetrics(reg prometheus.Registerer, histograms bool) *Metrics {
 		Help: "Queries turned away before the pipeline, by listener kind and action: acl_refused (client outside the listener's acl), rate_tc and rate_refused (client over its rate limit or queries in flight).",
 	}, []string{"listener", "action"}))
 
-	var latency *prometheus.HistogramVec
+	var latency *latencyCollector
 	if histograms {
-		latency = register(reg, latencyVec())
+		latency = register(reg, newLatencyCollector())
 	}
 
 	m := &Metrics{panics: panics}
@@ -152,7 +152,7 @@ func newMetrics(reg prometheus.Registerer, histograms bool) *Metrics {
 			km.guards[a] = guarded.WithLabelValues(name, guardNames[a])
 		}
 		if latency != nil {
-			km.bindLatency(latency, name)
+			km.bindLatency(latency, k)
 		}
 		m.kinds[k] = km
 	}
