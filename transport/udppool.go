@@ -346,21 +346,7 @@ func (s *udpSock) read() {
 		msgs[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
 	}
 	size := batch.Size{Max: len(msgs)}
-	for {
-		n, err := s.bc.ReadBatch(msgs[:size.Next()], 0)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			if isICMPError(err) {
-				s.failAll(err)
-				continue
-			}
-			// Anything else would repeat: give the socket up.
-			s.pool.drop(s)
-			s.failAll(err)
-			return
-		}
+	handle := func(n int) int {
 		size.Took(n)
 		for i := range msgs[:n] {
 			pkt := msgs[i].Buffers[0][:msgs[i].N]
@@ -369,6 +355,21 @@ func (s *udpSock) read() {
 			}
 			s.deliver(pkt)
 		}
+		return size.Next()
+	}
+	for {
+		err := rawio.ReadLoop(s.bc, msgs, 0, size.Next(), handle)
+		if errors.Is(err, net.ErrClosed) {
+			return
+		}
+		if isICMPError(err) {
+			s.failAll(err)
+			continue
+		}
+		// Anything else would repeat: give the socket up.
+		s.pool.drop(s)
+		s.failAll(err)
+		return
 	}
 }
 

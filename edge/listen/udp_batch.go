@@ -73,7 +73,8 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 // readBatch is the loop of a socket that reads up to l.batch datagrams
 // per syscall, as many as are waiting (asking for as many as the traffic
 // suggests, see batch.Size), and hands each to accept like read
-// does. Every message of the batch has its own buffer of the largest
+// does. A datagram that comes alone costs one recvmmsg (see
+// rawio.ReadLoop). Every message of the batch has its own buffer of the largest
 // size, kept by the loop; accept gets a copy in a buffer of the
 // datagram's size.
 func (l *UDP) readBatch(s *udpSocket) {
@@ -93,15 +94,7 @@ func (l *UDP) readBatch(s *udpSocket) {
 	}()
 	var backoff time.Duration
 	size := batch.Size{Max: len(ms)}
-	for {
-		n, err := s.bc.ReadBatch(ms[:size.Next()], 0)
-		if err != nil {
-			if l.isClosed() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			backoff = l.readFailed(err, backoff)
-			continue
-		}
+	handle := func(n int) int {
 		backoff = 0
 		size.Took(n)
 		received := time.Now()
@@ -117,6 +110,17 @@ func (l *UDP) readBatch(s *udpSocket) {
 			}
 			m.Addr = nil
 		}
+		if l.isClosed() {
+			return 0 // Close's deadline stops a loop only while it waits
+		}
+		return size.Next()
+	}
+	for {
+		err := rawio.ReadLoop(s.bc, ms, 0, size.Next(), handle)
+		if err == nil || l.isClosed() || errors.Is(err, net.ErrClosed) {
+			return
+		}
+		backoff = l.readFailed(err, backoff)
 	}
 }
 

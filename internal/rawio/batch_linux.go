@@ -133,14 +133,7 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	s := &c.r
-	s.headers(ms)
-	for i := range ms {
-		h := &s.hs[i].hdr
-		s.names[i] = unix.RawSockaddrInet6{}
-		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
-		h.Namelen = unix.SizeofSockaddrInet6
-	}
-	s.count, s.flags = uintptr(len(ms)), uintptr(flags)
+	c.prepareRead(ms, flags)
 	err := c.rc.Read(s.fn)
 	n, errno := s.n, s.errno
 	if err == nil && errno != 0 {
@@ -149,6 +142,64 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	c.finishRead(ms, n)
+	return n, nil
+}
+
+// readLoop is ReadLoop on Linux. It stays in one call of the RawConn's
+// Read: after a batch shorter than asked for, the socket's queue was
+// empty when recvmmsg returned, so it waits for the poller to say a
+// datagram came instead of asking once more and being told EAGAIN. The
+// poller keeps the readiness of a datagram that arrives while a batch is
+// handled, as long as the loop does not leave Read (a new Read resets
+// it), so none waits for the next one.
+func (c *conn) readLoop(ms []ipv4.Message, flags, first int, handle func(n int) int) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	s := &c.r
+	want := min(first, len(ms))
+	var serr error
+	err := c.rc.Read(func(fd uintptr) bool {
+		for want > 0 {
+			c.prepareRead(ms[:want], flags)
+			if !s.call(fd) {
+				return false // EAGAIN: wait for a datagram
+			}
+			if s.errno != 0 {
+				serr = os.NewSyscallError("recvmmsg", s.errno)
+				return true
+			}
+			n, asked := s.n, want
+			c.finishRead(ms, n)
+			want = min(handle(n), len(ms))
+			if n < asked && want > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// prepareRead points the read side's headers at ms.
+func (c *conn) prepareRead(ms []ipv4.Message, flags int) {
+	s := &c.r
+	s.headers(ms)
+	for i := range ms {
+		h := &s.hs[i].hdr
+		s.names[i] = unix.RawSockaddrInet6{}
+		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		h.Namelen = unix.SizeofSockaddrInet6
+	}
+	s.count, s.flags = uintptr(len(ms)), uintptr(flags)
+}
+
+// finishRead fills in the first n messages of ms from what recvmmsg gave.
+func (c *conn) finishRead(ms []ipv4.Message, n int) {
+	s := &c.r
 	for i := range n {
 		m, h := &ms[i], &s.hs[i]
 		m.N = int(h.n)
@@ -156,7 +207,6 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 		m.Flags = int(h.hdr.Flags)
 		m.Addr = s.addr(i)
 	}
-	return n, nil
 }
 
 // addr returns the address of the i-th datagram read, in the read side's

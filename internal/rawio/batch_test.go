@@ -179,3 +179,120 @@ func TestWriteBadAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestReadLoop: every datagram reaches handle once, in order, with its
+// sender, whether it comes alone, while handle is still busy with the
+// one before (the loop then waits on the poller without the read that
+// would have found the queue empty, and that datagram's readiness must
+// not be lost), or in a burst; handle returning 0 ends the loop with nil.
+func TestReadLoop(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	b, err := NewBatcher(srv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := net.DialUDP("udp4", nil, srv.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	send := func(i int) {
+		if _, err := cl.Write([]byte(fmt.Sprintf("d%d", i))); err != nil {
+			t.Error(err)
+		}
+	}
+	// 0-9 alone, each once the one before was handled; 10-19 each sent
+	// by handle while it handles the one before; 20-39 in one burst.
+	const alone, during, total = 10, 20, 40
+	ms := make([]ipv4.Message, 8)
+	for i := range ms {
+		ms[i].Buffers = [][]byte{make([]byte, 64)}
+	}
+	var got []string
+	progress := make(chan int, total)
+	done := make(chan error, 1)
+	go func() {
+		done <- ReadLoop(b, ms, 0, 2, func(n int) int {
+			for i := range n {
+				got = append(got, string(ms[i].Buffers[0][:ms[i].N]))
+				if a, ok := ms[i].Addr.(*net.UDPAddr); !ok || a.String() != cl.LocalAddr().String() {
+					t.Errorf("datagram from %v, want %v", ms[i].Addr, cl.LocalAddr())
+				}
+			}
+			k := len(got)
+			if k > alone && k < during {
+				send(k)
+			}
+			progress <- k
+			if k == total {
+				return 0
+			}
+			return len(ms)
+		})
+	}()
+	wait := func(want int) {
+		t.Helper()
+		for {
+			select {
+			case k := <-progress:
+				if k >= want {
+					return
+				}
+			case err := <-done:
+				done <- err
+				if len(progress) == 0 {
+					t.Fatalf("loop ended with %v after %d datagrams", err, len(got))
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("stalled waiting for datagram %d", want-1)
+			}
+		}
+	}
+	for i := range alone {
+		send(i)
+		wait(i + 1)
+	}
+	send(alone)
+	wait(during)
+	for i := during; i < total; i++ {
+		send(i)
+	}
+	wait(total)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("loop ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("loop did not end when handle returned 0")
+	}
+	for i, s := range got {
+		if want := fmt.Sprintf("d%d", i); s != want {
+			t.Fatalf("datagram %d is %q, want %q (all: %v)", i, s, want, got)
+		}
+	}
+}
+
+// TestReadLoopDeadline: a loop waiting for a datagram ends with the
+// socket's deadline.
+func TestReadLoopDeadline(t *testing.T) {
+	srv := listen(t, "udp4", "127.0.0.1:0")
+	b, err := NewBatcher(srv, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, 512)}}}
+		done <- ReadLoop(b, ms, 0, 1, func(int) int { return 1 })
+	}()
+	srv.SetReadDeadline(time.Unix(1, 0))
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("loop ended with %v, want a deadline error", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("loop did not end at the deadline")
+	}
+}
