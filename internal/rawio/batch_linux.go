@@ -147,12 +147,15 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 }
 
 // readLoop is ReadLoop on Linux. It stays in one call of the RawConn's
-// Read: after a batch shorter than asked for, the socket's queue was
-// empty when recvmmsg returned, so it waits for the poller to say a
-// datagram came instead of asking once more and being told EAGAIN. The
-// poller keeps the readiness of a datagram that arrives while a batch is
-// handled, as long as the loop does not leave Read (a new Read resets
-// it), so none waits for the next one.
+// Read: after a lone datagram, when more were asked for, the socket's
+// queue was empty when recvmmsg returned, so it waits for the poller to
+// say a datagram came instead of asking once more and being told EAGAIN.
+// The poller keeps the readiness of a datagram that arrives while a
+// batch is handled, as long as the loop does not leave Read (a new Read
+// resets it), so none waits for the next one. After a larger batch it
+// asks again at once: under load the next datagrams are likely there
+// already, and the poller, which a busy scheduler consults only when it
+// runs out of goroutines, would only delay them.
 func (c *conn) readLoop(ms []ipv4.Message, flags, first int, handle func(n int) int) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
@@ -172,7 +175,7 @@ func (c *conn) readLoop(ms []ipv4.Message, flags, first int, handle func(n int) 
 			n, asked := s.n, want
 			c.finishRead(ms, n)
 			want = min(handle(n), len(ms))
-			if n < asked && want > 0 {
+			if n == 1 && asked > 1 && want > 0 {
 				return false
 			}
 		}
