@@ -72,11 +72,11 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 
 // readBatch is the loop of a socket that reads up to l.batch datagrams
 // per syscall, as many as are waiting (asking for as many as the traffic
-// suggests, see batch.Size), and hands each to accept like read
-// does. A datagram that comes alone costs one recvmmsg (see
-// rawio.ReadLoop). Every message of the batch has its own buffer of the largest
-// size, kept by the loop; accept gets a copy in a buffer of the
-// datagram's size.
+// suggests, see batch.Size), and hands each to accept like read does; a
+// datagram that comes alone costs one recvmmsg (see rawio.ReadLoop).
+// Every message of the batch has its own buffer of the largest size,
+// kept by the loop; accept gets a copy in a buffer of the datagram's
+// size.
 func (l *UDP) readBatch(s *udpSocket) {
 	ms := make([]ipv4.Message, l.batch)
 	bufs := make([]*[]byte, l.batch)
