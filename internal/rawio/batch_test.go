@@ -121,28 +121,43 @@ func TestReadWriteBatch(t *testing.T) {
 	}
 }
 
-// TestReadDeadline checks that a read waiting for a datagram ends with
-// the socket's deadline, as closing a listener relies on.
+// TestReadDeadline checks that a read, or a read loop, waiting for a
+// datagram ends with the socket's deadline, as closing a listener relies
+// on.
 func TestReadDeadline(t *testing.T) {
-	srv := listen(t, "udp4", "127.0.0.1:0")
-	b, err := NewBatcher(srv, false)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name string
+		read func(Batcher, []ipv4.Message) error
+	}{
+		{"ReadBatch", func(b Batcher, ms []ipv4.Message) error {
+			_, err := b.ReadBatch(ms, 0)
+			return err
+		}},
+		{"ReadLoop", func(b Batcher, ms []ipv4.Message) error {
+			return ReadLoop(b, ms, 0, 1, func(int) int { return 1 })
+		}},
 	}
-	done := make(chan error, 1)
-	go func() {
-		ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, 512)}}}
-		_, err := b.ReadBatch(ms, 0)
-		done <- err
-	}()
-	srv.SetReadDeadline(time.Unix(1, 0))
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("read ended with %v, want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("read did not end at the deadline")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := listen(t, "udp4", "127.0.0.1:0")
+			b, err := NewBatcher(srv, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() {
+				done <- tt.read(b, []ipv4.Message{{Buffers: [][]byte{make([]byte, 512)}}})
+			}()
+			srv.SetReadDeadline(time.Unix(1, 0))
+			select {
+			case err := <-done:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					t.Errorf("read ended with %v, want a deadline error", err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("read did not end at the deadline")
+			}
+		})
 	}
 }
 
@@ -270,29 +285,5 @@ func TestReadLoop(t *testing.T) {
 		if want := fmt.Sprintf("d%d", i); s != want {
 			t.Fatalf("datagram %d is %q, want %q (all: %v)", i, s, want, got)
 		}
-	}
-}
-
-// TestReadLoopDeadline: a loop waiting for a datagram ends with the
-// socket's deadline.
-func TestReadLoopDeadline(t *testing.T) {
-	srv := listen(t, "udp4", "127.0.0.1:0")
-	b, err := NewBatcher(srv, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() {
-		ms := []ipv4.Message{{Buffers: [][]byte{make([]byte, 512)}}}
-		done <- ReadLoop(b, ms, 0, 1, func(int) int { return 1 })
-	}()
-	srv.SetReadDeadline(time.Unix(1, 0))
-	select {
-	case err := <-done:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("loop ended with %v, want a deadline error", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("loop did not end at the deadline")
 	}
 }
