@@ -170,9 +170,8 @@ func upgradeRound(t *testing.T, r roundSetup) <-chan struct{} {
 		// moves them to the new one. Not dnsperf -m doh: its HTTP/2
 		// client (2.10) appends the DATA of every stream to one buffer,
 		// and against dnsedge it counts almost no answer once more than
-		// one query is outstanding on a connection, though each gets
-		// its 200 (1,200 of 1,208 lost at 5,000 qps, with no upgrade
-		// yet; one query at a time per connection works).
+		// one query is outstanding, though each gets its 200 (1,200 of
+		// 1,208 lost at 5,000 qps, with no upgrade yet; -q 1 works).
 		{name: "doh", cmd: exec.Command(r.quicload, "-mode", "doh", "-addr", fmt.Sprintf("127.0.0.1:%d", r.ports["doh"]),
 			"-ca", r.ca, "-names", r.qfile, "-c", "4", "-q", "50", "-rate", strconv.Itoa(upgradeQPS), "-d", upgradeLoad.String(), "-t", "5s", "-v")},
 	}
