@@ -53,9 +53,15 @@ func (r *redialer) exchange(ctx context.Context, q []byte) ([]byte, error) {
 		if err == nil || attempt == 2 || ctx.Err() != nil {
 			return b, err
 		}
-		var se *quic.StreamError
+		var (
+			se *quic.StreamError
+			ae *quic.ApplicationError
+		)
 		switch e, ok := c.(closer); {
-		case ok && e.ended():
+		case ok && e.ended(), errors.As(err, &ae) && ae.Remote:
+			// The connection ended; a stream's read may say so (the
+			// server closed it, as DOQ_NO_ERROR) before the
+			// connection's context does.
 			nc, derr := r.replace(ctx, c)
 			if derr != nil {
 				return nil, errors.Join(err, derr)

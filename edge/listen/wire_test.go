@@ -52,12 +52,12 @@ func TestRequestWire(t *testing.T) {
 		{name: "doh post", want: wire, send: func(t *testing.T, h *fakeHandler) {
 			pki := testTLS(t)
 			c := newDoHClient(t, "h2", startDoH(t, dohTestConfig(t, fam4, h, pki)), pki.roots)
-			dohDNSReply(t, c.post(t, DefaultHTTPPath, q))
+			dohDNSReply(t, c.post(t, DefaultHTTPPath, q.Copy())) // Pack writes into q's OPT: one each, the subtests run in parallel
 		}},
 		{name: "doh get", want: wire, send: func(t *testing.T, h *fakeHandler) {
 			pki := testTLS(t)
 			c := newDoHClient(t, "h1", startDoH(t, dohTestConfig(t, fam4, h, pki)), pki.roots)
-			dohDNSReply(t, c.get(t, DefaultHTTPPath, q))
+			dohDNSReply(t, c.get(t, DefaultHTTPPath, q.Copy()))
 		}},
 		{name: "doh json", send: func(t *testing.T, h *fakeHandler) {
 			pki := testTLS(t)
