@@ -93,19 +93,7 @@ func (d *doh3) exchange(ctx context.Context, q []byte) ([]byte, error) {
 		return nil, err
 	}
 	req.Header.Set("Accept", "application/dns-message")
-	resp, err := d.client.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	if _, err := io.Copy(&b, io.LimitReader(resp.Body, 65536)); err != nil {
-		return nil, fmt.Errorf("read body: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("http status %d", resp.StatusCode)
-	}
-	return b.Bytes(), nil
+	return dohReply(d.client, req)
 }
 
 func (d *doh3) close() { d.tr.Close() }
@@ -157,7 +145,15 @@ func (d *doh2) exchange(ctx context.Context, q []byte) ([]byte, error) {
 	}
 	req.Header.Set("Content-Type", "application/dns-message")
 	req.Header.Set("Accept", "application/dns-message")
-	resp, err := d.client.Do(req)
+	return dohReply(d.client, req)
+}
+
+func (d *doh2) close() { d.tr.CloseIdleConnections() }
+
+// dohReply sends req, a DNS-over-HTTPS query, and returns the DNS message
+// of a 200 answer.
+func dohReply(c *http.Client, req *http.Request) ([]byte, error) {
+	resp, err := c.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -171,5 +167,3 @@ func (d *doh2) exchange(ctx context.Context, q []byte) ([]byte, error) {
 	}
 	return b.Bytes(), nil
 }
-
-func (d *doh2) close() { d.tr.CloseIdleConnections() }
