@@ -19,14 +19,23 @@ const workerIdle = 5 * time.Second
 // retire), as do idle workers once stop is closed. Safe for concurrent
 // use; submit must not be called after wait.
 //
-// An idle worker waits on the jobs channel alone: a select over it, a
-// timer and stop cost a query about a thousand instructions more (locking
-// three channels and queueing on each), so the timer and stop are the
-// retiring goroutine's business, which hands idle workers a quit job.
+// The idle worker a job goes to is the one that became idle last. Under
+// load a listener has as many workers as queries in flight (hundreds for a
+// client that pipelines over TCP); a channel wakes its receivers in the
+// order they came, which hands every job to the worker idle the longest,
+// whose stack has left the CPU's caches by then, and a query's first
+// touches of its stack frames then cost more than the stages that run in
+// them. Taking the last one keeps the few stacks the load needs warm.
+//
+// An idle worker waits on its own channel alone: a select over it, a timer
+// and stop cost a query about a thousand instructions more (locking three
+// channels and queueing on each), so the timer and stop are the retiring
+// goroutine's business, which hands idle workers a quit job.
 type workers[J any] struct {
-	jobs  chan job[J] // unbuffered: a send succeeds only to an idle worker
+	mu    sync.Mutex
+	idle  []*worker[J] // the idle workers, the one idle the shortest time last
 	serve func(J)
-	idle  time.Duration
+	every time.Duration // the retiring goroutine's period
 	max   int32
 	n     atomic.Int32 // workers alive
 	busy  atomic.Int32 // workers serving a job
@@ -36,6 +45,10 @@ type workers[J any] struct {
 	wg    sync.WaitGroup
 }
 
+// worker is an idle worker's channel: of capacity one, so that the job
+// handed to it is never waited on.
+type worker[J any] struct{ jobs chan job[J] }
+
 // job is a job for a worker, or the order to end (quit).
 type job[J any] struct {
 	j    J
@@ -43,15 +56,14 @@ type job[J any] struct {
 }
 
 func newWorkers[J any](serve func(J), idle time.Duration, max int, stop <-chan struct{}) *workers[J] {
-	return &workers[J]{jobs: make(chan job[J]), serve: serve, idle: idle, max: int32(max), stop: stop}
+	return &workers[J]{serve: serve, every: idle, max: int32(max), stop: stop}
 }
 
 // submit serves j on a worker.
 func (w *workers[J]) submit(j J) {
-	select {
-	case w.jobs <- job[J]{j: j}:
+	if wk := w.take(false); wk != nil {
+		wk.jobs <- job[J]{j: j}
 		return
-	default:
 	}
 	if w.max == 0 || w.n.Add(1) <= w.max {
 		if w.max == 0 {
@@ -65,10 +77,32 @@ func (w *workers[J]) submit(j J) {
 	w.wg.Go(func() { w.serve(j) })
 }
 
+// take removes an idle worker from the list and returns it, nil when none
+// is idle: the one idle the shortest time, or with oldest the longest.
+func (w *workers[J]) take(oldest bool) *worker[J] {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := len(w.idle) - 1
+	if k < 0 {
+		return nil
+	}
+	var wk *worker[J]
+	if oldest {
+		wk = w.idle[0]
+		copy(w.idle, w.idle[1:])
+	} else {
+		wk = w.idle[k]
+	}
+	w.idle[k] = nil
+	w.idle = w.idle[:k]
+	return wk
+}
+
 // loop serves j, then the jobs handed to it, until it gets a quit job or
 // finds stop closed after a job.
 func (w *workers[J]) loop(j J) {
 	defer w.n.Add(-1)
+	wk := &worker[J]{jobs: make(chan job[J], 1)}
 	for {
 		w.run(j)
 		select {
@@ -76,7 +110,10 @@ func (w *workers[J]) loop(j J) {
 			return
 		default:
 		}
-		next := <-w.jobs
+		w.mu.Lock()
+		w.idle = append(w.idle, wk)
+		w.mu.Unlock()
+		next := <-wk.jobs
 		if next.quit {
 			return
 		}
@@ -97,7 +134,7 @@ func (w *workers[J]) run(j J) {
 // (see retireIdle). Once stop is closed it ends every worker, as each
 // becomes idle.
 func (w *workers[J]) retire() {
-	t := time.NewTicker(w.idle)
+	t := time.NewTicker(w.every)
 	defer t.Stop()
 	for {
 		select {
@@ -108,12 +145,12 @@ func (w *workers[J]) retire() {
 			// every 10 ms.
 			again := time.NewTicker(10 * time.Millisecond)
 			defer again.Stop()
-			quit := job[J]{quit: true}
 			for w.n.Load() > 0 {
-				select {
-				case w.jobs <- quit:
-				case <-again.C:
+				if wk := w.take(true); wk != nil {
+					wk.jobs <- job[J]{quit: true}
+					continue
 				}
+				<-again.C
 			}
 			return
 		}
@@ -121,14 +158,14 @@ func (w *workers[J]) retire() {
 }
 
 // retireIdle ends as many idle workers as were alive beyond the most that
-// were busy at once since it last ran.
+// were busy at once since it last ran, those idle the longest first.
 func (w *workers[J]) retireIdle() {
 	for surplus := w.n.Load() - w.peak.Swap(w.busy.Load()); surplus > 0; surplus-- {
-		select {
-		case w.jobs <- job[J]{quit: true}: // only an idle worker takes it
-		default:
+		wk := w.take(true)
+		if wk == nil {
 			return
 		}
+		wk.jobs <- job[J]{quit: true}
 	}
 }
 

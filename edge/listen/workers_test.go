@@ -77,6 +77,50 @@ func TestWorkers(t *testing.T) {
 		close(stop)
 		w.wait()
 	})
+	t.Run("last idle first", func(t *testing.T) {
+		t.Parallel()
+		stop := make(chan struct{})
+		var release [3]chan struct{}
+		for i := range release {
+			release[i] = make(chan struct{})
+		}
+		w := newWorkers(func(i int) {
+			if i >= 0 {
+				<-release[i]
+			}
+		}, time.Hour, 0, stop)
+		for i := range release {
+			w.submit(i)
+		}
+		waitFor(t, "3 busy workers", func() bool { return w.busy.Load() == 3 })
+		idle := func() []*worker[int] {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return append([]*worker[int](nil), w.idle...)
+		}
+		for i := range release {
+			close(release[i])
+			waitFor(t, "the worker to be idle", func() bool { return len(idle()) == i+1 })
+		}
+		before := idle()
+		w.submit(-1)
+		waitFor(t, "the job taken", func() bool { return len(idle()) == 3 && w.busy.Load() == 0 })
+		// The job went to the worker idle the shortest time, which is
+		// back on top; the other two keep their order below it.
+		if after := idle(); after[0] != before[0] || after[1] != before[1] || after[2] != before[2] {
+			t.Errorf("the job did not go to the worker idle the shortest time: idle %v, before it %v", after, before)
+		}
+		w.retireIdle() // 3 were busy at once in this period: none ends
+		w.submit(-1)   // 1 in the next
+		waitFor(t, "the job served", func() bool { return len(idle()) == 3 && w.busy.Load() == 0 })
+		w.retireIdle() // the 2 idle the longest end
+		waitFor(t, "2 workers to end", func() bool { return w.n.Load() == 1 })
+		if after := idle(); len(after) != 1 || after[0] != before[2] {
+			t.Errorf("idle after retiring 2: %v, want only the one idle the shortest time, %v", after, before[2])
+		}
+		close(stop)
+		w.wait()
+	})
 	t.Run("max", func(t *testing.T) {
 		t.Parallel()
 		stop := make(chan struct{})
