@@ -111,6 +111,7 @@ func Compile(spec Spec) (*Policy, error) {
 		p.groups = append(p.groups, g)
 	}
 	slices.Sort(p.groups)
+	p.internGroups()
 	slices.SortStableFunc(p.rules, func(a, b *rule) int { return comparePriority(a, b) })
 	p.m = buildMatcher(p.rules)
 	p.usesECS = p.sticky == StickyECS
@@ -118,6 +119,28 @@ func Compile(spec Spec) (*Policy, error) {
 		p.usesECS = p.usesECS || len(r.m.ecs) > 0
 	}
 	return p, nil
+}
+
+// internGroups makes every rule's route and split groups the strings of
+// p.groups, one string a group: a caller comparing a decision's group
+// with p's own string for it (see Group) finds it equal at its first
+// byte's address.
+func (p *Policy) internGroups() {
+	one := func(g *string) {
+		if i, ok := slices.BinarySearch(p.groups, *g); ok {
+			*g = p.groups[i]
+		}
+	}
+	for _, r := range p.rules {
+		one(&r.decision.Group)
+		if sp := r.split; sp != nil {
+			one(&sp.canary)
+			one(&sp.base)
+			for i := range sp.groups {
+				one(&sp.groups[i])
+			}
+		}
+	}
 }
 
 // comparePriority orders rules most specific first, then by order in the

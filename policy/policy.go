@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -102,6 +103,15 @@ func (p *Policy) Len() int { return len(p.rules) }
 // Groups returns the upstream groups the rules name (routes and the sides
 // of splits), sorted, so that the caller can check that they exist.
 func (p *Policy) Groups() []string { return p.groups }
+
+// Group returns p's string for group name, which every decision's group
+// of that name shares, or name when no rule of p names it.
+func (p *Policy) Group(name string) string {
+	if i, ok := slices.BinarySearch(p.groups, name); ok {
+		return p.groups[i]
+	}
+	return name
+}
 
 // Decide returns the decision of the most specific rule matching in:
 // rules that constrain more of client id, source, ECS, tags, qname

@@ -2,7 +2,10 @@ package middleware
 
 import (
 	"context"
+	"encoding/binary"
+	"hash/maphash"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/dnsedge/dnsedge/edge/internal/dnsname"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
@@ -24,6 +27,23 @@ type Policy struct {
 	version string
 	deflt   string
 	usesECS bool
+	clients *[clientSlots]clientSlot
+	seed    maphash.Seed
+}
+
+// clientSlots is the size of the stage's memo of clients without a
+// connection memo: a sidecar, a node's resolver or a DoH endpoint behind a
+// proxy sees a handful of clients, a public listener many, for whom the
+// memo costs a hash and a store and saves nothing.
+const clientSlots = 256
+
+// clientSlot holds the policy's view of the last client seen twice in a
+// row of its misses (pc), and the hash of the last one that missed
+// (seen): a client gets a view at its second query, so that a stream of
+// clients each seen once makes none.
+type clientSlot struct {
+	seen atomic.Uint64
+	pc   atomic.Pointer[policyConn]
 }
 
 // NewPolicy returns the stage applying p. A route to defaultGroup, the
@@ -31,7 +51,10 @@ type Policy struct {
 // the same group, and its answers share one cache partition with the
 // unrouted queries' instead of being cached twice.
 func NewPolicy(p *policy.Policy, defaultGroup string) *Policy {
-	return &Policy{p: p, version: p.Version(), deflt: defaultGroup, usesECS: p.UsesECS()}
+	// The policy's own string for the default group: a decision's group
+	// compares equal to it at the first byte's address.
+	return &Policy{p: p, version: p.Version(), deflt: p.Group(defaultGroup), usesECS: p.UsesECS(),
+		clients: new([clientSlots]clientSlot), seed: maphash.MakeSeed()}
 }
 
 // Middleware decides before next.
@@ -71,12 +94,15 @@ func (s *Policy) apply(req *pipeline.Request) *dns.Msg {
 		// and kept in its memo; made again for a query whose client,
 		// client id or listener kind is not the one it was made from,
 		// or after a reload.
-		if pc, _ := req.Conn.Policy().(*policyConn); pc != nil && pc.p == s.p &&
-			pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID {
+		if pc, _ := req.Conn.Policy().(*policyConn); pc.from(s.p, req) {
 			d, group = pc.c.Match(&in)
 		} else {
-			d, group = s.bind(req).Match(&in)
+			c := s.bind(req)
+			req.Conn.SetPolicy(c)
+			d, group = c.c.Match(&in)
 		}
+	} else if c := s.client(req); c != nil {
+		d, group = c.Match(&in)
 	} else {
 		in.Source, in.ClientID, in.Listener = req.Client.Addr().Unmap().WithZone(""), req.ClientID, req.Listener.String()
 		d, group = s.p.Match(&in)
@@ -114,9 +140,10 @@ func (s *Policy) apply(req *pipeline.Request) *dns.Msg {
 	return nil
 }
 
-// policyConn is what the stage keeps in a connection's memo: the
-// policy's view of the connection (see policy.Conn) and the request
-// fields it was made from, as the listener gave them.
+// policyConn is what the stage keeps in a connection's memo, and in its
+// memo of clients: the policy's view of the connection or client (see
+// policy.Conn) and the request fields it was made from, as the listener
+// gave them.
 type policyConn struct {
 	p        *policy.Policy
 	c        *policy.Conn
@@ -125,13 +152,41 @@ type policyConn struct {
 	kind     pipeline.Kind
 }
 
-// bind makes the policy's view of req's connection and keeps it in the
-// connection's memo.
-func (s *Policy) bind(req *pipeline.Request) *policy.Conn {
+// from reports whether pc was made by p from req's client, client id and
+// listener kind.
+func (pc *policyConn) from(p *policy.Policy, req *pipeline.Request) bool {
+	return pc != nil && pc.p == p && pc.addr == req.Client.Addr() && pc.kind == req.Listener && pc.clientID == req.ClientID
+}
+
+// bind makes the policy's view of req's connection or client.
+func (s *Policy) bind(req *pipeline.Request) *policyConn {
 	addr := req.Client.Addr()
 	c := s.p.Conn(addr.Unmap().WithZone(""), req.ClientID, req.Listener.String())
-	req.Conn.SetPolicy(&policyConn{p: s.p, c: c, addr: addr, clientID: req.ClientID, kind: req.Listener})
-	return c
+	return &policyConn{p: s.p, c: c, addr: addr, clientID: req.ClientID, kind: req.Listener}
+}
+
+// client returns the policy's view of req's client from the memo of
+// clients, nil when it has none: it makes one for a client that missed
+// its slot last time too.
+func (s *Policy) client(req *pipeline.Request) *policy.Conn {
+	a := req.Client.Addr().As16()
+	h := (binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:])) * 0xff51afd7ed558ccd
+	h ^= uint64(req.Listener)
+	if req.ClientID != "" {
+		h ^= maphash.String(s.seed, req.ClientID)
+	}
+	h ^= h >> 29
+	slot := &s.clients[h%clientSlots]
+	if pc := slot.pc.Load(); pc.from(s.p, req) {
+		return pc.c
+	}
+	if slot.seen.Load() != h {
+		slot.seen.Store(h)
+		return nil
+	}
+	pc := s.bind(req)
+	slot.pc.Store(pc)
+	return pc.c
 }
 
 // ecsAction translates policy's ECS decision into the pipeline's.
