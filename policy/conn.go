@@ -32,6 +32,9 @@ type Conn struct {
 	winner int
 	groups []int32
 	many   bool
+	// needs has, for each of groups, the query's own dimensions the
+	// group's rules constrain.
+	needs []uint16
 	// split is the split decision last made on the connection: a
 	// client's side depends on nothing else of a query unless splits
 	// stick by ECS and the query has an ECS option.
@@ -86,10 +89,11 @@ func (p *Policy) Conn(source netip.Addr, clientID, listener string) *Conn {
 			continue
 		}
 		if len(c.groups) == maxConnGroups {
-			c.groups, c.many = nil, true
+			c.groups, c.needs, c.many = nil, nil, true
 			break
 		}
 		c.groups = append(c.groups, int32(gi))
+		c.needs = append(c.needs, g.need&^q.looked)
 	}
 	return c
 }
@@ -100,22 +104,42 @@ func (p *Policy) Conn(source netip.Addr, clientID, listener string) *Conn {
 const maxConnGroups = 16
 
 // first returns the priority index of the first rule matching in, a
-// query of c's connection, -1 for none. It walks c's groups, looking up
-// the query's values each needs, cheapest first and each at most once;
-// a group whose every dimension the query's values are named on goes to
-// the matcher (its memo, else its walk), which the lookups made so far
-// spare. A query none of the groups can take gets c's winner.
+// query of c's connection, -1 for none. A query may enter one of c's
+// groups only if some rule names its value on each of the query's own
+// dimensions the group has: first finds the first such group looking
+// up each of those values at most once, cheapest first, and whether
+// each is named, no more, which most queries (those no rule of the
+// groups is about) need; from that group on, walk decides. A query
+// entering none gets c's winner.
 func (c *Conn) first(in *Input) int {
 	m := c.p.m
 	if c.many {
 		return m.first(in, &c.pre)
 	}
-	if len(c.groups) == 0 {
-		return c.winner
+	var looked, named uint16 // the query's own dimensions
+	for k, need := range c.needs {
+		if miss := need &^ looked; miss != 0 {
+			l, n := m.lookAt(in, miss)
+			looked |= l
+			named |= n
+		}
+		if need&^named == 0 {
+			return c.walk(in, k)
+		}
 	}
+	return c.winner
+}
+
+// walk is first from c's group k on, with the matcher's lookups: it
+// walks c's groups, looking up the query's values each needs, cheapest
+// first and each at most once; a group whose every dimension the query's
+// values are named on goes to the matcher (its memo, else its walk),
+// which the lookups made so far spare.
+func (c *Conn) walk(in *Input, k int) int {
+	m := c.p.m
 	var q lookups
 	q.looked, q.wild, q.sets = c.pre.looked, c.pre.wild, c.pre.sets
-	for _, gi := range c.groups {
+	for _, gi := range c.groups[k:] {
 		g := &m.groups[gi]
 		if g.need&q.wild != 0 {
 			continue
@@ -133,11 +157,9 @@ func (c *Conn) Policy() *Policy { return c.p }
 
 // Match is Policy.Match for a query over c's connection: the caller
 // fills in with the query's own values (QName, QType, Tags, ECS), and
-// Match sets its Source, ClientID and Listener to c's.
+// Match takes its Source, ClientID and Listener to be c's (it may set
+// them).
 func (c *Conn) Match(in *Input) (d *Decision, group string) {
-	// The decision looks up none of them (see Conn): they are set for
-	// the split and for the caller.
-	in.Source, in.ClientID, in.Listener = c.source, c.clientID, c.listener
 	p := c.p
 	i := c.first(in)
 	if i < 0 {
@@ -151,6 +173,9 @@ func (c *Conn) Match(in *Input) (d *Decision, group string) {
 	if e := c.split.Load(); e != nil && e.rule == i && (p.sticky != StickyECS || !in.ECS.IsValid() || s.mode == splitWhitelist) {
 		return &r.decision, e.group
 	}
+	// The decision looked up none of them (see Conn); the split reads
+	// them.
+	in.Source, in.ClientID, in.Listener = c.source, c.clientID, c.listener
 	g := s.group(in, p.sticky)
 	if s.mode != splitWhitelist && p.sticky == StickyECS && in.ECS.IsValid() {
 		return &r.decision, g // sticks by the query's ECS

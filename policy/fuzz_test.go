@@ -2,6 +2,7 @@ package policy
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -42,4 +43,51 @@ func FuzzLoad(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzLookupSuffix checks the suffix lookup, label by label behind its
+// filter, against the plain walk: every domain of the name from the root
+// down, in lower case, looked up in the suffix map until one is missing.
+func FuzzLookupSuffix(f *testing.F) {
+	p, err := Load("s.yaml", []byte(`version: v
+rules:
+  - {name: a, match: {qname_suffix: [example.com, b.example.com, "x\\.y.z", "\\.weird"]}, route: g}
+  - {name: b, match: {qname_suffix: [net, Corp.Example.Org]}, route: g}
+  - {name: c, match: {qname_suffix: [.], qtype: [MX]}, route: g}
+`))
+	if err != nil {
+		f.Fatal(err)
+	}
+	m := p.m
+	for _, s := range []string{"", ".", "a.b.example.com.", "WWW.Example.COM", "x..y.", "a..b.", "..", "corp.example.org.", "b.example.com", "net", "\\.weird."} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if got, want := m.lookupSuffix(name), plainSuffix(m, name); got != want {
+			t.Fatalf("lookupSuffix(%q) = %d, the plain walk %d", name, got, want)
+		}
+	})
+}
+
+// plainSuffix is lookupSuffix without its filter and hashes. A name
+// without its final dot is no domain of the map's (query names have it).
+func plainSuffix(m *matcher, name string) int32 {
+	if len(m.suffix) == 0 || name == "" {
+		return -1
+	}
+	best := m.rootSuffix
+	n := string(lowerInto(nil, name))
+	for i := len(strings.TrimSuffix(n, ".")) - 1; i >= 0; i-- {
+		if i > 0 && n[i-1] != '.' {
+			continue
+		}
+		s, ok := m.suffix[n[i:]]
+		if !ok {
+			break
+		}
+		if s >= 0 {
+			best = s
+		}
+	}
+	return best
 }

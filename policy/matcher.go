@@ -4,6 +4,7 @@ import (
 	"math/bits"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -31,6 +32,10 @@ type matcher struct {
 	// the root down stops at the first label no rule goes below.
 	suffix       map[string]int32
 	suffixFilter bloom // suffixHash of every key of suffix
+	// suffixTails has bit tailIndex of every key's last two bytes
+	// before its final dot: most names are under no key's top-level
+	// domain, which it tells without walking them.
+	suffixTails *[1 << 16 / 64]uint64
 	// rootSuffix is the set of the root domain (a rule listing "."), -1
 	// for none.
 	rootSuffix int32
@@ -236,6 +241,63 @@ func (m *matcher) lookup(q *lookups, in *Input, d int) (int32, bool) {
 	return 0, false
 }
 
+// lookAt looks up the query's values on the dimensions of miss, which
+// are the query's own (ECS, qtype, tags, name prefix and suffix),
+// cheapest first, until one is named by no rule: it returns the
+// dimensions it looked up and those found named (or a value containing
+// the query's), without keeping their sets.
+func (m *matcher) lookAt(in *Input, miss uint16) (looked, named uint16) {
+	if miss&(1<<dimECS) != 0 {
+		looked |= 1 << dimECS
+		if !in.ECS.IsValid() {
+			return
+		}
+		if _, ok := m.ecs.LookupPrefix(in.ECS); !ok {
+			return
+		}
+		named |= 1 << dimECS
+	}
+	if miss&(1<<dimQType) != 0 {
+		looked |= 1 << dimQType
+		if int(in.QType) >= len(m.qtype) || m.qtype[in.QType] < 0 {
+			return
+		}
+		named |= 1 << dimQType
+	}
+	if miss&(1<<dimTags) != 0 {
+		looked |= 1 << dimTags
+		if !m.namesTag(in.Tags) {
+			return
+		}
+		named |= 1 << dimTags
+	}
+	if miss&(1<<dimPrefix) != 0 {
+		looked |= 1 << dimPrefix
+		if m.prefix.lookup(in.QName, -1) < 0 {
+			return
+		}
+		named |= 1 << dimPrefix
+	}
+	if miss&(1<<dimSuffix) != 0 {
+		looked |= 1 << dimSuffix
+		if m.lookupSuffix(in.QName) < 0 {
+			return
+		}
+		named |= 1 << dimSuffix
+	}
+	return
+}
+
+// namesTag reports whether some rule names one of tags.
+func (m *matcher) namesTag(tags []string) bool {
+	for _, t := range tags {
+		if _, ok := m.tags[t]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // firstIn ANDs the sets of g's dimensions over g's rules and returns the
 // first rule left, -1 for none.
 func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
@@ -281,18 +343,18 @@ func (q *lookups) firstIn(m *matcher, g *maskGroup) int {
 // in the map before the map is asked. ASCII letters compare without
 // regard to case.
 func (m *matcher) lookupSuffix(name string) int32 {
-	best := int32(-1)
-	if len(m.suffix) == 0 || name == "" {
-		return best
-	}
-	if m.rootSuffix >= 0 {
-		best = m.rootSuffix
-	}
 	end := len(name)
+	if m.suffixTails == nil || end == 0 {
+		return -1 // no name (a query without a question) is below no domain
+	}
+	best := m.rootSuffix
 	h := uint64(fnvOffset)
 	if name[end-1] == '.' {
 		end--
 		h = fnvByte(h, '.')
+	}
+	if t := tailIndex(name[:end]); m.suffixTails[t/64]&(1<<(t%64)) == 0 {
+		return best
 	}
 	upper := false // name[i:] has an upper-case letter
 	for i := end - 1; i >= 0; i-- {
@@ -325,6 +387,26 @@ func (m *matcher) lookupSuffix(name string) int32 {
 		}
 	}
 	return best
+}
+
+// tailIndex returns the index of name's last two bytes (without its
+// final dot) in lower case, the first a dot when it has one byte.
+func tailIndex(name string) uint {
+	a, b := byte('.'), byte('.')
+	if n := len(name); n > 0 {
+		a = lower(name[n-1])
+		if n > 1 {
+			b = lower(name[n-2])
+		}
+	}
+	return uint(b)<<8 | uint(a)
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		c += 'a' - 'A'
+	}
+	return c
 }
 
 // suffixFolded looks up domain, which has upper-case letters, in the
@@ -545,6 +627,13 @@ func buildMatcher(rules []*rule) *matcher {
 				}
 			}
 		}
+	}
+	if len(m.suffix) > 0 {
+		m.suffixTails = new([1 << 16 / 64]uint64)
+	}
+	for v := range m.suffix {
+		t := tailIndex(strings.TrimSuffix(v, "."))
+		m.suffixTails[t/64] |= 1 << (t % 64)
 	}
 	for v := range m.suffix {
 		m.suffixFilter.add(suffixHash(v))
