@@ -149,3 +149,79 @@ rules:
 		}
 	}
 }
+
+// TestPolicyClientMemo: without a connection memo, the stage decides
+// each query on its own client, client id and listener kind, whether
+// the client's view is made yet or not, with clients taking turns in
+// the memo's slots; and a stream of clients each seen once makes no
+// view.
+func TestPolicyClientMemo(t *testing.T) {
+	p, err := policy.Load("p.yaml", []byte(`version: v1
+rules:
+  - {name: by-id, match: {client_id: [tenant-a], qname_suffix: [example.org]}, route: a}
+  - {name: net-doh, match: {source: [10.0.0.0/8], listener: [doh]}, route: d}
+  - {name: net, match: {source: [10.0.0.0/8]}, route: n}
+  - {name: v6, match: {source: ["2001:db8::/32"]}, route: six}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewPolicy(p, "default")
+	h := s.Middleware(pipeline.HandlerFunc(func(context.Context, *pipeline.Request) (*dns.Msg, error) { return new(dns.Msg), nil }))
+	ask := func(client netip.AddrPort, id string, kind pipeline.Kind) (string, string) {
+		t.Helper()
+		q := new(dns.Msg)
+		q.SetQuestion("www.example.org.", dns.TypeA)
+		req := &pipeline.Request{Msg: q, Client: client, ClientID: id, Listener: kind}
+		if _, err := h.ServeDNS(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+		return req.Outcome.Rule, req.Route
+	}
+	type client struct {
+		addr        string
+		id          string
+		kind        pipeline.Kind
+		rule, route string
+	}
+	clients := []client{
+		{"10.1.2.3:5353", "tenant-a", pipeline.KindDoH, "by-id", "a"},
+		{"10.1.2.3:5353", "", pipeline.KindDoH, "net-doh", "d"},
+		{"10.1.2.3:5353", "", pipeline.KindUDP, "net", "n"},
+		{"10.1.2.4:5353", "", pipeline.KindUDP, "net", "n"},
+		{"[::ffff:10.1.2.3]:5353", "", pipeline.KindUDP, "net", "n"},
+		{"[2001:db8::1]:53", "", pipeline.KindDoQ, "v6", "six"},
+		{"192.0.2.1:53", "", pipeline.KindUDP, "", ""},
+		{"192.0.2.1:53", "tenant-a", pipeline.KindDoQ, "by-id", "a"},
+	}
+	for round := range 4 {
+		for i, c := range clients {
+			if rule, route := ask(netip.MustParseAddrPort(c.addr), c.id, c.kind); rule != c.rule || route != c.route {
+				t.Errorf("round %d, client %d: rule %q route %q, want %q %q", round, i, rule, route, c.rule, c.route)
+			}
+		}
+	}
+	views := func() (n int) {
+		for i := range s.clients {
+			if s.clients[i].pc.Load() != nil {
+				n++
+			}
+		}
+		return n
+	}
+	if n := views(); n == 0 {
+		t.Fatal("no client has a view after four rounds")
+	}
+	fresh := NewPolicy(p, "default")
+	h = fresh.Middleware(pipeline.HandlerFunc(func(context.Context, *pipeline.Request) (*dns.Msg, error) { return new(dns.Msg), nil }))
+	s = fresh
+	for i := range 2000 {
+		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 9, byte(i >> 8), byte(i)}), 53)
+		if rule, _ := ask(addr, "", pipeline.KindUDP); rule != "net" {
+			t.Fatalf("client %v: rule %q, want net", addr, rule)
+		}
+	}
+	if n := views(); n != 0 {
+		t.Errorf("%d views made for 2,000 clients each seen once", n)
+	}
+}
