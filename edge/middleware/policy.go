@@ -35,7 +35,10 @@ type Policy struct {
 // connection memo: a sidecar, a node's resolver or a DoH endpoint behind a
 // proxy sees a handful of clients, a public listener many, for whom the
 // memo costs a hash and a store and saves nothing.
-const clientSlots = 256
+const (
+	clientBits  = 8
+	clientSlots = 1 << clientBits
+)
 
 // clientSlot holds the policy's view of the last client seen twice in a
 // row of its misses (pc), and the hash of the last one that missed
@@ -165,18 +168,30 @@ func (s *Policy) bind(req *pipeline.Request) *policyConn {
 	return &policyConn{p: s.p, c: c, addr: addr, clientID: req.ClientID, kind: req.Listener}
 }
 
+// slot returns the slot of req's client in the memo of clients, and
+// the hash of the client that picked it.
+func (s *Policy) slot(req *pipeline.Request) (*clientSlot, uint64) {
+	a := req.Client.Addr().As16()
+	h := binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(req.Listener)
+	if req.ClientID != "" {
+		h ^= maphash.String(s.seed, req.ClientID)
+	}
+	// MurmurHash3's finalizer: every bit of the slot depends on every
+	// bit of the client (a multiply alone maps clients a few apart, as
+	// the listener kinds are, to slots a fixed distance apart).
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return &s.clients[h>>(64-clientBits)], h
+}
+
 // client returns the policy's view of req's client from the memo of
 // clients, nil when it has none: it makes one for a client that missed
 // its slot last time too.
 func (s *Policy) client(req *pipeline.Request) *policy.Conn {
-	a := req.Client.Addr().As16()
-	h := (binary.LittleEndian.Uint64(a[:8])*0x9e3779b97f4a7c15 ^ binary.LittleEndian.Uint64(a[8:])) * 0xff51afd7ed558ccd
-	h ^= uint64(req.Listener)
-	if req.ClientID != "" {
-		h ^= maphash.String(s.seed, req.ClientID)
-	}
-	h ^= h >> 29
-	slot := &s.clients[h%clientSlots]
+	slot, h := s.slot(req)
 	if pc := slot.pc.Load(); pc.from(s.p, req) {
 		return pc.c
 	}

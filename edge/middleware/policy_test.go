@@ -201,6 +201,26 @@ rules:
 			}
 		}
 	}
+	// A client that takes the slot of another's view is decided on its
+	// own: the same address and client id over another listener kind.
+	var shared netip.AddrPort
+	for i := 0; !shared.IsValid(); i++ {
+		if i == 1<<16 {
+			t.Fatal("no address whose UDP and DoH clients share a slot")
+		}
+		a := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 7, byte(i >> 8), byte(i)}), 53)
+		u, _ := s.slot(&pipeline.Request{Client: a, Listener: pipeline.KindUDP})
+		d, _ := s.slot(&pipeline.Request{Client: a, Listener: pipeline.KindDoH})
+		if u == d {
+			shared = a
+		}
+	}
+	for range 2 {
+		ask(shared, "", pipeline.KindDoH) // the second makes the view
+	}
+	if rule, _ := ask(shared, "", pipeline.KindUDP); rule != "net" {
+		t.Errorf("a UDP client in the slot of its DoH view: rule %q, want net", rule)
+	}
 	views := func() (n int) {
 		for i := range s.clients {
 			if s.clients[i].pc.Load() != nil {
