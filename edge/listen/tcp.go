@@ -536,7 +536,8 @@ func (l *TCP) serve(j tcpJob) {
 		l.m.response(rejectRcode(act), false)
 		return
 	}
-	req := &pipeline.Request{
+	req := getRequest()
+	*req = pipeline.Request{
 		Msg:      q,
 		Wire:     b,
 		Client:   tc.client,
@@ -549,6 +550,7 @@ func (l *TCP) serve(j tcpJob) {
 		MaxSize:  dns.MaxMsgSize,
 	}
 	out, obuf := l.answer(req, 2)
+	putRequest(req)
 	putBuf(buf) // lent as req.Wire until the reply was packed
 	if out != nil {
 		l.write(tc, out, obuf)

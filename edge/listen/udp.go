@@ -320,7 +320,8 @@ func (l *UDP) serve(j udpJob) {
 		l.send(j.sock, udpReply{b: r, buf: out, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
 		return
 	}
-	req := &pipeline.Request{
+	req := getRequest()
+	*req = pipeline.Request{
 		Msg:      q,
 		Wire:     b,
 		Client:   j.src,
@@ -330,6 +331,7 @@ func (l *UDP) serve(j udpJob) {
 		MaxSize:  udpSize(q),
 	}
 	out, obuf := l.answer(req, 0)
+	putRequest(req)
 	putBuf(j.buf) // lent as req.Wire until the reply was packed
 	if out == nil {
 		l.release()
