@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dnsedge/dnsedge/bench/benchpolicy"
 	"github.com/dnsedge/dnsedge/policy"
 	"github.com/miekg/dns"
 )
@@ -150,7 +151,7 @@ func TestWriteReport(t *testing.T) {
 // shadowed, and sends loopback queries through the last rule's split.
 func TestPolicyLoads(t *testing.T) {
 	var b strings.Builder
-	if err := writePolicy(&b, 1000); err != nil {
+	if err := benchpolicy.Write(&b, 1000); err != nil {
 		t.Fatal(err)
 	}
 	p, err := policy.Load("bench-policy.yaml", []byte(b.String()))

@@ -21,6 +21,8 @@ import (
 	"net"
 	"os"
 	"strconv"
+
+	"github.com/dnsedge/dnsedge/bench/benchpolicy"
 )
 
 func main() {
@@ -89,7 +91,7 @@ func run(args []string) error {
 		if err != nil {
 			return fmt.Errorf("policy: want a count of rules, got %q", args[1])
 		}
-		return writePolicy(os.Stdout, n)
+		return benchpolicy.Write(os.Stdout, n)
 	case "dohuris":
 		if len(args) != 2 {
 			return errors.New("usage: benchtool dohuris BASEURL <NAMES >URIS")

@@ -9,38 +9,20 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsedge/dnsedge/bench/benchpolicy"
 	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/policy"
 )
 
-// benchPolicy returns a policy of n rules shaped like make bench's policy
-// row: rules over every dimension that the benchmark's queries miss, and
-// a last one, a percent split over loopback, that they all match.
+// benchPolicy returns make bench's policy of n rules (rules over every
+// dimension that the benchmark's queries miss, and a last one, a percent
+// split over loopback, that they all match).
 func benchPolicy(tb testing.TB, n int) *policy.Policy {
 	tb.Helper()
 	var b strings.Builder
-	b.WriteString("version: bench\nrules:\n")
-	for i := range n - 1 {
-		fmt.Fprintf(&b, "  - name: r%d\n    match: {", i)
-		switch i % 7 {
-		case 0:
-			fmt.Fprintf(&b, "source: [10.%d.%d.0/24]", i/256%256, i%256)
-		case 1:
-			fmt.Fprintf(&b, "client_id: [client-%d]", i)
-		case 2:
-			fmt.Fprintf(&b, "qname_prefix: [\"svc-%d.\"]", i)
-		case 3:
-			fmt.Fprintf(&b, "qname_suffix: [zone-%d.example], qtype: [A, AAAA]", i)
-		case 4:
-			fmt.Fprintf(&b, "source: [\"2001:db8:%x::/48\"], listener: [doh]", i)
-		case 5:
-			fmt.Fprintf(&b, "tags: [\"team=t%d\"]", i)
-		case 6:
-			fmt.Fprintf(&b, "qname_suffix: [corp-%d.example], client_id: [c-%d]", i, i)
-		}
-		b.WriteString("}\n    route: canary\n")
+	if err := benchpolicy.Write(&b, n); err != nil {
+		tb.Fatal(err)
 	}
-	b.WriteString("  - name: loopback-half\n    match: {source: [127.0.0.0/8]}\n    split: {percent: 50, canary: canary, base: default}\n")
 	p, err := policy.Load("bench.yaml", []byte(b.String()))
 	if err != nil {
 		tb.Fatal(err)

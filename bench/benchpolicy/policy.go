@@ -1,4 +1,6 @@
-package main
+// Package benchpolicy writes the policy of make bench's policy row, so that
+// the benchmark and the tests that measure the policy stage use the same one.
+package benchpolicy
 
 import (
 	"fmt"
@@ -6,14 +8,14 @@ import (
 	"strings"
 )
 
-// writePolicy writes a policy document of n rules for the policy row: rules
+// Write writes a policy document of n rules for the policy row: rules
 // over every match dimension (sources, client ids, name prefixes and
 // suffixes, qtypes, listeners, tags) with routes and the three kinds of
 // split, none of which the benchmark's queries match, and a last rule that
 // every benchmark query from loopback matches, a percent split between
 // the groups default and canary, so that each query pays for a decision
 // and a split. Every rule is distinct, so none is shadowed.
-func writePolicy(w io.Writer, n int) error {
+func Write(w io.Writer, n int) error {
 	if n < 1 {
 		return fmt.Errorf("policy: want at least 1 rule, got %d", n)
 	}
