@@ -307,20 +307,29 @@ func (s *Server) stopLocked() {
 }
 
 // Restart stops the server if it runs and binds the same port again on
-// both families, keeping the zone, faults and counts. It fails the test
-// when the port has been taken meanwhile.
+// both families, keeping the zone, faults and counts. The kernel may hand
+// the freed port to another test's socket as an ephemeral one (a client's,
+// gone within moments): Restart tries again for up to restartWait, then
+// fails the test.
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.life.Lock()
 	defer s.life.Unlock()
 	s.stopLocked()
 	eps, err := bindDual(s.port)
+	for deadline := time.Now().Add(restartWait); errors.Is(err, syscall.EADDRINUSE) && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		eps, err = bindDual(s.port)
+	}
 	if err != nil {
 		s.t.Fatalf("restart fault server on port %d: %v", s.port, err)
 	}
 	s.eps = eps
 	s.serve()
 }
+
+// restartWait bounds how long Restart waits for its port to be free.
+const restartWait = 2 * time.Second
 
 // Count returns the queries received, dropped or not, on family "ipv4" or
 // "ipv6" over proto "udp" or "tcp". Other arguments panic, so a misspelling
