@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/dnsedge/dnsedge/edge/cache"
+	"github.com/dnsedge/dnsedge/edge/canary"
 	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
@@ -369,6 +371,54 @@ func TestCanary(t *testing.T) {
 				t.Fatalf("state after abort: %s", st.State)
 			}
 		})
+	}
+}
+
+// TestCanaryDecisionsInline: a sample that asks only for the decision
+// diff is compared on the query's goroutine before its answer goes out.
+// The run here has no workers and a queue nobody reads, so a sample sent
+// to the queue would be dropped instead of counted.
+func TestCanaryDecisionsInline(t *testing.T) {
+	cdn, v2, dead := cdnUpstream(t), cdnUpstream(t), deadUpstream(t)
+	names := canaryNames(40)
+	e := startCanaryEdge(t, canaryConfig(t, cdn, v2, dead, ""), nil)
+	cand, err := e.srv.build(canaryConfig(t, cdn, v2, dead, `policy:
+  version: v2
+  rules:
+    - name: api-v2
+      match: {qname_prefix: ["api-v2."]}
+      route: v2
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cand.close()
+	run := &canaryRun{
+		s: e.srv, live: e.srv.gen.Load(), cand: cand, state: CanaryRunning,
+		cfg:    canary.Config{Share: 1, AnswerShare: 1e-12, ControlShare: 1e-12},
+		jobs:   make(chan shadowJob),
+		byRule: make(map[string]int64), byRoute: make(map[string]int64), byRcode: make(map[string]int64), byKind: make(map[string]int64),
+	}
+	run.ctx, run.cancel = context.WithCancel(context.Background())
+	defer run.cancel()
+	e.srv.canaryHook.run.Store(run)
+	defer e.srv.canaryHook.run.CompareAndSwap(run, nil)
+	for i, n := range names {
+		if m := e.ask(t, n); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 4 {
+			t.Fatalf("client got %s with %d answers for %s during the canary", dns.RcodeToString[m.Rcode], len(m.Answer), n)
+		}
+		st := run.status()
+		if st.Decisions != int64(i+1) || st.DroppedQueueFull != 0 {
+			t.Fatalf("after %d answers: %d decisions counted, %d samples dropped", i+1, st.Decisions, st.DroppedQueueFull)
+		}
+	}
+	st := run.status()
+	want := int64(len(names) / 4)
+	if st.DecisionDiffs != want || st.ByRoute["default -> v2"] != want || st.ByRule["(no rule)"] != want {
+		t.Fatalf("%d decision diffs (by route %v, by rule %v), want %d from default to v2", st.DecisionDiffs, st.ByRoute, st.ByRule, want)
+	}
+	if st.Answers != 0 {
+		t.Fatalf("%d answers resolved", st.Answers)
 	}
 }
 

@@ -20,14 +20,16 @@ import (
 // The canary tries a candidate configuration on a share of live queries
 // before it is committed. The candidate generation is built as a reload
 // would build it, from the server's pool, and held uncommitted (plan, then
-// commit). A tap in the live chain, just before policy, hands a sampled
-// query to a bounded pool of workers once the live answer is made; a full
-// pool drops the sample and counts it. A worker compares the live and the
+// commit). A tap in the live chain, just before policy, samples a share of
+// the queries. Once the live answer is made it compares the live and the
 // candidate policy's decisions on the query as policy saw it (exact, no
-// upstream involved); on a smaller share it resolves the query through a
-// shadow of the candidate and compares the answer with the live one; on
-// the same queries a shadow of the live configuration resolves it again,
-// the control, which measures how much two resolutions differ anyway.
+// upstream involved), on the query's own goroutine. A smaller share goes
+// to a bounded pool of workers instead (a full pool drops the sample and
+// counts it): a worker compares the decisions, resolves the query through
+// a shadow of the candidate and compares the answer with the live one;
+// on the same queries a shadow of the live configuration resolves it
+// again, the control, which measures how much two resolutions differ
+// anyway.
 // Shadow resolutions are capped by a token bucket. A verdict is taken
 // every second: a breach pauses the canary and says why, a pass promotes
 // it (unless auto_promote is false), and abort discards it.
@@ -123,6 +125,11 @@ func buildCanaryTap(b *chainBuild) (pipeline.Middleware, error) {
 			switch {
 			case errors.Is(err, pipeline.ErrDrop):
 				return m, err
+			case draw >= run.cfg.AnswerShare:
+				// A decision diff alone is two policy decisions: cheaper
+				// taken here than a worker's wake-up.
+				run.compareDecisions(&j.req)
+				return m, err
 			case err != nil:
 				j.live = pipeline.ErrorReply(req.Msg, err)
 			default:
@@ -151,30 +158,52 @@ func (run *canaryRun) work() {
 	}
 }
 
-// compare does what j's draw asks of one sample.
+// compareDecisions takes a sample that asks for the decision diff alone,
+// on the query's goroutine once its answer is made.
+func (run *canaryRun) compareDecisions(req *pipeline.Request) {
+	if run.ctx.Err() != nil {
+		return
+	}
+	dl, dc := decide(run.ctx, run.live, req), decide(run.ctx, run.cand, req)
+	differs := len(dl.Compare(dc)) > 0
+	run.mu.Lock()
+	run.countDecisionLocked(&dl, &dc, differs)
+	run.mu.Unlock()
+}
+
+// countDecisionLocked counts one decision diff sample; run.mu is held.
+func (run *canaryRun) countDecisionLocked(dl, dc *canary.Decision, differs bool) {
+	run.sample.Decisions++
+	if differs {
+		run.sample.DecisionDiffs++
+		run.byRule[nameOr(dl.Rule, "(no rule)")]++
+		run.byRoute[dl.Route+" -> "+dc.Route]++
+	}
+}
+
+// compare does what j's draw asks of one sample that goes to a worker:
+// the decision diff, and the answer diff with its control.
 func (run *canaryRun) compare(j *shadowJob) {
 	dl, dc := decide(run.ctx, run.live, &j.req), decide(run.ctx, run.cand, &j.req)
-	parts := dl.Compare(dc)
+	differs := len(dl.Compare(dc)) > 0
 	var ans, ctl struct {
 		m      *dns.Msg
 		failed bool
 		took   time.Duration
 		done   bool
 	}
-	if j.draw < run.cfg.AnswerShare {
-		n := 1
-		if j.draw < run.cfg.ControlShare {
-			n = 2
-		}
-		if !run.limiter.AllowN(run.s.clock.Now(), n) {
-			run.dropRate.Add(1)
-		} else {
-			ans.m, ans.failed, ans.took = run.shadow.resolve(run.ctx, &j.req, run.timeout)
-			ans.done = true
-			if n == 2 {
-				ctl.m, ctl.failed, ctl.took = run.control.resolve(run.ctx, &j.req, run.timeout)
-				ctl.done = true
-			}
+	n := 1
+	if j.draw < run.cfg.ControlShare {
+		n = 2
+	}
+	if !run.limiter.AllowN(run.s.clock.Now(), n) {
+		run.dropRate.Add(1)
+	} else {
+		ans.m, ans.failed, ans.took = run.shadow.resolve(run.ctx, &j.req, run.timeout)
+		ans.done = true
+		if n == 2 {
+			ctl.m, ctl.failed, ctl.took = run.control.resolve(run.ctx, &j.req, run.timeout)
+			ctl.done = true
 		}
 	}
 	if run.ctx.Err() != nil {
@@ -183,12 +212,7 @@ func (run *canaryRun) compare(j *shadowJob) {
 	run.mu.Lock()
 	defer run.mu.Unlock()
 	s := &run.sample
-	s.Decisions++
-	if len(parts) > 0 {
-		s.DecisionDiffs++
-		run.byRule[nameOr(dl.Rule, "(no rule)")]++
-		run.byRoute[dl.Route+" -> "+dc.Route]++
-	}
+	run.countDecisionLocked(&dl, &dc, differs)
 	if ans.done {
 		s.Answers++
 		run.ansLat.Observe(ans.took)
