@@ -101,6 +101,19 @@ type udpWait struct {
 	bad  error          // why the last datagram with this ID was dropped; under sock.mu
 }
 
+// waits holds udpWaits whose query got its result from the channel, the
+// one way a wait is known to be out of every other goroutine's hands:
+// deliver, failAll and expire send under sock.mu after taking the wait out
+// of waiting, and a socket has one reader. A wait that expired, or whose
+// expiry timer may still run, is left to the collector.
+var waits = sync.Pool{New: func() any { return &udpWait{ch: make(chan udpResult, 1)} }}
+
+// release returns w, done with and its channel empty, to waits.
+func (w *udpWait) release() {
+	*w = udpWait{ch: w.ch}
+	waits.Put(w)
+}
+
 type udpResult struct {
 	r       *dns.Msg
 	wire    []byte // r as it came, with r's ID; only when the wait keeps it
@@ -281,7 +294,8 @@ func (s *udpSock) register(q *dns.Msg, p pinnedAddr, keep bool) (*udpWait, error
 	if len(s.waiting) >= 1<<15 {
 		return nil, errors.New("too many queries in flight on one socket")
 	}
-	w := &udpWait{q: q, p: p, keep: keep, ch: make(chan udpResult, 1)}
+	w := waits.Get().(*udpWait)
+	w.q, w.p, w.keep = q, p, keep
 	for {
 		w.id = uint16(rand.Uint32())
 		if _, taken := s.waiting[w.id]; !taken {
@@ -341,10 +355,9 @@ func (s *udpSock) failAll(err error) {
 // s: they all went to the same address.
 func (s *udpSock) read() {
 	defer s.pool.wg.Done()
-	msgs := make([]ipv4.Message, udpBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
-	}
+	mp := readBufs.Get().(*[]ipv4.Message)
+	defer putReadBufs(mp)
+	msgs := *mp
 	size := batch.Size{Max: len(msgs)}
 	handle := func(n int) int {
 		size.Took(n)
@@ -371,6 +384,26 @@ func (s *udpSock) read() {
 		s.failAll(err)
 		return
 	}
+}
+
+// readBufs holds the read buffers of readers that returned, for the
+// readers of the sockets that replace theirs: a socket is retired after a
+// few hundred queries, and its buffers would cost more than its dial.
+// What a reader delivers is unpacked or copied out of them (deliver).
+var readBufs = sync.Pool{New: func() any {
+	msgs := make([]ipv4.Message, udpBatch)
+	for i := range msgs {
+		msgs[i].Buffers = [][]byte{make([]byte, udpReadBuf)}
+	}
+	return &msgs
+}}
+
+func putReadBufs(mp *[]ipv4.Message) {
+	for i := range *mp {
+		m := &(*mp)[i]
+		m.N, m.NN, m.Flags, m.Addr = 0, 0, 0, nil
+	}
+	readBufs.Put(mp)
 }
 
 func isICMPError(err error) bool {
@@ -504,6 +537,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		return nil, nil, p.failIO(ctx, fmt.Errorf("write query: %w", err))
 	}
 	var res udpResult
+	reuse := true // w may go back to waits once done with
 	if ac, ok := ctx.(*attemptCtx); ok {
 		// A race's attempt ends only at its deadline: a timer on the
 		// wait itself ends it then, and the query waits on its one
@@ -511,7 +545,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		// timer.
 		t := ac.clock.AfterFunc(ac.clock.Until(ac.deadline), func() { s.expire(w) })
 		res = <-w.ch
-		t.Stop()
+		reuse = t.Stop()
 	} else {
 		select {
 		case res = <-w.ch:
@@ -521,6 +555,9 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 	}
 	if !res.expired {
 		s.done(w)
+		if reuse {
+			w.release()
+		}
 		switch {
 		case res.err == nil:
 			return res.r, res.wire, nil
