@@ -63,8 +63,8 @@ type entry struct {
 
 // entryOverhead estimates what an entry costs beyond its key, message and
 // offsets: the struct itself and its share of the shard's index (see
-// index: 9 bytes a slot at a load of 7/16 to 7/8).
-const entryOverhead = int64(unsafe.Sizeof(entry{})) + 16
+// index: 12 bytes a slot at a load of 7/16 to 7/8, 14 to 27 an entry).
+const entryOverhead = int64(unsafe.Sizeof(entry{})) + 20
 
 // maxKeyLen is the longest key an entry holds; longer ones (a route or
 // tags of many kilobytes) are not cached.
