@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -152,6 +153,7 @@ type racer struct {
 	wire    []byte // q packed, nil when each attempt packs its own
 	cfg     RaceConfig
 	results chan attempt
+	spawned bool // an attempt ran on a goroutine of its own
 
 	queue  []candidate // in start order; next is the first not started
 	next   int
@@ -206,9 +208,9 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 		ctx: ctx, q: q, wire: wire, cfg: cfg, queue: queue, denied: denied,
 		// Every candidate runs at most once plus its TC retry, so no
 		// attempt ever blocks on reporting after the race returned.
-		results: make(chan attempt, 2*len(order)),
+		results: getResults(2 * len(order)),
 	}
-	defer r.stopTimer()
+	defer r.done()
 	immediate := len(trials) + 1
 	if parallel {
 		immediate = len(queue)
@@ -346,7 +348,32 @@ func (r *racer) start(a attempt, leading, inline bool) {
 		exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
 		return
 	}
+	r.spawned = true
 	go exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+}
+
+// resultChans holds the results channels of races that started no
+// attempt on a goroutine of its own (one path, its attempt inline), by
+// capacity: nothing else ever held them. A race that spawned attempts
+// leaves its channel to them and the collector.
+var resultChans [8]sync.Pool
+
+func getResults(n int) chan attempt {
+	if n < len(resultChans) {
+		if c, ok := resultChans[n].Get().(chan attempt); ok {
+			return c
+		}
+	}
+	return make(chan attempt, n)
+}
+
+// done ends the race: it stops the hedge timer and keeps the results
+// channel for another race when only this goroutine ever used it.
+func (r *racer) done() {
+	r.stopTimer()
+	if n := cap(r.results); !r.spawned && len(r.results) == 0 && n < len(resultChans) {
+		resultChans[n].Put(r.results)
+	}
 }
 
 // launchRetry starts the TC retry of the UDP attempt u over its path's

@@ -372,3 +372,39 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// TestRaceLateLoserStaysInItsRace: a loser that reports after its race
+// returned reports into that race's channel, never into a later race's.
+// The first race hedges from a slow path to a fast one, which wins; the
+// slow path answers during the second race, whose own path holds its
+// answer back until then.
+func TestRaceLateLoserStaysInItsRace(t *testing.T) {
+	fc := clockwork.NewFakeClock()
+	rc := RaceConfig{MaxAttemptDelay: 40 * time.Millisecond, Clock: fc}.withDefaults()
+	release, slowDone := make(chan struct{}), make(chan struct{})
+	slow := testPath(t, fc, "slow", IPv4, func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+		defer close(slowDone)
+		<-release
+		return answer(dns.RcodeSuccess)(nil, q)
+	})
+	fast := testPath(t, fc, "fast", IPv6, answer(dns.RcodeSuccess))
+	ctx, cancel := clockwork.WithTimeout(context.Background(), fc, 2*time.Second)
+	defer cancel()
+	var res Result
+	var err error
+	drive(t, fc, func() { res, err = race(ctx, query(), nil, cands(slow, fast), false, rc) })
+	if err != nil || res.Path != fast {
+		t.Fatalf("first race: %v from %v, want the fast path's answer", err, res.Path)
+	}
+	a := testPath(t, fc, "a", IPv4, func(_ context.Context, q *dns.Msg) (*dns.Msg, error) {
+		close(release)
+		<-slowDone
+		time.Sleep(20 * time.Millisecond) // the slow attempt reports
+		return answer(dns.RcodeSuccess)(nil, q)
+	})
+	b := testPath(t, fc, "b", IPv6, blackhole)
+	drive(t, fc, func() { res, err = race(ctx, query(), nil, cands(a, b), false, rc) })
+	if err != nil || res.Path != a {
+		t.Fatalf("second race: %v from %v, want path a's answer", err, res.Path)
+	}
+}
