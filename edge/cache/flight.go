@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -14,7 +15,10 @@ import (
 // stale entry or a prefetch. Queries for the same key that arrive
 // meanwhile wait for its answer instead of asking again.
 type call struct {
-	done  chan struct{} // closed when reply and err are set
+	// done is closed when reply and err are set. It is made only for a
+	// call someone waits on besides the goroutine that asks next (see
+	// watchLocked); a call nobody else ever held goes back to calls.
+	done  chan struct{}
 	reply *dns.Msg
 	err   error
 	// out is what the stages after the cache recorded about the query
@@ -40,11 +44,31 @@ func (s *shard) join(key []byte) (cl *call, leader bool) {
 	defer s.mu.Unlock()
 	if cl, ok := s.calls[string(key)]; ok {
 		cl.waiters++
+		cl.watchLocked()
 		return cl, false
 	}
-	cl = &call{done: make(chan struct{})}
+	cl = calls.Get().(*call)
 	s.calls[string(key)] = cl
 	return cl, true
+}
+
+// calls holds calls that nobody but their leader ever held, for reuse.
+var calls = sync.Pool{New: func() any { return new(call) }}
+
+// watch makes cl's done channel, for a leader that waits on its own call
+// while another goroutine asks next (see lead).
+func (s *shard) watch(cl *call) {
+	s.mu.Lock()
+	cl.watchLocked()
+	s.mu.Unlock()
+}
+
+// watchLocked makes cl's done channel if it has none; the shard's lock is
+// held.
+func (cl *call) watchLocked() {
+	if cl.done == nil {
+		cl.done = make(chan struct{})
+	}
 }
 
 // leave takes back a query's place among cl's waiters when it stopped
@@ -67,7 +91,7 @@ func (s *shard) begin(key string) *call {
 	if _, ok := s.calls[key]; ok {
 		return nil
 	}
-	cl := &call{done: make(chan struct{})}
+	cl := calls.Get().(*call)
 	s.calls[key] = cl
 	return cl
 }
@@ -104,13 +128,21 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 	c.settle(s, key, cl)
 }
 
-// settle unregisters cl, whose outcome is set, and wakes its waiters.
+// settle unregisters cl, whose outcome is set, and wakes its waiters. A
+// call without a done channel was never held by anyone but its leader,
+// and can no longer be joined: it goes back to calls, so the leader must
+// not touch it after finish or settle.
 func (c *Cache) settle(s *shard, key []byte, cl *call) {
 	s.mu.Lock()
 	delete(s.calls, string(key))
-	waiters := cl.waiters
+	waiters, done := cl.waiters, cl.done
 	s.mu.Unlock()
-	close(cl.done)
+	if done == nil {
+		*cl = call{}
+		calls.Put(cl)
+		return
+	}
+	close(done)
 	if waiters > 0 {
 		s.coalesced.Add(uint64(waiters))
 	}

@@ -41,6 +41,9 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 
 	var why string
 	cl, leader := s.join(key)
+	if leader {
+		s.watch(cl) // it waits below while the refresh runs
+	}
 	if leader && !c.lead(s, string(key), nameLen, cl, next, req) {
 		// Closed: nobody will refresh; ask in the foreground.
 		reply, err := next.ServeDNS(ctx, req)
