@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 
 	"github.com/miekg/dns"
 )
@@ -38,11 +39,15 @@ func packPrepared(q *dns.Msg) []byte {
 	if !ok || opt.UDPSize() != EDNSBufferSize || opt.ExtendedRcode() != 0 {
 		return nil
 	}
-	wire, err := PackQuery(q, nil)
+	// Packed in a scratch buffer and copied out at its length: PackQuery
+	// sizes a buffer of its own for the longest question.
+	bp := getMsgBuf()
+	defer putMsgBuf(bp)
+	wire, err := PackQuery(q, *bp)
 	if err != nil {
 		return nil
 	}
-	return wire
+	return slices.Clone(wire)
 }
 
 // PackQuery packs the query m into buf (or a new buffer when buf is too

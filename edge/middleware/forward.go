@@ -114,9 +114,10 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
 	// One allocation for the message, its OPT, its additional section
-	// and the options it carries.
+	// and the loop mark; another for the options it carries, when it
+	// carries any.
 	u := new(upstreamMsg)
-	q, opt, c := &u.msg, &u.opt, &u.carried
+	q, opt := &u.msg, &u.opt
 	*q = dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Id: in.Id, Opcode: in.Opcode, RecursionDesired: in.RecursionDesired,
@@ -136,6 +137,7 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 		}
 	}
 	if req.ECS.IsValid() || tags || trace {
+		c := new(carried)
 		if len(opt.Option) == 0 { // no other instance's loop mark
 			opt.Option = c.opts[:0]
 		}
@@ -157,6 +159,9 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 		}
 	}
 	if f.loop != nil {
+		if len(opt.Option) == 0 {
+			opt.Option = u.mark[:0]
+		}
 		opt.Option = append(opt.Option, f.loop.option())
 	}
 	u.extra[0] = opt
@@ -164,12 +169,14 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	return q
 }
 
-// upstreamMsg is a query to forward, with what it is made of.
+// upstreamMsg is a query to forward, with what it is made of but the
+// options it carries (carried): most queries carry none, and these bytes
+// are allocated for every forwarded query.
 type upstreamMsg struct {
-	msg     dns.Msg
-	opt     dns.OPT
-	extra   [1]dns.RR
-	carried carried
+	msg   dns.Msg
+	opt   dns.OPT
+	extra [1]dns.RR
+	mark  [1]dns.EDNS0 // the loop mark, when it is the only option
 }
 
 // carried holds the options a forwarded query carries upstream and,
