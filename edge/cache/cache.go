@@ -135,6 +135,10 @@ type Cache struct {
 	mask   uint64
 	seed   maphash.Seed
 	now    func() time.Time
+	// received is true when now is the real clock: a query is then
+	// looked up as of when its listener read it (Request.Received), a
+	// clock read the listener made anyway.
+	received bool
 
 	minTTL, maxTTL, negativeTTL, servfailTTL uint32 // seconds
 	maxStale, staleTTL, swr                  uint32 // seconds
@@ -181,6 +185,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 	if err := errors.Join(cfg.problems()...); err != nil {
 		return nil, field.Prefix("cache", err)
 	}
+	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
 	n := min(maxShards, max(1, cfg.MaxEntries/minPerShard))
 	n = 1 << (bits.Len(uint(n)) - 1) // round down to a power of two
@@ -189,6 +194,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		mask:           uint64(n - 1),
 		seed:           maphash.MakeSeed(),
 		now:            cfg.Now,
+		received:       realClock,
 		minTTL:         seconds(cfg.MinTTL),
 		maxTTL:         seconds(cfg.MaxTTL),
 		negativeTTL:    seconds(cfg.NegativeTTL),
@@ -345,7 +351,10 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 		return h.next.ServeDNS(ctx, req)
 	}
 	c := h.c
-	now := c.now()
+	now := req.Received
+	if !c.received || now.IsZero() {
+		now = c.now()
+	}
 	s, kh := c.locate(key) // calls for the key are kept here, whatever the entry's scope
 	es, e, age, st := c.lookup(s, kh, key, len(qname), now)
 	switch st {

@@ -153,3 +153,43 @@ func TestShardSizes(t *testing.T) {
 		})
 	}
 }
+
+// TestLookupAsOfReceived: with the real clock a query is looked up as of
+// when its listener read it; a clock of the caller's is always asked.
+// The entry's shortest TTL is 300 s, and it is served stale for a day
+// after.
+func TestLookupAsOfReceived(t *testing.T) {
+	t.Parallel()
+	later := time.Now().Add(72 * time.Hour) // past the TTL and MaxStale
+	fixed := func() time.Time { return time.Now() }
+	tests := []struct {
+		name     string
+		now      func() time.Time // Config.Now
+		received time.Time
+		wantHit  bool
+	}{
+		{"real clock, read now", nil, time.Now(), true},
+		{"real clock, no read time", nil, time.Time{}, true},
+		{"real clock, read after the TTL", nil, later, false},
+		{"own clock, read after the TTL", fixed, later, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := newCache(t, Config{MaxEntries: 100, Now: tt.now})
+			next := &fakeNext{t: t, serve: benchReply}
+			h := c.Middleware()(next)
+			if _, err := h.ServeDNS(context.Background(), benchRequest("a.example.org.", 1)); err != nil {
+				t.Fatal(err)
+			}
+			req := benchRequest("a.example.org.", 2)
+			req.Received = tt.received
+			if _, err := h.ServeDNS(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			if hit := next.calls.Load() == 1; hit != tt.wantHit {
+				t.Fatalf("hit = %v (next asked %d times), want %v", hit, next.calls.Load(), tt.wantHit)
+			}
+		})
+	}
+}

@@ -395,7 +395,13 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	defer rc.done()
 	req.RequireTSIG = c.cfg.RequireTSIG
 	// No parent to cancel it: drain needs no cancellation (see there).
-	ctx := newBudget(time.Now().Add(c.limits().QueryTimeout))
+	// The budget runs from when the query was read: the client's own
+	// timer started before the query waited for a worker.
+	start := req.Received
+	if start.IsZero() {
+		start = time.Now()
+	}
+	ctx := newBudget(start.Add(c.limits().QueryTimeout))
 	defer ctx.end()
 	defer func() {
 		if r := recover(); r != nil {
