@@ -171,7 +171,9 @@ func (l *DoH) serveWire(r *dohRequest, w *dohResponse, msg []byte, id string) {
 		return
 	}
 	defer l.release()
-	req := &pipeline.Request{
+	req := getRequest()
+	defer putRequest(req)
+	*req = pipeline.Request{
 		Msg:      q,
 		Wire:     msg, // valid until serveWire returns
 		Client:   r.client,

@@ -172,7 +172,8 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 			return
 		}
 	}
-	req := &pipeline.Request{
+	req := getRequest()
+	*req = pipeline.Request{
 		Msg:      q,
 		Wire:     b,
 		Client:   dc.client,
@@ -184,6 +185,7 @@ func (l *DoQ) serveStream(dc *doqConn, s *quic.Stream) {
 		MaxSize:  dns.MaxMsgSize,
 	}
 	out, obuf := l.answer(req, 2)
+	putRequest(req)
 	putBuf(buf) // lent as req.Wire until the reply was packed
 	if out == nil {
 		// The pipeline dropped the query: a stream must still end, and a

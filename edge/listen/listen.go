@@ -417,7 +417,7 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	return m, err
 }
 
-// requests recycles the requests of the UDP and stream listeners: a
+// requests recycles the requests of the UDP, stream, DoH and DoQ listeners: a
 // request is about 600 bytes, most of what a cache hit allocates, and
 // nothing keeps one after answer returns (a stage whose work outlives the
 // query, such as a background refresh or a canary sample, copies it; see
