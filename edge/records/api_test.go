@@ -47,6 +47,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"second record malformed", change("x.dyn.test.", "A", 60, "REPLACE", "10.0.0.1", "300.1.1.1"), nil, 400, "rrsets[0].records[1].content", false},
 		{"line break smuggling a record", change("x.dyn.test.", "A", 60, "REPLACE", "10.0.0.1\nevil 60 IN A 10.6.6.6"), nil, 400, "rrsets[0].records[0].content", false},
 		{"empty content", change("x.dyn.test.", "TXT", 60, "REPLACE", ""), nil, 400, "rrsets[0].records[0].content", false},
+		{"CAA that does not print back", change("x.dyn.test.", "CAA", 60, "REPLACE", `0" "0`), nil, 400, "rrsets[0].records[0].content", false},
 		{"name outside the zone", change("www.other.test.", "A", 60, "REPLACE", "10.0.0.1"), nil, 400, "rrsets[0].name", false},
 		{"name that only ends like the zone", change("xdyn.test.", "A", 60, "REPLACE", "10.0.0.1"), nil, 400, "rrsets[0].name", false},
 		{"name not a domain name", change("a..dyn.test.", "A", 60, "REPLACE", "10.0.0.1"), nil, 400, "rrsets[0].name", false},

@@ -194,6 +194,9 @@ func (c *Change) parse(origin string, maxTTL uint32, prefix string) (setKey, rrs
 	for j, r := range c.Records {
 		f := fmt.Sprintf("%s.records[%d].content", prefix, j)
 		rr, err := parseRData(origin, k, rs.ttl, r.Content)
+		if err == nil {
+			err = printsBack(origin, k, rs.ttl, rr)
+		}
 		if err != nil {
 			return k, rrset{}, badInput(f, "%v", err)
 		}
@@ -244,6 +247,20 @@ func parseRData(origin string, k setKey, ttl uint32, content string) (dns.RR, er
 		return nil, errors.New("no data (a ';' starts a comment)")
 	}
 	return rr, nil
+}
+
+// printsBack checks that rr's content, as the API prints it and as
+// snapshots and the journal keep it, parses back to the same record:
+// miekg/dns takes some RDATA that it then prints in a form it does not
+// read again (a CAA tag holding a quote), and such a record would be lost
+// at the next restart.
+func printsBack(origin string, k setKey, ttl uint32, rr dns.RR) error {
+	c := content(rr)
+	again, err := parseRData(origin, k, ttl, c)
+	if err != nil || content(again) != c {
+		return fmt.Errorf("is read as %q, which does not read back as the same record", strings.TrimSpace(c))
+	}
+	return nil
 }
 
 // rdataError returns the parser's complaint without its position, which
