@@ -135,10 +135,10 @@ type Cache struct {
 	mask   uint64
 	seed   maphash.Seed
 	now    func() time.Time
-	// received is true when now is the real clock: a query is then
+	// asOfRead is true when now is the real clock: a query is then
 	// looked up as of when its listener read it (Request.Received), a
 	// clock read the listener made anyway.
-	received bool
+	asOfRead bool
 
 	minTTL, maxTTL, negativeTTL, servfailTTL uint32 // seconds
 	maxStale, staleTTL, swr                  uint32 // seconds
@@ -194,7 +194,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 		mask:           uint64(n - 1),
 		seed:           maphash.MakeSeed(),
 		now:            cfg.Now,
-		received:       realClock,
+		asOfRead:       realClock,
 		minTTL:         seconds(cfg.MinTTL),
 		maxTTL:         seconds(cfg.MaxTTL),
 		negativeTTL:    seconds(cfg.NegativeTTL),
@@ -352,7 +352,7 @@ func (h *handler) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	}
 	c := h.c
 	now := req.Received
-	if !c.received || now.IsZero() {
+	if !c.asOfRead || now.IsZero() {
 		now = c.now()
 	}
 	s, kh := c.locate(key) // calls for the key are kept here, whatever the entry's scope
