@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os/exec"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -73,17 +74,28 @@ func (a *Agent) Start() {
 		"-serf-wan-port", strconv.Itoa(a.ports["serf-wan"]), "-grpc-port", strconv.Itoa(a.ports["grpc"]),
 		"-grpc-tls-port", strconv.Itoa(a.ports["grpc-tls"]),
 	}
-	cmd := exec.Command(a.bin, args...)
-	a.out = new(lockedBuffer)
-	cmd.Stdout, cmd.Stderr = a.out, a.out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		a.t.Fatalf("start consul: %v", err)
-	}
-	a.cmd, a.done = cmd, make(chan struct{})
-	go func(done chan struct{}) { cmd.Wait(); close(done) }(a.done)
-	if err := a.waitReady(a.done); err != nil {
+	// Another test's socket may hold one of the agent's ports for a
+	// moment (the kernel hands freed ports out again): the agent then
+	// exits at once, and is started again, for up to about 3 s.
+	for attempt := 1; ; attempt++ {
+		cmd := exec.Command(a.bin, args...)
+		a.out = new(lockedBuffer)
+		cmd.Stdout, cmd.Stderr = a.out, a.out
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			a.t.Fatalf("start consul: %v", err)
+		}
+		a.cmd, a.done = cmd, make(chan struct{})
+		go func(done chan struct{}) { cmd.Wait(); close(done) }(a.done)
+		err := a.waitReady(a.done)
+		if err == nil {
+			return
+		}
 		a.stopLocked()
+		if attempt < 10 && strings.Contains(a.out.String(), "address already in use") {
+			time.Sleep(300 * time.Millisecond)
+			continue
+		}
 		a.t.Fatalf("consul agent did not come up: %v\n%s", err, tail(a.out.String(), 4000))
 	}
 }
