@@ -100,7 +100,7 @@ func (l *DoH) serveH2Stream(s *h2.Stream) {
 	l.responseHeaders(&w, &hs)
 	resp := h2.Response{Status: w.status, Body: w.body, Buf: w.buf}
 	for _, h := range hs.fields() {
-		resp.AddHeader(h.lower, h.value)
+		resp.AddHeader(h.lower, h.value, h.shared != nil)
 	}
 	w.body, w.buf = nil, nil // the server's now
 	s.Respond(&resp)

@@ -2,7 +2,6 @@ package h2
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -62,11 +61,11 @@ type conn struct {
 	receiving int    // streams whose request is still arriving
 	goingAway bool   // GOAWAY sent: close once the streams are done
 	announced bool   // the first GOAWAY of a graceful shutdown sent
-	henc      *hpack.Encoder
-	hbuf      bytes.Buffer
-	sendConn  int64 // connection send window
-	peerWin   int64 // the peer's SETTINGS_INITIAL_WINDOW_SIZE
-	peerFrame int   // the peer's SETTINGS_MAX_FRAME_SIZE
+	henc      headerEncoder
+	hbuf      []byte // the header block being written
+	sendConn  int64  // connection send window
+	peerWin   int64  // the peer's SETTINGS_INITIAL_WINDOW_SIZE
+	peerFrame int    // the peer's SETTINGS_MAX_FRAME_SIZE
 	blocked   []*Stream
 	flushers  sync.WaitGroup
 }
@@ -116,7 +115,7 @@ func newConn(srv *Server, nc net.Conn, cs *tls.ConnectionState, client netip.Add
 	c.fr.MaxHeaderListSize = uint32(srv.cfg.MaxHeaderBytes)
 	c.fr.SetMaxReadFrameSize(MaxFrame)
 	c.fr.SetReuseFrames()
-	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.henc = newHeaderEncoder()
 	return c
 }
 
@@ -507,7 +506,7 @@ func (c *conn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingMaxFrameSize:
 			c.peerFrame = int(st.Val)
 		case http2.SettingHeaderTableSize:
-			c.henc.SetMaxDynamicTableSizeLimit(st.Val)
+			c.henc.setPeerLimit(st.Val)
 		}
 		return nil
 	})

@@ -196,14 +196,21 @@ type Response struct {
 	// written; nil when none.
 	Buf *[]byte
 
-	header [MaxHeaders]hpack.HeaderField
+	header [MaxHeaders]responseField
 	n      int
 }
 
+type responseField struct {
+	name, value string
+	shared      bool
+}
+
 // AddHeader adds the field name (in lower case): value after :status and
-// the fields added before; the server adds date. It panics past
-// MaxHeaders fields.
-func (r *Response) AddHeader(name, value string) {
-	r.header[r.n] = hpack.HeaderField{Name: name, Value: value}
+// the fields added before; the server adds date. Shared tells that the
+// same field is on many replies (a content type, not a length): the
+// connection then sends it whole once, and as an index after that. It
+// panics past MaxHeaders fields.
+func (r *Response) AddHeader(name, value string, shared bool) {
+	r.header[r.n] = responseField{name, value, shared}
 	r.n++
 }

@@ -3,12 +3,10 @@ package h2
 import (
 	"net/http"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
-	"golang.org/x/net/http2/hpack"
 
 	"github.com/dnsedge/dnsedge/edge/listen/internal/coalesce"
 )
@@ -196,20 +194,17 @@ func (c *conn) rstLocked(id uint32, code http2.ErrCode) {
 // writeHeadersLocked queues the HEADERS frame of r on stream id, with
 // END_STREAM when r has no body.
 func (c *conn) writeHeadersLocked(id uint32, r *Response) {
-	c.hbuf.Reset()
-	e := c.henc
-	status := "200"
-	if r.Status != http.StatusOK {
-		status = strconv.Itoa(r.Status)
-	}
-	e.WriteField(hpack.HeaderField{Name: ":status", Value: status})
+	e := &c.henc
+	b := e.begin(c.hbuf[:0])
+	b = e.status(b, r.Status)
 	for _, f := range r.header[:r.n] {
-		e.WriteField(f)
+		b = e.field(b, f.name, f.value, f.shared)
 	}
-	e.WriteField(hpack.HeaderField{Name: "date", Value: httpDate()})
+	b = e.field(b, "date", httpDate(), false)
+	c.hbuf = b
 	c.fr.WriteHeaders(http2.HeadersFrameParam{
 		StreamID:      id,
-		BlockFragment: c.hbuf.Bytes(),
+		BlockFragment: b,
 		EndStream:     len(r.Body) == 0,
 		EndHeaders:    true,
 	})
