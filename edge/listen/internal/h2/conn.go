@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -52,6 +53,7 @@ type conn struct {
 	// Reader-owned.
 	recvConn   int32 // connection receive window left
 	maxStreams int   // SETTINGS_MAX_CONCURRENT_STREAMS we sent
+	hdr        headerReader
 
 	mu        sync.Mutex
 	w         coalesce.Writer // frames queued for writing
@@ -113,6 +115,7 @@ func newConn(srv *Server, nc net.Conn, cs *tls.ConnectionState, client netip.Add
 	c.fr = http2.NewFramer(&c.w, c.br)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = uint32(srv.cfg.MaxHeaderBytes)
+	c.hdr.init(c.fr.ReadMetaHeaders, c.fr.MaxHeaderListSize)
 	c.fr.SetMaxReadFrameSize(MaxFrame)
 	c.fr.SetReuseFrames()
 	c.henc = newHeaderEncoder()
@@ -171,7 +174,26 @@ func (c *conn) run() error {
 		if err := c.waitFrame(); err != nil {
 			return err
 		}
+		// A HEADERS frame that ends its block, already here, is decoded
+		// by c.hdr (headers.go); any other by the Framer.
+		c.fr.ReadMetaHeaders = c.hdr.dec
+		if c.wholeBlockBuffered() {
+			c.fr.ReadMetaHeaders = nil
+		}
 		f, err := c.fr.ReadFrame()
+		if first && err == nil {
+			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
+				return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 §3.4
+			}
+			first = false
+		}
+		if hf, ok := f.(*http2.HeadersFrame); ok && err == nil {
+			var b headerBlock
+			if b, err = c.hdr.decode(hf); err == nil {
+				err = c.onHeaders(b)
+			}
+			f = nil // handled, or err says why not
+		}
 		if err != nil {
 			var se http2.StreamError
 			if errors.As(err, &se) {
@@ -189,14 +211,10 @@ func (c *conn) run() error {
 			}
 			return err
 		}
-		if first {
-			if sf, ok := f.(*http2.SettingsFrame); !ok || sf.IsAck() {
-				return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 §3.4
+		if f != nil {
+			if err := c.handle(f); err != nil {
+				return err
 			}
-			first = false
-		}
-		if err := c.handle(f); err != nil {
-			return err
 		}
 		if c.br.Buffered() == 0 {
 			// Whatever the frames read called for goes out now.
@@ -205,6 +223,18 @@ func (c *conn) run() error {
 			c.mu.Unlock()
 		}
 	}
+}
+
+// wholeBlockBuffered reports whether the next frame, whole in c.br, is
+// a HEADERS frame that ends its header block.
+func (c *conn) wholeBlockBuffered() bool {
+	if c.br.Buffered() < 9 {
+		return false
+	}
+	h, _ := c.br.Peek(9)
+	length := int(h[0])<<16 | int(h[1])<<8 | int(h[2])
+	return http2.FrameType(h[3]) == http2.FrameHeaders && h[4]&byte(http2.FlagHeadersEndHeaders) != 0 &&
+		c.br.Buffered() >= 9+length
 }
 
 // waitFrame waits until a frame has begun to arrive, for as long as the
@@ -262,7 +292,9 @@ func isNetTimeout(err error) bool {
 func (c *conn) handle(f http2.Frame) error {
 	switch f := f.(type) {
 	case *http2.MetaHeadersFrame:
-		return c.onHeaders(f)
+		return c.onHeaders(headerBlock{id: f.StreamID, ended: f.StreamEnded(), fields: f.Fields, truncated: f.Truncated})
+	case *http2.HeadersFrame, *http2.ContinuationFrame:
+		return http2.ConnectionError(http2.ErrCodeInternal) // decoded before handle
 	case *http2.DataFrame:
 		return c.onData(f)
 	case *http2.SettingsFrame:
@@ -297,8 +329,8 @@ func (c *conn) handle(f http2.Frame) error {
 }
 
 // onHeaders starts a request, or ends one with trailers.
-func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
+func (c *conn) onHeaders(f headerBlock) error {
+	id := f.id
 	if id%2 == 0 {
 		return http2.ConnectionError(http2.ErrCodeProtocol) // RFC 9113 §5.1.1
 	}
@@ -312,7 +344,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			}
 			return http2.ConnectionError(http2.ErrCodeStreamClosed) // RFC 9113 §5.1
 		}
-		if !f.StreamEnded() {
+		if !f.ended {
 			c.rstLocked(id, http2.ErrCodeProtocol) // trailers end the stream
 			return nil
 		}
@@ -330,17 +362,17 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	s := &Stream{
 		c:          c,
 		id:         id,
-		remoteOpen: !f.StreamEnded(),
+		remoteOpen: !f.ended,
 		recvWin:    StreamWindow,
 		sendWin:    c.peerWin,
 	}
 	r := &s.Req
 	r.ContentLength, r.Client, r.TLS = -1, c.client, c.tls
 	var scheme string
-	fields := f.Fields
-	for i, hf := range f.Fields {
+	fields := f.fields
+	for i, hf := range f.fields {
 		if !hf.IsPseudo() {
-			fields = f.Fields[i:]
+			fields = f.fields[i:]
 			break
 		}
 		switch hf.Name {
@@ -355,7 +387,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if len(fields) > 0 && fields[0].IsPseudo() {
 		fields = nil // only pseudo-header fields
 	}
-	r.Fields = fields
+	r.Fields = slices.Clone(fields) // f.fields is the reader's
 	for _, hf := range fields {
 		switch hf.Name {
 		case "content-length":
@@ -384,7 +416,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	if s.remoteOpen {
 		c.receiving++
 	}
-	if f.Truncated {
+	if f.truncated {
 		// The header list is over MAX_HEADER_LIST_SIZE: answered 431 by
 		// the handler.
 		r.HeadersTooLarge = true
