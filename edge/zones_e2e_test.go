@@ -103,14 +103,19 @@ cache:
   enabled: true
 nxdomain_cache:
   suffixes: [gone.test.example.]
+metrics: {address: "127.0.0.1:0"}
 `, up.AddrV4()))
 	up.ResetCounts()
 	first := ask(t, e, "r0.gone.test.example.", dns.TypeA)
 	if first.Rcode != dns.RcodeNameError {
 		t.Fatalf("first query: %v", first)
 	}
-	// The probe of the suffix itself runs behind the first answer.
-	waitUntil(t, "the suffix probe", 5*time.Second, func() bool { return up.Count("ipv4", "udp") >= 2 })
+	// The probe of the suffix itself runs behind the first answer: wait
+	// until its answer is stored (the name and the suffix), not only sent,
+	// or the first names below would still go upstream.
+	waitUntil(t, "the suffix probe", 5*time.Second, func() bool {
+		return metric(t, e, "dnsedge_nxdomain_cache_entries") >= 2
+	})
 	const n = 300
 	for i := 1; i <= n; i++ {
 		m := ask(t, e, fmt.Sprintf("r%d.gone.test.example.", i), dns.TypeA)
