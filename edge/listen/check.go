@@ -105,12 +105,14 @@ func wholeQuestion(b []byte) bool {
 }
 
 // parsedQuery holds a query unpacked by unpackCommon: the message, its
-// question and its OPT in one allocation.
+// question, its OPT and, when short enough, the bytes of its name in one
+// allocation.
 type parsedQuery struct {
 	msg   dns.Msg
 	q     [1]dns.Question
 	extra [1]dns.RR
 	opt   dns.OPT
+	name  [qnameBuf]byte // q[0].Name's bytes, when unpackQName read it
 }
 
 // Header bits of a message (RFC 1035 §4.1.1, RFC 4035 §3.2).
@@ -135,11 +137,17 @@ func unpackCommon(b []byte) *dns.Msg {
 	if ar > 1 {
 		return nil
 	}
-	name, off, err := dns.UnpackDomainName(b, headerLen)
-	if err != nil || off+4 > len(b) {
+	p := new(parsedQuery)
+	name, off, ok := unpackQName(b, headerLen, &p.name)
+	if !ok {
+		var err error
+		if name, off, err = dns.UnpackDomainName(b, headerLen); err != nil {
+			return nil
+		}
+	}
+	if off+4 > len(b) {
 		return nil
 	}
-	p := new(parsedQuery)
 	p.q[0] = dns.Question{Name: name, Qtype: binary.BigEndian.Uint16(b[off:]), Qclass: binary.BigEndian.Uint16(b[off+2:])}
 	off += 4
 	m := &p.msg
