@@ -185,8 +185,13 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 	if err := errors.Join(cfg.problems()...); err != nil {
 		return nil, field.Prefix("cache", err)
 	}
+	// Config.withDefaults leaves Now nil (Spec.Config applies it), so
+	// that nil still tells the real clock here.
 	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	n := min(maxShards, max(1, cfg.MaxEntries/minPerShard))
 	n = 1 << (bits.Len(uint(n)) - 1) // round down to a power of two
 	c := &Cache{
@@ -235,7 +240,7 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 }
 
 // withDefaults returns cfg with every zero field that has a default set
-// to it.
+// to it, but Now: nil there means the real clock (see New).
 func (cfg Config) withDefaults() Config {
 	set := func(p *time.Duration, d time.Duration) {
 		if *p == 0 {
@@ -257,9 +262,6 @@ func (cfg Config) withDefaults() Config {
 	set(&cfg.RefreshTimeout, DefaultRefreshTimeout)
 	if cfg.PrefetchHits == 0 {
 		cfg.PrefetchHits = DefaultPrefetchHits
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clockwork.NewRealClock()

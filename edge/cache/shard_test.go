@@ -165,18 +165,24 @@ func TestLookupAsOfReceived(t *testing.T) {
 	tests := []struct {
 		name     string
 		now      func() time.Time // Config.Now
+		spec     bool             // the Config from a Spec, as dnsedge serve makes it
 		received time.Time
 		wantHit  bool
 	}{
-		{"real clock, read now", nil, time.Now(), true},
-		{"real clock, no read time", nil, time.Time{}, true},
-		{"real clock, read after the TTL", nil, later, false},
-		{"own clock, read after the TTL", fixed, later, true},
+		{"real clock, read now", nil, false, time.Now(), true},
+		{"real clock, no read time", nil, false, time.Time{}, true},
+		{"real clock, read after the TTL", nil, false, later, false},
+		{"real clock from a Spec, read after the TTL", nil, true, later, false},
+		{"own clock, read after the TTL", fixed, false, later, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			c := newCache(t, Config{MaxEntries: 100, Now: tt.now})
+			cfg := Config{MaxEntries: 100, Now: tt.now}
+			if tt.spec {
+				cfg = Spec{MaxEntries: 100}.Config()
+			}
+			c := newCache(t, cfg)
 			next := &fakeNext{t: t, serve: benchReply}
 			h := c.Middleware()(next)
 			if _, err := h.ServeDNS(context.Background(), benchRequest("a.example.org.", 1)); err != nil {
