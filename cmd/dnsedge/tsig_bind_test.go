@@ -55,6 +55,7 @@ tsig:
     - {name: up-key., secret: "%s"}
 cache:
   enabled: false
+log: {level: debug, queries: true}  # a failure shows the probes and the upstream's error
 `, proto, addr, tt.secret)))
 				h, port := hostPort(p.addr("udp"))
 				out := dig(t, kdig, "@"+h, "-p", port, "+time=5", "+retry=0", "www.bind.test", "A")
