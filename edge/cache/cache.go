@@ -185,8 +185,8 @@ func New(cfg Config, reg prometheus.Registerer) (*Cache, error) {
 	if err := errors.Join(cfg.problems()...); err != nil {
 		return nil, field.Prefix("cache", err)
 	}
-	// Config.withDefaults leaves Now nil (Spec.Config applies it), so
-	// that nil still tells the real clock here.
+	// withDefaults leaves Now nil, so that a Config from Spec.Config
+	// (which applies withDefaults) still tells the real clock here.
 	realClock := cfg.Now == nil
 	cfg = cfg.withDefaults()
 	if cfg.Now == nil {
