@@ -178,9 +178,11 @@ func serve(t testing.TB, s server) server {
 }
 
 // exchange sends q to addr over network ("udp" or "tcp") and returns the
-// reply, or an error when none came within timeout.
+// reply, or an error when none came within timeout. It packs a copy: Pack
+// writes the extended rcode into q's OPT record, and parallel subtests share
+// their table's queries.
 func exchange(netw string, addr netip.AddrPort, q *dns.Msg, timeout time.Duration) (*dns.Msg, error) {
-	wire, err := q.Pack()
+	wire, err := q.Copy().Pack()
 	if err != nil {
 		return nil, err
 	}
