@@ -14,6 +14,7 @@ import (
 
 	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/dnsedge/dnsedge/internal/rawio"
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 )
@@ -99,7 +100,30 @@ type udpWait struct {
 	keep bool           // hand the reply's wire form over too
 	ch   chan udpResult // one result, then the wait leaves waiting
 	bad  error          // why the last datagram with this ID was dropped; under sock.mu
+
+	// The expiry timer of the attempt (see exchange), kept with the wait
+	// from one query to the next, re-armed instead of made anew: it is
+	// clock's, and ends the wait on sock. sock is set before the timer
+	// is armed and read when it fires.
+	sock  *udpSock
+	clock clockwork.Clock
+	timer clockwork.Timer
 }
+
+// arm starts w's expiry timer on s: it fires after d on clock. The timer
+// of an earlier query is re-armed when it is clock's (the pool hands w
+// out only after that timer was stopped before firing, see release).
+func (w *udpWait) arm(s *udpSock, clock clockwork.Clock, d time.Duration) {
+	w.sock = s
+	if w.timer != nil && w.clock == clock {
+		w.timer.Reset(d)
+		return
+	}
+	w.clock, w.timer = clock, clock.AfterFunc(d, w.expire)
+}
+
+// expire is w's timer function.
+func (w *udpWait) expire() { w.sock.expire(w) }
 
 // waits holds udpWaits whose query got its result from the channel, the
 // one way a wait is known to be out of every other goroutine's hands:
@@ -108,11 +132,15 @@ type udpWait struct {
 // expiry timer may still run, is left to the collector.
 var waits = sync.Pool{New: func() any { return &udpWait{ch: make(chan udpResult, 1)} }}
 
-// release returns w, done with and its channel empty, to waits.
+// release returns w, done with and its channel empty, to waits. Its
+// timer, when it has one, must have been stopped before it fired.
 func (w *udpWait) release() {
-	*w = udpWait{ch: w.ch}
+	w.reset()
 	waits.Put(w)
 }
+
+// reset clears w for another query but for its channel and timer.
+func (w *udpWait) reset() { *w = udpWait{ch: w.ch, clock: w.clock, timer: w.timer} }
 
 type udpResult struct {
 	r       *dns.Msg
@@ -543,9 +571,9 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		// wait itself ends it then, and the query waits on its one
 		// channel, without a select and without ctx's Done channel and
 		// timer.
-		t := ac.clock.AfterFunc(ac.clock.Until(ac.deadline), func() { s.expire(w) })
+		w.arm(s, ac.clock, ac.clock.Until(ac.deadline))
 		res = <-w.ch
-		reuse = t.Stop()
+		reuse = w.timer.Stop()
 	} else {
 		select {
 		case res = <-w.ch:

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
 )
 
@@ -297,4 +298,61 @@ func TestUDPCloseRetired(t *testing.T) {
 	if el := time.Since(start); el > wireSlack {
 		t.Errorf("close took %v: queries on the retired socket waited for their deadlines", el)
 	}
+}
+
+// TestUDPWaitTimerRearmed: a wait reused for another query re-arms the
+// expiry timer it kept, which then fires at the new deadline only and
+// ends the wait on the new socket; a wait handed to an attempt on another
+// clock gets a timer of that clock.
+func TestUDPWaitTimerRearmed(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClock()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	s1 := &udpSock{waiting: map[uint16]*udpWait{}}
+	w := &udpWait{id: 1, ch: make(chan udpResult, 1)}
+	s1.waiting[w.id] = w
+	w.arm(s1, clock, time.Second)
+	first := w.timer
+	if !w.timer.Stop() {
+		t.Fatal("a timer stopped before its deadline reports it had fired")
+	}
+	s1.done(w)
+	w.reset()
+
+	s2 := &udpSock{waiting: map[uint16]*udpWait{}}
+	w.id = 2
+	s2.waiting[w.id] = w
+	w.arm(s2, clock, 2*time.Second)
+	if w.timer != first {
+		t.Fatal("the wait's timer was made anew instead of re-armed")
+	}
+	clock.Advance(1500 * time.Millisecond) // past the first deadline only
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatalf("the re-armed timer is not pending after the first query's deadline: %v", err)
+	}
+	clock.Advance(time.Second)
+	select {
+	case res := <-w.ch:
+		if !res.expired {
+			t.Fatalf("result %+v, want expired", res)
+		}
+	case <-ctx.Done():
+		t.Fatal("the re-armed timer did not end the wait at its deadline")
+	}
+	s2.mu.Lock()
+	left := len(s2.waiting)
+	s2.mu.Unlock()
+	if left != 0 {
+		t.Errorf("%d waits left on the socket after expiry", left)
+	}
+
+	other := clockwork.NewFakeClock()
+	w.reset()
+	w.arm(s2, other, time.Second)
+	if w.timer == first {
+		t.Error("a wait on another clock kept the first clock's timer")
+	}
+	w.timer.Stop()
 }
