@@ -59,6 +59,12 @@
 #                          skips those rows and runs only the phases (policy,
 #                          validation, fleet, cache memory), for a quick look
 #                          at them
+#   BENCH_SIDECAR_PAIRS    1 (default) adds paired rounds of dnsedge against
+#                          dnsdist side by side on the sidecar scenarios
+#                          (bench/sidecar.sh; needs both in BENCH_ONLY); 0
+#                          skips them
+#   BENCH_SIDECAR_SCENARIOS  those rounds' scenarios (default: UDP hits and
+#                          misses at max, 5k and 100 qps, TCP hits at max)
 #   BENCH_BASE             a git ref: adds paired rounds of dnsedge built from
 #                          it against dnsedge built from the tree, on the
 #                          same configuration (bench/base.sh); unset skips
@@ -94,6 +100,7 @@ DNSSEC=${BENCH_DNSSEC:-1}
 PROFILE=${BENCH_PROFILE:-0}
 CACHE_MEM=${BENCH_CACHE_MEM:-1}
 FLEET=${BENCH_FLEET:-1}
+SIDECAR_PAIRS=${BENCH_SIDECAR_PAIRS:-1}
 CACHE_NAMES=${BENCH_CACHE_NAMES:-1000000}
 CACHE_SECS=${BENCH_CACHE_SECONDS:-90}
 # Set per server before bench_server; empty means no encrypted rows.
@@ -151,6 +158,8 @@ log() { printf '[bench %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 . "$BENCH_DIR/canary.sh"
 # shellcheck source=bench/base.sh
 . "$BENCH_DIR/base.sh"
+# shellcheck source=bench/sidecar.sh
+. "$BENCH_DIR/sidecar.sh"
 die() {
 	log "error: $*"
 	exit 1
@@ -181,6 +190,7 @@ fi
 [[ $DNSSEC == [01] ]] || die "BENCH_DNSSEC must be 0 or 1, got '$DNSSEC'"
 [[ $CACHE_MEM == [01] ]] || die "BENCH_CACHE_MEM must be 0 or 1, got '$CACHE_MEM'"
 [[ $FLEET == [01] ]] || die "BENCH_FLEET must be 0 or 1, got '$FLEET'"
+[[ $SIDECAR_PAIRS == [01] ]] || die "BENCH_SIDECAR_PAIRS must be 0 or 1, got '$SIDECAR_PAIRS'"
 if ! [[ $CACHE_NAMES =~ ^[0-9]+$ ]] || ((CACHE_NAMES < 1000 || CACHE_NAMES > 10000000)); then
 	die "BENCH_CACHE_NAMES must be 1000..10000000, got '$CACHE_NAMES'"
 fi
@@ -925,6 +935,8 @@ pair_data() {
 	hit-tcp-max) data=hot.txt mode=tcp ;;
 	miss-udp-5k) data=miss-rate.txt mode=rate n=$((RATE * PAIR_SECS + RATE)) ;;
 	miss-udp-max) data=miss-max.txt mode=max n=$((150000 * PAIR_SECS)) ;;
+	hit-udp-100) data=hot.txt mode=lowrate ;;
+	miss-udp-100) data=miss-low.txt mode=lowrate n=$((LOW_RATE * PAIR_SECS + LOW_RATE)) ;;
 	dnssec-hit-udp-max) data=signed-hot.txt mode=max ;;
 	dnssec-hit-udp-5k) data=signed-hot.txt mode=rate ;;
 	*) die "pair_data: unknown scenario $sc" ;;
@@ -945,6 +957,7 @@ pair_round() {
 	max) cmd+=("${MAX_ARGS[@]}") ;;
 	tcp) cmd+=("${MAX_ARGS[@]}" -m tcp) ;;
 	rate) cmd+=("${RATE_ARGS[@]}") ;;
+	lowrate) cmd+=("${LOW_ARGS[@]}") ;;
 	esac
 	[[ $sc != miss-* ]] || cmd+=(-n 1)
 	before=$(cpu_ns "$pid")
@@ -978,7 +991,7 @@ pair_rounds() {
 			pair_data "$sc" "$r"
 			first=$a second=$b
 			((r % 2)) || first=$b second=$a
-			if [[ $mode == rate ]] && ((PAIR_TOGETHER)); then
+			if [[ $mode == rate || $mode == lowrate ]] && ((PAIR_TOGETHER)); then
 				# A fixed rate leaves the core idle most of the time, and
 				# what a query costs there moves with the machine from one
 				# second to the next: both sides run at once, so that both
@@ -1825,6 +1838,11 @@ fi
 if ((FLEET)) && [[ " $ONLY " == *" dnsedge "* && $DNSEDGE_STATUS == ok ]]; then
 	log "fleet phase"
 	fleet_phase
+fi
+
+if ((SIDECAR_PAIRS)) && [[ " $ONLY " == *" dnsedge "* && " $ONLY " == *" dnsdist "* && $DNSEDGE_STATUS == ok ]]; then
+	log "sidecar phase: dnsedge against dnsdist in paired rounds"
+	sidecar_phase
 fi
 
 if [[ -n ${BENCH_BASE:-} && " $ONLY " == *" dnsedge "* && $DNSEDGE_STATUS == ok ]]; then

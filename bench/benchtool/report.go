@@ -206,6 +206,9 @@ func writeReport(dir, out string) error {
 	if err := writePairs(w, dir, m, basePairs); err != nil {
 		return err
 	}
+	if err := writePairs(w, dir, m, sidecarPairs); err != nil {
+		return err
+	}
 	if err := writeCarryCost(w, dir); err != nil {
 		return err
 	}
@@ -232,7 +235,9 @@ func writeReport(dir, out string) error {
 		return err
 	}
 	writeTargets(w, byKey, dir)
-	writeSidecar(w, byKey, dir, peak, hitPeak)
+	if err := writeSidecar(w, byKey, dir, peak, hitPeak); err != nil {
+		return err
+	}
 	return os.WriteFile(out, []byte(b.String()), 0o644)
 }
 

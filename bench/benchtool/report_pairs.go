@@ -13,8 +13,9 @@ import (
 )
 
 // pairTable describes one comparison measured in paired rounds (pair_rounds
-// in run.sh): two dnsedge servers side by side, a and b, each scenario run
-// in short rounds on both, one right after the other.
+// in run.sh): two servers side by side, a and b (two dnsedge servers, or
+// dnsdist and dnsedge), each scenario run in short rounds on both, one
+// right after the other.
 type pairTable struct {
 	file, title, about string
 	a, b               string // side names in the file
@@ -51,6 +52,15 @@ var (
 		a: "base", b: "head", aName: "earlier commit", bName: "this tree",
 		scenarios: []string{"hit-udp-max", "hit-tcp-max", "miss-udp-max", "hit-udp-5k", "miss-udp-5k"},
 		target:    1.02,
+	}
+	sidecarPairs = pairTable{
+		file:  "sidecar-pairs.tsv",
+		title: "Sidecar rows in paired rounds: dnsedge against dnsdist",
+		about: "dnsedge and dnsdist side by side on the main rows' configurations (bench/sidecar.sh), each round measuring both: " +
+			"the sidecar scenarios that a single measurement per server cannot decide on this machine. The ratio is dnsedge's CPU per query over dnsdist's.",
+		a: "dnsdist", b: "dnsedge", aName: "dnsdist", bName: "dnsedge",
+		scenarios: []string{"hit-udp-max", "miss-udp-max", "hit-tcp-max", "hit-udp-5k", "miss-udp-5k", "hit-udp-100", "miss-udp-100"},
+		target:    1.00,
 	}
 	dnssecPairs = pairTable{
 		file:  "dnssec-pairs.tsv",
@@ -141,7 +151,7 @@ func writePairs(w func(string, ...any), dir string, m map[string]string, t pairT
 		}
 	}
 	w("The two servers run side by side on core 0. Each scenario runs %s rounds of %s s on each, one right after the other, "+
-		"in alternating order, but for the fixed-rate scenarios (5k), which run on both at the same time%s; the ratio is taken per round, so that both figures of a ratio see the same machine, "+
+		"in alternating order, but for the fixed-rate scenarios (5k, 100 qps), which run on both at the same time%s; the ratio is taken per round, so that both figures of a ratio see the same machine, "+
 		"and the table gives the median of those ratios and their middle half. CPU is the servers' time on a CPU "+
 		"(schedstat, in nanoseconds), over the queries answered. Target: a median ratio of at most %.2f.\n\n",
 		orDash(m["pair_rounds"]), orDash(m["pair_seconds"]), togetherNote(m["pair_together"]), t.target)
