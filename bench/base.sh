@@ -9,7 +9,7 @@
 BASE_SCENARIOS=${BENCH_BASE_SCENARIOS:-"hit-udp-max hit-tcp-max miss-udp-max hit-udp-5k miss-udp-5k"}
 
 base_phase() {
-	local src=$RUN/base-src side conf ref
+	local src=$RUN/base-src side ref
 	local -a bports=()
 	rm -f "$RUN/base.tsv"
 	if ! ref=$(git -C "$ROOT" rev-parse --short "$BENCH_BASE^{commit}" 2>/dev/null); then
@@ -29,13 +29,7 @@ base_phase() {
 	((${#bports[@]} == 4)) || { log "base phase: no free ports"; return 0; }
 	local -A ports=([base]=${bports[0]} [head]=${bports[1]}) stats=([base]=${bports[2]} [head]=${bports[3]}) pids=()
 	for side in base head; do
-		conf=$RUN/dnsedge-base-$side.yaml
-		render dnsedge.yaml.in "$conf" PORT="${ports[$side]}" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${stats[$side]}" \
-			PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
-		splice "$conf" CACHE_MAX_BYTES
-		splice "$conf" ENCRYPTED
-		splice "$conf" EXTRA_GROUPS
-		splice "$conf" POLICY
+		plain_conf "$RUN/dnsedge-base-$side.yaml" "${ports[$side]}" "${stats[$side]}"
 	done
 	if WARM=hot.txt PAIR_BIN_A=$OUT/dnsedge-base pair_servers base base head "$RUN/dnsedge-base-base.yaml" "$RUN/dnsedge-base-head.yaml"; then
 		pair_rounds "$RUN/base.tsv" base head $BASE_SCENARIOS

@@ -344,6 +344,18 @@ render() {
 	sed "${sed_args[@]}" "$BENCH_DIR/conf/$in" >"$out"
 }
 
+# plain_conf OUT PORT METRICS_PORT: dnsedge's configuration of the main rows
+# (UDP and TCP on PORT, no encrypted listeners, no policy) in OUT, for the
+# phases that pair it against another server.
+plain_conf() {
+	render dnsedge.yaml.in "$1" PORT="$2" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="$3" \
+		PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
+	splice "$1" CACHE_MAX_BYTES
+	splice "$1" ENCRYPTED
+	splice "$1" EXTRA_GROUPS
+	splice "$1" POLICY
+}
+
 # splice FILE MARKER [INSERT]: replaces the line holding @MARKER@ in FILE with
 # the contents of INSERT, or deletes it when INSERT is empty.
 splice() {
@@ -1249,12 +1261,15 @@ micro_instructions() {
 		sub=$(sed -E 's/[][+.*?(){}|^$\\]/\\&/g; s|[^/]+|^&$|g' <<<"$c")
 		for n in 20000 60000; do
 			local refs
-			refs=$(GOMAXPROCS=1 GOGC=off GODEBUG=asyncpreemptoff=1 taskset -c "$SERVER_CORE" \
+			# cpu.rdtscp=off: valgrind 3.19 does not know RDTSCP, which
+			# the Go runtime executes when one of its locks is
+			# contended; such a run dies of SIGILL and counts nothing.
+			refs=$(GOMAXPROCS=1 GOGC=off GODEBUG=asyncpreemptoff=1,cpu.rdtscp=off taskset -c "$SERVER_CORE" \
 				valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null \
-				"$OUT/$name.test" -test.run '^$' -test.bench "$pattern/$sub" -test.benchtime "${n}x" 2>&1 |
-				awk '/I *refs/ { gsub(",", "", $4); print $4 }')
+				"$OUT/$name.test" -test.run '^$' -test.bench "$pattern/$sub" -test.benchtime "${n}x" \
+				>"$RUN/$name-cachegrind.txt" 2>&1 && awk '/I *refs/ { gsub(",", "", $4); print $4 }' "$RUN/$name-cachegrind.txt") || refs=""
 			[[ -n $refs ]] || {
-				log "$name: cachegrind gave no count for $c"
+				log "$name: cachegrind gave no count for $c, see $RUN/$name-cachegrind.txt"
 				return 0
 			}
 			if [[ -z $a ]]; then a=$refs; else b=$refs; fi

@@ -13,24 +13,18 @@
 SIDECAR_SCENARIOS=${BENCH_SIDECAR_SCENARIOS:-"hit-udp-max miss-udp-max hit-tcp-max hit-udp-5k miss-udp-5k hit-udp-100 miss-udp-100"}
 
 sidecar_phase() {
-	local conf side
+	local side
 	local -a sports=()
 	rm -f "$RUN/sidecar-pairs.tsv"
 	mapfile -t sports < <("$OUT/benchtool" ports 3)
 	((${#sports[@]} == 3)) || { log "sidecar phase: no free ports"; return 0; }
 	local -A ports=([dnsdist]=${sports[0]} [dnsedge]=${sports[1]}) pids=()
-	conf=$RUN/sidecar-dnsedge.yaml
-	render dnsedge.yaml.in "$conf" PORT="${ports[dnsedge]}" UPSTREAM_PORT="$NAMED_PORT" METRICS_PORT="${sports[2]}" \
-		PPROF=false CACHE_ENTRIES="$MAIN_CACHE_ENTRIES"
-	splice "$conf" CACHE_MAX_BYTES
-	splice "$conf" ENCRYPTED
-	splice "$conf" EXTRA_GROUPS
-	splice "$conf" POLICY
+	plain_conf "$RUN/sidecar-dnsedge.yaml" "${ports[dnsedge]}" "${sports[2]}"
 	render dnsdist.conf.in "$RUN/sidecar-dnsdist.conf" PORT="${ports[dnsdist]}" UPSTREAM_PORT="$NAMED_PORT" \
 		CACHE_ENTRIES="$MAIN_CACHE_ENTRIES" CACHE_OPTIONS=""
 	start sidecar-dnsdist "$SERVER_CORE" dnsdist --supervised --disable-syslog -C "$RUN/sidecar-dnsdist.conf"
 	pids[dnsdist]=$STARTED_PID
-	start sidecar-dnsedge "$SERVER_CORE" "$OUT/dnsedge" serve -config "$conf"
+	start sidecar-dnsedge "$SERVER_CORE" "$OUT/dnsedge" serve -config "$RUN/sidecar-dnsedge.yaml"
 	pids[dnsedge]=$STARTED_PID
 	local ok=1
 	for side in dnsdist dnsedge; do
