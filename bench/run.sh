@@ -191,6 +191,12 @@ fi
 [[ $CACHE_MEM == [01] ]] || die "BENCH_CACHE_MEM must be 0 or 1, got '$CACHE_MEM'"
 [[ $FLEET == [01] ]] || die "BENCH_FLEET must be 0 or 1, got '$FLEET'"
 [[ $SIDECAR_PAIRS == [01] ]] || die "BENCH_SIDECAR_PAIRS must be 0 or 1, got '$SIDECAR_PAIRS'"
+for sc in $POLICY_SCENARIOS $BASE_SCENARIOS $SIDECAR_SCENARIOS; do
+	case $sc in
+	hit-udp-max | miss-udp-max | hit-tcp-max | hit-udp-5k | miss-udp-5k | hit-udp-100 | miss-udp-100) ;;
+	*) die "unknown paired scenario '$sc' (BENCH_POLICY_SCENARIOS, BENCH_BASE_SCENARIOS or BENCH_SIDECAR_SCENARIOS)" ;;
+	esac
+done
 if ! [[ $CACHE_NAMES =~ ^[0-9]+$ ]] || ((CACHE_NAMES < 1000 || CACHE_NAMES > 10000000)); then
 	die "BENCH_CACHE_NAMES must be 1000..10000000, got '$CACHE_NAMES'"
 fi
