@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // attemptCtx is the context of one race attempt: parent's values, none of
@@ -45,6 +47,9 @@ func (c *attemptCtx) Done() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.done == nil {
+		// Whoever asks is about to wait on the query's behalf; the
+		// parent's Done, which would say so, is not asked.
+		pipeline.Waits(c.parent)
 		c.done = make(chan struct{})
 		left := c.clock.Until(c.deadline)
 		if left <= 0 {

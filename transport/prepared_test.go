@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // prepared is a query as the forward stage builds it: one question and
@@ -381,4 +384,61 @@ func BenchmarkPackQuery(b *testing.B) {
 			PackQuery(q, buf)
 		}
 	})
+}
+
+// waiterCtx is a query's context whose pipeline.Waiter counts the times
+// it is told the query waits.
+type waiterCtx struct {
+	context.Context
+	told atomic.Int32
+}
+
+func (c *waiterCtx) Value(key any) any {
+	if key == any(pipeline.WaiterKey) {
+		return c
+	}
+	return c.Context.Value(key)
+}
+
+func (c *waiterCtx) Waits() { c.told.Add(1) }
+
+// TestUDPWireTellsWaiter: an attempt over UDP waits on its own channel,
+// not on Done, so it tells the query's listener itself that the query
+// waits (pipeline.Waits): the UDP listener hands its reading on then.
+func TestUDPWireTellsWaiter(t *testing.T) {
+	t.Parallel()
+	pc := wireListenUDP(t, "127.0.0.1")
+	udpScript(t, pc, func(q *dns.Msg, send func([]byte)) {
+		send(wirePack(new(dns.Msg).SetReply(q)))
+	})
+	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
+	t.Cleanup(func() { u.Close() })
+	qctx := &waiterCtx{Context: t.Context()}
+	ctx := newAttemptCtx(qctx, clockwork.NewRealClock(), 30*time.Second)
+	defer ctx.stop()
+	q := prepared("wait.example.", dns.TypeA)
+	if _, _, err := u.exchangeWire(ctx, q, packPrepared(q)); err != nil {
+		t.Fatal(err)
+	}
+	if n := qctx.told.Load(); n != 1 {
+		t.Errorf("the query's waiter was told %d times, want 1", n)
+	}
+}
+
+// TestAttemptCtxDoneTellsWaiter: asking an attempt for its Done channel
+// tells the query's waiter, which the parent's Done (not asked) would
+// have; only the first time.
+func TestAttemptCtxDoneTellsWaiter(t *testing.T) {
+	t.Parallel()
+	qctx := &waiterCtx{Context: t.Context()}
+	ctx := newAttemptCtx(qctx, clockwork.NewFakeClock(), time.Second)
+	defer ctx.stop()
+	if n := qctx.told.Load(); n != 0 {
+		t.Fatalf("told %d times before Done", n)
+	}
+	ctx.Done()
+	ctx.Done()
+	if n := qctx.told.Load(); n != 1 {
+		t.Errorf("told %d times after two Done calls, want 1", n)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/dnsedge/dnsedge/internal/rawio"
 	"github.com/miekg/dns"
@@ -478,6 +479,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		// channel, without a select and without ctx's Done channel and
 		// timer.
 		w.arm(s, ac.clock, ac.clock.Until(ac.deadline))
+		pipeline.Waits(ac.parent)
 		res = <-w.ch
 		reuse = w.timer.Stop()
 	} else {

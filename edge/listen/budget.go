@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // budget is the context a query is served under: it has a deadline,
@@ -17,12 +19,20 @@ import (
 // to a context.WithDeadline, so that contexts derived from a budget are
 // registered with it the standard way (no goroutine per child). Safe for
 // concurrent use.
+//
+// Asking for the Done channel is also how a query says it is about to
+// wait (for an upstream, another query's answer, a store): the budget
+// tells its hook, once, when it makes the delegate. The UDP listener
+// serves a query on the goroutine that read it and uses the hook to hand
+// the reading on before that goroutine waits (see udpReader).
 type budget struct {
 	deadline time.Time
 	inner    atomic.Pointer[innerCtx] // nil until asked for
+	hook     waitHook
 
 	mu    sync.Mutex // orders making inner against end
 	ended atomic.Bool
+	told  atomic.Bool // hook told
 }
 
 type innerCtx struct {
@@ -32,7 +42,17 @@ type innerCtx struct {
 
 var _ context.Context = (*budget)(nil)
 
-func newBudget(deadline time.Time) *budget { return &budget{deadline: deadline} }
+// waitHook is told when a query is about to wait; w nil: nobody is.
+type waitHook struct {
+	w   waiter
+	seq uint64 // which of w's queries
+}
+
+// waiter is told, on whatever goroutine asked first, that the query seq
+// is about to wait.
+type waiter interface{ willWait(seq uint64) }
+
+func newBudget(deadline time.Time, h waitHook) *budget { return &budget{deadline: deadline, hook: h} }
 
 // Deadline returns the query's deadline.
 func (b *budget) Deadline() (time.Time, bool) { return b.deadline, true }
@@ -53,9 +73,16 @@ func (b *budget) Err() error {
 	return b.get().ctx.Err()
 }
 
-// Value returns nil for every key but the ones package context uses to
+// Value returns the budget as the query's pipeline.Waiter when it has a
+// hook, and nil for every other key but the ones package context uses to
 // find the cancelable context inside (see Done).
 func (b *budget) Value(key any) any {
+	if key == any(pipeline.WaiterKey) {
+		if b.hook.w == nil {
+			return nil
+		}
+		return b
+	}
 	if in := b.inner.Load(); in != nil {
 		return in.ctx.Value(key)
 	}
@@ -71,17 +98,30 @@ func (b *budget) get() *innerCtx {
 		return in
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if in := b.inner.Load(); in != nil {
+		b.mu.Unlock()
 		return in
 	}
 	in := new(innerCtx)
 	in.ctx, in.cancel = context.WithDeadline(context.Background(), b.deadline)
-	if b.ended.Load() {
+	ended := b.ended.Load()
+	if ended {
 		in.cancel()
 	}
 	b.inner.Store(in)
+	b.mu.Unlock()
+	if !ended {
+		b.Waits()
+	}
 	return in
+}
+
+// Waits tells the hook, the first time, that the query is about to wait,
+// unless it has ended.
+func (b *budget) Waits() {
+	if b.hook.w != nil && !b.ended.Load() && b.told.CompareAndSwap(false, true) {
+		b.hook.w.willWait(b.hook.seq)
+	}
 }
 
 // end cancels the budget: the listener is done with the query. Calling it

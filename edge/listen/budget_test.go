@@ -3,8 +3,11 @@ package listen
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/dnsedge/dnsedge/edge/pipeline"
 )
 
 // TestBudget checks that a budget behaves as context.WithDeadline does,
@@ -38,7 +41,7 @@ func TestBudget(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			dl := time.Now().Add(tt.timeout)
-			b := newBudget(dl)
+			b := newBudget(dl, waitHook{})
 			if d, ok := b.Deadline(); !ok || !d.Equal(dl) {
 				t.Errorf("Deadline = %v, %v", d, ok)
 			}
@@ -79,7 +82,7 @@ func TestBudget(t *testing.T) {
 // or by the deadline, and context.AfterFunc runs.
 func TestBudgetChildren(t *testing.T) {
 	t.Parallel()
-	b := newBudget(time.Now().Add(time.Hour))
+	b := newBudget(time.Now().Add(time.Hour), waitHook{})
 	child, cancel := context.WithCancel(b)
 	defer cancel()
 	timed, cancel2 := context.WithTimeout(b, time.Hour)
@@ -97,12 +100,65 @@ func TestBudgetChildren(t *testing.T) {
 		t.Errorf("child Err = %v", child.Err())
 	}
 
-	short := newBudget(time.Now().Add(20 * time.Millisecond))
+	short := newBudget(time.Now().Add(20*time.Millisecond), waitHook{})
 	defer short.end()
 	child, cancel = context.WithCancel(short)
 	defer cancel()
 	<-child.Done()
 	if !errors.Is(child.Err(), context.DeadlineExceeded) {
 		t.Errorf("child of an expired budget: Err = %v", child.Err())
+	}
+}
+
+// countWaits is a waiter that counts what it is told.
+type countWaits struct {
+	mu   sync.Mutex
+	seqs []uint64
+}
+
+func (c *countWaits) willWait(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.seqs = append(c.seqs, seq)
+}
+
+// TestBudgetHook: the hook hears once that the query waits, whether it
+// asks for Done or says so with pipeline.Waits, and not after the query
+// ended; a budget without a hook offers no Waiter.
+func TestBudgetHook(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		do    func(b *budget)
+		wants int
+	}{
+		{"done", func(b *budget) { b.Done(); b.Done() }, 1},
+		{"waits", func(b *budget) { pipeline.Waits(b); pipeline.Waits(b) }, 1},
+		{"waits then done", func(b *budget) { pipeline.Waits(b); b.Done() }, 1},
+		{"derived context", func(b *budget) {
+			ctx, cancel := context.WithCancel(b)
+			defer cancel()
+			pipeline.Waits(ctx)
+		}, 1},
+		{"nothing", func(b *budget) { b.Err(); b.Deadline() }, 0},
+		{"after end", func(b *budget) { b.end(); b.Done(); pipeline.Waits(b) }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := &countWaits{}
+			b := newBudget(time.Now().Add(time.Hour), waitHook{w: w, seq: 7})
+			tt.do(b)
+			if len(w.seqs) != tt.wants {
+				t.Fatalf("told %d times, want %d", len(w.seqs), tt.wants)
+			}
+			for _, s := range w.seqs {
+				if s != 7 {
+					t.Errorf("told seq %d, want 7", s)
+				}
+			}
+		})
+	}
+	if v := newBudget(time.Now().Add(time.Hour), waitHook{}).Value(pipeline.WaiterKey); v != nil {
+		t.Errorf("a budget without a hook offers %v as its waiter", v)
 	}
 }

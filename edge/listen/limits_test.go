@@ -185,7 +185,10 @@ func TestSetLimits(t *testing.T) {
 			h := &fakeHandler{t: t, serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 				if req.Msg.Question[0].Name == "block.example." {
 					close(started)
-					<-release
+					select { // a handler waits under ctx (pipeline.Handler)
+					case <-release:
+					case <-ctx.Done():
+					}
 				}
 				return answerA(ctx, req)
 			}}

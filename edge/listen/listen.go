@@ -388,6 +388,12 @@ var (
 // rate limiter turns away gets their answer instead (see guard). A panic in the handler is logged
 // with its stack and answered like an error.
 func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
+	return c.callHooked(req, waitHook{})
+}
+
+// callHooked is call with h told when the query is about to wait (see
+// budget).
+func (c *core) callHooked(req *pipeline.Request, h waitHook) (m *dns.Msg, err error) {
 	r, rc := c.guard(req)
 	if r != nil {
 		return r, nil
@@ -401,7 +407,7 @@ func (c *core) call(req *pipeline.Request) (m *dns.Msg, err error) {
 	if start.IsZero() {
 		start = time.Now()
 	}
-	ctx := newBudget(start.Add(c.limits().QueryTimeout))
+	ctx := newBudget(start.Add(c.limits().QueryTimeout), h)
 	defer ctx.end()
 	defer func() {
 		if r := recover(); r != nil {
@@ -439,7 +445,12 @@ func putRequest(req *pipeline.Request) {
 // pooled buffer. It returns the packed reply and the buffer to give back
 // to putBuf, or nil when nothing is to be sent.
 func (c *core) answer(req *pipeline.Request, off int) ([]byte, *[]byte) {
-	m, err := c.call(req)
+	return c.answerHooked(req, off, waitHook{})
+}
+
+// answerHooked is answer with h told when the query is about to wait.
+func (c *core) answerHooked(req *pipeline.Request, off int, h waitHook) ([]byte, *[]byte) {
+	m, err := c.callHooked(req, h)
 	if err == nil {
 		if b, buf := c.answerCached(req, m, off); b != nil {
 			return b, buf

@@ -26,6 +26,7 @@ type UDP struct {
 	addr    netip.AddrPort
 	pktinfo bool // learn each query's destination and answer from it
 	batch   int  // datagrams read and written per syscall at most
+	inline  inlineMode
 	readers sync.WaitGroup
 	lastOOB atomic.Pointer[srcCache]
 	workers *workers[udpJob]
@@ -41,6 +42,7 @@ type udpJob struct {
 	src, local netip.AddrPort
 	ifindex    uint32 // interface the datagram came in on, with pktinfo
 	received   time.Time
+	reader     *udpReader // not a datagram: the reading of a socket, handed on
 }
 
 // srcCache remembers the control message of the last reply source, which
@@ -74,7 +76,18 @@ type udpOptions struct {
 	// most; 0 means udpBatch, 1 one per syscall (the path of systems
 	// without recvmmsg and sendmmsg).
 	batch int
+	// inline chooses how batches are served (see udpReader).
+	inline inlineMode
 }
+
+// inlineMode is whether a UDP reader serves its batches itself.
+type inlineMode uint8
+
+const (
+	inlineAuto   inlineMode = iota // as udpReader.took chooses
+	inlineNever                    // always hand datagrams to workers
+	inlineAlways                   // always serve batches in place
+)
 
 // listenUDP is ListenUDP with the options o.
 func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
@@ -89,6 +102,7 @@ func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
 		core:    newCore(cfg, pipeline.KindUDP),
 		pktinfo: o.pktinfo || cfg.Addr.Addr().IsUnspecified(),
 		batch:   o.batch,
+		inline:  o.inline,
 	}
 	if l.batch <= 0 {
 		l.batch = udpBatch
@@ -205,7 +219,8 @@ func (l *UDP) Serve() error {
 	err := l.beginServe(func() {
 		for _, s := range l.socks {
 			if s.bc != nil {
-				l.readers.Go(func() { l.readBatch(s) })
+				l.readers.Add(1) // done when the reading ends (udpReader.end)
+				go newUDPReader(l, s).run()
 			} else {
 				l.readers.Go(func() { l.read(s) })
 			}
@@ -283,15 +298,25 @@ func (l *UDP) readFailed(err error, backoff time.Duration) time.Duration {
 // idle worker, or to a new one when all are busy; oob holds the control
 // messages read with it. It reports whether buf was handed over.
 func (l *UDP) accept(s *udpSocket, buf *[]byte, n int, src netip.AddrPort, oob []byte, received time.Time) bool {
+	j, ok := l.admit(s, buf, n, src, oob, received)
+	if ok {
+		l.workers.submit(j)
+	}
+	return ok
+}
+
+// admit is accept's check: the job of the datagram (*buf)[:n], with its
+// query slot claimed, or false when it is dropped.
+func (l *UDP) admit(s *udpSocket, buf *[]byte, n int, src netip.AddrPort, oob []byte, received time.Time) (udpJob, bool) {
 	l.m.query()
 	act, why := checkHeader((*buf)[:n])
 	if act == actDrop {
 		l.m.drop(why)
-		return false
+		return udpJob{}, false
 	}
 	if !l.tryAcquire() {
 		l.m.drop(reasonOverload)
-		return false
+		return udpJob{}, false
 	}
 	local, ifindex := l.addr, uint32(0)
 	if l.pktinfo {
@@ -299,14 +324,26 @@ func (l *UDP) accept(s *udpSocket, buf *[]byte, n int, src netip.AddrPort, oob [
 			local, ifindex = netip.AddrPortFrom(dst, l.addr.Port()), ifi
 		}
 	}
-	j := udpJob{sock: s, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}
-	l.workers.submit(j)
-	return true
+	return udpJob{sock: s, buf: buf, n: n, act: act, src: unmap(src), local: local, ifindex: ifindex, received: received}, true
 }
 
-// serve answers the datagram of j and gives its buffer back; its slot is
-// released once the reply is written (see send).
+// serve answers the datagram of j on a worker and gives its buffer back;
+// its slot is released once the reply is written (see send). A job that
+// carries the reading of a socket (reader) runs it instead.
 func (l *UDP) serve(j udpJob) {
+	if j.reader != nil {
+		j.reader.run()
+		return
+	}
+	if r, ok := l.reply(j, waitHook{w: j.sock}); ok {
+		l.send(j.sock, r)
+	}
+}
+
+// reply answers the datagram of j, telling h when the query is about to
+// wait, and gives its buffer back. It returns the reply to write, or false
+// when there is none (and the query's slot was released).
+func (l *UDP) reply(j udpJob, h waitHook) (udpReply, bool) {
 	b := (*j.buf)[:j.n]
 	q, act := (*dns.Msg)(nil), j.act
 	if act == actServe {
@@ -317,8 +354,7 @@ func (l *UDP) serve(j udpJob) {
 		r := reject(b, q, act, *out)
 		l.m.response(rejectRcode(act), false)
 		putBuf(j.buf)
-		l.send(j.sock, udpReply{b: r, buf: out, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
-		return
+		return udpReply{b: r, buf: out, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex}, true
 	}
 	req := getRequest()
 	*req = pipeline.Request{
@@ -330,14 +366,14 @@ func (l *UDP) serve(j udpJob) {
 		Received: j.received,
 		MaxSize:  udpSize(q),
 	}
-	out, obuf := l.answer(req, 0)
+	out, obuf := l.answerHooked(req, 0, h)
 	putRequest(req)
 	putBuf(j.buf) // lent as req.Wire until the reply was packed
 	if out == nil {
 		l.release()
-		return
+		return udpReply{}, false
 	}
-	l.send(j.sock, udpReply{b: out, buf: obuf, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex})
+	return udpReply{b: out, buf: obuf, dst: j.src, from: j.local.Addr(), ifindex: j.ifindex}, true
 }
 
 // write sends one reply, from the address the query went to when the

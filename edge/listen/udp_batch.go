@@ -1,17 +1,14 @@
 package listen
 
 import (
-	"errors"
 	"net"
 	"net/netip"
 	"runtime"
 	"sync"
-	"time"
+	"sync/atomic"
 
-	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 
-	"github.com/dnsedge/dnsedge/internal/batch"
 	"github.com/dnsedge/dnsedge/internal/rawio"
 )
 
@@ -22,17 +19,39 @@ type udpSocket struct {
 	v6   bool
 	bc   rawio.Batcher // nil: one datagram per syscall
 
+	// waited counts the queries served on workers, or handed on by the
+	// reading goroutine, that were about to wait (see udpReader.took).
+	waited atomic.Uint64
+
 	mu       sync.Mutex
 	pending  []udpReply // under mu; at most cap(pending)
 	flushing bool       // under mu: a worker is writing pending out
 
 	// The flusher's, reused from one flush to the next.
-	out   []udpReply
+	out []udpReply
+	w   sendBufs
+}
+
+// sendBufs are the arrays one sendmmsg of replies is built in, kept from
+// one call to the next by their one user at a time.
+type sendBufs struct {
 	ms    []ipv4.Message
 	bufs  [][1][]byte
 	addrs []net.UDPAddr
 	ips   [][16]byte
 }
+
+func newSendBufs(n int) sendBufs {
+	return sendBufs{
+		ms:    make([]ipv4.Message, n),
+		bufs:  make([][1][]byte, n),
+		addrs: make([]net.UDPAddr, n),
+		ips:   make([][16]byte, n),
+	}
+}
+
+// willWait counts a query served on a worker that is about to wait.
+func (s *udpSocket) willWait(uint64) { s.waited.Add(1) }
 
 // udpReply is a reply to write: b, in the pooled buffer buf, to dst, from
 // the address from (and interface ifindex) the query was sent to.
@@ -63,65 +82,8 @@ func newUDPSocket(c *net.UDPConn, v6 bool, batch int) *udpSocket {
 	n := writeBatches * batch
 	s.pending = make([]udpReply, 0, n)
 	s.out = make([]udpReply, 0, n)
-	s.ms = make([]ipv4.Message, n)
-	s.bufs = make([][1][]byte, n)
-	s.addrs = make([]net.UDPAddr, n)
-	s.ips = make([][16]byte, n)
+	s.w = newSendBufs(n)
 	return s
-}
-
-// readBatch is the loop of a socket that reads up to l.batch datagrams
-// per syscall, as many as are waiting (asking for as many as the traffic
-// suggests, see batch.Size), and hands each to accept like read does; a
-// datagram that comes alone costs one recvmmsg (see rawio.ReadLoop).
-// Every message of the batch has its own buffer of the largest size,
-// kept by the loop; accept gets a copy in a buffer of the datagram's
-// size.
-func (l *UDP) readBatch(s *udpSocket) {
-	ms := make([]ipv4.Message, l.batch)
-	bufs := make([]*[]byte, l.batch)
-	for i := range ms {
-		bufs[i] = getBuf()
-		ms[i].Buffers = [][]byte{(*bufs[i])[:dns.MaxMsgSize]}
-		if l.pktinfo {
-			ms[i].OOB = make([]byte, oobSize)
-		}
-	}
-	defer func() {
-		for _, b := range bufs {
-			putBuf(b)
-		}
-	}()
-	var backoff time.Duration
-	size := batch.Size{Max: len(ms)}
-	handle := func(n int) int {
-		backoff = 0
-		size.Took(n)
-		received := time.Now()
-		for i := range n {
-			m := &ms[i]
-			var src netip.AddrPort
-			if a, ok := m.Addr.(*net.UDPAddr); ok {
-				src = a.AddrPort()
-			}
-			c := copyBuf((*bufs[i])[:m.N])
-			if !l.accept(s, c, m.N, src, m.OOB[:m.NN], received) {
-				putBuf(c)
-			}
-			m.Addr = nil
-		}
-		if l.isClosed() {
-			return 0 // Close's deadline stops a loop only while it waits
-		}
-		return size.Next()
-	}
-	for {
-		err := rawio.ReadLoop(s.bc, ms, 0, size.Next(), handle)
-		if err == nil || l.isClosed() || errors.Is(err, net.ErrClosed) {
-			return
-		}
-		backoff = l.readFailed(err, backoff)
-	}
 }
 
 // send writes r, gives its buffer back and releases its query slot.
@@ -160,7 +122,7 @@ func (l *UDP) send(s *udpSocket, r udpReply) {
 	for len(s.pending) > 0 {
 		s.out, s.pending = s.pending, s.out[:0]
 		s.mu.Unlock()
-		l.flush(s, s.out)
+		l.flush(s, &s.w, s.out)
 		for i := range s.out {
 			l.sent(&s.out[i])
 			s.out[i] = udpReply{}
@@ -171,15 +133,16 @@ func (l *UDP) send(s *udpSocket, r udpReply) {
 	s.mu.Unlock()
 }
 
-// flush writes rs with as few sendmmsg calls as it can; only the flusher
-// calls it. A reply the kernel refuses is logged and skipped.
-func (l *UDP) flush(s *udpSocket, rs []udpReply) {
+// flush writes rs with as few sendmmsg calls as it can, building them in
+// w, which holds at least len(rs) messages. A reply the kernel refuses is
+// logged and skipped.
+func (l *UDP) flush(s *udpSocket, w *sendBufs, rs []udpReply) {
 	used := len(rs)
-	ms := s.ms[:used]
+	ms := w.ms[:used]
 	for i := range rs {
 		r := &rs[i]
-		a := &s.addrs[i]
-		ip := s.ips[i][:]
+		a := &w.addrs[i]
+		ip := w.ips[i][:]
 		if r.dst.Addr().Is4() {
 			ip4 := r.dst.Addr().As4()
 			ip = ip[:copy(ip, ip4[:])]
@@ -188,8 +151,8 @@ func (l *UDP) flush(s *udpSocket, rs []udpReply) {
 			copy(ip, ip16[:])
 		}
 		*a = net.UDPAddr{IP: ip, Port: int(r.dst.Port()), Zone: r.dst.Addr().Zone()}
-		s.bufs[i][0] = r.b
-		ms[i] = ipv4.Message{Buffers: s.bufs[i][:], Addr: a}
+		w.bufs[i][0] = r.b
+		ms[i] = ipv4.Message{Buffers: w.bufs[i][:], Addr: a}
 		if l.pktinfo {
 			ms[i].OOB = l.oobFor(r.from, r.ifindex)
 		}
@@ -206,9 +169,9 @@ func (l *UDP) flush(s *udpSocket, rs []udpReply) {
 	}
 	// Drop the references to the replies written, and only those: the
 	// arrays are sized for the largest burst.
-	clear(s.ms[:used])
-	for i := range s.bufs[:used] {
-		s.bufs[i][0] = nil
+	clear(w.ms[:used])
+	for i := range w.bufs[:used] {
+		w.bufs[i][0] = nil
 	}
 }
 

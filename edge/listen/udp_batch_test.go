@@ -141,7 +141,10 @@ func TestUDPBatchFullWrite(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	h := &fakeHandler{t: t, serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
-		<-release
+		select { // a handler waits under ctx (pipeline.Handler)
+		case <-release:
+		case <-ctx.Done():
+		}
 		return answerA(ctx, req)
 	}}
 	cfg := testConfig(t, fam4, h)

@@ -195,7 +195,10 @@ func TestUDPOverload(t *testing.T) {
 	h := &fakeHandler{t: t, serve: func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
 		if calls.Add(1) == 1 {
 			close(started)
-			<-release
+			select { // a handler waits under ctx (pipeline.Handler)
+			case <-release:
+			case <-ctx.Done():
+			}
 		}
 		return answerA(ctx, req)
 	}}

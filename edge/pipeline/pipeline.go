@@ -32,6 +32,12 @@ import (
 // req.Msg is read-only: a handler that needs a changed message works on a
 // copy. Implementations must be safe for concurrent use.
 //
+// A handler that waits (for an upstream, another goroutine, a store)
+// waits on ctx.Done(), or calls Waits(ctx) first when it waits on
+// something else: besides ending the wait at the query's deadline, that
+// is how the listener learns the query waits (the UDP listener serves
+// queries on the goroutine that read them and hands the reading on then).
+//
 // The reply is read-only too, once returned: its records, their slices
 // (OPT options, RDATA) and its sections' backing arrays may be shared with
 // a cache and with replies to other queries being served at the same
@@ -45,6 +51,24 @@ import (
 // listeners do (listen.Finish).
 type Handler interface {
 	ServeDNS(ctx context.Context, req *Request) (*dns.Msg, error)
+}
+
+// A Waiter is told that the query it belongs to is about to wait. The
+// context a listener serves a query under returns its Waiter, if it has
+// one, from Value(WaiterKey).
+type Waiter interface{ Waits() }
+
+type waiterKey struct{}
+
+// WaiterKey is the context key of the query's Waiter.
+var WaiterKey = waiterKey{}
+
+// Waits tells the listener serving the query of ctx that it is about to
+// wait; see Handler. Asking ctx for its Done channel tells it too.
+func Waits(ctx context.Context) {
+	if w, ok := ctx.Value(WaiterKey).(Waiter); ok {
+		w.Waits()
+	}
 }
 
 // HandlerFunc adapts a function to a Handler.
