@@ -24,6 +24,10 @@
 #   BENCH_NICE             nice value for the servers, named and dnsperf
 #                          (default 0; e.g. -10 to favour the benchmark over
 #                          background work on a shared machine)
+#   BENCH_GOMAXPROCS       GOMAXPROCS of the Go servers (dnsedge, CoreDNS);
+#                          empty (default): Go's own choice, 1 on the one
+#                          pinned core; 2 is what Go picks in a container
+#                          with a CPU limit of 2 or less
 #   BENCH_ENCRYPTED        1 (default) adds the DoT, DoH, DoH3 and DoQ rows and
 #                          the idle-DoT-connection memory line; 0 skips them
 #   BENCH_IDLE_CONNS       idle DoT connections for the memory line (default
@@ -87,6 +91,7 @@ ALL_SERVERS="dnsedge dnsdist unbound coredns"
 ONLY=${BENCH_ONLY:-$ALL_SERVERS}
 COREDNS_VERSION=${BENCH_COREDNS_VERSION:-v1.15.0}
 NICE=${BENCH_NICE:-0}
+GOMAXPROCS_SET=${BENCH_GOMAXPROCS:-}
 ENCRYPTED=${BENCH_ENCRYPTED:-1}
 POLICY_RULES=${BENCH_POLICY_RULES:-1000}
 PAIR_ROUNDS=${BENCH_PAIR_ROUNDS:-20}
@@ -182,6 +187,9 @@ fi
 if ! [[ $NICE =~ ^-?[0-9]+$ ]] || ((NICE < -20 || NICE > 19)); then
 	die "BENCH_NICE must be -20..19, got '$NICE'"
 fi
+if [[ -n $GOMAXPROCS_SET ]] && ! [[ $GOMAXPROCS_SET =~ ^[1-9][0-9]?$ ]]; then
+	die "BENCH_GOMAXPROCS must be 1..99 or empty, got '$GOMAXPROCS_SET'"
+fi
 [[ $ENCRYPTED == [01] ]] || die "BENCH_ENCRYPTED must be 0 or 1, got '$ENCRYPTED'"
 [[ $PROFILE == [01] ]] || die "BENCH_PROFILE must be 0 or 1, got '$PROFILE'"
 if ! [[ $IDLE_CONNS =~ ^[0-9]+$ ]] || ((IDLE_CONNS < 1 || IDLE_CONNS > 10000)); then
@@ -238,11 +246,14 @@ stop_pid() {
 
 # start NAME CORE CMD...: runs CMD pinned to CORE in the background, output in
 # $RUN/NAME.log; sets STARTED_PID. taskset and nice exec CMD, so the PID is
-# CMD's.
+# CMD's. With BENCH_GOMAXPROCS set, CMD gets it as GOMAXPROCS (only Go
+# reads it).
 start() {
 	local name=$1 core=$2
 	shift 2
-	taskset -c "$core" nice -n "$NICE" "$@" >"$RUN/$name.log" 2>&1 &
+	local -a env=()
+	[[ -z $GOMAXPROCS_SET ]] || env=(env "GOMAXPROCS=$GOMAXPROCS_SET")
+	"${env[@]}" taskset -c "$core" nice -n "$NICE" "$@" >"$RUN/$name.log" 2>&1 &
 	STARTED_PID=$!
 	PIDS+=("$STARTED_PID")
 }
@@ -1892,7 +1903,7 @@ stop_pid "$NAMED_PID"
 	printf 'memory\t%s\n' "$(awk '/^MemTotal:/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
 	printf 'os\t%s\n' "$(sed -n 's/^PRETTY_NAME="\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' /etc/os-release)"
 	printf 'kernel\t%s\n' "$(uname -r)"
-	printf 'go\t%s\n' "$(go env GOVERSION)"
+	printf 'go\t%s%s\n' "$(go env GOVERSION)" "${GOMAXPROCS_SET:+; GOMAXPROCS=$GOMAXPROCS_SET for the Go servers (BENCH_GOMAXPROCS)}"
 	printf 'load average\t%s at start, %s at end (1, 5, 15 min)\n' "$LOAD_AT_START" "$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'dnsperf\t%s\n' "$(dnsperf -h 2>&1 | awk '/^Version/ { print $2 }')"
 	printf 'seconds\t%s\n' "$SECS"
