@@ -16,9 +16,10 @@ import (
 )
 
 // UDP serves DNS over UDP on Config.Sockets sockets bound to one address
-// with SO_REUSEPORT, one reader goroutine each. Queries are served
-// concurrently by worker goroutines, at most MaxConcurrent at once;
-// further queries are dropped and counted. Its methods are safe for
+// with SO_REUSEPORT, one goroutine reading each at a time. Queries are
+// served concurrently by worker goroutines, or by the reading goroutine
+// itself while few of them wait (see udpReader), at most MaxConcurrent at
+// once; further queries are dropped and counted. Its methods are safe for
 // concurrent use.
 type UDP struct {
 	*core

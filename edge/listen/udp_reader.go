@@ -50,11 +50,15 @@ type udpReader struct {
 	out     []udpReply // the batch's replies, written together
 	w       sendBufs
 
-	// Whether batches are served in place (see inline), as decided at
-	// the end of the last window of inlineWindow queries.
+	// Whether batches are served in place, as decided at the end of the
+	// last window of inlineWindow queries (see took).
 	inl    bool
 	served int        // queries admitted in the window so far
 	procs  func() int // GOMAXPROCS
+
+	// dispatch and handle, bound once: a method value passed on is
+	// allocated each time.
+	dispatchFn, handleFn func(int) int
 
 	// The batch being served. The holder changes jobs and next between
 	// queries; willWait reads them while a query is served, under mu.
@@ -78,6 +82,7 @@ func newUDPReader(l *UDP, s *udpSocket) *udpReader {
 		procs: func() int { return runtime.GOMAXPROCS(0) },
 	}
 	r.inl = r.choose(0)
+	r.dispatchFn, r.handleFn = r.dispatch, r.handle
 	for i := range r.ms {
 		r.bufs[i] = getBuf()
 		r.ms[i].Buffers = [][]byte{(*r.bufs[i])[:dns.MaxMsgSize]}
@@ -92,16 +97,19 @@ func newUDPReader(l *UDP, s *udpSocket) *udpReader {
 // is made over.
 const inlineWindow = 64
 
-// took counts n queries admitted and, at the end of a window, chooses
-// whether the next batches are served in place: with more than one P,
-// when fewer than one in four of the socket's queries waited.
-func (r *udpReader) took(n int) {
+// took records a read of n datagrams and returns when it was, counts
+// them and, at the end of a window, chooses whether the next batches are
+// served in place: with more than one P, when fewer than one in four of
+// the socket's queries waited.
+func (r *udpReader) took(n int) time.Time {
+	r.backoff = 0
+	r.size.Took(n)
 	r.served += n
-	if r.served < inlineWindow {
-		return
+	if r.served >= inlineWindow {
+		r.inl = r.choose(r.s.waited.Swap(0))
+		r.served = 0
 	}
-	r.inl = r.choose(r.s.waited.Swap(0))
-	r.served = 0
+	return time.Now()
 }
 
 // choose is whether to serve batches in place, waited of the window's
@@ -124,9 +132,9 @@ func (r *udpReader) choose(waited uint64) bool {
 func (r *udpReader) run() {
 	l := r.l
 	for {
-		handle := r.dispatch
+		handle := r.dispatchFn
 		if r.inl {
-			handle = r.handle
+			handle = r.handleFn
 		}
 		err := rawio.ReadLoop(r.s.bc, r.ms, 0, r.size.Next(), handle)
 		if err != nil {
@@ -148,55 +156,50 @@ func (r *udpReader) run() {
 	}
 }
 
-// dispatch hands the n datagrams read to workers, each copied into a
-// buffer of its size, and asks for the next batch in the same read,
-// unless batches are to be served in place from now on.
+// dispatch hands the n datagrams read to workers and asks for the next
+// batch in the same read, unless batches are to be served in place from
+// now on.
 func (r *udpReader) dispatch(n int) int {
-	r.backoff = 0
-	r.size.Took(n)
-	received := time.Now()
+	received := r.took(n)
 	for i := range n {
-		m := &r.ms[i]
-		var src netip.AddrPort
-		if a, ok := m.Addr.(*net.UDPAddr); ok {
-			src = a.AddrPort()
+		if j, ok := r.admit(i, received); ok {
+			r.l.workers.submit(j)
 		}
-		c := copyBuf((*r.bufs[i])[:m.N])
-		if !r.l.accept(r.s, c, m.N, src, m.OOB[:m.NN], received) {
-			putBuf(c)
-		}
-		m.Addr = nil
 	}
-	r.took(n)
 	if r.inl || r.l.isClosed() {
 		return 0 // Close's deadline stops a read only while it waits
 	}
 	return r.size.Next()
 }
 
-// handle takes the n datagrams read as the batch's jobs, each copied into
-// a buffer of its size, and ends the read (the batch is served outside it,
-// so that another goroutine can read while a query waits).
+// handle takes the n datagrams read as the batch's jobs and ends the read:
+// the batch is served outside it, so that another goroutine can read
+// while a query waits.
 func (r *udpReader) handle(n int) int {
-	r.backoff = 0
-	r.size.Took(n)
-	r.took(n)
-	received := time.Now()
+	received := r.took(n)
 	for i := range n {
-		m := &r.ms[i]
-		var src netip.AddrPort
-		if a, ok := m.Addr.(*net.UDPAddr); ok {
-			src = a.AddrPort()
-		}
-		c := copyBuf((*r.bufs[i])[:m.N])
-		if j, ok := r.l.admit(r.s, c, m.N, src, m.OOB[:m.NN], received); ok {
+		if j, ok := r.admit(i, received); ok {
 			r.jobs = append(r.jobs, j)
-		} else {
-			putBuf(c)
 		}
-		m.Addr = nil
 	}
 	return 0
+}
+
+// admit is UDP.admit of the i-th datagram read, copied into a buffer of
+// its size.
+func (r *udpReader) admit(i int, received time.Time) (udpJob, bool) {
+	m := &r.ms[i]
+	var src netip.AddrPort
+	if a, ok := m.Addr.(*net.UDPAddr); ok {
+		src = a.AddrPort()
+	}
+	m.Addr = nil
+	c := copyBuf((*r.bufs[i])[:m.N])
+	j, ok := r.l.admit(r.s, c, m.N, src, m.OOB[:m.NN], received)
+	if !ok {
+		putBuf(c)
+	}
+	return j, ok
 }
 
 // serveBatch serves the jobs read, in turn, and writes their replies
