@@ -58,13 +58,7 @@ func TestUDPReaderHandsOn(t *testing.T) {
 					}
 					return answerA(ctx, req)
 				}}
-				cfg := testConfig(t, fam4, h)
-				cfg.Sockets = 1
-				l, err := listenUDP(cfg, udpOptions{inline: m.mode})
-				if err != nil {
-					t.Fatal(err)
-				}
-				serve(t, l)
+				l := readerListener(t, m.mode, h)
 				c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(l.Addr()))
 				if err != nil {
 					t.Fatal(err)
@@ -78,18 +72,7 @@ func TestUDPReaderHandsOn(t *testing.T) {
 						t.Fatal(err)
 					}
 				}
-				recv := func() uint16 {
-					buf := make([]byte, dns.MaxMsgSize)
-					n, err := c.Read(buf)
-					if err != nil {
-						t.Fatal(err)
-					}
-					r := new(dns.Msg)
-					if err := r.Unpack(buf[:n]); err != nil {
-						t.Fatal(err)
-					}
-					return r.Id
-				}
+				recv := func() uint16 { return readID(t, c) }
 				c.SetDeadline(time.Now().Add(5 * time.Second))
 				send("slow.example.", 0)
 				<-started
@@ -130,13 +113,7 @@ func TestUDPReaderEveryReplyOnce(t *testing.T) {
 				m.Answer = []dns.RR{mustRR(req.Msg.Question[0].Name + " 60 IN A 192.0.2.1")}
 				return m, nil
 			}}
-			cfg := testConfig(t, fam4, h)
-			cfg.Sockets = 1
-			l, err := listenUDP(cfg, udpOptions{inline: m.mode})
-			if err != nil {
-				t.Fatal(err)
-			}
-			serve(t, l)
+			l := readerListener(t, m.mode, h)
 			const clients, perClient = 4, 24 // within a socket buffer
 			var fastDone sync.WaitGroup
 			fastDone.Add(clients)
@@ -221,4 +198,33 @@ func TestUDPReaderChoose(t *testing.T) {
 				tt.mode, tt.waited, inlineWindow, tt.procs, got, tt.want)
 		}
 	}
+}
+
+// readerListener serves h on one UDP socket on IPv4 loopback, its
+// batches served as mode says.
+func readerListener(t *testing.T, mode inlineMode, h pipeline.Handler) *UDP {
+	t.Helper()
+	cfg := testConfig(t, fam4, h)
+	cfg.Sockets = 1
+	l, err := listenUDP(cfg, udpOptions{inline: mode})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, l)
+	return l
+}
+
+// readID reads one reply from c and returns its ID.
+func readID(t *testing.T, c net.Conn) uint16 {
+	t.Helper()
+	buf := make([]byte, dns.MaxMsgSize)
+	n, err := c.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(buf[:n]); err != nil {
+		t.Fatal(err)
+	}
+	return r.Id
 }

@@ -224,18 +224,7 @@ func TestUDPOverload(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recv := func() uint16 {
-		buf := make([]byte, 512)
-		n, err := c.Read(buf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := new(dns.Msg)
-		if err := r.Unpack(buf[:n]); err != nil {
-			t.Fatal(err)
-		}
-		return r.Id
-	}
+	recv := func() uint16 { return readID(t, c) }
 	send(1)
 	<-started
 	send(2) // dropped: query 1 holds the only slot
