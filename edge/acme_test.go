@@ -90,12 +90,19 @@ upstreams:
 		if served == 0 {
 			t.Fatal("the issuance at start was not validated through certmagic's GetCertificate")
 		}
-		renew(t, p, state, domain)
 		// dnsedge's certmagic serves the challenge certificate (and logs
 		// it) only from GetCertificate of dnsedge's own listeners; the
 		// renewing instance could not bind the port the DoT listener
-		// holds, and logs nowhere.
-		if got := logs.count("served key authentication certificate"); got <= served {
+		// holds, and logs nowhere. Pebble now and then finds the new
+		// order authorized already, without a challenge, despite
+		// PEBBLE_AUTHZREUSE=0: such a renewal proves nothing and is
+		// tried again, up to three times.
+		got := served
+		for try := 0; try < 3 && got <= served; try++ {
+			renew(t, p, state, domain)
+			got = logs.count("served key authentication certificate")
+		}
+		if got <= served {
 			t.Fatalf("no TLS-ALPN-01 challenge handshake reached the DoT listener during the renewal (%d before, %d after)", served, got)
 		}
 		if got := queryDoT(t, dot, domain, roots, inter); !got.Equal(first) {
