@@ -9,8 +9,9 @@ import (
 	"golang.org/x/net/ipv4"
 )
 
-// TestNoAllocs: a read or a write, batched or not, allocates nothing:
-// the functions the RawConn calls are bound once per socket.
+// TestNoAllocs: a read or a write, batched or not, and a ReadLoop call
+// allocate nothing: the functions the RawConn calls are bound once per
+// socket.
 func TestNoAllocs(t *testing.T) {
 	a, b := listen(t, "udp4", "127.0.0.1:0"), listen(t, "udp4", "127.0.0.1:0")
 	ba, err := NewBatcher(a, false)
@@ -32,6 +33,17 @@ func TestNoAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("a batched write and read allocate %v times", n)
+	}
+	once := func(int) int { return 0 } // one batch per ReadLoop call
+	if n := testing.AllocsPerRun(100, func() {
+		if _, err := ba.WriteBatch(out, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := ReadLoop(bb, in, 0, 1, once); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("a batched write and a ReadLoop of one batch allocate %v times", n)
 	}
 
 	c, err := net.DialUDP("udp4", nil, a.LocalAddr().(*net.UDPAddr))

@@ -26,9 +26,23 @@ type conn struct {
 
 	rmu sync.Mutex
 	r   sides
+	rl  loop // readLoop's call in progress, under rmu
 
 	wmu sync.Mutex
 	w   sides
+}
+
+// loop is the state of one readLoop call, kept in the conn with its
+// function bound once (newBatcher), so that a call allocates nothing: the
+// UDP listener calls ReadLoop once per batch when it serves batches
+// itself.
+type loop struct {
+	ms     []ipv4.Message
+	flags  int
+	want   int
+	handle func(n int) int
+	err    error
+	fn     func(fd uintptr) bool
 }
 
 // mmsghdr is struct mmsghdr of recvmmsg(2) and sendmmsg(2); Go pads it
@@ -77,6 +91,7 @@ func newBatcher(c *net.UDPConn, v6 bool) (Batcher, error) {
 	b := &conn{rc: rc, v6: v6}
 	b.r.op, b.r.fn = unix.SYS_RECVMMSG, b.r.call
 	b.w.op, b.w.fn = unix.SYS_SENDMMSG, b.w.call
+	b.rl.fn = b.readSome
 	return b, nil
 }
 
@@ -159,32 +174,37 @@ func (c *conn) ReadBatch(ms []ipv4.Message, flags int) (int, error) {
 func (c *conn) readLoop(ms []ipv4.Message, flags, first int, handle func(n int) int) error {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	s := &c.r
-	want := min(first, len(ms))
-	var serr error
-	err := c.rc.Read(func(fd uintptr) bool {
-		for want > 0 {
-			c.prepareRead(ms[:want], flags)
-			if !s.call(fd) {
-				return false // EAGAIN: wait for a datagram
-			}
-			if s.errno != 0 {
-				serr = os.NewSyscallError("recvmmsg", s.errno)
-				return true
-			}
-			n, asked := s.n, want
-			c.finishRead(ms, n)
-			want = min(handle(n), len(ms))
-			if n == 1 && asked > 1 && want > 0 {
-				return false
-			}
-		}
-		return true
-	})
+	l := &c.rl
+	*l = loop{ms: ms, flags: flags, want: min(first, len(ms)), handle: handle, fn: l.fn}
+	err := c.rc.Read(l.fn)
+	serr := l.err
+	*l = loop{fn: l.fn}
 	if err != nil {
 		return err
 	}
 	return serr
+}
+
+// readSome is readLoop's function for the RawConn's Read, on c.rl.
+func (c *conn) readSome(fd uintptr) bool {
+	l, s := &c.rl, &c.r
+	for l.want > 0 {
+		c.prepareRead(l.ms[:l.want], l.flags)
+		if !s.call(fd) {
+			return false // EAGAIN: wait for a datagram
+		}
+		if s.errno != 0 {
+			l.err = os.NewSyscallError("recvmmsg", s.errno)
+			return true
+		}
+		n, asked := s.n, l.want
+		c.finishRead(l.ms, n)
+		l.want = min(l.handle(n), len(l.ms))
+		if n == 1 && asked > 1 && l.want > 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // prepareRead points the read side's headers at ms.
