@@ -65,6 +65,16 @@ func (w *workers[J]) submit(j J) {
 		wk.jobs <- job[J]{j: j}
 		return
 	}
+	w.spawn(j)
+}
+
+// spawn serves j on a new goroutine: a new worker, or a goroutine of its
+// own when max workers are alive. It is apart from submit so that only a
+// job that starts a goroutine is moved to the heap (the closures capture
+// it), not every job handed to an idle worker.
+//
+//go:noinline
+func (w *workers[J]) spawn(j J) {
 	if w.max == 0 || w.n.Add(1) <= w.max {
 		if w.max == 0 {
 			w.n.Add(1)

@@ -1,6 +1,7 @@
 package listen
 
 import (
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -168,4 +169,34 @@ func TestWorkers(t *testing.T) {
 			t.Fatalf("wait did not return; %d workers alive", w.n.Load())
 		}
 	})
+}
+
+// TestWorkersIdleNoAlloc: a job handed to an idle worker is copied into
+// its channel, not moved to the heap (a udpJob is 136 bytes, and every
+// UDP query the reader hands on is one).
+func TestWorkersIdleNoAlloc(t *testing.T) {
+	done := make(chan struct{})
+	stop := make(chan struct{})
+	w := newWorkers(func(udpJob) { done <- struct{}{} }, time.Hour, 0, stop)
+	idle := func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.idle) == 1
+	}
+	j := udpJob{n: 1}
+	w.submit(j) // the worker, and its place in the idle list
+	<-done
+	waitFor(t, "the worker idle", idle)
+	allocs := testing.AllocsPerRun(200, func() {
+		w.submit(j)
+		<-done
+		for !idle() {
+			runtime.Gosched()
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("a job handed to an idle worker allocates %v times, want 0", allocs)
+	}
+	close(stop)
+	w.wait()
 }
