@@ -208,6 +208,9 @@ func TestForwardCarries(t *testing.T) {
 		{"ecs v4", "192.0.2.0/24", nil, "", nil, "192.0.2.0/24", ""},
 		{"ecs v6 replaces the client's", "2001:db8::/56", nil, "", []dns.EDNS0{subnetOpt("198.51.100.0/24")}, "2001:db8::/56", ""},
 		{"tags and trace", "", []string{"env=prod", "stage=canary"}, tid, []dns.EDNS0{clientTag}, "", "env=prod,stage=canary"},
+		{"trace only", "", nil, tid, nil, "", ""},
+		{"trace longer than a w3c id", "", nil, "client-" + tid + "-0123", nil, "", ""},
+		{"ecs and trace", "192.0.2.0/24", nil, tid, nil, "192.0.2.0/24", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -433,5 +436,63 @@ func TestCarriedECSWire(t *testing.T) {
 		if back := clientSubnet(m); back != pfx.Masked() {
 			t.Errorf("%s: reads back as %s", p, back)
 		}
+	}
+}
+
+// TestForwardTraceAndLoopMarks: a forwarded query carries the trace id
+// beside this instance's loop mark and the marks of the instances the
+// query came through, with or without other options.
+func TestForwardTraceAndLoopMarks(t *testing.T) {
+	t.Parallel()
+	const tid = "4bf92f3577b34da6a3ce929d0e0e4736"
+	other := &dns.EDNS0_LOCAL{Code: LoopOptionCode, Data: []byte("someone!")}
+	loop := NewLoop(slog.New(slog.DiscardHandler))
+	for _, tc := range []struct {
+		name  string
+		sent  []dns.EDNS0
+		ecs   string
+		marks int // loop marks upstream: ours and the others'
+	}{
+		{"our mark", nil, "", 1},
+		{"another instance's mark", []dns.EDNS0{other}, "", 2},
+		{"with ecs", []dns.EDNS0{other}, "192.0.2.0/24", 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := &capture{reply: func(q *dns.Msg) (*dns.Msg, error) { return new(dns.Msg).SetReply(q), nil }}
+			req := request(dns.TypeA, true, false, false, tc.sent...)
+			req.TraceID = tid
+			if tc.ecs != "" {
+				req.ECS = netip.MustParsePrefix(tc.ecs)
+			}
+			if _, err := forwardTo(t, ex, loop).ServeDNS(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
+			wire, err := ex.got.Pack()
+			if err != nil {
+				t.Fatal(err)
+			}
+			up := new(dns.Msg)
+			if err := up.Unpack(wire); err != nil {
+				t.Fatal(err)
+			}
+			var trace string
+			var marks []string
+			for _, o := range up.IsEdns0().Option {
+				if o, ok := o.(*dns.EDNS0_LOCAL); ok {
+					switch o.Code {
+					case DefaultTraceOptionCode:
+						trace = string(o.Data)
+					case LoopOptionCode:
+						marks = append(marks, string(o.Data))
+					}
+				}
+			}
+			if trace != tid {
+				t.Errorf("trace option %q, want %q", trace, tid)
+			}
+			if len(marks) != tc.marks || !slices.Contains(marks, string(loop.nonce)) {
+				t.Errorf("loop marks %q, want %d with ours", marks, tc.marks)
+			}
+		})
 	}
 }

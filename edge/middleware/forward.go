@@ -113,9 +113,9 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 // (req.TraceID in ASCII) when the request has them.
 func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 	in := req.Msg
-	// One allocation for the message, its OPT, its additional section
-	// and the loop mark; another for the options it carries, when it
-	// carries any.
+	// One allocation for the message, its OPT, its additional section,
+	// the trace option and the loop mark; another for the ECS and tag
+	// options, when it carries any (or a trace id longer than 32 bytes).
 	u := new(upstreamMsg)
 	q, opt := &u.msg, &u.opt
 	*q = dns.Msg{
@@ -136,7 +136,7 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 			opt.Option = f.loop.carried(copt)
 		}
 	}
-	if req.ECS.IsValid() || tags || trace {
+	if req.ECS.IsValid() || tags || trace && len(req.TraceID) > len(u.traceData) {
 		c := new(carried)
 		if len(opt.Option) == 0 { // no other instance's loop mark
 			opt.Option = c.opts[:0]
@@ -157,10 +157,17 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 			c.trace = dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: data[at:len(data):len(data)]}
 			opt.Option = append(opt.Option, &c.trace)
 		}
+	} else if trace { // the default: a trace id, and nothing else of ours
+		if len(opt.Option) == 0 {
+			opt.Option = u.opts[:0]
+		}
+		n := copy(u.traceData[:], req.TraceID)
+		u.trace = dns.EDNS0_LOCAL{Code: f.carry.TraceCode, Data: u.traceData[:n:n]}
+		opt.Option = append(opt.Option, &u.trace)
 	}
 	if f.loop != nil {
 		if len(opt.Option) == 0 {
-			opt.Option = u.mark[:0]
+			opt.Option = u.opts[:0]
 		}
 		opt.Option = append(opt.Option, f.loop.option())
 	}
@@ -170,13 +177,16 @@ func (f *Forward) upstreamQuery(req *pipeline.Request) *dns.Msg {
 }
 
 // upstreamMsg is a query to forward, with what it is made of but the
-// options it carries (carried): most queries carry none, and these bytes
-// are allocated for every forwarded query.
+// ECS and tag options (carried): most queries carry neither, and these
+// bytes are allocated for every forwarded query. The trace option is
+// here, since by default every forwarded query carries one.
 type upstreamMsg struct {
-	msg   dns.Msg
-	opt   dns.OPT
-	extra [1]dns.RR
-	mark  [1]dns.EDNS0 // the loop mark, when it is the only option
+	msg       dns.Msg
+	opt       dns.OPT
+	extra     [1]dns.RR
+	opts      [2]dns.EDNS0 // the trace option and the loop mark, when they are all
+	trace     dns.EDNS0_LOCAL
+	traceData [32]byte // a W3C trace id's 32 hex digits
 }
 
 // carried holds the options a forwarded query carries upstream and,

@@ -67,17 +67,19 @@ func (n *nopExchanger) Close() error { return nil }
 // DoH upstream's Meta when there are tags or a trace id, and packing it.
 func BenchmarkUpstreamQuery(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		ecs  string
-		tags []string
+		name  string
+		ecs   string
+		tags  []string
+		trace string
 	}{
-		{"plain", "", nil},
-		{"ecs+tags", "192.0.2.0/24", []string{"env=prod", "stage=canary"}},
+		{"plain", "", nil, ""},
+		{"trace", "", nil, "4bf92f3577b34da6a3ce929d0e0e4736"}, // the default
+		{"ecs+tags", "192.0.2.0/24", []string{"env=prod", "stage=canary"}, ""},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			f := forwardTo(b, &nopExchanger{reply: new(dns.Msg)}, nil)
 			req := request(dns.TypeA, true, false, false)
-			req.Tags = tc.tags
+			req.Tags, req.TraceID = tc.tags, tc.trace
 			if tc.ecs != "" {
 				req.ECS = netip.MustParsePrefix(tc.ecs)
 			}
