@@ -1789,8 +1789,9 @@ for server in $ONLY; do
 		bench_server dnsedge "$DNSEDGE_STATUS" "$version" "$port" \
 			"$OUT/dnsedge" serve -config "$RUN/dnsedge.yaml"
 		if ((MAIN && ENCRYPTED)) && [[ $DNSEDGE_STATUS == ok ]]; then
-			# dnsedge serve sets its own GC target (headroom of half the
-			# live heap, 16-256 MiB); this row shows what GOGC=100 (the Go
+			# dnsedge serve sets its own GC target (a headroom of the
+			# live heap up to 64 MiB, then 64 MiB, then half of it; 16-256
+			# MiB); this row shows what GOGC=100 (the Go
 			# default, which turns that target off) gives for the same
 			# connections.
 			mkdir -p "$RUN/dnsedge-gogc100"

@@ -36,7 +36,7 @@ func writeCacheMem(w func(string, ...any), dir string, m map[string]string) erro
 		"`msg.cache.count` (`unbound-control`, with extended statistics; each message entry has an RRset entry beside it), `coredns_cache_entries{type=\"success\"}` (the prometheus plugin). " +
 		"Those endpoints are on in this phase only, and their own memory is in the before figures. The NOERROR answers are an upper bound on it: an answer is not cached when a full shard evicts or refuses it or its hash collides. " +
 		"Bytes per entry is (VmRSS after − VmRSS before) ÷ entries cached. " +
-		"RSS of a Go server includes the garbage collector's headroom: unless the environment sets GOGC, `dnsedge serve` lets its heap grow past what is live by half of it (at least 16 MiB, at most 256 MiB) before a collection; " +
+		"RSS of a Go server includes the garbage collector's headroom: unless the environment sets GOGC, `dnsedge serve` lets its heap grow past what is live by all of it up to 64 MiB, then by 64 MiB until half of it is more, then by half of it (at least 16 MiB, at most 256 MiB) before a collection; " +
 		"`dnsedge-gogc100` is the same binary and configuration with GOGC=100, Go's default (which CoreDNS runs with, and which turns dnsedge's own target off), where the heap may reach about twice what is live.")
 	if s := m["cache_phase_seconds"]; s != "" && s != "-" {
 		w(" The phase took %s s.", s)
