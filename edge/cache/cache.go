@@ -448,11 +448,17 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire [
 	}
 	// An upstream's bytes are kept whole: a name may point past the
 	// last record, so nothing after it can be cut off. They are the
-	// message the forward stage unpacked; only a message whose names
-	// point into its own TTL fields (no server packs one) could read
-	// otherwise once TTLs are lowered, and that is the upstream's own
-	// answer to this question, or an entry that fails to unpack on a
-	// hit and is dropped.
+	// message the forward stage unpacked, unless a name reads bytes a
+	// hit rewrites (see stableNames): then what miekg/dns packs from
+	// reply is stored instead.
+	if wire != nil && !stableNames(b, offs) {
+		if b, err = packStored(reply); err != nil || !sameQuestion(b, key, nameLen) {
+			return nil
+		}
+		if offs, err = ttlOffsets(b, nil); err != nil {
+			return nil
+		}
+	}
 	binary.BigEndian.PutUint16(b, 0)
 	c.clampTTLs(b, offs, ttl)
 	var staleFor uint32

@@ -152,8 +152,10 @@ func (c *Cache) fromShared(r l2.Result, cands [][]byte, qname []byte, q *dns.Msg
 		if v.Msg == nil || i >= len(cands) || v.TTL == 0 {
 			continue
 		}
+		// The shared store is another process's: a message whose names
+		// read bytes a hit rewrites is not taken (see stableNames).
 		offs, err := ttlOffsets(v.Msg, nil)
-		if err != nil {
+		if err != nil || !stableNames(v.Msg, offs) {
 			continue
 		}
 		stored := time.Unix(0, min(v.Stored, now.UnixNano()))

@@ -115,8 +115,12 @@ func CheckRecord(r *Record) error {
 	if err != nil {
 		return err
 	}
-	if _, err := ttlOffsets(r.Msg, nil); err != nil {
+	offs, err := ttlOffsets(r.Msg, nil)
+	if err != nil {
 		return fmt.Errorf("%w: %w", errRecordMsg, err)
+	}
+	if !stableNames(r.Msg, offs) {
+		return fmt.Errorf("%w: a name reads bytes a cached answer rewrites", errRecordMsg)
 	}
 	if binary.BigEndian.Uint16(r.Msg) != 0 || !sameQuestion(r.Msg, r.Key, nameLen) {
 		return fmt.Errorf("%w: not the answer to its key's question", errRecordMsg)
@@ -222,7 +226,7 @@ func (c *Cache) Restore(rs []Record, elapsed time.Duration) int {
 			continue
 		}
 		offs, err := ttlOffsets(r.Msg, nil)
-		if err != nil {
+		if err != nil || !stableNames(r.Msg, offs) {
 			continue
 		}
 		ttl := min(r.TTL, c.recordCap(r.Msg))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"testing"
 	"time"
 
@@ -205,5 +206,16 @@ func TestCheckRecord(t *testing.T) {
 	}
 	if err := CheckRecord(&good); err != nil {
 		t.Fatal(err)
+	}
+	// The answer's owner, a pointer, pointed at its own TTL.
+	r := good
+	r.Msg = append([]byte(nil), good.Msg...)
+	offs, err := ttlOffsets(r.Msg, nil)
+	if err != nil || len(offs) == 0 || r.Msg[offs[0]-6]&0xC0 != 0xC0 {
+		t.Fatalf("the answer's owner is not a pointer before its TTL at %v (%v)", offs, err)
+	}
+	r.Msg[offs[0]-6], r.Msg[offs[0]-5] = 0xC0|byte(offs[0]>>8), byte(offs[0])
+	if err := CheckRecord(&r); err == nil || !strings.Contains(err.Error(), "rewrites") {
+		t.Fatalf("a name read from a TTL: %v", err)
 	}
 }

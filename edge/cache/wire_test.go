@@ -99,6 +99,8 @@ func TestTTLOffsets(t *testing.T) {
 // FuzzTTLOffsets checks the wire walker against miekg/dns: it never
 // panics, and on every message miekg/dns unpacks whole (header counts
 // honest), it finds one TTL per record but OPT, holding that record's TTL.
+// Once rewritten as a hit rewrites it, a message stableNames passes
+// unpacks to the same records, and a message miekg/dns packs passes it.
 // Seeds: the named messages in testdata/FuzzTTLOffsets.
 func FuzzTTLOffsets(f *testing.F) {
 	files, err := filepath.Glob(filepath.Join("testdata", "FuzzTTLOffsets", "*.bin"))
@@ -116,6 +118,9 @@ func FuzzTTLOffsets(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add(packed(f, true, []string{aWWW}, []string{soa("300", "60")}, nil))
+	// Names read from a TTL and from the header (see TestStableNames).
+	f.Add(crafted(1, 0x8180, 1, 0xC0, 25, 0, 1, 0, 1, 1, 'a', 0, 0, 0, 4, 192, 0, 2, 1))
+	f.Add(crafted(0x0161, 0x0000, 1, 0xC0, 0, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		offs, werr := ttlOffsets(b, nil)
 		if werr == nil {
@@ -140,6 +145,9 @@ func FuzzTTLOffsets(f *testing.F) {
 		}
 		if werr == nil {
 			checkOffsets(t, b, offs, m)
+			if stableNames(b, offs) {
+				checkStable(t, b, offs, m)
+			}
 		}
 		// What the cache walks is what miekg/dns packs: repack and walk.
 		for _, compress := range []bool{false, true} {
@@ -153,8 +161,55 @@ func FuzzTTLOffsets(f *testing.F) {
 				t.Fatalf("walk packed message (compress %v): %v", compress, err)
 			}
 			checkOffsets(t, p, offs, m)
+			if !stableNames(p, offs) && !scansRDATA(m) {
+				t.Fatalf("a message miekg/dns packed (compress %v) reads bytes a hit rewrites", compress)
+			}
 		}
 	})
+}
+
+// checkStable fails t unless msg, whose names stableNames passed, unpacks
+// to the records of m with its header and every TTL rewritten as hits
+// rewrite them.
+func checkStable(t *testing.T, msg []byte, offs []uint16, m *dns.Msg) {
+	t.Helper()
+	b := append([]byte(nil), msg...)
+	b[0], b[1], b[2], b[3] = ^b[0], ^b[1], b[2]^0x85, b[3]^0xB0 // ID; RD, AA, QR; RA, AD, CD
+	for _, off := range offs {
+		binary.BigEndian.PutUint32(b[off:], ^binary.BigEndian.Uint32(b[off:]))
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(b); err != nil {
+		t.Fatalf("stable message no longer unpacks once rewritten: %v", err)
+	}
+	if len(r.Question) != len(m.Question) || len(r.Question) > 0 && r.Question[0] != m.Question[0] {
+		t.Fatalf("question %v once rewritten, %v before", r.Question, m.Question)
+	}
+	for i, sec := range [][2][]dns.RR{{m.Answer, r.Answer}, {m.Ns, r.Ns}, {m.Extra, r.Extra}} {
+		for j := range sec[0] {
+			was, is := dns.Copy(sec[0][j]), dns.Copy(sec[1][j])
+			if was.Header().Rrtype != dns.TypeOPT {
+				was.Header().Ttl, is.Header().Ttl = 0, 0
+			}
+			if was.String() != is.String() {
+				t.Fatalf("section %d record %d reads %q once rewritten, %q before", i, j, is, was)
+			}
+		}
+	}
+}
+
+// scansRDATA reports whether m has a record whose RDATA stableNames scans
+// for pointers (see rdataNames): only there can it take a byte pair that
+// is no pointer for one.
+func scansRDATA(m *dns.Msg) bool {
+	for _, sec := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			if _, _, scan := rdataNames(rr.Header().Rrtype); scan {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // checkOffsets fails t unless offs are the TTL fields of the records of m,
