@@ -6,6 +6,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsedge/dnsedge/edge/pipeline"
+	"github.com/dnsedge/dnsedge/internal/dnswire"
 )
 
 // Flag bits in the key byte that follows QTYPE and QCLASS.
@@ -18,7 +19,7 @@ const (
 )
 
 // maxWireName is the longest name in wire format (RFC 1035 §3.1).
-const maxWireName = 255
+const maxWireName = dnswire.MaxName
 
 // keyStack sizes the buffers that hold a name and a key on the stack: any
 // key without a route fits.
@@ -58,7 +59,7 @@ func appendKey(dst, name []byte, req *pipeline.Request) (key, wname []byte, ok b
 	if q.Name == "" {
 		return dst, nil, false
 	}
-	n, ok := packName(q.Name, name[:cap(name)])
+	n, ok := dnswire.PackName(q.Name, name[:cap(name)])
 	if !ok {
 		var err error
 		if n, err = dns.PackDomainName(q.Name, name[:cap(name)], 0, nil, false); err != nil {
@@ -103,38 +104,4 @@ func appendKey(dst, name []byte, req *pipeline.Request) (key, wname []byte, ok b
 		}
 	}
 	return append(dst, req.Route...), wname, true
-}
-
-// packName writes the fully qualified name s in wire format into buf,
-// as dns.PackDomainName does for the names queries nearly always have:
-// no escapes, and labels of 1 to 63 bytes. For any other name, or when
-// buf is too short, it returns false, and the caller asks miekg/dns
-// (which also says what is wrong with a name that does not pack).
-func packName(s string, buf []byte) (int, bool) {
-	if s == "." && len(buf) > 0 {
-		buf[0] = 0
-		return 1, true
-	}
-	// Without escapes a name of len(s) bytes packs to len(s)+1.
-	if len(s) < 2 || s[len(s)-1] != '.' || len(s)+1 > min(len(buf), maxWireName) {
-		return 0, false
-	}
-	off, start := 0, 0
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			return 0, false
-		case '.':
-			l := i - start
-			if l == 0 || l > 63 {
-				return 0, false
-			}
-			buf[off] = byte(l)
-			copy(buf[off+1:], s[start:i])
-			off += 1 + l
-			start = i + 1
-		}
-	}
-	buf[off] = 0
-	return off + 1, true
 }
