@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/internal/dnswire"
 )
 
 // A wireExchanger is an Exchanger that can send a query packed once for
@@ -62,6 +64,9 @@ func packPrepared(q *dns.Msg) []byte {
 // returns (miekg/dns's own pack writes its extended RCODE too), so m
 // must not be used concurrently.
 func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
+	if wire, ok := packSimpleQuery(m, buf); ok {
+		return wire, nil
+	}
 	opt := lastOPT(m)
 	if opt == nil || len(opt.Option) == 0 {
 		return m.PackBuffer(buf)
@@ -110,6 +115,89 @@ func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
 		wire = append(wire, data...)
 	}
 	return wire, nil
+}
+
+// packSimpleQuery packs m as miekg/dns's Pack does when it has the shape
+// of what the forward stage sends: one question whose name has no
+// escapes, no answer or authority records, and as its only additional
+// record an OPT owned by the root with local options or padding, RCODE
+// 0. It returns false for any other message. The header, the question
+// and the OPT are written directly: miekg/dns's general packer costs
+// more than the rest of sending a query.
+func packSimpleQuery(m *dns.Msg, buf []byte) ([]byte, bool) {
+	if len(m.Question) != 1 || len(m.Answer) != 0 || len(m.Ns) != 0 || len(m.Extra) != 1 ||
+		m.Rcode != 0 || m.Opcode < 0 || m.Opcode > 0xF {
+		return nil, false
+	}
+	opt, ok := m.Extra[0].(*dns.OPT)
+	if !ok || opt.Hdr.Name != "." {
+		return nil, false
+	}
+	size := 0
+	for _, o := range opt.Option {
+		switch o := o.(type) {
+		case *dns.EDNS0_LOCAL:
+			size += 4 + len(o.Data)
+		case *dns.EDNS0_PADDING:
+			size += 4 + len(o.Padding)
+		default:
+			return nil, false
+		}
+	}
+	q := m.Question[0]
+	n := dnswire.HeaderLen + len(q.Name) + 1 + 4 + 11 + size
+	if size > 0xFFFF || n > 0xFFFF {
+		return nil, false
+	}
+	if cap(buf) < n {
+		buf = make([]byte, n)
+	}
+	b := buf[:n]
+	nl, ok := dnswire.PackName(q.Name, b[dnswire.HeaderLen:])
+	if !ok {
+		return nil, false
+	}
+	bits := uint16(m.Opcode) << 11
+	for _, f := range [...]struct {
+		set bool
+		bit uint16
+	}{
+		{m.Response, 1 << 15}, {m.Authoritative, 1 << 10}, {m.Truncated, 1 << 9},
+		{m.RecursionDesired, 1 << 8}, {m.RecursionAvailable, 1 << 7}, {m.Zero, 1 << 6},
+		{m.AuthenticatedData, 1 << 5}, {m.CheckingDisabled, 1 << 4},
+	} {
+		if f.set {
+			bits |= f.bit
+		}
+	}
+	binary.BigEndian.PutUint16(b, m.Id)
+	binary.BigEndian.PutUint16(b[2:], bits)
+	binary.BigEndian.PutUint64(b[4:], 1<<48|1) // QDCOUNT 1, AN 0, NS 0, AR 1
+	off := dnswire.HeaderLen + nl
+	binary.BigEndian.PutUint16(b[off:], q.Qtype)
+	binary.BigEndian.PutUint16(b[off+2:], q.Qclass)
+	off += 4
+	b[off] = 0 // the root
+	binary.BigEndian.PutUint16(b[off+1:], dns.TypeOPT)
+	binary.BigEndian.PutUint16(b[off+3:], opt.Hdr.Class)
+	// miekg/dns writes the extended RCODE, m.Rcode>>4 (0), into the TTL.
+	binary.BigEndian.PutUint32(b[off+5:], opt.Hdr.Ttl&0x00FFFFFF)
+	binary.BigEndian.PutUint16(b[off+9:], uint16(size))
+	off += 11
+	for _, o := range opt.Option {
+		var code uint16
+		var data []byte
+		switch o := o.(type) {
+		case *dns.EDNS0_LOCAL:
+			code, data = o.Code, o.Data
+		case *dns.EDNS0_PADDING:
+			code, data = dns.EDNS0PADDING, o.Padding
+		}
+		binary.BigEndian.PutUint16(b[off:], code)
+		binary.BigEndian.PutUint16(b[off+2:], uint16(len(data)))
+		off += 4 + copy(b[off+4:], data)
+	}
+	return b[:off], true
 }
 
 // maxQuestionQuery is the most a query of one question and an OPT with no

@@ -4,8 +4,12 @@
 // handle is left to miekg/dns.
 package dnswire
 
-// MaxName is the longest name in wire format (RFC 1035 §3.1).
-const MaxName = 255
+const (
+	// HeaderLen is the length of a message's header (RFC 1035 §4.1.1).
+	HeaderLen = 12
+	// MaxName is the longest name in wire format (RFC 1035 §3.1).
+	MaxName = 255
+)
 
 // PackName writes the fully qualified name s in wire format into buf,
 // as dns.PackDomainName does for the names queries nearly always have:
