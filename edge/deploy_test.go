@@ -36,6 +36,10 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 		VolumeMounts []struct {
 			MountPath string `yaml:"mountPath"`
 		} `yaml:"volumeMounts"`
+		Env []struct {
+			Name  string `yaml:"name"`
+			Value string `yaml:"value"`
+		} `yaml:"env"`
 	}
 	var files map[string]string
 	var sidecar *container
@@ -113,6 +117,21 @@ func TestDeployKubernetesSidecar(t *testing.T) {
 	}
 	if !listens || cfg.Metrics.Address == "" {
 		t.Fatalf("the pod's nameservers %v are not dnsedge's listeners %+v, or metrics are off", nameservers, cfg.Listeners)
+	}
+	// One P as long as the sidecar serves plain DNS only (the manifest
+	// says why).
+	procs := ""
+	for _, e := range sidecar.Env {
+		if e.Name == "GOMAXPROCS" {
+			procs = e.Value
+		}
+	}
+	plain := true
+	for _, l := range cfg.Listeners {
+		plain = plain && (l.Proto == "udp" || l.Proto == "tcp")
+	}
+	if plain != (procs == "1") {
+		t.Errorf("GOMAXPROCS %q for listeners %+v: want 1 exactly when all are UDP or TCP", procs, cfg.Listeners)
 	}
 }
 
