@@ -71,16 +71,9 @@ func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
 	if opt == nil || len(opt.Option) == 0 {
 		return m.PackBuffer(buf)
 	}
-	size := 0
-	for _, o := range opt.Option {
-		switch o := o.(type) {
-		case *dns.EDNS0_LOCAL:
-			size += 4 + len(o.Data)
-		case *dns.EDNS0_PADDING:
-			size += 4 + len(o.Padding)
-		default:
-			return m.PackBuffer(buf)
-		}
+	size, ok := localOptionsLen(opt)
+	if !ok {
+		return m.PackBuffer(buf)
 	}
 	if size > 0xffff {
 		return m.PackBuffer(buf) // and its error
@@ -101,6 +94,29 @@ func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
 	// The OPT was packed last with no options: its RDLENGTH is the
 	// message's last two bytes.
 	binary.BigEndian.PutUint16(wire[len(wire)-2:], uint16(size))
+	return appendLocalOptions(wire, options), nil
+}
+
+// localOptionsLen returns the length of opt's options in wire format, and
+// false when one is neither a local option (dns.EDNS0_LOCAL) nor padding.
+func localOptionsLen(opt *dns.OPT) (int, bool) {
+	size := 0
+	for _, o := range opt.Option {
+		switch o := o.(type) {
+		case *dns.EDNS0_LOCAL:
+			size += 4 + len(o.Data)
+		case *dns.EDNS0_PADDING:
+			size += 4 + len(o.Padding)
+		default:
+			return 0, false
+		}
+	}
+	return size, true
+}
+
+// appendLocalOptions appends options, which localOptionsLen accepted, to
+// dst in wire format.
+func appendLocalOptions(dst []byte, options []dns.EDNS0) []byte {
 	for _, o := range options {
 		var code uint16
 		var data []byte
@@ -110,11 +126,11 @@ func PackQuery(m *dns.Msg, buf []byte) ([]byte, error) {
 		case *dns.EDNS0_PADDING:
 			code, data = dns.EDNS0PADDING, o.Padding
 		}
-		wire = binary.BigEndian.AppendUint16(wire, code)
-		wire = binary.BigEndian.AppendUint16(wire, uint16(len(data)))
-		wire = append(wire, data...)
+		dst = binary.BigEndian.AppendUint16(dst, code)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(data)))
+		dst = append(dst, data...)
 	}
-	return wire, nil
+	return dst
 }
 
 // packSimpleQuery packs m as miekg/dns's Pack does when it has the shape
@@ -133,16 +149,9 @@ func packSimpleQuery(m *dns.Msg, buf []byte) ([]byte, bool) {
 	if !ok || opt.Hdr.Name != "." {
 		return nil, false
 	}
-	size := 0
-	for _, o := range opt.Option {
-		switch o := o.(type) {
-		case *dns.EDNS0_LOCAL:
-			size += 4 + len(o.Data)
-		case *dns.EDNS0_PADDING:
-			size += 4 + len(o.Padding)
-		default:
-			return nil, false
-		}
+	size, ok := localOptionsLen(opt)
+	if !ok {
+		return nil, false
 	}
 	q := m.Question[0]
 	n := dnswire.HeaderLen + len(q.Name) + 1 + 4 + 11 + size
@@ -183,21 +192,8 @@ func packSimpleQuery(m *dns.Msg, buf []byte) ([]byte, bool) {
 	// miekg/dns writes the extended RCODE, m.Rcode>>4 (0), into the TTL.
 	binary.BigEndian.PutUint32(b[off+5:], opt.Hdr.Ttl&0x00FFFFFF)
 	binary.BigEndian.PutUint16(b[off+9:], uint16(size))
-	off += 11
-	for _, o := range opt.Option {
-		var code uint16
-		var data []byte
-		switch o := o.(type) {
-		case *dns.EDNS0_LOCAL:
-			code, data = o.Code, o.Data
-		case *dns.EDNS0_PADDING:
-			code, data = dns.EDNS0PADDING, o.Padding
-		}
-		binary.BigEndian.PutUint16(b[off:], code)
-		binary.BigEndian.PutUint16(b[off+2:], uint16(len(data)))
-		off += 4 + copy(b[off+4:], data)
-	}
-	return b[:off], true
+	// b has room for the options: appending them copies nothing else.
+	return appendLocalOptions(b[:off+11], opt.Option), true
 }
 
 // maxQuestionQuery is the most a query of one question and an OPT with no

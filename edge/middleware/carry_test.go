@@ -224,15 +224,7 @@ func TestForwardCarries(t *testing.T) {
 			if _, err := f.ServeDNS(context.Background(), req); err != nil {
 				t.Fatal(err)
 			}
-			// What the upstream reads off the wire.
-			wire, err := ex.got.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			up := new(dns.Msg)
-			if err := up.Unpack(wire); err != nil {
-				t.Fatal(err)
-			}
+			up := offTheWire(t, ex.got)
 			var gotECS, gotTag, gotTrace string
 			for _, o := range up.IsEdns0().Option {
 				switch o := o.(type) {
@@ -467,14 +459,7 @@ func TestForwardTraceAndLoopMarks(t *testing.T) {
 			if _, err := forwardTo(t, ex, loop).ServeDNS(context.Background(), req); err != nil {
 				t.Fatal(err)
 			}
-			wire, err := ex.got.Pack()
-			if err != nil {
-				t.Fatal(err)
-			}
-			up := new(dns.Msg)
-			if err := up.Unpack(wire); err != nil {
-				t.Fatal(err)
-			}
+			up := offTheWire(t, ex.got)
 			var trace string
 			var marks []string
 			for _, o := range up.IsEdns0().Option {
@@ -495,4 +480,19 @@ func TestForwardTraceAndLoopMarks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// offTheWire returns q as the upstream reads it off the wire: packed and
+// unpacked.
+func offTheWire(t *testing.T, q *dns.Msg) *dns.Msg {
+	t.Helper()
+	wire, err := q.Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	up := new(dns.Msg)
+	if err := up.Unpack(wire); err != nil {
+		t.Fatal(err)
+	}
+	return up
 }
