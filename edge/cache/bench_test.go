@@ -25,6 +25,22 @@ func benchReply(q *dns.Msg) (*dns.Msg, error) {
 	return m, nil
 }
 
+// packWalked packs m with its names compressed and walks it for its TTL
+// fields, as the cache stores an answer.
+func packWalked(b testing.TB, m *dns.Msg) ([]byte, []uint16) {
+	b.Helper()
+	m.Compress = true
+	msg, err := m.Pack()
+	if err != nil {
+		b.Fatal(err)
+	}
+	offs, err := ttlOffsets(msg, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return msg, offs
+}
+
 func benchRequest(name string, id uint16) *pipeline.Request {
 	m := new(dns.Msg)
 	m.SetQuestion(name, dns.TypeA)
@@ -109,15 +125,7 @@ func BenchmarkCacheMiss(b *testing.B) {
 // patch, no unpacking. It is what a hit costs a caller that can use bytes.
 func BenchmarkAppendAnswer(b *testing.B) {
 	m, _ := benchReply(benchRequest("www.example.org.", 0).Msg)
-	m.Compress = true
-	msg, err := m.Pack()
-	if err != nil {
-		b.Fatal(err)
-	}
-	offs, err := ttlOffsets(msg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	msg, offs := packWalked(b, m)
 	e := newEntry(nil, msg, offs, time.Unix(0, 0), 300, 0)
 	qname := msg[headerLen : headerLen+len("www.example.org.")+1]
 	buf := make([]byte, 0, 512)

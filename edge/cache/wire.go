@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsedge/dnsedge/internal/dnswire"
 )
 
 // Errors of the wire walker. They only reach tests: a message the walker
@@ -16,7 +18,7 @@ var (
 )
 
 const (
-	headerLen = 12   // RFC 1035 §4.1.1
+	headerLen = dnswire.HeaderLen
 	rdBit     = 0x01 // RD in the third header byte
 )
 

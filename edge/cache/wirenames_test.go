@@ -159,18 +159,11 @@ func TestUnstableWireRepacked(t *testing.T) {
 func BenchmarkStableNames(b *testing.B) {
 	m := new(dns.Msg)
 	m.SetQuestion("m12345.bench.test.", dns.TypeA)
-	m.Response, m.Compress = true, true
+	m.Response = true
 	rr, _ := dns.NewRR("m12345.bench.test. 3600 IN A 127.1.0.1")
 	m.Answer = []dns.RR{rr}
 	m.SetEdns0(1232, false)
-	msg, err := m.Pack()
-	if err != nil {
-		b.Fatal(err)
-	}
-	offs, err := ttlOffsets(msg, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	msg, offs := packWalked(b, m)
 	for b.Loop() {
 		if !stableNames(msg, offs) {
 			b.Fatal("not stable")
