@@ -176,12 +176,16 @@ func (l *UDP) bind() error {
 			return err
 		}
 		c := pc.(*net.UDPConn)
-		// Best effort: the kernel caps it at net.core.rmem_max.
-		c.SetReadBuffer(udpReadBuffer)
 		l.socks = append(l.socks, newUDPSocket(c, netw == "udp6", l.batch))
 		if addr.Port() == 0 {
 			addr = unmap(c.LocalAddr().(*net.UDPAddr).AddrPort())
 		}
+	}
+	for _, s := range l.socks {
+		// Inherited ones too: a process from before udpReadBuffer may
+		// have opened them. Best effort: the kernel caps it at
+		// net.core.rmem_max.
+		s.conn.SetReadBuffer(udpReadBuffer)
 	}
 	if l.pktinfo {
 		for _, s := range l.socks {
