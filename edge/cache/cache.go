@@ -426,8 +426,10 @@ func addEDE(m *dns.Msg, code uint16, text string) {
 // it stored (nil if none). Only positive and negative answers may be
 // served stale. wire, when not nil, is reply as the upstream sent it
 // (see pipeline.UpstreamReply): it is stored, ID cleared, instead of
-// packing reply, and insert takes it over.
-func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire []byte, authentic bool, verdict pipeline.DNSSECVerdict) *entry {
+// packing reply, and insert takes it over. When client is not nil and
+// wire is stored as it came, *client is set to a copy of wire ready for
+// the client whose query asked (see clientCopy), or nil.
+func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire []byte, authentic bool, verdict pipeline.DNSSECVerdict, client *[]byte) *entry {
 	ttl := c.lifetime(reply)
 	if ttl == 0 {
 		return nil
@@ -451,13 +453,16 @@ func (c *Cache) insert(s *shard, key []byte, nameLen int, reply *dns.Msg, wire [
 	// message the forward stage unpacked, unless a name reads bytes a
 	// hit rewrites (see stableNames): then what miekg/dns packs from
 	// reply is stored instead.
-	if wire != nil && !stableNames(b, offs) {
+	switch {
+	case wire != nil && !stableNames(b, offs):
 		if b, err = packStored(reply); err != nil || !sameQuestion(b, key, nameLen) {
 			return nil
 		}
 		if offs, err = ttlOffsets(b, nil); err != nil {
 			return nil
 		}
+	case wire != nil && client != nil:
+		*client = clientCopy(b, reply)
 	}
 	binary.BigEndian.PutUint16(b, 0)
 	c.clampTTLs(b, offs, ttl)

@@ -104,12 +104,13 @@ func (s *shard) begin(key string) *call {
 // or an error saying every upstream path failed, is cached for
 // ServfailTTL (RFC 9520). A failure is only recorded when judge is
 // true: a client's deadline or the cache's closing say nothing about the
-// upstream.
-func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, reply *dns.Msg, err error) {
+// upstream. client is insert's: where a leader gets the wire form of
+// reply for its own client, or nil.
+func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, reply *dns.Msg, err error, client *[]byte) {
 	cl.reply, cl.err = reply, err
 	switch {
 	case usable(reply, err):
-		e := c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC)
+		e := c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC, client)
 		if e != nil && c.l2 != nil && cl.out.Source == pipeline.SourceUpstream {
 			c.share(e, cl.out.Tenant)
 		}
@@ -120,7 +121,7 @@ func (c *Cache) finish(judge bool, s *shard, key []byte, nameLen int, cl *call, 
 			old.failed.Store(c.now().UnixNano())
 			s.refreshFailures.Add(1)
 		} else if err == nil && reply != nil {
-			c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC)
+			c.insert(s, key, nameLen, reply, cl.wire, cl.auth, cl.out.DNSSEC, client)
 		} else if errors.Is(err, pipeline.ErrUpstreamFailed) {
 			c.insertFailure(s, key, err)
 		}
@@ -170,7 +171,11 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 		if leader {
 			reply, err := next.ServeDNS(ctx, req)
 			cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
-			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
+			var client []byte
+			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, &client)
+			if client != nil {
+				req.Cached = pipeline.CachedReply{Msg: reply, Wire: client}
+			}
 			return reply, err
 		}
 		select {
@@ -201,7 +206,11 @@ func (c *Cache) leadShared(ctx context.Context, s *shard, key []byte, nameLen in
 		return reply, nil
 	}
 	cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
-	c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
+	var client []byte
+	c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, &client)
+	if client != nil {
+		req.Cached = pipeline.CachedReply{Msg: reply, Wire: client}
+	}
 	return reply, err
 }
 

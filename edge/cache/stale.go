@@ -48,7 +48,7 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 		// Closed: nobody will refresh; ask in the foreground.
 		reply, err := next.ServeDNS(ctx, req)
 		cl.out, cl.wire = req.Outcome, req.Upstream.WireOf(reply)
-		c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err)
+		c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, nil)
 		if usable(reply, err) {
 			return reply, nil
 		}
@@ -161,7 +161,7 @@ func (c *Cache) refresh(s *shard, key string, nameLen int, next pipeline.Handler
 		return false
 	}
 	if !c.lead(s, key, nameLen, cl, next, req) {
-		c.finish(false, s, []byte(key), nameLen, cl, nil, context.Canceled)
+		c.finish(false, s, []byte(key), nameLen, cl, nil, context.Canceled, nil)
 		return false
 	}
 	return true
@@ -184,7 +184,7 @@ func (c *Cache) lead(s *shard, key string, nameLen int, cl *call, next pipeline.
 		cl.out, cl.auth, cl.wire = r.Outcome, authenticity(&r, reply), r.Upstream.WireOf(reply)
 		// Running out of RefreshTimeout is the upstream's failure;
 		// being closed is not.
-		c.finish(c.base.Err() == nil, s, []byte(key), nameLen, cl, reply, err)
+		c.finish(c.base.Err() == nil, s, []byte(key), nameLen, cl, reply, err, nil)
 	})
 	if !ok {
 		c.refreshes.Add(-1)

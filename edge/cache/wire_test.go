@@ -147,6 +147,9 @@ func FuzzTTLOffsets(f *testing.F) {
 			checkOffsets(t, b, offs, m)
 			if stableNames(b, offs) {
 				checkStable(t, b, offs, m)
+				if c := clientCopy(b, m); c != nil {
+					checkClientCopy(t, c, m)
+				}
 			}
 		}
 		// What the cache walks is what miekg/dns packs: repack and walk.

@@ -63,7 +63,8 @@ var rdataScan = func() (k [261]bool) {
 
 // rewritten holds the byte ranges of a stored message that a hit may
 // change: the header, every record's TTL field (ttls, ascending) and
-// OPT's fields and options.
+// the OPT record, its owner included (a reply to a client goes with the
+// listener's OPT in its place, see clientCopy).
 type rewritten struct {
 	ttls             []uint16
 	optStart, optEnd int // equal: no OPT
@@ -173,7 +174,7 @@ func stableNames(msg []byte, ttls []uint16) bool {
 			if r.optEnd != 0 {
 				return false
 			}
-			r.optStart, r.optEnd = end, next
+			r.optStart, r.optEnd = off, next
 		}
 		off = next
 	}
@@ -187,8 +188,13 @@ func stableNames(msg []byte, ttls []uint16) bool {
 	}
 	off = records
 	for range rrs {
-		bad, end := r.name(msg, off)
-		if bad {
+		var bad bool
+		var end int
+		if off == r.optStart && r.optEnd != 0 {
+			// OPT's owner goes with it: every reply has the
+			// listener's OPT in its place.
+			end, _ = skipName(msg, off)
+		} else if bad, end = r.name(msg, off); bad {
 			return false
 		}
 		typ := binary.BigEndian.Uint16(msg[end:])

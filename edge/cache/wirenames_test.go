@@ -80,6 +80,10 @@ func TestStableNames(t *testing.T) {
 		// An owner pointing at the OPT record's TYPE (00 29: the root).
 		{"owner in OPT", withOPT(crafted(1, 0x8180, 1,
 			0xC0, 36, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1)), false}, // OPT at 35, its TYPE at 36
+		// An owner pointing at the OPT record's owner (00, the root): a
+		// miss's reply to a client goes without that record.
+		{"owner at OPT's owner", withOPT(crafted(1, 0x8180, 1,
+			0xC0, 35, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1)), false},
 		{"owner in the question", crafted(1, 0x8180, 1,
 			0xC0, 12, 0, 1, 0, 1, 0, 0, 1, 44, 0, 4, 192, 0, 2, 1), true},
 		{"packed: A", packedMsg([]string{aRR}, nil, nil), true},

@@ -13,12 +13,14 @@ import (
 // and an empty RDATA.
 const optLen = 1 + 2 + 2 + 4 + 2
 
-// answerCached is answer's short way for a cache hit that came with its
-// wire form (pipeline.CachedReply): the wire copied after off free bytes
-// of a pooled buffer, with the query's ID, the header bits finish would
-// give m, and the OPT finish (and padded, on an encrypted listener) would
-// give the client, instead of building the reply and packing it. The
-// bytes are those the long way packs. It returns nil when the reply must
+// answerCached is answer's short way for an answer from the cache that
+// came with its wire form (pipeline.CachedReply), a hit or a miss the
+// upstream answered: the wire copied after off free bytes of a pooled
+// buffer, with the query's ID, the header bits finish would give m, and
+// the OPT finish (and padded, on an encrypted listener) would give the
+// client, instead of building the reply and packing it. The message is
+// the one the long way packs; for a hit, so are the bytes (a miss keeps
+// the upstream's order and compression). It returns nil when the reply must
 // go the long way: no wire form, or another stage replaced the cache's
 // answer, or the reply is signed, or it does not fit the client's size
 // (and is truncated).

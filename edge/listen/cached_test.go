@@ -40,6 +40,34 @@ type cachedVariant struct {
 // that truncate; and the wire form is used where it should be.
 func TestAnswerCached(t *testing.T) {
 	t.Parallel()
+	answers, names, qtypes := cachedAnswers(t)
+	byName := map[string]cachedAnswer{}
+	for _, a := range answers {
+		byName[names[a.name]] = a
+	}
+	c, err := cache.New(cache.Config{MaxEntries: 1024}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	up := pipeline.HandlerFunc(func(_ context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		a := byName[strings.ToLower(req.Msg.Question[0].Name)]
+		req.Outcome.Source = pipeline.SourceUpstream
+		return a.build(req.Msg), nil
+	})
+	chain := pipeline.Chain(up, c.Middleware())
+	var sawWire bool
+	serve := cachedServe(t)
+	for _, kind := range []pipeline.Kind{pipeline.KindUDP, pipeline.KindDoT} {
+		// DoT pads its replies (RFC 8467).
+		short, long := cachedSide(t, chain, false, kind, &sawWire), cachedSide(t, chain, true, kind, &sawWire)
+		testAnswerCached(t, short, long, answers, names, qtypes, cachedVariants(), serve, &sawWire)
+	}
+}
+
+// cachedAnswers returns the upstream answers of TestAnswerCached, the
+// name each answers and the type of the name's query where it is not A.
+func cachedAnswers(t *testing.T) ([]cachedAnswer, map[string]string, map[string]uint16) {
 	rr := func(s string) dns.RR {
 		r, err := dns.NewRR(s)
 		if err != nil {
@@ -111,41 +139,34 @@ func TestAnswerCached(t *testing.T) {
 		"glue": "glue.example.org.", "upstream cookie": "cookie.example.org.", "upstream ede": "ede.example.org.",
 		"big": "big.example.org.", "authentic": "ad.example.org."}
 	qtypes := map[string]uint16{"glue": dns.TypeNS, "big": dns.TypeTXT}
-	byName := map[string]cachedAnswer{}
-	for _, a := range answers {
-		byName[names[a.name]] = a
-	}
-	c, err := cache.New(cache.Config{MaxEntries: 1024}, nil)
+	return answers, names, qtypes
+}
+
+// cachedSide is a listener's core in front of chain that answers the
+// short way when it can, or with long the long way always; the short
+// side records in sawWire whether the cache offered a wire form.
+func cachedSide(t *testing.T, chain pipeline.Handler, long bool, kind pipeline.Kind, sawWire *bool) *core {
+	h := pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
+		m, err := chain.ServeDNS(ctx, req)
+		if long {
+			req.Cached = pipeline.CachedReply{}
+		} else {
+			*sawWire = req.Cached.WireOf(m) != nil
+		}
+		return m, err
+	})
+	cfg := Config{Addr: netip.MustParseAddrPort("127.0.0.1:53"), Handler: func() pipeline.Handler { return h },
+		Metrics: newMetrics(prometheus.NewRegistry(), false)}
+	cfg, err := cfg.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	up := pipeline.HandlerFunc(func(_ context.Context, req *pipeline.Request) (*dns.Msg, error) {
-		a := byName[strings.ToLower(req.Msg.Question[0].Name)]
-		req.Outcome.Source = pipeline.SourceUpstream
-		return a.build(req.Msg), nil
-	})
-	chain := pipeline.Chain(up, c.Middleware())
-	var sawWire bool
-	newSide := func(long bool, kind pipeline.Kind) *core {
-		h := pipeline.HandlerFunc(func(ctx context.Context, req *pipeline.Request) (*dns.Msg, error) {
-			m, err := chain.ServeDNS(ctx, req)
-			if long {
-				req.Cached = pipeline.CachedReply{}
-			} else {
-				sawWire = req.Cached.WireOf(m) != nil
-			}
-			return m, err
-		})
-		cfg := Config{Addr: netip.MustParseAddrPort("127.0.0.1:53"), Handler: func() pipeline.Handler { return h },
-			Metrics: newMetrics(prometheus.NewRegistry(), false)}
-		cfg, err := cfg.withDefaults()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return newCore(cfg, kind)
-	}
-	variants := []cachedVariant{
+	return newCore(cfg, kind)
+}
+
+// cachedVariants are the queries of TestAnswerCached.
+func cachedVariants() []cachedVariant {
+	return []cachedVariant{
 		{"no edns", func(n string, t uint16) *dns.Msg { return query(n, t) }, 512, false},
 		{"edns", func(n string, t uint16) *dns.Msg { return queryEDNS(n, t, 1232, false) }, 1232, false},
 		{"do", func(n string, t uint16) *dns.Msg { return queryEDNS(n, t, 4096, true) }, 4096, false},
@@ -164,7 +185,12 @@ func TestAnswerCached(t *testing.T) {
 		// first query was: answered the long way (see cache.answer).
 		{"case", func(n string, t uint16) *dns.Msg { return queryEDNS(strings.ToUpper(n[:3])+n[3:], t, 1232, false) }, 1232, true},
 	}
-	serve := func(cr *core, q *dns.Msg, size int) []byte {
+}
+
+// cachedServe returns a function that answers q on cr for a client that
+// takes size bytes, and returns the reply's bytes.
+func cachedServe(t *testing.T) func(cr *core, q *dns.Msg, size int) []byte {
+	return func(cr *core, q *dns.Msg, size int) []byte {
 		// Pooled buffers come back dirty: what the reply does not write
 		// must not show.
 		for _, n := range bufSizes[:2] {
@@ -183,11 +209,6 @@ func TestAnswerCached(t *testing.T) {
 		out := bytes.Clone(b)
 		putBuf(buf)
 		return out
-	}
-	for _, kind := range []pipeline.Kind{pipeline.KindUDP, pipeline.KindDoT} {
-		// DoT pads its replies (RFC 8467).
-		short, long := newSide(false, kind), newSide(true, kind)
-		testAnswerCached(t, short, long, answers, names, qtypes, variants, serve, &sawWire)
 	}
 }
 

@@ -225,14 +225,16 @@ func (u UpstreamReply) WireOf(m *dns.Msg) []byte {
 	return u.Wire
 }
 
-// CachedReply is a cache hit returned with a wire form of it ready for a
-// client: Wire is Msg packed (names compressed) with ID 0, the header as
-// stored, and no OPT record; Msg has no EDNS option a client would get
-// and an RCODE that needs no OPT. A listener that gets Msg itself back
-// from the pipeline (the same pointer: no stage replaced the answer) may
-// send Wire with the query's ID, Msg's header bits and its own OPT,
-// instead of packing Msg. Wire is shared by every hit on the entry: it
-// is read-only.
+// CachedReply is an answer from the cache returned with a wire form of
+// it ready for a client: Wire is Msg packed (names compressed) with no
+// OPT record, and its ID and header bits are to be overwritten; Msg has
+// no EDNS option a client would get and an RCODE that needs no OPT. For
+// a hit Wire is what the cache packed; for a miss it is the upstream's
+// bytes with their OPT record cut off. A listener that gets Msg itself
+// back from the pipeline (the same pointer: no stage replaced the
+// answer) may send Wire with the query's ID, Msg's header bits and its
+// own OPT, instead of packing Msg. Wire may be shared by every hit on an
+// entry: it is read-only.
 type CachedReply struct {
 	Msg  *dns.Msg
 	Wire []byte
