@@ -87,10 +87,14 @@ func (f *Forward) ServeDNS(ctx context.Context, req *pipeline.Request) (*dns.Msg
 	// (AA belongs to the server that holds the zone, RFC 1035 §4.1.1).
 	// A query signed with a key dnsedge does not hold went as the client
 	// sent it, and its answer, signed by the key's holder, is relayed as
-	// it came (RFC 8945 §5.5).
+	// it came (RFC 8945 §5.5). Names go to the client compressed, as
+	// upstreams send them and the cache's answers go: unpacking does
+	// not say so, and an answer packed without would be longer, and
+	// truncated sooner, than the upstream's.
 	if !relay {
 		res.Msg.Authoritative = false
 		res.Msg.RecursionAvailable = true
+		res.Msg.Compress = true
 		if w := res.Wire; len(w) >= 12 {
 			w[2] &^= 0x04 // AA
 			w[3] |= 0x80  // RA

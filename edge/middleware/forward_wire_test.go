@@ -17,7 +17,8 @@ import (
 // loopback upstream: the query on the wire carries the options of the
 // message path (ECS, tags, trace id, loop mark, the 1232-byte buffer,
 // DO), and the answer comes back with its wire form in req.Upstream,
-// the same message as the one returned, AA cleared and RA set in both.
+// the same message as the one returned, AA cleared and RA set in both,
+// to be packed with its names compressed.
 func TestForwardUpstreamWire(t *testing.T) {
 	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
@@ -76,8 +77,9 @@ func TestForwardUpstreamWire(t *testing.T) {
 			t.Errorf("upstream query lacks option %d: %v", c, opt)
 		}
 	}
-	if m.Authoritative || !m.RecursionAvailable || m.Id != req.Msg.Id {
-		t.Errorf("answer AA=%t RA=%t id %d, want AA clear, RA set, id %d", m.Authoritative, m.RecursionAvailable, m.Id, req.Msg.Id)
+	if m.Authoritative || !m.RecursionAvailable || m.Id != req.Msg.Id || !m.Compress {
+		t.Errorf("answer AA=%t RA=%t id %d compress %t, want AA clear, RA set, id %d, compressed",
+			m.Authoritative, m.RecursionAvailable, m.Id, m.Compress, req.Msg.Id)
 	}
 	if req.Upstream.Msg != m || req.Upstream.Wire == nil {
 		t.Fatal("the answer's wire form was not handed on")
