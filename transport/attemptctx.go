@@ -34,8 +34,10 @@ type attemptCtx struct {
 
 var _ context.Context = (*attemptCtx)(nil)
 
-func newAttemptCtx(parent context.Context, clock clockwork.Clock, timeout time.Duration) *attemptCtx {
-	return &attemptCtx{parent: parent, deadline: clock.Now().Add(timeout), clock: clock}
+// newAttemptCtx returns the context of an attempt that ends at deadline,
+// a time on clock.
+func newAttemptCtx(parent context.Context, clock clockwork.Clock, deadline time.Time) *attemptCtx {
+	return &attemptCtx{parent: parent, deadline: deadline, clock: clock}
 }
 
 func (c *attemptCtx) Deadline() (time.Time, bool) { return c.deadline, true }
@@ -51,7 +53,7 @@ func (c *attemptCtx) Done() <-chan struct{} {
 		// parent's Done, which would say so, is not asked.
 		pipeline.Waits(c.parent)
 		c.done = make(chan struct{})
-		left := c.clock.Until(c.deadline)
+		left := until(c.clock, c.deadline)
 		if left <= 0 {
 			// Past the deadline already: closed now, as
 			// context.WithDeadline does, not by a timer a moment later
@@ -74,7 +76,7 @@ func (c *attemptCtx) Err() error {
 	ended := c.ended
 	c.mu.Unlock()
 	if !ended {
-		if c.clock.Now().Before(c.deadline) {
+		if until(c.clock, c.deadline) > 0 {
 			return nil
 		}
 		c.end()

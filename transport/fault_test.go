@@ -39,7 +39,7 @@ func TestFaultExchange(t *testing.T) {
 			p.fault.Store(tt.fault)
 			results := make(chan attempt, 1)
 			ticket, timeout := p.Health.Begin(Estimate{})
-			go exchangeOn(context.Background(), false, query(), nil, attempt{cand: candidate{p: p}}, ticket, timeout, false, fc, results)
+			go exchangeOn(context.Background(), false, query(), nil, attempt{cand: candidate{p: p}}, ticket, timeout, false, fc, time.Time{}, results)
 			var a attempt
 			if tt.advance > 0 {
 				// The attempt's timeout timer, and the delay's, must be

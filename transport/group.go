@@ -73,7 +73,6 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 		if round%2 == 0 {
 			order = streams(order)
 		}
-		began := g.Race.Clock.Now()
 		res, err := race(ctx, q, wire, order, g.Strategy.Parallel(), g.Race)
 		res.Attempts += attempts
 		attempts = res.Attempts
@@ -81,7 +80,7 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 		if err == nil || !errors.As(err, &re) || !re.timedOut() || !g.timeLeft(ctx, round) {
 			return res, err
 		}
-		if g.Race.Clock.Since(began) < wait {
+		if since(g.Race.Clock, re.began) < wait {
 			if !g.pause(ctx, wait) {
 				return res, err
 			}
@@ -117,7 +116,7 @@ func (g *Group) timeLeft(ctx context.Context, round int) bool {
 	if !ok {
 		return round < roundsWithoutDeadline
 	}
-	return g.Race.Clock.Until(dl) > g.Race.MinAttemptDelay
+	return until(g.Race.Clock, dl) > g.Race.MinAttemptDelay
 }
 
 // order is the race order for one query: the strategy's order of the

@@ -127,7 +127,7 @@ func TestUDPWireExchange(t *testing.T) {
 					if thenAnswer {
 						budget = 30 * time.Second
 					}
-					ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), budget)
+					ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), time.Now().Add(budget))
 					defer ctx.stop()
 					r, rw, err := u.exchangeWire(ctx, q, wire)
 					onWire := <-sent
@@ -194,7 +194,7 @@ func TestUDPWireTruncated(t *testing.T) {
 			u := NewUDP(wireAddr(pc.LocalAddr()), nil)
 			t.Cleanup(func() { u.Close() })
 			q := prepared("tc.example.", dns.TypeTXT)
-			ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), 30*time.Second)
+			ctx := newAttemptCtx(t.Context(), clockwork.NewRealClock(), time.Now().Add(30*time.Second))
 			defer ctx.stop()
 			r, rw, err := u.exchangeWire(ctx, q, packPrepared(q))
 			if err != nil {
@@ -218,7 +218,7 @@ func TestUDPWireTimeout(t *testing.T) {
 	t.Cleanup(func() { u.Close() })
 	fc := clockwork.NewFakeClock()
 	q := prepared("slow.example.", dns.TypeA)
-	ctx := newAttemptCtx(t.Context(), fc, 2*time.Second)
+	ctx := newAttemptCtx(t.Context(), fc, fc.Now().Add(2*time.Second))
 	defer ctx.stop()
 	done := make(chan error, 1)
 	go func() {
@@ -245,7 +245,7 @@ func TestAttemptCtx(t *testing.T) {
 	t.Parallel()
 	fc := clockwork.NewFakeClock()
 	parent, cancel := context.WithCancel(context.WithValue(t.Context(), ctxKey{}, "v"))
-	c := newAttemptCtx(parent, fc, time.Second)
+	c := newAttemptCtx(parent, fc, fc.Now().Add(time.Second))
 	defer c.stop()
 	cancel() // the client going away does not end the attempt
 	if c.Err() != nil || c.Value(ctxKey{}) != "v" {
@@ -267,7 +267,7 @@ func TestAttemptCtx(t *testing.T) {
 	}
 
 	// Done asked for past the deadline is closed at once.
-	c3 := newAttemptCtx(t.Context(), fc, -time.Millisecond)
+	c3 := newAttemptCtx(t.Context(), fc, fc.Now().Add(-time.Millisecond))
 	select {
 	case <-c3.Done():
 	default:
@@ -276,7 +276,7 @@ func TestAttemptCtx(t *testing.T) {
 
 	// Err notices the deadline without a timer, and Done asked for
 	// afterwards is closed.
-	c2 := newAttemptCtx(t.Context(), fc, time.Second)
+	c2 := newAttemptCtx(t.Context(), fc, fc.Now().Add(time.Second))
 	fc.Advance(time.Second)
 	if c2.Err() != context.DeadlineExceeded {
 		t.Errorf("Err %v past the deadline", c2.Err())
@@ -427,7 +427,7 @@ func TestUDPWireTellsWaiter(t *testing.T) {
 	u := NewUDP(wireAddr(pc.LocalAddr()), nil)
 	t.Cleanup(func() { u.Close() })
 	qctx := &waiterCtx{Context: t.Context()}
-	ctx := newAttemptCtx(qctx, clockwork.NewRealClock(), 30*time.Second)
+	ctx := newAttemptCtx(qctx, clockwork.NewRealClock(), time.Now().Add(30*time.Second))
 	defer ctx.stop()
 	q := prepared("wait.example.", dns.TypeA)
 	if _, _, err := u.exchangeWire(ctx, q, packPrepared(q)); err != nil {
@@ -444,7 +444,8 @@ func TestUDPWireTellsWaiter(t *testing.T) {
 func TestAttemptCtxDoneTellsWaiter(t *testing.T) {
 	t.Parallel()
 	qctx := &waiterCtx{Context: t.Context()}
-	ctx := newAttemptCtx(qctx, clockwork.NewFakeClock(), time.Second)
+	fc := clockwork.NewFakeClock()
+	ctx := newAttemptCtx(qctx, fc, fc.Now().Add(time.Second))
 	defer ctx.stop()
 	if n := qctx.told.Load(); n != 0 {
 		t.Fatalf("told %d times before Done", n)

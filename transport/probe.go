@@ -85,7 +85,7 @@ func (u *Upstream) probeOne(c candidate) {
 	results := make(chan attempt, 1)
 	// Close cancels a probe under way rather than wait for its timeout.
 	ticket, timeout := c.p.Health.Begin(c.prior)
-	exchangeOn(u.life, false, q, nil, attempt{cand: c}, ticket, timeout, false, u.clock(), results)
+	exchangeOn(u.life, false, q, nil, attempt{cand: c}, ticket, timeout, false, u.clock(), time.Time{}, results)
 	a := <-results
 	u.deps.Logger.Debug("probe", "path", c.p.String(), "class", a.class.String())
 }

@@ -165,6 +165,12 @@ type racer struct {
 	waited  candidate // and its candidate
 	timer   clockwork.Timer
 	tick    <-chan time.Time
+
+	// began is when the race started; fresh while it starts its first
+	// attempts, which take began as their own start instead of reading
+	// the clock again.
+	began time.Time
+	fresh bool
 }
 
 // race sends q over the candidates in order and returns the first good
@@ -209,6 +215,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 		// Every candidate runs at most once plus its TC retry, so no
 		// attempt ever blocks on reporting after the race returned.
 		results: getResults(2 * len(order)),
+		began:   cfg.Clock.Now(), fresh: true,
 	}
 	defer r.done()
 	immediate := len(trials) + 1
@@ -229,6 +236,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 		r.next++
 		r.launch(attempt{cand: c}, r.next > len(trials))
 	}
+	r.fresh = false
 	if r.waited.p == nil {
 		// Only trials under way: the timer waits on the last of them,
 		// though a trial's failure is no trigger.
@@ -253,7 +261,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
 			errs = append(errs, ctx.Err())
-			return Result{Attempts: r.started}, &RaceError{Errs: errs}
+			return Result{Attempts: r.started}, &RaceError{Errs: errs, began: r.began}
 		}
 		r.pending--
 		switch {
@@ -282,7 +290,7 @@ func race(ctx context.Context, q *dns.Msg, wire []byte, order []candidate, paral
 			if hasFallback {
 				return Result{Msg: fallback.msg, Path: fallback.cand.p, Attempts: r.started}, nil
 			}
-			return Result{Attempts: r.started}, &RaceError{Errs: errs}
+			return Result{Attempts: r.started}, &RaceError{Errs: errs, began: r.began}
 		}
 	}
 }
@@ -340,16 +348,23 @@ func (r *racer) start(a attempt, leading, inline bool) {
 	// canceled, not as the path's timeout.
 	cut := false
 	if dl, ok := r.ctx.Deadline(); ok {
-		if left := r.cfg.Clock.Until(dl); left < timeout {
+		var left time.Duration
+		if r.fresh {
+			left = dl.Sub(r.began)
+		} else {
+			left = until(r.cfg.Clock, dl)
+		}
+		if left < timeout {
 			timeout, cut = left, true
 		}
 	}
 	if inline {
-		exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+		// The race's first attempt, started as the race began.
+		exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.began, r.results)
 		return
 	}
 	r.spawned = true
-	go exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, r.results)
+	go exchangeOn(r.ctx, true, r.q, r.wire, a, ticket, timeout, cut, r.cfg.Clock, time.Time{}, r.results)
 }
 
 // resultChans holds the results channels of races that started no
@@ -486,16 +501,22 @@ func retryBudget(c candidate) time.Duration {
 // With detach the attempt keeps ctx's values but neither its
 // cancellation nor its deadline (the caller cut timeout to it already):
 // a race's attempts outlive the client (see racer.start).
-func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, results chan<- attempt) {
+//
+// begin, when not zero, is when the attempt started, on clock: the
+// caller read it a moment before. The attempt's RTT counts from it.
+func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a attempt, ticket Ticket, timeout time.Duration, cutShort bool, clock clockwork.Clock, begin time.Time, results chan<- attempt) {
 	p := a.cand.p
+	if begin.IsZero() {
+		begin = clock.Now()
+	}
 	var actx context.Context
 	if detach {
-		c := newAttemptCtx(ctx, clock, timeout)
+		c := newAttemptCtx(ctx, clock, begin.Add(timeout))
 		defer c.stop()
 		actx = c
 	} else {
 		if dl, ok := ctx.Deadline(); ok {
-			if left := clock.Until(dl); left < timeout {
+			if left := dl.Sub(begin); left < timeout {
 				timeout, cutShort = left, true
 			}
 		}
@@ -507,7 +528,6 @@ func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a att
 	if meta := QueryMeta(actx); meta != nil && meta.Attempt != nil {
 		actx, end = meta.Attempt(actx, p.Name())
 	}
-	begin := clock.Now()
 	var m *dns.Msg
 	var err error
 	if f := p.Fault(); f != nil {
@@ -517,7 +537,7 @@ func exchangeOn(ctx context.Context, detach bool, q *dns.Msg, wire []byte, a att
 	} else {
 		m, err = p.Exchanger.Exchange(actx, q)
 	}
-	rtt := clock.Since(begin)
+	rtt := since(clock, begin)
 	class := Classify(err)
 	if err == nil && (m.Rcode == dns.RcodeServerFailure || m.Rcode == dns.RcodeRefused) {
 		class = ClassRcode
@@ -541,7 +561,10 @@ var errNoPaths = errors.New("no paths to any upstream")
 
 // RaceError is returned when no path answered. It holds every attempt's
 // error.
-type RaceError struct{ Errs []error }
+type RaceError struct {
+	Errs  []error
+	began time.Time // when the race started, on its clock
+}
 
 func (e *RaceError) Error() string {
 	if len(e.Errs) == 0 {

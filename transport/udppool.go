@@ -478,7 +478,7 @@ func (pl *udpPool) exchange(ctx context.Context, p pinnedAddr, q *dns.Msg, wire 
 		// wait itself ends it then, and the query waits on its one
 		// channel, without a select and without ctx's Done channel and
 		// timer.
-		w.arm(s, ac.clock, ac.clock.Until(ac.deadline))
+		w.arm(s, ac.clock, until(ac.clock, ac.deadline))
 		pipeline.Waits(ac.parent)
 		res = <-w.ch
 		reuse = w.timer.Stop()

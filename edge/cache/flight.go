@@ -149,6 +149,13 @@ func (c *Cache) settle(s *shard, key []byte, cl *call) {
 	}
 }
 
+// judged is finish's judge for next's outcome to a query with ctx: false
+// when it is a failure and ctx ended (see finish). A usable answer is
+// judged without asking ctx, whose Err may read the clock.
+func judged(ctx context.Context, reply *dns.Msg, err error) bool {
+	return usable(reply, err) || ctx.Err() == nil
+}
+
 // usable reports whether next's outcome is an answer worth caching and
 // serving in place of a stale one.
 func usable(reply *dns.Msg, err error) bool {
@@ -172,7 +179,7 @@ func (c *Cache) coalesced(ctx context.Context, s *shard, key []byte, nameLen int
 			reply, err := next.ServeDNS(ctx, req)
 			cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
 			var client []byte
-			c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, &client)
+			c.finish(judged(ctx, reply, err), s, key, nameLen, cl, reply, err, &client)
 			if client != nil {
 				req.Cached = pipeline.CachedReply{Msg: reply, Wire: client}
 			}
@@ -207,7 +214,7 @@ func (c *Cache) leadShared(ctx context.Context, s *shard, key []byte, nameLen in
 	}
 	cl.out, cl.auth, cl.wire = req.Outcome, authenticity(req, reply), req.Upstream.WireOf(reply)
 	var client []byte
-	c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, &client)
+	c.finish(judged(ctx, reply, err), s, key, nameLen, cl, reply, err, &client)
 	if client != nil {
 		req.Cached = pipeline.CachedReply{Msg: reply, Wire: client}
 	}

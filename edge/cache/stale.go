@@ -48,7 +48,7 @@ func (c *Cache) serveStale(ctx context.Context, s *shard, e *entry, age uint32, 
 		// Closed: nobody will refresh; ask in the foreground.
 		reply, err := next.ServeDNS(ctx, req)
 		cl.out, cl.wire = req.Outcome, req.Upstream.WireOf(reply)
-		c.finish(ctx.Err() == nil, s, key, nameLen, cl, reply, err, nil)
+		c.finish(judged(ctx, reply, err), s, key, nameLen, cl, reply, err, nil)
 		if usable(reply, err) {
 			return reply, nil
 		}
