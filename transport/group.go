@@ -76,8 +76,11 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 		res, err := race(ctx, q, wire, order, g.Strategy.Parallel(), g.Race)
 		res.Attempts += attempts
 		attempts = res.Attempts
-		var re *RaceError
-		if err == nil || !errors.As(err, &re) || !re.timedOut() || !g.timeLeft(ctx, round) {
+		if err == nil {
+			return res, nil
+		}
+		re := raceError(err)
+		if re == nil || !re.timedOut() || !g.timeLeft(ctx, round) {
 			return res, err
 		}
 		if since(g.Race.Clock, re.began) < wait {
@@ -87,6 +90,17 @@ func (g *Group) Exchange(ctx context.Context, q *dns.Msg) (Result, error) {
 			wait = min(2*wait, maxRoundWait)
 		}
 	}
+}
+
+// raceError returns the *RaceError in err's chain, nil if none. The
+// variable errors.As fills is moved to the heap: here, only a failed
+// exchange pays for it.
+func raceError(err error) *RaceError {
+	var re *RaceError
+	if errors.As(err, &re) {
+		return re
+	}
+	return nil
 }
 
 // pause waits d on the group's clock; false when ctx ended first.
