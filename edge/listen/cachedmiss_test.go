@@ -21,29 +21,26 @@ func TestAnswerUpstreamWire(t *testing.T) {
 	t.Parallel()
 	answers, names, qtypes := cachedAnswers(t)
 	glue, _ := dns.NewRR("opt.example.org. 300 IN A 192.0.2.9")
+	reply := func(q *dns.Msg) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		m.Answer = []dns.RR{glue}
+		return m
+	}
 	answers = append(answers,
 		cachedAnswer{"opt not last", func(q *dns.Msg) *dns.Msg {
-			m := new(dns.Msg)
-			m.SetReply(q)
-			m.Answer = []dns.RR{glue}
+			m := reply(q)
 			m.SetEdns0(1232, false)
 			m.Extra = append(m.Extra, dns.Copy(glue))
 			return m
 		}, false},
 		cachedAnswer{"upstream padding", func(q *dns.Msg) *dns.Msg {
-			m := new(dns.Msg)
-			m.SetReply(q)
-			m.Answer = []dns.RR{glue}
+			m := reply(q)
 			m.SetEdns0(1232, true)
 			m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_PADDING{Padding: make([]byte, 17)}}
 			return m
 		}, true},
-		cachedAnswer{"trailing bytes", func(q *dns.Msg) *dns.Msg {
-			m := new(dns.Msg)
-			m.SetReply(q)
-			m.Answer = []dns.RR{glue}
-			return m
-		}, false},
+		cachedAnswer{"trailing bytes", reply, false},
 	)
 	for _, n := range []string{"opt not last", "upstream padding", "trailing bytes"} {
 		names[n] = "opt.example.org."

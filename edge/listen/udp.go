@@ -119,6 +119,15 @@ func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
 	return l, nil
 }
 
+// udpReadBuffer is the receive buffer a UDP listener asks for on each
+// socket, opened or inherited: what the kernel queues while the socket
+// is not read. Linux's default, 208 KiB, holds about 250 small queries on
+// loopback, a 50 ms stall at 5,000 a second (a busy core, a collection,
+// the start of the process that takes over in an upgrade); 4 MiB, which
+// Linux grants within net.core.rmem_max and doubles, holds about 10,000.
+// It costs memory only while queries wait in it.
+const udpReadBuffer = 4 << 20
+
 // bind opens the sockets, taking those the process inherited first.
 // Several sockets share the address through SO_REUSEPORT, which would also
 // let them join a group another listener of this user already bound,
@@ -127,15 +136,6 @@ func listenUDP(cfg Config, o udpOptions) (*UDP, error) {
 // a free port. Another process may take the port between that probe and
 // the real bind: that race is accepted. The option is set even on a lone
 // socket, so that a later process can add sockets to its group.
-// udpReadBuffer is the receive buffer a UDP listener asks for on each
-// socket it opens: what the kernel queues while the socket is not read.
-// Linux's default, 208 KiB, holds about 250 small queries on loopback, a
-// 50 ms stall at 5,000 a second (a busy core, a collection, the start of
-// the process that takes over in an upgrade); 4 MiB, which Linux grants
-// within net.core.rmem_max and doubles, holds about 10,000. It costs
-// memory only while queries wait in it.
-const udpReadBuffer = 4 << 20
-
 func (l *UDP) bind() error {
 	ctx := context.Background()
 	netw := network("udp", l.cfg.Addr.Addr())
